@@ -1,6 +1,11 @@
 //! Natrix broker: a NATS-compatible message broker (drop-in for nats-server).
 
+pub mod accounts;
 pub mod config;
+pub mod log;
+pub mod monitor;
 pub mod options;
+pub mod protocol;
+pub mod server;
 pub mod subject;
 pub mod sublist;

@@ -1,0 +1,686 @@
+//! Client connections: the shared per-connection state, the read loop (parse → route) and the
+//! write loop (outbound queue → socket).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::{BufMut, BytesMut};
+use parking_lot::Mutex;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+
+use super::info::ConnectInfo;
+use super::{ClosedReason, Server};
+use crate::accounts::Account;
+use crate::protocol::client::{parse, ClientOp, Limits, ParseError};
+use crate::protocol::encode_msg;
+use crate::subject;
+use crate::sublist::LocalCache;
+
+/// One subscription: what the sublist stores and deliveries are made to.
+#[derive(Debug)]
+pub struct Subscription {
+    pub client: Arc<Client>,
+    pub subject: String,
+    pub queue: Option<String>,
+    pub sid: Box<[u8]>,
+    /// Auto-unsubscribe after this many deliveries; 0 means no limit.
+    pub max: AtomicU64,
+    pub delivered: AtomicU64,
+}
+
+/// Message and byte counters, shared by connections, accounts and the server.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub in_msgs: AtomicU64,
+    pub in_bytes: AtomicU64,
+    pub out_msgs: AtomicU64,
+    pub out_bytes: AtomicU64,
+}
+
+impl Counters {
+    #[inline]
+    fn add_in(&self, bytes: usize) {
+        self.in_msgs.fetch_add(1, Ordering::Relaxed);
+        self.in_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+    #[inline]
+    fn add_out(&self, bytes: usize) {
+        self.out_msgs.fetch_add(1, Ordering::Relaxed);
+        self.out_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+}
+
+/// The pending outbound bytes of a connection.
+#[derive(Debug, Default)]
+struct Outbound {
+    buf: BytesMut,
+    closed: bool,
+    /// The publisher batch that last queued a wake-up for this connection (write coalescing).
+    wake_mark: u64,
+}
+
+/// What CONNECT told us, plus monitoring metadata that changes rarely.
+#[derive(Debug, Default, Clone)]
+pub struct ClientMeta {
+    pub name: String,
+    pub lang: String,
+    pub version: String,
+    pub verbose: bool,
+    pub pedantic: bool,
+    pub echo: bool,
+    pub headers: bool,
+    pub no_responders: bool,
+    pub connected: bool,
+}
+
+/// The part of a connection other tasks touch: its outbound queue, subscriptions and counters.
+#[derive(Debug)]
+pub struct Client {
+    pub cid: u64,
+    pub addr: SocketAddr,
+    pub start: SystemTime,
+    pub account: Arc<Account>,
+    pub stats: Counters,
+    /// Unix nanoseconds of the last protocol activity.
+    pub last_activity: AtomicI64,
+    /// Round-trip time of the first PING, in nanoseconds.
+    pub rtt_nanos: AtomicI64,
+    pub meta: Mutex<ClientMeta>,
+    pub subs: Mutex<HashMap<Box<[u8]>, Arc<Subscription>>>,
+    out: Mutex<Outbound>,
+    /// Wakes the write loop when output is queued or the connection closes.
+    wake: Notify,
+    /// Wakes the read loop when the connection is closed from elsewhere.
+    stop: Notify,
+    closing: AtomicBool,
+    reason: Mutex<Option<ClosedReason>>,
+    pings_out: AtomicU32,
+    headers: AtomicBool,
+    max_pending: usize,
+}
+
+impl Client {
+    /// Bytes queued and not yet written.
+    pub fn pending_bytes(&self) -> usize {
+        self.out.lock().buf.len()
+    }
+
+    /// Why the connection closed, once it has.
+    pub fn closed_reason(&self) -> Option<ClosedReason> {
+        *self.reason.lock()
+    }
+
+    /// Whether the client asked for headers in CONNECT.
+    #[inline]
+    pub fn supports_headers(&self) -> bool {
+        self.headers.load(Ordering::Relaxed)
+    }
+
+    /// Queues raw protocol bytes and wakes the writer.
+    pub fn send_proto(&self, bytes: &[u8]) {
+        {
+            let mut out = self.out.lock();
+            if out.closed {
+                return;
+            }
+            out.buf.put_slice(bytes);
+        }
+        self.wake.notify_one();
+    }
+
+    /// Starts closing the connection; the first reason given wins.
+    pub fn close(&self, reason: ClosedReason) {
+        if self.closing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        *self.reason.lock() = Some(reason);
+        self.wake.notify_one();
+        self.stop.notify_one();
+    }
+
+    /// Whether `close` has been called.
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
+    fn touch(&self) {
+        self.last_activity.store(unix_nanos(), Ordering::Relaxed);
+    }
+}
+
+/// Unix time in nanoseconds.
+pub fn unix_nanos() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+/// Connections woken during one read batch, each once at the end (write coalescing).
+pub struct WakeList {
+    mark: u64,
+    clients: Vec<Arc<Client>>,
+}
+
+impl WakeList {
+    fn new(mark: u64) -> Self {
+        WakeList {
+            mark,
+            clients: Vec::new(),
+        }
+    }
+
+    fn flush(&mut self) {
+        for c in self.clients.drain(..) {
+            c.wake.notify_one();
+        }
+        self.mark = self.mark.wrapping_add(1 << 32);
+    }
+}
+
+/// Sends one message to one subscription; returns whether it was delivered.
+#[inline]
+fn deliver(
+    server: &Server,
+    sub: &Arc<Subscription>,
+    subject: &[u8],
+    reply: Option<&[u8]>,
+    headers: Option<&[u8]>,
+    payload: &[u8],
+    wakes: &mut WakeList,
+) -> bool {
+    let max = sub.max.load(Ordering::Relaxed);
+    if max > 0 {
+        let n = sub.delivered.fetch_add(1, Ordering::Relaxed) + 1;
+        if n > max {
+            return false;
+        }
+        if n == max {
+            server.remove_sub(sub);
+        }
+    } else {
+        sub.delivered.fetch_add(1, Ordering::Relaxed);
+    }
+    let client = &sub.client;
+    let hdr = if client.supports_headers() { headers } else { None };
+    let size = payload.len() + hdr.map_or(0, |h| h.len());
+    let over = {
+        let mut out = client.out.lock();
+        if out.closed {
+            return false;
+        }
+        encode_msg(&mut out.buf, subject, &sub.sid, reply, hdr, payload);
+        if out.wake_mark != wakes.mark {
+            out.wake_mark = wakes.mark;
+            wakes.clients.push(client.clone());
+        }
+        out.buf.len() > client.max_pending
+    };
+    client.stats.add_out(size);
+    client.account.stats.add_out(size);
+    server.stats.add_out(size);
+    if over {
+        server.slow_consumer(client, ClosedReason::SlowConsumerPendingBytes);
+    }
+    true
+}
+
+/// Routes one published message through `account` to every matching subscription.
+#[allow(clippy::too_many_arguments)]
+pub fn route_message(
+    server: &Server,
+    cache: &mut LocalCache<Subscription>,
+    account: &Account,
+    sender: Option<&Client>,
+    echo: bool,
+    subject: &[u8],
+    reply: Option<&[u8]>,
+    headers: Option<&[u8]>,
+    payload: &[u8],
+    wakes: &mut WakeList,
+) -> bool {
+    let Ok(subj) = std::str::from_utf8(subject) else {
+        return false;
+    };
+    let result = cache.get(subj, &account.sublist);
+    let mut delivered = false;
+    let sender_cid = sender.map_or(0, |c| c.cid);
+    for sub in result.psubs.iter() {
+        if !echo && sub.client.cid == sender_cid {
+            continue;
+        }
+        delivered |= deliver(server, sub, subject, reply, headers, payload, wakes);
+    }
+    for group in result.qsubs.iter() {
+        if group.is_empty() {
+            continue;
+        }
+        // Random start, then the next member that takes it (skipping closed or exhausted ones).
+        let start = fastrand::usize(..group.len());
+        for i in 0..group.len() {
+            let sub = &group[(start + i) % group.len()];
+            if !echo && sub.client.cid == sender_cid {
+                continue;
+            }
+            if deliver(server, sub, subject, reply, headers, payload, wakes) {
+                delivered = true;
+                break;
+            }
+        }
+    }
+    delivered
+}
+
+/// Runs one client connection to completion.
+pub async fn run_client(server: Arc<Server>, stream: TcpStream, addr: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let opts = server.options();
+    let cid = server.next_cid();
+    let account = server.global_account();
+    let client = Arc::new(Client {
+        cid,
+        addr,
+        start: SystemTime::now(),
+        account: account.clone(),
+        stats: Counters::default(),
+        last_activity: AtomicI64::new(unix_nanos()),
+        rtt_nanos: AtomicI64::new(0),
+        meta: Mutex::new(ClientMeta {
+            echo: true,
+            ..Default::default()
+        }),
+        subs: Mutex::new(HashMap::new()),
+        out: Mutex::new(Outbound::default()),
+        wake: Notify::new(),
+        stop: Notify::new(),
+        closing: AtomicBool::new(false),
+        reason: Mutex::new(None),
+        pings_out: AtomicU32::new(0),
+        headers: AtomicBool::new(false),
+        max_pending: opts.max_pending.max(1) as usize,
+    });
+
+    let (rd, wr) = stream.into_split();
+    let info = server.info_for(cid, &addr.ip().to_string());
+    client.send_proto(&info);
+
+    if !server.register_client(&client) {
+        tracing::error!("{} - cid:{} - maximum connections exceeded", addr, cid);
+        client.send_proto(b"-ERR 'maximum connections exceeded'\r\n");
+        client.close(ClosedReason::MaxConnectionsExceeded);
+        write_loop(server.clone(), client.clone(), wr).await;
+        server.record_closed(&client);
+        return;
+    }
+    tracing::debug!("{}:{} - cid:{} - Client connection created", addr.ip(), addr.port(), cid);
+
+    let writer = tokio::spawn(write_loop(server.clone(), client.clone(), wr));
+    read_loop(&server, &client, rd).await;
+    client.close(ClosedReason::ClientClosed);
+    let _ = writer.await;
+    server.remove_client(&client);
+}
+
+/// The per-connection parse state that only the read loop touches.
+struct Reader {
+    limits: Limits,
+    cache: LocalCache<Subscription>,
+    wakes: WakeList,
+    meta: ClientMeta,
+    max_subs: usize,
+}
+
+async fn read_loop(server: &Arc<Server>, client: &Arc<Client>, mut rd: OwnedReadHalf) {
+    let opts = server.options();
+    let mut r = Reader {
+        limits: Limits {
+            max_control_line: opts.max_control_line.max(1) as usize,
+            max_payload: opts.max_payload.max(0) as usize,
+        },
+        cache: LocalCache::new(),
+        wakes: WakeList::new(client.cid << 1),
+        meta: ClientMeta {
+            echo: true,
+            ..Default::default()
+        },
+        max_subs: opts.max_subscriptions.max(0) as usize,
+    };
+    drop(opts);
+    let mut buf = BytesMut::with_capacity(512);
+    let mut short_reads = 0u32;
+    loop {
+        if buf.capacity() - buf.len() < 256 {
+            buf.reserve(buf.capacity().max(512));
+        }
+        let before = buf.len();
+        let n = tokio::select! {
+            biased;
+            _ = client.stop.notified() => return,
+            res = rd.read_buf(&mut buf) => match res {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            },
+        };
+        // Grow the buffer while reads fill it, shrink after repeated short reads (nats-server).
+        if before + n == buf.capacity() && buf.capacity() < 64 * 1024 {
+            buf.reserve(buf.capacity());
+        } else if n < buf.capacity() / 2 {
+            short_reads += 1;
+        }
+        let mut used = 0;
+        let res = loop {
+            match parse(&buf[used..], &r.limits) {
+                Ok(Some((op, n))) => {
+                    used += n;
+                    if let Err(e) = process_op(server, client, &mut r, op) {
+                        break Err(e);
+                    }
+                    if client.is_closing() {
+                        break Ok(());
+                    }
+                }
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        r.wakes.flush();
+        match res {
+            Ok(()) => {}
+            Err(e) => {
+                tracing::error!(
+                    "{}:{} - cid:{} - Client parser ERROR, state=0, i=0: proto='{}'",
+                    client.addr.ip(),
+                    client.addr.port(),
+                    client.cid,
+                    e
+                );
+                client.send_proto(e.err_text().as_bytes());
+                client.close(ClosedReason::ParseError);
+                return;
+            }
+        }
+        if client.is_closing() {
+            return;
+        }
+        let _ = bytes::Buf::advance(&mut buf, used);
+        if buf.is_empty() && short_reads > 2 && buf.capacity() > 512 {
+            buf = BytesMut::with_capacity(buf.capacity() / 2);
+            short_reads = 0;
+        }
+        client.touch();
+    }
+}
+
+/// Why a single operation failed in a way that closes the connection.
+type OpResult = Result<(), ParseError>;
+
+fn process_op(server: &Arc<Server>, client: &Arc<Client>, r: &mut Reader, op: ClientOp<'_>) -> OpResult {
+    match op {
+        ClientOp::Pub {
+            subject,
+            reply,
+            headers,
+            payload,
+        } => {
+            let size = payload.len() + headers.map_or(0, |h| h.len());
+            client.stats.add_in(size);
+            client.account.stats.add_in(size);
+            server.stats.add_in(size);
+            if headers.is_some() && !r.meta.headers {
+                client.send_proto(b"-ERR 'Headers Not Supported'\r\n");
+                client.close(ClosedReason::ProtocolViolation);
+                return Ok(());
+            }
+            if r.meta.pedantic && !subject::is_valid_literal_subject(subject) {
+                client.send_proto(b"-ERR 'Invalid Publish Subject'\r\n");
+                return Ok(());
+            }
+            let delivered = route_message(
+                server,
+                &mut r.cache,
+                &client.account,
+                Some(client),
+                r.meta.echo,
+                subject,
+                reply,
+                headers,
+                payload,
+                &mut r.wakes,
+            );
+            if !delivered && r.meta.no_responders {
+                if let Some(reply) = reply {
+                    no_responders(client, reply);
+                }
+            }
+            if r.meta.verbose {
+                client.send_proto(b"+OK\r\n");
+            }
+        }
+        ClientOp::Sub { subject, queue, sid } => process_sub(server, client, r, subject, queue, sid),
+        ClientOp::Unsub { sid, max } => {
+            let sub = client.subs.lock().get(sid).cloned();
+            if let Some(sub) = sub {
+                match max {
+                    Some(max) if max > 0 && sub.delivered.load(Ordering::Relaxed) < max => {
+                        sub.max.store(max, Ordering::Relaxed);
+                    }
+                    _ => server.remove_sub(&sub),
+                }
+            }
+            if r.meta.verbose {
+                client.send_proto(b"+OK\r\n");
+            }
+        }
+        ClientOp::Ping => {
+            client.send_proto(b"PONG\r\n");
+        }
+        ClientOp::Pong => {
+            client.pings_out.store(0, Ordering::Relaxed);
+            let rtt = client.rtt_nanos.load(Ordering::Relaxed);
+            if rtt < 0 {
+                // A PING was sent at -rtt; record the first round trip.
+                client.rtt_nanos.store(unix_nanos() + rtt, Ordering::Relaxed);
+            }
+        }
+        ClientOp::Connect(json) => process_connect(client, r, json),
+        ClientOp::Ignored => {}
+    }
+    Ok(())
+}
+
+fn process_connect(client: &Arc<Client>, r: &mut Reader, json: &[u8]) {
+    let ci: ConnectInfo = match serde_json::from_slice(json) {
+        Ok(ci) => ci,
+        Err(_) => {
+            client.send_proto(b"-ERR 'Invalid Connect Information'\r\n");
+            client.close(ClosedReason::ProtocolViolation);
+            return;
+        }
+    };
+    let meta = ClientMeta {
+        name: ci.name.unwrap_or_default(),
+        lang: ci.lang.unwrap_or_default(),
+        version: ci.version.unwrap_or_default(),
+        verbose: ci.verbose,
+        pedantic: ci.pedantic,
+        echo: ci.echo,
+        headers: ci.headers,
+        // nats-server only honours no_responders with headers.
+        no_responders: ci.no_responders && ci.headers,
+        connected: true,
+    };
+    if ci.no_responders && !ci.headers {
+        client.send_proto(b"-ERR 'no responders requires headers support'\r\n");
+        client.close(ClosedReason::ProtocolViolation);
+        return;
+    }
+    client.headers.store(meta.headers, Ordering::Relaxed);
+    *client.meta.lock() = meta.clone();
+    r.meta = meta;
+    if r.meta.verbose {
+        client.send_proto(b"+OK\r\n");
+    }
+}
+
+fn process_sub(
+    server: &Arc<Server>,
+    client: &Arc<Client>,
+    r: &mut Reader,
+    subject: &[u8],
+    queue: Option<&[u8]>,
+    sid: &[u8],
+) {
+    let valid = std::str::from_utf8(subject).is_ok()
+        && subject::is_valid_subject(subject)
+        && queue.is_none_or(|q| std::str::from_utf8(q).is_ok() && subject::is_valid_queue_name(q));
+    if !valid {
+        if queue.is_some() && subject::is_valid_subject(subject) {
+            client.send_proto(b"-ERR 'Invalid Queue Name'\r\n");
+        } else {
+            client.send_proto(b"-ERR 'Invalid Subject'\r\n");
+        }
+        return;
+    }
+    {
+        let subs = client.subs.lock();
+        if subs.contains_key(sid) {
+            // nats-server treats a repeated sid as a no-op.
+            drop(subs);
+            if r.meta.verbose {
+                client.send_proto(b"+OK\r\n");
+            }
+            return;
+        }
+        if r.max_subs > 0 && subs.len() >= r.max_subs {
+            drop(subs);
+            tracing::error!(
+                "{}:{} - cid:{} - Maximum Subscriptions Exceeded",
+                client.addr.ip(),
+                client.addr.port(),
+                client.cid
+            );
+            client.send_proto(b"-ERR 'Maximum Subscriptions Exceeded'\r\n");
+            return;
+        }
+    }
+    let sub = Arc::new(Subscription {
+        client: client.clone(),
+        subject: String::from_utf8_lossy(subject).into_owned(),
+        queue: queue.map(|q| String::from_utf8_lossy(q).into_owned()),
+        sid: sid.into(),
+        max: AtomicU64::new(0),
+        delivered: AtomicU64::new(0),
+    });
+    client.subs.lock().insert(sid.into(), sub.clone());
+    server.add_sub(&sub);
+    if r.meta.verbose {
+        client.send_proto(b"+OK\r\n");
+    }
+}
+
+/// The 503 status nats-server sends to a requester when nothing is subscribed.
+fn no_responders(client: &Client, reply: &[u8]) {
+    let subs = client.subs.lock();
+    let Ok(reply_str) = std::str::from_utf8(reply) else {
+        return;
+    };
+    let sid = subs
+        .values()
+        .find(|s| s.queue.is_none() && subject::matches(reply_str, &s.subject))
+        .map(|s| s.sid.clone());
+    drop(subs);
+    if let Some(sid) = sid {
+        let mut b = BytesMut::new();
+        encode_msg(&mut b, reply, &sid, None, Some(b"NATS/1.0 503\r\n\r\n"), b"");
+        client.send_proto(&b);
+    }
+}
+
+async fn write_loop(server: Arc<Server>, client: Arc<Client>, mut wr: OwnedWriteHalf) {
+    let (ping_interval, ping_max, write_deadline) = {
+        let o = server.options();
+        (o.ping_interval, o.ping_max.max(0) as u32, o.write_deadline)
+    };
+    let ping_interval = if ping_interval.is_zero() {
+        Duration::from_secs(120)
+    } else {
+        ping_interval
+    };
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_interval, ping_interval);
+    let mut spare = BytesMut::with_capacity(4096);
+    loop {
+        tokio::select! {
+            _ = client.wake.notified() => {}
+            _ = ping.tick() => {
+                if !client.is_closing() {
+                    send_ping(&client, ping_max);
+                }
+            }
+        }
+        // Flush whatever is queued; after close, flush once more and stop.
+        loop {
+            let (chunk, closed) = {
+                let mut out = client.out.lock();
+                std::mem::swap(&mut out.buf, &mut spare);
+                if client.is_closing() {
+                    out.closed = true;
+                }
+                (std::mem::take(&mut spare), out.closed)
+            };
+            if chunk.is_empty() {
+                if closed {
+                    let _ = wr.shutdown().await;
+                    return;
+                }
+                spare = chunk;
+                break;
+            }
+            let deadline = if closed { Duration::from_millis(200).min(write_deadline) } else { write_deadline };
+            match tokio::time::timeout(deadline, wr.write_all(&chunk)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => {
+                    client.close(ClosedReason::WriteError);
+                    client.out.lock().closed = true;
+                    return;
+                }
+                Err(_) => {
+                    if !closed {
+                        server.slow_consumer(&client, ClosedReason::SlowConsumerWriteDeadline);
+                    }
+                    client.out.lock().closed = true;
+                    return;
+                }
+            }
+            spare = chunk;
+            spare.clear();
+            if spare.capacity() > 1 << 20 {
+                spare = BytesMut::with_capacity(4096);
+            }
+        }
+    }
+}
+
+fn send_ping(client: &Client, ping_max: u32) {
+    let outstanding = client.pings_out.fetch_add(1, Ordering::Relaxed) + 1;
+    if outstanding > ping_max {
+        tracing::debug!(
+            "{}:{} - cid:{} - Stale Client Connection - Closing",
+            client.addr.ip(),
+            client.addr.port(),
+            client.cid
+        );
+        client.send_proto(b"-ERR 'Stale Connection'\r\n");
+        client.close(ClosedReason::StaleConnection);
+        return;
+    }
+    if client.rtt_nanos.load(Ordering::Relaxed) == 0 {
+        client.rtt_nanos.store(-unix_nanos(), Ordering::Relaxed);
+    }
+    client.send_proto(b"PING\r\n");
+}

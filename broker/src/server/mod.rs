@@ -1,0 +1,490 @@
+//! The server: listeners, the set of live and closed connections, server-wide counters.
+
+pub mod client;
+pub mod info;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use parking_lot::{Mutex, RwLock};
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::accounts::Account;
+use crate::options::Options;
+use client::{Client, Counters, Subscription};
+use info::Info;
+
+/// The version we report; clients gate features on it, so it tracks the nats-server we match.
+pub const VERSION: &str = "2.11.0";
+/// Our own build tag, reported where nats-server reports its Go version.
+pub const GO_VERSION: &str = concat!("natrix-", env!("CARGO_PKG_VERSION"));
+
+/// How many closed connections `/connz?state=closed` remembers.
+pub const MAX_CLOSED_CLIENTS: usize = 10_000;
+
+/// Why a connection closed, with nats-server's wording for `/connz`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClosedReason {
+    ClientClosed,
+    AuthenticationTimeout,
+    AuthenticationViolation,
+    TlsHandshakeError,
+    SlowConsumerPendingBytes,
+    SlowConsumerWriteDeadline,
+    WriteError,
+    ReadError,
+    ParseError,
+    StaleConnection,
+    ProtocolViolation,
+    BadClientProtocolVersion,
+    WrongPort,
+    MaxAccountConnectionsExceeded,
+    MaxConnectionsExceeded,
+    MaxPayloadExceeded,
+    MaxControlLineExceeded,
+    MaxSubscriptionsExceeded,
+    DuplicateRoute,
+    RouteRemoved,
+    ServerShutdown,
+    AuthenticationExpired,
+    WrongGateway,
+    MissingAccount,
+    Revocation,
+    InternalClient,
+    MsgHeaderViolation,
+    NoRespondersRequiresHeaders,
+    ClusterNameConflict,
+    DuplicateRemoteLeafnodeConnection,
+    DuplicateClientID,
+    DuplicateServerName,
+    MinimumVersionRequired,
+    ClusterNamesIdentical,
+    Kicked,
+}
+
+impl ClosedReason {
+    /// The `reason` string nats-server reports in `/connz`.
+    pub fn as_str(self) -> &'static str {
+        use ClosedReason::*;
+        match self {
+            ClientClosed => "Client Closed",
+            AuthenticationTimeout => "Authentication Timeout",
+            AuthenticationViolation => "Authorization Violation",
+            TlsHandshakeError => "TLS Handshake Failure",
+            SlowConsumerPendingBytes => "Slow Consumer (Pending Bytes)",
+            SlowConsumerWriteDeadline => "Slow Consumer (Write Deadline)",
+            WriteError => "Write Error",
+            ReadError => "Read Error",
+            ParseError => "Parse Error",
+            StaleConnection => "Stale Connection",
+            ProtocolViolation => "Protocol Violation",
+            BadClientProtocolVersion => "Bad Client Protocol Version",
+            WrongPort => "Incorrect Port",
+            MaxAccountConnectionsExceeded => "Maximum Account Connections Exceeded",
+            MaxConnectionsExceeded => "Maximum Connections Exceeded",
+            MaxPayloadExceeded => "Maximum Message Payload Exceeded",
+            MaxControlLineExceeded => "Maximum Control Line Exceeded",
+            MaxSubscriptionsExceeded => "Maximum Subscriptions Exceeded",
+            DuplicateRoute => "Duplicate Route",
+            RouteRemoved => "Route Removed",
+            ServerShutdown => "Server Shutdown",
+            AuthenticationExpired => "Authentication Expired",
+            WrongGateway => "Wrong Gateway",
+            MissingAccount => "Missing Account",
+            Revocation => "Credentials Revoked",
+            InternalClient => "Internal Client",
+            MsgHeaderViolation => "Message Header Violation",
+            NoRespondersRequiresHeaders => "No Responders Requires Headers",
+            ClusterNameConflict => "Cluster Name Conflict",
+            DuplicateRemoteLeafnodeConnection => "Duplicate Remote LeafNode Connection",
+            DuplicateClientID => "Duplicate Client ID",
+            DuplicateServerName => "Duplicate Server Name",
+            MinimumVersionRequired => "Minimum Version Required",
+            ClusterNamesIdentical => "Cluster Names Identical",
+            Kicked => "Kicked",
+        }
+    }
+}
+
+/// A connection kept for `/connz?state=closed`, frozen at close time.
+#[derive(Debug, Clone)]
+pub struct ClosedClient {
+    pub client: Arc<Client>,
+    pub stop: SystemTime,
+    pub reason: ClosedReason,
+    pub subs: Vec<String>,
+    pub meta: client::ClientMeta,
+}
+
+/// Slow consumer counts by connection kind, as `/varz` `slow_consumer_stats`.
+#[derive(Debug, Default, Serialize)]
+pub struct SlowConsumerStats {
+    pub clients: AtomicU64,
+    pub routes: AtomicU64,
+    pub gateways: AtomicU64,
+    pub leafs: AtomicU64,
+}
+
+/// The running broker, shared by every connection task and the monitoring server.
+pub struct Server {
+    opts: RwLock<Arc<Options>>,
+    info: RwLock<Info>,
+    pub server_id: String,
+    pub server_name: String,
+    pub start: SystemTime,
+    pub config_load_time: RwLock<SystemTime>,
+    pub stats: Counters,
+    pub slow_consumers: AtomicU64,
+    pub slow_consumer_stats: SlowConsumerStats,
+    pub total_connections: AtomicU64,
+    next_cid: AtomicU64,
+    global: Arc<Account>,
+    accounts: RwLock<HashMap<String, Arc<Account>>>,
+    clients: Mutex<HashMap<u64, Arc<Client>>>,
+    closed: Mutex<VecDeque<ClosedClient>>,
+    /// Client listener address once bound.
+    pub client_addr: RwLock<Option<SocketAddr>>,
+    /// Monitoring listener address once bound.
+    pub http_addr: RwLock<Option<SocketAddr>>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").field("server_id", &self.server_id).finish()
+    }
+}
+
+impl Server {
+    /// Builds a server from options; nothing is bound until [`Server::start`].
+    pub fn new(opts: Options) -> Arc<Server> {
+        let server_id = nkeys::KeyPair::new_server().public_key();
+        let server_name = opts.server_name.clone().unwrap_or_else(|| server_id.clone());
+        let info = Info {
+            server_id: server_id.clone(),
+            server_name: server_name.clone(),
+            version: VERSION.into(),
+            proto: 1,
+            git_commit: None,
+            go: GO_VERSION.into(),
+            host: opts.host.clone(),
+            port: opts.port.max(0) as u16,
+            headers: !opts.no_header_support,
+            max_payload: opts.max_payload,
+            api_lvl: 1,
+            ..Default::default()
+        };
+        let global = Arc::new(Account::new("$G"));
+        let mut accounts = HashMap::new();
+        accounts.insert("$G".to_string(), global.clone());
+        let now = SystemTime::now();
+        Arc::new(Server {
+            opts: RwLock::new(Arc::new(opts)),
+            info: RwLock::new(info),
+            server_id,
+            server_name,
+            start: now,
+            config_load_time: RwLock::new(now),
+            stats: Counters::default(),
+            slow_consumers: AtomicU64::new(0),
+            slow_consumer_stats: SlowConsumerStats::default(),
+            total_connections: AtomicU64::new(0),
+            next_cid: AtomicU64::new(0),
+            global,
+            accounts: RwLock::new(accounts),
+            clients: Mutex::new(HashMap::new()),
+            closed: Mutex::new(VecDeque::new()),
+            client_addr: RwLock::new(None),
+            http_addr: RwLock::new(None),
+            shutdown: watch::channel(false).0,
+        })
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> Arc<Options> {
+        self.opts.read().clone()
+    }
+
+    /// The global account `$G`.
+    pub fn global_account(&self) -> Arc<Account> {
+        self.global.clone()
+    }
+
+    /// Every account, by name.
+    pub fn accounts(&self) -> Vec<Arc<Account>> {
+        self.accounts.read().values().cloned().collect()
+    }
+
+    /// A new connection id.
+    pub fn next_cid(&self) -> u64 {
+        self.next_cid.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// The INFO line for a new client.
+    pub fn info_for(&self, cid: u64, ip: &str) -> Vec<u8> {
+        self.info.read().encode_for(cid, ip, false)
+    }
+
+    /// A copy of the server INFO (for monitoring).
+    pub fn info(&self) -> Info {
+        self.info.read().clone()
+    }
+
+    /// Live connections.
+    pub fn clients(&self) -> Vec<Arc<Client>> {
+        self.clients.lock().values().cloned().collect()
+    }
+
+    /// Number of live connections.
+    pub fn num_clients(&self) -> usize {
+        self.clients.lock().len()
+    }
+
+    /// Closed connections, oldest first.
+    pub fn closed_clients(&self) -> Vec<ClosedClient> {
+        self.closed.lock().iter().cloned().collect()
+    }
+
+    /// Adds a connection unless `max_connections` is reached.
+    pub(crate) fn register_client(&self, c: &Arc<Client>) -> bool {
+        let max = self.options().max_connections;
+        let mut clients = self.clients.lock();
+        if max > 0 && clients.len() >= max as usize {
+            return false;
+        }
+        clients.insert(c.cid, c.clone());
+        self.total_connections.fetch_add(1, Ordering::Relaxed);
+        c.account.num_connections.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// Removes a finished connection: its subscriptions, its registration, and files it as closed.
+    pub(crate) fn remove_client(&self, c: &Arc<Client>) {
+        let subs: Vec<Arc<Subscription>> = c.subs.lock().drain().map(|(_, s)| s).collect();
+        for s in &subs {
+            if s.client.account.sublist.remove(&s.subject, s.queue.as_deref(), s) {
+                s.client.account.num_subs.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        if self.clients.lock().remove(&c.cid).is_some() {
+            c.account.num_connections.fetch_sub(1, Ordering::Relaxed);
+        }
+        let reason = c.closed_reason().unwrap_or(ClosedReason::ClientClosed);
+        tracing::debug!(
+            "{}:{} - cid:{} - Client connection closed: {}",
+            c.addr.ip(),
+            c.addr.port(),
+            c.cid,
+            reason.as_str()
+        );
+        let mut subjects: Vec<String> = subs.iter().map(|s| s.subject.clone()).collect();
+        subjects.sort();
+        self.push_closed(ClosedClient {
+            client: c.clone(),
+            stop: SystemTime::now(),
+            reason,
+            subs: subjects,
+            meta: c.meta.lock().clone(),
+        });
+    }
+
+    /// Files a connection that never registered (e.g. over `max_connections`).
+    pub(crate) fn record_closed(&self, c: &Arc<Client>) {
+        self.push_closed(ClosedClient {
+            client: c.clone(),
+            stop: SystemTime::now(),
+            reason: c.closed_reason().unwrap_or(ClosedReason::ClientClosed),
+            subs: Vec::new(),
+            meta: c.meta.lock().clone(),
+        });
+    }
+
+    fn push_closed(&self, cc: ClosedClient) {
+        let mut closed = self.closed.lock();
+        if closed.len() >= MAX_CLOSED_CLIENTS {
+            closed.pop_front();
+        }
+        closed.push_back(cc);
+    }
+
+    /// Adds a subscription to its account's sublist.
+    pub(crate) fn add_sub(&self, sub: &Arc<Subscription>) {
+        let acc = &sub.client.account;
+        if acc
+            .sublist
+            .insert(&sub.subject, sub.queue.as_deref(), sub.clone())
+            .is_ok()
+        {
+            acc.num_subs.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Removes a subscription from its account and its connection.
+    pub(crate) fn remove_sub(&self, sub: &Arc<Subscription>) {
+        let acc = &sub.client.account;
+        if acc.sublist.remove(&sub.subject, sub.queue.as_deref(), sub) {
+            acc.num_subs.fetch_sub(1, Ordering::Relaxed);
+        }
+        let mut subs = sub.client.subs.lock();
+        if subs.get(&sub.sid).is_some_and(|s| Arc::ptr_eq(s, sub)) {
+            subs.remove(&sub.sid);
+        }
+    }
+
+    /// Closes a connection that cannot keep up, logging and counting it as nats-server does.
+    pub(crate) fn slow_consumer(&self, c: &Client, reason: ClosedReason) {
+        if c.is_closing() {
+            return;
+        }
+        let opts = self.options();
+        match reason {
+            ClosedReason::SlowConsumerWriteDeadline => tracing::info!(
+                "{}:{} - cid:{} - Slow Consumer Detected: WriteDeadline of {:?} exceeded with {} chunks of {} total bytes.",
+                c.addr.ip(),
+                c.addr.port(),
+                c.cid,
+                opts.write_deadline,
+                1,
+                c.pending_bytes()
+            ),
+            _ => tracing::info!(
+                "{}:{} - cid:{} - Slow Consumer Detected: MaxPending of {} Exceeded",
+                c.addr.ip(),
+                c.addr.port(),
+                c.cid,
+                opts.max_pending
+            ),
+        }
+        self.slow_consumers.fetch_add(1, Ordering::Relaxed);
+        self.slow_consumer_stats.clients.fetch_add(1, Ordering::Relaxed);
+        c.close(reason);
+    }
+
+    /// Asks every task to stop.
+    pub fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+        for c in self.clients() {
+            c.close(ClosedReason::ServerShutdown);
+        }
+    }
+
+    /// Resolves once [`Server::shutdown`] has been called.
+    pub async fn wait_shutdown(&self) {
+        let mut rx = self.shutdown.subscribe();
+        while !*rx.borrow_and_update() {
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Binds the listeners and spawns the accept loops; returns once they are listening.
+    pub async fn start(self: &Arc<Self>) -> std::io::Result<()> {
+        let opts = self.options();
+        let port = if opts.port < 0 { 0 } else { opts.port as u16 };
+        let listener = TcpListener::bind((opts.host.as_str(), port)).await?;
+        let addr = listener.local_addr()?;
+        *self.client_addr.write() = Some(addr);
+        {
+            let mut info = self.info.write();
+            info.port = addr.port();
+            info.connect_urls = self.connect_urls(&opts, addr);
+        }
+        if opts.http_port != 0 {
+            let http_port = if opts.http_port < 0 { 0 } else { opts.http_port as u16 };
+            let http = TcpListener::bind((opts.http_host.as_str(), http_port)).await?;
+            let haddr = http.local_addr()?;
+            *self.http_addr.write() = Some(haddr);
+            tracing::info!("Starting http monitor on {}:{}", host_str(&opts.http_host), haddr.port());
+            tracing::info!(
+                "Listening for monitoring connections on http://{}:{}",
+                host_str(&opts.http_host),
+                haddr.port()
+            );
+            let me = self.clone();
+            tokio::spawn(async move { crate::monitor::serve(me, http).await });
+        }
+        tracing::info!("Listening for client connections on {}:{}", host_str(&opts.host), addr.port());
+        if let Some(dir) = &opts.ports_file_dir {
+            self.write_ports_file(dir)?;
+        }
+        let me = self.clone();
+        tokio::spawn(async move { me.accept_loop(listener).await });
+        tracing::info!("Server is ready");
+        Ok(())
+    }
+
+    fn connect_urls(&self, opts: &Options, addr: SocketAddr) -> Vec<String> {
+        if let Some(adv) = &opts.client_advertise {
+            let adv = if adv.contains(':') { adv.clone() } else { format!("{}:{}", adv, addr.port()) };
+            return vec![adv];
+        }
+        Vec::new()
+    }
+
+    fn write_ports_file(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        let exe = std::env::args()
+            .next()
+            .and_then(|a| std::path::Path::new(&a).file_name().map(|f| f.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "natrix-broker".into());
+        let path = dir.join(format!("{}_{}.ports", exe, std::process::id()));
+        let ports = self.ports();
+        std::fs::write(path, serde_json::to_vec(&ports).unwrap_or_default())
+    }
+
+    /// The URLs the server listens on, as nats-server's `.ports` file and `/varz`.
+    pub fn ports(&self) -> serde_json::Value {
+        let opts = self.options();
+        let mut v = serde_json::Map::new();
+        if let Some(a) = *self.client_addr.read() {
+            let host = advertise_host(&opts.host);
+            v.insert("nats".into(), serde_json::json!([format!("nats://{}:{}", host, a.port())]));
+        }
+        if let Some(a) = *self.http_addr.read() {
+            let host = advertise_host(&opts.http_host);
+            v.insert("monitoring".into(), serde_json::json!([format!("http://{}:{}", host, a.port())]));
+        }
+        serde_json::Value::Object(v)
+    }
+
+    async fn accept_loop(self: Arc<Self>, listener: TcpListener) {
+        loop {
+            tokio::select! {
+                res = listener.accept() => match res {
+                    Ok((stream, addr)) => {
+                        let me = self.clone();
+                        tokio::spawn(async move { client::run_client(me, stream, addr).await });
+                    }
+                    Err(e) => {
+                        tracing::error!("Error accepting client connection: {}", e);
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    }
+                },
+                _ = self.wait_shutdown() => return,
+            }
+        }
+    }
+}
+
+fn host_str(h: &str) -> &str {
+    if h.is_empty() {
+        "0.0.0.0"
+    } else {
+        h
+    }
+}
+
+/// The host to put in URLs: a wildcard listen address is reported as a routable local one.
+fn advertise_host(h: &str) -> String {
+    match h {
+        "" | "0.0.0.0" => "127.0.0.1".into(),
+        "::" | "[::]" => "[::1]".into(),
+        h if h.contains(':') && !h.starts_with('[') => format!("[{h}]"),
+        h => h.into(),
+    }
+}
