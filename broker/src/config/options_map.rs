@@ -1,0 +1,315 @@
+//! Mapping a parsed config tree onto [`Options`], key by key as nats-server's
+//! `processConfigFileLine` does (case-insensitive keys, same aliases).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::duration::parse_go_duration;
+use super::value::{Entry, Kind, Map};
+use super::ConfigError;
+use crate::options::Options;
+
+/// Top-level keys nats-server knows that this broker does not implement yet:
+/// loading a file that sets one fails rather than silently ignoring it.
+pub const NOT_SUPPORTED_KEYS: &[&str] = &[
+    "accounts",
+    "account_resolver",
+    "accounts_resolver",
+    "allow_non_tls",
+    "authorization",
+    "cluster",
+    "connect_error_reports",
+    "default_js_domain",
+    "default_sentinel",
+    "disable_sublist_cache",
+    "gateway",
+    "jetstream",
+    "leaf",
+    "leafnodes",
+    "log_max_num",
+    "log_size_limit",
+    "logfile_max_num",
+    "logfile_size_limit",
+    "logtime_utc",
+    "mappings",
+    "maps",
+    "max_closed_clients",
+    "max_sub_tokens",
+    "max_subscription_tokens",
+    "max_traced_msg_len",
+    "mqtt",
+    "no_auth_user",
+    "no_fast_producer_stall",
+    "no_sublist_cache",
+    "no_sys_acc",
+    "no_system",
+    "no_system_account",
+    "ocsp",
+    "ocsp_cache",
+    "operator",
+    "operators",
+    "prof_block_rate",
+    "prof_port",
+    "proxies",
+    "proxy_protocol",
+    "reconnect_error_reports",
+    "remote_syslog",
+    "resolver",
+    "resolver_pinned_accounts",
+    "resolver_preload",
+    "resolver_tls",
+    "root",
+    "root_operator",
+    "root_operators",
+    "roots",
+    "server_metadata",
+    "server_tags",
+    "store_dir",
+    "storedir",
+    "syslog",
+    "system",
+    "system_account",
+    "tls",
+    "trace_headers",
+    "trusted",
+    "trusted_keys",
+    "websocket",
+    "write_timeout",
+    "ws",
+];
+
+fn bad(e: &Entry, msg: impl Into<String>) -> ConfigError {
+    ConfigError::Value {
+        pos: e.key_pos.clone(),
+        key: e.key.clone(),
+        msg: msg.into(),
+    }
+}
+
+fn type_err(e: &Entry, want: &str) -> ConfigError {
+    bad(
+        e,
+        format!(
+            "{}: expected {want}, got {}",
+            e.key,
+            e.value.kind.type_name()
+        ),
+    )
+}
+
+fn get_str(e: &Entry) -> Result<String, ConfigError> {
+    match &e.value.kind {
+        Kind::String(s) => Ok(s.clone()),
+        _ => Err(type_err(e, "string")),
+    }
+}
+
+fn get_bool(e: &Entry) -> Result<bool, ConfigError> {
+    match &e.value.kind {
+        Kind::Bool(b) => Ok(*b),
+        _ => Err(type_err(e, "boolean")),
+    }
+}
+
+fn get_int(e: &Entry) -> Result<i64, ConfigError> {
+    match &e.value.kind {
+        Kind::Int(i) => Ok(*i),
+        _ => Err(type_err(e, "integer")),
+    }
+}
+
+fn get_i32(e: &Entry) -> Result<i32, ConfigError> {
+    let v = get_int(e)?;
+    i32::try_from(v).map_err(|_| bad(e, format!("{} value {v} is out of range", e.key)))
+}
+
+/// Go's `net.SplitHostPort`.
+pub(crate) fn split_host_port(s: &str) -> Result<(String, String), String> {
+    let missing = || format!("address {s}: missing port in address");
+    let too_many = || format!("address {s}: too many colons in address");
+    if let Some(rest) = s.strip_prefix('[') {
+        let end = rest
+            .find(']')
+            .ok_or_else(|| format!("address {s}: missing ']' in address"))?;
+        let host = &rest[..end];
+        let after = &rest[end + 1..];
+        let port = after.strip_prefix(':').ok_or_else(missing)?;
+        if port.contains(':') || port.contains('[') || port.contains(']') {
+            return Err(too_many());
+        }
+        return Ok((host.to_string(), port.to_string()));
+    }
+    let i = s.rfind(':').ok_or_else(missing)?;
+    let (host, port) = (&s[..i], &s[i + 1..]);
+    if host.contains(':') {
+        return Err(too_many());
+    }
+    if host.contains('[') || host.contains(']') || port.contains('[') || port.contains(']') {
+        return Err(format!("address {s}: unexpected bracket in address"));
+    }
+    Ok((host.to_string(), port.to_string()))
+}
+
+/// nats-server's `parseListen`: a port, or "host:port" (host may be empty).
+fn parse_listen(e: &Entry) -> Result<(String, i32), ConfigError> {
+    match &e.value.kind {
+        Kind::Int(p) => {
+            let p = i32::try_from(*p).map_err(|_| bad(e, format!("port {p} is out of range")))?;
+            Ok((String::new(), p))
+        }
+        Kind::String(s) => {
+            let (host, port) = split_host_port(s)
+                .map_err(|_| bad(e, format!("could not parse address string {s:?}")))?;
+            let port: i32 = port
+                .parse()
+                .map_err(|_| bad(e, format!("could not parse port {port:?}")))?;
+            Ok((host, port))
+        }
+        k => Err(bad(
+            e,
+            format!("expected port or host:port, got {}", k.type_name()),
+        )),
+    }
+}
+
+/// nats-server's `parseDuration`: a Go duration string, or (deprecated) integer seconds.
+fn parse_duration(e: &Entry, warnings: &mut Vec<String>) -> Result<Duration, ConfigError> {
+    match &e.value.kind {
+        Kind::String(s) => {
+            let ns = parse_go_duration(s)
+                .map_err(|err| bad(e, format!("error parsing {}: {err}", e.key)))?;
+            u64::try_from(ns)
+                .map(Duration::from_nanos)
+                .map_err(|_| bad(e, format!("{} can not be negative", e.key)))
+        }
+        Kind::Int(secs) => {
+            warnings.push(format!(
+                "{}: {} should be converted to a duration",
+                e.key_pos, e.key
+            ));
+            u64::try_from(*secs)
+                .map(Duration::from_secs)
+                .map_err(|_| bad(e, format!("{} can not be negative", e.key)))
+        }
+        _ => Err(type_err(e, "duration string")),
+    }
+}
+
+fn parse_string_duration(e: &Entry) -> Result<i128, ConfigError> {
+    let s = get_str(e)?;
+    parse_go_duration(&s).map_err(|err| bad(e, format!("error parsing {}: {err}", e.key)))
+}
+
+fn nanos(ns: i128) -> Duration {
+    Duration::from_nanos(u64::try_from(ns).unwrap_or(0))
+}
+
+fn too_big_i32(e: &Entry) -> Result<i32, ConfigError> {
+    let v = get_int(e)?;
+    if v > i32::MAX as i64 {
+        return Err(bad(e, format!("{} value is too big", e.key)));
+    }
+    i32::try_from(v).map_err(|_| bad(e, format!("{} value {v} is out of range", e.key)))
+}
+
+/// Apply a parsed top-level map onto `opts`; returns warnings (unknown keys,
+/// deprecated forms). Known-but-unsupported keys and bad values are errors.
+pub fn apply(map: &Map, opts: &mut Options) -> Result<Vec<String>, ConfigError> {
+    let mut warnings = Vec::new();
+    let mut http_host_set = false;
+    for e in &map.entries {
+        let key = e.key.to_lowercase();
+        match key.as_str() {
+            "listen" => {
+                let (host, port) = parse_listen(e)?;
+                opts.host = if host.is_empty() {
+                    "0.0.0.0".into()
+                } else {
+                    host
+                };
+                opts.port = port;
+            }
+            "client_advertise" => opts.client_advertise = Some(get_str(e)?),
+            "port" => opts.port = get_i32(e)?,
+            "server_name" => opts.server_name = Some(get_str(e)?),
+            "host" | "net" => opts.host = get_str(e)?,
+            "debug" => opts.debug = get_bool(e)?,
+            "trace" => opts.trace = get_bool(e)?,
+            "trace_verbose" => {
+                opts.trace_verbose = get_bool(e)?;
+                opts.trace = opts.trace_verbose;
+            }
+            "logtime" => opts.logtime = get_bool(e)?,
+            "http" | "https" => {
+                let (host, port) = parse_listen(e)?;
+                if !host.is_empty() {
+                    opts.http_host = host;
+                    http_host_set = true;
+                }
+                if key == "http" {
+                    opts.http_port = port;
+                } else {
+                    opts.https_port = port;
+                }
+            }
+            "http_port" | "monitor_port" => opts.http_port = get_i32(e)?,
+            "https_port" => opts.https_port = get_i32(e)?,
+            "http_base_path" => opts.http_base_path = get_str(e)?,
+            "logfile" | "log_file" => opts.log_file = Some(PathBuf::from(get_str(e)?)),
+            "pidfile" | "pid_file" => opts.pid_file = Some(PathBuf::from(get_str(e)?)),
+            "ports_file_dir" => opts.ports_file_dir = Some(PathBuf::from(get_str(e)?)),
+            "max_control_line" => opts.max_control_line = too_big_i32(e)?,
+            "max_payload" => opts.max_payload = too_big_i32(e)?,
+            "max_pending" => opts.max_pending = get_int(e)?,
+            "max_connections" | "max_conn" => opts.max_connections = get_i32(e)?,
+            "max_subscriptions" | "max_subs" => opts.max_subscriptions = get_i32(e)?,
+            "ping_interval" => opts.ping_interval = parse_duration(e, &mut warnings)?,
+            "ping_max" => opts.ping_max = get_i32(e)?,
+            "write_deadline" => opts.write_deadline = parse_duration(e, &mut warnings)?,
+            "auth_timeout" => {
+                // Not a top-level key in nats-server (it lives in `authorization`).
+                let secs = match &e.value.kind {
+                    Kind::Float(f) => *f,
+                    Kind::Int(i) => *i as f64,
+                    _ => return Err(type_err(e, "number of seconds")),
+                };
+                opts.auth_timeout = Duration::try_from_secs_f64(secs)
+                    .map_err(|_| bad(e, format!("invalid auth_timeout {secs}")))?;
+            }
+            "no_header_support" => opts.no_header_support = get_bool(e)?,
+            "lame_duck_duration" => {
+                let ns = parse_string_duration(e)?;
+                if ns < 30_000_000_000 {
+                    let s = get_str(e)?;
+                    return Err(bad(
+                        e,
+                        format!("invalid lame_duck_duration of {s}, minimum is 30 seconds"),
+                    ));
+                }
+                opts.lame_duck_duration = nanos(ns);
+            }
+            "lame_duck_grace_period" => {
+                let ns = parse_string_duration(e)?;
+                if ns < 0 {
+                    return Err(bad(
+                        e,
+                        "invalid lame_duck_grace_period, needs to be positive",
+                    ));
+                }
+                opts.lame_duck_grace_period = nanos(ns);
+            }
+            k if NOT_SUPPORTED_KEYS.contains(&k) => {
+                return Err(ConfigError::Unsupported {
+                    pos: e.key_pos.clone(),
+                    key: e.key.clone(),
+                })
+            }
+            _ => warnings.push(format!("{}: unknown field {:?}", e.key_pos, e.key)),
+        }
+    }
+    // nats-server: the monitoring host defaults to the client host.
+    if !http_host_set {
+        opts.http_host = opts.host.clone();
+    }
+    Ok(warnings)
+}
