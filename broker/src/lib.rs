@@ -1,6 +1,7 @@
 //! Natrix broker: a NATS-compatible message broker (drop-in for nats-server).
 
 pub mod accounts;
+pub mod cli;
 pub mod config;
 pub mod log;
 pub mod monitor;

@@ -1,0 +1,530 @@
+//! nats-server's command-line flags, parsed by hand with Go `flag` package
+//! rules: `-x` and `--x` are the same, values as `-x v` or `-x=v`, boolean
+//! flags only take `-x=false`, `--` ends the flags.
+
+use std::path::PathBuf;
+
+use crate::options::Options;
+
+/// The flags given on the command line (`None`/`false` = not given).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Cli {
+    /// `-a/--addr/--net`.
+    pub host: Option<String>,
+    /// `-p/--port` (-1 = random).
+    pub port: Option<i32>,
+    /// `-m/--http_port`.
+    pub http_port: Option<i32>,
+    /// `-ms/--https_port`.
+    pub https_port: Option<i32>,
+    /// `-c/--config`.
+    pub config: Option<PathBuf>,
+    /// `-t`: check the config and exit.
+    pub check_config: bool,
+    /// `-n/--name/--server_name`.
+    pub server_name: Option<String>,
+    /// `-l/--log`.
+    pub log_file: Option<PathBuf>,
+    /// `-P/--pid`.
+    pub pid_file: Option<PathBuf>,
+    /// `--ports_file_dir`.
+    pub ports_file_dir: Option<PathBuf>,
+    /// `--client_advertise`.
+    pub client_advertise: Option<String>,
+    /// `-D/--debug` (also `-DV`, `-DVV`).
+    pub debug: Option<bool>,
+    /// `-V/--trace` (also `-VV`, `-DV`, `-DVV`).
+    pub trace: Option<bool>,
+    /// `-VV`, `-DVV`.
+    pub trace_verbose: Option<bool>,
+    /// `-T/--logtime`.
+    pub logtime: Option<bool>,
+    /// `-v/--version`.
+    pub version: bool,
+    /// `-h/--help`.
+    pub help: bool,
+    /// `-sl/--signal <signal>[=<pid>]`, raw.
+    pub signal: Option<String>,
+}
+
+/// A command line that cannot be parsed; Display is Go's `flag` wording.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CliError {
+    /// `flag provided but not defined: -foo`.
+    #[error("flag provided but not defined: -{0}")]
+    Unknown(String),
+    /// `flag needs an argument: -p`.
+    #[error("flag needs an argument: -{0}")]
+    MissingValue(String),
+    /// `invalid value "abc" for flag -p: parse error`.
+    #[error("invalid value {value:?} for flag -{flag}: parse error")]
+    InvalidValue {
+        /// The flag name.
+        flag: String,
+        /// The value given.
+        value: String,
+    },
+    /// `invalid boolean value "x" for -D: parse error`.
+    #[error("invalid boolean value {value:?} for -{flag}: parse error")]
+    InvalidBool {
+        /// The flag name.
+        flag: String,
+        /// The value given.
+        value: String,
+    },
+    /// A positional argument: `unrecognized command: "x"`.
+    #[error("unrecognized command: {0:?}")]
+    Positional(String),
+    /// A nats-server flag whose feature this broker does not implement yet.
+    #[error("flag -{0} is not supported yet")]
+    Unsupported(String),
+    /// `bad flag syntax: ---x`.
+    #[error("bad flag syntax: {0}")]
+    BadSyntax(String),
+}
+
+/// nats-server flags for features not implemented yet: (name, takes a value).
+const UNSUPPORTED: &[(&str, bool)] = &[
+    ("logtime_utc", false),
+    ("s", false),
+    ("syslog", false),
+    ("r", true),
+    ("remote_syslog", true),
+    ("log_size_limit", true),
+    ("max_traced_msg_len", true),
+    ("js", false),
+    ("jetstream", false),
+    ("sd", true),
+    ("store_dir", true),
+    ("user", true),
+    ("pass", true),
+    ("auth", true),
+    ("tls", false),
+    ("tlscert", true),
+    ("tlskey", true),
+    ("tlsverify", false),
+    ("tlscacert", true),
+    ("routes", true),
+    ("cluster", true),
+    ("cluster_name", true),
+    ("no_advertise", false),
+    ("cluster_advertise", true),
+    ("connect_retries", true),
+    ("cluster_listen", true),
+    ("profile", true),
+    ("help_tls", false),
+];
+
+/// Go `strconv.ParseInt(s, 0, 64)`: optional sign, 0x/0o/0b/0 prefixes, `_` separators.
+fn parse_go_int(s: &str) -> Option<i64> {
+    let (neg, body) = match s.strip_prefix('-') {
+        Some(b) => (true, b),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    let lower = body.to_ascii_lowercase();
+    let (radix, digits) = if let Some(d) = lower.strip_prefix("0x") {
+        (16, d.to_string())
+    } else if let Some(d) = lower.strip_prefix("0o") {
+        (8, d.to_string())
+    } else if let Some(d) = lower.strip_prefix("0b") {
+        (2, d.to_string())
+    } else if lower.len() > 1 && lower.starts_with('0') {
+        (8, lower[1..].to_string())
+    } else {
+        (10, lower.clone())
+    };
+    if radix == 10 && digits.contains('_') {
+        return None;
+    }
+    let digits = digits.replace('_', "");
+    if digits.is_empty() || digits.starts_with('+') || digits.starts_with('-') {
+        return None;
+    }
+    let v = i64::from_str_radix(&digits, radix).ok()?;
+    Some(if neg { -v } else { v })
+}
+
+fn parse_go_bool(flag: &str, v: &str) -> Result<bool, CliError> {
+    match v {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+        _ => Err(CliError::InvalidBool {
+            flag: flag.to_string(),
+            value: v.to_string(),
+        }),
+    }
+}
+
+fn parse_port(flag: &str, v: &str) -> Result<i32, CliError> {
+    parse_go_int(v)
+        .and_then(|i| i32::try_from(i).ok())
+        .ok_or_else(|| CliError::InvalidValue {
+            flag: flag.to_string(),
+            value: v.to_string(),
+        })
+}
+
+/// Parse the arguments after the program name.
+pub fn parse_args<I, S>(args: I) -> Result<Cli, CliError>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    let args: Vec<String> = args.into_iter().map(Into::into).collect();
+    let mut cli = Cli::default();
+    let mut i = 0;
+    while i < args.len() {
+        let arg = &args[i];
+        i += 1;
+        if arg.len() < 2 || !arg.starts_with('-') {
+            return Err(CliError::Positional(arg.clone()));
+        }
+        let mut name = &arg[1..];
+        if let Some(n) = name.strip_prefix('-') {
+            if n.is_empty() {
+                // `--` ends the flags; anything after is positional.
+                if let Some(rest) = args.get(i) {
+                    return Err(CliError::Positional(rest.clone()));
+                }
+                break;
+            }
+            name = n;
+        }
+        if name.is_empty() || name.starts_with('-') || name.starts_with('=') {
+            return Err(CliError::BadSyntax(arg.clone()));
+        }
+        let (name, inline) = match name.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_string())),
+            None => (name, None),
+        };
+        let flag = name.to_string();
+        // Bool flags: only `-x` or `-x=value`.
+        let bool_val = |inline: &Option<String>| -> Result<bool, CliError> {
+            match inline {
+                Some(v) => parse_go_bool(&flag, v),
+                None => Ok(true),
+            }
+        };
+        match name {
+            "t" => cli.check_config = bool_val(&inline)?,
+            "D" | "debug" => cli.debug = Some(bool_val(&inline)?),
+            "V" | "trace" => cli.trace = Some(bool_val(&inline)?),
+            "VV" => {
+                if bool_val(&inline)? {
+                    cli.trace = Some(true);
+                    cli.trace_verbose = Some(true);
+                }
+            }
+            "DV" => {
+                if bool_val(&inline)? {
+                    cli.debug = Some(true);
+                    cli.trace = Some(true);
+                }
+            }
+            "DVV" => {
+                if bool_val(&inline)? {
+                    cli.debug = Some(true);
+                    cli.trace = Some(true);
+                    cli.trace_verbose = Some(true);
+                }
+            }
+            "T" | "logtime" => cli.logtime = Some(bool_val(&inline)?),
+            "v" | "version" => cli.version = bool_val(&inline)?,
+            "h" | "help" => cli.help = bool_val(&inline)?,
+            "a" | "addr" | "net" | "p" | "port" | "m" | "http_port" | "ms" | "https_port" | "c"
+            | "config" | "n" | "name" | "server_name" | "l" | "log" | "P" | "pid"
+            | "ports_file_dir" | "client_advertise" | "sl" | "signal" => {
+                let value = match inline {
+                    Some(v) => v,
+                    None => {
+                        let v = args
+                            .get(i)
+                            .ok_or_else(|| CliError::MissingValue(flag.clone()))?;
+                        i += 1;
+                        v.clone()
+                    }
+                };
+                match name {
+                    "a" | "addr" | "net" => cli.host = Some(value),
+                    "p" | "port" => cli.port = Some(parse_port(name, &value)?),
+                    "m" | "http_port" => cli.http_port = Some(parse_port(name, &value)?),
+                    "ms" | "https_port" => cli.https_port = Some(parse_port(name, &value)?),
+                    "c" | "config" => cli.config = Some(PathBuf::from(value)),
+                    "n" | "name" | "server_name" => cli.server_name = Some(value),
+                    "l" | "log" => cli.log_file = Some(PathBuf::from(value)),
+                    "P" | "pid" => cli.pid_file = Some(PathBuf::from(value)),
+                    "ports_file_dir" => cli.ports_file_dir = Some(PathBuf::from(value)),
+                    "client_advertise" => cli.client_advertise = Some(value),
+                    _ => cli.signal = Some(value),
+                }
+            }
+            _ => {
+                if let Some((_, takes_value)) = UNSUPPORTED.iter().find(|(n, _)| *n == name) {
+                    if *takes_value && inline.is_none() && i >= args.len() {
+                        return Err(CliError::MissingValue(flag));
+                    }
+                    return Err(CliError::Unsupported(flag));
+                }
+                return Err(CliError::Unknown(flag));
+            }
+        }
+    }
+    Ok(cli)
+}
+
+impl Cli {
+    /// Apply the flags that were given on top of `opts` (flags override the file).
+    pub fn apply(&self, opts: &mut Options) {
+        if let Some(h) = &self.host {
+            // The monitoring host follows the client host unless set on its own.
+            if opts.http_host == opts.host {
+                opts.http_host = h.clone();
+            }
+            opts.host = h.clone();
+        }
+        if let Some(p) = self.port {
+            opts.port = p;
+        }
+        if let Some(p) = self.http_port {
+            opts.http_port = p;
+        }
+        if let Some(p) = self.https_port {
+            opts.https_port = p;
+        }
+        if let Some(c) = &self.config {
+            opts.config_file = Some(c.clone());
+        }
+        if self.check_config {
+            opts.check_config = true;
+        }
+        if let Some(n) = &self.server_name {
+            opts.server_name = Some(n.clone());
+        }
+        if let Some(l) = &self.log_file {
+            opts.log_file = Some(l.clone());
+        }
+        if let Some(p) = &self.pid_file {
+            opts.pid_file = Some(p.clone());
+        }
+        if let Some(d) = &self.ports_file_dir {
+            opts.ports_file_dir = Some(d.clone());
+        }
+        if let Some(a) = &self.client_advertise {
+            opts.client_advertise = Some(a.clone());
+        }
+        if let Some(d) = self.debug {
+            opts.debug = d;
+        }
+        if let Some(t) = self.trace {
+            opts.trace = t;
+        }
+        if let Some(t) = self.trace_verbose {
+            opts.trace_verbose = t;
+        }
+        if let Some(t) = self.logtime {
+            opts.logtime = t;
+        }
+    }
+}
+
+/// Help text, modeled on `nats-server -h` (unsupported sections left out).
+pub fn usage() -> &'static str {
+    "\
+Usage: natrix-broker [options]
+
+Server Options:
+    -a, --addr, --net <host>         Bind to host address (default: 0.0.0.0)
+    -p, --port <port>                Use port for clients (default: 4222)
+    -n, --name
+        --server_name <server_name>  Server name (default: auto)
+    -P, --pid <file>                 File to store PID
+    -m, --http_port <port>           Use port for http monitoring
+    -ms,--https_port <port>          Use port for https monitoring
+    -c, --config <file>              Configuration file
+    -t                               Test configuration and exit
+    -sl,--signal <signal>[=<pid>]    Send signal to natrix-broker process (ldm, stop, quit, term, reopen, reload)
+                                     <pid> can be either a PID (e.g. 1) or the path to a PID file (e.g. /var/run/natrix-broker.pid)
+        --client_advertise <string>  Client URL to advertise to other servers
+        --ports_file_dir <dir>       Creates a ports file in the specified directory (<executable_name>_<pid>.ports).
+
+Logging Options:
+    -l, --log <file>                 File to redirect log output
+    -T, --logtime                    Timestamp log entries (default: true)
+    -D, --debug                      Enable debugging output
+    -V, --trace                      Trace the raw protocol
+    -VV                              Verbose trace (traces system account as well)
+    -DV                              Debug and trace
+    -DVV                             Debug and verbose trace (traces system account as well)
+
+Common Options:
+    -h, --help                       Show this message
+    -v, --version                    Show version
+"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Result<Cli, CliError> {
+        parse_args(args.iter().copied())
+    }
+
+    #[test]
+    fn go_style_forms() {
+        for form in [
+            &["-p", "4222"][..],
+            &["--port", "4222"],
+            &["-port", "4222"],
+            &["--port=4222"],
+            &["-port=4222"],
+            &["-p=4222"],
+        ] {
+            assert_eq!(p(form).unwrap().port, Some(4222), "{form:?}");
+        }
+        assert_eq!(p(&["-p", "-1"]).unwrap().port, Some(-1));
+        assert_eq!(p(&["-p", "0x10"]).unwrap().port, Some(16));
+    }
+
+    #[test]
+    fn all_value_flags() {
+        let c = p(&[
+            "-a",
+            "127.0.0.1",
+            "-m",
+            "8222",
+            "-ms",
+            "8443",
+            "-c",
+            "x.conf",
+            "-n",
+            "srv",
+            "-l",
+            "log.txt",
+            "-P",
+            "pid",
+            "--ports_file_dir",
+            "/tmp",
+            "--client_advertise",
+            "h:1",
+            "--signal",
+            "ldm=12",
+        ])
+        .unwrap();
+        assert_eq!(c.host.as_deref(), Some("127.0.0.1"));
+        assert_eq!(c.http_port, Some(8222));
+        assert_eq!(c.https_port, Some(8443));
+        assert_eq!(c.config, Some(PathBuf::from("x.conf")));
+        assert_eq!(c.server_name.as_deref(), Some("srv"));
+        assert_eq!(c.log_file, Some(PathBuf::from("log.txt")));
+        assert_eq!(c.pid_file, Some(PathBuf::from("pid")));
+        assert_eq!(c.ports_file_dir, Some(PathBuf::from("/tmp")));
+        assert_eq!(c.client_advertise.as_deref(), Some("h:1"));
+        assert_eq!(c.signal.as_deref(), Some("ldm=12"));
+        assert_eq!(p(&["--net", "h"]).unwrap().host.as_deref(), Some("h"));
+        assert_eq!(p(&["--addr=h"]).unwrap().host.as_deref(), Some("h"));
+        assert_eq!(
+            p(&["--server_name", "s"]).unwrap().server_name.as_deref(),
+            Some("s")
+        );
+        assert_eq!(
+            p(&["-sl", "reload"]).unwrap().signal.as_deref(),
+            Some("reload")
+        );
+    }
+
+    #[test]
+    fn bool_flags() {
+        let c = p(&["-D", "-V", "-t"]).unwrap();
+        assert_eq!(
+            (c.debug, c.trace, c.check_config),
+            (Some(true), Some(true), true)
+        );
+        let c = p(&["-DVV"]).unwrap();
+        assert_eq!(
+            (c.debug, c.trace, c.trace_verbose),
+            (Some(true), Some(true), Some(true))
+        );
+        let c = p(&["-DV"]).unwrap();
+        assert_eq!(
+            (c.debug, c.trace, c.trace_verbose),
+            (Some(true), Some(true), None)
+        );
+        let c = p(&["-VV"]).unwrap();
+        assert_eq!(
+            (c.debug, c.trace, c.trace_verbose),
+            (None, Some(true), Some(true))
+        );
+        assert_eq!(p(&["-T=false"]).unwrap().logtime, Some(false));
+        assert_eq!(p(&["--logtime"]).unwrap().logtime, Some(true));
+        assert!(p(&["-v"]).unwrap().version);
+        assert!(p(&["--help"]).unwrap().help);
+        // A bool flag does not take the next argument as its value.
+        assert_eq!(
+            p(&["-D", "false"]).unwrap_err(),
+            CliError::Positional("false".into())
+        );
+    }
+
+    #[test]
+    fn errors_like_go() {
+        assert_eq!(
+            p(&["-foo"]).unwrap_err().to_string(),
+            "flag provided but not defined: -foo"
+        );
+        assert_eq!(
+            p(&["-p"]).unwrap_err().to_string(),
+            "flag needs an argument: -p"
+        );
+        assert_eq!(
+            p(&["-p", "abc"]).unwrap_err().to_string(),
+            "invalid value \"abc\" for flag -p: parse error"
+        );
+        assert_eq!(
+            p(&["-D=maybe"]).unwrap_err().to_string(),
+            "invalid boolean value \"maybe\" for -D: parse error"
+        );
+        assert_eq!(
+            p(&["extra"]).unwrap_err().to_string(),
+            "unrecognized command: \"extra\""
+        );
+        assert_eq!(
+            p(&["--", "-D"]).unwrap_err(),
+            CliError::Positional("-D".into())
+        );
+        assert_eq!(
+            p(&["--tls"]).unwrap_err(),
+            CliError::Unsupported("tls".into())
+        );
+        assert_eq!(
+            p(&["---x"]).unwrap_err(),
+            CliError::BadSyntax("---x".into())
+        );
+        assert!(p(&["--"]).is_ok());
+    }
+
+    #[test]
+    fn flags_override_options() {
+        let mut o = Options {
+            port: 1234,
+            debug: false,
+            ..Options::default()
+        };
+        p(&["-p", "5555", "-D", "-a", "10.0.0.1", "-T=false"])
+            .unwrap()
+            .apply(&mut o);
+        assert_eq!(o.port, 5555);
+        assert!(o.debug);
+        assert!(!o.logtime);
+        assert_eq!(o.host, "10.0.0.1");
+        assert_eq!(o.http_host, "10.0.0.1");
+        // Unset flags leave the file's values alone.
+        let mut o2 = Options {
+            port: 1234,
+            ..Options::default()
+        };
+        Cli::default().apply(&mut o2);
+        assert_eq!(o2.port, 1234);
+        assert!(usage().contains("--http_port"));
+    }
+}
