@@ -1,28 +1,106 @@
 //! `natrix-broker`: runs the broker with nats-server's command line.
 
-use std::sync::Arc;
+use std::process::ExitCode;
 
+use natrix_broker::cli;
 use natrix_broker::options::Options;
-use natrix_broker::server::Server;
+use natrix_broker::server::{Server, VERSION};
 
-fn main() -> std::process::ExitCode {
-    let opts = Options {
-        http_port: 8222,
-        ..Options::default()
-    };
-    if let Err(e) = natrix_broker::log::init(opts.debug, opts.trace, opts.logtime, opts.log_file.as_deref()) {
-        eprintln!("natrix-broker: cannot open log: {e}");
-        return std::process::ExitCode::FAILURE;
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-    rt.block_on(async move {
-        let server: Arc<Server> = Server::new(opts);
-        if let Err(e) = server.start().await {
-            tracing::error!("{e}");
-            return std::process::ExitCode::FAILURE;
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let flags = match cli::parse_args(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}\n{}", cli::usage());
+            return ExitCode::from(2);
         }
+    };
+    if flags.help {
+        println!("{}", cli::usage());
+        return ExitCode::SUCCESS;
+    }
+    if flags.version {
+        println!("natrix-broker: v{} (nats-server {VERSION} compatible)", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    if let Some(sig) = &flags.signal {
+        eprintln!("natrix-broker: --signal {sig}: sending signals is not supported yet");
+        return ExitCode::FAILURE;
+    }
+    let (mut opts, warnings) = match &flags.config {
+        Some(path) => match natrix_broker::config::load_file(path) {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("natrix-broker: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => (Options::default(), Vec::new()),
+    };
+    flags.apply(&mut opts);
+    if opts.check_config {
+        match &flags.config {
+            Some(p) => println!("natrix-broker: configuration file {} is valid", p.display()),
+            None => println!("natrix-broker: no configuration file given; defaults are valid"),
+        }
+        return ExitCode::SUCCESS;
+    }
+    if let Err(e) = natrix_broker::log::init(opts.debug, opts.trace, opts.logtime, opts.log_file.as_deref()) {
+        eprintln!("natrix-broker: cannot open log file: {e}");
+        return ExitCode::FAILURE;
+    }
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("natrix-broker: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(run(opts))
+}
+
+async fn run(opts: Options) -> ExitCode {
+    let pid_file = opts.pid_file.clone();
+    let server = Server::new(opts);
+    tracing::info!("Starting nats-server");
+    tracing::info!("  Version:  {} (natrix-broker {})", VERSION, env!("CARGO_PKG_VERSION"));
+    tracing::info!("  Name:     {}", server.server_name);
+    tracing::info!("  ID:       {}", server.server_id);
+    if let Some(cf) = &server.options().config_file {
+        tracing::info!("Using configuration file: {}", cf.display());
+    }
+    if let Some(p) = &pid_file {
+        if let Err(e) = std::fs::write(p, std::process::id().to_string()) {
+            tracing::error!("Could not write pidfile: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    if let Err(e) = server.start().await {
+        tracing::error!("Error listening on port: {e}");
+        return ExitCode::FAILURE;
+    }
+    let signal = wait_for_signal().await;
+    tracing::info!("Trapped \"{signal}\" signal");
+    server.shutdown();
+    tracing::info!("Server Exiting..");
+    if let Some(p) = &pid_file {
+        let _ = std::fs::remove_file(p);
+    }
+    ExitCode::SUCCESS
+}
+
+/// Waits for SIGINT or SIGTERM and names it as Go does.
+async fn wait_for_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
         let _ = tokio::signal::ctrl_c().await;
-        server.shutdown();
-        std::process::ExitCode::SUCCESS
-    })
+        return "interrupt";
+    };
+    tokio::select! {
+        _ = term.recv() => "terminated",
+        _ = int.recv() => "interrupt",
+    }
 }
