@@ -268,7 +268,8 @@ impl Lexer {
     }
 
     fn errorf(&mut self, msg: String) -> St {
-        let (line, col) = self.line_col(self.pos);
+        // Point at the offending (last read) character.
+        let (line, col) = self.line_col(self.pos.saturating_sub(self.width));
         self.items.push_back(Item {
             kind: ItemKind::Error,
             text: msg,
