@@ -1,19 +1,535 @@
 //! The HTTP monitoring server: nats-server's endpoints and JSON.
+//!
+//! Output follows nats-server 2.15 byte for byte where it can: field names and order, Go's
+//! indented JSON with HTML-safe escaping, Go duration and time formats, the 400 messages of its
+//! argument decoders and the 404 page. Like 2.15, a `callback=` argument is ignored (JSONP was
+//! dropped upstream; responses stay `application/json`).
 
+pub mod connz;
+pub mod proc;
+pub mod subsz;
+pub mod util;
+pub mod varz;
+
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::SystemTime;
 
-use axum::routing::get;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
 use axum::Router;
+use parking_lot::Mutex;
+use serde::Serialize;
 use tokio::net::TcpListener;
 
-use crate::server::Server;
+use crate::log::rfc3339;
+use crate::server::{Server, VERSION};
+use connz::ConnzOptions;
+use subsz::SubszOptions;
+use util::{go_escape, go_float, Params};
+
+/// Endpoint paths (before the base path), as nats-server names them in `http_req_stats`.
+pub const ROOT_PATH: &str = "/";
+/// `/varz`.
+pub const VARZ_PATH: &str = "/varz";
+/// `/connz`.
+pub const CONNZ_PATH: &str = "/connz";
+/// `/routez`.
+pub const ROUTEZ_PATH: &str = "/routez";
+/// `/subsz`.
+pub const SUBSZ_PATH: &str = "/subsz";
+/// `/subscriptionsz`, an alias of `/subsz` counted under it.
+pub const SUBSCRIPTIONSZ_PATH: &str = "/subscriptionsz";
+/// `/healthz`.
+pub const HEALTHZ_PATH: &str = "/healthz";
+/// `/accountz`.
+pub const ACCOUNTZ_PATH: &str = "/accountz";
+/// `/jsz`.
+pub const JSZ_PATH: &str = "/jsz";
+/// `/leafz`.
+pub const LEAFZ_PATH: &str = "/leafz";
+/// `/gatewayz`.
+pub const GATEWAYZ_PATH: &str = "/gatewayz";
+
+/// Shared state of the monitoring server.
+struct Monitor {
+    server: Arc<Server>,
+    /// Normalized base path: "/" or "/prefix" without a trailing slash.
+    base: String,
+    req_stats: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Monitor {
+    fn count(&self, path: &str) {
+        *self.req_stats.lock().entry(path.to_string()).or_insert(0) += 1;
+    }
+
+    /// Maps a request path to the endpoint it names, honouring the base path.
+    fn endpoint<'a>(&self, path: &'a str) -> Option<&'a str> {
+        if path == self.base {
+            return Some(ROOT_PATH);
+        }
+        let rest = if self.base == "/" {
+            path
+        } else {
+            path.strip_prefix(self.base.as_str())?
+        };
+        if rest.starts_with('/') && rest != "/" {
+            Some(rest)
+        } else {
+            None
+        }
+    }
+}
+
+/// nats-server's `normalizeBasePath`: leading slash, cleaned, no trailing slash.
+fn normalize_base_path(p: &str) -> String {
+    let parts: Vec<&str> = p
+        .split('/')
+        .filter(|s| !s.is_empty() && *s != ".")
+        .collect();
+    if parts.is_empty() {
+        "/".into()
+    } else {
+        format!("/{}", parts.join("/"))
+    }
+}
 
 /// Serves monitoring on an already bound listener until the server shuts down.
 pub async fn serve(server: Arc<Server>, listener: TcpListener) {
-    let app = Router::new()
-        .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
-        .with_state(server.clone());
+    let base = normalize_base_path(&server.options().http_base_path);
+    let monitor = Arc::new(Monitor {
+        server: server.clone(),
+        base,
+        req_stats: Mutex::new(BTreeMap::new()),
+    });
+    let app = Router::new().fallback(handle).with_state(monitor);
     let _ = axum::serve(listener, app)
         .with_graceful_shutdown(async move { server.wait_shutdown().await })
         .await;
+}
+
+async fn handle(State(m): State<Arc<Monitor>>, uri: Uri) -> Response {
+    let params = Params(
+        Query::<Vec<(String, String)>>::try_from_uri(&uri)
+            .map(|q| q.0)
+            .unwrap_or_default(),
+    );
+    let Some(endpoint) = m.endpoint(uri.path()) else {
+        return not_found();
+    };
+    let s = &m.server;
+    match endpoint {
+        ROOT_PATH => {
+            m.count(ROOT_PATH);
+            root_page(&m)
+        }
+        VARZ_PATH => {
+            m.count(VARZ_PATH);
+            let stats = m.req_stats.lock().clone();
+            json(&s.varz(stats))
+        }
+        CONNZ_PATH => match ConnzOptions::from_params(&params) {
+            Ok(opts) => {
+                m.count(CONNZ_PATH);
+                json(&s.connz(&opts))
+            }
+            Err(e) => bad_request(e),
+        },
+        SUBSZ_PATH | SUBSCRIPTIONSZ_PATH => {
+            m.count(SUBSZ_PATH);
+            match SubszOptions::from_params(&params) {
+                Ok(opts) => json(&s.subsz(&opts)),
+                Err(e) => bad_request(e),
+            }
+        }
+        ROUTEZ_PATH => {
+            let detail = params.get("subs").eq_ignore_ascii_case("detail");
+            if !detail {
+                if let Err(e) = params.bool("subs") {
+                    return bad_request(e);
+                }
+            }
+            m.count(ROUTEZ_PATH);
+            json(&Routez {
+                server_id: s.server_id.clone(),
+                server_name: s.server_name.clone(),
+                now: now(),
+                num_routes: 0,
+                routes: Vec::new(),
+            })
+        }
+        HEALTHZ_PATH => {
+            m.count(HEALTHZ_PATH);
+            for p in [
+                "js-enabled",
+                "js-enabled-only",
+                "js-server-only",
+                "js-meta-only",
+            ] {
+                if let Err(e) = params.bool(p) {
+                    return bad_request(e);
+                }
+            }
+            // JetStream is not enabled, so every variant is healthy as in nats-server.
+            respond(r#"{"status":"ok"}"#.to_string())
+        }
+        ACCOUNTZ_PATH => {
+            m.count(ACCOUNTZ_PATH);
+            accountz(s, params.get("acc"))
+        }
+        JSZ_PATH => {
+            m.count(JSZ_PATH);
+            for p in ["accounts", "streams", "consumers", "config", "leader-only"] {
+                if let Err(e) = params.bool(p) {
+                    return bad_request(e);
+                }
+            }
+            for p in ["offset", "limit"] {
+                if let Err(e) = params.int(p) {
+                    return bad_request(e);
+                }
+            }
+            json(&Jsz::disabled(s))
+        }
+        LEAFZ_PATH => {
+            m.count(LEAFZ_PATH);
+            if let Err(e) = params.bool("subs") {
+                return bad_request(e);
+            }
+            json(&Leafz {
+                server_id: s.server_id.clone(),
+                now: now(),
+                leafnodes: 0,
+                leafs: Vec::new(),
+            })
+        }
+        GATEWAYZ_PATH => {
+            m.count(GATEWAYZ_PATH);
+            if let Err(e) = params.bool("accs") {
+                return bad_request(e);
+            }
+            json(&Gatewayz {
+                server_id: s.server_id.clone(),
+                now: now(),
+                outbound_gateways: BTreeMap::new(),
+                inbound_gateways: BTreeMap::new(),
+            })
+        }
+        _ => not_found(),
+    }
+}
+
+fn now() -> String {
+    rfc3339(SystemTime::now())
+}
+
+/// Go's `json.MarshalIndent(v, "", "  ")` with its HTML-safe escaping, as `application/json`.
+fn json<T: Serialize>(v: &T) -> Response {
+    match serde_json::to_string_pretty(v) {
+        Ok(body) => respond(go_escape(body)),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+/// A 200 JSON response with nats-server's headers.
+fn respond(body: String) -> Response {
+    let mut r = body.into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    r
+}
+
+/// A 400 with nats-server's plain-text message.
+fn bad_request(msg: String) -> Response {
+    let mut r = (StatusCode::BAD_REQUEST, msg).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// Go's `http.NotFound`.
+fn not_found() -> Response {
+    let mut r = (StatusCode::NOT_FOUND, "404 page not found\n").into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    r
+}
+
+/// The index page, nats-server's layout with links to the endpoints Natrix serves.
+fn root_page(m: &Monitor) -> Response {
+    let link = |p: &str| {
+        if m.base == "/" {
+            format!(".{p}")
+        } else {
+            format!(".{}{}", m.base, p)
+        }
+    };
+    let entries = [
+        ("General", VARZ_PATH),
+        ("JetStream", JSZ_PATH),
+        ("Connections", CONNZ_PATH),
+        ("Accounts", ACCOUNTZ_PATH),
+        ("Subscriptions", SUBSZ_PATH),
+        ("Routes", ROUTEZ_PATH),
+        ("LeafNodes", LEAFZ_PATH),
+        ("Gateways", GATEWAYZ_PATH),
+        ("Health Probe", HEALTHZ_PATH),
+    ];
+    let mut links = String::new();
+    for (i, (name, path)) in entries.iter().enumerate() {
+        let class = if i + 1 == entries.len() {
+            " class=last"
+        } else {
+            ""
+        };
+        links.push_str(&format!(
+            "\t<a href={}{}>{}<span class=\"endpoint\"> {}</span></a>\n",
+            link(path),
+            class,
+            name,
+            path
+        ));
+    }
+    let html = format!(
+        r#"<html lang="en">
+	<head>
+	<link rel="shortcut icon" href="https://nats.io/favicon.ico">
+	<style type="text/css">
+		body {{ font-family: ui-sans-serif,system-ui,-apple-system,BlinkMacSystemFont,"Segoe UI",Roboto,"Helvetica Neue",Arial,"Noto Sans",sans-serif; font-size: 18; font-weight: light-bold; margin-left: 32px }}
+		a {{ display:block; margin-left: 7px; padding-bottom: 6px; color: rgb(72 72 92); text-decoration: none }}
+		a:hover {{ font-weight: 600; color: rgb(59 50 202) }}
+		a.help {{ display:inline; font-weight: 600; color: rgb(59 50 202); font-size: 20}}
+		a.last {{ padding-bottom: 16px }}
+		a.version {{ font-size: 14; font-weight: 400; width: 312px; text-align: right; margin-top: -2rem }}
+		a.version:hover {{ color: rgb(22 22 32) }}
+		.endpoint {{ font-size: 12px; color: #999; font-family: monospace; display: none }}
+		a:hover .endpoint {{ display: inline }}
+
+	</style>
+	</head>
+	<body>
+	<h2>Natrix</h2>
+
+	<a href={varz} class='version'>v{version} (natrix {natrix})</a>
+
+	</div>
+	<br/>
+{links}    <a href=https://docs.nats.io/running-a-nats-service/nats_admin/monitoring class="help">Help</a>
+  </body>
+</html>"#,
+        varz = link(VARZ_PATH),
+        version = VERSION,
+        natrix = env!("CARGO_PKG_VERSION"),
+        links = links,
+    );
+    let mut r = html.into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    r
+}
+
+/// `/routez` with no routes (clustering is not implemented yet).
+#[derive(Debug, Serialize)]
+struct Routez {
+    server_id: String,
+    server_name: String,
+    now: String,
+    num_routes: usize,
+    routes: Vec<serde_json::Value>,
+}
+
+/// `/leafz` with no leaf nodes.
+#[derive(Debug, Serialize)]
+struct Leafz {
+    server_id: String,
+    now: String,
+    leafnodes: usize,
+    leafs: Vec<serde_json::Value>,
+}
+
+/// `/gatewayz` with no gateways.
+#[derive(Debug, Serialize)]
+struct Gatewayz {
+    server_id: String,
+    now: String,
+    outbound_gateways: BTreeMap<String, serde_json::Value>,
+    inbound_gateways: BTreeMap<String, serde_json::Value>,
+}
+
+/// `/jsz` while JetStream is disabled, shaped as nats-server's.
+#[derive(Debug, Serialize)]
+struct Jsz {
+    memory: u64,
+    storage: u64,
+    reserved_memory: u64,
+    reserved_storage: u64,
+    accounts: u64,
+    ha_assets: u64,
+    api: JszApi,
+    server_id: String,
+    now: String,
+    disabled: bool,
+    config: JszConfig,
+    streams: u64,
+    consumers: u64,
+    messages: u64,
+    bytes: u64,
+    total: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct JszApi {
+    level: u64,
+    total: u64,
+    errors: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct JszConfig {
+    max_memory: i64,
+    max_storage: i64,
+}
+
+impl Jsz {
+    fn disabled(s: &Server) -> Jsz {
+        Jsz {
+            memory: 0,
+            storage: 0,
+            reserved_memory: 0,
+            reserved_storage: 0,
+            accounts: 0,
+            ha_assets: 0,
+            api: JszApi {
+                level: 0,
+                total: 0,
+                errors: 0,
+            },
+            server_id: s.server_id.clone(),
+            now: now(),
+            disabled: true,
+            config: JszConfig {
+                max_memory: 0,
+                max_storage: 0,
+            },
+            streams: 0,
+            consumers: 0,
+            messages: 0,
+            bytes: 0,
+            total: 0,
+        }
+    }
+}
+
+/// `/accountz`: the account names, or with `acc=` one account's basic detail.
+#[derive(Debug, Serialize)]
+struct Accountz {
+    server_id: String,
+    now: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    system_account: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    accounts: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    account_detail: Option<AccountInfo>,
+}
+
+#[derive(Debug, Serialize)]
+struct AccountInfo {
+    account_name: String,
+    update_time: String,
+    expired: bool,
+    complete: bool,
+    jetstream_enabled: bool,
+    leafnode_connections: u64,
+    client_connections: u64,
+    subscriptions: u64,
+    sublist_stats: SublistStatsJson,
+}
+
+/// `SublistStats` with Go float formatting.
+#[derive(Debug, Serialize)]
+struct SublistStatsJson {
+    num_subscriptions: u32,
+    num_cache: u32,
+    num_inserts: u64,
+    num_removes: u64,
+    num_matches: u64,
+    #[serde(serialize_with = "go_float")]
+    cache_hit_rate: f64,
+    max_fanout: u32,
+    #[serde(serialize_with = "go_float")]
+    avg_fanout: f64,
+}
+
+fn accountz(s: &Server, acc: &str) -> Response {
+    let mut doc = Accountz {
+        server_id: s.server_id.clone(),
+        now: now(),
+        system_account: String::new(),
+        accounts: None,
+        account_detail: None,
+    };
+    let mut accounts = s.accounts();
+    if acc.is_empty() {
+        accounts.sort_by(|a, b| a.name.cmp(&b.name));
+        doc.accounts = Some(accounts.iter().map(|a| a.name.clone()).collect());
+        return json(&doc);
+    }
+    let Some(a) = accounts.into_iter().find(|a| a.name == acc) else {
+        return bad_request(format!("Account {acc} does not exist"));
+    };
+    let st = a.sublist.stats();
+    doc.account_detail = Some(AccountInfo {
+        account_name: a.name.clone(),
+        update_time: rfc3339(s.start),
+        expired: false,
+        complete: true,
+        jetstream_enabled: false,
+        leafnode_connections: 0,
+        client_connections: a.num_connections.load(std::sync::atomic::Ordering::Relaxed),
+        subscriptions: a.sublist.count() as u64,
+        sublist_stats: SublistStatsJson {
+            num_subscriptions: st.num_subs,
+            num_cache: st.num_cache,
+            num_inserts: st.num_inserts,
+            num_removes: st.num_removes,
+            num_matches: st.num_matches,
+            cache_hit_rate: st.cache_hit_rate,
+            max_fanout: st.max_fanout,
+            avg_fanout: st.avg_fanout,
+        },
+    });
+    json(&doc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_paths() {
+        assert_eq!(normalize_base_path(""), "/");
+        assert_eq!(normalize_base_path("nats/"), "/nats");
+        assert_eq!(normalize_base_path("/a//b/"), "/a/b");
+    }
 }
