@@ -81,7 +81,7 @@ mod tests {
         assert_eq!(p("0"), Ok(0));
         assert_eq!(p("2s"), Ok(2_000_000_000));
         assert_eq!(p("500ms"), Ok(500_000_000));
-        assert_eq!(p("1h30m"), Ok(5400_000_000_000));
+        assert_eq!(p("1h30m"), Ok(5_400_000_000_000));
         assert_eq!(p("1.5s"), Ok(1_500_000_000));
         assert_eq!(p("-2m"), Ok(-120_000_000_000));
         assert_eq!(p("10us"), Ok(10_000));
