@@ -136,7 +136,7 @@ base_msgs() {
         pubsub/16) echo 2000000 ;;
         fanout/16) echo 750000 ;;
         queue/16) echo 2000000 ;;
-        reqrep/*) echo 10000 ;;
+        reqrep/*) echo 20000 ;;
         pub/*) echo 1000000 ;;
         fanout/*) echo 250000 ;;
         *) echo 500000 ;;
@@ -228,7 +228,8 @@ def summary(mode, size, server, metric):
     vals = [float(r[metric]) for r in rs if metric in r]
     errs = sum(1 for r in rs if r["_raw"].startswith("ERROR"))
     lost = sum(int(r.get("lost", 0)) for r in rs)
-    return (statistics.median(vals) if vals else None), errs, lost
+    disc = sum(int(r.get("disc", 0)) for r in rs)
+    return (statistics.median(vals) if vals else None), errs, (lost, disc)
 
 hdr = f"{'mode':<7} {'size':>5}  {'metric':<17} {'reference':>12} {'natrix':>12} {'ratio':>7}  note"
 print()
@@ -244,10 +245,11 @@ for mode, size in order:
             notes.append(f"reference errors={ref_err}")
         if nat_err:
             notes.append(f"natrix errors={nat_err}")
-        if ref_lost:
-            notes.append(f"reference lost={ref_lost}")
-        if nat_lost:
-            notes.append(f"natrix lost={nat_lost}")
+        for who, (lost, disc) in (("reference", ref_lost), ("natrix", nat_lost)):
+            if lost:
+                notes.append(f"{who} lost={lost}")
+            if disc:
+                notes.append(f"{who} client disconnects={disc}")
         nat_s = fmt(nat) if natrix_ok else "down"
         print(f"{mode:<7} {size:>5}  {label:<17} {fmt(ref):>12} {nat_s:>12} {ratio:>7}  {', '.join(notes)}")
 print()

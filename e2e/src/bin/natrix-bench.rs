@@ -607,7 +607,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(run(args));
+    // Last-resort bound on the whole run (e.g. a server that stops reading mid-run, which can
+    // block the publisher on a full client buffer).
+    let limit = args.duration_limit + args.wait * 2 + Duration::from_secs(15);
+    let result = runtime.block_on(async move {
+        tokio::time::timeout(limit, run(args))
+            .await
+            .unwrap_or_else(|_| Err(anyhow!("run did not finish within {limit:?}")))
+    });
     // Do not wait for lingering connection tasks.
     runtime.shutdown_timeout(Duration::from_millis(100));
     match result {
