@@ -63,12 +63,23 @@ fn fold_mul(a: u64, b: u64) -> u64 {
     (f as u64) ^ ((f >> 64) as u64)
 }
 
+#[inline(always)]
+fn r64(b: &[u8], i: usize) -> u64 {
+    u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"))
+}
+
+#[inline(always)]
+fn r32(b: &[u8], i: usize) -> u64 {
+    u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes")) as u64
+}
+
+/// Hasher builder with two random per-instance seeds.
 #[derive(Clone, Copy)]
-struct Seeded(u64);
+struct Seeded(u64, u64);
 
 impl Seeded {
     fn random() -> Self {
-        Seeded(fastrand::u64(..) | 1)
+        Seeded(fastrand::u64(..), fastrand::u64(..) | 1)
     }
 }
 
@@ -76,43 +87,56 @@ impl BuildHasher for Seeded {
     type Hasher = FoldHasher;
     #[inline]
     fn build_hasher(&self) -> FoldHasher {
-        FoldHasher(self.0)
+        FoldHasher(self.0, self.1)
     }
 }
 
-struct FoldHasher(u64);
+struct FoldHasher(u64, u64);
 
 impl Hasher for FoldHasher {
     #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = self.0;
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-            h = fold_mul(h ^ w, HK);
-        }
-        let r = chunks.remainder();
-        if !r.is_empty() {
-            let mut buf = [0u8; 8];
-            buf[..r.len()].copy_from_slice(r);
-            h = fold_mul(h ^ u64::from_le_bytes(buf), HK ^ r.len() as u64);
+    fn write(&mut self, b: &[u8]) {
+        // Overlapping unaligned loads, no per-byte loop and no memcpy.
+        let len = b.len();
+        let mut h = self.0 ^ (len as u64).wrapping_mul(HK);
+        let s = self.1;
+        if len <= 16 {
+            let (x, y) = if len >= 8 {
+                (r64(b, 0), r64(b, len - 8))
+            } else if len >= 4 {
+                (r32(b, 0), r32(b, len - 4))
+            } else if len > 0 {
+                let x = ((b[0] as u64) << 16) | ((b[len / 2] as u64) << 8) | b[len - 1] as u64;
+                (x, 0)
+            } else {
+                (0, 0)
+            };
+            h = fold_mul(x ^ h, y ^ s);
+        } else {
+            let mut i = 0;
+            while i + 16 < len {
+                h = fold_mul(r64(b, i) ^ h, r64(b, i + 8) ^ s);
+                i += 16;
+            }
+            h = fold_mul(r64(b, len - 16) ^ h, r64(b, len - 8) ^ s.rotate_left(29));
         }
         self.0 = h;
     }
 
     #[inline]
     fn write_u8(&mut self, i: u8) {
-        self.0 = fold_mul(self.0 ^ i as u64, HK);
+        // Only used as the `str` terminator: cheap mixing is enough.
+        self.0 = self.0.rotate_left(8) ^ i as u64;
     }
 
     #[inline]
     fn write_usize(&mut self, i: usize) {
-        self.0 = fold_mul(self.0 ^ i as u64, HK);
+        self.0 = fold_mul(self.0 ^ i as u64, self.1);
     }
 
     #[inline]
     fn finish(&self) -> u64 {
-        fold_mul(self.0, HK.rotate_left(17))
+        fold_mul(self.0, self.1 ^ HK)
     }
 }
 
@@ -520,7 +544,7 @@ pub struct Sublist<S: ?Sized> {
     cache: RwLock<ResultCache<S>>,
     cache_enabled: bool,
     genid: AtomicU64,
-    matches: AtomicU64,
+    misses: AtomicU64,
     cache_hits: AtomicU64,
     empty: Arc<MatchResult<S>>,
     hs: Seeded,
@@ -611,7 +635,7 @@ impl<S: ?Sized> Sublist<S> {
             cache: RwLock::new(FastMap::with_hasher(hs)),
             cache_enabled: enabled,
             genid: AtomicU64::new(0),
-            matches: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
             cache_hits: AtomicU64::new(0),
             empty: Arc::new(MatchResult::default()),
             hs,
@@ -779,13 +803,13 @@ impl<S: ?Sized> Sublist<S> {
     /// A subject with an empty token matches nothing. Wildcard tokens in
     /// `subject` only match wildcard subscriptions (as nats-server).
     pub fn match_subject(&self, subject: &str) -> Arc<MatchResult<S>> {
-        self.matches.fetch_add(1, Ordering::Relaxed);
         if self.cache_enabled {
             if let Some(r) = self.cache.read().get(subject) {
                 self.cache_hits.fetch_add(1, Ordering::Relaxed);
                 return r.clone();
             }
         }
+        self.misses.fetch_add(1, Ordering::Relaxed);
         with_tokens(subject, |toks| {
             let trie = self.trie.read();
             let mut r = MatchResult::default();
@@ -835,8 +859,8 @@ impl<S: ?Sized> Sublist<S> {
             let t = self.trie.read();
             (t.count, t.inserts, t.removes)
         };
-        let num_matches = self.matches.load(Ordering::Relaxed);
         let hits = self.cache_hits.load(Ordering::Relaxed);
+        let num_matches = hits + self.misses.load(Ordering::Relaxed);
         let mut st = SublistStats {
             num_subs: num_subs.min(u32::MAX as usize) as u32,
             num_inserts,
@@ -871,20 +895,37 @@ impl<S: ?Sized> Sublist<S> {
 // ---------------------------------------------------------------------------
 // Per-connection cache.
 
+struct Slot<S: ?Sized> {
+    hash: u64,
+    key: Box<str>,
+    val: Arc<MatchResult<S>>,
+}
+
+/// Two slots and which one to replace next.
+struct Set<S: ?Sized> {
+    ways: [Option<Slot<S>>; 2],
+    victim: u8,
+}
+
 /// A small per-connection cache of match results, valid for one [`Sublist::genid`].
 ///
-/// Not shared: a connection task owns one and consults it before the sublist.
+/// Not shared: a connection task owns one and consults it before the
+/// sublist. It is a two-way set-associative table (one hash per lookup, no
+/// allocation on a hit); when the sublist's generation moves on, everything
+/// is dropped.
 pub struct LocalCache<S: ?Sized> {
     genid: u64,
-    max: usize,
-    map: FastMap<Box<str>, Arc<MatchResult<S>>>,
+    len: usize,
+    hs: Seeded,
+    sets: Box<[Set<S>]>,
 }
 
 impl<S: ?Sized> fmt::Debug for LocalCache<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LocalCache")
             .field("genid", &self.genid)
-            .field("len", &self.map.len())
+            .field("len", &self.len)
+            .field("capacity", &self.capacity())
             .finish()
     }
 }
@@ -901,28 +942,45 @@ impl<S: ?Sized> LocalCache<S> {
         Self::with_max(LOCAL_CACHE_MAX)
     }
 
-    /// Creates a cache holding up to `max` subjects (at least 1).
+    /// Creates a cache holding up to `max` subjects (rounded up to a power of two, at least 2).
     pub fn with_max(max: usize) -> Self {
+        let nsets = max.div_ceil(2).max(1).next_power_of_two();
         LocalCache {
             genid: u64::MAX,
-            max: max.max(1),
-            map: FastMap::with_hasher(Seeded::random()),
+            len: 0,
+            hs: Seeded::random(),
+            sets: (0..nsets)
+                .map(|_| Set {
+                    ways: [None, None],
+                    victim: 0,
+                })
+                .collect(),
         }
+    }
+
+    /// Maximum number of cached subjects.
+    pub fn capacity(&self) -> usize {
+        self.sets.len() * 2
     }
 
     /// Number of cached subjects.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.len
     }
 
     /// Returns true if nothing is cached.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.len == 0
     }
 
     /// Forgets everything.
     pub fn clear(&mut self) {
-        self.map.clear();
+        if self.len > 0 {
+            for set in self.sets.iter_mut() {
+                set.ways = [None, None];
+            }
+            self.len = 0;
+        }
     }
 
     /// Returns the match result for `subject`, from this cache if still valid, else from `sl`.
@@ -934,30 +992,45 @@ impl<S: ?Sized> LocalCache<S> {
     /// Like [`LocalCache::get`] but borrows the result, saving the shared refcount update.
     #[inline]
     pub fn get_ref(&mut self, subject: &str, sl: &Sublist<S>) -> &Arc<MatchResult<S>> {
-        // Read the generation before matching: a result computed after a
-        // concurrent change is stored under the older generation and dropped
-        // on the next call.
+        // Read the generation before matching: a result computed during a
+        // concurrent change is stored under the older generation and is
+        // dropped on the next call.
         let g = sl.genid();
         if g != self.genid {
-            self.map.clear();
+            self.clear();
             self.genid = g;
         }
-        if !self.map.contains_key(subject) {
-            let r = sl.match_subject(subject);
-            if self.map.len() >= self.max {
-                let mut drop_n = self.map.len().div_ceil(2);
-                self.map.retain(|_, _| {
-                    if drop_n > 0 {
-                        drop_n -= 1;
-                        false
-                    } else {
-                        true
-                    }
-                });
+        let hash = self.hs.hash_one(subject);
+        let mask = self.sets.len() - 1;
+        let set = &mut self.sets[(hash as usize) & mask];
+        let hit = set.ways.iter().position(|w| {
+            w.as_ref()
+                .is_some_and(|w| w.hash == hash && &*w.key == subject)
+        });
+        let way = match hit {
+            Some(w) => {
+                set.victim = (w ^ 1) as u8;
+                w
             }
-            self.map.insert(subject.into(), r);
-        }
-        self.map.get(subject).expect("present")
+            None => {
+                let w = set
+                    .ways
+                    .iter()
+                    .position(Option::is_none)
+                    .unwrap_or(set.victim as usize);
+                if set.ways[w].is_none() {
+                    self.len += 1;
+                }
+                set.ways[w] = Some(Slot {
+                    hash,
+                    key: subject.into(),
+                    val: sl.match_subject(subject),
+                });
+                set.victim = (w ^ 1) as u8;
+                w
+            }
+        };
+        &set.ways[way].as_ref().expect("filled").val
     }
 }
 
@@ -1264,9 +1337,10 @@ mod tests {
         assert_eq!(ids(&lc.get("a.b", &sl)), set(&[1]));
         assert_eq!(lc.len(), 1);
         for i in 0..100 {
-            lc.get(&format!("a.{i}"), &sl);
+            assert_eq!(ids(&lc.get(&format!("a.{i}"), &sl)), set(&[1]));
             assert!(lc.len() <= LOCAL_CACHE_MAX);
         }
+        assert_eq!(lc.capacity(), LOCAL_CACHE_MAX);
         let s2 = sub(2);
         sl.insert("a.b", None, s2.clone()).unwrap();
         assert_eq!(ids(lc.get_ref("a.b", &sl)), set(&[1, 2]));
