@@ -23,7 +23,12 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut w: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut w: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
         write!(w, "[{}] ", self.pid)?;
         if self.logtime {
             write!(w, "{} ", timestamp(SystemTime::now()))?;
@@ -135,7 +140,10 @@ impl<'a> MakeWriter<'a> for SinkWriter {
 pub fn init(debug: bool, trace: bool, logtime: bool, file: Option<&Path>) -> std::io::Result<()> {
     let sink = match file {
         Some(p) => Sink::File(Arc::new(Mutex::new(
-            std::fs::OpenOptions::new().create(true).append(true).open(p)?,
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)?,
         ))),
         None => Sink::Stderr,
     };
@@ -167,6 +175,9 @@ mod tests {
         let t = SystemTime::UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789);
         assert_eq!(timestamp(t), "2023/11/14 22:13:20.123456");
         assert_eq!(rfc3339(t), "2023-11-14T22:13:20.123456789Z");
-        assert_eq!(rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29T00:00:00Z");
+        assert_eq!(
+            rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "2000-02-29T00:00:00Z"
+        );
     }
 }

@@ -20,7 +20,10 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if flags.version {
-        println!("natrix-broker: v{} (nats-server {VERSION} compatible)", env!("CARGO_PKG_VERSION"));
+        println!(
+            "natrix-broker: v{} (nats-server {VERSION} compatible)",
+            env!("CARGO_PKG_VERSION")
+        );
         return ExitCode::SUCCESS;
     }
     if let Some(sig) = &flags.signal {
@@ -45,14 +48,22 @@ fn main() -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    if let Err(e) = natrix_broker::log::init(opts.debug, opts.trace, opts.logtime, opts.log_file.as_deref()) {
+    if let Err(e) = natrix_broker::log::init(
+        opts.debug,
+        opts.trace,
+        opts.logtime,
+        opts.log_file.as_deref(),
+    ) {
         eprintln!("natrix-broker: cannot open log file: {e}");
         return ExitCode::FAILURE;
     }
     for w in &warnings {
         tracing::warn!("{w}");
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("natrix-broker: cannot start runtime: {e}");
@@ -66,7 +77,11 @@ async fn run(opts: Options) -> ExitCode {
     let pid_file = opts.pid_file.clone();
     let server = Server::new(opts);
     tracing::info!("Starting nats-server");
-    tracing::info!("  Version:  {} (natrix-broker {})", VERSION, env!("CARGO_PKG_VERSION"));
+    tracing::info!(
+        "  Version:  {} (natrix-broker {})",
+        VERSION,
+        env!("CARGO_PKG_VERSION")
+    );
     tracing::info!("  Name:     {}", server.server_name);
     tracing::info!("  ID:       {}", server.server_id);
     if let Some(cf) = &server.options().config_file {
@@ -95,7 +110,10 @@ async fn run(opts: Options) -> ExitCode {
 /// Waits for SIGINT or SIGTERM and names it as Go does.
 async fn wait_for_signal() -> &'static str {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         let _ = tokio::signal::ctrl_c().await;
         return "interrupt";
     };

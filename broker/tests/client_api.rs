@@ -31,15 +31,22 @@ async fn publish_subscribe_and_wildcards() {
     let mut other = nc.subscribe("orders.*").await.unwrap();
     nc.flush().await.unwrap();
 
-    nc.publish("orders.eu.new", Bytes::from_static(b"1")).await.unwrap();
-    nc.publish("orders.us.paid", Bytes::from_static(b"2")).await.unwrap();
+    nc.publish("orders.eu.new", Bytes::from_static(b"1"))
+        .await
+        .unwrap();
+    nc.publish("orders.us.paid", Bytes::from_static(b"2"))
+        .await
+        .unwrap();
     nc.flush().await.unwrap();
 
     assert_eq!(next(&mut exact).await.payload, "1");
     assert_eq!(next(&mut star).await.payload, "1");
     let a = next(&mut gt).await;
     let b = next(&mut gt).await;
-    assert_eq!((a.subject.as_str(), b.subject.as_str()), ("orders.eu.new", "orders.us.paid"));
+    assert_eq!(
+        (a.subject.as_str(), b.subject.as_str()),
+        ("orders.eu.new", "orders.us.paid")
+    );
     nothing(&mut exact).await;
     nothing(&mut other).await;
 }
@@ -72,9 +79,16 @@ async fn queue_group_spreads_and_delivers_once() {
         }
         counts.push(count);
     }
-    assert_eq!(counts.iter().sum::<i32>(), n, "every message to exactly one member: {counts:?}");
+    assert_eq!(
+        counts.iter().sum::<i32>(),
+        n,
+        "every message to exactly one member: {counts:?}"
+    );
     assert!(seen.values().all(|&v| v == 1));
-    assert!(counts.iter().all(|&c| c > 0), "random choice reaches every member: {counts:?}");
+    assert!(
+        counts.iter().all(|&c| c > 0),
+        "random choice reaches every member: {counts:?}"
+    );
     for _ in 0..n {
         next(&mut plain).await;
     }
@@ -89,14 +103,27 @@ async fn request_reply_and_headers() {
     tokio::spawn(async move {
         while let Some(m) = svc.next().await {
             let mut h = async_nats::HeaderMap::new();
-            h.insert("X-Seen", m.headers.as_ref().and_then(|h| h.get("X-In")).map(|v| v.as_str()).unwrap_or("none"));
-            responder.publish_with_headers(m.reply.unwrap(), h, m.payload).await.unwrap();
+            h.insert(
+                "X-Seen",
+                m.headers
+                    .as_ref()
+                    .and_then(|h| h.get("X-In"))
+                    .map(|v| v.as_str())
+                    .unwrap_or("none"),
+            );
+            responder
+                .publish_with_headers(m.reply.unwrap(), h, m.payload)
+                .await
+                .unwrap();
         }
     });
     let mut h = async_nats::HeaderMap::new();
     h.insert("X-In", "abc");
     let resp = nc
-        .send_request("svc.echo", async_nats::Request::new().payload("ping".into()).headers(h))
+        .send_request(
+            "svc.echo",
+            async_nats::Request::new().payload("ping".into()).headers(h),
+        )
         .await
         .unwrap();
     assert_eq!(resp.payload, "ping");
@@ -124,7 +151,9 @@ async fn unsubscribe_after_max() {
     nc.flush().await.unwrap();
     next(&mut sub).await;
     next(&mut sub).await;
-    let end = tokio::time::timeout(Duration::from_secs(2), sub.next()).await.unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(2), sub.next())
+        .await
+        .unwrap();
     assert!(end.is_none(), "subscription ends after max");
     // The server dropped it too.
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -134,7 +163,11 @@ async fn unsubscribe_after_max() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echo_off_suppresses_own_messages() {
     let s = TestServer::start().await;
-    let nc = async_nats::ConnectOptions::new().no_echo().connect(s.url()).await.unwrap();
+    let nc = async_nats::ConnectOptions::new()
+        .no_echo()
+        .connect(s.url())
+        .await
+        .unwrap();
     let other = async_nats::connect(s.url()).await.unwrap();
     let mut mine = nc.subscribe("e").await.unwrap();
     let mut theirs = other.subscribe("e").await.unwrap();
@@ -180,7 +213,7 @@ async fn slow_consumer_is_disconnected_and_counted() {
     })
     .await;
     // A subscriber that never reads.
-    let mut stuck = Raw::connect_with(s.addr, "{}").await;
+    let mut stuck = Raw::connect_with(s.addr, r#"{"verbose":false}"#).await;
     stuck.send("SUB flood 1\r\nPING\r\n").await;
     assert_eq!(stuck.line().await.as_deref(), Some("PONG"));
     let nc = async_nats::connect(s.url()).await.unwrap();
@@ -191,7 +224,11 @@ async fn slow_consumer_is_disconnected_and_counted() {
     nc.flush().await.unwrap();
     let mut closed = false;
     for _ in 0..100 {
-        if s.server.slow_consumers.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+        if s.server
+            .slow_consumers
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+        {
             closed = true;
             break;
         }
@@ -200,7 +237,9 @@ async fn slow_consumer_is_disconnected_and_counted() {
     assert!(closed, "slow consumer detected");
     assert!(stuck.is_closed().await, "slow consumer connection closed");
     let closed = s.server.closed_clients();
-    assert!(closed.iter().any(|c| c.reason.as_str().starts_with("Slow Consumer")));
+    assert!(closed
+        .iter()
+        .any(|c| c.reason.as_str().starts_with("Slow Consumer")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -210,14 +249,14 @@ async fn stale_connection_is_closed_after_ping_max() {
         o.ping_max = 2;
     })
     .await;
-    let mut raw = Raw::connect_with(s.addr, "{}").await;
+    let mut raw = Raw::connect_with(s.addr, r#"{"verbose":false}"#).await;
     // Never answer PINGs.
     assert_eq!(raw.line().await.as_deref(), Some("PING"));
     assert_eq!(raw.line().await.as_deref(), Some("PING"));
     assert_eq!(raw.line().await.as_deref(), Some("-ERR 'Stale Connection'"));
     assert!(raw.is_closed().await);
     // A client that answers stays.
-    let mut ok = Raw::connect_with(s.addr, "{}").await;
+    let mut ok = Raw::connect_with(s.addr, r#"{"verbose":false}"#).await;
     for _ in 0..4 {
         assert_eq!(ok.line().await.as_deref(), Some("PING"));
         ok.send("PONG\r\n").await;

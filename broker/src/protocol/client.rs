@@ -36,9 +36,12 @@ pub enum ClientOp<'a> {
 /// Protocol violations; each maps to nats-server's `-ERR` text in [`ParseError::err_text`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
-    /// The control line grew past `max_control_line` without a line end.
+    /// A complete control line longer than `max_control_line`.
     #[error("maximum control line exceeded")]
     ControlLineTooLong,
+    /// The control line grew past `max_control_line` before its line end arrived.
+    #[error("maximum control line exceeded (partial line)")]
+    PartialControlLineTooLong,
     /// An operation name we do not know.
     #[error("unknown protocol operation")]
     UnknownOp,
@@ -58,11 +61,15 @@ impl ParseError {
     pub fn err_text(&self) -> String {
         match self {
             ParseError::ControlLineTooLong => "-ERR 'Maximum Control Line Exceeded'\r\n".into(),
+            // nats-server words the two cases differently.
+            ParseError::PartialControlLineTooLong => {
+                "-ERR 'maximum control line exceeded'\r\n".into()
+            }
             ParseError::UnknownOp => "-ERR 'Unknown Protocol Operation'\r\n".into(),
             ParseError::MaxPayload => "-ERR 'Maximum Payload Violation'\r\n".into(),
-            ParseError::BadArgs { .. } | ParseError::BadPayloadEnd => {
-                "-ERR 'Unknown Protocol Operation'\r\n".into()
-            }
+            ParseError::BadPayloadEnd => "-ERR 'Unknown Protocol Operation'\r\n".into(),
+            // nats-server closes on bad arguments without telling the client why.
+            ParseError::BadArgs { .. } => String::new(),
         }
     }
 }
@@ -78,22 +85,34 @@ pub struct Limits {
 ///
 /// Returns the operation and the number of bytes it used, `Ok(None)` when more bytes are
 /// needed, or the protocol violation.
-pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Result<Option<(ClientOp<'a>, usize)>, ParseError> {
+pub fn parse<'a>(
+    buf: &'a [u8],
+    limits: &Limits,
+) -> Result<Option<(ClientOp<'a>, usize)>, ParseError> {
     let Some(nl) = memchr(b'\n', buf) else {
         if buf.len() > limits.max_control_line {
             // An unknown op with a long line should still report the op error first.
             check_op_prefix(buf)?;
-            return Err(ParseError::ControlLineTooLong);
+            return Err(ParseError::PartialControlLineTooLong);
         }
         return Ok(None);
     };
-    let line_end = if nl > 0 && buf[nl - 1] == b'\r' { nl - 1 } else { nl };
+    let line_end = if nl > 0 && buf[nl - 1] == b'\r' {
+        nl - 1
+    } else {
+        nl
+    };
     let line = &buf[..line_end];
     let after = nl + 1;
     let (op, args) = split_op(line);
     // Control line limit applies to the arguments, as in nats-server (the op itself is short).
     if line.len() > limits.max_control_line && !is_connect(op) {
         return Err(ParseError::ControlLineTooLong);
+    }
+    // An operation that takes arguments but has none is not recognised at all by nats-server.
+    let needs_args = |name: &[u8]| eq_ci(op, name) && trim(args).is_empty();
+    if needs_args(b"PUB") || needs_args(b"HPUB") || needs_args(b"SUB") || needs_args(b"UNSUB") {
+        return Err(ParseError::UnknownOp);
     }
     match op.len() {
         3 if eq_ci(op, b"PUB") => parse_pub(buf, args, after, limits),
@@ -125,7 +144,10 @@ fn check_op_prefix(buf: &[u8]) -> Result<(), ParseError> {
     const OPS: [&[u8]; 10] = [
         b"PUB", b"HPUB", b"SUB", b"UNSUB", b"PING", b"PONG", b"CONNECT", b"INFO", b"+OK", b"-ERR",
     ];
-    if OPS.iter().any(|k| op.len() <= k.len() && eq_ci(op, &k[..op.len()])) {
+    if OPS
+        .iter()
+        .any(|k| op.len() <= k.len() && eq_ci(op, &k[..op.len()]))
+    {
         Ok(())
     } else {
         Err(ParseError::UnknownOp)
@@ -134,7 +156,10 @@ fn check_op_prefix(buf: &[u8]) -> Result<(), ParseError> {
 
 #[inline]
 fn eq_ci(a: &[u8], upper: &[u8]) -> bool {
-    a.len() == upper.len() && a.iter().zip(upper).all(|(x, y)| x.to_ascii_uppercase() == *y)
+    a.len() == upper.len()
+        && a.iter()
+            .zip(upper)
+            .all(|(x, y)| x.to_ascii_uppercase() == *y)
 }
 
 #[inline]
@@ -296,14 +321,15 @@ fn parse_sub(args: &[u8]) -> Result<ClientOp<'_>, ParseError> {
 fn parse_unsub(args: &[u8]) -> Result<ClientOp<'_>, ParseError> {
     let (a, n) = split_args::<2>(args).ok_or_else(|| bad("UNSUB", args))?;
     match n {
-        1 => Ok(ClientOp::Unsub { sid: a[0], max: None }),
-        2 => {
-            let max = parse_size(a[1]).ok_or_else(|| bad("UNSUB", args))? as u64;
-            Ok(ClientOp::Unsub {
-                sid: a[0],
-                max: Some(max),
-            })
-        }
+        1 => Ok(ClientOp::Unsub {
+            sid: a[0],
+            max: None,
+        }),
+        // An unparsable max means no max in nats-server: the UNSUB takes effect at once.
+        2 => Ok(ClientOp::Unsub {
+            sid: a[0],
+            max: parse_size(a[1]).map(|m| m as u64),
+        }),
         _ => Err(bad("UNSUB", args)),
     }
 }
@@ -319,7 +345,12 @@ mod tests {
 
     fn one(buf: &[u8]) -> ClientOp<'_> {
         let (op, n) = parse(buf, &L).unwrap().unwrap();
-        assert_eq!(n, buf.len(), "consumed all of {:?}", String::from_utf8_lossy(buf));
+        assert_eq!(
+            n,
+            buf.len(),
+            "consumed all of {:?}",
+            String::from_utf8_lossy(buf)
+        );
         op
     }
 
@@ -327,23 +358,67 @@ mod tests {
     fn parses_every_op() {
         assert_eq!(one(b"PING\r\n"), ClientOp::Ping);
         assert_eq!(one(b"pong\r\n"), ClientOp::Pong);
-        assert_eq!(one(b"CONNECT {\"verbose\":false}\r\n"), ClientOp::Connect(b"{\"verbose\":false}"));
+        assert_eq!(
+            one(b"CONNECT {\"verbose\":false}\r\n"),
+            ClientOp::Connect(b"{\"verbose\":false}")
+        );
         assert_eq!(
             one(b"PUB foo.bar 5\r\nhello\r\n"),
-            ClientOp::Pub { subject: b"foo.bar", reply: None, headers: None, payload: b"hello" }
+            ClientOp::Pub {
+                subject: b"foo.bar",
+                reply: None,
+                headers: None,
+                payload: b"hello"
+            }
         );
         assert_eq!(
             one(b"pub foo  INBOX.1\t2\r\nhi\r\n"),
-            ClientOp::Pub { subject: b"foo", reply: Some(b"INBOX.1"), headers: None, payload: b"hi" }
+            ClientOp::Pub {
+                subject: b"foo",
+                reply: Some(b"INBOX.1"),
+                headers: None,
+                payload: b"hi"
+            }
         );
         assert_eq!(
             one(b"HPUB foo 12 14\r\nNATS/1.0\r\n\r\nhi\r\n"),
-            ClientOp::Pub { subject: b"foo", reply: None, headers: Some(b"NATS/1.0\r\n\r\n"), payload: b"hi" }
+            ClientOp::Pub {
+                subject: b"foo",
+                reply: None,
+                headers: Some(b"NATS/1.0\r\n\r\n"),
+                payload: b"hi"
+            }
         );
-        assert_eq!(one(b"SUB foo 1\r\n"), ClientOp::Sub { subject: b"foo", queue: None, sid: b"1" });
-        assert_eq!(one(b"SUB foo q 1\r\n"), ClientOp::Sub { subject: b"foo", queue: Some(b"q"), sid: b"1" });
-        assert_eq!(one(b"UNSUB 1 5\r\n"), ClientOp::Unsub { sid: b"1", max: Some(5) });
-        assert_eq!(one(b"UNSUB 1\r\n"), ClientOp::Unsub { sid: b"1", max: None });
+        assert_eq!(
+            one(b"SUB foo 1\r\n"),
+            ClientOp::Sub {
+                subject: b"foo",
+                queue: None,
+                sid: b"1"
+            }
+        );
+        assert_eq!(
+            one(b"SUB foo q 1\r\n"),
+            ClientOp::Sub {
+                subject: b"foo",
+                queue: Some(b"q"),
+                sid: b"1"
+            }
+        );
+        assert_eq!(
+            one(b"UNSUB 1 5\r\n"),
+            ClientOp::Unsub {
+                sid: b"1",
+                max: Some(5)
+            }
+        );
+        assert_eq!(
+            one(b"UNSUB 1\r\n"),
+            ClientOp::Unsub {
+                sid: b"1",
+                max: None
+            }
+        );
         assert_eq!(one(b"+OK\r\n"), ClientOp::Ignored);
     }
 
@@ -360,13 +435,35 @@ mod tests {
     fn errors() {
         assert_eq!(parse(b"FOO\r\n", &L), Err(ParseError::UnknownOp));
         assert_eq!(parse(b"XYZ", &L), Err(ParseError::UnknownOp));
-        assert!(matches!(parse(b"PUB\r\n", &L), Err(ParseError::BadArgs { .. })));
-        assert!(matches!(parse(b"PUB foo -1\r\n", &L), Err(ParseError::BadArgs { .. })));
-        assert!(matches!(parse(b"PUB a b c d\r\n", &L), Err(ParseError::BadArgs { .. })));
-        assert_eq!(parse(b"PUB foo 2\r\nhello\r\n", &L), Err(ParseError::BadPayloadEnd));
-        let small = Limits { max_control_line: 8, max_payload: 4 };
-        assert_eq!(parse(b"PUB foo 5\r\n", &small), Err(ParseError::ControlLineTooLong));
+        assert_eq!(parse(b"PUB\r\n", &L), Err(ParseError::UnknownOp));
+        assert!(matches!(
+            parse(b"PUB foo\r\n", &L),
+            Err(ParseError::BadArgs { .. })
+        ));
+        assert!(matches!(
+            parse(b"PUB foo -1\r\n", &L),
+            Err(ParseError::BadArgs { .. })
+        ));
+        assert!(matches!(
+            parse(b"PUB a b c d\r\n", &L),
+            Err(ParseError::BadArgs { .. })
+        ));
+        assert_eq!(
+            parse(b"PUB foo 2\r\nhello\r\n", &L),
+            Err(ParseError::BadPayloadEnd)
+        );
+        let small = Limits {
+            max_control_line: 8,
+            max_payload: 4,
+        };
+        assert_eq!(
+            parse(b"PUB foo 5\r\n", &small),
+            Err(ParseError::ControlLineTooLong)
+        );
         assert_eq!(parse(b"PUB f 5\r\n", &small), Err(ParseError::MaxPayload));
-        assert_eq!(parse(b"PUB foo.bar.baz", &small), Err(ParseError::ControlLineTooLong));
+        assert_eq!(
+            parse(b"PUB foo.bar.baz", &small),
+            Err(ParseError::PartialControlLineTooLong)
+        );
     }
 }

