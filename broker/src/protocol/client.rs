@@ -90,9 +90,9 @@ pub fn parse<'a>(
     limits: &Limits,
 ) -> Result<Option<(ClientOp<'a>, usize)>, ParseError> {
     let Some(nl) = memchr(b'\n', buf) else {
+        // Garbage is rejected as soon as it cannot start an operation, not at the line end.
+        check_op_prefix(buf)?;
         if buf.len() > limits.max_control_line {
-            // An unknown op with a long line should still report the op error first.
-            check_op_prefix(buf)?;
             return Err(ParseError::PartialControlLineTooLong);
         }
         return Ok(None);

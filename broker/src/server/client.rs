@@ -7,14 +7,14 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use bytes::{BufMut, BytesMut};
+use bytes::{Buf, BufMut, BytesMut};
 use parking_lot::Mutex;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
 use super::info::ConnectInfo;
+use super::outbound::{FlushError, Outbound};
 use super::{ClosedReason, Server};
 use crate::accounts::Account;
 use crate::protocol::client::{parse, ClientOp, Limits, ParseError};
@@ -56,15 +56,6 @@ impl Counters {
     }
 }
 
-/// The pending outbound bytes of a connection.
-#[derive(Debug, Default)]
-struct Outbound {
-    buf: BytesMut,
-    closed: bool,
-    /// The publisher batch that last queued a wake-up for this connection (write coalescing).
-    wake_mark: u64,
-}
-
 /// What CONNECT told us, plus monitoring metadata that changes rarely.
 #[derive(Debug, Default, Clone)]
 pub struct ClientMeta {
@@ -93,9 +84,7 @@ pub struct Client {
     pub rtt_nanos: AtomicI64,
     pub meta: Mutex<ClientMeta>,
     pub subs: Mutex<HashMap<Box<[u8]>, Arc<Subscription>>>,
-    out: Mutex<Outbound>,
-    /// Wakes the write loop when output is queued or the connection closes.
-    wake: Notify,
+    pub(crate) out: Outbound,
     /// Wakes the read loop when the connection is closed from elsewhere.
     stop: Notify,
     closing: AtomicBool,
@@ -108,7 +97,7 @@ pub struct Client {
 impl Client {
     /// Bytes queued and not yet written.
     pub fn pending_bytes(&self) -> usize {
-        self.out.lock().buf.len()
+        self.out.pending()
     }
 
     /// Why the connection closed, once it has.
@@ -124,14 +113,14 @@ impl Client {
 
     /// Queues raw protocol bytes and wakes the writer.
     pub fn send_proto(&self, bytes: &[u8]) {
-        {
-            let mut out = self.out.lock();
-            if out.closed {
-                return;
-            }
-            out.buf.put_slice(bytes);
-        }
-        self.wake.notify_one();
+        self.out.queue(bytes);
+        self.out.wake.notify_one();
+    }
+
+    /// Queues raw protocol bytes for the connection's own read loop, which flushes at the end
+    /// of its batch.
+    fn queue_proto(&self, bytes: &[u8]) {
+        self.out.queue(bytes);
     }
 
     /// Starts closing the connection; the first reason given wins.
@@ -140,7 +129,7 @@ impl Client {
             return;
         }
         *self.reason.lock() = Some(reason);
-        self.wake.notify_one();
+        self.out.close();
         self.stop.notify_one();
     }
 
@@ -166,21 +155,52 @@ pub fn unix_nanos() -> i64 {
 pub struct WakeList {
     mark: u64,
     clients: Vec<Arc<Client>>,
+    /// Connections past 75% of `max_pending`: the producer waits for them to drain.
+    stalled: Vec<Arc<Client>>,
 }
 
 impl WakeList {
-    fn new(mark: u64) -> Self {
+    /// An empty list; `mark` must be unique to the producer.
+    pub fn new(mark: u64) -> Self {
         WakeList {
             mark,
             clients: Vec::new(),
+            stalled: Vec::new(),
         }
     }
 
-    fn flush(&mut self) {
+    /// Flushes every connection fed in this batch, once each.
+    pub fn flush(&mut self) {
         for c in self.clients.drain(..) {
-            c.wake.notify_one();
+            if c.out.try_flush().is_err() {
+                c.close(ClosedReason::WriteError);
+            }
         }
         self.mark = self.mark.wrapping_add(1 << 32);
+    }
+
+    /// Whether a consumer asked this producer to slow down.
+    pub fn has_stalls(&self) -> bool {
+        !self.stalled.is_empty()
+    }
+
+    /// Waits (bounded by `max_wait`) for stalled consumers to drain below 75% of `max_pending`,
+    /// which pushes back on this producer through TCP instead of dropping the consumer.
+    pub async fn wait_stalled(&mut self, max_wait: Duration) {
+        let until = tokio::time::Instant::now() + max_wait;
+        for c in self.stalled.drain(..) {
+            loop {
+                let drained = c.out.drained.notified();
+                tokio::pin!(drained);
+                drained.as_mut().enable();
+                if c.is_closing() || c.out.pending() <= c.max_pending / 4 * 3 {
+                    break;
+                }
+                if tokio::time::timeout_at(until, drained).await.is_err() {
+                    return;
+                }
+            }
+        }
     }
 }
 
@@ -214,18 +234,21 @@ fn deliver(
         None
     };
     let size = payload.len() + hdr.map_or(0, |h| h.len());
-    let over = {
-        let mut out = client.out.lock();
-        if out.closed {
-            return false;
-        }
-        encode_msg(&mut out.buf, subject, &sub.sid, reply, hdr, payload);
-        if out.wake_mark != wakes.mark {
-            out.wake_mark = wakes.mark;
-            wakes.clients.push(client.clone());
-        }
-        out.buf.len() > client.max_pending
+    let Some((pending, first)) = client.out.append(wakes.mark, |buf| {
+        encode_msg(buf, subject, &sub.sid, reply, hdr, payload)
+    }) else {
+        return false;
     };
+    if first {
+        wakes.clients.push(client.clone());
+    }
+    let over = pending > client.max_pending;
+    if !over
+        && pending > client.max_pending / 4 * 3
+        && !wakes.stalled.iter().any(|c| c.cid == client.cid)
+    {
+        wakes.stalled.push(client.clone());
+    }
     client.stats.add_out(size);
     client.account.stats.add_out(size);
     server.stats.add_out(size);
@@ -284,6 +307,7 @@ pub fn route_message(
 /// Runs one client connection to completion.
 pub async fn run_client(server: Arc<Server>, stream: TcpStream, addr: SocketAddr) {
     let _ = stream.set_nodelay(true);
+    let sock = Arc::new(stream);
     let opts = server.options();
     let cid = server.next_cid();
     let account = server.global_account();
@@ -300,8 +324,7 @@ pub async fn run_client(server: Arc<Server>, stream: TcpStream, addr: SocketAddr
             ..Default::default()
         }),
         subs: Mutex::new(HashMap::new()),
-        out: Mutex::new(Outbound::default()),
-        wake: Notify::new(),
+        out: Outbound::new(sock.clone()),
         stop: Notify::new(),
         closing: AtomicBool::new(false),
         reason: Mutex::new(None),
@@ -310,7 +333,6 @@ pub async fn run_client(server: Arc<Server>, stream: TcpStream, addr: SocketAddr
         max_pending: opts.max_pending.max(1) as usize,
     });
 
-    let (rd, wr) = stream.into_split();
     let info = server.info_for(cid, &addr.ip().to_string());
     client.send_proto(&info);
 
@@ -318,7 +340,7 @@ pub async fn run_client(server: Arc<Server>, stream: TcpStream, addr: SocketAddr
         tracing::error!("{} - cid:{} - maximum connections exceeded", addr, cid);
         client.send_proto(b"-ERR 'maximum connections exceeded'\r\n");
         client.close(ClosedReason::MaxConnectionsExceeded);
-        write_loop(server.clone(), client.clone(), wr).await;
+        write_loop(server.clone(), client.clone()).await;
         server.record_closed(&client);
         return;
     }
@@ -329,8 +351,9 @@ pub async fn run_client(server: Arc<Server>, stream: TcpStream, addr: SocketAddr
         cid
     );
 
-    let writer = tokio::spawn(write_loop(server.clone(), client.clone(), wr));
-    read_loop(&server, &client, rd).await;
+    let writer = tokio::spawn(write_loop(server.clone(), client.clone()));
+    read_loop(&server, &client, &sock).await;
+    drop(sock);
     client.close(ClosedReason::ClientClosed);
     let _ = writer.await;
     server.remove_client(&client);
@@ -345,7 +368,7 @@ struct Reader {
     max_subs: usize,
 }
 
-async fn read_loop(server: &Arc<Server>, client: &Arc<Client>, mut rd: OwnedReadHalf) {
+async fn read_loop(server: &Arc<Server>, client: &Arc<Client>, sock: &TcpStream) {
     let opts = server.options();
     let mut r = Reader {
         limits: Limits {
@@ -363,27 +386,43 @@ async fn read_loop(server: &Arc<Server>, client: &Arc<Client>, mut rd: OwnedRead
         },
         max_subs: opts.max_subscriptions.max(0) as usize,
     };
+    let stall_wait = opts.write_deadline;
     drop(opts);
-    let mut buf = BytesMut::with_capacity(512);
+    // The read size starts at 512 bytes, doubles while reads fill it (up to 64 KiB) and halves
+    // after repeated short reads, as nats-server's read loop does.
+    let mut read_size = 512usize;
     let mut short_reads = 0u32;
+    let mut buf = BytesMut::with_capacity(read_size);
     loop {
-        if buf.capacity() - buf.len() < 256 {
-            buf.reserve(buf.capacity().max(512));
-        }
-        let before = buf.len();
-        let n = tokio::select! {
-            biased;
-            _ = client.stop.notified() => return,
-            res = rd.read_buf(&mut buf) => match res {
-                Ok(0) | Err(_) => return,
-                Ok(n) => n,
-            },
+        buf.reserve(read_size);
+        let n = loop {
+            tokio::select! {
+                biased;
+                _ = client.stop.notified() => return,
+                res = sock.readable() => if res.is_err() { return },
+            }
+            let spare = buf.len();
+            // Read at most `read_size` so a fast publisher cannot grow one batch without bound.
+            let mut limited = (&mut buf).limit(read_size);
+            match sock.try_read_buf(&mut limited) {
+                Ok(0) => return,
+                Ok(n) => {
+                    debug_assert_eq!(buf.len(), spare + n);
+                    break n;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(_) => return,
+            }
         };
-        // Grow the buffer while reads fill it, shrink after repeated short reads (nats-server).
-        if before + n == buf.capacity() && buf.capacity() < 64 * 1024 {
-            buf.reserve(buf.capacity());
-        } else if n < buf.capacity() / 2 {
+        if n == read_size && read_size < 64 * 1024 {
+            read_size *= 2;
+            short_reads = 0;
+        } else if n < read_size / 2 && read_size > 512 {
             short_reads += 1;
+            if short_reads > 2 {
+                read_size /= 2;
+                short_reads = 0;
+            }
         }
         let mut used = 0;
         let res = loop {
@@ -402,6 +441,12 @@ async fn read_loop(server: &Arc<Server>, client: &Arc<Client>, mut rd: OwnedRead
             }
         };
         r.wakes.flush();
+        if client.out.try_flush().is_err() {
+            client.close(ClosedReason::WriteError);
+        }
+        if r.wakes.has_stalls() {
+            r.wakes.wait_stalled(stall_wait).await;
+        }
         match res {
             Ok(()) => {}
             Err(e) => {
@@ -423,11 +468,7 @@ async fn read_loop(server: &Arc<Server>, client: &Arc<Client>, mut rd: OwnedRead
         if client.is_closing() {
             return;
         }
-        bytes::Buf::advance(&mut buf, used);
-        if buf.is_empty() && short_reads > 2 && buf.capacity() > 512 {
-            buf = BytesMut::with_capacity(buf.capacity() / 2);
-            short_reads = 0;
-        }
+        buf.advance(used);
         client.touch();
     }
 }
@@ -453,20 +494,20 @@ fn process_op(
             client.account.stats.add_in(size);
             server.stats.add_in(size);
             if headers.is_some() && !r.meta.headers {
-                client.send_proto(b"-ERR 'Headers Not Supported'\r\n");
+                client.queue_proto(b"-ERR 'Headers Not Supported'\r\n");
                 client.close(ClosedReason::ProtocolViolation);
                 return Ok(());
             }
             if r.meta.pedantic && !subject::is_valid_literal_subject(subject) {
-                client.send_proto(b"-ERR 'Invalid Publish Subject'\r\n");
+                client.queue_proto(b"-ERR 'Invalid Publish Subject'\r\n");
                 if r.meta.verbose {
-                    client.send_proto(b"+OK\r\n");
+                    client.queue_proto(b"+OK\r\n");
                 }
                 return Ok(());
             }
             // nats-server acknowledges before it delivers.
             if r.meta.verbose {
-                client.send_proto(b"+OK\r\n");
+                client.queue_proto(b"+OK\r\n");
             }
             let delivered = route_message(
                 server,
@@ -502,11 +543,11 @@ fn process_op(
                 }
             }
             if r.meta.verbose {
-                client.send_proto(b"+OK\r\n");
+                client.queue_proto(b"+OK\r\n");
             }
         }
         ClientOp::Ping => {
-            client.send_proto(b"PONG\r\n");
+            client.queue_proto(b"PONG\r\n");
         }
         ClientOp::Pong => {
             client.pings_out.store(0, Ordering::Relaxed);
@@ -546,7 +587,7 @@ fn process_connect(client: &Arc<Client>, r: &mut Reader, json: &[u8]) {
         connected: true,
     };
     if ci.no_responders && !ci.headers {
-        client.send_proto(b"-ERR 'no responders requires headers support'\r\n");
+        client.queue_proto(b"-ERR 'no responders requires headers support'\r\n");
         client.close(ClosedReason::ProtocolViolation);
         return;
     }
@@ -554,7 +595,7 @@ fn process_connect(client: &Arc<Client>, r: &mut Reader, json: &[u8]) {
     *client.meta.lock() = meta.clone();
     r.meta = meta;
     if r.meta.verbose {
-        client.send_proto(b"+OK\r\n");
+        client.queue_proto(b"+OK\r\n");
     }
 }
 
@@ -571,9 +612,9 @@ fn process_sub(
         && queue.is_none_or(|q| std::str::from_utf8(q).is_ok() && subject::is_valid_queue_name(q));
     if !valid {
         if queue.is_some() && subject::is_valid_subject(subject) {
-            client.send_proto(b"-ERR 'Invalid Queue Name'\r\n");
+            client.queue_proto(b"-ERR 'Invalid Queue Name'\r\n");
         } else {
-            client.send_proto(b"-ERR 'Invalid Subject'\r\n");
+            client.queue_proto(b"-ERR 'Invalid Subject'\r\n");
         }
         return;
     }
@@ -583,7 +624,7 @@ fn process_sub(
             // nats-server treats a repeated sid as a no-op.
             drop(subs);
             if r.meta.verbose {
-                client.send_proto(b"+OK\r\n");
+                client.queue_proto(b"+OK\r\n");
             }
             return;
         }
@@ -595,7 +636,7 @@ fn process_sub(
                 client.addr.port(),
                 client.cid
             );
-            client.send_proto(b"-ERR 'Maximum Subscriptions Exceeded'\r\n");
+            client.queue_proto(b"-ERR 'Maximum Subscriptions Exceeded'\r\n");
             return;
         }
     }
@@ -610,7 +651,7 @@ fn process_sub(
     client.subs.lock().insert(sid.into(), sub.clone());
     server.add_sub(&sub);
     if r.meta.verbose {
-        client.send_proto(b"+OK\r\n");
+        client.queue_proto(b"+OK\r\n");
     }
 }
 
@@ -632,11 +673,11 @@ fn no_responders(client: &Client, reply: &[u8], subject: &[u8]) {
         hdr.extend_from_slice(b"\r\n\r\n");
         let mut b = BytesMut::new();
         encode_msg(&mut b, reply, &sid, None, Some(&hdr), b"");
-        client.send_proto(&b);
+        client.queue_proto(&b);
     }
 }
 
-async fn write_loop(server: Arc<Server>, client: Arc<Client>, mut wr: OwnedWriteHalf) {
+async fn write_loop(server: Arc<Server>, client: Arc<Client>) {
     let (ping_interval, ping_max, write_deadline) = {
         let o = server.options();
         (o.ping_interval, o.ping_max.max(0) as u32, o.write_deadline)
@@ -648,58 +689,33 @@ async fn write_loop(server: Arc<Server>, client: Arc<Client>, mut wr: OwnedWrite
     };
     let mut ping =
         tokio::time::interval_at(tokio::time::Instant::now() + ping_interval, ping_interval);
-    let mut spare = BytesMut::with_capacity(4096);
     loop {
         tokio::select! {
-            _ = client.wake.notified() => {}
+            _ = client.out.wake.notified() => {}
             _ = ping.tick() => {
                 if !client.is_closing() {
                     send_ping(&client, ping_max);
                 }
             }
         }
-        // Flush whatever is queued; after close, flush once more and stop.
-        loop {
-            let (chunk, closed) = {
-                let mut out = client.out.lock();
-                std::mem::swap(&mut out.buf, &mut spare);
-                if client.is_closing() {
-                    out.closed = true;
-                }
-                (std::mem::take(&mut spare), out.closed)
-            };
-            if chunk.is_empty() {
-                if closed {
-                    let _ = wr.shutdown().await;
-                    return;
-                }
-                spare = chunk;
-                break;
+        // A closing connection gets a short grace to flush its last words (e.g. -ERR).
+        let deadline = if client.is_closing() {
+            write_deadline.min(Duration::from_secs(1))
+        } else {
+            write_deadline
+        };
+        match client.out.drain(deadline).await {
+            Ok(false) => {}
+            Ok(true) => return,
+            Err(FlushError::Deadline) => {
+                server.slow_consumer(&client, ClosedReason::SlowConsumerWriteDeadline);
+                client.out.release();
+                return;
             }
-            let deadline = if closed {
-                Duration::from_millis(200).min(write_deadline)
-            } else {
-                write_deadline
-            };
-            match tokio::time::timeout(deadline, wr.write_all(&chunk)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => {
-                    client.close(ClosedReason::WriteError);
-                    client.out.lock().closed = true;
-                    return;
-                }
-                Err(_) => {
-                    if !closed {
-                        server.slow_consumer(&client, ClosedReason::SlowConsumerWriteDeadline);
-                    }
-                    client.out.lock().closed = true;
-                    return;
-                }
-            }
-            spare = chunk;
-            spare.clear();
-            if spare.capacity() > 1 << 20 {
-                spare = BytesMut::with_capacity(4096);
+            Err(FlushError::Io) => {
+                client.close(ClosedReason::WriteError);
+                client.out.release();
+                return;
             }
         }
     }

@@ -2,6 +2,7 @@
 
 pub mod client;
 pub mod info;
+pub mod outbound;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;

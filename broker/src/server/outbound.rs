@@ -1,0 +1,196 @@
+//! A connection's outbound queue and how it reaches the socket.
+//!
+//! Producers append under a short lock. At the end of a read batch the producer flushes every
+//! connection it fed with one non-blocking write from its own task (no task hop: that is what
+//! keeps request/reply latency low). Only when the socket is full does the connection's write
+//! task take over and wait for it to drain, under `write_deadline`.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, BytesMut};
+use parking_lot::Mutex;
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+
+/// Why a flush gave up on the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushError {
+    /// The socket failed.
+    Io,
+    /// `write_deadline` passed with bytes still unwritten.
+    Deadline,
+}
+
+#[derive(Debug)]
+struct State {
+    buf: BytesMut,
+    /// Set while the write task owns a chunk taken out of `buf`.
+    flushing: bool,
+    /// Bytes of that chunk, still counted as pending.
+    in_flight: usize,
+    closed: bool,
+    sock: Option<Arc<TcpStream>>,
+    /// The producer batch that last queued a flush for this connection (write coalescing).
+    wake_mark: u64,
+}
+
+/// The pending outbound bytes of one connection.
+#[derive(Debug)]
+pub struct Outbound {
+    state: Mutex<State>,
+    /// Wakes the write task.
+    pub(crate) wake: Notify,
+    /// Signalled whenever the write task drains a chunk, for stalled producers.
+    pub(crate) drained: Notify,
+}
+
+impl Outbound {
+    /// A queue writing to `sock`.
+    pub fn new(sock: Arc<TcpStream>) -> Outbound {
+        Outbound {
+            state: Mutex::new(State {
+                buf: BytesMut::with_capacity(1024),
+                flushing: false,
+                in_flight: 0,
+                closed: false,
+                sock: Some(sock),
+                wake_mark: 0,
+            }),
+            wake: Notify::new(),
+            drained: Notify::new(),
+        }
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn pending(&self) -> usize {
+        let s = self.state.lock();
+        s.buf.len() + s.in_flight
+    }
+
+    /// Appends with `f` unless closed; returns (pending bytes after, whether this batch `mark`
+    /// must still flush this connection), or `None` when closed.
+    #[inline]
+    pub fn append(&self, mark: u64, f: impl FnOnce(&mut BytesMut)) -> Option<(usize, bool)> {
+        let mut s = self.state.lock();
+        if s.closed {
+            return None;
+        }
+        f(&mut s.buf);
+        let first = s.wake_mark != mark;
+        s.wake_mark = mark;
+        Some((s.buf.len() + s.in_flight, first))
+    }
+
+    /// Appends raw protocol bytes without flushing.
+    pub fn queue(&self, bytes: &[u8]) {
+        let mut s = self.state.lock();
+        if !s.closed {
+            s.buf.put_slice(bytes);
+        }
+    }
+
+    /// Writes what is queued without blocking; hands the rest to the write task.
+    pub fn try_flush(&self) -> Result<(), FlushError> {
+        let mut s = self.state.lock();
+        if s.flushing || s.buf.is_empty() || s.closed {
+            return Ok(());
+        }
+        let Some(sock) = s.sock.clone() else {
+            return Ok(());
+        };
+        // A non-blocking write: the lock is held for one syscall at most.
+        match sock.try_write(&s.buf) {
+            Ok(n) => {
+                s.buf.advance(n);
+                if s.buf.is_empty() {
+                    s.buf.clear();
+                    return Ok(());
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => return Err(FlushError::Io),
+        }
+        drop(s);
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Marks the queue closed: nothing more is appended; the write task flushes what is left.
+    pub fn close(&self) {
+        self.state.lock().closed = true;
+        self.wake.notify_one();
+        self.drained.notify_waiters();
+    }
+
+    /// Drains the queue through the socket, waiting for it to accept data, until empty.
+    ///
+    /// Returns `Ok(true)` once the queue is closed and fully written (the socket is released).
+    pub async fn drain(&self, deadline: Duration) -> Result<bool, FlushError> {
+        let mut spare = BytesMut::new();
+        loop {
+            let (mut chunk, sock) = {
+                let mut s = self.state.lock();
+                if s.buf.is_empty() {
+                    s.flushing = false;
+                    s.in_flight = 0;
+                    if s.closed {
+                        s.sock = None;
+                        return Ok(true);
+                    }
+                    return Ok(false);
+                }
+                let Some(sock) = s.sock.clone() else {
+                    return Ok(true);
+                };
+                s.flushing = true;
+                spare.clear();
+                let chunk = std::mem::replace(&mut s.buf, spare);
+                s.in_flight = chunk.len();
+                (chunk, sock)
+            };
+            let res = tokio::time::timeout(deadline, write_all(&sock, &mut chunk)).await;
+            {
+                let mut s = self.state.lock();
+                s.in_flight = 0;
+                if !matches!(res, Ok(Ok(()))) {
+                    s.flushing = false;
+                    s.closed = true;
+                    s.sock = None;
+                }
+            }
+            self.drained.notify_waiters();
+            match res {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(FlushError::Io),
+                Err(_) => return Err(FlushError::Deadline),
+            }
+            chunk.clear();
+            spare = if chunk.capacity() > 1 << 20 {
+                BytesMut::new()
+            } else {
+                chunk
+            };
+        }
+    }
+
+    /// Drops the socket so the connection closes once every task lets go of it.
+    pub fn release(&self) {
+        let mut s = self.state.lock();
+        s.closed = true;
+        s.sock = None;
+    }
+}
+
+async fn write_all(sock: &TcpStream, chunk: &mut BytesMut) -> io::Result<()> {
+    while !chunk.is_empty() {
+        sock.writable().await?;
+        match sock.try_write(chunk) {
+            Ok(n) => chunk.advance(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
