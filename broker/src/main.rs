@@ -43,10 +43,15 @@ fn main() -> ExitCode {
     flags.apply(&mut opts);
     if opts.check_config {
         match &flags.config {
-            Some(p) => println!("natrix-broker: configuration file {} is valid", p.display()),
-            None => println!("natrix-broker: no configuration file given; defaults are valid"),
+            Some(p) => {
+                eprintln!("natrix-broker: configuration file {} is valid", p.display());
+                return ExitCode::SUCCESS;
+            }
+            None => {
+                eprintln!("natrix-broker: must specify [-c, --config] option to check configuration file syntax");
+                return ExitCode::FAILURE;
+            }
         }
-        return ExitCode::SUCCESS;
     }
     if let Err(e) = natrix_broker::log::init(
         opts.debug,

@@ -372,23 +372,9 @@ impl Server {
             },
         };
         if opts.subs_detail {
-            // Only subjects survive a close; sid and counts are not kept.
-            ci.subscriptions_list_detail = cc
-                .subs
-                .iter()
-                .map(|s| SubDetail {
-                    account: String::new(),
-                    account_tag: String::new(),
-                    subject: s.clone(),
-                    qgroup: String::new(),
-                    sid: String::new(),
-                    msgs: 0,
-                    max: 0,
-                    cid: c.cid,
-                })
-                .collect();
+            ci.subscriptions_list_detail = cc.subs.iter().map(|s| SubDetail::of(s)).collect();
         } else if opts.subs {
-            ci.subscriptions_list = cc.subs.clone();
+            ci.subscriptions_list = cc.subs.iter().map(|s| s.subject.clone()).collect();
         }
         if opts.auth {
             self.monitor_fill_auth(&mut ci, &c.account.name);

@@ -133,13 +133,7 @@ impl Server {
             .http_addr
             .read()
             .map_or(opts.http_port, |a| i32::from(a.port()));
-        // No dedicated counter exists yet; the closed-connection ring still holds every stale
-        // close until it wraps at MAX_CLOSED_CLIENTS.
-        let stale = self
-            .closed_clients()
-            .iter()
-            .filter(|c| c.reason == ClosedReason::StaleConnection)
-            .count() as u64;
+        let stale = self.stale_connections.load(Ordering::Relaxed);
         let in_msgs = self.stats.in_msgs.load(Ordering::Relaxed);
         let in_bytes = self.stats.in_bytes.load(Ordering::Relaxed);
         let out_msgs = self.stats.out_msgs.load(Ordering::Relaxed);

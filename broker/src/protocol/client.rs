@@ -29,8 +29,10 @@ pub enum ClientOp<'a> {
     Ping,
     /// `PONG`.
     Pong,
-    /// `+OK`, `-ERR` or `INFO` from a client: accepted and ignored, as nats-server does.
+    /// `+OK` or `INFO` from a client: accepted and ignored, as nats-server does.
     Ignored,
+    /// `-ERR` from a client: nats-server closes the connection.
+    ClientError,
 }
 
 /// Protocol violations; each maps to nats-server's `-ERR` text in [`ParseError::err_text`].
@@ -57,6 +59,18 @@ pub enum ParseError {
 }
 
 impl ParseError {
+    /// The reason `/connz` reports for a connection closed by this error.
+    pub fn closed_reason(&self) -> crate::server::ClosedReason {
+        use crate::server::ClosedReason;
+        match self {
+            ParseError::ControlLineTooLong | ParseError::PartialControlLineTooLong => {
+                ClosedReason::MaxControlLineExceeded
+            }
+            ParseError::MaxPayload => ClosedReason::MaxPayloadExceeded,
+            _ => ClosedReason::ProtocolViolation,
+        }
+    }
+
     /// The exact line nats-server sends for this violation.
     pub fn err_text(&self) -> String {
         match self {
@@ -124,7 +138,7 @@ pub fn parse<'a>(
         7 if eq_ci(op, b"CONNECT") => Ok(Some((ClientOp::Connect(trim(args)), after))),
         4 if eq_ci(op, b"INFO") => Ok(Some((ClientOp::Ignored, after))),
         3 if eq_ci(op, b"+OK") => Ok(Some((ClientOp::Ignored, after))),
-        4 if eq_ci(op, b"-ERR") => Ok(Some((ClientOp::Ignored, after))),
+        4 if eq_ci(op, b"-ERR") => Ok(Some((ClientOp::ClientError, after))),
         _ => Err(ParseError::UnknownOp),
     }
 }
@@ -286,11 +300,8 @@ fn parse_hpub<'a>(
 fn take_payload(buf: &[u8], start: usize, size: usize) -> Result<Option<&[u8]>, ParseError> {
     let end = start + size;
     if buf.len() < end + 2 {
-        // A lone '\n' terminator is enough once it is there.
-        if buf.len() == end + 1 && buf[end] == b'\n' {
-            return Ok(Some(&buf[start..end]));
-        }
-        if buf.len() > end && buf[end] != b'\r' && buf[end] != b'\n' {
+        // The payload must end in exactly CRLF (a bare LF is fine only after a control line).
+        if buf.len() > end && buf[end] != b'\r' {
             return Err(ParseError::BadPayloadEnd);
         }
         return Ok(None);

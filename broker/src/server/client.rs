@@ -461,7 +461,7 @@ async fn read_loop(server: &Arc<Server>, client: &Arc<Client>, sock: &TcpStream)
                 if !text.is_empty() {
                     client.send_proto(text.as_bytes());
                 }
-                client.close(ClosedReason::ParseError);
+                client.close(e.closed_reason());
                 return;
             }
         }
@@ -560,6 +560,10 @@ fn process_op(
             }
         }
         ClientOp::Connect(json) => process_connect(client, r, json),
+        ClientOp::ClientError => {
+            // nats-server drops a client that reports an error to it.
+            client.close(ClosedReason::ParseError);
+        }
         ClientOp::Ignored => {}
     }
     Ok(())
@@ -586,9 +590,14 @@ fn process_connect(client: &Arc<Client>, r: &mut Reader, json: &[u8]) {
         no_responders: ci.no_responders && ci.headers,
         connected: true,
     };
+    if ci.protocol > 1 || ci.protocol < 0 {
+        client.queue_proto(b"-ERR 'invalid client protocol'\r\n");
+        client.close(ClosedReason::BadClientProtocolVersion);
+        return;
+    }
     if ci.no_responders && !ci.headers {
         client.queue_proto(b"-ERR 'no responders requires headers support'\r\n");
-        client.close(ClosedReason::ProtocolViolation);
+        client.close(ClosedReason::NoRespondersRequiresHeaders);
         return;
     }
     client.headers.store(meta.headers, Ordering::Relaxed);
@@ -631,12 +640,12 @@ fn process_sub(
         if r.max_subs > 0 && subs.len() >= r.max_subs {
             drop(subs);
             tracing::error!(
-                "{}:{} - cid:{} - Maximum Subscriptions Exceeded",
+                "{}:{} - cid:{} - maximum subscriptions exceeded",
                 client.addr.ip(),
                 client.addr.port(),
                 client.cid
             );
-            client.queue_proto(b"-ERR 'Maximum Subscriptions Exceeded'\r\n");
+            client.queue_proto(b"-ERR 'maximum subscriptions exceeded'\r\n");
             return;
         }
     }
@@ -694,7 +703,7 @@ async fn write_loop(server: Arc<Server>, client: Arc<Client>) {
             _ = client.out.wake.notified() => {}
             _ = ping.tick() => {
                 if !client.is_closing() {
-                    send_ping(&client, ping_max);
+                    send_ping(&server, &client, ping_max);
                 }
             }
         }
@@ -721,7 +730,7 @@ async fn write_loop(server: Arc<Server>, client: Arc<Client>) {
     }
 }
 
-fn send_ping(client: &Client, ping_max: u32) {
+fn send_ping(server: &Server, client: &Client, ping_max: u32) {
     let outstanding = client.pings_out.fetch_add(1, Ordering::Relaxed) + 1;
     if outstanding > ping_max {
         tracing::debug!(
@@ -731,6 +740,7 @@ fn send_ping(client: &Client, ping_max: u32) {
             client.cid
         );
         client.send_proto(b"-ERR 'Stale Connection'\r\n");
+        server.stale_connections.fetch_add(1, Ordering::Relaxed);
         client.close(ClosedReason::StaleConnection);
         return;
     }

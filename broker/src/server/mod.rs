@@ -118,7 +118,8 @@ pub struct ClosedClient {
     pub client: Arc<Client>,
     pub stop: SystemTime,
     pub reason: ClosedReason,
-    pub subs: Vec<String>,
+    /// The subscriptions it had when it closed, sorted by subject.
+    pub subs: Vec<Arc<Subscription>>,
     pub meta: client::ClientMeta,
 }
 
@@ -142,6 +143,8 @@ pub struct Server {
     pub stats: Counters,
     pub slow_consumers: AtomicU64,
     pub slow_consumer_stats: SlowConsumerStats,
+    /// Connections closed for not answering PINGs.
+    pub stale_connections: AtomicU64,
     pub total_connections: AtomicU64,
     next_cid: AtomicU64,
     global: Arc<Account>,
@@ -199,6 +202,7 @@ impl Server {
             stats: Counters::default(),
             slow_consumers: AtomicU64::new(0),
             slow_consumer_stats: SlowConsumerStats::default(),
+            stale_connections: AtomicU64::new(0),
             total_connections: AtomicU64::new(0),
             next_cid: AtomicU64::new(0),
             global,
@@ -292,8 +296,8 @@ impl Server {
             c.cid,
             reason.as_str()
         );
-        let mut subjects: Vec<String> = subs.iter().map(|s| s.subject.clone()).collect();
-        subjects.sort();
+        let mut subjects = subs;
+        subjects.sort_by(|a, b| a.subject.cmp(&b.subject));
         self.push_closed(ClosedClient {
             client: c.clone(),
             stop: SystemTime::now(),
@@ -405,7 +409,11 @@ impl Server {
         {
             let mut info = self.info.write();
             info.port = addr.port();
-            info.connect_urls = self.connect_urls(&opts, addr);
+            // nats-server shows the advertised address to clients.
+            if let Some((host, port)) = opts.client_advertise.as_deref().map(split_host_port) {
+                info.host = host;
+                info.port = port.unwrap_or(addr.port());
+            }
         }
         if opts.http_port != 0 {
             let http_port = if opts.http_port < 0 {
@@ -441,18 +449,6 @@ impl Server {
         tokio::spawn(async move { me.accept_loop(listener).await });
         tracing::info!("Server is ready");
         Ok(())
-    }
-
-    fn connect_urls(&self, opts: &Options, addr: SocketAddr) -> Vec<String> {
-        if let Some(adv) = &opts.client_advertise {
-            let adv = if adv.contains(':') {
-                adv.clone()
-            } else {
-                format!("{}:{}", adv, addr.port())
-            };
-            return vec![adv];
-        }
-        Vec::new()
     }
 
     fn write_ports_file(&self, dir: &std::path::Path) -> std::io::Result<()> {
@@ -506,6 +502,22 @@ impl Server {
                 _ = self.wait_shutdown() => return,
             }
         }
+    }
+}
+
+/// Splits `host[:port]` (IPv6 in brackets) for `client_advertise`.
+fn split_host_port(s: &str) -> (String, Option<u16>) {
+    if let Some(rest) = s.strip_prefix('[') {
+        if let Some((h, p)) = rest.split_once(']') {
+            return (
+                h.to_string(),
+                p.strip_prefix(':').and_then(|p| p.parse().ok()),
+            );
+        }
+    }
+    match s.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => (h.to_string(), p.parse().ok()),
+        _ => (s.to_string(), None),
     }
 }
 
