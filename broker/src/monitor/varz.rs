@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::proc;
 use super::util::{go_float, since, uptime};
 use crate::log::rfc3339;
-use crate::server::{ClosedReason, Server};
+use crate::server::Server;
 
 /// An object with no fields set (`cluster`, `gateway`, ... while those are not configured).
 #[derive(Debug, Default, Serialize)]
