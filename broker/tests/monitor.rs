@@ -495,10 +495,17 @@ async fn healthz_and_other_endpoints() {
         serde_json::json!({})
     );
 
-    // nats-server 2.15 ignores JSONP callbacks: plain JSON.
+    // JSONP, as nats-server before 2.11 (2.15 ignores `callback`; dashboards still send it).
     let r = get(&base, "/varz?callback=cb").await;
-    assert_eq!(r.header("content-type"), Some("application/json"));
-    assert!(r.body.starts_with('{'));
+    assert_eq!(r.header("content-type"), Some("application/javascript"));
+    assert!(r.body.starts_with("cb({"), "{}", r.body);
+    assert!(r.body.ends_with("})"));
+    let inner: serde_json::Value = serde_json::from_str(&r.body[3..r.body.len() - 1]).unwrap();
+    assert!(inner["server_id"].is_string());
+    // Errors are not wrapped.
+    let r = get(&base, "/connz?sort=foo&callback=cb").await;
+    assert_eq!(r.status, 400);
+    assert!(!r.body.starts_with("cb("));
 
     let r = get(&base, "/").await;
     assert_eq!(r.status, 200);

@@ -2,8 +2,8 @@
 //!
 //! Output follows nats-server 2.15 byte for byte where it can: field names and order, Go's
 //! indented JSON with HTML-safe escaping, Go duration and time formats, the 400 messages of its
-//! argument decoders and the 404 page. Like 2.15, a `callback=` argument is ignored (JSONP was
-//! dropped upstream; responses stay `application/json`).
+//! argument decoders and the 404 page. A `callback=` argument wraps JSON answers as JSONP
+//! (`application/javascript`), as nats-server did before 2.11 and dashboards still use.
 
 pub mod connz;
 pub mod proc;
@@ -110,7 +110,50 @@ pub async fn serve(server: Arc<Server>, listener: TcpListener) {
         .await;
 }
 
-async fn handle(State(m): State<Arc<Monitor>>, uri: Uri) -> Response {
+async fn handle(state: State<Arc<Monitor>>, uri: Uri) -> Response {
+    let callback = Query::<Vec<(String, String)>>::try_from_uri(&uri)
+        .ok()
+        .and_then(|q| {
+            q.0.into_iter()
+                .find(|(k, _)| k == "callback")
+                .map(|(_, v)| v)
+        })
+        .filter(|cb| !cb.is_empty());
+    let resp = route(state, uri).await;
+    match callback {
+        Some(cb) if is_json(&resp) => jsonp(resp, &cb).await,
+        _ => resp,
+    }
+}
+
+fn is_json(resp: &Response) -> bool {
+    resp.status() == StatusCode::OK
+        && resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/json"))
+}
+
+/// Wraps a JSON answer as `callback(...)`.
+async fn jsonp(resp: Response, callback: &str) -> Response {
+    let (mut parts, body) = resp.into_parts();
+    let Ok(json) = axum::body::to_bytes(body, usize::MAX).await else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let mut out = Vec::with_capacity(json.len() + callback.len() + 2);
+    out.extend_from_slice(callback.as_bytes());
+    out.push(b'(');
+    out.extend_from_slice(&json);
+    out.push(b')');
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/javascript"),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(out))
+}
+
+async fn route(State(m): State<Arc<Monitor>>, uri: Uri) -> Response {
     let params = Params(
         Query::<Vec<(String, String)>>::try_from_uri(&uri)
             .map(|q| q.0)

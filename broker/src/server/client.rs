@@ -45,14 +45,40 @@ pub struct Counters {
 
 impl Counters {
     #[inline]
-    fn add_in(&self, bytes: usize) {
-        self.in_msgs.fetch_add(1, Ordering::Relaxed);
-        self.in_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
-    }
-    #[inline]
     fn add_out(&self, bytes: usize) {
         self.out_msgs.fetch_add(1, Ordering::Relaxed);
         self.out_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Adds counts gathered locally during one batch.
+    #[inline]
+    pub fn add(&self, t: &Tally) {
+        if t.in_msgs > 0 {
+            self.in_msgs.fetch_add(t.in_msgs, Ordering::Relaxed);
+            self.in_bytes.fetch_add(t.in_bytes, Ordering::Relaxed);
+        }
+        if t.out_msgs > 0 {
+            self.out_msgs.fetch_add(t.out_msgs, Ordering::Relaxed);
+            self.out_bytes.fetch_add(t.out_bytes, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Counts kept in plain integers during a read batch and added to the shared counters once at
+/// its end, so a message costs no atomic operations on server-wide cache lines.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Tally {
+    pub in_msgs: u64,
+    pub in_bytes: u64,
+    pub out_msgs: u64,
+    pub out_bytes: u64,
+}
+
+impl Tally {
+    /// Whether nothing was counted.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.in_msgs == 0 && self.out_msgs == 0
     }
 }
 
@@ -154,6 +180,8 @@ pub fn unix_nanos() -> i64 {
 /// Connections woken during one read batch, each once at the end (write coalescing).
 pub struct WakeList {
     mark: u64,
+    /// Server-wide counts for this batch (deliveries are counted here, publishes by the reader).
+    pub tally: Tally,
     clients: Vec<Arc<Client>>,
     /// Connections past 75% of `max_pending`: the producer waits for them to drain.
     stalled: Vec<Arc<Client>>,
@@ -164,6 +192,7 @@ impl WakeList {
     pub fn new(mark: u64) -> Self {
         WakeList {
             mark,
+            tally: Tally::default(),
             clients: Vec::new(),
             stalled: Vec::new(),
         }
@@ -250,8 +279,8 @@ fn deliver(
         wakes.stalled.push(client.clone());
     }
     client.stats.add_out(size);
-    client.account.stats.add_out(size);
-    server.stats.add_out(size);
+    wakes.tally.out_msgs += 1;
+    wakes.tally.out_bytes += size as u64;
     if over {
         server.slow_consumer(client, ClosedReason::SlowConsumerPendingBytes);
     }
@@ -275,7 +304,7 @@ pub fn route_message(
     let Ok(subj) = std::str::from_utf8(subject) else {
         return false;
     };
-    let result = cache.get(subj, &account.sublist);
+    let result = cache.get_ref(subj, &account.sublist);
     let mut delivered = false;
     let sender_cid = sender.map_or(0, |c| c.cid);
     for sub in result.psubs.iter() {
@@ -366,6 +395,8 @@ struct Reader {
     wakes: WakeList,
     meta: ClientMeta,
     max_subs: usize,
+    /// `-V`: log every operation received, as nats-server's `<<-` trace lines.
+    trace: bool,
 }
 
 async fn read_loop(server: &Arc<Server>, client: &Arc<Client>, sock: &TcpStream) {
@@ -385,6 +416,7 @@ async fn read_loop(server: &Arc<Server>, client: &Arc<Client>, sock: &TcpStream)
             ..Default::default()
         },
         max_subs: opts.max_subscriptions.max(0) as usize,
+        trace: opts.trace,
     };
     let stall_wait = opts.write_deadline;
     drop(opts);
@@ -428,6 +460,9 @@ async fn read_loop(server: &Arc<Server>, client: &Arc<Client>, sock: &TcpStream)
         let res = loop {
             match parse(&buf[used..], &r.limits) {
                 Ok(Some((op, n))) => {
+                    if r.trace {
+                        trace_in(client, &op, &buf[used..used + n]);
+                    }
                     used += n;
                     if let Err(e) = process_op(server, client, &mut r, op) {
                         break Err(e);
@@ -441,6 +476,17 @@ async fn read_loop(server: &Arc<Server>, client: &Arc<Client>, sock: &TcpStream)
             }
         };
         r.wakes.flush();
+        let tally = std::mem::take(&mut r.wakes.tally);
+        if !tally.is_empty() {
+            // Every delivery so far stays inside the publisher's account.
+            server.stats.add(&tally);
+            client.account.stats.add(&tally);
+            client.stats.add(&Tally {
+                out_msgs: 0,
+                out_bytes: 0,
+                ..tally
+            });
+        }
         if client.out.try_flush().is_err() {
             client.close(ClosedReason::WriteError);
         }
@@ -473,6 +519,26 @@ async fn read_loop(server: &Arc<Server>, client: &Arc<Client>, sock: &TcpStream)
     }
 }
 
+/// Logs one received operation the way nats-server traces it.
+fn trace_in(client: &Client, op: &ClientOp<'_>, raw: &[u8]) {
+    let line_end = memchr::memchr(b'\n', raw).unwrap_or(raw.len());
+    let line = String::from_utf8_lossy(&raw[..line_end]);
+    let line = line.trim_end_matches('\r');
+    let (ip, port, cid) = (client.addr.ip(), client.addr.port(), client.cid);
+    tracing::trace!("{ip}:{port} - cid:{cid} - \"<<- [{line}]\"");
+    if let ClientOp::Pub {
+        headers, payload, ..
+    } = op
+    {
+        let mut all = headers.unwrap_or_default().to_vec();
+        all.extend_from_slice(payload);
+        tracing::trace!(
+            "{ip}:{port} - cid:{cid} - \"<<- MSG_PAYLOAD: [{:?}]\"",
+            String::from_utf8_lossy(&all)
+        );
+    }
+}
+
 /// Why a single operation failed in a way that closes the connection.
 type OpResult = Result<(), ParseError>;
 
@@ -490,9 +556,8 @@ fn process_op(
             payload,
         } => {
             let size = payload.len() + headers.map_or(0, |h| h.len());
-            client.stats.add_in(size);
-            client.account.stats.add_in(size);
-            server.stats.add_in(size);
+            r.wakes.tally.in_msgs += 1;
+            r.wakes.tally.in_bytes += size as u64;
             if headers.is_some() && !r.meta.headers {
                 client.queue_proto(b"-ERR 'Headers Not Supported'\r\n");
                 client.close(ClosedReason::ProtocolViolation);
