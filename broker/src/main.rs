@@ -41,6 +41,10 @@ fn main() -> ExitCode {
         None => (Options::default(), Vec::new()),
     };
     flags.apply(&mut opts);
+    if let Err(e) = opts.validate() {
+        eprintln!("natrix-broker: {e}");
+        return ExitCode::FAILURE;
+    }
     if opts.check_config {
         match &flags.config {
             Some(p) => {

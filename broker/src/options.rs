@@ -46,6 +46,25 @@ pub struct Options {
     pub check_config: bool,
 }
 
+impl Options {
+    /// Cross-option checks nats-server makes before it starts; the message is nats-server's.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_payload as i64 > self.max_pending {
+            return Err(format!(
+                "max_payload ({}) cannot be higher than max_pending ({})",
+                self.max_payload, self.max_pending
+            ));
+        }
+        if self.max_payload < 0 {
+            return Err(format!(
+                "max_payload ({}) cannot be negative",
+                self.max_payload
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// nats-server's RANDOM_PORT sentinel.
 pub const RANDOM_PORT: i32 = -1;
 
@@ -82,5 +101,24 @@ impl Default for Options {
             lame_duck_grace_period: Duration::from_secs(10),
             check_config: false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_payload_must_fit_in_max_pending() {
+        assert!(Options::default().validate().is_ok());
+        let o = Options {
+            max_pending: 1000,
+            max_payload: 2000,
+            ..Options::default()
+        };
+        assert_eq!(
+            o.validate().unwrap_err(),
+            "max_payload (2000) cannot be higher than max_pending (1000)"
+        );
     }
 }

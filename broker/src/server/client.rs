@@ -180,6 +180,8 @@ pub fn unix_nanos() -> i64 {
 /// Connections woken during one read batch, each once at the end (write coalescing).
 pub struct WakeList {
     mark: u64,
+    /// The producing connection's id (0 for internal producers).
+    owner: u64,
     /// Server-wide counts for this batch (deliveries are counted here, publishes by the reader).
     pub tally: Tally,
     clients: Vec<Arc<Client>>,
@@ -188,10 +190,12 @@ pub struct WakeList {
 }
 
 impl WakeList {
-    /// An empty list; `mark` must be unique to the producer.
-    pub fn new(mark: u64) -> Self {
+    /// An empty list for the producer with connection id `owner`.
+    pub fn new(owner: u64) -> Self {
         WakeList {
-            mark,
+            // Unique per producer and batch: the id in the low bits, the batch count above.
+            mark: owner,
+            owner,
             tally: Tally::default(),
             clients: Vec::new(),
             stalled: Vec::new(),
@@ -272,8 +276,11 @@ fn deliver(
         wakes.clients.push(client.clone());
     }
     let over = pending > client.max_pending;
+    // A connection that reads its own echo is never waited on by itself: it would deadlock on
+    // a client that writes everything before it reads.
     if !over
         && pending > client.max_pending / 4 * 3
+        && wakes.owner != client.cid
         && !wakes.stalled.iter().any(|c| c.cid == client.cid)
     {
         wakes.stalled.push(client.clone());
@@ -407,7 +414,7 @@ async fn read_loop(server: &Arc<Server>, client: &Arc<Client>, sock: &TcpStream)
             max_payload: opts.max_payload.max(0) as usize,
         },
         cache: LocalCache::new(),
-        wakes: WakeList::new(client.cid << 1),
+        wakes: WakeList::new(client.cid),
         // Until CONNECT arrives nats-server applies its defaults: verbose, pedantic, echo.
         meta: ClientMeta {
             echo: true,
