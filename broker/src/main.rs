@@ -48,6 +48,9 @@ fn main() -> ExitCode {
     if opts.check_config {
         match &flags.config {
             Some(p) => {
+                for w in &warnings {
+                    eprintln!("natrix-broker: {w}");
+                }
                 eprintln!("natrix-broker: configuration file {} is valid", p.display());
                 return ExitCode::SUCCESS;
             }
@@ -84,6 +87,7 @@ fn main() -> ExitCode {
 
 async fn run(opts: Options) -> ExitCode {
     let pid_file = opts.pid_file.clone();
+    let ports_file = opts.ports_file_dir.as_deref().map(ports_file_path);
     let server = Server::new(opts);
     tracing::info!("Starting nats-server");
     tracing::info!(
@@ -108,12 +112,27 @@ async fn run(opts: Options) -> ExitCode {
     }
     let signal = wait_for_signal().await;
     tracing::info!("Trapped \"{signal}\" signal");
+    tracing::info!("Initiating Shutdown...");
     server.shutdown();
-    tracing::info!("Server Exiting..");
-    if let Some(p) = &pid_file {
+    // nats-server removes both files on a clean exit.
+    for p in [&pid_file, &ports_file].into_iter().flatten() {
         let _ = std::fs::remove_file(p);
     }
+    tracing::info!("Server Exiting..");
     ExitCode::SUCCESS
+}
+
+/// `<dir>/<executable name>_<pid>.ports`, the file the server writes for `--ports_file_dir`.
+fn ports_file_path(dir: &std::path::Path) -> std::path::PathBuf {
+    let exe = std::env::args()
+        .next()
+        .and_then(|a| {
+            std::path::Path::new(&a)
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "natrix-broker".into());
+    dir.join(format!("{}_{}.ports", exe, std::process::id()))
 }
 
 /// Waits for SIGINT or SIGTERM and names it as Go does.

@@ -74,9 +74,8 @@ impl ParseError {
     /// The exact line nats-server sends for this violation.
     pub fn err_text(&self) -> String {
         match self {
-            ParseError::ControlLineTooLong => "-ERR 'Maximum Control Line Exceeded'\r\n".into(),
-            // nats-server words the two cases differently.
-            ParseError::PartialControlLineTooLong => {
+            // nats-server sends the same text whether or not the line end has arrived.
+            ParseError::ControlLineTooLong | ParseError::PartialControlLineTooLong => {
                 "-ERR 'maximum control line exceeded'\r\n".into()
             }
             ParseError::UnknownOp => "-ERR 'Unknown Protocol Operation'\r\n".into(),
@@ -106,7 +105,12 @@ pub fn parse<'a>(
     let Some(nl) = memchr(b'\n', buf) else {
         // Garbage is rejected as soon as it cannot start an operation, not at the line end.
         check_op_prefix(buf)?;
-        if buf.len() > limits.max_control_line {
+        // As nats-server: the arguments received so far count (a trailing CR is not part of
+        // them). The whole-buffer bound keeps whitespace runs from growing it without limit.
+        let partial = buf.strip_suffix(b"\r").unwrap_or(buf);
+        if over_control_line(partial, limits.max_control_line)
+            || buf.len() > limits.max_control_line.saturating_add(4096)
+        {
             return Err(ParseError::PartialControlLineTooLong);
         }
         return Ok(None);
@@ -119,8 +123,7 @@ pub fn parse<'a>(
     let line = &buf[..line_end];
     let after = nl + 1;
     let (op, args) = split_op(line);
-    // Control line limit applies to the arguments, as in nats-server (the op itself is short).
-    if line.len() > limits.max_control_line && !is_connect(op) {
+    if over_control_line(line, limits.max_control_line) {
         return Err(ParseError::ControlLineTooLong);
     }
     // An operation that takes arguments but has none is not recognised at all by nats-server.
@@ -143,8 +146,25 @@ pub fn parse<'a>(
     }
 }
 
-fn is_connect(op: &[u8]) -> bool {
-    op.len() == 7 && eq_ci(op, b"CONNECT")
+/// nats-server's `max_control_line` rule: it measures only the arguments of the ops that take
+/// them (from the first non-blank byte after the op to the line end, trailing blanks included),
+/// so the op itself and ops such as `PING` never count.
+fn over_control_line(line: &[u8], max: usize) -> bool {
+    if line.len() <= max {
+        return false;
+    }
+    let line = &line[line.iter().position(|&b| !is_ws(b)).unwrap_or(line.len())..];
+    let op_end = line.iter().position(|&b| is_ws(b)).unwrap_or(line.len());
+    let op = &line[..op_end];
+    const ARG_OPS: [&[u8]; 7] = [
+        b"PUB", b"HPUB", b"SUB", b"UNSUB", b"CONNECT", b"INFO", b"-ERR",
+    ];
+    if !ARG_OPS.iter().any(|k| eq_ci(op, k)) {
+        return false;
+    }
+    let rest = &line[op_end..];
+    let start = rest.iter().position(|&b| !is_ws(b)).unwrap_or(rest.len());
+    rest.len() - start > max
 }
 
 /// Fails early on a line that cannot start a known operation, so garbage without a newline is
@@ -468,9 +488,16 @@ mod tests {
             max_payload: 4,
         };
         assert_eq!(
-            parse(b"PUB foo 5\r\n", &small),
+            parse(b"PUB foo.bar 5\r\n", &small),
             Err(ParseError::ControlLineTooLong)
         );
+        // Only the arguments count, and only for ops that take them.
+        assert_eq!(parse(b"PUB foo 5\r\n", &small), Err(ParseError::MaxPayload));
+        assert_eq!(
+            parse(b"PING            \r\n", &small),
+            Ok(Some((ClientOp::Ping, 18)))
+        );
+        assert_eq!(parse(b"SUB foo.bar", &small), Ok(None));
         assert_eq!(parse(b"PUB f 5\r\n", &small), Err(ParseError::MaxPayload));
         assert_eq!(
             parse(b"PUB foo.bar.baz", &small),

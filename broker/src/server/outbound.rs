@@ -137,6 +137,7 @@ impl Outbound {
                     s.in_flight = 0;
                     if s.closed {
                         s.sock = None;
+                        s.buf = BytesMut::new();
                         return Ok(true);
                     }
                     return Ok(false);
@@ -175,11 +176,13 @@ impl Outbound {
         }
     }
 
-    /// Drops the socket so the connection closes once every task lets go of it.
+    /// Drops the socket so the connection closes once every task lets go of it, and frees the
+    /// buffer (closed connections stay listed in `/connz?state=closed` for a while).
     pub fn release(&self) {
         let mut s = self.state.lock();
         s.closed = true;
         s.sock = None;
+        s.buf = BytesMut::new();
     }
 }
 

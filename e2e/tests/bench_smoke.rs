@@ -1,0 +1,96 @@
+//! `natrix-bench` against an in-process Natrix: every mode runs, prints its one result line,
+//! and reports no lost messages.
+
+use std::process::Command;
+
+use natrix_broker::options::Options;
+use natrix_broker::server::Server;
+
+fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_mode_runs_without_loss() {
+    let server = Server::new(Options {
+        host: "127.0.0.1".into(),
+        port: -1,
+        ..Options::default()
+    });
+    server.start().await.unwrap();
+    let addr = server.client_addr.read().unwrap();
+    let url = format!("nats://{addr}");
+    for (mode, msgs) in [
+        ("pub", "20000"),
+        ("pubsub", "20000"),
+        ("fanout", "5000"),
+        ("queue", "20000"),
+        ("reqrep", "500"),
+    ] {
+        let url = url.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_natrix-bench"))
+                .args([
+                    mode, "--url", &url, "--msgs", msgs, "--size", "64", "--wait", "5",
+                ])
+                .output()
+                .expect("run natrix-bench")
+        })
+        .await
+        .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{mode}: {stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line = stdout.lines().last().unwrap_or_default();
+        assert_eq!(field(line, "mode"), Some(mode), "{line}");
+        if let Some(lost) = field(line, "lost") {
+            assert_eq!(lost, "0", "{line}");
+        }
+        if mode == "reqrep" {
+            assert_eq!(field(line, "errors"), Some("0"), "{line}");
+            assert!(field(line, "p99_us").is_some(), "{line}");
+        }
+    }
+    server.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_messages_are_reported_not_waited_for() {
+    let server = Server::new(Options {
+        host: "127.0.0.1".into(),
+        port: -1,
+        ..Options::default()
+    });
+    server.start().await.unwrap();
+    let url = format!("nats://{}", server.client_addr.read().unwrap());
+    // A one-message client buffer makes async-nats drop most deliveries.
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_natrix-bench"))
+            .args([
+                "pubsub",
+                "--url",
+                &url,
+                "--msgs",
+                "50000",
+                "--sub-capacity",
+                "1",
+                "--wait",
+                "1",
+            ])
+            .output()
+            .expect("run natrix-bench")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    let lost: u64 = field(line, "lost")
+        .and_then(|v| v.parse().ok())
+        .expect(line);
+    assert!(lost > 0, "{line}");
+    server.shutdown();
+}
