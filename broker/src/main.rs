@@ -106,14 +106,22 @@ async fn run(opts: Options) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+    // Trap the signals before announcing readiness: a harness may stop the server the moment
+    // it sees `Server is ready`.
+    let signals = Signals::new();
     if let Err(e) = server.start().await {
         tracing::error!("Error listening on port: {e}");
+        if let Some(p) = &pid_file {
+            let _ = std::fs::remove_file(p);
+        }
         return ExitCode::FAILURE;
     }
-    let signal = wait_for_signal().await;
+    let signal = signals.recv().await;
     tracing::info!("Trapped \"{signal}\" signal");
     tracing::info!("Initiating Shutdown...");
+    let open: Vec<u64> = server.clients().iter().map(|c| c.cid).collect();
     server.shutdown();
+    wait_clients_closed(&server, &open).await;
     // nats-server removes both files on a clean exit.
     for p in [&pid_file, &ports_file].into_iter().flatten() {
         let _ = std::fs::remove_file(p);
@@ -135,18 +143,50 @@ fn ports_file_path(dir: &std::path::Path) -> std::path::PathBuf {
     dir.join(format!("{}_{}.ports", exe, std::process::id()))
 }
 
-/// Waits for SIGINT or SIGTERM and names it as Go does.
-async fn wait_for_signal() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        let _ = tokio::signal::ctrl_c().await;
-        return "interrupt";
-    };
-    tokio::select! {
-        _ = term.recv() => "terminated",
-        _ = int.recv() => "interrupt",
+/// Waits (at most 2 s) until the connections open at shutdown are closed and filed, so their
+/// `Client connection closed` lines come before `Server Exiting..` as with nats-server.
+async fn wait_clients_closed(server: &Server, open: &[u64]) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+    while tokio::time::Instant::now() < deadline {
+        if server.num_clients() == 0 {
+            let closed: std::collections::HashSet<u64> = server
+                .closed_clients()
+                .iter()
+                .map(|c| c.client.cid)
+                .collect();
+            if open.iter().all(|c| closed.contains(c)) {
+                return;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+/// SIGTERM and SIGINT, trapped from creation on.
+struct Signals {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    /// Installs the handlers (needs the tokio runtime).
+    fn new() -> Signals {
+        use tokio::signal::unix::{signal, SignalKind};
+        Signals {
+            term: signal(SignalKind::terminate()).ok(),
+            int: signal(SignalKind::interrupt()).ok(),
+        }
+    }
+
+    /// Waits for either signal and names it as Go does.
+    async fn recv(mut self) -> &'static str {
+        let (Some(term), Some(int)) = (self.term.as_mut(), self.int.as_mut()) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return "interrupt";
+        };
+        tokio::select! {
+            _ = term.recv() => "terminated",
+            _ = int.recv() => "interrupt",
+        }
     }
 }
