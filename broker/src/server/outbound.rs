@@ -14,6 +14,9 @@ use parking_lot::Mutex;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
+/// The most the write task hands to the socket in one step.
+const MAX_CHUNK: usize = 1 << 20;
+
 /// Why a flush gave up on the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FlushError {
@@ -146,8 +149,14 @@ impl Outbound {
                     return Ok(true);
                 };
                 s.flushing = true;
-                spare.clear();
-                let chunk = std::mem::replace(&mut s.buf, spare);
+                // Bounded chunks let a large backlog drain in steps, so stalled producers
+                // resume as soon as the consumer is below its high-water mark.
+                let chunk = if s.buf.len() > MAX_CHUNK {
+                    s.buf.split_to(MAX_CHUNK)
+                } else {
+                    spare.clear();
+                    std::mem::replace(&mut s.buf, spare)
+                };
                 s.in_flight = chunk.len();
                 (chunk, sock)
             };
