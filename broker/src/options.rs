@@ -44,6 +44,136 @@ pub struct Options {
     pub lame_duck_grace_period: Duration,
     /// Only with `-t`: check the config and exit.
     pub check_config: bool,
+    /// Users from `authorization { user/password | users }`, `accounts { X { users } }` and
+    /// `--user/--pass`; a user's `account` names its account (`None`: `$G`).
+    pub users: Vec<User>,
+    /// `authorization { token }` / `--auth`: plain or bcrypt.
+    pub token: Option<String>,
+    /// `authorization { default_permissions }`: for users without their own.
+    pub default_permissions: Option<Permissions>,
+    /// `no_auth_user`: the user a client without credentials is treated as.
+    pub no_auth_user: Option<String>,
+    /// `accounts { ... }`.
+    pub accounts: Vec<AccountConfig>,
+    /// `system_account`.
+    pub system_account: Option<String>,
+    /// `tls { ... }` / `--tls*` for client connections (and `https_port`).
+    pub tls: Option<TlsOptions>,
+}
+
+/// One configured user.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct User {
+    /// Absent for nkey users.
+    pub username: Option<String>,
+    /// Plain text or a bcrypt hash (`$2a$`, `$2b$`, `$2y$`).
+    pub password: Option<String>,
+    /// Public user nkey (`U...`).
+    pub nkey: Option<String>,
+    pub permissions: Option<Permissions>,
+    /// Account name; `None` is the global account `$G`.
+    pub account: Option<String>,
+}
+
+/// Publish/subscribe permissions of a user.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Permissions {
+    pub publish: Option<SubjectPermission>,
+    pub subscribe: Option<SubjectPermission>,
+    /// `allow_responses`: may publish to reply subjects of requests it received.
+    pub allow_responses: Option<ResponsePermission>,
+}
+
+/// `allow`/`deny` subject lists; a plain list is `allow` only. Subscribe entries may carry a
+/// queue group after a space (`"foo queue"`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SubjectPermission {
+    pub allow: Vec<String>,
+    pub deny: Vec<String>,
+}
+
+/// `allow_responses: true` is `max: 1, expires: 0` (no expiry).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResponsePermission {
+    pub max: i32,
+    pub expires: Duration,
+}
+
+/// One account from `accounts { NAME { users, exports, imports } }`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AccountConfig {
+    pub name: String,
+    pub exports: Vec<Export>,
+    pub imports: Vec<Import>,
+}
+
+/// How a service export answers: once, a stream of messages, or chunks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ResponseType {
+    #[default]
+    Singleton,
+    Stream,
+    Chunked,
+}
+
+/// `exports: [{stream: subj, accounts: [..]}, {service: subj, response_type: ..}]`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Export {
+    /// Messages on `subject` may be imported; `accounts` empty means public.
+    Stream { subject: String, accounts: Vec<String> },
+    /// Requests on `subject` may be imported.
+    Service {
+        subject: String,
+        accounts: Vec<String>,
+        response_type: ResponseType,
+    },
+}
+
+/// `imports: [{stream: {account, subject}, prefix|to}, {service: {account, subject}, to}]`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Import {
+    /// Stream import; `to` remaps the subject, `prefix` prepends to it.
+    Stream {
+        account: String,
+        subject: String,
+        to: Option<String>,
+        prefix: Option<String>,
+    },
+    /// Service import; `to` is the local subject requests are sent on.
+    Service {
+        account: String,
+        subject: String,
+        to: Option<String>,
+    },
+}
+
+/// `tls { ... }` for client connections.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TlsOptions {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub ca_file: Option<PathBuf>,
+    /// Require and verify client certificates against `ca_file`.
+    pub verify: bool,
+    /// Also map the client certificate to a configured user.
+    pub verify_and_map: bool,
+    /// Handshake timeout (nats-server default 2 s).
+    pub timeout: Duration,
+    /// Handshake before INFO instead of after it.
+    pub handshake_first: bool,
+    /// IANA names of allowed cipher suites; empty means the defaults.
+    pub cipher_suites: Vec<String>,
+    /// Allowed key-exchange groups; empty means the defaults.
+    pub curve_preferences: Vec<String>,
+}
+
+impl Options {
+    /// Whether clients must authenticate.
+    pub fn auth_required(&self) -> bool {
+        !self.users.is_empty()
+            || self.token.is_some()
+            || self.tls.as_ref().is_some_and(|t| t.verify_and_map)
+    }
 }
 
 impl Options {
@@ -100,6 +230,13 @@ impl Default for Options {
             lame_duck_duration: Duration::from_secs(120),
             lame_duck_grace_period: Duration::from_secs(10),
             check_config: false,
+            users: Vec::new(),
+            token: None,
+            default_permissions: None,
+            no_auth_user: None,
+            accounts: Vec::new(),
+            system_account: None,
+            tls: None,
         }
     }
 }
