@@ -4,7 +4,9 @@
 
 use std::path::PathBuf;
 
-use crate::options::Options;
+use std::time::Duration;
+
+use crate::options::{Options, TlsOptions, User};
 
 /// The flags given on the command line (`None`/`false` = not given).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -45,6 +47,22 @@ pub struct Cli {
     pub help: bool,
     /// `-sl/--signal <signal>[=<pid>]`, raw.
     pub signal: Option<String>,
+    /// `--user`: username required for connections.
+    pub user: Option<String>,
+    /// `--pass`: password required for connections.
+    pub pass: Option<String>,
+    /// `--auth`: token required for connections.
+    pub auth: Option<String>,
+    /// `--tls` (`--tls=false` disables TLS, also from the file).
+    pub tls: Option<bool>,
+    /// `--tlsverify`: require and verify client certificates.
+    pub tls_verify: Option<bool>,
+    /// `--tlscert`: server certificate file.
+    pub tls_cert: Option<PathBuf>,
+    /// `--tlskey`: server private key file.
+    pub tls_key: Option<PathBuf>,
+    /// `--tlscacert`: CA for client certificates.
+    pub tls_ca_cert: Option<PathBuf>,
 }
 
 /// A command line that cannot be parsed; Display is Go's `flag` wording.
@@ -81,6 +99,9 @@ pub enum CliError {
     /// `bad flag syntax: ---x`.
     #[error("bad flag syntax: {0}")]
     BadSyntax(String),
+    /// Flags that are fine one by one but not together (nats-server's wording).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// nats-server flags for features not implemented yet: (name, takes a value).
@@ -96,14 +117,6 @@ const UNSUPPORTED: &[(&str, bool)] = &[
     ("jetstream", false),
     ("sd", true),
     ("store_dir", true),
-    ("user", true),
-    ("pass", true),
-    ("auth", true),
-    ("tls", false),
-    ("tlscert", true),
-    ("tlskey", true),
-    ("tlsverify", false),
-    ("tlscacert", true),
     ("routes", true),
     ("cluster", true),
     ("cluster_name", true),
@@ -231,9 +244,12 @@ where
             "T" | "logtime" => cli.logtime = Some(bool_val(&inline)?),
             "v" | "version" => cli.version = bool_val(&inline)?,
             "h" | "help" => cli.help = bool_val(&inline)?,
+            "tls" => cli.tls = Some(bool_val(&inline)?),
+            "tlsverify" => cli.tls_verify = Some(bool_val(&inline)?),
             "a" | "addr" | "net" | "p" | "port" | "m" | "http_port" | "ms" | "https_port" | "c"
             | "config" | "n" | "name" | "server_name" | "l" | "log" | "P" | "pid"
-            | "ports_file_dir" | "client_advertise" | "sl" | "signal" => {
+            | "ports_file_dir" | "client_advertise" | "sl" | "signal" | "user" | "pass"
+            | "auth" | "tlscert" | "tlskey" | "tlscacert" => {
                 let value = match inline {
                     Some(v) => v,
                     None => {
@@ -255,6 +271,12 @@ where
                     "P" | "pid" => cli.pid_file = Some(PathBuf::from(value)),
                     "ports_file_dir" => cli.ports_file_dir = Some(PathBuf::from(value)),
                     "client_advertise" => cli.client_advertise = Some(value),
+                    "user" => cli.user = Some(value),
+                    "pass" => cli.pass = Some(value),
+                    "auth" => cli.auth = Some(value),
+                    "tlscert" => cli.tls_cert = Some(PathBuf::from(value)),
+                    "tlskey" => cli.tls_key = Some(PathBuf::from(value)),
+                    "tlscacert" => cli.tls_ca_cert = Some(PathBuf::from(value)),
                     _ => cli.signal = Some(value),
                 }
             }
@@ -269,10 +291,111 @@ where
             }
         }
     }
+    // nats-server's overrideTLS: any `-tls*` flag (unless `-tls=false`) replaces the file's
+    // TLS certificate settings and needs both a certificate and a key.
+    if cli.tls_override() {
+        if cli
+            .tls_cert
+            .as_ref()
+            .is_none_or(|p| p.as_os_str().is_empty())
+        {
+            return Err(CliError::Invalid(
+                "TLS Server certificate must be present and valid".into(),
+            ));
+        }
+        if cli
+            .tls_key
+            .as_ref()
+            .is_none_or(|p| p.as_os_str().is_empty())
+        {
+            return Err(CliError::Invalid(
+                "TLS Server private key must be present and valid".into(),
+            ));
+        }
+    }
     Ok(cli)
 }
 
 impl Cli {
+    /// Whether `-tls*` flags replace the TLS settings (some given, and not `-tls=false`).
+    fn tls_override(&self) -> bool {
+        self.tls != Some(false)
+            && (self.tls.is_some()
+                || self.tls_verify.is_some()
+                || self.tls_cert.is_some()
+                || self.tls_key.is_some()
+                || self.tls_ca_cert.is_some())
+    }
+
+    /// `--user/--pass/--auth` over the file, as nats-server merges them: they set the
+    /// single `authorization { user, password }` user, and are ignored (as nats-server
+    /// ignores its single user) when the file configures a `users` list.
+    fn apply_auth(&self, opts: &mut Options) {
+        if let Some(t) = &self.auth {
+            opts.token = Some(t.clone());
+        }
+        if self.user.is_none() && self.pass.is_none() {
+            return;
+        }
+        let single = |u: &User| u.account.is_none() && u.nkey.is_none() && u.permissions.is_none();
+        match opts.users.as_mut_slice() {
+            [] => {
+                // nats-server: a password alone does not turn authentication on.
+                if let Some(name) = self.user.clone().filter(|u| !u.is_empty()) {
+                    opts.users.push(User {
+                        username: Some(name),
+                        password: self.pass.clone(),
+                        ..User::default()
+                    });
+                }
+            }
+            [u] if single(u) => {
+                if let Some(name) = &self.user {
+                    u.username = Some(name.clone());
+                }
+                if let Some(p) = &self.pass {
+                    u.password = Some(p.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// `--tls*` over the file, as nats-server's overrideTLS: certificate, key, CA and
+    /// verification come from the flags only (suites and curves back to the defaults);
+    /// the file's timeout, `verify_and_map` and `handshake_first` stay.
+    fn apply_tls(&self, opts: &mut Options) {
+        if self.tls == Some(false) {
+            opts.tls = None;
+            return;
+        }
+        if !self.tls_override() {
+            return;
+        }
+        let had_tls = opts.tls.is_some();
+        let prev = opts.tls.take().unwrap_or(TlsOptions {
+            timeout: Duration::from_secs(2),
+            ..TlsOptions::default()
+        });
+        let t = TlsOptions {
+            cert_file: self.tls_cert.clone().unwrap_or_default(),
+            key_file: self.tls_key.clone().unwrap_or_default(),
+            ca_file: self.tls_ca_cert.clone(),
+            verify: self.tls_verify.unwrap_or(false),
+            verify_and_map: prev.verify_and_map,
+            timeout: prev.timeout,
+            handshake_first: prev.handshake_first,
+            handshake_first_fallback: prev.handshake_first_fallback,
+            cipher_suites: Vec::new(),
+            curve_preferences: Vec::new(),
+        };
+        // nats-server: with TLS the default auth timeout is the TLS timeout plus a second.
+        if !had_tls && opts.auth_timeout == Options::default().auth_timeout {
+            opts.auth_timeout = t.timeout + Duration::from_secs(1);
+        }
+        opts.tls = Some(t);
+    }
+
     /// Apply the flags that were given on top of `opts` (flags override the file).
     pub fn apply(&self, opts: &mut Options) {
         if let Some(h) = &self.host {
@@ -324,6 +447,8 @@ impl Cli {
         if let Some(t) = self.logtime {
             opts.logtime = t;
         }
+        self.apply_auth(opts);
+        self.apply_tls(opts);
     }
 }
 
@@ -355,6 +480,18 @@ Logging Options:
     -VV                              Verbose trace (traces system account as well)
     -DV                              Debug and trace
     -DVV                             Debug and verbose trace (traces system account as well)
+
+Authorization Options:
+        --user <user>                User required for connections
+        --pass <password>            Password required for connections
+        --auth <token>               Authorization token required for connections
+
+TLS Options:
+        --tls                        Enable TLS, do not verify clients (default: false)
+        --tlscert <file>             Server certificate file
+        --tlskey <file>              Private key for server certificate
+        --tlsverify                  Enable TLS, verify client certificates
+        --tlscacert <file>           Client certificate CA for verification
 
 Common Options:
     -h, --help                       Show this message
@@ -493,8 +630,21 @@ mod tests {
             CliError::Positional("-D".into())
         );
         assert_eq!(
-            p(&["--tls"]).unwrap_err(),
-            CliError::Unsupported("tls".into())
+            p(&["--js"]).unwrap_err(),
+            CliError::Unsupported("js".into())
+        );
+        assert_eq!(
+            p(&["--tls"]).unwrap_err().to_string(),
+            "TLS Server certificate must be present and valid"
+        );
+        assert_eq!(
+            p(&["--tlscert", "c.pem"]).unwrap_err().to_string(),
+            "TLS Server private key must be present and valid"
+        );
+        assert!(p(&["--tls=false", "--tlsverify"]).is_ok());
+        assert_eq!(
+            p(&["--user"]).unwrap_err(),
+            CliError::MissingValue("user".into())
         );
         assert_eq!(
             p(&["---x"]).unwrap_err(),

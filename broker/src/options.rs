@@ -120,7 +120,10 @@ pub enum ResponseType {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Export {
     /// Messages on `subject` may be imported; `accounts` empty means public.
-    Stream { subject: String, accounts: Vec<String> },
+    Stream {
+        subject: String,
+        accounts: Vec<String>,
+    },
     /// Requests on `subject` may be imported.
     Service {
         subject: String,
@@ -161,6 +164,9 @@ pub struct TlsOptions {
     pub timeout: Duration,
     /// Handshake before INFO instead of after it.
     pub handshake_first: bool,
+    /// `handshake_first: auto` or a duration: wait this long for a TLS handshake, then fall
+    /// back to sending INFO first (`None`: no fallback).
+    pub handshake_first_fallback: Option<Duration>,
     /// IANA names of allowed cipher suites; empty means the defaults.
     pub cipher_suites: Vec<String>,
     /// Allowed key-exchange groups; empty means the defaults.

@@ -4,6 +4,8 @@
 //! Only files where both should agree are listed: nats-server also rejects
 //! unknown keys and integer-second durations (we warn), and we reject keys it
 //! knows but we do not implement yet.
+//! nats-server -t loads TLS certificate files, so TLS cases here only use missing files
+//! or no files (certificate contents are not compared).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -105,6 +107,194 @@ const CASES: &[(&str, &str, bool)] = &[
     ("short-lame-duck", "lame_duck_duration: \"10s\"\n", false),
     ("unterminated-string", "server_name: \"abc\n", false),
     ("key-only", "port: 4222\nlonely\n", false),
+    // Security blocks. Not listed: `no_auth_user` naming nobody and `system_account` naming
+    // no account (nats-server -t accepts them and fails at startup; we fail at load), unknown
+    // keys in `tls` (it errors, we warn), and TLS with real certificates (files needed).
+    (
+        "auth-single",
+        "authorization { user: a, password: b, timeout: 2 }\n",
+        true,
+    ),
+    (
+        "auth-token",
+        "authorization { token: \"s3cr3t\", timeout: \"3s\" }\n",
+        true,
+    ),
+    (
+        "auth-users-perms",
+        "authorization {\n  default_permissions { publish: \"a.>\" }\n  users: [\n    {user: a, password: b}\n    {user: c, password: d, permissions: {publish: {allow: [x], deny: y}, subscribe: \"q grp\", allow_responses: {max: 2, expires: \"1m\"}}}\n    {nkey: UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4, permissions: {sub: [z], allow_responses: true}}\n    {user: e, permissions: {import: i, export: j}}\n  ]\n}\n",
+        true,
+    ),
+    (
+        "auth-no-auth-user",
+        "authorization { users: [{user: a, password: b}] }\nno_auth_user: a\n",
+        true,
+    ),
+    (
+        "accounts-full",
+        "accounts {\n  A: {\n    users: [{user: a, password: b}]\n    exports: [{stream: \"pub.>\"}, {stream: priv, accounts: [B]}, {service: svc, response_type: stream}]\n  }\n  B: {\n    users: [{user: b, password: c}]\n    imports: [\n      {stream: {account: A, subject: \"pub.x\"}, prefix: from_a}\n      {stream: {account: A, subject: priv}, to: mine}\n      {service: {account: A, subject: svc}, to: local}\n    ]\n  }\n}\nsystem_account: A\n",
+        true,
+    ),
+    (
+        "accounts-list",
+        "accounts: [A, B]\n",
+        true,
+    ),
+    (
+        "tls-empty",
+        "tls {}\n",
+        true,
+    ),
+    (
+        "tls-verify",
+        "tls { verify: true, timeout: \"3s\" }\n",
+        true,
+    ),
+    (
+        "perm-int",
+        "authorization { users: [{user: a, permissions: {publish: 5}}] }\n",
+        false,
+    ),
+    (
+        "perm-bad-subject",
+        "authorization { users: [{user: a, permissions: {publish: \"a..b\"}}] }\n",
+        false,
+    ),
+    (
+        "perm-unknown",
+        "authorization { users: [{user: a, permissions: {publsh: x}}] }\n",
+        false,
+    ),
+    (
+        "perm-responses-string",
+        "authorization { users: [{user: a, permissions: {allow_responses: x}}] }\n",
+        false,
+    ),
+    (
+        "nkey-bad",
+        "authorization { users: [{nkey: UABC}] }\n",
+        false,
+    ),
+    (
+        "nkey-with-user",
+        "authorization { users: [{nkey: UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4, user: x}] }\n",
+        false,
+    ),
+    (
+        "user-missing",
+        "authorization { users: [{password: x}] }\n",
+        false,
+    ),
+    (
+        "single-and-users",
+        "authorization { user: a, password: b, users: [{user: c}] }\n",
+        false,
+    ),
+    (
+        "user-and-token",
+        "authorization { user: a, password: b, token: t }\n",
+        false,
+    ),
+    (
+        "token-and-users",
+        "authorization { token: t, users: [{user: c}] }\n",
+        false,
+    ),
+    (
+        "auth-timeout-bool",
+        "authorization { token: t, timeout: true }\n",
+        false,
+    ),
+    (
+        "dup-user",
+        "authorization { users: [{user: a}] }\naccounts { A: { users: [{user: a}] } }\n",
+        false,
+    ),
+    (
+        "dup-user-accounts",
+        "accounts { A: { users: [{user: a}] }, B: { users: [{user: a}] } }\n",
+        false,
+    ),
+    (
+        "import-unknown-account",
+        "accounts { A: { imports: [{stream: {account: B, subject: foo}}] } }\n",
+        false,
+    ),
+    (
+        "export-unknown-account",
+        "accounts { A: { exports: [{stream: foo, accounts: [B]}] } }\n",
+        false,
+    ),
+    (
+        "import-not-exported",
+        "accounts { A: {}, B: { imports: [{service: {account: A, subject: foo}}] } }\n",
+        false,
+    ),
+    (
+        "import-private",
+        "accounts { A: { exports: [{stream: foo, accounts: [C]}] }, B: { imports: [{stream: {account: A, subject: foo}}] }, C: {} }\n",
+        false,
+    ),
+    (
+        "import-wider",
+        "accounts { A: { exports: [{stream: \"foo.bar\"}] }, B: { imports: [{stream: {account: A, subject: \"foo.*\"}}] } }\n",
+        false,
+    ),
+    (
+        "import-dup-service",
+        "accounts { A: { exports: [{service: s}] }, B: { imports: [{service: {account: A, subject: s}}, {service: {account: A, subject: s}}] } }\n",
+        false,
+    ),
+    (
+        "import-no-subject",
+        "accounts { A: { exports: [{stream: s}] }, B: { imports: [{stream: {account: A}}] } }\n",
+        false,
+    ),
+    (
+        "account-dup",
+        "accounts: [A, A]\n",
+        false,
+    ),
+    (
+        "account-reserved",
+        "accounts { \"$G\": {} }\n",
+        false,
+    ),
+    (
+        "account-not-map",
+        "accounts { A: 1 }\n",
+        false,
+    ),
+    (
+        "response-type-bad",
+        "accounts { A: { exports: [{service: s, response_type: bogus}] } }\n",
+        false,
+    ),
+    (
+        "tls-missing-files",
+        "tls { cert_file: /nonexistent/c.pem, key_file: /nonexistent/k.pem }\n",
+        false,
+    ),
+    (
+        "tls-cert-no-key",
+        "tls { cert_file: /nonexistent/c.pem }\n",
+        false,
+    ),
+    (
+        "tls-empty-ciphers",
+        "tls { cipher_suites: [] }\n",
+        false,
+    ),
+    (
+        "tls-bad-cipher",
+        "tls { cipher_suites: [NOPE] }\n",
+        false,
+    ),
+    (
+        "tls-bad-verify",
+        "tls { verify: 1 }\n",
+        false,
+    ),
 ];
 
 #[test]

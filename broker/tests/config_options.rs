@@ -152,9 +152,6 @@ fn bad_types_and_ranges() {
 #[test]
 fn unsupported_keys_fail_with_position() {
     for k in [
-        "authorization",
-        "accounts",
-        "tls",
         "cluster",
         "jetstream",
         "leafnodes",
@@ -165,8 +162,6 @@ fn unsupported_keys_fail_with_position() {
         "trusted",
         "resolver",
         "resolver_preload",
-        "system_account",
-        "no_auth_user",
         "syslog",
         "remote_syslog",
         "logfile_size_limit",

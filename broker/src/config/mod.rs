@@ -8,6 +8,7 @@ pub mod duration;
 pub mod lexer;
 mod options_map;
 pub mod parser;
+mod security;
 pub mod value;
 
 use std::path::Path;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::duration::parse_go_duration;
+use super::security::{self, SecurityState};
 use super::value::{Entry, Kind, Map};
 use super::ConfigError;
 use crate::options::Options;
@@ -12,11 +13,9 @@ use crate::options::Options;
 /// Top-level keys nats-server knows that this broker does not implement yet:
 /// loading a file that sets one fails rather than silently ignoring it.
 pub const NOT_SUPPORTED_KEYS: &[&str] = &[
-    "accounts",
     "account_resolver",
     "accounts_resolver",
     "allow_non_tls",
-    "authorization",
     "cluster",
     "connect_error_reports",
     "default_js_domain",
@@ -38,7 +37,6 @@ pub const NOT_SUPPORTED_KEYS: &[&str] = &[
     "max_subscription_tokens",
     "max_traced_msg_len",
     "mqtt",
-    "no_auth_user",
     "no_fast_producer_stall",
     "no_sublist_cache",
     "no_sys_acc",
@@ -67,9 +65,6 @@ pub const NOT_SUPPORTED_KEYS: &[&str] = &[
     "store_dir",
     "storedir",
     "syslog",
-    "system",
-    "system_account",
-    "tls",
     "trace_headers",
     "trusted",
     "trusted_keys",
@@ -78,7 +73,7 @@ pub const NOT_SUPPORTED_KEYS: &[&str] = &[
     "ws",
 ];
 
-fn bad(e: &Entry, msg: impl Into<String>) -> ConfigError {
+pub(super) fn bad(e: &Entry, msg: impl Into<String>) -> ConfigError {
     ConfigError::Value {
         pos: e.key_pos.clone(),
         key: e.key.clone(),
@@ -86,7 +81,7 @@ fn bad(e: &Entry, msg: impl Into<String>) -> ConfigError {
     }
 }
 
-fn type_err(e: &Entry, want: &str) -> ConfigError {
+pub(super) fn type_err(e: &Entry, want: &str) -> ConfigError {
     bad(
         e,
         format!(
@@ -97,21 +92,21 @@ fn type_err(e: &Entry, want: &str) -> ConfigError {
     )
 }
 
-fn get_str(e: &Entry) -> Result<String, ConfigError> {
+pub(super) fn get_str(e: &Entry) -> Result<String, ConfigError> {
     match &e.value.kind {
         Kind::String(s) => Ok(s.clone()),
         _ => Err(type_err(e, "string")),
     }
 }
 
-fn get_bool(e: &Entry) -> Result<bool, ConfigError> {
+pub(super) fn get_bool(e: &Entry) -> Result<bool, ConfigError> {
     match &e.value.kind {
         Kind::Bool(b) => Ok(*b),
         _ => Err(type_err(e, "boolean")),
     }
 }
 
-fn get_int(e: &Entry) -> Result<i64, ConfigError> {
+pub(super) fn get_int(e: &Entry) -> Result<i64, ConfigError> {
     match &e.value.kind {
         Kind::Int(i) => Ok(*i),
         _ => Err(type_err(e, "integer")),
@@ -200,7 +195,7 @@ fn parse_string_duration(e: &Entry) -> Result<i128, ConfigError> {
     parse_go_duration(&s).map_err(|err| bad(e, format!("error parsing {}: {err}", e.key)))
 }
 
-fn nanos(ns: i128) -> Duration {
+pub(super) fn nanos(ns: i128) -> Duration {
     Duration::from_nanos(u64::try_from(ns).unwrap_or(0))
 }
 
@@ -217,6 +212,7 @@ fn too_big_i32(e: &Entry) -> Result<i32, ConfigError> {
 pub fn apply(map: &Map, opts: &mut Options) -> Result<Vec<String>, ConfigError> {
     let mut warnings = Vec::new();
     let mut http_host_set = false;
+    let mut sec = SecurityState::default();
     for e in &map.entries {
         let key = e.key.to_lowercase();
         match key.as_str() {
@@ -275,8 +271,24 @@ pub fn apply(map: &Map, opts: &mut Options) -> Result<Vec<String>, ConfigError> 
                 };
                 opts.auth_timeout = Duration::try_from_secs_f64(secs)
                     .map_err(|_| bad(e, format!("invalid auth_timeout {secs}")))?;
+                sec.auth_timeout_set = true;
             }
             "no_header_support" => opts.no_header_support = get_bool(e)?,
+            "authorization" => security::authorization(e, opts, &mut sec)?,
+            "accounts" => security::accounts(e, opts, &mut sec)?,
+            "system_account" | "system" => {
+                let name = match &e.value.kind {
+                    Kind::String(s) => s.clone(),
+                    _ => return Err(bad(e, "system account name must be a string")),
+                };
+                opts.system_account = Some(name);
+                sec.system_account_pos = Some(e.key_pos.clone());
+            }
+            "no_auth_user" => {
+                opts.no_auth_user = Some(get_str(e)?);
+                sec.no_auth_user_pos = Some(e.key_pos.clone());
+            }
+            "tls" => opts.tls = Some(security::tls(e, &mut warnings)?),
             "lame_duck_duration" => {
                 let ns = parse_string_duration(e)?;
                 if ns < 30_000_000_000 {
@@ -307,6 +319,7 @@ pub fn apply(map: &Map, opts: &mut Options) -> Result<Vec<String>, ConfigError> 
             _ => warnings.push(format!("{}: unknown field {:?}", e.key_pos, e.key)),
         }
     }
+    security::finish(opts, &sec)?;
     // nats-server: the monitoring host defaults to the client host.
     if !http_host_set {
         opts.http_host = opts.host.clone();
