@@ -1,6 +1,7 @@
 //! Natrix broker: a NATS-compatible message broker (drop-in for nats-server).
 
 pub mod accounts;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod log;
@@ -10,3 +11,6 @@ pub mod protocol;
 pub mod server;
 pub mod subject;
 pub mod sublist;
+/// TLS server configuration (lives under `server/`; declared here until the connection code adopts it).
+#[path = "server/tls.rs"]
+pub mod tls;

@@ -8,6 +8,9 @@ use natrix_broker::server::{Server, VERSION};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("passwd") {
+        return passwd();
+    }
     let flags = match cli::parse_args(args) {
         Ok(c) => c,
         Err(e) => {
@@ -85,10 +88,26 @@ fn main() -> ExitCode {
     rt.block_on(run(opts))
 }
 
+/// `natrix-broker passwd`: a random password and its bcrypt hash, like the `nats server passwd`
+/// tool the NATS docs use for `authorization` blocks.
+fn passwd() -> ExitCode {
+    let (pass, hash) = natrix_broker::auth::generate_password();
+    println!("pass: {pass}");
+    println!("bcrypt hash: {hash}");
+    ExitCode::SUCCESS
+}
+
 async fn run(opts: Options) -> ExitCode {
     let pid_file = opts.pid_file.clone();
     let ports_file = opts.ports_file_dir.as_deref().map(ports_file_path);
-    let server = Server::new(opts);
+    let server = match Server::try_new(opts) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("natrix-broker: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     tracing::info!("Starting nats-server");
     tracing::info!(
         "  Version:  {} (natrix-broker {})",

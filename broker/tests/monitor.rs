@@ -483,7 +483,8 @@ async fn healthz_and_other_endpoints() {
         (Some(0), serde_json::json!([]))
     );
     let v = get_json(&base, "/accountz").await;
-    assert_eq!(v["accounts"], serde_json::json!(["$G"]));
+    assert_eq!(v["accounts"], serde_json::json!(["$G", "$SYS"]));
+    assert_eq!(v["system_account"], "$SYS");
     let v = get_json(&base, "/accountz?acc=$G").await;
     assert_eq!(v["account_detail"]["account_name"], "$G");
     assert_eq!(get(&base, "/accountz?acc=nope").await.status, 400);

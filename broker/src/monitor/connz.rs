@@ -326,7 +326,7 @@ impl Server {
             ci.subscriptions_list = subs.iter().map(|s| s.subject.clone()).collect();
         }
         if opts.auth {
-            self.monitor_fill_auth(&mut ci, &c.account.name);
+            self.monitor_fill_auth(&mut ci, &c.account().name, c.user_name());
         }
         ci
     }
@@ -377,12 +377,13 @@ impl Server {
             ci.subscriptions_list = cc.subs.iter().map(|s| s.subject.clone()).collect();
         }
         if opts.auth {
-            self.monitor_fill_auth(&mut ci, &c.account.name);
+            self.monitor_fill_auth(&mut ci, &c.account().name, c.user_name());
         }
         ci
     }
 
-    fn monitor_fill_auth(&self, ci: &mut ConnInfo, account: &str) {
+    fn monitor_fill_auth(&self, ci: &mut ConnInfo, account: &str, user: Option<String>) {
+        ci.authorized_user = user.unwrap_or_default();
         if account != "$G" {
             ci.account = account.to_string();
         }
@@ -410,7 +411,7 @@ impl Server {
             _ => {
                 let mut v = self.clients();
                 if !acc.is_empty() {
-                    v.retain(|c| c.account.name == acc);
+                    v.retain(|c| c.account().name == acc);
                 }
                 v
             }
@@ -420,7 +421,7 @@ impl Server {
             _ => {
                 let mut v = self.closed_clients();
                 if !acc.is_empty() {
-                    v.retain(|c| c.client.account.name == acc);
+                    v.retain(|c| c.client.account().name == acc);
                 }
                 v
             }

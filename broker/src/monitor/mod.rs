@@ -528,7 +528,7 @@ fn accountz(s: &Server, acc: &str) -> Response {
     let mut doc = Accountz {
         server_id: s.server_id.clone(),
         now: now(),
-        system_account: String::new(),
+        system_account: s.system_account.name.clone(),
         accounts: None,
         account_detail: None,
     };

@@ -196,7 +196,7 @@ impl Server {
             config_load_time: rfc3339(*self.config_load_time.read()),
             config_digest: String::new(),
             feature_flags: Empty {},
-            system_account: String::new(),
+            system_account: self.system_account.name.clone(),
             slow_consumer_stats: KindStats {
                 clients: self.slow_consumer_stats.clients.load(Ordering::Relaxed),
                 routes: self.slow_consumer_stats.routes.load(Ordering::Relaxed),

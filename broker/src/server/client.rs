@@ -5,10 +5,10 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Buf, BufMut, BytesMut};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
@@ -17,6 +17,7 @@ use super::info::ConnectInfo;
 use super::outbound::{FlushError, Outbound};
 use super::{ClosedReason, Server};
 use crate::accounts::Account;
+use crate::auth::{AuthUser, Perms, Presented};
 use crate::protocol::client::{parse, ClientOp, Limits, ParseError};
 use crate::protocol::encode_msg;
 use crate::subject;
@@ -26,6 +27,11 @@ use crate::sublist::LocalCache;
 #[derive(Debug)]
 pub struct Subscription {
     pub client: Arc<Client>,
+    /// The account whose sublist holds it.
+    pub account: Arc<Account>,
+    /// Deny subjects filtered out of deliveries: an allowed wildcard subscription that
+    /// overlaps the user's subscribe deny list (nats-server's deny-on-delivery).
+    pub deny: Option<Box<[String]>>,
     pub subject: String,
     pub queue: Option<String>,
     pub sid: Box<[u8]>,
@@ -96,13 +102,24 @@ pub struct ClientMeta {
     pub connected: bool,
 }
 
+/// Remaining uses and expiry of one `allow_responses` reply subject.
+type ReplyGrant = (u32, Option<Instant>);
+
 /// The part of a connection other tasks touch: its outbound queue, subscriptions and counters.
 #[derive(Debug)]
 pub struct Client {
     pub cid: u64,
     pub addr: SocketAddr,
     pub start: SystemTime,
-    pub account: Arc<Account>,
+    account: RwLock<Arc<Account>>,
+    /// Who authenticated on this connection, once CONNECT is accepted.
+    user: RwLock<Option<Arc<AuthUser>>>,
+    /// Reply subjects this client may answer under `allow_responses`: remaining uses, deadline.
+    responses: Mutex<HashMap<Box<[u8]>, ReplyGrant>>,
+    /// Whether deliveries to this client record reply subjects (it has `allow_responses`).
+    track_replies: AtomicBool,
+    /// Names from the verified client certificate, for `verify_and_map`.
+    cert_ids: Vec<String>,
     pub stats: Counters,
     /// Unix nanoseconds of the last protocol activity.
     pub last_activity: AtomicI64,
@@ -121,6 +138,25 @@ pub struct Client {
 }
 
 impl Client {
+    /// The account the connection belongs to.
+    pub fn account(&self) -> Arc<Account> {
+        self.account.read().clone()
+    }
+
+    /// The authenticated user's name, if auth is configured.
+    pub fn user_name(&self) -> Option<String> {
+        self.user
+            .read()
+            .as_ref()
+            .map(|u| u.name.clone())
+            .filter(|n| !n.is_empty())
+    }
+
+    /// Candidate user names from the client certificate (`verify_and_map`).
+    pub fn cert_identities(&self) -> Vec<String> {
+        self.cert_ids.clone()
+    }
+
     /// Bytes queued and not yet written.
     pub fn pending_bytes(&self) -> usize {
         self.out.pending()
@@ -147,6 +183,43 @@ impl Client {
     /// of its batch.
     fn queue_proto(&self, bytes: &[u8]) {
         self.out.queue(bytes);
+    }
+
+    /// Records a reply subject this client may publish to once under `allow_responses`.
+    fn allow_reply(&self, reply: &[u8]) {
+        let Some((max, expires)) = self
+            .user
+            .read()
+            .as_ref()
+            .and_then(|u| u.perms.as_ref()?.responses)
+        else {
+            return;
+        };
+        let deadline = (!expires.is_zero()).then(|| Instant::now() + expires);
+        let mut map = self.responses.lock();
+        // Keep the map bounded the way nats-server prunes its reply map.
+        if map.len() > 10_000 {
+            let now = Instant::now();
+            map.retain(|_, (_, d)| d.is_none_or(|d| d > now));
+        }
+        map.insert(reply.into(), (max, deadline));
+    }
+
+    /// Uses one `allow_responses` grant for `subject`, if there is one.
+    fn take_reply_grant(&self, subject: &[u8]) -> bool {
+        let mut map = self.responses.lock();
+        let Some((left, deadline)) = map.get_mut(subject) else {
+            return false;
+        };
+        if deadline.is_some_and(|d| d <= Instant::now()) {
+            map.remove(subject);
+            return false;
+        }
+        *left -= 1;
+        if *left == 0 {
+            map.remove(subject);
+        }
+        true
     }
 
     /// Starts closing the connection; the first reason given wins.
@@ -260,7 +333,19 @@ fn deliver(
     } else {
         sub.delivered.fetch_add(1, Ordering::Relaxed);
     }
+    if let Some(deny) = &sub.deny {
+        if let Ok(s) = std::str::from_utf8(subject) {
+            if deny.iter().any(|d| subject::matches(s, d)) {
+                return false;
+            }
+        }
+    }
     let client = &sub.client;
+    if let Some(r) = reply {
+        if client.track_replies.load(Ordering::Relaxed) {
+            client.allow_reply(r);
+        }
+    }
     let hdr = if client.supports_headers() {
         headers
     } else {
@@ -346,12 +431,29 @@ pub async fn run_client(server: Arc<Server>, stream: TcpStream, addr: SocketAddr
     let sock = Arc::new(stream);
     let opts = server.options();
     let cid = server.next_cid();
-    let account = server.global_account();
+    let auth = server.authenticator();
+    // Without required auth the connection's identity is known before CONNECT.
+    let pre_user = if auth.required() {
+        None
+    } else {
+        auth.authenticate(&Presented::default()).ok()
+    };
+    let account = pre_user
+        .as_ref()
+        .map_or_else(|| server.global_account(), |u| u.account.clone());
     let client = Arc::new(Client {
         cid,
         addr,
         start: SystemTime::now(),
-        account: account.clone(),
+        account: RwLock::new(account),
+        user: RwLock::new(pre_user.clone()),
+        responses: Mutex::new(HashMap::new()),
+        cert_ids: Vec::new(),
+        track_replies: AtomicBool::new(
+            pre_user
+                .as_ref()
+                .is_some_and(|u| u.perms.as_ref().is_some_and(|p| p.responses.is_some())),
+        ),
         stats: Counters::default(),
         last_activity: AtomicI64::new(unix_nanos()),
         rtt_nanos: AtomicI64::new(0),
@@ -369,7 +471,8 @@ pub async fn run_client(server: Arc<Server>, stream: TcpStream, addr: SocketAddr
         max_pending: opts.max_pending.max(1) as usize,
     });
 
-    let info = server.info_for(cid, &addr.ip().to_string());
+    let nonce = auth.needs_nonce().then(crate::auth::new_nonce);
+    let info = server.info_for(cid, &addr.ip().to_string(), nonce.as_deref());
     client.send_proto(&info);
 
     if !server.register_client(&client) {
@@ -388,7 +491,7 @@ pub async fn run_client(server: Arc<Server>, stream: TcpStream, addr: SocketAddr
     );
 
     let writer = tokio::spawn(write_loop(server.clone(), client.clone()));
-    read_loop(&server, &client, &sock).await;
+    read_loop(&server, &client, &sock, pre_user, nonce).await;
     drop(sock);
     client.close(ClosedReason::ClientClosed);
     let _ = writer.await;
@@ -404,9 +507,23 @@ struct Reader {
     max_subs: usize,
     /// `-V`: log every operation received, as nats-server's `<<-` trace lines.
     trace: bool,
+    /// The account publishes are routed in.
+    account: Arc<Account>,
+    /// `None` until CONNECT is accepted when auth is required.
+    user: Option<Arc<AuthUser>>,
+    perms: Option<Arc<Perms>>,
+    /// Recent publish permission answers (nats-server keeps a similar cache).
+    pub_allowed: HashMap<Box<[u8]>, bool>,
+    nonce: Option<String>,
 }
 
-async fn read_loop(server: &Arc<Server>, client: &Arc<Client>, sock: &TcpStream) {
+async fn read_loop(
+    server: &Arc<Server>,
+    client: &Arc<Client>,
+    sock: &TcpStream,
+    user: Option<Arc<AuthUser>>,
+    nonce: Option<String>,
+) {
     let opts = server.options();
     let mut r = Reader {
         limits: Limits {
@@ -424,8 +541,18 @@ async fn read_loop(server: &Arc<Server>, client: &Arc<Client>, sock: &TcpStream)
         },
         max_subs: opts.max_subscriptions.max(0) as usize,
         trace: opts.trace,
+        account: client.account(),
+        perms: user.as_ref().and_then(|u| u.perms.clone()),
+        user,
+        pub_allowed: HashMap::new(),
+        nonce,
     };
     let stall_wait = opts.write_deadline;
+    // Clients must authenticate within auth_timeout when auth is required.
+    let auth_deadline = r
+        .user
+        .is_none()
+        .then(|| tokio::time::Instant::now() + opts.auth_timeout);
     drop(opts);
     // The read size starts at 512 bytes, doubles while reads fill it (up to 64 KiB) and halves
     // after repeated short reads, as nats-server's read loop does.
@@ -435,9 +562,26 @@ async fn read_loop(server: &Arc<Server>, client: &Arc<Client>, sock: &TcpStream)
     loop {
         buf.reserve(read_size);
         let n = loop {
+            let auth_timer = async {
+                match auth_deadline {
+                    Some(d) if r.user.is_none() => tokio::time::sleep_until(d).await,
+                    _ => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 biased;
                 _ = client.stop.notified() => return,
+                _ = auth_timer => {
+                    tracing::debug!(
+                        "{}:{} - cid:{} - Authentication Timeout",
+                        client.addr.ip(),
+                        client.addr.port(),
+                        client.cid
+                    );
+                    client.send_proto(b"-ERR 'Authentication Timeout'\r\n");
+                    client.close(ClosedReason::AuthenticationTimeout);
+                    return;
+                }
                 res = sock.readable() => if res.is_err() { return },
             }
             let spare = buf.len();
@@ -464,22 +608,46 @@ async fn read_loop(server: &Arc<Server>, client: &Arc<Client>, sock: &TcpStream)
             }
         }
         let mut used = 0;
-        let res = loop {
-            match parse(&buf[used..], &r.limits) {
-                Ok(Some((op, n))) => {
-                    if r.trace {
-                        trace_in(client, &op, &buf[used..used + n]);
+        let res = 'batch: loop {
+            let mut connect = None;
+            let res = loop {
+                match parse(&buf[used..], &r.limits) {
+                    Ok(Some((op, n))) => {
+                        if r.trace {
+                            trace_in(client, &op, &buf[used..used + n]);
+                        }
+                        used += n;
+                        if let ClientOp::Connect(json) = op {
+                            connect = parse_connect(client, json);
+                            if connect.is_some() {
+                                break Ok(());
+                            }
+                        } else if r.user.is_none() {
+                            // nats-server: nothing but CONNECT before authentication.
+                            auth_violation(client);
+                            break Ok(());
+                        } else if let Err(e) = process_op(server, client, &mut r, op) {
+                            break Err(e);
+                        }
+                        if client.is_closing() {
+                            break Ok(());
+                        }
                     }
-                    used += n;
-                    if let Err(e) = process_op(server, client, &mut r, op) {
-                        break Err(e);
-                    }
+                    Ok(None) => break Ok(()),
+                    Err(e) => break Err(e),
+                }
+            };
+            match connect {
+                // Authentication may need bcrypt: done here, between parse steps, off the
+                // async workers when it is expensive.
+                Some(ci) => {
+                    r.wakes.flush();
+                    finish_connect(server, client, &mut r, ci).await;
                     if client.is_closing() {
-                        break Ok(());
+                        break 'batch Ok(());
                     }
                 }
-                Ok(None) => break Ok(()),
-                Err(e) => break Err(e),
+                None => break 'batch res,
             }
         };
         r.wakes.flush();
@@ -487,7 +655,7 @@ async fn read_loop(server: &Arc<Server>, client: &Arc<Client>, sock: &TcpStream)
         if !tally.is_empty() {
             // Every delivery so far stays inside the publisher's account.
             server.stats.add(&tally);
-            client.account.stats.add(&tally);
+            r.account.stats.add(&tally);
             client.stats.add(&Tally {
                 out_msgs: 0,
                 out_bytes: 0,
@@ -531,6 +699,14 @@ fn trace_in(client: &Client, op: &ClientOp<'_>, raw: &[u8]) {
     let line_end = memchr::memchr(b'\n', raw).unwrap_or(raw.len());
     let line = String::from_utf8_lossy(&raw[..line_end]);
     let line = line.trim_end_matches('\r');
+    // Secrets never reach the log: CONNECT is traced with them redacted, as nats-server does.
+    let redacted;
+    let line = if let ClientOp::Connect(json) = op {
+        redacted = redact_connect(json);
+        redacted.as_str()
+    } else {
+        line
+    };
     let (ip, port, cid) = (client.addr.ip(), client.addr.port(), client.cid);
     tracing::trace!("{ip}:{port} - cid:{cid} - \"<<- [{line}]\"");
     if let ClientOp::Pub {
@@ -543,6 +719,21 @@ fn trace_in(client: &Client, op: &ClientOp<'_>, raw: &[u8]) {
             "{ip}:{port} - cid:{cid} - \"<<- MSG_PAYLOAD: [{:?}]\"",
             String::from_utf8_lossy(&all)
         );
+    }
+}
+
+/// `CONNECT {...}` with `pass`, `auth_token` and `sig` replaced by `[REDACTED]`.
+fn redact_connect(json: &[u8]) -> String {
+    match serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(json) {
+        Ok(mut m) => {
+            for key in ["pass", "auth_token", "sig"] {
+                if let Some(v) = m.get_mut(key) {
+                    *v = serde_json::Value::String("[REDACTED]".into());
+                }
+            }
+            format!("CONNECT {}", serde_json::Value::Object(m))
+        }
+        Err(_) => "CONNECT [unparsable]".into(),
     }
 }
 
@@ -577,6 +768,26 @@ fn process_op(
                 }
                 return Ok(());
             }
+            if let Some(perms) = &r.perms {
+                if !publish_allowed(&mut r.pub_allowed, perms, subject)
+                    && !client.take_reply_grant(subject)
+                {
+                    let s = String::from_utf8_lossy(subject);
+                    tracing::error!(
+                        "{}:{} - cid:{} - Publish Violation - {}, Subject {:?}",
+                        client.addr.ip(),
+                        client.addr.port(),
+                        client.cid,
+                        user_desc(&r.user),
+                        s
+                    );
+                    client.queue_proto(
+                        format!("-ERR 'Permissions Violation for Publish to \"{s}\"'\r\n")
+                            .as_bytes(),
+                    );
+                    return Ok(());
+                }
+            }
             // nats-server acknowledges before it delivers.
             if r.meta.verbose {
                 client.queue_proto(b"+OK\r\n");
@@ -584,7 +795,7 @@ fn process_op(
             let delivered = route_message(
                 server,
                 &mut r.cache,
-                &client.account,
+                &r.account,
                 Some(client),
                 r.meta.echo,
                 subject,
@@ -631,7 +842,7 @@ fn process_op(
                     .store(unix_nanos() + rtt, Ordering::Relaxed);
             }
         }
-        ClientOp::Connect(json) => process_connect(client, r, json),
+        ClientOp::Connect(_) => {}
         ClientOp::ClientError => {
             // nats-server drops a client that reports an error to it.
             client.close(ClosedReason::ParseError);
@@ -641,14 +852,74 @@ fn process_op(
     Ok(())
 }
 
-fn process_connect(client: &Arc<Client>, r: &mut Reader, json: &[u8]) {
+/// Parses CONNECT and applies the checks that need no credentials; `None` when the connection
+/// was closed for it.
+fn parse_connect(client: &Client, json: &[u8]) -> Option<ConnectInfo> {
     let ci: ConnectInfo = match serde_json::from_slice(json) {
         Ok(ci) => ci,
-        Err(_) => {
+        Err(e) => {
             // nats-server closes on unparsable CONNECT JSON without an -ERR.
+            tracing::error!(
+                "{}:{} - cid:{} - {}",
+                client.addr.ip(),
+                client.addr.port(),
+                client.cid,
+                e
+            );
             client.close(ClosedReason::ProtocolViolation);
-            return;
+            return None;
         }
+    };
+    if ci.protocol > 1 || ci.protocol < 0 {
+        client.queue_proto(b"-ERR 'invalid client protocol'\r\n");
+        client.close(ClosedReason::BadClientProtocolVersion);
+        return None;
+    }
+    if ci.no_responders && !ci.headers {
+        client.queue_proto(b"-ERR 'no responders requires headers support'\r\n");
+        client.close(ClosedReason::NoRespondersRequiresHeaders);
+        return None;
+    }
+    Some(ci)
+}
+
+/// Authenticates a CONNECT (bcrypt off the async workers) and applies it.
+async fn finish_connect(
+    server: &Arc<Server>,
+    client: &Arc<Client>,
+    r: &mut Reader,
+    ci: ConnectInfo,
+) {
+    let auth = server.authenticator();
+    let user = if r.user.is_some() && !auth.required() {
+        r.user.clone()
+    } else {
+        let cert_ids = client.cert_identities();
+        let nonce = r.nonce.clone();
+        let check = move |ci: &ConnectInfo| {
+            auth.authenticate(&Presented {
+                connect: Some(ci),
+                nonce: nonce.as_deref(),
+                cert_identities: &cert_ids,
+            })
+        };
+        let expensive = server.authenticator().is_expensive(&Presented {
+            connect: Some(&ci),
+            ..Default::default()
+        });
+        let result = if expensive {
+            let ci2 = ci.clone();
+            tokio::task::spawn_blocking(move || check(&ci2))
+                .await
+                .unwrap_or(Err(crate::auth::AuthError::NoMatch))
+        } else {
+            check(&ci)
+        };
+        result.ok()
+    };
+    let Some(user) = user else {
+        auth_violation(client);
+        return;
     };
     let meta = ClientMeta {
         name: ci.name.unwrap_or_default(),
@@ -662,21 +933,58 @@ fn process_connect(client: &Arc<Client>, r: &mut Reader, json: &[u8]) {
         no_responders: ci.no_responders && ci.headers,
         connected: true,
     };
-    if ci.protocol > 1 || ci.protocol < 0 {
-        client.queue_proto(b"-ERR 'invalid client protocol'\r\n");
-        client.close(ClosedReason::BadClientProtocolVersion);
-        return;
+    if !Arc::ptr_eq(&user.account, &r.account) {
+        server.move_client(client, &r.account, &user.account);
+        *client.account.write() = user.account.clone();
+        r.account = user.account.clone();
+        r.cache.clear();
     }
-    if ci.no_responders && !ci.headers {
-        client.queue_proto(b"-ERR 'no responders requires headers support'\r\n");
-        client.close(ClosedReason::NoRespondersRequiresHeaders);
-        return;
-    }
+    client.track_replies.store(
+        user.perms.as_ref().is_some_and(|p| p.responses.is_some()),
+        Ordering::Relaxed,
+    );
+    *client.user.write() = Some(user.clone());
+    r.perms = user.perms.clone();
+    r.pub_allowed.clear();
+    r.user = Some(user);
     client.headers.store(meta.headers, Ordering::Relaxed);
     *client.meta.lock() = meta.clone();
     r.meta = meta;
     if r.meta.verbose {
         client.queue_proto(b"+OK\r\n");
+    }
+}
+
+/// The one answer every authentication failure gets, whatever failed.
+fn auth_violation(client: &Client) {
+    tracing::error!(
+        "{}:{} - cid:{} - authentication error",
+        client.addr.ip(),
+        client.addr.port(),
+        client.cid
+    );
+    client.queue_proto(b"-ERR 'Authorization Violation'\r\n");
+    client.close(ClosedReason::AuthenticationViolation);
+}
+
+/// Checks publish permissions through a small per-connection cache.
+fn publish_allowed(cache: &mut HashMap<Box<[u8]>, bool>, perms: &Perms, subject: &[u8]) -> bool {
+    if let Some(&ok) = cache.get(subject) {
+        return ok;
+    }
+    let ok = std::str::from_utf8(subject).is_ok_and(|s| perms.can_publish(s));
+    if cache.len() >= 128 {
+        cache.clear();
+    }
+    cache.insert(subject.into(), ok);
+    ok
+}
+
+/// How violations name the user in logs, as nats-server does.
+fn user_desc(user: &Option<Arc<AuthUser>>) -> String {
+    match user {
+        Some(u) if !u.name.is_empty() => format!("User {:?}", u.name),
+        _ => "Not Authorized".into(),
     }
 }
 
@@ -698,6 +1006,30 @@ fn process_sub(
             client.queue_proto(b"-ERR 'Invalid Subject'\r\n");
         }
         return;
+    }
+    let subject_str = String::from_utf8_lossy(subject).into_owned();
+    let queue_str = queue.map(|q| String::from_utf8_lossy(q).into_owned());
+    let mut deny = None;
+    if let Some(perms) = &r.perms {
+        if !perms.can_subscribe(&subject_str, queue_str.as_deref()) {
+            let (ip, port, cid) = (client.addr.ip(), client.addr.port(), client.cid);
+            let text = match &queue_str {
+                Some(q) => format!("Permissions Violation for Subscription to \"{subject_str}\" using queue \"{q}\""),
+                None => format!("Permissions Violation for Subscription to \"{subject_str}\""),
+            };
+            tracing::error!(
+                "{ip}:{port} - cid:{cid} - Subscription Violation - {}, Subject {:?}, SID {}",
+                user_desc(&r.user),
+                subject_str,
+                String::from_utf8_lossy(sid)
+            );
+            client.queue_proto(format!("-ERR '{text}'\r\n").as_bytes());
+            return;
+        }
+        let filter = perms.deny_filter_for(&subject_str);
+        if !filter.is_empty() {
+            deny = Some(filter.into_boxed_slice());
+        }
     }
     {
         let subs = client.subs.lock();
@@ -723,8 +1055,10 @@ fn process_sub(
     }
     let sub = Arc::new(Subscription {
         client: client.clone(),
-        subject: String::from_utf8_lossy(subject).into_owned(),
-        queue: queue.map(|q| String::from_utf8_lossy(q).into_owned()),
+        account: r.account.clone(),
+        deny,
+        subject: subject_str,
+        queue: queue_str,
         sid: sid.into(),
         max: AtomicU64::new(0),
         delivered: AtomicU64::new(0),

@@ -47,8 +47,15 @@ pub struct Info {
 
 impl Info {
     /// `INFO {...}\r\n` with this client's id and address filled in.
-    pub fn encode_for(&self, client_id: u64, client_ip: &str, ldm: bool) -> Vec<u8> {
+    pub fn encode_for(
+        &self,
+        client_id: u64,
+        client_ip: &str,
+        ldm: bool,
+        nonce: Option<&str>,
+    ) -> Vec<u8> {
         let mut info = self.clone();
+        info.nonce = nonce.map(str::to_string);
         info.client_id = Some(client_id);
         info.client_ip = Some(client_ip.to_string());
         if ldm {
@@ -93,4 +100,11 @@ pub struct ConnectInfo {
 
 fn yes() -> bool {
     true
+}
+
+impl Default for ConnectInfo {
+    /// What an empty `CONNECT {}` means.
+    fn default() -> Self {
+        serde_json::from_str("{}").expect("empty CONNECT parses")
+    }
 }

@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::accounts::Account;
+use crate::auth::{AuthError, Authenticator};
 use crate::options::Options;
 use client::{Client, Counters, Subscription};
 use info::Info;
@@ -149,6 +150,9 @@ pub struct Server {
     next_cid: AtomicU64,
     global: Arc<Account>,
     accounts: RwLock<HashMap<String, Arc<Account>>>,
+    /// The system account (`system_account`, or `$SYS`).
+    pub system_account: Arc<Account>,
+    auth: RwLock<Arc<Authenticator>>,
     clients: Mutex<HashMap<u64, Arc<Client>>>,
     closed: Mutex<VecDeque<ClosedClient>>,
     /// Client listener address once bound.
@@ -168,13 +172,20 @@ impl std::fmt::Debug for Server {
 
 impl Server {
     /// Builds a server from options; nothing is bound until [`Server::start`].
+    ///
+    /// Panics on an inconsistent configuration; binaries use [`Server::try_new`].
     pub fn new(opts: Options) -> Arc<Server> {
+        Self::try_new(opts).expect("valid server options")
+    }
+
+    /// Builds a server from options, or says what in them is inconsistent.
+    pub fn try_new(opts: Options) -> Result<Arc<Server>, AuthError> {
         let server_id = nkeys::KeyPair::new_server().public_key();
         let server_name = opts
             .server_name
             .clone()
             .unwrap_or_else(|| server_id.clone());
-        let info = Info {
+        let mut info = Info {
             server_id: server_id.clone(),
             server_name: server_name.clone(),
             version: VERSION.into(),
@@ -191,8 +202,22 @@ impl Server {
         let global = Arc::new(Account::new("$G"));
         let mut accounts = HashMap::new();
         accounts.insert("$G".to_string(), global.clone());
+        for a in &opts.accounts {
+            accounts
+                .entry(a.name.clone())
+                .or_insert_with(|| Arc::new(Account::new(&a.name)));
+        }
+        let sys_name = opts.system_account.clone().unwrap_or_else(|| "$SYS".into());
+        let system_account = accounts
+            .entry(sys_name.clone())
+            .or_insert_with(|| Arc::new(Account::new(&sys_name)))
+            .clone();
+        let auth = Authenticator::new(&opts, &accounts, global.clone())?;
+        if auth.required() {
+            info.auth_required = Some(true);
+        }
         let now = SystemTime::now();
-        Arc::new(Server {
+        Ok(Arc::new(Server {
             opts: RwLock::new(Arc::new(opts)),
             info: RwLock::new(info),
             server_id,
@@ -207,12 +232,30 @@ impl Server {
             next_cid: AtomicU64::new(0),
             global,
             accounts: RwLock::new(accounts),
+            system_account,
+            auth: RwLock::new(Arc::new(auth)),
             clients: Mutex::new(HashMap::new()),
             closed: Mutex::new(VecDeque::new()),
             client_addr: RwLock::new(None),
             http_addr: RwLock::new(None),
             shutdown: watch::channel(false).0,
-        })
+        }))
+    }
+
+    /// The authentication rules in force.
+    pub fn authenticator(&self) -> Arc<Authenticator> {
+        self.auth.read().clone()
+    }
+
+    /// An account by name.
+    pub fn account(&self, name: &str) -> Option<Arc<Account>> {
+        self.accounts.read().get(name).cloned()
+    }
+
+    /// Moves a connection's account membership after it authenticated.
+    pub(crate) fn move_client(&self, _c: &Client, from: &Account, to: &Account) {
+        from.num_connections.fetch_sub(1, Ordering::Relaxed);
+        to.num_connections.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The options in force.
@@ -236,8 +279,8 @@ impl Server {
     }
 
     /// The INFO line for a new client.
-    pub fn info_for(&self, cid: u64, ip: &str) -> Vec<u8> {
-        self.info.read().encode_for(cid, ip, false)
+    pub fn info_for(&self, cid: u64, ip: &str, nonce: Option<&str>) -> Vec<u8> {
+        self.info.read().encode_for(cid, ip, false, nonce)
     }
 
     /// A copy of the server INFO (for monitoring).
@@ -269,7 +312,7 @@ impl Server {
         }
         clients.insert(c.cid, c.clone());
         self.total_connections.fetch_add(1, Ordering::Relaxed);
-        c.account.num_connections.fetch_add(1, Ordering::Relaxed);
+        c.account().num_connections.fetch_add(1, Ordering::Relaxed);
         true
     }
 
@@ -277,16 +320,12 @@ impl Server {
     pub(crate) fn remove_client(&self, c: &Arc<Client>) {
         let subs: Vec<Arc<Subscription>> = c.subs.lock().drain().map(|(_, s)| s).collect();
         for s in &subs {
-            if s.client
-                .account
-                .sublist
-                .remove(&s.subject, s.queue.as_deref(), s)
-            {
-                s.client.account.num_subs.fetch_sub(1, Ordering::Relaxed);
+            if s.account.sublist.remove(&s.subject, s.queue.as_deref(), s) {
+                s.account.num_subs.fetch_sub(1, Ordering::Relaxed);
             }
         }
         if self.clients.lock().remove(&c.cid).is_some() {
-            c.account.num_connections.fetch_sub(1, Ordering::Relaxed);
+            c.account().num_connections.fetch_sub(1, Ordering::Relaxed);
         }
         let reason = c.closed_reason().unwrap_or(ClosedReason::ClientClosed);
         tracing::debug!(
@@ -328,7 +367,7 @@ impl Server {
 
     /// Adds a subscription to its account's sublist.
     pub(crate) fn add_sub(&self, sub: &Arc<Subscription>) {
-        let acc = &sub.client.account;
+        let acc = &sub.account;
         if acc
             .sublist
             .insert(&sub.subject, sub.queue.as_deref(), sub.clone())
@@ -340,7 +379,7 @@ impl Server {
 
     /// Removes a subscription from its account and its connection.
     pub(crate) fn remove_sub(&self, sub: &Arc<Subscription>) {
-        let acc = &sub.client.account;
+        let acc = &sub.account;
         if acc.sublist.remove(&sub.subject, sub.queue.as_deref(), sub) {
             acc.num_subs.fetch_sub(1, Ordering::Relaxed);
         }
