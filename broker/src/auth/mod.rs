@@ -132,7 +132,8 @@ impl Authenticator {
     /// Whether checking this client may need a bcrypt comparison (run it off the async workers).
     pub fn is_expensive(&self, p: &Presented<'_>) -> bool {
         let Some(ci) = p.connect else { return false };
-        let bcrypt_token = ci.auth_token.is_some() && self.token.as_deref().is_some_and(is_bcrypt);
+        // The token is compared last, whatever else the CONNECT carries.
+        let bcrypt_token = self.token.as_deref().is_some_and(is_bcrypt);
         let bcrypt_pass = ci
             .user
             .as_deref()
@@ -156,18 +157,12 @@ impl Authenticator {
             return Ok(self.no_auth_user.clone().unwrap_or_else(anonymous));
         }
         let ci = p.connect.cloned().unwrap_or_default();
-        if self.tls_map {
-            // The certificate names the user; a given username must agree with it.
-            for id in p.cert_identities {
-                if let Some(u) = self.by_name.get(id) {
-                    if ci.user.as_ref().is_none_or(|n| n == id) {
-                        return Ok(u.clone());
-                    }
-                }
-            }
-            return Err(AuthError::NoMatch);
-        }
-        if let Some(nkey) = &ci.nkey {
+        let given = |s: &Option<String>| s.as_deref().is_some_and(|s| !s.is_empty());
+        // nats-server's order: an nkey only counts when nkey users exist; users (or the
+        // certificate map, or no_auth_user) only when users exist; the token last, whatever
+        // else the CONNECT carries.
+        if !self.by_nkey.is_empty() && given(&ci.nkey) {
+            let nkey = ci.nkey.as_deref().unwrap_or_default();
             let user = self.by_nkey.get(nkey).ok_or(AuthError::NoMatch)?;
             let (Some(nonce), Some(sig)) = (p.nonce, ci.sig.as_deref()) else {
                 return Err(AuthError::NoMatch);
@@ -178,33 +173,64 @@ impl Authenticator {
                 .map_err(|_| AuthError::NoMatch)?;
             return Ok(user.clone());
         }
-        if let Some(user) = &ci.user {
-            let u = self.by_name.get(user).ok_or(AuthError::NoMatch)?;
-            let given = ci.pass.as_deref().unwrap_or_default();
-            return match &u.password {
-                Some(want) if secret_matches(want, given) => Ok(u.clone()),
-                _ => Err(AuthError::NoMatch),
-            };
+        if !self.by_name.is_empty() {
+            if self.tls_map {
+                // The certificate names the user; a given username must agree with it.
+                for id in p.cert_identities {
+                    if let Some(u) = self.by_name.get(id) {
+                        if ci.user.as_ref().is_none_or(|n| n == id) {
+                            return Ok(u.clone());
+                        }
+                    }
+                }
+                return Err(AuthError::NoMatch);
+            }
+            if !given(&ci.user) && !given(&ci.pass) && !given(&ci.auth_token) {
+                if let Some(u) = &self.no_auth_user {
+                    return Ok(u.clone());
+                }
+            }
+            if let Some(user) = ci.user.as_deref().filter(|u| !u.is_empty()) {
+                let u = self.by_name.get(user).ok_or(AuthError::NoMatch)?;
+                let given = ci.pass.as_deref().unwrap_or_default();
+                return match &u.password {
+                    Some(want) if secret_matches(want, given) => Ok(u.clone()),
+                    _ => Err(AuthError::NoMatch),
+                };
+            }
         }
-        if let (Some(want), Some(given)) = (&self.token, &ci.auth_token) {
-            return if secret_matches(want, given) {
+        match &self.token {
+            Some(want) if secret_matches(want, ci.auth_token.as_deref().unwrap_or_default()) => {
                 Ok(anonymous())
-            } else {
-                Err(AuthError::NoMatch)
-            };
-        }
-        let no_credentials =
-            ci.user.is_none() && ci.auth_token.is_none() && ci.nkey.is_none() && ci.jwt.is_none();
-        match &self.no_auth_user {
-            Some(u) if no_credentials => Ok(u.clone()),
+            }
             _ => Err(AuthError::NoMatch),
         }
     }
+
+    /// The `no_auth_user`, which nats-server also applies when a client's first operation is
+    /// not CONNECT.
+    pub fn no_auth_user(&self) -> Option<Arc<AuthUser>> {
+        self.no_auth_user.clone()
+    }
+
+    /// Whether INFO tells clients `auth_required`: not when a `no_auth_user` lets clients in
+    /// without credentials (the auth timer still runs).
+    pub fn advertise_required(&self) -> bool {
+        self.required && self.no_auth_user.is_none()
+    }
 }
 
-/// Whether a configured secret is a bcrypt hash, as nats-server decides.
+/// Whether a configured secret is a bcrypt hash, as nats-server decides
+/// (`^\$2[abxy]\$\d{2}\$`; anything else is a plain secret).
 pub fn is_bcrypt(s: &str) -> bool {
-    s.starts_with("$2a$") || s.starts_with("$2b$") || s.starts_with("$2x$") || s.starts_with("$2y$")
+    let b = s.as_bytes();
+    b.len() >= 7
+        && b.starts_with(b"$2")
+        && matches!(b[2], b'a' | b'b' | b'x' | b'y')
+        && b[3] == b'$'
+        && b[4].is_ascii_digit()
+        && b[5].is_ascii_digit()
+        && b[6] == b'$'
 }
 
 /// Compares a presented secret with a configured one (plain or bcrypt) in constant time.
@@ -379,6 +405,26 @@ mod tests {
             ..Default::default()
         };
         assert!(a.authenticate(&p).is_err());
+    }
+
+    #[test]
+    fn bcrypt_detection_and_token_precedence() {
+        assert!(is_bcrypt("$2a$11$abc"));
+        assert!(is_bcrypt("$2y$04$abc"));
+        assert!(!is_bcrypt("$2a$x"));
+        assert!(!is_bcrypt("$2c$11$abc"));
+        assert!(!is_bcrypt("plain"));
+        // A token server only looks at the token, whatever else CONNECT carries.
+        let a = auth(&Options {
+            token: Some("t".into()),
+            ..Options::default()
+        });
+        let ci = connect(r#"{"user":"x","pass":"y","auth_token":"t"}"#);
+        let p = Presented {
+            connect: Some(&ci),
+            ..Default::default()
+        };
+        assert!(a.authenticate(&p).is_ok());
     }
 
     #[test]

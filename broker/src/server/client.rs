@@ -622,12 +622,21 @@ async fn read_loop(
                             if connect.is_some() {
                                 break Ok(());
                             }
-                        } else if r.user.is_none() {
-                            // nats-server: nothing but CONNECT before authentication.
-                            auth_violation(client);
-                            break Ok(());
-                        } else if let Err(e) = process_op(server, client, &mut r, op) {
-                            break Err(e);
+                        } else {
+                            if r.user.is_none() {
+                                // nats-server: nothing but CONNECT before authentication,
+                                // unless a no_auth_user lets the session start without one.
+                                match server.authenticator().no_auth_user() {
+                                    Some(u) => set_user(server, client, &mut r, u),
+                                    None => {
+                                        auth_violation(client);
+                                        break Ok(());
+                                    }
+                                }
+                            }
+                            if let Err(e) = process_op(server, client, &mut r, op) {
+                                break Err(e);
+                            }
                         }
                         if client.is_closing() {
                             break Ok(());
@@ -727,7 +736,8 @@ fn redact_connect(json: &[u8]) -> String {
     match serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(json) {
         Ok(mut m) => {
             for key in ["pass", "auth_token", "sig"] {
-                if let Some(v) = m.get_mut(key) {
+                // As nats-server: only values actually given are replaced (null stays null).
+                if let Some(v @ serde_json::Value::String(_)) = m.get_mut(key) {
                     *v = serde_json::Value::String("[REDACTED]".into());
                 }
             }
@@ -933,6 +943,17 @@ async fn finish_connect(
         no_responders: ci.no_responders && ci.headers,
         connected: true,
     };
+    set_user(server, client, r, user);
+    client.headers.store(meta.headers, Ordering::Relaxed);
+    *client.meta.lock() = meta.clone();
+    r.meta = meta;
+    if r.meta.verbose {
+        client.queue_proto(b"+OK\r\n");
+    }
+}
+
+/// Binds the connection to an authenticated user: its account, permissions and replies.
+fn set_user(server: &Arc<Server>, client: &Arc<Client>, r: &mut Reader, user: Arc<AuthUser>) {
     if !Arc::ptr_eq(&user.account, &r.account) {
         server.move_client(client, &r.account, &user.account);
         *client.account.write() = user.account.clone();
@@ -947,12 +968,6 @@ async fn finish_connect(
     r.perms = user.perms.clone();
     r.pub_allowed.clear();
     r.user = Some(user);
-    client.headers.store(meta.headers, Ordering::Relaxed);
-    *client.meta.lock() = meta.clone();
-    r.meta = meta;
-    if r.meta.verbose {
-        client.queue_proto(b"+OK\r\n");
-    }
 }
 
 /// The one answer every authentication failure gets, whatever failed.

@@ -213,7 +213,7 @@ impl Server {
             .or_insert_with(|| Arc::new(Account::new(&sys_name)))
             .clone();
         let auth = Authenticator::new(&opts, &accounts, global.clone())?;
-        if auth.required() {
+        if auth.advertise_required() {
             info.auth_required = Some(true);
         }
         let now = SystemTime::now();
