@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{Raw, TestServer};
+use common::{sync, Raw, TestServer};
 use futures::StreamExt;
 
 async fn next(sub: &mut async_nats::Subscriber) -> async_nats::Message {
@@ -29,7 +29,7 @@ async fn publish_subscribe_and_wildcards() {
     let mut star = nc.subscribe("orders.*.new").await.unwrap();
     let mut gt = nc.subscribe("orders.>").await.unwrap();
     let mut other = nc.subscribe("orders.*").await.unwrap();
-    nc.flush().await.unwrap();
+    sync(&nc).await;
 
     nc.publish("orders.eu.new", Bytes::from_static(b"1"))
         .await
@@ -37,7 +37,7 @@ async fn publish_subscribe_and_wildcards() {
     nc.publish("orders.us.paid", Bytes::from_static(b"2"))
         .await
         .unwrap();
-    nc.flush().await.unwrap();
+    sync(&nc).await;
 
     assert_eq!(next(&mut exact).await.payload, "1");
     assert_eq!(next(&mut star).await.payload, "1");
@@ -59,16 +59,16 @@ async fn queue_group_spreads_and_delivers_once() {
     for _ in 0..3 {
         let c = async_nats::connect(s.url()).await.unwrap();
         let sub = c.queue_subscribe("work", "workers".into()).await.unwrap();
-        c.flush().await.unwrap();
+        sync(&c).await;
         members.push((c, sub));
     }
     let mut plain = nc.subscribe("work").await.unwrap();
-    nc.flush().await.unwrap();
+    sync(&nc).await;
     let n = 300;
     for i in 0..n {
         nc.publish("work", format!("{i}").into()).await.unwrap();
     }
-    nc.flush().await.unwrap();
+    sync(&nc).await;
     let mut counts = Vec::new();
     let mut seen = HashMap::new();
     for (_, sub) in members.iter_mut() {
@@ -144,11 +144,11 @@ async fn unsubscribe_after_max() {
     let nc = async_nats::connect(s.url()).await.unwrap();
     let mut sub = nc.subscribe("limited").await.unwrap();
     sub.unsubscribe_after(2).await.unwrap();
-    nc.flush().await.unwrap();
+    sync(&nc).await;
     for _ in 0..5 {
         nc.publish("limited", "m".into()).await.unwrap();
     }
-    nc.flush().await.unwrap();
+    sync(&nc).await;
     next(&mut sub).await;
     next(&mut sub).await;
     let end = tokio::time::timeout(Duration::from_secs(2), sub.next())
@@ -172,13 +172,13 @@ async fn echo_off_suppresses_own_messages() {
     let mut mine = nc.subscribe("e").await.unwrap();
     let mut theirs = other.subscribe("e").await.unwrap();
     nc.flush().await.unwrap();
-    other.flush().await.unwrap();
+    sync(&other).await;
     nc.publish("e", "x".into()).await.unwrap();
     nc.flush().await.unwrap();
     next(&mut theirs).await;
     nothing(&mut mine).await;
     other.publish("e", "y".into()).await.unwrap();
-    other.flush().await.unwrap();
+    sync(&other).await;
     assert_eq!(next(&mut mine).await.payload, "y");
 }
 
@@ -221,7 +221,7 @@ async fn slow_consumer_is_disconnected_and_counted() {
     for _ in 0..2000 {
         nc.publish("flood", payload.clone()).await.unwrap();
     }
-    nc.flush().await.unwrap();
+    sync(&nc).await;
     let mut closed = false;
     for _ in 0..100 {
         if s.server

@@ -21,7 +21,7 @@ use crate::auth::{AuthUser, Perms, Presented};
 use crate::protocol::client::{parse, ClientOp, Limits, ParseError};
 use crate::protocol::encode_msg;
 use crate::subject;
-use crate::sublist::LocalCache;
+use crate::sublist::{LocalCache, MatchResult};
 
 /// One subscription: what the sublist stores and deliveries are made to.
 #[derive(Debug)]
@@ -397,6 +397,138 @@ pub fn route_message(
         return false;
     };
     let result = cache.get_ref(subj, &account.sublist);
+    let mut delivered = deliver_result(
+        server, result, sender, echo, subject, reply, headers, payload, wakes,
+    );
+    if account.has_stream_forwards()
+        || account.has_service_imports()
+        || account.has_response_routes()
+    {
+        let msg = CrossMsg {
+            subject: subj,
+            reply,
+            headers,
+            payload,
+        };
+        delivered |= cross_accounts(server, account, sender, echo, &msg, wakes, 0);
+    }
+    delivered
+}
+
+/// A message on its way across accounts.
+struct CrossMsg<'a> {
+    subject: &'a str,
+    reply: Option<&'a [u8]>,
+    headers: Option<&'a [u8]>,
+    payload: &'a [u8],
+}
+
+/// How many account hops a message may take (imports of imports), so a cycle of imports
+/// cannot loop forever.
+const MAX_ACCOUNT_HOPS: u32 = 4;
+
+/// Delivers a message published in `account` to the accounts that import it: stream imports,
+/// the exporter of a service this account imports, and responses going back to importers.
+fn cross_accounts(
+    server: &Server,
+    account: &Account,
+    sender: Option<&Client>,
+    echo: bool,
+    msg: &CrossMsg<'_>,
+    wakes: &mut WakeList,
+    hops: u32,
+) -> bool {
+    if hops >= MAX_ACCOUNT_HOPS {
+        return false;
+    }
+    let mut delivered = false;
+    // A response from a service responder goes back to the requester's account, under the
+    // reply subject the requester chose.
+    if account.has_response_routes() {
+        if let Some(route) = account.take_response_route(msg.subject) {
+            let reply = String::from_utf8_lossy(&route.reply).into_owned();
+            let back = CrossMsg {
+                subject: &reply,
+                ..*msg
+            };
+            delivered |= deliver_in(server, &route.target, sender, echo, &back, wakes, hops + 1);
+        }
+    }
+    if account.has_stream_forwards() {
+        let forwards = account.stream_forwards.match_subject(msg.subject);
+        for f in forwards.psubs.iter() {
+            let mapped = f.map(msg.subject);
+            let fwd = CrossMsg {
+                subject: &mapped,
+                ..*msg
+            };
+            delivered |= deliver_in(server, &f.target, sender, echo, &fwd, wakes, hops + 1);
+        }
+    }
+    if account.has_service_imports() {
+        let imports = account.service_imports.match_subject(msg.subject);
+        for si in imports.psubs.iter() {
+            let mapped = si.map(msg.subject);
+            // The responder answers on a reply subject of the exporter's; it leads back here.
+            let reply = msg.reply.map(|r| {
+                let me = server
+                    .account(&account.name)
+                    .unwrap_or_else(|| server.global_account());
+                si.exporter
+                    .add_response_route(Account::response_route(me, r, si.response_type))
+            });
+            let req = CrossMsg {
+                subject: &mapped,
+                reply: reply.as_deref().map(str::as_bytes),
+                ..*msg
+            };
+            delivered |= deliver_in(server, &si.exporter, sender, echo, &req, wakes, hops + 1);
+        }
+    }
+    delivered
+}
+
+/// Delivers in another account, then follows that account's own imports.
+fn deliver_in(
+    server: &Server,
+    account: &Account,
+    sender: Option<&Client>,
+    echo: bool,
+    msg: &CrossMsg<'_>,
+    wakes: &mut WakeList,
+    hops: u32,
+) -> bool {
+    let result = account.sublist.match_subject(msg.subject);
+    let subject = msg.subject.as_bytes();
+    let mut delivered = deliver_result(
+        server,
+        &result,
+        sender,
+        echo,
+        subject,
+        msg.reply,
+        msg.headers,
+        msg.payload,
+        wakes,
+    );
+    delivered |= cross_accounts(server, account, sender, echo, msg, wakes, hops);
+    delivered
+}
+
+/// Delivers to every plain subscription and one member of each queue group of a match.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn deliver_result(
+    server: &Server,
+    result: &MatchResult<Subscription>,
+    sender: Option<&Client>,
+    echo: bool,
+    subject: &[u8],
+    reply: Option<&[u8]>,
+    headers: Option<&[u8]>,
+    payload: &[u8],
+    wakes: &mut WakeList,
+) -> bool {
     let mut delivered = false;
     let sender_cid = sender.map_or(0, |c| c.cid);
     for sub in result.psubs.iter() {

@@ -212,6 +212,7 @@ impl Server {
             .entry(sys_name.clone())
             .or_insert_with(|| Arc::new(Account::new(&sys_name)))
             .clone();
+        wire_imports(&opts, &accounts);
         let auth = Authenticator::new(&opts, &accounts, global.clone())?;
         if auth.advertise_required() {
             info.auth_required = Some(true);
@@ -539,6 +540,69 @@ impl Server {
                     }
                 },
                 _ = self.wait_shutdown() => return,
+            }
+        }
+    }
+}
+
+/// Connects every configured import to its exporting account (the config loader has already
+/// checked that each import is allowed by an export).
+fn wire_imports(opts: &Options, accounts: &HashMap<String, Arc<Account>>) {
+    use crate::accounts::{ServiceImport, StreamForward};
+    use crate::options::{Export, Import};
+    for cfg in &opts.accounts {
+        let Some(importer) = accounts.get(&cfg.name) else {
+            continue;
+        };
+        for import in &cfg.imports {
+            match import {
+                Import::Stream {
+                    account,
+                    subject,
+                    to,
+                    prefix,
+                } => {
+                    if let Some(exporter) = accounts.get(account) {
+                        exporter.add_stream_forward(StreamForward {
+                            target: importer.clone(),
+                            subject: subject.clone(),
+                            to: to.clone(),
+                            prefix: prefix.clone(),
+                        });
+                    }
+                }
+                Import::Service {
+                    account,
+                    subject,
+                    to,
+                } => {
+                    let Some(exporter) = accounts.get(account) else {
+                        continue;
+                    };
+                    let response_type = opts
+                        .accounts
+                        .iter()
+                        .find(|a| &a.name == account)
+                        .and_then(|a| {
+                            a.exports.iter().find_map(|e| match e {
+                                Export::Service {
+                                    subject: s,
+                                    response_type,
+                                    ..
+                                } if crate::subject::matches(subject, s) || s == subject => {
+                                    Some(*response_type)
+                                }
+                                _ => None,
+                            })
+                        })
+                        .unwrap_or_default();
+                    importer.add_service_import(ServiceImport {
+                        exporter: exporter.clone(),
+                        local: to.clone().unwrap_or_else(|| subject.clone()),
+                        remote: subject.clone(),
+                        response_type,
+                    });
+                }
             }
         }
     }

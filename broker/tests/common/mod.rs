@@ -278,3 +278,23 @@ pub async fn exchange(addr: SocketAddr, chunks: &[&[u8]], wait: Duration) -> (St
     }
     (String::from_utf8_lossy(&got).into_owned(), closed)
 }
+
+/// Waits until the server has processed everything this client sent before: async-nats's
+/// `flush()` only writes the socket, so tests that need another connection to see a
+/// subscription round-trip a message through the client's own inbox.
+pub async fn sync(client: &async_nats::Client) {
+    use futures::StreamExt;
+    let inbox = client.new_inbox();
+    let mut sub = client
+        .subscribe(inbox.clone())
+        .await
+        .expect("subscribe inbox");
+    client
+        .publish(inbox, bytes::Bytes::new())
+        .await
+        .expect("publish");
+    tokio::time::timeout(Duration::from_secs(5), sub.next())
+        .await
+        .expect("round trip through the server")
+        .expect("inbox open");
+}
