@@ -218,6 +218,11 @@ impl Authenticator {
     pub fn advertise_required(&self) -> bool {
         self.required && self.no_auth_user.is_none()
     }
+
+    /// Configured user names, for matching certificate subjects (`verify_and_map`).
+    pub fn usernames(&self) -> Vec<String> {
+        self.by_name.keys().cloned().collect()
+    }
 }
 
 /// Whether a configured secret is a bcrypt hash, as nats-server decides

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::{Buf, BufMut, BytesMut};
+use bytes::{Buf, BytesMut};
 use parking_lot::{Mutex, RwLock};
 
 use tokio::net::TcpStream;
@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 
 use super::info::ConnectInfo;
 use super::outbound::{FlushError, Outbound};
+use super::transport::{self, ReadOutcome, Tls};
 use super::{ClosedReason, Server};
 use crate::accounts::Account;
 use crate::auth::{AuthUser, Perms, Presented};
@@ -564,6 +565,68 @@ pub async fn run_client(server: Arc<Server>, stream: TcpStream, addr: SocketAddr
     let opts = server.options();
     let cid = server.next_cid();
     let auth = server.authenticator();
+    let nonce = auth.needs_nonce().then(crate::auth::new_nonce);
+    let info = server.info_for(cid, &addr.ip().to_string(), nonce.as_deref());
+    // TLS: INFO in the clear first (clients read tls_required from it), then the handshake;
+    // or the handshake first when configured.
+    let mut info_sent = false;
+    let mut cert_ids = Vec::new();
+    let tls = match server.tls_config() {
+        None => None,
+        Some((config, handshake_first, timeout)) => {
+            if !handshake_first {
+                if transport::write_raw(&sock, &info).await.is_err() {
+                    return;
+                }
+                info_sent = true;
+            }
+            let mut conn = match rustls::ServerConnection::new(config) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(
+                        "{}:{} - cid:{} - TLS setup error: {e}",
+                        addr.ip(),
+                        addr.port(),
+                        cid
+                    );
+                    return;
+                }
+            };
+            match tokio::time::timeout(timeout, transport::handshake(&sock, &mut conn)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(
+                        "{}:{} - cid:{} - TLS handshake error: {e}",
+                        addr.ip(),
+                        addr.port(),
+                        cid
+                    );
+                    return;
+                }
+                Err(_) => {
+                    tracing::error!(
+                        "{}:{} - cid:{} - TLS handshake timeout",
+                        addr.ip(),
+                        addr.port(),
+                        cid
+                    );
+                    return;
+                }
+            }
+            if let Some(cert) = conn.peer_certificates().and_then(|c| c.first()) {
+                cert_ids = crate::auth::tls_map::cert_identities(cert);
+                // nats-server also matches configured DNs in any RDN order.
+                let names = auth.usernames();
+                if let Some(u) =
+                    crate::auth::tls_map::map_user(cert, names.iter().map(String::as_str))
+                {
+                    cert_ids.insert(0, u.to_string());
+                }
+            }
+            conn.set_buffer_limit(Some(opts.max_pending.max(1) as usize));
+            Some(Arc::new(Mutex::new(conn)))
+        }
+    };
     // Without required auth the connection's identity is known before CONNECT.
     let pre_user = if auth.required() {
         None
@@ -580,7 +643,7 @@ pub async fn run_client(server: Arc<Server>, stream: TcpStream, addr: SocketAddr
         account: RwLock::new(account),
         user: RwLock::new(pre_user.clone()),
         responses: Mutex::new(HashMap::new()),
-        cert_ids: Vec::new(),
+        cert_ids,
         track_replies: AtomicBool::new(
             pre_user
                 .as_ref()
@@ -594,7 +657,7 @@ pub async fn run_client(server: Arc<Server>, stream: TcpStream, addr: SocketAddr
             ..Default::default()
         }),
         subs: Mutex::new(HashMap::new()),
-        out: Outbound::new(sock.clone()),
+        out: Outbound::new(sock.clone(), tls.clone()),
         stop: Notify::new(),
         closing: AtomicBool::new(false),
         reason: Mutex::new(None),
@@ -603,9 +666,9 @@ pub async fn run_client(server: Arc<Server>, stream: TcpStream, addr: SocketAddr
         max_pending: opts.max_pending.max(1) as usize,
     });
 
-    let nonce = auth.needs_nonce().then(crate::auth::new_nonce);
-    let info = server.info_for(cid, &addr.ip().to_string(), nonce.as_deref());
-    client.send_proto(&info);
+    if !info_sent {
+        client.send_proto(&info);
+    }
 
     if !server.register_client(&client) {
         tracing::error!("{} - cid:{} - maximum connections exceeded", addr, cid);
@@ -623,7 +686,7 @@ pub async fn run_client(server: Arc<Server>, stream: TcpStream, addr: SocketAddr
     );
 
     let writer = tokio::spawn(write_loop(server.clone(), client.clone()));
-    read_loop(&server, &client, &sock, pre_user, nonce).await;
+    read_loop(&server, &client, &sock, tls.as_ref(), pre_user, nonce).await;
     drop(sock);
     client.close(ClosedReason::ClientClosed);
     let _ = writer.await;
@@ -653,6 +716,7 @@ async fn read_loop(
     server: &Arc<Server>,
     client: &Arc<Client>,
     sock: &TcpStream,
+    tls: Option<&Tls>,
     user: Option<Arc<AuthUser>>,
     nonce: Option<String>,
 ) {
@@ -693,6 +757,7 @@ async fn read_loop(
     let mut buf = BytesMut::with_capacity(read_size);
     loop {
         buf.reserve(read_size);
+        let before = buf.len();
         let n = loop {
             let auth_timer = async {
                 match auth_deadline {
@@ -714,19 +779,18 @@ async fn read_loop(
                     client.close(ClosedReason::AuthenticationTimeout);
                     return;
                 }
-                res = sock.readable() => if res.is_err() { return },
-            }
-            let spare = buf.len();
-            // Read at most `read_size` so a fast publisher cannot grow one batch without bound.
-            let mut limited = (&mut buf).limit(read_size);
-            match sock.try_read_buf(&mut limited) {
-                Ok(0) => return,
-                Ok(n) => {
-                    debug_assert_eq!(buf.len(), spare + n);
-                    break n;
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                Err(_) => return,
+                // Read at most `read_size` so a fast publisher cannot grow one batch without
+                // bound.
+                res = transport::read(sock, tls, &mut buf, read_size) => match res {
+                    Ok(ReadOutcome::Data) => break buf.len() - before,
+                    Ok(ReadOutcome::TlsWantsWrite) => {
+                        if client.out.try_flush().is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                    Ok(ReadOutcome::Eof) | Err(_) => return,
+                },
             }
         };
         if n == read_size && read_size < 64 * 1024 {

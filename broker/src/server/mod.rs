@@ -3,12 +3,13 @@
 pub mod client;
 pub mod info;
 pub mod outbound;
+pub mod transport;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
@@ -153,6 +154,8 @@ pub struct Server {
     /// The system account (`system_account`, or `$SYS`).
     pub system_account: Arc<Account>,
     auth: RwLock<Arc<Authenticator>>,
+    /// Client TLS: the rustls config, whether the handshake comes before INFO, its timeout.
+    tls: Option<(Arc<rustls::ServerConfig>, bool, Duration)>,
     clients: Mutex<HashMap<u64, Arc<Client>>>,
     closed: Mutex<VecDeque<ClosedClient>>,
     /// Client listener address once bound.
@@ -179,7 +182,7 @@ impl Server {
     }
 
     /// Builds a server from options, or says what in them is inconsistent.
-    pub fn try_new(opts: Options) -> Result<Arc<Server>, AuthError> {
+    pub fn try_new(opts: Options) -> Result<Arc<Server>, ServerError> {
         let server_id = nkeys::KeyPair::new_server().public_key();
         let server_name = opts
             .server_name
@@ -217,6 +220,23 @@ impl Server {
         if auth.advertise_required() {
             info.auth_required = Some(true);
         }
+        let tls = match &opts.tls {
+            Some(t) => {
+                crate::tls::install_crypto_provider();
+                let config = crate::tls::server_config(t)?;
+                info.tls_required = Some(true);
+                if t.verify || t.verify_and_map {
+                    info.tls_verify = Some(true);
+                }
+                let timeout = if t.timeout.is_zero() {
+                    Duration::from_secs(2)
+                } else {
+                    t.timeout
+                };
+                Some((config, t.handshake_first, timeout))
+            }
+            None => None,
+        };
         let now = SystemTime::now();
         Ok(Arc::new(Server {
             opts: RwLock::new(Arc::new(opts)),
@@ -235,12 +255,18 @@ impl Server {
             accounts: RwLock::new(accounts),
             system_account,
             auth: RwLock::new(Arc::new(auth)),
+            tls,
             clients: Mutex::new(HashMap::new()),
             closed: Mutex::new(VecDeque::new()),
             client_addr: RwLock::new(None),
             http_addr: RwLock::new(None),
             shutdown: watch::channel(false).0,
         }))
+    }
+
+    /// Client TLS settings, when TLS is configured.
+    pub fn tls_config(&self) -> Option<(Arc<rustls::ServerConfig>, bool, Duration)> {
+        self.tls.clone()
     }
 
     /// The authentication rules in force.
@@ -543,6 +569,15 @@ impl Server {
             }
         }
     }
+}
+
+/// Why a server cannot be built from its options.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// Connects every configured import to its exporting account (the config loader has already

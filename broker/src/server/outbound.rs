@@ -5,7 +5,7 @@
 //! keeps request/reply latency low). Only when the socket is full does the connection's write
 //! task take over and wait for it to drain, under `write_deadline`.
 
-use std::io;
+use std::io::{self, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +13,8 @@ use bytes::{Buf, BufMut, BytesMut};
 use parking_lot::Mutex;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
+
+use super::transport::{SockIo, Tls};
 
 /// The most the write task hands to the socket in one step.
 const MAX_CHUNK: usize = 1 << 20;
@@ -35,6 +37,8 @@ struct State {
     in_flight: usize,
     closed: bool,
     sock: Option<Arc<TcpStream>>,
+    /// The TLS session when the connection is encrypted: plaintext goes through it.
+    tls: Option<Tls>,
     /// The producer batch that last queued a flush for this connection (write coalescing).
     wake_mark: u64,
 }
@@ -50,8 +54,8 @@ pub struct Outbound {
 }
 
 impl Outbound {
-    /// A queue writing to `sock`.
-    pub fn new(sock: Arc<TcpStream>) -> Outbound {
+    /// A queue writing to `sock`, through `tls` when the connection is encrypted.
+    pub fn new(sock: Arc<TcpStream>, tls: Option<Tls>) -> Outbound {
         Outbound {
             state: Mutex::new(State {
                 buf: BytesMut::with_capacity(1024),
@@ -59,6 +63,7 @@ impl Outbound {
                 in_flight: 0,
                 closed: false,
                 sock: Some(sock),
+                tls,
                 wake_mark: 0,
             }),
             wake: Notify::new(),
@@ -97,12 +102,35 @@ impl Outbound {
     /// Writes what is queued without blocking; hands the rest to the write task.
     pub fn try_flush(&self) -> Result<(), FlushError> {
         let mut s = self.state.lock();
-        if s.flushing || s.buf.is_empty() || s.closed {
+        if s.flushing || s.closed || (s.buf.is_empty() && !tls_wants_write(&s)) {
             return Ok(());
         }
         let Some(sock) = s.sock.clone() else {
             return Ok(());
         };
+        if let Some(tls) = s.tls.clone() {
+            let mut conn = tls.lock();
+            if !s.buf.is_empty() {
+                conn.writer()
+                    .write_all(&s.buf)
+                    .map_err(|_| FlushError::Io)?;
+                s.buf.clear();
+            }
+            loop {
+                if !conn.wants_write() {
+                    return Ok(());
+                }
+                match conn.write_tls(&mut SockIo(&sock)) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(_) => return Err(FlushError::Io),
+                }
+            }
+            drop(conn);
+            drop(s);
+            self.wake.notify_one();
+            return Ok(());
+        }
         // A non-blocking write: the lock is held for one syscall at most.
         match sock.try_write(&s.buf) {
             Ok(n) => {
@@ -133,9 +161,9 @@ impl Outbound {
     pub async fn drain(&self, deadline: Duration) -> Result<bool, FlushError> {
         let mut spare = BytesMut::new();
         loop {
-            let (mut chunk, sock) = {
+            let (mut chunk, sock, tls) = {
                 let mut s = self.state.lock();
-                if s.buf.is_empty() {
+                if s.buf.is_empty() && !tls_wants_write(&s) {
                     s.flushing = false;
                     s.in_flight = 0;
                     if s.closed {
@@ -158,9 +186,10 @@ impl Outbound {
                     std::mem::replace(&mut s.buf, spare)
                 };
                 s.in_flight = chunk.len();
-                (chunk, sock)
+                (chunk, sock, s.tls.clone())
             };
-            let res = tokio::time::timeout(deadline, write_all(&sock, &mut chunk)).await;
+            let res =
+                tokio::time::timeout(deadline, write_all(&sock, tls.as_ref(), &mut chunk)).await;
             {
                 let mut s = self.state.lock();
                 s.in_flight = 0;
@@ -195,7 +224,30 @@ impl Outbound {
     }
 }
 
-async fn write_all(sock: &TcpStream, chunk: &mut BytesMut) -> io::Result<()> {
+/// Whether the TLS session holds encrypted bytes not yet on the socket.
+fn tls_wants_write(s: &State) -> bool {
+    s.tls.as_ref().is_some_and(|t| t.lock().wants_write())
+}
+
+async fn write_all(sock: &TcpStream, tls: Option<&Tls>, chunk: &mut BytesMut) -> io::Result<()> {
+    if let Some(tls) = tls {
+        tls.lock().writer().write_all(chunk)?;
+        chunk.clear();
+        loop {
+            {
+                let mut conn = tls.lock();
+                if !conn.wants_write() {
+                    return Ok(());
+                }
+                match conn.write_tls(&mut SockIo(sock)) {
+                    Ok(_) => continue,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            sock.writable().await?;
+        }
+    }
     while !chunk.is_empty() {
         sock.writable().await?;
         match sock.try_write(chunk) {
