@@ -175,12 +175,17 @@ impl Authenticator {
         }
         if !self.by_name.is_empty() {
             if self.tls_map {
-                // The certificate names the user; a given username must agree with it.
+                // The certificate names the user; nats-server only warns when CONNECT names
+                // another one and goes by the certificate.
                 for id in p.cert_identities {
                     if let Some(u) = self.by_name.get(id) {
-                        if ci.user.as_ref().is_none_or(|n| n == id) {
-                            return Ok(u.clone());
+                        if ci.user.as_ref().is_some_and(|n| n != id) {
+                            tracing::warn!(
+                                "User {:?} found in connect proto, but user required from cert",
+                                ci.user.as_deref().unwrap_or_default()
+                            );
                         }
+                        return Ok(u.clone());
                     }
                 }
                 return Err(AuthError::NoMatch);
