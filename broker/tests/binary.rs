@@ -754,3 +754,36 @@ fn sigterm_and_sigint_stop_gracefully() {
         assert!(eof.is_ok() && rest.is_empty(), "{sig}: {eof:?} {rest:?}");
     }
 }
+
+#[test]
+fn passwd_prints_a_password_and_its_bcrypt_hash() {
+    let (status, stdout, _) = run_to_end(Path::new(NATRIX), &["passwd"]);
+    assert!(status.success());
+    let field = |prefix: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} in {stdout}"))
+            .trim()
+            .to_string()
+    };
+    let (pass, hash) = (field("pass:"), field("bcrypt hash:"));
+    assert!(pass.len() >= 16, "{pass}");
+    assert!(hash.starts_with("$2"), "{hash}");
+    assert!(
+        bcrypt::verify(&pass, &hash).unwrap(),
+        "hash matches the password"
+    );
+    // And the broker accepts the hash in a config file.
+    let dir = std::env::temp_dir().join(format!("natrix-passwd-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("p.conf");
+    std::fs::write(
+        &conf,
+        format!("authorization {{ user: a, password: \"{hash}\" }}\n"),
+    )
+    .unwrap();
+    let (status, _, stderr) = run_to_end(Path::new(NATRIX), &["-t", "-c", conf.to_str().unwrap()]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(status.success(), "{stderr}");
+}
