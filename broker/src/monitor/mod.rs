@@ -5,6 +5,7 @@
 //! argument decoders and the 404 page. A `callback=` argument wraps JSON answers as JSONP
 //! (`application/javascript`), as nats-server did before 2.11 and dashboards still use.
 
+pub mod accounts;
 pub mod connz;
 pub mod proc;
 pub mod subsz;
@@ -12,8 +13,9 @@ pub mod util;
 pub mod varz;
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderValue, StatusCode, Uri};
@@ -21,13 +23,16 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use parking_lot::Mutex;
 use serde::Serialize;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
 
 use crate::log::rfc3339;
 use crate::server::{Server, VERSION};
 use connz::ConnzOptions;
 use subsz::SubszOptions;
-use util::{go_escape, go_float, Params};
+use util::{go_escape, Params};
 
 /// Endpoint paths (before the base path), as nats-server names them in `http_req_stats`.
 pub const ROOT_PATH: &str = "/";
@@ -45,6 +50,8 @@ pub const SUBSCRIPTIONSZ_PATH: &str = "/subscriptionsz";
 pub const HEALTHZ_PATH: &str = "/healthz";
 /// `/accountz`.
 pub const ACCOUNTZ_PATH: &str = "/accountz";
+/// `/accstatz`.
+pub const ACCSTATZ_PATH: &str = "/accstatz";
 /// `/jsz`.
 pub const JSZ_PATH: &str = "/jsz";
 /// `/leafz`.
@@ -98,6 +105,27 @@ fn normalize_base_path(p: &str) -> String {
 
 /// Serves monitoring on an already bound listener until the server shuts down.
 pub async fn serve(server: Arc<Server>, listener: TcpListener) {
+    serve_on(server, listener).await
+}
+
+/// Serves monitoring over TLS (`https_port`) on an already bound listener until the server
+/// shuts down. Handshakes run concurrently, each bounded by `handshake_timeout`; one that
+/// fails or times out only drops that connection.
+pub async fn serve_tls(
+    server: Arc<Server>,
+    listener: TcpListener,
+    config: Arc<rustls::ServerConfig>,
+    handshake_timeout: Duration,
+) {
+    let listener = TlsListener::new(listener, config, handshake_timeout);
+    serve_on(server, listener).await
+}
+
+async fn serve_on<L>(server: Arc<Server>, listener: L)
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     let base = normalize_base_path(&server.options().http_base_path);
     let monitor = Arc::new(Monitor {
         server: server.clone(),
@@ -108,6 +136,83 @@ pub async fn serve(server: Arc<Server>, listener: TcpListener) {
     let _ = axum::serve(listener, app)
         .with_graceful_shutdown(async move { server.wait_shutdown().await })
         .await;
+}
+
+/// A TCP listener that hands out TLS streams: a background task accepts sockets and runs each
+/// handshake in its own task, so a slow or failed handshake never holds up the others.
+pub struct TlsListener {
+    rx: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    local: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TlsListener {
+    /// Starts accepting on `listener` with `config` (no client certificates are asked for
+    /// unless `config` does).
+    pub fn new(
+        listener: TcpListener,
+        config: Arc<rustls::ServerConfig>,
+        handshake_timeout: Duration,
+    ) -> TlsListener {
+        let local = listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let (tx, rx) = mpsc::channel(64);
+        let acceptor = TlsAcceptor::from(config);
+        let task = tokio::spawn(async move {
+            loop {
+                let (sock, addr) = tokio::select! {
+                    res = listener.accept() => match res {
+                        Ok(conn) => conn,
+                        Err(e) => {
+                            tracing::debug!("Error accepting monitoring connection: {e}");
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                            continue;
+                        }
+                    },
+                    _ = tx.closed() => return,
+                };
+                let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                tokio::spawn(async move {
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(sock)).await {
+                        Ok(Ok(tls)) => {
+                            let _ = tx.send((tls, addr)).await;
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!("{addr} - https monitoring TLS handshake error: {e}")
+                        }
+                        Err(_) => {
+                            tracing::debug!("{addr} - https monitoring TLS handshake timeout")
+                        }
+                    }
+                });
+            }
+        });
+        TlsListener { rx, local, task }
+    }
+}
+
+impl Drop for TlsListener {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.rx.recv().await {
+            Some(conn) => conn,
+            // The accept task only ends when this listener is dropped.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local)
+    }
 }
 
 async fn handle(state: State<Arc<Monitor>>, uri: Uri) -> Response {
@@ -220,7 +325,17 @@ async fn route(State(m): State<Arc<Monitor>>, uri: Uri) -> Response {
         }
         ACCOUNTZ_PATH => {
             m.count(ACCOUNTZ_PATH);
-            accountz(s, params.get("acc"))
+            match s.accountz(params.get("acc"), now()) {
+                Ok(doc) => json(&doc),
+                Err(e) => bad_request(e),
+            }
+        }
+        ACCSTATZ_PATH => {
+            m.count(ACCSTATZ_PATH);
+            match params.bool("unused") {
+                Ok(unused) => json(&s.accstatz(unused, now())),
+                Err(e) => bad_request(e),
+            }
         }
         JSZ_PATH => {
             m.count(JSZ_PATH);
@@ -330,6 +445,7 @@ fn root_page(m: &Monitor) -> Response {
         ("JetStream", JSZ_PATH),
         ("Connections", CONNZ_PATH),
         ("Accounts", ACCOUNTZ_PATH),
+        ("Account Stats", ACCSTATZ_PATH),
         ("Subscriptions", SUBSZ_PATH),
         ("Routes", ROUTEZ_PATH),
         ("LeafNodes", LEAFZ_PATH),
@@ -481,88 +597,6 @@ impl Jsz {
             total: 0,
         }
     }
-}
-
-/// `/accountz`: the account names, or with `acc=` one account's basic detail.
-#[derive(Debug, Serialize)]
-struct Accountz {
-    server_id: String,
-    now: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    system_account: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    accounts: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    account_detail: Option<AccountInfo>,
-}
-
-#[derive(Debug, Serialize)]
-struct AccountInfo {
-    account_name: String,
-    update_time: String,
-    expired: bool,
-    complete: bool,
-    jetstream_enabled: bool,
-    leafnode_connections: u64,
-    client_connections: u64,
-    subscriptions: u64,
-    sublist_stats: SublistStatsJson,
-}
-
-/// `SublistStats` with Go float formatting.
-#[derive(Debug, Serialize)]
-struct SublistStatsJson {
-    num_subscriptions: u32,
-    num_cache: u32,
-    num_inserts: u64,
-    num_removes: u64,
-    num_matches: u64,
-    #[serde(serialize_with = "go_float")]
-    cache_hit_rate: f64,
-    max_fanout: u32,
-    #[serde(serialize_with = "go_float")]
-    avg_fanout: f64,
-}
-
-fn accountz(s: &Server, acc: &str) -> Response {
-    let mut doc = Accountz {
-        server_id: s.server_id.clone(),
-        now: now(),
-        system_account: s.system_account.name.clone(),
-        accounts: None,
-        account_detail: None,
-    };
-    let mut accounts = s.accounts();
-    if acc.is_empty() {
-        accounts.sort_by(|a, b| a.name.cmp(&b.name));
-        doc.accounts = Some(accounts.iter().map(|a| a.name.clone()).collect());
-        return json(&doc);
-    }
-    let Some(a) = accounts.into_iter().find(|a| a.name == acc) else {
-        return bad_request(format!("Account {acc} does not exist"));
-    };
-    let st = a.sublist.stats();
-    doc.account_detail = Some(AccountInfo {
-        account_name: a.name.clone(),
-        update_time: rfc3339(s.start),
-        expired: false,
-        complete: true,
-        jetstream_enabled: false,
-        leafnode_connections: 0,
-        client_connections: a.num_connections.load(std::sync::atomic::Ordering::Relaxed),
-        subscriptions: a.sublist.count() as u64,
-        sublist_stats: SublistStatsJson {
-            num_subscriptions: st.num_subs,
-            num_cache: st.num_cache,
-            num_inserts: st.num_inserts,
-            num_removes: st.num_removes,
-            num_matches: st.num_matches,
-            cache_hit_rate: st.cache_hit_rate,
-            max_fanout: st.max_fanout,
-            avg_fanout: st.avg_fanout,
-        },
-    });
-    json(&doc)
 }
 
 #[cfg(test)]

@@ -45,6 +45,12 @@ pub struct Varz {
     pub go: String,
     pub host: String,
     pub port: u16,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub auth_required: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tls_required: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tls_verify: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub connect_urls: Vec<String>,
     pub max_connections: i32,
@@ -108,6 +114,9 @@ pub struct Varz {
     pub slow_consumer_stats: KindStats,
     pub stale_connection_stats: KindStats,
     pub disk_io_wait_stats: DiskIoWaitStats,
+    /// Expiry of the client TLS certificate, when TLS is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert_not_after: Option<String>,
 }
 
 fn is_zero_i32(v: &i32) -> bool {
@@ -129,6 +138,11 @@ impl Server {
             .iter()
             .map(|a| a.sublist.count() as u64)
             .sum();
+        let https_port = self
+            .https_addr
+            .read()
+            .map_or(opts.https_port, |a| i32::from(a.port()));
+        let tls = opts.tls.as_ref();
         let http_port = self
             .http_addr
             .read()
@@ -147,6 +161,11 @@ impl Server {
             go: info.go.clone(),
             host: info.host.clone(),
             port: info.port,
+            auth_required: info.auth_required.unwrap_or(false),
+            tls_required: info.tls_required.unwrap_or(tls.is_some()),
+            tls_verify: info
+                .tls_verify
+                .unwrap_or(tls.is_some_and(|t| t.verify || t.verify_and_map)),
             connect_urls: info.connect_urls.clone(),
             max_connections: opts.max_connections,
             max_subscriptions: opts.max_subscriptions,
@@ -155,7 +174,7 @@ impl Server {
             http_host: opts.http_host.clone(),
             http_port,
             http_base_path: opts.http_base_path.clone(),
-            https_port: opts.https_port,
+            https_port,
             auth_timeout: opts.auth_timeout.as_secs_f64(),
             max_control_line: opts.max_control_line,
             max_payload: opts.max_payload,
@@ -166,7 +185,7 @@ impl Server {
             mqtt: Empty {},
             websocket: Empty {},
             jetstream: Empty {},
-            tls_timeout: DEFAULT_TLS_TIMEOUT,
+            tls_timeout: tls.map_or(DEFAULT_TLS_TIMEOUT, |t| t.timeout.as_secs_f64()),
             write_deadline: opts.write_deadline.as_nanos() as i64,
             start: rfc3339(self.start),
             now: rfc3339(now),
@@ -208,6 +227,22 @@ impl Server {
                 ..KindStats::default()
             },
             disk_io_wait_stats: DiskIoWaitStats::default(),
+            tls_cert_not_after: tls.and_then(|t| cert_not_after(&t.cert_file)),
         }
     }
+}
+
+/// The `notAfter` time of the first certificate in a PEM file, as Go's RFC 3339.
+fn cert_not_after(path: &std::path::Path) -> Option<String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let der = CertificateDer::pem_file_iter(path).ok()?.next()?.ok()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
+    let secs = cert.validity().not_after.timestamp();
+    let t = if secs >= 0 {
+        SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs as u64)
+    } else {
+        SystemTime::UNIX_EPOCH - std::time::Duration::from_secs(secs.unsigned_abs())
+    };
+    Some(rfc3339(t))
 }

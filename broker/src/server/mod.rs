@@ -162,6 +162,8 @@ pub struct Server {
     pub client_addr: RwLock<Option<SocketAddr>>,
     /// Monitoring listener address once bound.
     pub http_addr: RwLock<Option<SocketAddr>>,
+    /// HTTPS monitoring listener address once bound.
+    pub https_addr: RwLock<Option<SocketAddr>>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -260,6 +262,7 @@ impl Server {
             closed: Mutex::new(VecDeque::new()),
             client_addr: RwLock::new(None),
             http_addr: RwLock::new(None),
+            https_addr: RwLock::new(None),
             shutdown: watch::channel(false).0,
         }))
     }
@@ -481,6 +484,13 @@ impl Server {
                 info.port = port.unwrap_or(addr.port());
             }
         }
+        // nats-server's StartMonitoring checks, with its messages.
+        if opts.http_port != 0 && opts.https_port != 0 {
+            return Err(std::io::Error::other(format!(
+                "Can't start monitoring: can't specify both HTTP ({}) and HTTPs ({}) ports",
+                opts.http_port, opts.https_port
+            )));
+        }
         if opts.http_port != 0 {
             let http_port = if opts.http_port < 0 {
                 0
@@ -502,6 +512,44 @@ impl Server {
             );
             let me = self.clone();
             tokio::spawn(async move { crate::monitor::serve(me, http).await });
+        }
+        if opts.https_port != 0 {
+            let Some(tls) = &opts.tls else {
+                return Err(std::io::Error::other(
+                    "Can't start monitoring: TLS cert and key required for HTTPS",
+                ));
+            };
+            // The client certificate and settings, but never asking for client certificates
+            // (nats-server sets ClientAuth = NoClientCert on its clone of the config).
+            let mut mon_tls = tls.clone();
+            mon_tls.verify = false;
+            mon_tls.verify_and_map = false;
+            crate::tls::install_crypto_provider();
+            let config = crate::tls::server_config(&mon_tls)
+                .map_err(|e| std::io::Error::other(format!("Can't start monitoring: {e}")))?;
+            let https_port = if opts.https_port < 0 {
+                0
+            } else {
+                opts.https_port as u16
+            };
+            let https = TcpListener::bind((opts.http_host.as_str(), https_port)).await?;
+            let haddr = https.local_addr()?;
+            *self.https_addr.write() = Some(haddr);
+            tracing::info!(
+                "Starting https monitor on {}:{}",
+                host_str(&opts.http_host),
+                haddr.port()
+            );
+            let me = self.clone();
+            // nats-server's default handshake timeout when none is set.
+            let timeout = if tls.timeout.is_zero() {
+                std::time::Duration::from_secs(2)
+            } else {
+                tls.timeout
+            };
+            tokio::spawn(
+                async move { crate::monitor::serve_tls(me, https, config, timeout).await },
+            );
         }
         tracing::info!(
             "Listening for client connections on {}:{}",
@@ -547,6 +595,13 @@ impl Server {
             v.insert(
                 "monitoring".into(),
                 serde_json::json!([format!("http://{}:{}", host, a.port())]),
+            );
+        }
+        if let Some(a) = *self.https_addr.read() {
+            let host = advertise_host(&opts.http_host);
+            v.insert(
+                "monitoring".into(),
+                serde_json::json!([format!("https://{}:{}", host, a.port())]),
             );
         }
         serde_json::Value::Object(v)
