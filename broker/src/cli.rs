@@ -47,6 +47,18 @@ pub struct Cli {
     pub help: bool,
     /// `-sl/--signal <signal>[=<pid>]`, raw.
     pub signal: Option<String>,
+    /// `--cluster <url>` / `--cluster_listen`: route listen URL.
+    pub cluster: Option<String>,
+    /// `--cluster_name`.
+    pub cluster_name: Option<String>,
+    /// `--routes <url,url>`.
+    pub routes: Option<String>,
+    /// `--cluster_advertise`.
+    pub cluster_advertise: Option<String>,
+    /// `--no_advertise`.
+    pub no_advertise: Option<bool>,
+    /// `--connect_retries`.
+    pub connect_retries: Option<i32>,
     /// `--user`: username required for connections.
     pub user: Option<String>,
     /// `--pass`: password required for connections.
@@ -117,13 +129,6 @@ const UNSUPPORTED: &[(&str, bool)] = &[
     ("jetstream", false),
     ("sd", true),
     ("store_dir", true),
-    ("routes", true),
-    ("cluster", true),
-    ("cluster_name", true),
-    ("no_advertise", false),
-    ("cluster_advertise", true),
-    ("connect_retries", true),
-    ("cluster_listen", true),
     ("profile", true),
     ("help_tls", false),
 ];
@@ -246,10 +251,12 @@ where
             "h" | "help" => cli.help = bool_val(&inline)?,
             "tls" => cli.tls = Some(bool_val(&inline)?),
             "tlsverify" => cli.tls_verify = Some(bool_val(&inline)?),
+            "no_advertise" => cli.no_advertise = Some(bool_val(&inline)?),
             "a" | "addr" | "net" | "p" | "port" | "m" | "http_port" | "ms" | "https_port" | "c"
             | "config" | "n" | "name" | "server_name" | "l" | "log" | "P" | "pid"
             | "ports_file_dir" | "client_advertise" | "sl" | "signal" | "user" | "pass"
-            | "auth" | "tlscert" | "tlskey" | "tlscacert" => {
+            | "auth" | "tlscert" | "tlskey" | "tlscacert" | "routes" | "cluster"
+            | "cluster_listen" | "cluster_name" | "cluster_advertise" | "connect_retries" => {
                 let value = match inline {
                     Some(v) => v,
                     None => {
@@ -277,6 +284,11 @@ where
                     "tlscert" => cli.tls_cert = Some(PathBuf::from(value)),
                     "tlskey" => cli.tls_key = Some(PathBuf::from(value)),
                     "tlscacert" => cli.tls_ca_cert = Some(PathBuf::from(value)),
+                    "routes" => cli.routes = Some(value),
+                    "cluster" | "cluster_listen" => cli.cluster = Some(value),
+                    "cluster_name" => cli.cluster_name = Some(value),
+                    "cluster_advertise" => cli.cluster_advertise = Some(value),
+                    "connect_retries" => cli.connect_retries = Some(parse_port(name, &value)?),
                     _ => cli.signal = Some(value),
                 }
             }
@@ -449,6 +461,53 @@ impl Cli {
         }
         self.apply_auth(opts);
         self.apply_tls(opts);
+        self.apply_cluster(opts);
+    }
+
+    /// `--cluster`, `--cluster_name`, `--routes`, ... over the file's `cluster` block.
+    fn apply_cluster(&self, opts: &mut Options) {
+        let any = self.cluster.is_some()
+            || self.cluster_name.is_some()
+            || self.routes.is_some()
+            || self.cluster_advertise.is_some()
+            || self.no_advertise.is_some()
+            || self.connect_retries.is_some();
+        if !any {
+            return;
+        }
+        let c = opts
+            .cluster
+            .get_or_insert_with(|| crate::options::ClusterOptions {
+                host: "0.0.0.0".into(),
+                ..Default::default()
+            });
+        if let Some(url) = &self.cluster {
+            if let Some(hp) = crate::config::cluster::route_host_port(url) {
+                if let Some((h, p)) = hp.rsplit_once(':') {
+                    c.host = h.trim_matches(|x| x == '[' || x == ']').to_string();
+                    c.port = p.parse().unwrap_or(0);
+                }
+            }
+        }
+        if let Some(n) = &self.cluster_name {
+            c.name = Some(n.clone());
+        }
+        if let Some(r) = &self.routes {
+            c.routes = r
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
+        }
+        if let Some(a) = &self.cluster_advertise {
+            c.advertise = Some(a.clone());
+        }
+        if let Some(n) = self.no_advertise {
+            c.no_advertise = n;
+        }
+        if let Some(n) = self.connect_retries {
+            c.connect_retries = n;
+        }
     }
 }
 

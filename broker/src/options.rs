@@ -59,6 +59,27 @@ pub struct Options {
     pub system_account: Option<String>,
     /// `tls { ... }` / `--tls*` for client connections (and `https_port`).
     pub tls: Option<TlsOptions>,
+    /// `cluster { ... }` / `--cluster`, `--routes`: core NATS clustering over routes.
+    pub cluster: Option<ClusterOptions>,
+}
+
+/// `cluster { name, listen, host, port, routes, advertise, no_advertise, connect_retries }`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ClusterOptions {
+    /// Cluster name; `None` lets the server pick one (and accept its peers' name).
+    pub name: Option<String>,
+    /// Route listen host.
+    pub host: String,
+    /// Route listen port; 0 or -1 picks an ephemeral port.
+    pub port: i32,
+    /// `host:port` other servers are told to connect to (`advertise`/`--cluster_advertise`).
+    pub advertise: Option<String>,
+    /// Do not tell clients about other servers' client URLs (`connect_urls`).
+    pub no_advertise: bool,
+    /// Seed route URLs (`nats-route://host:port` or `nats://host:port`).
+    pub routes: Vec<String>,
+    /// How many times a lost implicit (gossiped) route is redialed.
+    pub connect_retries: i32,
 }
 
 /// One configured user.
@@ -243,6 +264,7 @@ impl Default for Options {
             accounts: Vec::new(),
             system_account: None,
             tls: None,
+            cluster: None,
         }
     }
 }

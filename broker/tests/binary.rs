@@ -627,7 +627,7 @@ fn unimplemented_config_keys_refuse_to_start() {
     for (key, body) in [
         (
             "cluster",
-            "listen: \"127.0.0.1:-1\"\ncluster {\n  port: -1\n}\n",
+            "listen: \"127.0.0.1:-1\"\ncluster { port: -1, pool_size: 3 }\n",
         ),
         ("jetstream", "listen: \"127.0.0.1:-1\"\njetstream {}\n"),
     ] {

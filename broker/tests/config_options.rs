@@ -152,7 +152,6 @@ fn bad_types_and_ranges() {
 #[test]
 fn unsupported_keys_fail_with_position() {
     for k in [
-        "cluster",
         "jetstream",
         "leafnodes",
         "gateway",
@@ -170,6 +169,15 @@ fn unsupported_keys_fail_with_position() {
         assert_eq!(
             e,
             format!("nats.conf:2:3: \"{k}\" is not supported yet"),
+            "{k}"
+        );
+    }
+    // Route features not implemented yet fail loudly inside `cluster`.
+    for k in ["authorization", "tls", "pool_size", "compression"] {
+        let e = err(&format!("port: 1\ncluster {{\n  {k}: {{}}\n}}\n"));
+        assert_eq!(
+            e,
+            format!("nats.conf:3:3: \"cluster.{k}\" is not supported yet"),
             "{k}"
         );
     }

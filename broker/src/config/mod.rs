@@ -4,6 +4,7 @@
 //! [`Value`] tree with positions; [`apply`] maps a tree onto [`Options`];
 //! [`load_file`] does both.
 
+pub mod cluster;
 pub mod duration;
 pub mod lexer;
 mod options_map;

@@ -16,7 +16,6 @@ pub const NOT_SUPPORTED_KEYS: &[&str] = &[
     "account_resolver",
     "accounts_resolver",
     "allow_non_tls",
-    "cluster",
     "connect_error_reports",
     "default_js_domain",
     "default_sentinel",
@@ -289,6 +288,7 @@ pub fn apply(map: &Map, opts: &mut Options) -> Result<Vec<String>, ConfigError> 
                 sec.no_auth_user_pos = Some(e.key_pos.clone());
             }
             "tls" => opts.tls = Some(security::tls(e, &mut warnings)?),
+            "cluster" => opts.cluster = Some(super::cluster::cluster(e, &mut warnings)?),
             "lame_duck_duration" => {
                 let ns = parse_string_duration(e)?;
                 if ns < 30_000_000_000 {

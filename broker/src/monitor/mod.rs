@@ -304,8 +304,8 @@ async fn route(State(m): State<Arc<Monitor>>, uri: Uri) -> Response {
                 server_id: s.server_id.clone(),
                 server_name: s.server_name.clone(),
                 now: now(),
-                num_routes: 0,
-                routes: Vec::new(),
+                num_routes: s.cluster().map_or(0, |c| c.num_routes()),
+                routes: s.cluster().map(|c| c.routez(false)).unwrap_or_default(),
             })
         }
         HEALTHZ_PATH => {

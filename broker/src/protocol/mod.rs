@@ -1,6 +1,7 @@
 //! Wire parsing and encoding for the client protocol.
 
 pub mod client;
+pub mod route;
 
 use bytes::{BufMut, BytesMut};
 

@@ -398,7 +398,13 @@ pub fn route_message(
         return false;
     };
     let result = cache.get_ref(subj, &account.sublist);
-    let mut delivered = deliver_result(
+    let (forwarded, filtered) = match server.cluster() {
+        Some(c) => c.forward(account, subj, reply, headers, payload, result),
+        None => (false, None),
+    };
+    let result = filtered.as_ref().unwrap_or(result);
+    let mut delivered = forwarded;
+    delivered |= deliver_result(
         server, result, sender, echo, subject, reply, headers, payload, wakes,
     );
     if account.has_stream_forwards()
@@ -519,7 +525,7 @@ fn deliver_in(
 /// Delivers to every plain subscription and one member of each queue group of a match.
 #[allow(clippy::too_many_arguments)]
 #[inline]
-fn deliver_result(
+pub(crate) fn deliver_result(
     server: &Server,
     result: &MatchResult<Subscription>,
     sender: Option<&Client>,

@@ -165,6 +165,8 @@ pub struct Server {
     /// HTTPS monitoring listener address once bound.
     pub https_addr: RwLock<Option<SocketAddr>>,
     shutdown: watch::Sender<bool>,
+    /// Routes to the other servers of the cluster, when `cluster` is configured.
+    cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl std::fmt::Debug for Server {
@@ -240,6 +242,10 @@ impl Server {
             None => None,
         };
         let now = SystemTime::now();
+        let opts_cluster = opts.cluster.clone();
+        if let Some(c) = &opts_cluster {
+            info.cluster = Some(c.name.clone().unwrap_or_default()).filter(|n| !n.is_empty());
+        }
         Ok(Arc::new(Server {
             opts: RwLock::new(Arc::new(opts)),
             info: RwLock::new(info),
@@ -264,12 +270,23 @@ impl Server {
             http_addr: RwLock::new(None),
             https_addr: RwLock::new(None),
             shutdown: watch::channel(false).0,
+            cluster: opts_cluster.map(crate::cluster::Cluster::new),
         }))
     }
 
     /// Client TLS settings, when TLS is configured.
     pub fn tls_config(&self) -> Option<(Arc<rustls::ServerConfig>, bool, Duration)> {
         self.tls.clone()
+    }
+
+    /// The cluster (routes), when configured.
+    pub fn cluster(&self) -> Option<&Arc<crate::cluster::Cluster>> {
+        self.cluster.as_ref()
+    }
+
+    /// Changes the INFO sent to new clients (cluster `connect_urls`).
+    pub(crate) fn update_info(&self, f: impl FnOnce(&mut Info)) {
+        f(&mut self.info.write());
     }
 
     /// The authentication rules in force.
@@ -352,6 +369,9 @@ impl Server {
         for s in &subs {
             if s.account.sublist.remove(&s.subject, s.queue.as_deref(), s) {
                 s.account.num_subs.fetch_sub(1, Ordering::Relaxed);
+                if let Some(c) = &self.cluster {
+                    c.sub_removed(s);
+                }
             }
         }
         if self.clients.lock().remove(&c.cid).is_some() {
@@ -404,6 +424,9 @@ impl Server {
             .is_ok()
         {
             acc.num_subs.fetch_add(1, Ordering::Relaxed);
+            if let Some(c) = &self.cluster {
+                c.sub_added(sub);
+            }
         }
     }
 
@@ -412,6 +435,9 @@ impl Server {
         let acc = &sub.account;
         if acc.sublist.remove(&sub.subject, sub.queue.as_deref(), sub) {
             acc.num_subs.fetch_sub(1, Ordering::Relaxed);
+            if let Some(c) = &self.cluster {
+                c.sub_removed(sub);
+            }
         }
         let mut subs = sub.client.subs.lock();
         if subs.get(&sub.sid).is_some_and(|s| Arc::ptr_eq(s, sub)) {
@@ -558,6 +584,9 @@ impl Server {
         );
         if let Some(dir) = &opts.ports_file_dir {
             self.write_ports_file(dir)?;
+        }
+        if let Some(c) = &self.cluster {
+            c.start(self).await?;
         }
         let me = self.clone();
         tokio::spawn(async move { me.accept_loop(listener).await });

@@ -1,0 +1,629 @@
+//! Core NATS clustering over routes: the route listener, seed and gossiped (implicit) routes,
+//! interest propagation (`RS+`/`RS-`) and message forwarding (`RMSG`/`HMSG`), as nats-server.
+//!
+//! Every server connects to every other (full mesh, learnt by gossip from one seed). A message
+//! published here goes at most once to each route that has matching interest; a message that
+//! arrives over a route is delivered to local clients only, never forwarded again. Queue groups
+//! spread over servers get each message once: the publishing server picks the local group or
+//! one route by weight, and names the queue in `RMSG` so the remote delivers to its member.
+
+pub mod route;
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use parking_lot::{Mutex, RwLock};
+use serde::{Deserialize, Serialize};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::accounts::Account;
+use crate::options::ClusterOptions;
+use crate::protocol::route::{encode_rmsg, encode_sub, encode_unsub};
+use crate::server::client::Subscription;
+use crate::server::Server;
+use crate::sublist::MatchResult;
+pub use route::Route;
+
+/// How long to wait between attempts to dial a route (nats-server's `DEFAULT_ROUTE_CONNECT`).
+const ROUTE_CONNECT_DELAY: Duration = Duration::from_secs(1);
+
+/// The INFO a route sends (and gossips about other servers).
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct RouteInfo {
+    pub server_id: String,
+    #[serde(default)]
+    pub server_name: String,
+    #[serde(default)]
+    pub version: String,
+    #[serde(default)]
+    pub proto: i32,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub go: String,
+    #[serde(default)]
+    pub host: String,
+    #[serde(default)]
+    pub port: u16,
+    #[serde(default)]
+    pub headers: bool,
+    #[serde(default)]
+    pub max_payload: i32,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub cluster: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub connect_urls: Vec<String>,
+    /// The URL other servers connect to for routes (`nats-route://host:port/`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ip: String,
+}
+
+/// One local interest sent to routes: (account, subject, queue).
+type InterestKey = (String, String, Option<String>);
+
+/// The cluster side of a server.
+pub struct Cluster {
+    opts: ClusterOptions,
+    /// The cluster name: configured, or generated (then a peer's name is accepted).
+    pub name: String,
+    name_configured: bool,
+    /// Route listener address once bound.
+    pub listen_addr: RwLock<Option<SocketAddr>>,
+    /// Registered routes, one per remote server (copy-on-write for the publish path).
+    routes: RwLock<Arc<Vec<Arc<Route>>>>,
+    next_rid: AtomicU64,
+    /// Local interest by (account, subject, queue): number of local subscriptions.
+    local: Mutex<HashMap<InterestKey, i32>>,
+    /// Route URLs (`host:port`) being dialed now.
+    dialing: Mutex<HashSet<String>>,
+    /// Route URLs found to lead back to this server.
+    self_urls: Mutex<HashSet<String>>,
+    /// Which server a route URL led to last time.
+    url_ids: Mutex<HashMap<String, String>>,
+    /// An address of ours the peers reached us on (for wildcard listen hosts).
+    local_ip: RwLock<Option<IpAddr>>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster").field("name", &self.name).finish()
+    }
+}
+
+impl Cluster {
+    /// The cluster state for these options (nothing is bound until [`Cluster::start`]).
+    pub fn new(opts: ClusterOptions) -> Arc<Cluster> {
+        let (name, name_configured) = match opts.name.clone().filter(|n| !n.is_empty()) {
+            Some(n) => (n, true),
+            None => (
+                nkeys::KeyPair::new_server().public_key()[..22].to_string(),
+                false,
+            ),
+        };
+        Arc::new(Cluster {
+            opts,
+            name,
+            name_configured,
+            listen_addr: RwLock::new(None),
+            routes: RwLock::new(Arc::new(Vec::new())),
+            next_rid: AtomicU64::new(0),
+            local: Mutex::new(HashMap::new()),
+            dialing: Mutex::new(HashSet::new()),
+            self_urls: Mutex::new(HashSet::new()),
+            url_ids: Mutex::new(HashMap::new()),
+            local_ip: RwLock::new(None),
+        })
+    }
+
+    /// The options the cluster runs with.
+    pub fn options(&self) -> &ClusterOptions {
+        &self.opts
+    }
+
+    /// Registered routes.
+    pub fn routes(&self) -> Vec<Arc<Route>> {
+        self.routes.read().as_ref().clone()
+    }
+
+    /// Number of registered routes.
+    pub fn num_routes(&self) -> usize {
+        self.routes.read().len()
+    }
+
+    /// Binds the route listener and dials the configured routes.
+    pub async fn start(self: &Arc<Self>, server: &Arc<Server>) -> std::io::Result<()> {
+        let port = if self.opts.port < 0 {
+            0
+        } else {
+            self.opts.port as u16
+        };
+        let host = if self.opts.host.is_empty() {
+            "0.0.0.0"
+        } else {
+            self.opts.host.as_str()
+        };
+        let listener = TcpListener::bind((host, port)).await?;
+        let addr = listener.local_addr()?;
+        *self.listen_addr.write() = Some(addr);
+        tracing::info!("Cluster name is {}", self.name);
+        tracing::info!(
+            "Listening for route connections on {}:{}",
+            host,
+            addr.port()
+        );
+        let (me, srv) = (self.clone(), server.clone());
+        tokio::spawn(async move { me.accept_loop(srv, listener).await });
+        for url in self.opts.routes.clone() {
+            match crate::config::cluster::route_host_port(&url) {
+                Some(hp) => self.dial(server, hp, true),
+                None => tracing::error!("Error parsing route URL {url:?}"),
+            }
+        }
+        Ok(())
+    }
+
+    async fn accept_loop(self: Arc<Self>, server: Arc<Server>, listener: TcpListener) {
+        loop {
+            tokio::select! {
+                res = listener.accept() => match res {
+                    Ok((stream, addr)) => {
+                        let (me, srv) = (self.clone(), server.clone());
+                        tokio::spawn(async move { route::run(srv, me, stream, addr, None).await });
+                    }
+                    Err(e) => {
+                        tracing::error!("Error accepting route connection: {e}");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                },
+                _ = server.wait_shutdown() => return,
+            }
+        }
+    }
+
+    /// Dials `host:port` in the background: forever for configured routes, a few times for
+    /// gossiped ones; redials a configured route when it is lost.
+    fn dial(self: &Arc<Self>, server: &Arc<Server>, hp: String, configured: bool) {
+        if !self.dialing.lock().insert(hp.clone()) {
+            return;
+        }
+        let (me, srv) = (self.clone(), server.clone());
+        tokio::spawn(async move {
+            let mut failures = 0i32;
+            loop {
+                if me.self_urls.lock().contains(&hp) {
+                    break;
+                }
+                let known = me.url_ids.lock().get(&hp).cloned();
+                if known.as_deref().is_some_and(|id| me.has_route(id)) {
+                    if !configured {
+                        break;
+                    }
+                } else {
+                    let conn = tokio::select! {
+                        c = TcpStream::connect(hp.as_str()) => Some(c),
+                        _ = srv.wait_shutdown() => None,
+                    };
+                    match conn {
+                        None => break,
+                        Some(Ok(stream)) => {
+                            failures = 0;
+                            let addr = stream
+                                .peer_addr()
+                                .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+                            let sol = route::Solicited {
+                                url: hp.clone(),
+                                configured,
+                            };
+                            route::run(srv.clone(), me.clone(), stream, addr, Some(sol)).await;
+                        }
+                        Some(Err(e)) => {
+                            failures += 1;
+                            tracing::debug!("Error trying to connect to route {hp}: {e}");
+                        }
+                    }
+                }
+                if !configured && failures > me.opts.connect_retries.max(0) {
+                    break;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(ROUTE_CONNECT_DELAY) => {}
+                    _ = srv.wait_shutdown() => break,
+                }
+            }
+            me.dialing.lock().remove(&hp);
+        });
+    }
+
+    fn has_route(&self, server_id: &str) -> bool {
+        self.routes
+            .read()
+            .iter()
+            .any(|r| r.remote_id() == server_id)
+    }
+
+    /// The INFO this server sends on a route whose local address is `local`.
+    fn route_info(&self, server: &Server, local: Option<SocketAddr>) -> RouteInfo {
+        let sinfo = server.info();
+        let listen = *self.listen_addr.read();
+        let (host, port) = match self.opts.advertise.as_deref() {
+            Some(a) => match a.rsplit_once(':') {
+                Some((h, p)) => (h.to_string(), p.parse().unwrap_or(0)),
+                None => (a.to_string(), listen.map_or(0, |l| l.port())),
+            },
+            None => {
+                let h = if is_wildcard(&self.opts.host) {
+                    local.map(|l| l.ip().to_string()).unwrap_or_default()
+                } else {
+                    self.opts.host.clone()
+                };
+                (h, listen.map_or(0, |l| l.port()))
+            }
+        };
+        let ip = if host.is_empty() {
+            String::new()
+        } else {
+            format!("nats-route://{}/", join_host_port(&host, port))
+        };
+        RouteInfo {
+            server_id: server.server_id.clone(),
+            server_name: server.server_name.clone(),
+            version: sinfo.version.clone(),
+            proto: 1,
+            go: sinfo.go.clone(),
+            host,
+            port,
+            headers: true,
+            max_payload: sinfo.max_payload,
+            cluster: self.name.clone(),
+            connect_urls: if self.opts.no_advertise {
+                Vec::new()
+            } else {
+                self.own_client_urls(server, local.map(|l| l.ip()))
+            },
+            ip,
+        }
+    }
+
+    /// This server's client URLs (`host:port`) as told to other servers and to clients.
+    fn own_client_urls(&self, server: &Server, local: Option<IpAddr>) -> Vec<String> {
+        let opts = server.options();
+        if let Some(a) = &opts.client_advertise {
+            return vec![a.clone()];
+        }
+        let Some(addr) = *server.client_addr.read() else {
+            return Vec::new();
+        };
+        let host = if is_wildcard(&opts.host) {
+            match local.or(*self.local_ip.read()) {
+                Some(ip) => ip.to_string(),
+                None => return Vec::new(),
+            }
+        } else {
+            opts.host.clone()
+        };
+        vec![join_host_port(&host, addr.port())]
+    }
+
+    /// Registers a route after its INFO: self and duplicate detection, interest, gossip.
+    /// Returns false when the route must close.
+    fn register(&self, server: &Arc<Server>, r: &Arc<Route>, info: &RouteInfo) -> bool {
+        if let Some(sol) = &r.solicited {
+            self.url_ids
+                .lock()
+                .insert(sol.url.clone(), info.server_id.clone());
+        }
+        if self.local_ip.read().is_none() {
+            *self.local_ip.write() = r.local_addr.map(|a| a.ip());
+        }
+        let local = self.local.lock();
+        let mut routes = self.routes.write();
+        if let Some(i) = routes.iter().position(|x| x.remote_id() == info.server_id) {
+            // Duplicate: both sides keep the connection dialed by the smaller server id.
+            let existing = routes[i].clone();
+            let solicitor = |x: &Route| {
+                if x.solicited.is_some() {
+                    server.server_id.clone()
+                } else {
+                    info.server_id.clone()
+                }
+            };
+            let (old_s, new_s) = (solicitor(&existing), solicitor(r));
+            if new_s >= old_s {
+                drop(routes);
+                drop(local);
+                r.close(crate::server::ClosedReason::DuplicateRoute);
+                return false;
+            }
+            let mut v = routes.as_ref().clone();
+            v.remove(i);
+            *routes = Arc::new(v);
+            existing.close(crate::server::ClosedReason::DuplicateRoute);
+        }
+        let mut v = routes.as_ref().clone();
+        v.push(r.clone());
+        *routes = Arc::new(v);
+        drop(routes);
+        // Every local interest, while holding `local` so no change slips between.
+        let mut batch = Vec::new();
+        for ((acc, subj, q), n) in local.iter() {
+            encode_sub(&mut batch, acc, subj, q.as_deref().map(|q| (q, *n)));
+        }
+        r.send(&batch);
+        drop(local);
+        // Gossip the newcomer to the other routes so they connect to it (full mesh).
+        if !info.ip.is_empty() {
+            let mut line = b"INFO ".to_vec();
+            serde_json::to_writer(&mut line, info).expect("INFO serializes");
+            line.extend_from_slice(b"\r\n");
+            for other in self.routes.read().iter() {
+                if !Arc::ptr_eq(other, r) {
+                    other.send(&line);
+                }
+            }
+        }
+        self.urls_changed(server);
+        true
+    }
+
+    /// Forgets a closed route (if it is the registered one for its server).
+    fn unregister(&self, server: &Arc<Server>, r: &Arc<Route>) {
+        let mut routes = self.routes.write();
+        if let Some(i) = routes.iter().position(|x| Arc::ptr_eq(x, r)) {
+            let mut v = routes.as_ref().clone();
+            v.remove(i);
+            *routes = Arc::new(v);
+            drop(routes);
+            self.urls_changed(server);
+        }
+    }
+
+    /// A gossiped INFO about another server: connect to it unless we already are.
+    fn implicit_route(self: &Arc<Self>, server: &Arc<Server>, info: &RouteInfo) {
+        if info.server_id == server.server_id || self.has_route(&info.server_id) {
+            return;
+        }
+        if let Some(hp) = crate::config::cluster::route_host_port(&info.ip) {
+            self.dial(server, hp, false);
+        }
+    }
+
+    /// Recomputes the client `connect_urls` and tells clients that take asynchronous INFOs.
+    fn urls_changed(&self, server: &Arc<Server>) {
+        if self.opts.no_advertise {
+            return;
+        }
+        let mut urls = self.own_client_urls(server, None);
+        for r in self.routes.read().iter() {
+            for u in r.client_urls() {
+                if !urls.contains(&u) {
+                    urls.push(u);
+                }
+            }
+        }
+        if server.info().connect_urls == urls {
+            return;
+        }
+        server.update_info(|i| i.connect_urls = urls);
+        for c in server.clients() {
+            let meta = c.meta.lock().clone();
+            // TODO: only clients with CONNECT `protocol` >= 1, as nats-server.
+            if meta.connected && !c.is_closing() {
+                c.send_proto(&server.info_for(c.cid, &c.addr.ip().to_string(), None));
+            }
+        }
+    }
+
+    /// A local subscription was added: tell the routes on first interest (and queue weights).
+    pub fn sub_added(&self, sub: &Subscription) {
+        let key = (
+            sub.account.name.clone(),
+            sub.subject.clone(),
+            sub.queue.clone(),
+        );
+        let mut local = self.local.lock();
+        let n = local.entry(key).or_insert(0);
+        *n += 1;
+        if *n == 1 || sub.queue.is_some() {
+            let mut line = Vec::new();
+            encode_sub(
+                &mut line,
+                &sub.account.name,
+                &sub.subject,
+                sub.queue.as_deref().map(|q| (q, *n)),
+            );
+            self.broadcast(&line);
+        }
+    }
+
+    /// A local subscription went away: tell the routes on last interest (and queue weights).
+    pub fn sub_removed(&self, sub: &Subscription) {
+        let key = (
+            sub.account.name.clone(),
+            sub.subject.clone(),
+            sub.queue.clone(),
+        );
+        let mut local = self.local.lock();
+        let Some(n) = local.get_mut(&key) else {
+            return;
+        };
+        *n -= 1;
+        let mut line = Vec::new();
+        if *n <= 0 {
+            local.remove(&key);
+            encode_unsub(&mut line, &key.0, &key.1, key.2.as_deref());
+        } else if let Some(q) = &key.2 {
+            encode_sub(&mut line, &key.0, &key.1, Some((q, *n)));
+        } else {
+            return;
+        }
+        self.broadcast(&line);
+    }
+
+    fn broadcast(&self, line: &[u8]) {
+        for r in self.routes.read().iter() {
+            r.send(line);
+        }
+    }
+
+    /// Forwards a locally published message to the routes with matching interest, once per
+    /// route, and decides queue groups cluster-wide. Returns whether anything was forwarded,
+    /// and the local match without the queue groups handed to a route (when there are any).
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward(
+        &self,
+        account: &Account,
+        subject: &str,
+        reply: Option<&[u8]>,
+        headers: Option<&[u8]>,
+        payload: &[u8],
+        local: &MatchResult<Subscription>,
+    ) -> (bool, Option<MatchResult<Subscription>>) {
+        let routes = self.routes.read().clone();
+        if routes.is_empty() {
+            return (false, None);
+        }
+        struct Target<'a> {
+            route: &'a Arc<Route>,
+            plain: bool,
+            queues: Vec<Arc<str>>,
+            m: Arc<MatchResult<route::RemoteSub>>,
+        }
+        let mut targets: Vec<Target<'_>> = Vec::new();
+        for r in routes.iter() {
+            if let Some(m) = r.matches(&account.name, subject) {
+                if !m.is_empty() {
+                    targets.push(Target {
+                        route: r,
+                        plain: !m.psubs.is_empty(),
+                        queues: Vec::new(),
+                        m,
+                    });
+                }
+            }
+        }
+        if targets.is_empty() {
+            return (false, None);
+        }
+        // Queue groups: local members and each route compete by weight.
+        let mut names: Vec<Arc<str>> = Vec::new();
+        for t in &targets {
+            for n in &t.m.qnames {
+                if !names.contains(n) {
+                    names.push(n.clone());
+                }
+            }
+        }
+        let mut removed: Vec<usize> = Vec::new();
+        for name in &names {
+            let li = local.qnames.iter().position(|n| n == name);
+            let lw = li.map_or(0, |i| local.qsubs[i].len() as u64);
+            let weights: Vec<u64> = targets
+                .iter()
+                .map(|t| {
+                    t.m.qnames.iter().position(|n| n == name).map_or(0, |i| {
+                        t.m.qsubs[i]
+                            .iter()
+                            .map(|s| s.weight.load(Ordering::Relaxed).max(1) as u64)
+                            .sum()
+                    })
+                })
+                .collect();
+            let total = lw + weights.iter().sum::<u64>();
+            if total == 0 {
+                continue;
+            }
+            let mut pick = fastrand::u64(..total);
+            if pick < lw {
+                continue;
+            }
+            pick -= lw;
+            for (t, w) in targets.iter_mut().zip(&weights) {
+                if pick < *w {
+                    t.queues.push(name.clone());
+                    break;
+                }
+                pick -= w;
+            }
+            if let Some(i) = li {
+                removed.push(i);
+            }
+        }
+        let mut sent = false;
+        let mut buf = BytesMut::new();
+        for t in &targets {
+            if !t.plain && t.queues.is_empty() {
+                continue;
+            }
+            buf.clear();
+            let qs: Vec<&[u8]> = t.queues.iter().map(|q| q.as_bytes()).collect();
+            encode_rmsg(
+                &mut buf,
+                account.name.as_bytes(),
+                subject.as_bytes(),
+                reply,
+                &qs,
+                headers,
+                payload,
+            );
+            t.route
+                .send_msg(&buf, headers.map_or(0, |h| h.len()) + payload.len());
+            sent = true;
+        }
+        if removed.is_empty() {
+            return (sent, None);
+        }
+        let mut filtered = MatchResult {
+            psubs: local.psubs.clone(),
+            ..MatchResult::default()
+        };
+        for (i, (g, n)) in local.qsubs.iter().zip(&local.qnames).enumerate() {
+            if !removed.contains(&i) {
+                filtered.qsubs.push(g.clone());
+                filtered.qnames.push(n.clone());
+            }
+        }
+        (sent, Some(filtered))
+    }
+
+    /// `/routez` data.
+    pub fn routez(&self, subs: bool) -> Vec<serde_json::Value> {
+        self.routes().iter().map(|r| r.routez(subs)).collect()
+    }
+
+    /// `/varz` `cluster` section.
+    pub fn varz(&self) -> serde_json::Value {
+        let addr = *self.listen_addr.read();
+        serde_json::json!({
+            "name": self.name,
+            "addr": if self.opts.host.is_empty() { "0.0.0.0" } else { self.opts.host.as_str() },
+            "cluster_port": addr.map_or(0, |a| a.port()),
+            "auth_timeout": 2,
+            "urls": self.opts.routes.iter().filter_map(|u| crate::config::cluster::route_host_port(u)).collect::<Vec<_>>(),
+            "tls_timeout": 2,
+            "tls_required": false,
+            "tls_verify": false,
+            "pool_size": 1,
+        })
+    }
+
+    /// Closes every route (server shutdown).
+    pub fn shutdown(&self) {
+        for r in self.routes() {
+            r.close(crate::server::ClosedReason::ServerShutdown);
+        }
+    }
+}
+
+fn is_wildcard(h: &str) -> bool {
+    matches!(h, "" | "0.0.0.0" | "::" | "[::]")
+}
+
+fn join_host_port(h: &str, p: u16) -> String {
+    if h.contains(':') && !h.starts_with('[') {
+        format!("[{h}]:{p}")
+    } else {
+        format!("{h}:{p}")
+    }
+}

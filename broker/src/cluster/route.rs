@@ -1,0 +1,568 @@
+//! One route connection: handshake, read loop (interest and messages), write loop (pings and
+//! the outbound queue).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::{Buf, BytesMut};
+use parking_lot::{Mutex, RwLock};
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+
+use super::{Cluster, RouteInfo};
+use crate::protocol::route::{parse, RouteOp};
+use crate::server::client::{unix_nanos, Counters, Tally, WakeList};
+use crate::server::outbound::{FlushError, Outbound};
+use crate::server::{ClosedReason, Server};
+use crate::sublist::{MatchResult, Sublist};
+
+/// How a route we dialed was configured.
+#[derive(Debug, Clone)]
+pub struct Solicited {
+    /// `host:port` dialed.
+    pub url: String,
+    /// From `routes` (redialed forever) rather than gossip.
+    pub configured: bool,
+}
+
+/// One remote subscription (or queue group with its weight) on a route.
+#[derive(Debug)]
+pub struct RemoteSub {
+    /// Queue weight: the number of members on the remote server.
+    pub weight: AtomicI32,
+}
+
+/// What the remote server told us about itself.
+#[derive(Debug, Default, Clone)]
+struct Remote {
+    id: String,
+    name: String,
+    client_urls: Vec<String>,
+}
+
+/// Remote interest of one account: the index and the entries by (subject, queue).
+type AccountInterest = (
+    Arc<Sublist<RemoteSub>>,
+    HashMap<(String, Option<String>), Arc<RemoteSub>>,
+);
+
+/// A connection to another server of the cluster.
+#[derive(Debug)]
+pub struct Route {
+    /// Route id (nats-server's `rid`).
+    pub rid: u64,
+    /// The peer's address.
+    pub addr: SocketAddr,
+    /// Our side's address.
+    pub local_addr: Option<SocketAddr>,
+    pub start: SystemTime,
+    /// Set when we dialed it.
+    pub solicited: Option<Solicited>,
+    remote: RwLock<Remote>,
+    interest: RwLock<HashMap<String, AccountInterest>>,
+    pub stats: Counters,
+    pub last_activity: AtomicI64,
+    out: Outbound,
+    stop: Notify,
+    closing: AtomicBool,
+    reason: Mutex<Option<ClosedReason>>,
+    pings_out: AtomicU32,
+}
+
+impl Route {
+    /// The remote server's id (empty before its INFO).
+    pub fn remote_id(&self) -> String {
+        self.remote.read().id.clone()
+    }
+
+    /// The remote server's name.
+    pub fn remote_name(&self) -> String {
+        self.remote.read().name.clone()
+    }
+
+    /// The remote server's client URLs.
+    pub fn client_urls(&self) -> Vec<String> {
+        self.remote.read().client_urls.clone()
+    }
+
+    /// Queues protocol bytes and wakes the writer.
+    pub fn send(&self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.out.queue(bytes);
+        self.out.wake.notify_one();
+    }
+
+    /// Queues one encoded message, counting it.
+    pub(super) fn send_msg(&self, bytes: &[u8], size: usize) {
+        self.stats.out_msgs.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .out_bytes
+            .fetch_add(size as u64, Ordering::Relaxed);
+        self.send(bytes);
+    }
+
+    /// Starts closing the route; the first reason wins.
+    pub fn close(&self, reason: ClosedReason) {
+        if self.closing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        *self.reason.lock() = Some(reason);
+        self.out.close();
+        self.stop.notify_one();
+    }
+
+    /// The remote interest matching `subject` in `account`, if it has any there.
+    pub fn matches(&self, account: &str, subject: &str) -> Option<Arc<MatchResult<RemoteSub>>> {
+        let map = self.interest.read();
+        let (sl, _) = map.get(account)?;
+        Some(sl.match_subject(subject))
+    }
+
+    /// Number of remote subscriptions held for this route.
+    pub fn num_subs(&self) -> usize {
+        self.interest.read().values().map(|(_, m)| m.len()).sum()
+    }
+
+    fn add_interest(&self, account: &str, subject: &str, queue: Option<&str>, weight: i32) {
+        let mut map = self.interest.write();
+        let (sl, subs) = map
+            .entry(account.to_string())
+            .or_insert_with(|| (Arc::new(Sublist::new()), HashMap::new()));
+        let key = (subject.to_string(), queue.map(str::to_string));
+        if let Some(s) = subs.get(&key) {
+            s.weight.store(weight, Ordering::Relaxed);
+            return;
+        }
+        let s = Arc::new(RemoteSub {
+            weight: AtomicI32::new(weight),
+        });
+        if sl.insert(subject, queue, s.clone()).is_ok() {
+            subs.insert(key, s);
+        }
+    }
+
+    fn remove_interest(&self, account: &str, subject: &str, queue: Option<&str>) {
+        let mut map = self.interest.write();
+        let Some((sl, subs)) = map.get_mut(account) else {
+            return;
+        };
+        let key = (subject.to_string(), queue.map(str::to_string));
+        if let Some(s) = subs.remove(&key) {
+            sl.remove(subject, queue, &s);
+        }
+    }
+
+    /// `/routez` entry for this route.
+    pub fn routez(&self, subs: bool) -> serde_json::Value {
+        use crate::monitor::util::{go_duration, since, uptime};
+        let now = SystemTime::now();
+        let last =
+            crate::monitor::util::from_unix_nanos(self.last_activity.load(Ordering::Relaxed));
+        let mut v = serde_json::json!({
+            "rid": self.rid,
+            "remote_id": self.remote_id(),
+            "remote_name": self.remote_name(),
+            "did_solicit": self.solicited.is_some(),
+            "is_configured": self.solicited.as_ref().is_some_and(|s| s.configured),
+            "ip": self.addr.ip().to_string(),
+            "port": self.addr.port(),
+            "start": chrono_like(self.start),
+            "last_activity": chrono_like(last),
+            "rtt": "0s",
+            "uptime": uptime(since(self.start, now)),
+            "idle": go_duration(since(last, now).as_nanos() as i128),
+            "pending_size": self.out.pending(),
+            "in_msgs": self.stats.in_msgs.load(Ordering::Relaxed),
+            "out_msgs": self.stats.out_msgs.load(Ordering::Relaxed),
+            "in_bytes": self.stats.in_bytes.load(Ordering::Relaxed),
+            "out_bytes": self.stats.out_bytes.load(Ordering::Relaxed),
+            "subscriptions": self.num_subs(),
+        });
+        if subs {
+            let mut list: Vec<String> = self
+                .interest
+                .read()
+                .values()
+                .flat_map(|(_, m)| m.keys().map(|(s, _)| s.clone()).collect::<Vec<_>>())
+                .collect();
+            list.sort();
+            v["subscriptions_list"] = serde_json::json!(list);
+        }
+        v
+    }
+}
+
+/// RFC 3339 time with nanoseconds, as Go prints `time.Time` in JSON.
+fn chrono_like(t: SystemTime) -> String {
+    crate::log::rfc3339(t)
+}
+
+/// Runs one route connection to completion (accepted when `solicited` is `None`).
+pub(super) async fn run(
+    server: Arc<Server>,
+    cluster: Arc<Cluster>,
+    stream: TcpStream,
+    addr: SocketAddr,
+    solicited: Option<Solicited>,
+) {
+    let _ = stream.set_nodelay(true);
+    let local_addr = stream.local_addr().ok();
+    let sock = Arc::new(stream);
+    let rid = cluster.next_rid.fetch_add(1, Ordering::Relaxed) + 1;
+    let route = Arc::new(Route {
+        rid,
+        addr,
+        local_addr,
+        start: SystemTime::now(),
+        solicited,
+        remote: RwLock::new(Remote::default()),
+        interest: RwLock::new(HashMap::new()),
+        stats: Counters::default(),
+        last_activity: AtomicI64::new(unix_nanos()),
+        out: Outbound::new(sock.clone(), None),
+        stop: Notify::new(),
+        closing: AtomicBool::new(false),
+        reason: Mutex::new(None),
+        pings_out: AtomicU32::new(0),
+    });
+    let (ip, port) = (addr.ip(), addr.port());
+    if route.solicited.is_none() {
+        route.send(&info_line(&cluster.route_info(&server, local_addr)));
+    }
+    tracing::info!("{ip}:{port} - rid:{rid} - Route connection created");
+    let writer = tokio::spawn(write_loop(server.clone(), route.clone()));
+    let registered = read_loop(&server, &cluster, &route, &sock).await;
+    route.close(ClosedReason::ClientClosed);
+    let _ = writer.await;
+    if registered {
+        cluster.unregister(&server, &route);
+    }
+    let reason = route.closed_reason().unwrap_or(ClosedReason::ClientClosed);
+    tracing::info!(
+        "{ip}:{port} - rid:{rid} - Router connection closed: {} - Remote: {}",
+        reason.as_str(),
+        route.remote_name()
+    );
+}
+
+impl Route {
+    fn closed_reason(&self) -> Option<ClosedReason> {
+        *self.reason.lock()
+    }
+}
+
+fn info_line(info: &RouteInfo) -> Vec<u8> {
+    let mut out = b"INFO ".to_vec();
+    serde_json::to_writer(&mut out, info).expect("INFO serializes");
+    out.extend_from_slice(b" \r\n");
+    out
+}
+
+/// Reads and handles route operations; returns whether the route was registered.
+async fn read_loop(
+    server: &Arc<Server>,
+    cluster: &Arc<Cluster>,
+    route: &Arc<Route>,
+    sock: &TcpStream,
+) -> bool {
+    let max_payload = server.options().max_payload.max(0) as usize;
+    let mut registered = false;
+    let mut buf = BytesMut::with_capacity(32 * 1024);
+    let mut wakes = WakeList::new(0);
+    loop {
+        buf.reserve(32 * 1024);
+        tokio::select! {
+            biased;
+            _ = route.stop.notified() => return registered,
+            _ = server.wait_shutdown() => {
+                route.close(ClosedReason::ServerShutdown);
+                return registered;
+            }
+            res = crate::server::transport::read(sock, None, &mut buf, 64 * 1024) => match res {
+                Ok(crate::server::transport::ReadOutcome::Data) => {}
+                _ => return registered,
+            },
+        }
+        route.last_activity.store(unix_nanos(), Ordering::Relaxed);
+        let mut used = 0;
+        loop {
+            match parse(&buf[used..], max_payload) {
+                Ok(Some((op, n))) => {
+                    used += n;
+                    if !handle(server, cluster, route, op, &mut registered, &mut wakes) {
+                        wakes.flush();
+                        return registered;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::error!(
+                        "{}:{} - rid:{} - {e}",
+                        route.addr.ip(),
+                        route.addr.port(),
+                        route.rid
+                    );
+                    route.close(ClosedReason::ParseError);
+                    return registered;
+                }
+            }
+        }
+        wakes.flush();
+        let tally = std::mem::take(&mut wakes.tally);
+        if !tally.is_empty() {
+            server.stats.add(&tally);
+        }
+        buf.advance(used);
+    }
+}
+
+/// Handles one operation; false when the route must close.
+fn handle(
+    server: &Arc<Server>,
+    cluster: &Arc<Cluster>,
+    route: &Arc<Route>,
+    op: RouteOp<'_>,
+    registered: &mut bool,
+    wakes: &mut WakeList,
+) -> bool {
+    match op {
+        RouteOp::Info(json) => {
+            let Ok(mut info) = serde_json::from_slice::<RouteInfo>(json) else {
+                route.close(ClosedReason::ProtocolViolation);
+                return false;
+            };
+            if *registered {
+                if info.server_id == route.remote_id() {
+                    route.remote.write().client_urls = info.connect_urls;
+                    cluster.urls_changed(server);
+                } else {
+                    cluster.implicit_route(server, &info);
+                }
+                return true;
+            }
+            if info.ip.is_empty() && info.port != 0 {
+                info.ip = format!(
+                    "nats-route://{}/",
+                    super::join_host_port(&route.addr.ip().to_string(), info.port)
+                );
+            }
+            if info.server_id == server.server_id {
+                tracing::debug!(
+                    "{}:{} - rid:{} - Detected route to self, ignoring {:?}",
+                    route.addr.ip(),
+                    route.addr.port(),
+                    route.rid,
+                    route
+                        .solicited
+                        .as_ref()
+                        .map(|s| s.url.as_str())
+                        .unwrap_or("")
+                );
+                if let Some(s) = &route.solicited {
+                    cluster.self_urls.lock().insert(s.url.clone());
+                }
+                route.close(ClosedReason::ClientClosed);
+                return false;
+            }
+            if cluster.name_configured && !info.cluster.is_empty() && info.cluster != cluster.name {
+                tracing::error!(
+                    "{}:{} - rid:{} - Rejecting connection, cluster name {:?} does not match {:?}",
+                    route.addr.ip(),
+                    route.addr.port(),
+                    route.rid,
+                    info.cluster,
+                    cluster.name
+                );
+                route.close(ClosedReason::ClusterNameConflict);
+                return false;
+            }
+            if route.solicited.is_some() {
+                let connect = serde_json::json!({
+                    "echo": false,
+                    "verbose": false,
+                    "pedantic": false,
+                    "tls_required": false,
+                    "headers": true,
+                    "name": server.server_id,
+                    "cluster": cluster.name,
+                    "dynamic": !cluster.name_configured,
+                });
+                let mut out = format!("CONNECT {connect}\r\n").into_bytes();
+                out.extend_from_slice(&info_line(&cluster.route_info(server, route.local_addr)));
+                route.send(&out);
+            }
+            {
+                let mut r = route.remote.write();
+                r.id = info.server_id.clone();
+                r.name = info.server_name.clone();
+                r.client_urls = info.connect_urls.clone();
+            }
+            tracing::debug!(
+                "{}:{} - rid:{} - Registering remote route {:?}",
+                route.addr.ip(),
+                route.addr.port(),
+                route.rid,
+                info.server_id
+            );
+            if !cluster.register(server, route, &info) {
+                return false;
+            }
+            *registered = true;
+        }
+        RouteOp::Connect(_) => {}
+        RouteOp::Ping => route.send(b"PONG\r\n"),
+        RouteOp::Pong => route.pings_out.store(0, Ordering::Relaxed),
+        RouteOp::Err(e) => {
+            tracing::error!(
+                "{}:{} - rid:{} - Route Error {}",
+                route.addr.ip(),
+                route.addr.port(),
+                route.rid,
+                String::from_utf8_lossy(e)
+            );
+        }
+        RouteOp::Sub {
+            account,
+            subject,
+            queue,
+            weight,
+        } => {
+            if let (Ok(a), Ok(s)) = (std::str::from_utf8(account), std::str::from_utf8(subject)) {
+                let q = queue.and_then(|q| std::str::from_utf8(q).ok());
+                route.add_interest(a, s, q, weight);
+            }
+        }
+        RouteOp::Unsub {
+            account,
+            subject,
+            queue,
+        } => {
+            if let (Ok(a), Ok(s)) = (std::str::from_utf8(account), std::str::from_utf8(subject)) {
+                let q = queue.and_then(|q| std::str::from_utf8(q).ok());
+                route.remove_interest(a, s, q);
+            }
+        }
+        RouteOp::Msg {
+            account,
+            subject,
+            reply,
+            queues,
+            headers,
+            payload,
+        } => {
+            let size = payload.len() + headers.map_or(0, |h| h.len());
+            route.stats.in_msgs.fetch_add(1, Ordering::Relaxed);
+            route
+                .stats
+                .in_bytes
+                .fetch_add(size as u64, Ordering::Relaxed);
+            wakes.tally.in_msgs += 1;
+            wakes.tally.in_bytes += size as u64;
+            let acc = std::str::from_utf8(account)
+                .ok()
+                .and_then(|a| server.account(a));
+            let Some(acc) = acc else {
+                return true;
+            };
+            let before = wakes.tally;
+            deliver_routed(
+                server, &acc, subject, reply, &queues, headers, payload, wakes,
+            );
+            acc.stats.add(&Tally {
+                in_msgs: 1,
+                in_bytes: size as u64,
+                out_msgs: wakes.tally.out_msgs - before.out_msgs,
+                out_bytes: wakes.tally.out_bytes - before.out_bytes,
+            });
+        }
+        RouteOp::Ignored => {}
+    }
+    true
+}
+
+/// Delivers a routed message to local plain subscribers and, for each queue group the sender
+/// named, one local member.
+#[allow(clippy::too_many_arguments)]
+fn deliver_routed(
+    server: &Server,
+    account: &crate::accounts::Account,
+    subject: &[u8],
+    reply: Option<&[u8]>,
+    queues: &[&[u8]],
+    headers: Option<&[u8]>,
+    payload: &[u8],
+    wakes: &mut WakeList,
+) {
+    let Ok(subj) = std::str::from_utf8(subject) else {
+        return;
+    };
+    let result = account.sublist.match_subject(subj);
+    if result.is_empty() {
+        return;
+    }
+    let mut m = MatchResult {
+        psubs: result.psubs.clone(),
+        ..MatchResult::default()
+    };
+    for q in queues {
+        if let Some(i) = result.qnames.iter().position(|n| n.as_bytes() == *q) {
+            m.qsubs.push(result.qsubs[i].clone());
+            m.qnames.push(result.qnames[i].clone());
+        }
+    }
+    crate::server::client::deliver_result(
+        server, &m, None, true, subject, reply, headers, payload, wakes,
+    );
+}
+
+async fn write_loop(server: Arc<Server>, route: Arc<Route>) {
+    let (ping_interval, ping_max, write_deadline) = {
+        let o = server.options();
+        (o.ping_interval, o.ping_max.max(0) as u32, o.write_deadline)
+    };
+    let ping_interval = if ping_interval.is_zero() {
+        Duration::from_secs(120)
+    } else {
+        ping_interval
+    };
+    let mut ping =
+        tokio::time::interval_at(tokio::time::Instant::now() + ping_interval, ping_interval);
+    loop {
+        tokio::select! {
+            _ = route.out.wake.notified() => {}
+            _ = ping.tick() => {
+                if !route.closing.load(Ordering::Acquire) {
+                    if route.pings_out.fetch_add(1, Ordering::Relaxed) + 1 > ping_max {
+                        route.close(ClosedReason::StaleConnection);
+                    } else {
+                        route.send(b"PING\r\n");
+                    }
+                }
+            }
+        }
+        let deadline = if route.closing.load(Ordering::Acquire) {
+            write_deadline.min(Duration::from_secs(1))
+        } else {
+            write_deadline
+        };
+        match route.out.drain(deadline).await {
+            Ok(false) => {}
+            Ok(true) => return,
+            Err(FlushError::Deadline) => {
+                route.close(ClosedReason::SlowConsumerWriteDeadline);
+                route.out.release();
+                return;
+            }
+            Err(FlushError::Io) => {
+                route.close(ClosedReason::WriteError);
+                route.out.release();
+                return;
+            }
+        }
+    }
+}

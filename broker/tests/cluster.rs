@@ -1,0 +1,261 @@
+//! Core NATS clustering: in-process servers joined by routes (full mesh from one seed),
+//! interest propagation, queue groups across servers, and gossip of client URLs.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{sync, TestServer};
+use futures::StreamExt;
+use natrix_broker::options::ClusterOptions;
+
+/// Starts a clustered server on ephemeral ports with `routes` as its seeds.
+async fn node(name: &str, routes: Vec<String>) -> TestServer {
+    let name = name.to_string();
+    TestServer::start_with(move |o| {
+        o.server_name = Some(name);
+        o.cluster = Some(ClusterOptions {
+            name: Some("test".into()),
+            host: "127.0.0.1".into(),
+            port: -1,
+            routes,
+            ..ClusterOptions::default()
+        });
+    })
+    .await
+}
+
+fn route_url(s: &TestServer) -> String {
+    let c = s.server.cluster().expect("clustered");
+    format!("nats-route://{}", c.listen_addr.read().expect("listening"))
+}
+
+/// Waits until every server has `n` routes.
+async fn wait_routes(servers: &[&TestServer], n: usize) {
+    for _ in 0..200 {
+        if servers
+            .iter()
+            .all(|s| s.server.cluster().unwrap().num_routes() == n)
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let got: Vec<usize> = servers
+        .iter()
+        .map(|s| s.server.cluster().unwrap().num_routes())
+        .collect();
+    panic!("routes never reached {n}: {got:?}");
+}
+
+/// Waits until `s` sees remote interest for `subject` on `routes` routes.
+async fn wait_interest(s: &TestServer, subject: &str, routes: usize) {
+    for _ in 0..200 {
+        let c = s.server.cluster().unwrap();
+        let n = c
+            .routes()
+            .iter()
+            .filter(|r| r.matches("$G", subject).is_some_and(|m| !m.is_empty()))
+            .count();
+        if n >= routes {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("interest in {subject} never reached {routes} routes");
+}
+
+async fn three() -> (TestServer, TestServer, TestServer) {
+    let a = node("A", Vec::new()).await;
+    let seed = route_url(&a);
+    let b = node("B", vec![seed.clone()]).await;
+    let c = node("C", vec![seed]).await;
+    wait_routes(&[&a, &b, &c], 2).await;
+    (a, b, c)
+}
+
+async fn count(sub: &mut async_nats::Subscriber, wait: Duration) -> usize {
+    let mut n = 0;
+    while let Ok(Some(_)) = tokio::time::timeout(wait, sub.next()).await {
+        n += 1;
+    }
+    n
+}
+
+#[tokio::test]
+async fn full_mesh_from_one_seed() {
+    let (a, b, c) = three().await;
+    for s in [&a, &b, &c] {
+        let cl = s.server.cluster().unwrap();
+        let mut ids: Vec<String> = cl.routes().iter().map(|r| r.remote_id()).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 2);
+        assert!(!ids.contains(&s.server.server_id));
+    }
+}
+
+#[tokio::test]
+async fn pub_reaches_other_servers_once() {
+    let (a, b, c) = three().await;
+    let ca = async_nats::connect(a.url()).await.unwrap();
+    let cb = async_nats::connect(b.url()).await.unwrap();
+    let cc = async_nats::connect(c.url()).await.unwrap();
+    let mut sb = cb.subscribe("foo").await.unwrap();
+    let mut sc = cc.subscribe("foo").await.unwrap();
+    // Wildcards across routes.
+    let mut wild = cc.subscribe("foo.>").await.unwrap();
+    sync(&cb).await;
+    sync(&cc).await;
+    wait_interest(&a, "foo", 2).await;
+    wait_interest(&a, "foo.bar", 1).await;
+    for i in 0..10 {
+        ca.publish("foo", format!("{i}").into()).await.unwrap();
+    }
+    ca.publish("foo.bar", "w".into()).await.unwrap();
+    ca.flush().await.unwrap();
+    assert_eq!(count(&mut sb, Duration::from_millis(300)).await, 10);
+    assert_eq!(count(&mut sc, Duration::from_millis(300)).await, 10);
+    assert_eq!(count(&mut wild, Duration::from_millis(300)).await, 1);
+    // Request/reply across servers.
+    let mut svc = cc.subscribe("svc").await.unwrap();
+    sync(&cc).await;
+    wait_interest(&b, "svc", 1).await;
+    let responder = cc.clone();
+    tokio::spawn(async move {
+        while let Some(m) = svc.next().await {
+            if let Some(r) = m.reply {
+                responder.publish(r, "pong".into()).await.unwrap();
+                responder.flush().await.unwrap();
+            }
+        }
+    });
+    let resp = tokio::time::timeout(Duration::from_secs(2), cb.request("svc", "ping".into()))
+        .await
+        .expect("in time")
+        .expect("answered");
+    assert_eq!(&resp.payload[..], b"pong");
+}
+
+#[tokio::test]
+async fn queue_group_across_three_servers() {
+    let (a, b, c) = three().await;
+    let mut subs = Vec::new();
+    let mut clients = Vec::new();
+    for s in [&a, &b, &c] {
+        let cl = async_nats::connect(s.url()).await.unwrap();
+        subs.push(cl.queue_subscribe("work", "q".into()).await.unwrap());
+        sync(&cl).await;
+        clients.push(cl);
+    }
+    wait_interest(&a, "work", 2).await;
+    let p = async_nats::connect(a.url()).await.unwrap();
+    for i in 0..300 {
+        p.publish("work", format!("{i}").into()).await.unwrap();
+    }
+    p.flush().await.unwrap();
+    let mut total = 0;
+    let mut per = Vec::new();
+    for s in subs.iter_mut() {
+        let n = count(s, Duration::from_millis(400)).await;
+        per.push(n);
+        total += n;
+    }
+    assert_eq!(total, 300, "each message once cluster-wide: {per:?}");
+    assert!(per.iter().all(|n| *n > 0), "spread over servers: {per:?}");
+}
+
+#[tokio::test]
+async fn unsubscribe_stops_remote_delivery() {
+    let (a, b, _c) = three().await;
+    let ca = async_nats::connect(a.url()).await.unwrap();
+    let cb = async_nats::connect(b.url()).await.unwrap();
+    let mut sb = cb.subscribe("gone").await.unwrap();
+    sync(&cb).await;
+    wait_interest(&a, "gone", 1).await;
+    sb.unsubscribe().await.unwrap();
+    sync(&cb).await;
+    for _ in 0..200 {
+        let still = a
+            .server
+            .cluster()
+            .unwrap()
+            .routes()
+            .iter()
+            .any(|r| r.matches("$G", "gone").is_some_and(|m| !m.is_empty()));
+        if !still {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let before: u64 = a
+        .server
+        .cluster()
+        .unwrap()
+        .routes()
+        .iter()
+        .map(|r| r.stats.out_msgs.load(std::sync::atomic::Ordering::Relaxed))
+        .sum();
+    ca.publish("gone", "x".into()).await.unwrap();
+    ca.flush().await.unwrap();
+    let after: u64 = a
+        .server
+        .cluster()
+        .unwrap()
+        .routes()
+        .iter()
+        .map(|r| r.stats.out_msgs.load(std::sync::atomic::Ordering::Relaxed))
+        .sum();
+    assert_eq!(before, after, "no RMSG without remote interest");
+}
+
+#[tokio::test]
+async fn killing_one_server_leaves_the_others_working() {
+    let (a, b, c) = three().await;
+    drop(a);
+    wait_routes(&[&b, &c], 1).await;
+    let cb = async_nats::connect(b.url()).await.unwrap();
+    let cc = async_nats::connect(c.url()).await.unwrap();
+    let mut sc = cc.subscribe("after").await.unwrap();
+    sync(&cc).await;
+    wait_interest(&b, "after", 1).await;
+    cb.publish("after", "x".into()).await.unwrap();
+    cb.flush().await.unwrap();
+    assert_eq!(count(&mut sc, Duration::from_millis(300)).await, 1);
+}
+
+#[tokio::test]
+async fn connect_urls_gossiped_to_clients() {
+    let (a, b, c) = three().await;
+    let want: Vec<String> = [&a, &b, &c].iter().map(|s| s.addr.to_string()).collect();
+    for _ in 0..200 {
+        let urls = a.server.info().connect_urls;
+        if want.iter().all(|u| urls.contains(u)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let urls = a.server.info().connect_urls;
+    for u in &want {
+        assert!(urls.contains(u), "{u} in {urls:?}");
+    }
+    assert_eq!(a.server.info().cluster.as_deref(), Some("test"));
+    // /routez and /varz report the routes.
+    let cl = a.server.cluster().unwrap();
+    let rz = cl.routez(false);
+    assert_eq!(rz.len(), 2);
+    assert!(rz.iter().all(|r| r["remote_id"].as_str().is_some()));
+}
+
+#[tokio::test]
+async fn clients_get_async_info_when_a_server_joins() {
+    let a = node("A", Vec::new()).await;
+    let mut raw = common::Raw::connect_with(a.addr, r#"{"protocol":1,"verbose":false}"#).await;
+    raw.send("PING\r\n").await;
+    let _ = raw.read_for(Duration::from_millis(100)).await;
+    let b = node("B", vec![route_url(&a)]).await;
+    wait_routes(&[&a, &b], 1).await;
+    let got = raw.read_for(Duration::from_millis(500)).await;
+    assert!(got.contains("INFO "), "async INFO: {got}");
+    assert!(got.contains(&b.addr.to_string()), "B's URL: {got}");
+}
