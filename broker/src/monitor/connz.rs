@@ -459,6 +459,43 @@ impl Server {
     }
 }
 
+/// Totals over the open connections (prometheus-nats-exporter's `-connz` sums), read straight
+/// from the live clients without building their `ConnInfo`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ConnzTotals {
+    /// Open connections (`/connz` `total` with the default `state=open`).
+    pub connections: usize,
+    /// Sum of `pending_bytes`.
+    pub pending_bytes: u64,
+    /// Sum of `subscriptions`.
+    pub subscriptions: u64,
+    /// Sum of `in_msgs`.
+    pub in_msgs: u64,
+    /// Sum of `out_msgs`.
+    pub out_msgs: u64,
+    /// Sum of `in_bytes`.
+    pub in_bytes: u64,
+    /// Sum of `out_bytes`.
+    pub out_bytes: u64,
+}
+
+impl Server {
+    /// Sums the per-connection numbers `/connz` reports over every open connection.
+    pub fn connz_totals(&self) -> ConnzTotals {
+        let mut t = ConnzTotals::default();
+        for c in self.clients() {
+            t.connections += 1;
+            t.pending_bytes += c.pending_bytes() as u64;
+            t.subscriptions += c.subs.lock().len() as u64;
+            t.in_msgs += c.stats.in_msgs.load(Ordering::Relaxed);
+            t.out_msgs += c.stats.out_msgs.load(Ordering::Relaxed);
+            t.in_bytes += c.stats.in_bytes.load(Ordering::Relaxed);
+            t.out_bytes += c.stats.out_bytes.load(Ordering::Relaxed);
+        }
+        t
+    }
+}
+
 /// Sorts as nats-server: `cid`/`start` and `reason` ascending, every other key descending.
 fn sort_conns(conns: &mut [ConnInfo], sort: SortOpt) {
     use std::cmp::Reverse;

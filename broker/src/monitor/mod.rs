@@ -7,6 +7,7 @@
 
 pub mod accounts;
 pub mod connz;
+pub mod metrics;
 pub mod proc;
 pub mod subsz;
 pub mod util;
@@ -58,6 +59,8 @@ pub const JSZ_PATH: &str = "/jsz";
 pub const LEAFZ_PATH: &str = "/leafz";
 /// `/gatewayz`.
 pub const GATEWAYZ_PATH: &str = "/gatewayz";
+/// `/metrics`: Prometheus text under prometheus-nats-exporter's names (not in nats-server).
+pub const METRICS_PATH: &str = "/metrics";
 
 /// Shared state of the monitoring server.
 struct Monitor {
@@ -300,13 +303,7 @@ async fn route(State(m): State<Arc<Monitor>>, uri: Uri) -> Response {
                 }
             }
             m.count(ROUTEZ_PATH);
-            json(&Routez {
-                server_id: s.server_id.clone(),
-                server_name: s.server_name.clone(),
-                now: now(),
-                num_routes: s.cluster().map_or(0, |c| c.num_routes()),
-                routes: s.cluster().map(|c| c.routez(false)).unwrap_or_default(),
-            })
+            json(&routez_doc(s))
         }
         HEALTHZ_PATH => {
             m.count(HEALTHZ_PATH);
@@ -320,8 +317,7 @@ async fn route(State(m): State<Arc<Monitor>>, uri: Uri) -> Response {
                     return bad_request(e);
                 }
             }
-            // JetStream is not enabled, so every variant is healthy as in nats-server.
-            respond(r#"{"status":"ok"}"#.to_string())
+            respond(format!(r#"{{"status":"{}"}}"#, healthz_status(s)))
         }
         ACCOUNTZ_PATH => {
             m.count(ACCOUNTZ_PATH);
@@ -356,12 +352,17 @@ async fn route(State(m): State<Arc<Monitor>>, uri: Uri) -> Response {
             if let Err(e) = params.bool("subs") {
                 return bad_request(e);
             }
-            json(&Leafz {
-                server_id: s.server_id.clone(),
-                now: now(),
-                leafnodes: 0,
-                leafs: Vec::new(),
-            })
+            json(&leafz_doc(s))
+        }
+        METRICS_PATH => {
+            m.count(METRICS_PATH);
+            let stats = m.req_stats.lock().clone();
+            let mut r = metrics::render(s, stats).into_response();
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(metrics::CONTENT_TYPE),
+            );
+            r
         }
         GATEWAYZ_PATH => {
             m.count(GATEWAYZ_PATH);
@@ -381,6 +382,33 @@ async fn route(State(m): State<Arc<Monitor>>, uri: Uri) -> Response {
 
 fn now() -> String {
     rfc3339(SystemTime::now())
+}
+
+/// The `/healthz` status: JetStream is not enabled, so every variant is healthy as in
+/// nats-server.
+fn healthz_status(_s: &Server) -> &'static str {
+    "ok"
+}
+
+/// The `/routez` document.
+fn routez_doc(s: &Server) -> Routez {
+    Routez {
+        server_id: s.server_id.clone(),
+        server_name: s.server_name.clone(),
+        now: now(),
+        num_routes: s.cluster().map_or(0, |c| c.num_routes()),
+        routes: s.cluster().map(|c| c.routez(false)).unwrap_or_default(),
+    }
+}
+
+/// The `/leafz` document (no leaf nodes).
+fn leafz_doc(s: &Server) -> Leafz {
+    Leafz {
+        server_id: s.server_id.clone(),
+        now: now(),
+        leafnodes: 0,
+        leafs: Vec::new(),
+    }
 }
 
 /// Go's `json.MarshalIndent(v, "", "  ")` with its HTML-safe escaping, as `application/json`.
@@ -450,6 +478,7 @@ fn root_page(m: &Monitor) -> Response {
         ("Routes", ROUTEZ_PATH),
         ("LeafNodes", LEAFZ_PATH),
         ("Gateways", GATEWAYZ_PATH),
+        ("Metrics", METRICS_PATH),
         ("Health Probe", HEALTHZ_PATH),
     ];
     let mut links = String::new();
