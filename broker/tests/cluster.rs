@@ -259,3 +259,77 @@ async fn clients_get_async_info_when_a_server_joins() {
     assert!(got.contains("INFO "), "async INFO: {got}");
     assert!(got.contains(&b.addr.to_string()), "B's URL: {got}");
 }
+
+#[tokio::test]
+async fn natrix_and_reference_server_route_both_ways() {
+    let a = node("A", Vec::new()).await;
+    let seed = route_url(&a);
+    let r = common::RefServer::start(
+        None,
+        &[
+            "--cluster",
+            "nats://127.0.0.1:-1",
+            "--cluster_name",
+            "test",
+            "--routes",
+            &seed,
+        ],
+    );
+    // nats-server dials Natrix; its INFO registers it here.
+    for _ in 0..200 {
+        if a.server.cluster().unwrap().num_routes() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(a.server.cluster().unwrap().num_routes(), 1);
+    let ca = async_nats::connect(a.url()).await.unwrap();
+    let cr = async_nats::connect(format!("nats://{}", r.addr))
+        .await
+        .unwrap();
+    let mut on_natrix = ca.subscribe("to.natrix").await.unwrap();
+    let mut on_ref = cr.subscribe("to.ref").await.unwrap();
+    let mut q_natrix = ca.queue_subscribe("work", "q".into()).await.unwrap();
+    let mut q_ref = cr.queue_subscribe("work", "q".into()).await.unwrap();
+    sync(&ca).await;
+    sync(&cr).await;
+    wait_interest(&a, "to.ref", 1).await;
+    wait_interest(&a, "work", 1).await;
+    // nats-server has no API here: retry until its interest from Natrix arrived.
+    let mut got = 0;
+    for _ in 0..40 {
+        cr.publish("to.natrix", "hi".into()).await.unwrap();
+        cr.flush().await.unwrap();
+        got += count(&mut on_natrix, Duration::from_millis(50)).await;
+        if got > 0 {
+            break;
+        }
+    }
+    assert_eq!(got, 1, "reference -> Natrix");
+    ca.publish("to.ref", "hi".into()).await.unwrap();
+    let mut hdrs = async_nats::HeaderMap::new();
+    hdrs.insert("X-Test", "1");
+    ca.publish_with_headers("to.ref", hdrs, "h".into())
+        .await
+        .unwrap();
+    ca.flush().await.unwrap();
+    let m1 = tokio::time::timeout(Duration::from_secs(2), on_ref.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&m1.payload[..], b"hi");
+    let m2 = tokio::time::timeout(Duration::from_secs(2), on_ref.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(m2.headers.unwrap().get("X-Test").unwrap().as_str(), "1");
+    for i in 0..100 {
+        let c = if i % 2 == 0 { &ca } else { &cr };
+        c.publish("work", "w".into()).await.unwrap();
+    }
+    ca.flush().await.unwrap();
+    cr.flush().await.unwrap();
+    let n1 = count(&mut q_natrix, Duration::from_millis(400)).await;
+    let n2 = count(&mut q_ref, Duration::from_millis(400)).await;
+    assert_eq!(n1 + n2, 100, "queue group once across both: {n1} + {n2}");
+}
