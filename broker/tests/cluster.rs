@@ -333,3 +333,61 @@ async fn natrix_and_reference_server_route_both_ways() {
     let n2 = count(&mut q_ref, Duration::from_millis(400)).await;
     assert_eq!(n1 + n2, 100, "queue group once across both: {n1} + {n2}");
 }
+
+#[tokio::test]
+async fn routes_listing_ourselves_are_ignored() {
+    // As a Kubernetes StatefulSet config: every server lists every server, itself included.
+    let a = node("A", Vec::new()).await;
+    let a_url = route_url(&a);
+    let b = TestServer::start_with(|o| {
+        o.cluster = Some(ClusterOptions {
+            name: Some("test".into()),
+            host: "127.0.0.1".into(),
+            port: -1,
+            routes: vec![a_url.clone()],
+            ..ClusterOptions::default()
+        });
+    })
+    .await;
+    wait_routes(&[&a, &b], 1).await;
+    // A third server whose list includes its own (already bound) address.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let c = TestServer::start_with(|o| {
+        o.cluster = Some(ClusterOptions {
+            name: Some("test".into()),
+            host: "127.0.0.1".into(),
+            port: port as i32,
+            routes: vec![format!("nats-route://127.0.0.1:{port}"), a_url.clone()],
+            ..ClusterOptions::default()
+        });
+    })
+    .await;
+    wait_routes(&[&a, &b, &c], 2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for s in [&a, &b, &c] {
+        assert_eq!(s.server.cluster().unwrap().num_routes(), 2);
+    }
+}
+
+#[tokio::test]
+async fn no_advertise_keeps_connect_urls_out() {
+    let a = TestServer::start_with(|o| {
+        o.cluster = Some(ClusterOptions {
+            host: "127.0.0.1".into(),
+            port: -1,
+            no_advertise: true,
+            ..ClusterOptions::default()
+        });
+    })
+    .await;
+    let b = node("B", vec![route_url(&a)]).await;
+    wait_routes(&[&a, &b], 1).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(a.server.info().connect_urls.is_empty());
+    // B hears nothing of A's client URL either.
+    assert!(!b.server.info().connect_urls.contains(&a.addr.to_string()));
+    // A generated cluster name is still reported.
+    assert!(a.server.info().cluster.is_some());
+}

@@ -53,6 +53,9 @@ pub struct RouteInfo {
     pub max_payload: i32,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub cluster: String,
+    /// The sender's cluster name was generated, not configured: it yields to ours.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cluster_dynamic: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub connect_urls: Vec<String>,
     /// The URL other servers connect to for routes (`nats-route://host:port/`).
@@ -147,6 +150,8 @@ impl Cluster {
         let listener = TcpListener::bind((host, port)).await?;
         let addr = listener.local_addr()?;
         *self.listen_addr.write() = Some(addr);
+        let name = self.name.clone();
+        server.update_info(|i| i.cluster = Some(name));
         tracing::info!("Cluster name is {}", self.name);
         tracing::info!(
             "Listening for route connections on {}:{}",
@@ -277,6 +282,7 @@ impl Cluster {
             headers: true,
             max_payload: sinfo.max_payload,
             cluster: self.name.clone(),
+            cluster_dynamic: !self.name_configured,
             connect_urls: if self.opts.no_advertise {
                 Vec::new()
             } else {

@@ -369,7 +369,11 @@ fn handle(
                 route.close(ClosedReason::ClientClosed);
                 return false;
             }
-            if cluster.name_configured && !info.cluster.is_empty() && info.cluster != cluster.name {
+            if cluster.name_configured
+                && !info.cluster_dynamic
+                && !info.cluster.is_empty()
+                && info.cluster != cluster.name
+            {
                 tracing::error!(
                     "{}:{} - rid:{} - Rejecting connection, cluster name {:?} does not match {:?}",
                     route.addr.ip(),
