@@ -47,6 +47,8 @@ pub struct Cli {
     pub help: bool,
     /// `-sl/--signal <signal>[=<pid>]`, raw.
     pub signal: Option<String>,
+    /// `--ldm_on_sigterm` (ours): SIGTERM enters lame duck mode.
+    pub ldm_on_sigterm: Option<bool>,
     /// `--cluster <url>` / `--cluster_listen`: route listen URL.
     pub cluster: Option<String>,
     /// `--cluster_name`.
@@ -250,6 +252,7 @@ where
             "v" | "version" => cli.version = bool_val(&inline)?,
             "h" | "help" => cli.help = bool_val(&inline)?,
             "tls" => cli.tls = Some(bool_val(&inline)?),
+            "ldm_on_sigterm" => cli.ldm_on_sigterm = Some(bool_val(&inline)?),
             "tlsverify" => cli.tls_verify = Some(bool_val(&inline)?),
             "no_advertise" => cli.no_advertise = Some(bool_val(&inline)?),
             "a" | "addr" | "net" | "p" | "port" | "m" | "http_port" | "ms" | "https_port" | "c"
@@ -459,6 +462,9 @@ impl Cli {
         if let Some(t) = self.logtime {
             opts.logtime = t;
         }
+        if let Some(l) = self.ldm_on_sigterm {
+            opts.lame_duck_on_sigterm = l;
+        }
         self.apply_auth(opts);
         self.apply_tls(opts);
         self.apply_cluster(opts);
@@ -528,6 +534,8 @@ Server Options:
     -t                               Test configuration and exit
     -sl,--signal <signal>[=<pid>]    Send signal to natrix-broker process (ldm, stop, quit, term, reopen, reload)
                                      <pid> can be either a PID (e.g. 1) or the path to a PID file (e.g. /var/run/natrix-broker.pid)
+        --ldm_on_sigterm             SIGTERM enters lame duck mode instead of stopping at once
+                                     (also `lame_duck_on_sigterm: true`; no preStop hook needed on Kubernetes)
         --client_advertise <string>  Client URL to advertise to other servers
         --ports_file_dir <dir>       Creates a ports file in the specified directory (<executable_name>_<pid>.ports).
 

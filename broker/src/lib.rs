@@ -10,6 +10,7 @@ pub mod monitor;
 pub mod options;
 pub mod protocol;
 pub mod server;
+pub mod signal;
 pub mod subject;
 pub mod sublist;
 /// TLS server configuration (lives under `server/`; declared here until the connection code adopts it).

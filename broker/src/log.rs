@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -136,15 +136,25 @@ impl<'a> MakeWriter<'a> for SinkWriter {
     }
 }
 
+/// The log file of the installed logger and its path, for [`reopen`].
+static LOG_FILE: std::sync::OnceLock<(PathBuf, Arc<Mutex<std::fs::File>>)> =
+    std::sync::OnceLock::new();
+
+fn open_append(p: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(p)
+}
+
 /// Installs the global logger; `debug`/`trace` raise the level as `-D`/`-V` do.
 pub fn init(debug: bool, trace: bool, logtime: bool, file: Option<&Path>) -> std::io::Result<()> {
     let sink = match file {
-        Some(p) => Sink::File(Arc::new(Mutex::new(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)?,
-        ))),
+        Some(p) => {
+            let f = Arc::new(Mutex::new(open_append(p)?));
+            let _ = LOG_FILE.set((p.to_path_buf(), f.clone()));
+            Sink::File(f)
+        }
         None => Sink::Stderr,
     };
     let level = if trace {
@@ -162,6 +172,19 @@ pub fn init(debug: bool, trace: bool, logtime: bool, file: Option<&Path>) -> std
             pid: std::process::id(),
         })
         .try_init();
+    Ok(())
+}
+
+/// Reopens the log file by its path (SIGUSR1, for log rotation) and logs nats-server's line:
+/// `File log re-opened`, or `File log re-open ignored, not a file logger` when logging to stderr.
+pub fn reopen() -> std::io::Result<()> {
+    let Some((path, file)) = LOG_FILE.get() else {
+        tracing::info!("File log re-open ignored, not a file logger");
+        return Ok(());
+    };
+    let new = open_append(path)?;
+    *file.lock() = new;
+    tracing::info!("File log re-opened");
     Ok(())
 }
 

@@ -30,8 +30,14 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if let Some(sig) = &flags.signal {
-        eprintln!("natrix-broker: --signal {sig}: sending signals is not supported yet");
-        return ExitCode::FAILURE;
+        // As nats-server: send the signal and exit, before any configuration is read.
+        return match natrix_broker::signal::process_signal(sig) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("natrix-broker: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     let (mut opts, warnings) = match &flags.config {
         Some(path) => match natrix_broker::config::load_file(path) {
@@ -127,7 +133,7 @@ async fn run(opts: Options) -> ExitCode {
     }
     // Trap the signals before announcing readiness: a harness may stop the server the moment
     // it sees `Server is ready`.
-    let signals = Signals::new();
+    let mut signals = Signals::new();
     if let Err(e) = server.start().await {
         tracing::error!("Error listening on port: {e}");
         if let Some(p) = &pid_file {
@@ -135,11 +141,39 @@ async fn run(opts: Options) -> ExitCode {
         }
         return ExitCode::FAILURE;
     }
-    let signal = signals.recv().await;
-    tracing::info!("Trapped \"{signal}\" signal");
-    tracing::info!("Initiating Shutdown...");
+    let ldm_on_sigterm = server.options().lame_duck_on_sigterm;
+    loop {
+        tokio::select! {
+            sig = signals.recv() => {
+                tracing::info!("Trapped \"{}\" signal", sig.go_name());
+                match sig {
+                    Sig::Int => break,
+                    // nats-server ignores SIGTERM once lame duck mode runs.
+                    Sig::Term if server.is_lame_duck() => {}
+                    Sig::Term if !ldm_on_sigterm => break,
+                    Sig::Term | Sig::Usr2 => {
+                        let s = server.clone();
+                        tokio::spawn(async move { s.lame_duck_mode().await });
+                    }
+                    Sig::Usr1 => {
+                        if let Err(e) = natrix_broker::log::reopen() {
+                            tracing::error!("Failed to re-open log file: {e}");
+                        }
+                    }
+                    Sig::Hup => tracing::warn!(
+                        "Failed to reload server configuration: configuration reload is not supported yet"
+                    ),
+                }
+            }
+            // Lame duck mode has evicted every client and shut the server down.
+            _ = server.wait_shutdown() => break,
+        }
+    }
     let open: Vec<u64> = server.clients().iter().map(|c| c.cid).collect();
-    server.shutdown();
+    if !server.is_shut_down() {
+        tracing::info!("Initiating Shutdown...");
+        server.shutdown();
+    }
     wait_clients_closed(&server, &open).await;
     // nats-server removes both files on a clean exit.
     for p in [&pid_file, &ports_file].into_iter().flatten() {
@@ -181,10 +215,36 @@ async fn wait_clients_closed(server: &Server, open: &[u64]) {
     }
 }
 
-/// SIGTERM and SIGINT, trapped from creation on.
+/// A trapped signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sig {
+    Term,
+    Int,
+    Usr1,
+    Usr2,
+    Hup,
+}
+
+impl Sig {
+    /// The name Go gives the signal in `Trapped "..." signal`.
+    fn go_name(self) -> &'static str {
+        match self {
+            Sig::Term => "terminated",
+            Sig::Int => "interrupt",
+            Sig::Usr1 => "user defined signal 1",
+            Sig::Usr2 => "user defined signal 2",
+            Sig::Hup => "hangup",
+        }
+    }
+}
+
+/// SIGTERM, SIGINT, SIGUSR1, SIGUSR2 and SIGHUP, trapped from creation on.
 struct Signals {
     term: Option<tokio::signal::unix::Signal>,
     int: Option<tokio::signal::unix::Signal>,
+    usr1: Option<tokio::signal::unix::Signal>,
+    usr2: Option<tokio::signal::unix::Signal>,
+    hup: Option<tokio::signal::unix::Signal>,
 }
 
 impl Signals {
@@ -194,18 +254,29 @@ impl Signals {
         Signals {
             term: signal(SignalKind::terminate()).ok(),
             int: signal(SignalKind::interrupt()).ok(),
+            usr1: signal(SignalKind::user_defined1()).ok(),
+            usr2: signal(SignalKind::user_defined2()).ok(),
+            hup: signal(SignalKind::hangup()).ok(),
         }
     }
 
-    /// Waits for either signal and names it as Go does.
-    async fn recv(mut self) -> &'static str {
-        let (Some(term), Some(int)) = (self.term.as_mut(), self.int.as_mut()) else {
-            let _ = tokio::signal::ctrl_c().await;
-            return "interrupt";
-        };
+    /// Waits for the next trapped signal.
+    async fn recv(&mut self) -> Sig {
+        /// One signal stream; pending forever when it could not be installed.
+        async fn next(s: &mut Option<tokio::signal::unix::Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
         tokio::select! {
-            _ = term.recv() => "terminated",
-            _ = int.recv() => "interrupt",
+            _ = next(&mut self.term) => Sig::Term,
+            _ = next(&mut self.int) => Sig::Int,
+            _ = next(&mut self.usr1) => Sig::Usr1,
+            _ = next(&mut self.usr2) => Sig::Usr2,
+            _ = next(&mut self.hup) => Sig::Hup,
         }
     }
 }

@@ -42,6 +42,9 @@ pub struct Options {
     pub no_header_support: bool,
     pub lame_duck_duration: Duration,
     pub lame_duck_grace_period: Duration,
+    /// Ours (`lame_duck_on_sigterm` / `--ldm_on_sigterm`): SIGTERM enters lame duck mode instead
+    /// of stopping at once, so a Kubernetes pod needs no preStop hook.
+    pub lame_duck_on_sigterm: bool,
     /// Only with `-t`: check the config and exit.
     pub check_config: bool,
     /// Users from `authorization { user/password | users }`, `accounts { X { users } }` and
@@ -218,6 +221,13 @@ impl Options {
                 self.max_payload
             ));
         }
+        if self.lame_duck_grace_period >= self.lame_duck_duration {
+            return Err(format!(
+                "lame duck grace period ({}) should be strictly lower than lame duck duration ({})",
+                crate::monitor::util::go_duration(self.lame_duck_grace_period.as_nanos() as i128),
+                crate::monitor::util::go_duration(self.lame_duck_duration.as_nanos() as i128)
+            ));
+        }
         Ok(())
     }
 }
@@ -256,6 +266,7 @@ impl Default for Options {
             no_header_support: false,
             lame_duck_duration: Duration::from_secs(120),
             lame_duck_grace_period: Duration::from_secs(10),
+            lame_duck_on_sigterm: false,
             check_config: false,
             users: Vec::new(),
             token: None,

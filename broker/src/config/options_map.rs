@@ -300,6 +300,7 @@ pub fn apply(map: &Map, opts: &mut Options) -> Result<Vec<String>, ConfigError> 
                 }
                 opts.lame_duck_duration = nanos(ns);
             }
+            "lame_duck_on_sigterm" => opts.lame_duck_on_sigterm = get_bool(e)?,
             "lame_duck_grace_period" => {
                 let ns = parse_string_duration(e)?;
                 if ns < 0 {

@@ -101,6 +101,10 @@ pub struct ClientMeta {
     pub headers: bool,
     pub no_responders: bool,
     pub connected: bool,
+    /// CONNECT's `protocol` (1: the client takes asynchronous INFOs).
+    pub protocol: i32,
+    /// The first PONG after CONNECT has gone out; only then are asynchronous INFOs sent.
+    pub first_pong_sent: bool,
 }
 
 /// Remaining uses and expiry of one `allow_responses` reply subject.
@@ -1043,6 +1047,10 @@ fn process_op(
         }
         ClientOp::Ping => {
             client.queue_proto(b"PONG\r\n");
+            if r.meta.connected && !r.meta.first_pong_sent {
+                r.meta.first_pong_sent = true;
+                client.meta.lock().first_pong_sent = true;
+            }
         }
         ClientOp::Pong => {
             client.pings_out.store(0, Ordering::Relaxed);
@@ -1144,6 +1152,8 @@ async fn finish_connect(
         // nats-server only honours no_responders with headers.
         no_responders: ci.no_responders && ci.headers,
         connected: true,
+        protocol: ci.protocol,
+        first_pong_sent: r.meta.first_pong_sent,
     };
     set_user(server, client, r, user);
     client.headers.store(meta.headers, Ordering::Relaxed);

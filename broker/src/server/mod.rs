@@ -2,6 +2,7 @@
 
 pub mod client;
 pub mod info;
+mod lame_duck;
 pub mod outbound;
 pub mod transport;
 
@@ -167,6 +168,8 @@ pub struct Server {
     shutdown: watch::Sender<bool>,
     /// Routes to the other servers of the cluster, when `cluster` is configured.
     cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Lame duck mode state.
+    ldm: lame_duck::LameDuck,
 }
 
 impl std::fmt::Debug for Server {
@@ -271,6 +274,7 @@ impl Server {
             https_addr: RwLock::new(None),
             shutdown: watch::channel(false).0,
             cluster: opts_cluster.map(crate::cluster::Cluster::new),
+            ldm: lame_duck::LameDuck::default(),
         }))
     }
 
@@ -478,7 +482,8 @@ impl Server {
 
     /// Asks every task to stop.
     pub fn shutdown(&self) {
-        let _ = self.shutdown.send(true);
+        // send_replace: the flag must stick even when nobody is waiting yet.
+        self.shutdown.send_replace(true);
         for c in self.clients() {
             c.close(ClosedReason::ServerShutdown);
         }
@@ -650,6 +655,7 @@ impl Server {
                     }
                 },
                 _ = self.wait_shutdown() => return,
+                _ = self.ldm.entered() => return self.ldm.close_listener(listener),
             }
         }
     }
