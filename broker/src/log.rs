@@ -3,18 +3,24 @@
 use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
 use parking_lot::Mutex;
 use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
+use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{reload, Registry};
+
+/// Whether lines carry a timestamp (`logtime`); changed by a config reload.
+static LOGTIME: AtomicBool = AtomicBool::new(true);
 
 /// Formats events as nats-server's logger does.
 pub struct NatsFormat {
-    logtime: bool,
     pid: u32,
 }
 
@@ -30,7 +36,7 @@ where
         event: &Event<'_>,
     ) -> fmt::Result {
         write!(w, "[{}] ", self.pid)?;
-        if self.logtime {
+        if LOGTIME.load(Ordering::Relaxed) {
             write!(w, "{} ", timestamp(SystemTime::now()))?;
         }
         let lvl = match *event.metadata().level() {
@@ -103,28 +109,29 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
-/// Where log lines go: stderr or an appended file.
-#[derive(Clone)]
-enum Sink {
-    Stderr,
-    File(Arc<Mutex<std::fs::File>>),
-}
+/// The log file (path and handle) when logging to a file; stderr otherwise. Switched by a
+/// config reload and reopened by SIGUSR1.
+static LOG_FILE: Mutex<Option<(PathBuf, std::fs::File)>> = Mutex::new(None);
 
-/// A `MakeWriter` over [`Sink`].
-#[derive(Clone)]
-pub struct SinkWriter(Sink);
+/// The reloadable level filter of the installed logger.
+static LEVEL: std::sync::OnceLock<reload::Handle<LevelFilter, Registry>> =
+    std::sync::OnceLock::new();
+
+/// A `MakeWriter` writing to the log file, or stderr when there is none.
+#[derive(Clone, Copy)]
+pub struct SinkWriter;
 
 impl Write for SinkWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match &self.0 {
-            Sink::Stderr => std::io::stderr().write(buf),
-            Sink::File(f) => f.lock().write(buf),
+        match &mut *LOG_FILE.lock() {
+            Some((_, f)) => f.write(buf),
+            None => std::io::stderr().write(buf),
         }
     }
     fn flush(&mut self) -> std::io::Result<()> {
-        match &self.0 {
-            Sink::Stderr => std::io::stderr().flush(),
-            Sink::File(f) => f.lock().flush(),
+        match &mut *LOG_FILE.lock() {
+            Some((_, f)) => f.flush(),
+            None => std::io::stderr().flush(),
         }
     }
 }
@@ -132,13 +139,9 @@ impl Write for SinkWriter {
 impl<'a> MakeWriter<'a> for SinkWriter {
     type Writer = SinkWriter;
     fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
+        *self
     }
 }
-
-/// The log file of the installed logger and its path, for [`reopen`].
-static LOG_FILE: std::sync::OnceLock<(PathBuf, Arc<Mutex<std::fs::File>>)> =
-    std::sync::OnceLock::new();
 
 fn open_append(p: &Path) -> std::io::Result<std::fs::File> {
     std::fs::OpenOptions::new()
@@ -147,43 +150,77 @@ fn open_append(p: &Path) -> std::io::Result<std::fs::File> {
         .open(p)
 }
 
+/// The level `-D`/`-V` select.
+fn level_for(debug: bool, trace: bool) -> LevelFilter {
+    if trace {
+        LevelFilter::TRACE
+    } else if debug {
+        LevelFilter::DEBUG
+    } else {
+        LevelFilter::INFO
+    }
+}
+
 /// Installs the global logger; `debug`/`trace` raise the level as `-D`/`-V` do.
 pub fn init(debug: bool, trace: bool, logtime: bool, file: Option<&Path>) -> std::io::Result<()> {
-    let sink = match file {
-        Some(p) => {
-            let f = Arc::new(Mutex::new(open_append(p)?));
-            let _ = LOG_FILE.set((p.to_path_buf(), f.clone()));
-            Sink::File(f)
-        }
-        None => Sink::Stderr,
-    };
-    let level = if trace {
-        Level::TRACE
-    } else if debug {
-        Level::DEBUG
-    } else {
-        Level::INFO
-    };
-    let _ = tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_writer(SinkWriter(sink))
+    set_file(file)?;
+    LOGTIME.store(logtime, Ordering::Relaxed);
+    let (filter, handle) = reload::Layer::new(level_for(debug, trace));
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(SinkWriter)
         .event_format(NatsFormat {
-            logtime,
             pid: std::process::id(),
-        })
-        .try_init();
+        });
+    if tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .try_init()
+        .is_ok()
+    {
+        let _ = LEVEL.set(handle);
+    }
+    Ok(())
+}
+
+/// Applies reloaded logging options: level, timestamps and the log file (`None`: stderr).
+pub fn reconfigure(
+    debug: bool,
+    trace: bool,
+    logtime: bool,
+    file: Option<&Path>,
+) -> std::io::Result<()> {
+    let same_file = LOG_FILE.lock().as_ref().map(|(p, _)| p.as_path()) == file;
+    if !same_file {
+        set_file(file)?;
+    }
+    LOGTIME.store(logtime, Ordering::Relaxed);
+    if let Some(h) = LEVEL.get() {
+        let _ = h.modify(|f| *f = level_for(debug, trace));
+    }
+    Ok(())
+}
+
+/// Sends log lines to `file` (appending), or to stderr.
+fn set_file(file: Option<&Path>) -> std::io::Result<()> {
+    let new = match file {
+        Some(p) => Some((p.to_path_buf(), open_append(p)?)),
+        None => None,
+    };
+    *LOG_FILE.lock() = new;
     Ok(())
 }
 
 /// Reopens the log file by its path (SIGUSR1, for log rotation) and logs nats-server's line:
 /// `File log re-opened`, or `File log re-open ignored, not a file logger` when logging to stderr.
 pub fn reopen() -> std::io::Result<()> {
-    let Some((path, file)) = LOG_FILE.get() else {
+    let Some(path) = LOG_FILE.lock().as_ref().map(|(p, _)| p.clone()) else {
         tracing::info!("File log re-open ignored, not a file logger");
         return Ok(());
     };
-    let new = open_append(path)?;
-    *file.lock() = new;
+    let new = open_append(&path)?;
+    if let Some((_, f)) = &mut *LOG_FILE.lock() {
+        *f = new;
+    }
     tracing::info!("File log re-opened");
     Ok(())
 }

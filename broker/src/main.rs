@@ -91,7 +91,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    rt.block_on(run(opts))
+    rt.block_on(run(opts, flags))
 }
 
 /// `natrix-broker passwd`: a random password and its bcrypt hash, like the `nats server passwd`
@@ -103,7 +103,7 @@ fn passwd() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn run(opts: Options) -> ExitCode {
+async fn run(opts: Options, flags: cli::Cli) -> ExitCode {
     let pid_file = opts.pid_file.clone();
     let ports_file = opts.ports_file_dir.as_deref().map(ports_file_path);
     let server = match Server::try_new(opts) {
@@ -160,9 +160,7 @@ async fn run(opts: Options) -> ExitCode {
                             tracing::error!("Failed to re-open log file: {e}");
                         }
                     }
-                    Sig::Hup => tracing::warn!(
-                        "Failed to reload server configuration: configuration reload is not supported yet"
-                    ),
+                    Sig::Hup => reload(&server, &flags).await,
                 }
             }
             // Lame duck mode has evicted every client and shut the server down.
@@ -181,6 +179,29 @@ async fn run(opts: Options) -> ExitCode {
     }
     tracing::info!("Server Exiting..");
     ExitCode::SUCCESS
+}
+
+/// SIGHUP: re-reads the config file, puts the command-line flags over it (as at startup) and
+/// applies it; any failure is logged and the running configuration stays.
+async fn reload(server: &std::sync::Arc<Server>, flags: &cli::Cli) {
+    let result = async {
+        let path = server
+            .options()
+            .config_file
+            .clone()
+            .ok_or_else(|| natrix_broker::server::reload::NO_CONFIG_FILE.to_string())?;
+        let (mut opts, warnings) =
+            natrix_broker::config::load_file(&path).map_err(|e| e.to_string())?;
+        for w in &warnings {
+            tracing::warn!("{w}");
+        }
+        flags.apply(&mut opts);
+        server.reload(opts).await
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::error!("Failed to reload server configuration: {e}");
+    }
 }
 
 /// `<dir>/<executable name>_<pid>.ports`, the file the server writes for `--ports_file_dir`.

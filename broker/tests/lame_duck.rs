@@ -489,7 +489,7 @@ fn sighup_keeps_the_server_running() {
     let mut b = Broker::start(Path::new(NATRIX), "", &[]);
     kill("HUP", b.pid());
     b.wait_line("Trapped \"hangup\" signal");
-    b.wait_line("[WRN] Failed to reload server configuration");
+    b.wait_line("[INF] Reloaded server configuration");
     // Still serving.
     let mut c = Raw::connect(
         b.port,

@@ -125,6 +125,9 @@ pub struct Client {
     track_replies: AtomicBool,
     /// Names from the verified client certificate, for `verify_and_map`.
     cert_ids: Vec<String>,
+    /// The accepted CONNECT and the INFO nonce, to re-check the credentials on config reload.
+    connect: Mutex<Option<ConnectInfo>>,
+    nonce: Option<String>,
     pub stats: Counters,
     /// Unix nanoseconds of the last protocol activity.
     pub last_activity: AtomicI64,
@@ -155,6 +158,11 @@ impl Client {
             .as_ref()
             .map(|u| u.name.clone())
             .filter(|n| !n.is_empty())
+    }
+
+    /// The user the connection authenticated as, once it has.
+    pub fn auth_user(&self) -> Option<Arc<AuthUser>> {
+        self.user.read().clone()
     }
 
     /// Candidate user names from the client certificate (`verify_and_map`).
@@ -244,6 +252,33 @@ impl Client {
 
     fn touch(&self) {
         self.last_activity.store(unix_nanos(), Ordering::Relaxed);
+    }
+
+    /// Re-checks the connection's credentials against reloaded authentication rules. On
+    /// success (same account) the connection takes the new user and permissions, which its read
+    /// loop picks up at the next reload epoch; `false` means they no longer authenticate.
+    /// Connections that have not authenticated yet pass.
+    pub(crate) fn reauthenticate(&self, auth: &crate::auth::Authenticator) -> bool {
+        let Some(old) = self.user.read().clone() else {
+            return true;
+        };
+        let connect = self.connect.lock().clone();
+        let presented = Presented {
+            connect: connect.as_ref(),
+            nonce: self.nonce.as_deref(),
+            cert_identities: &self.cert_ids,
+        };
+        match auth.authenticate(&presented) {
+            Ok(u) if Arc::ptr_eq(&u.account, &old.account) => {
+                self.track_replies.store(
+                    u.perms.as_ref().is_some_and(|p| p.responses.is_some()),
+                    Ordering::Relaxed,
+                );
+                *self.user.write() = Some(u);
+                true
+            }
+            _ => false,
+        }
     }
 }
 
@@ -654,6 +689,8 @@ pub async fn run_client(server: Arc<Server>, stream: TcpStream, addr: SocketAddr
         user: RwLock::new(pre_user.clone()),
         responses: Mutex::new(HashMap::new()),
         cert_ids,
+        connect: Mutex::new(None),
+        nonce: nonce.clone(),
         track_replies: AtomicBool::new(
             pre_user
                 .as_ref()
@@ -720,6 +757,29 @@ struct Reader {
     /// Recent publish permission answers (nats-server keeps a similar cache).
     pub_allowed: HashMap<Box<[u8]>, bool>,
     nonce: Option<String>,
+    /// The server's reload epoch this state was built for.
+    epoch: u64,
+}
+
+impl Reader {
+    /// Takes reloaded options and the connection's (re-checked) user and permissions.
+    fn reload(&mut self, server: &Arc<Server>, client: &Arc<Client>) {
+        let opts = server.options();
+        self.limits = Limits {
+            max_control_line: opts.max_control_line.max(1) as usize,
+            max_payload: opts.max_payload.max(0) as usize,
+        };
+        self.trace = opts.trace;
+        if self.user.is_none() {
+            return;
+        }
+        let Some(user) = client.user.read().clone() else {
+            return;
+        };
+        self.perms = user.perms.clone();
+        self.user = Some(user);
+        self.pub_allowed.clear();
+    }
 }
 
 async fn read_loop(
@@ -730,6 +790,7 @@ async fn read_loop(
     user: Option<Arc<AuthUser>>,
     nonce: Option<String>,
 ) {
+    let epoch = server.reload_epoch.load(Ordering::Acquire);
     let opts = server.options();
     let mut r = Reader {
         limits: Limits {
@@ -752,6 +813,7 @@ async fn read_loop(
         user,
         pub_allowed: HashMap::new(),
         nonce,
+        epoch,
     };
     let stall_wait = opts.write_deadline;
     // Clients must authenticate within auth_timeout when auth is required.
@@ -803,6 +865,12 @@ async fn read_loop(
                 },
             }
         };
+        // One load per read batch: a config reload changed limits or permissions.
+        let epoch = server.reload_epoch.load(Ordering::Acquire);
+        if epoch != r.epoch {
+            r.epoch = epoch;
+            r.reload(server, client);
+        }
         if n == read_size && read_size < 64 * 1024 {
             read_size *= 2;
             short_reads = 0;
@@ -1141,6 +1209,7 @@ async fn finish_connect(
         auth_violation(client);
         return;
     };
+    *client.connect.lock() = Some(ci.clone());
     let meta = ClientMeta {
         name: ci.name.unwrap_or_default(),
         lang: ci.lang.unwrap_or_default(),
@@ -1319,16 +1388,20 @@ fn no_responders(client: &Client, reply: &[u8], subject: &[u8]) {
     }
 }
 
-async fn write_loop(server: Arc<Server>, client: Arc<Client>) {
-    let (ping_interval, ping_max, write_deadline) = {
-        let o = server.options();
-        (o.ping_interval, o.ping_max.max(0) as u32, o.write_deadline)
-    };
-    let ping_interval = if ping_interval.is_zero() {
+/// The write loop's settings: ping interval, maximum outstanding pings, write deadline.
+fn write_settings(server: &Server) -> (Duration, u32, Duration) {
+    let o = server.options();
+    let ping_interval = if o.ping_interval.is_zero() {
         Duration::from_secs(120)
     } else {
-        ping_interval
+        o.ping_interval
     };
+    (ping_interval, o.ping_max.max(0) as u32, o.write_deadline)
+}
+
+async fn write_loop(server: Arc<Server>, client: Arc<Client>) {
+    let mut epoch = server.reload_epoch.load(Ordering::Acquire);
+    let (mut ping_interval, mut ping_max, mut write_deadline) = write_settings(&server);
     let mut ping =
         tokio::time::interval_at(tokio::time::Instant::now() + ping_interval, ping_interval);
     loop {
@@ -1338,6 +1411,18 @@ async fn write_loop(server: Arc<Server>, client: Arc<Client>) {
                 if !client.is_closing() {
                     send_ping(&server, &client, ping_max);
                 }
+            }
+        }
+        let now = server.reload_epoch.load(Ordering::Acquire);
+        if now != epoch {
+            epoch = now;
+            let old_interval = ping_interval;
+            (ping_interval, ping_max, write_deadline) = write_settings(&server);
+            if ping_interval != old_interval {
+                ping = tokio::time::interval_at(
+                    tokio::time::Instant::now() + ping_interval,
+                    ping_interval,
+                );
             }
         }
         // A closing connection gets a short grace to flush its last words (e.g. -ERR).

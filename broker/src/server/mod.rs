@@ -4,6 +4,7 @@ pub mod client;
 pub mod info;
 mod lame_duck;
 pub mod outbound;
+pub mod reload;
 pub mod transport;
 
 use std::collections::{HashMap, VecDeque};
@@ -135,6 +136,9 @@ pub struct SlowConsumerStats {
     pub leafs: AtomicU64,
 }
 
+/// Client TLS: the rustls config, whether the handshake comes before INFO, its timeout.
+pub type TlsSetup = (Arc<rustls::ServerConfig>, bool, Duration);
+
 /// The running broker, shared by every connection task and the monitoring server.
 pub struct Server {
     opts: RwLock<Arc<Options>>,
@@ -156,7 +160,10 @@ pub struct Server {
     pub system_account: Arc<Account>,
     auth: RwLock<Arc<Authenticator>>,
     /// Client TLS: the rustls config, whether the handshake comes before INFO, its timeout.
-    tls: Option<(Arc<rustls::ServerConfig>, bool, Duration)>,
+    tls: RwLock<Option<TlsSetup>>,
+    /// Bumped by every applied config reload; connections compare it once per read batch and
+    /// then re-read their limits and permissions.
+    pub(crate) reload_epoch: AtomicU64,
     clients: Mutex<HashMap<u64, Arc<Client>>>,
     closed: Mutex<VecDeque<ClosedClient>>,
     /// Client listener address once bound.
@@ -227,23 +234,7 @@ impl Server {
         if auth.advertise_required() {
             info.auth_required = Some(true);
         }
-        let tls = match &opts.tls {
-            Some(t) => {
-                crate::tls::install_crypto_provider();
-                let config = crate::tls::server_config(t)?;
-                info.tls_required = Some(true);
-                if t.verify || t.verify_and_map {
-                    info.tls_verify = Some(true);
-                }
-                let timeout = if t.timeout.is_zero() {
-                    Duration::from_secs(2)
-                } else {
-                    t.timeout
-                };
-                Some((config, t.handshake_first, timeout))
-            }
-            None => None,
-        };
+        let tls = tls_setup(&opts, &mut info)?;
         let now = SystemTime::now();
         let opts_cluster = opts.cluster.clone();
         if let Some(c) = &opts_cluster {
@@ -266,7 +257,8 @@ impl Server {
             accounts: RwLock::new(accounts),
             system_account,
             auth: RwLock::new(Arc::new(auth)),
-            tls,
+            tls: RwLock::new(tls),
+            reload_epoch: AtomicU64::new(0),
             clients: Mutex::new(HashMap::new()),
             closed: Mutex::new(VecDeque::new()),
             client_addr: RwLock::new(None),
@@ -279,8 +271,8 @@ impl Server {
     }
 
     /// Client TLS settings, when TLS is configured.
-    pub fn tls_config(&self) -> Option<(Arc<rustls::ServerConfig>, bool, Duration)> {
-        self.tls.clone()
+    pub fn tls_config(&self) -> Option<TlsSetup> {
+        self.tls.read().clone()
     }
 
     /// The cluster (routes), when configured.
@@ -668,6 +660,25 @@ pub enum ServerError {
     Auth(#[from] AuthError),
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+}
+
+/// Builds the client TLS setup from the options and sets INFO's TLS fields to match.
+fn tls_setup(opts: &Options, info: &mut Info) -> Result<Option<TlsSetup>, ServerError> {
+    let Some(t) = &opts.tls else {
+        info.tls_required = None;
+        info.tls_verify = None;
+        return Ok(None);
+    };
+    crate::tls::install_crypto_provider();
+    let config = crate::tls::server_config(t)?;
+    info.tls_required = Some(true);
+    info.tls_verify = (t.verify || t.verify_and_map).then_some(true);
+    let timeout = if t.timeout.is_zero() {
+        Duration::from_secs(2)
+    } else {
+        t.timeout
+    };
+    Ok(Some((config, t.handshake_first, timeout)))
 }
 
 /// Connects every configured import to its exporting account (the config loader has already
