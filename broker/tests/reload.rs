@@ -4,6 +4,8 @@
 //!
 //! Every broker listens on 127.0.0.1 with an ephemeral port and is killed when dropped.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -26,6 +28,10 @@ struct Broker {
 
 impl Broker {
     fn start(conf_text: &str) -> Broker {
+        Self::start_bin(std::path::Path::new(NATRIX), conf_text)
+    }
+
+    fn start_bin(bin: &std::path::Path, conf_text: &str) -> Broker {
         let dir = std::env::temp_dir().join(format!(
             "natrix-reload-{}-{}",
             std::process::id(),
@@ -34,7 +40,7 @@ impl Broker {
         std::fs::create_dir_all(&dir).unwrap();
         let conf = dir.join("nats.conf");
         std::fs::write(&conf, conf_text).unwrap();
-        let mut child = Command::new(NATRIX)
+        let mut child = Command::new(bin)
             .arg("-c")
             .arg(&conf)
             .stdin(Stdio::null())
@@ -324,4 +330,63 @@ fn max_payload_reload_applies_to_connected_client() {
         "{}",
         c.seen
     );
+}
+
+#[test]
+fn signal_reload_command_reloads() {
+    let b = Broker::start(LISTEN);
+    std::fs::write(&b.conf, format!("{LISTEN}max_control_line: 2048\n")).unwrap();
+    let st = Command::new(NATRIX)
+        .arg("--signal")
+        .arg(format!("reload={}", b.child.id()))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    b.wait_line("Trapped \"hangup\" signal");
+    b.wait_line("[INF] Reloaded: max_control_line = 2048");
+    b.wait_line("[INF] Reloaded server configuration");
+}
+
+/// The text of a log line after its level tag, and without nats-server's `(sha256:...)`.
+fn message(line: &str) -> String {
+    let m = ["[INF] ", "[ERR] ", "[WRN] "]
+        .iter()
+        .find_map(|t| line.find(t).map(|i| &line[i..]))
+        .unwrap_or(line);
+    m.split(" (sha256:").next().unwrap().to_string()
+}
+
+#[test]
+fn reload_lines_match_reference() {
+    let conf = |extra: &str| {
+        format!("{LISTEN}authorization {{ users = [ {{user: a, password: a}} ] }}\n{extra}")
+    };
+    let mut seen = Vec::new();
+    for bin in [PathBuf::from(NATRIX), common::nats_server_bin()] {
+        let b = Broker::start_bin(&bin, &conf(""));
+        let ok = b.count("Reloaded server configuration");
+        b.reload(&conf(
+            "debug: true\nmax_payload: 4096\nping_interval: \"30s\"\nwrite_deadline: \"3s\"\nmax_connections: 10\n",
+        ));
+        b.wait_nth("Reloaded server configuration", ok + 1);
+        let bad = b.reload_expect(
+            &format!("listen: 127.0.0.1:{}\n", b.port.wrapping_add(1).max(1024)),
+            "Failed to reload server configuration",
+        );
+        let lines: Vec<String> = b
+            .lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains("Reloaded") || l.contains("Failed to reload"))
+            .map(|l| {
+                message(l)
+                    .replace(&b.port.wrapping_add(1).max(1024).to_string(), "NEW")
+                    .replace(&b.port.to_string(), "PORT")
+            })
+            .collect();
+        assert!(bad.contains("[ERR]"), "{bad}");
+        seen.push(lines);
+    }
+    assert_eq!(seen[0], seen[1]);
 }
