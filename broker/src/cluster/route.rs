@@ -273,7 +273,11 @@ async fn read_loop(
     let max_payload = server.options().max_payload.max(0) as usize;
     let mut registered = false;
     let mut buf = BytesMut::with_capacity(32 * 1024);
-    let mut wakes = WakeList::new(0);
+    // The owner tags this reader's batches in the consumers' queues, so it must differ from
+    // every other producer's: with 0 for every route, two routes delivering to one client in
+    // batches with equal counts each took the other's flush for their own, and the message
+    // stayed queued until the next one. Clients own their cid; routes take the upper half.
+    let mut wakes = WakeList::new(ROUTE_OWNER | (route.rid & 0x7fff_ffff));
     loop {
         buf.reserve(32 * 1024);
         tokio::select! {
@@ -523,6 +527,9 @@ fn deliver_routed(
         server, &m, None, true, subject, reply, headers, payload, wakes,
     );
 }
+
+/// The bit marking a route reader's [`WakeList`] owner apart from client ids.
+const ROUTE_OWNER: u64 = 1 << 31;
 
 async fn write_loop(server: Arc<Server>, route: Arc<Route>) {
     let (ping_interval, ping_max, write_deadline) = {
