@@ -179,7 +179,9 @@ impl Outbound {
                 s.flushing = true;
                 // Bounded chunks let a large backlog drain in steps, so stalled producers
                 // resume as soon as the consumer is below its high-water mark.
-                let chunk = if s.buf.len() > MAX_CHUNK {
+                // TLS encrypts a chunk at once, so it takes bounded steps; plain TCP takes the
+                // whole backlog (keeping the buffer's allocation) and reports progress as it goes.
+                let chunk = if s.tls.is_some() && s.buf.len() > MAX_CHUNK {
                     s.buf.split_to(MAX_CHUNK)
                 } else {
                     spare.clear();
@@ -189,7 +191,8 @@ impl Outbound {
                 (chunk, sock, s.tls.clone())
             };
             let res =
-                tokio::time::timeout(deadline, write_all(&sock, tls.as_ref(), &mut chunk)).await;
+                tokio::time::timeout(deadline, self.write_all(&sock, tls.as_ref(), &mut chunk))
+                    .await;
             {
                 let mut s = self.state.lock();
                 s.in_flight = 0;
@@ -206,7 +209,7 @@ impl Outbound {
                 Err(_) => return Err(FlushError::Deadline),
             }
             chunk.clear();
-            spare = if chunk.capacity() > 1 << 20 {
+            spare = if chunk.capacity() > 8 << 20 {
                 BytesMut::new()
             } else {
                 chunk
@@ -229,8 +232,44 @@ fn tls_wants_write(s: &State) -> bool {
     s.tls.as_ref().is_some_and(|t| t.lock().wants_write())
 }
 
-async fn write_all(sock: &TcpStream, tls: Option<&Tls>, chunk: &mut BytesMut) -> io::Result<()> {
-    if let Some(tls) = tls {
+impl Outbound {
+    /// Writes one chunk; on plain TCP it lowers the in-flight count as bytes leave and wakes
+    /// stalled producers every `PROGRESS_STEP` bytes.
+    async fn write_all(
+        &self,
+        sock: &TcpStream,
+        tls: Option<&Tls>,
+        chunk: &mut BytesMut,
+    ) -> io::Result<()> {
+        if let Some(tls) = tls {
+            return write_tls(sock, tls, chunk).await;
+        }
+        let mut since_notify = 0;
+        while !chunk.is_empty() {
+            sock.writable().await?;
+            match sock.try_write(chunk) {
+                Ok(n) => {
+                    chunk.advance(n);
+                    since_notify += n;
+                    if since_notify >= PROGRESS_STEP && !chunk.is_empty() {
+                        since_notify = 0;
+                        self.state.lock().in_flight = chunk.len();
+                        self.drained.notify_waiters();
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How often a large write reports progress to stalled producers.
+const PROGRESS_STEP: usize = 256 * 1024;
+
+async fn write_tls(sock: &TcpStream, tls: &Tls, chunk: &mut BytesMut) -> io::Result<()> {
+    {
         tls.lock().writer().write_all(chunk)?;
         chunk.clear();
         loop {
@@ -248,13 +287,4 @@ async fn write_all(sock: &TcpStream, tls: Option<&Tls>, chunk: &mut BytesMut) ->
             sock.writable().await?;
         }
     }
-    while !chunk.is_empty() {
-        sock.writable().await?;
-        match sock.try_write(chunk) {
-            Ok(n) => chunk.advance(n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
