@@ -1,0 +1,4 @@
+//! Natrix operator: custom resources and the pure rendering of a NatsCluster's objects.
+
+pub mod crd;
+pub mod render;

@@ -1,0 +1,298 @@
+use super::*;
+use crate::crd::{ListenerTls, NatsCluster, NatsClusterSpec, SecretKeyRef, TlsSpec};
+
+fn cluster(spec: serde_json::Value) -> NatsCluster {
+    let spec: NatsClusterSpec = serde_json::from_value(spec).unwrap();
+    let mut nc = NatsCluster::new("nats", spec);
+    nc.metadata.namespace = Some("prod".into());
+    nc.metadata.uid = Some("1234-uid".into());
+    nc
+}
+
+fn parse(conf: &str) -> natrix_broker::config::Map {
+    let env = |k: &str| match k {
+        "SERVER_NAME" => Some("nats-0".to_string()),
+        "SYSTEM_ACCOUNT" => Some("ADUMMY".to_string()),
+        _ => None,
+    };
+    natrix_broker::config::parser::parse_str(conf, "nats.conf", std::path::Path::new(""), &env)
+        .unwrap_or_else(|e| panic!("rendered nats.conf does not parse: {e}\n{conf}"))
+}
+
+#[test]
+fn default_conf_parses_and_loads_in_the_broker() {
+    let r = render(&cluster(serde_json::json!({}))).unwrap();
+    let map = parse(&r.conf);
+    let mut opts = natrix_broker::options::Options::default();
+    natrix_broker::config::apply(&map, &mut opts).unwrap();
+    assert_eq!(opts.server_name.as_deref(), Some("nats-0"));
+    assert_eq!(opts.port, 4222);
+    assert_eq!(opts.http_port, 8222);
+    assert!(opts.lame_duck_on_sigterm);
+    assert_eq!(opts.lame_duck_grace_period.as_secs(), 10);
+    assert_eq!(opts.lame_duck_duration.as_secs(), 30);
+    let c = opts.cluster.unwrap();
+    assert_eq!(c.name.as_deref(), Some("nats"));
+    assert_eq!(c.port, 6222);
+    assert!(c.no_advertise);
+    assert_eq!(
+        c.routes,
+        vec![
+            "nats://nats-0.nats-headless:6222",
+            "nats://nats-1.nats-headless:6222",
+            "nats://nats-2.nats-headless:6222"
+        ]
+    );
+}
+
+#[test]
+fn jetstream_resolver_tls_conf_parses() {
+    let mut nc = cluster(serde_json::json!({
+        "replicas": 5,
+        "jetstream": {"enabled": true, "fileStorage": {"size": "20Gi", "storageClassName": "fast"},
+                      "memoryStorage": {"maxSize": "1G"}},
+        "resolver": {"enabled": true},
+        "auth": {"operatorMode": true},
+        "config": {"max_payload": 2097152, "cluster": {"connect_retries": 30}, "debug": true},
+    }));
+    nc.spec.tls = Some(TlsSpec {
+        client: Some(ListenerTls {
+            secret_name: "client-tls".into(),
+            verify: true,
+        }),
+        cluster: Some(ListenerTls {
+            secret_name: "route-tls".into(),
+            verify: false,
+        }),
+        ca: Some(SecretKeyRef {
+            secret_name: "ca".into(),
+            key: "ca.crt".into(),
+        }),
+    });
+    let r = render(&nc).unwrap();
+    parse(&r.conf);
+    let c = &r.conf;
+    assert!(c.contains("store_dir: \"/data\""), "{c}");
+    assert!(
+        c.contains(&format!("max_file_store: {}", 20i64 << 30)),
+        "{c}"
+    );
+    assert!(c.contains("max_memory_store: 1000000000"), "{c}");
+    assert!(c.contains("dir: \"/data/resolver\""), "{c}");
+    assert!(c.contains("system_account: $SYSTEM_ACCOUNT"), "{c}");
+    assert!(
+        c.contains("connect_retries: 30"),
+        "merged into cluster: {c}"
+    );
+    assert!(
+        c.contains("no_advertise: true"),
+        "merge keeps siblings: {c}"
+    );
+    assert!(c.contains("nats://nats-4.nats-headless:6222"), "{c}");
+    assert!(
+        c.contains("cert_file: \"/etc/nats/tls/client/tls.crt\""),
+        "{c}"
+    );
+    let sts = r.statefulset.spec.unwrap();
+    let claims = sts.volume_claim_templates.unwrap();
+    assert_eq!(claims.len(), 2);
+    let json = serde_json::to_value(&claims[0]).unwrap();
+    assert_eq!(json["apiVersion"], "v1", "Argo CD drift: {json}");
+    assert_eq!(json["kind"], "PersistentVolumeClaim");
+    assert_eq!(json["spec"]["resources"]["requests"]["storage"], "20Gi");
+    assert_eq!(json["spec"]["storageClassName"], "fast");
+}
+
+#[test]
+fn operator_mode_and_resolver_go_together() {
+    let e = render(&cluster(
+        serde_json::json!({"auth": {"operatorMode": true}}),
+    ))
+    .unwrap_err();
+    assert!(matches!(e, RenderError::InvalidSpec(_)));
+    let e = render(&cluster(serde_json::json!({"resolver": {"enabled": true}}))).unwrap_err();
+    assert!(matches!(e, RenderError::InvalidSpec(_)));
+}
+
+#[test]
+fn every_port_has_a_protocol_and_client_service_hides_monitoring() {
+    let r = render(&cluster(serde_json::json!({}))).unwrap();
+    for svc in [&r.headless_service, &r.client_service] {
+        for p in svc.spec.as_ref().unwrap().ports.as_ref().unwrap() {
+            assert_eq!(p.protocol.as_deref(), Some("TCP"), "{p:?}");
+        }
+    }
+    let sts = r.statefulset.spec.as_ref().unwrap();
+    let pod = sts.template.spec.as_ref().unwrap();
+    for p in pod.containers[0].ports.as_ref().unwrap() {
+        assert_eq!(p.protocol.as_deref(), Some("TCP"), "{p:?}");
+    }
+    let client_ports: Vec<_> = r
+        .client_service
+        .spec
+        .as_ref()
+        .unwrap()
+        .ports
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|p| p.port)
+        .collect();
+    assert_eq!(client_ports, vec![4222]);
+    let h = r.headless_service.spec.as_ref().unwrap();
+    assert_eq!(h.cluster_ip.as_deref(), Some("None"));
+    assert_eq!(h.publish_not_ready_addresses, Some(true));
+    assert_eq!(h.ports.as_ref().unwrap().len(), 3);
+}
+
+#[test]
+fn statefulset_shape() {
+    let r = render(&cluster(serde_json::json!({
+        "replicas": 3,
+        "lameDuck": {"gracePeriod": "15s", "duration": "1m"},
+        "image": {"repository": "example/natrix", "tag": "1.2.3", "pullPolicy": "IfNotPresent"},
+    })))
+    .unwrap();
+    let sts = r.statefulset.spec.as_ref().unwrap();
+    assert_eq!(sts.replicas, Some(3));
+    assert_eq!(sts.pod_management_policy.as_deref(), Some("Parallel"));
+    assert_eq!(sts.service_name.as_deref(), Some("nats-headless"));
+    assert!(sts.volume_claim_templates.is_none());
+    let tmpl = &sts.template;
+    let ann = tmpl
+        .metadata
+        .as_ref()
+        .unwrap()
+        .annotations
+        .as_ref()
+        .unwrap();
+    assert_eq!(ann[CONFIG_HASH_ANNOTATION], r.config_hash);
+    let pod = tmpl.spec.as_ref().unwrap();
+    assert_eq!(pod.termination_grace_period_seconds, Some(15 + 60 + 20));
+    let psc = pod.security_context.as_ref().unwrap();
+    assert_eq!(psc.run_as_non_root, Some(true));
+    assert_eq!(psc.run_as_user, Some(RUN_AS));
+    let c = &pod.containers[0];
+    assert_eq!(c.image.as_deref(), Some("example/natrix:1.2.3"));
+    assert_eq!(c.image_pull_policy.as_deref(), Some("IfNotPresent"));
+    assert_eq!(
+        c.command.as_ref().unwrap(),
+        &vec!["natrix-broker".to_string()]
+    );
+    assert_eq!(
+        c.args.as_ref().unwrap(),
+        &vec!["-c".to_string(), "/etc/nats/nats.conf".into()]
+    );
+    assert!(
+        c.lifecycle.is_none(),
+        "no preStop: lame_duck_on_sigterm does it"
+    );
+    let path = |p: &Option<k8s_openapi::api::core::v1::Probe>| {
+        let p = p.as_ref().unwrap();
+        (
+            p.http_get.as_ref().unwrap().path.clone().unwrap(),
+            p.period_seconds,
+            p.failure_threshold,
+        )
+    };
+    assert_eq!(
+        path(&c.startup_probe),
+        ("/healthz".into(), Some(10), Some(90))
+    );
+    assert_eq!(
+        path(&c.readiness_probe),
+        ("/healthz?js-server-only=true".into(), Some(10), Some(3))
+    );
+    assert_eq!(
+        path(&c.liveness_probe),
+        ("/healthz?js-enabled-only=true".into(), Some(30), Some(3))
+    );
+    assert_eq!(
+        c.security_context
+            .as_ref()
+            .unwrap()
+            .allow_privilege_escalation,
+        Some(false)
+    );
+    assert!(r.conf.contains("lame_duck_on_sigterm: true"));
+}
+
+#[test]
+fn owner_references_on_everything_and_pdb() {
+    let r = render(&cluster(
+        serde_json::json!({"podDisruptionBudget": {"maxUnavailable": 2}}),
+    ))
+    .unwrap();
+    let pdb = r.pdb.clone().unwrap();
+    assert_eq!(
+        pdb.spec.as_ref().unwrap().max_unavailable,
+        Some(IntOrString::Int(2))
+    );
+    let metas = [
+        &r.config_map.metadata,
+        &r.headless_service.metadata,
+        &r.client_service.metadata,
+        &r.statefulset.metadata,
+        &pdb.metadata,
+    ];
+    for m in metas {
+        let o = &m.owner_references.as_ref().unwrap()[0];
+        assert_eq!(
+            (o.kind.as_str(), o.name.as_str(), o.uid.as_str()),
+            ("NatsCluster", "nats", "1234-uid")
+        );
+        assert_eq!(o.controller, Some(true));
+        assert_eq!(m.namespace.as_deref(), Some("prod"));
+    }
+    assert_eq!(r.config_map.data.as_ref().unwrap()[CONF_KEY], r.conf);
+    let default = render(&cluster(serde_json::json!({}))).unwrap();
+    assert_eq!(
+        default.pdb.unwrap().spec.unwrap().max_unavailable,
+        Some(IntOrString::Int(1))
+    );
+    let off = render(&cluster(
+        serde_json::json!({"podDisruptionBudget": {"enabled": false}}),
+    ))
+    .unwrap();
+    assert!(off.pdb.is_none());
+    let mut no_uid = cluster(serde_json::json!({}));
+    no_uid.metadata.uid = None;
+    assert_eq!(
+        render(&no_uid).unwrap_err(),
+        RenderError::MissingMetadata("uid")
+    );
+}
+
+#[test]
+fn config_hash_ignores_reloadable_changes() {
+    let base = render(&cluster(serde_json::json!({}))).unwrap();
+    let reload = render(&cluster(
+        serde_json::json!({"config": {"max_payload": 1024, "debug": true}}),
+    ))
+    .unwrap();
+    assert_ne!(base.conf, reload.conf);
+    assert_eq!(base.config_hash, reload.config_hash);
+    let restart = render(&cluster(serde_json::json!({"ports": {"client": 4333}}))).unwrap();
+    assert_ne!(base.config_hash, restart.config_hash);
+}
+
+#[test]
+fn sizes_and_durations() {
+    assert_eq!(parse_size("10Gi"), Some(10 << 30));
+    assert_eq!(parse_size("1k"), Some(1000));
+    assert_eq!(parse_size("12"), Some(12));
+    assert_eq!(parse_size("1GB"), None);
+    assert_eq!(parse_duration("1h30m"), Some(5400.0));
+    assert_eq!(parse_duration("1d"), None);
+}
+
+#[test]
+fn config_strings_with_dollar_are_variables_and_quotes_escape() {
+    let r = render(&cluster(
+        serde_json::json!({"config": {"server_tags": ["a\"b", "$SERVER_NAME"]}}),
+    ))
+    .unwrap();
+    parse(&r.conf);
+    assert!(r.conf.contains("\"a\\\"b\""), "{}", r.conf);
+    assert!(r.conf.contains("  $SERVER_NAME\n"), "{}", r.conf);
+}
