@@ -441,3 +441,46 @@ fn verify_account_chain() {
     let ut = encode(&UserClaims::new(KeyPair::new_user().public_key()), &akp).unwrap();
     assert!(verify_account(&ut, &oc).is_err());
 }
+
+#[test]
+fn verify_activation_chain() {
+    let Chain { akp, mut ac, .. } = chain();
+    let exp_pk = akp.public_key();
+    let importer = KeyPair::new_account().public_key();
+    ac.nats.exports.push(Export {
+        subject: "svc.>".into(),
+        export_type: "service".into(),
+        token_req: true,
+        ..Default::default()
+    });
+    let mut act = ActivationClaims::new(importer.clone());
+    act.nats.import_subject = "svc.>".into();
+    act.nats.import_type = "service".into();
+    let iat = 2_000_000;
+    let t = encode_at(&act, &akp, iat).unwrap();
+    assert!(verify_activation_at(&t, &ac, &exp_pk, &importer, iat).is_ok());
+    let other = KeyPair::new_account().public_key();
+    assert!(matches!(
+        verify_activation_at(&t, &ac, &exp_pk, &other, iat),
+        Err(Error::Subject(_))
+    ));
+    // signing key needs issuer_account
+    let sk = KeyPair::new_account();
+    ac.nats
+        .signing_keys
+        .push(SigningKey::Plain(sk.public_key()));
+    let t_sk = encode_at(&act, &sk, iat).unwrap();
+    assert!(matches!(
+        verify_activation_at(&t_sk, &ac, &exp_pk, &importer, iat),
+        Err(Error::IssuerAccount { .. })
+    ));
+    act.nats.issuer_account = exp_pk.clone();
+    let t_sk = encode_at(&act, &sk, iat).unwrap();
+    assert!(verify_activation_at(&t_sk, &ac, &exp_pk, &importer, iat).is_ok());
+    // export revocation of the importer
+    ac.nats.exports[0].revocations.insert(importer.clone(), iat);
+    assert!(matches!(
+        verify_activation_at(&t, &ac, &exp_pk, &importer, iat),
+        Err(Error::Revoked(_))
+    ));
+}

@@ -1,8 +1,8 @@
 //! Chain of trust: operator -> account -> user.
 
 use crate::{
-    decode_as, now, Account, AccountClaims, Error, KeyKind, OperatorClaims, Permission, Result,
-    SigningKey, UserClaims, UserPermissionLimits,
+    decode_as, now, Account, AccountClaims, ActivationClaims, Error, KeyKind, OperatorClaims,
+    Permission, Result, SigningKey, UserClaims, UserPermissionLimits, REVOKE_ALL,
 };
 
 /// A user JWT that passed [`verify_user`], with its effective permissions and limits.
@@ -219,4 +219,69 @@ pub fn expand_template(
     t.publish = expand_permission(&template.publish, user, account)?;
     t.subscribe = expand_permission(&template.subscribe, user, account)?;
     Ok(t)
+}
+
+/// Verifies an activation token (now); see [`verify_activation_at`].
+pub fn verify_activation(
+    token: &str,
+    exporter: &AccountClaims,
+    exporter_public_key: &str,
+    importer_public_key: &str,
+) -> Result<ActivationClaims> {
+    verify_activation_at(
+        token,
+        exporter,
+        exporter_public_key,
+        importer_public_key,
+        now(),
+    )
+}
+
+/// Verifies an activation token: subject is the importing account, issued by the exporting
+/// account or one of its signing keys (then `issuer_account` must name it), time validity,
+/// and the revocations of the export it activates ("*" too).
+pub fn verify_activation_at(
+    token: &str,
+    exporter: &AccountClaims,
+    exporter_public_key: &str,
+    importer_public_key: &str,
+    now: i64,
+) -> Result<ActivationClaims> {
+    let claims: ActivationClaims = decode_as(token)?;
+    if claims.sub != importer_public_key {
+        return Err(Error::Subject(claims.sub));
+    }
+    let ia = &claims.nats.issuer_account;
+    if !ia.is_empty() && ia != exporter_public_key {
+        return Err(Error::IssuerAccount {
+            expected: exporter_public_key.to_string(),
+            found: ia.clone(),
+        });
+    }
+    if claims.iss != exporter_public_key {
+        if exporter.nats.signing_key(&claims.iss).is_none() {
+            return Err(Error::UntrustedIssuer(claims.iss));
+        }
+        if ia.is_empty() {
+            return Err(Error::IssuerAccount {
+                expected: exporter_public_key.to_string(),
+                found: String::new(),
+            });
+        }
+    }
+    claims.validate(now)?;
+    let revoked = exporter
+        .nats
+        .exports
+        .iter()
+        .filter(|e| e.subject == claims.nats.import_subject)
+        .any(|e| {
+            [REVOKE_ALL, importer_public_key]
+                .iter()
+                .any(|k| e.revocations.get(*k).is_some_and(|&ts| ts >= claims.iat))
+        });
+    if revoked {
+        return Err(Error::Revoked(claims.sub));
+    }
+    Ok(claims)
 }

@@ -206,11 +206,20 @@ async fn reference_server_accepts_natrix_jwts() {
     // the account is signed by an operator signing key
     let acc_jwt = encode(&ac, &osk).unwrap();
 
+    // a second account revoking every user issued so far ("*")
+    let all = KeyPair::new_account();
+    let mut rc = AccountClaims::new(all.public_key());
+    rc.nats
+        .revocations
+        .insert(natrix_jwt::REVOKE_ALL.into(), natrix_jwt::now() + 60);
+    let all_jwt = encode(&rc, &okp).unwrap();
+
     let config = format!(
-        "operator: {operator_jwt}\nsystem_account: {}\nresolver: MEMORY\nresolver_preload: {{\n  {}: {acc_jwt}\n  {}: {sys_jwt}\n}}\n",
+        "operator: {operator_jwt}\nsystem_account: {}\nresolver: MEMORY\nresolver_preload: {{\n  {}: {acc_jwt}\n  {}: {sys_jwt}\n  {}: {all_jwt}\n}}\n",
         sys.public_key(),
         akp.public_key(),
         sys.public_key(),
+        all.public_key(),
     );
     let server = start(&config);
     let port = server.port;
@@ -265,6 +274,15 @@ async fn reference_server_accepts_natrix_jwts() {
     uc.nats.issuer_account = akp.public_key();
     let e = connect(port, &user_creds(&uc, &other, &foreign)).await;
     assert_refused(e, "untrusted signer");
+
+    // revoked by "*"
+    let any = KeyPair::new_user();
+    let e = connect(
+        port,
+        &user_creds(&UserClaims::new(any.public_key()), &all, &any),
+    )
+    .await;
+    assert_refused(e, "user revoked by '*'");
 
     // control: the scoped user again, still accepted after the refusals
     let mut uc = UserClaims::new(by_scope.public_key());
