@@ -145,7 +145,27 @@ pub struct Client {
     max_pending: usize,
 }
 
+/// `ip:port - cid:N`, the prefix nats-server puts on every log line about a connection.
+pub struct ClientTag<'a>(&'a Client);
+
+impl std::fmt::Display for ClientTag<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{} - cid:{}",
+            self.0.addr.ip(),
+            self.0.addr.port(),
+            self.0.cid
+        )
+    }
+}
+
 impl Client {
+    /// The log prefix for this connection.
+    pub fn tag(&self) -> ClientTag<'_> {
+        ClientTag(self)
+    }
+
     /// The account the connection belongs to.
     pub fn account(&self) -> Arc<Account> {
         self.account.read().clone()
@@ -842,10 +862,8 @@ async fn read_loop(
                 _ = client.stop.notified() => return,
                 _ = auth_timer => {
                     tracing::debug!(
-                        "{}:{} - cid:{} - Authentication Timeout",
-                        client.addr.ip(),
-                        client.addr.port(),
-                        client.cid
+                        "{} - Authentication Timeout",
+                        client.tag()
                     );
                     client.send_proto(b"-ERR 'Authentication Timeout'\r\n");
                     client.close(ClosedReason::AuthenticationTimeout);
@@ -955,10 +973,8 @@ async fn read_loop(
             Ok(()) => {}
             Err(e) => {
                 tracing::error!(
-                    "{}:{} - cid:{} - Client parser ERROR, state=0, i=0: proto='{}'",
-                    client.addr.ip(),
-                    client.addr.port(),
-                    client.cid,
+                    "{} - Client parser ERROR, state=0, i=0: proto='{}'",
+                    client.tag(),
                     e
                 );
                 let text = e.err_text();
@@ -990,8 +1006,8 @@ fn trace_in(client: &Client, op: &ClientOp<'_>, raw: &[u8]) {
     } else {
         line
     };
-    let (ip, port, cid) = (client.addr.ip(), client.addr.port(), client.cid);
-    tracing::trace!("{ip}:{port} - cid:{cid} - \"<<- [{line}]\"");
+    let tag = client.tag();
+    tracing::trace!("{tag} - \"<<- [{line}]\"");
     if let ClientOp::Pub {
         headers, payload, ..
     } = op
@@ -999,7 +1015,7 @@ fn trace_in(client: &Client, op: &ClientOp<'_>, raw: &[u8]) {
         let mut all = headers.unwrap_or_default().to_vec();
         all.extend_from_slice(payload);
         tracing::trace!(
-            "{ip}:{port} - cid:{cid} - \"<<- MSG_PAYLOAD: [{:?}]\"",
+            "{tag} - \"<<- MSG_PAYLOAD: [{:?}]\"",
             String::from_utf8_lossy(&all)
         );
     }
@@ -1058,10 +1074,8 @@ fn process_op(
                 {
                     let s = String::from_utf8_lossy(subject);
                     tracing::error!(
-                        "{}:{} - cid:{} - Publish Violation - {}, Subject {:?}",
-                        client.addr.ip(),
-                        client.addr.port(),
-                        client.cid,
+                        "{} - Publish Violation - {}, Subject {:?}",
+                        client.tag(),
                         user_desc(&r.user),
                         s
                     );
@@ -1147,13 +1161,7 @@ fn parse_connect(client: &Client, json: &[u8]) -> Option<ConnectInfo> {
         Ok(ci) => ci,
         Err(e) => {
             // nats-server closes on unparsable CONNECT JSON without an -ERR.
-            tracing::error!(
-                "{}:{} - cid:{} - {}",
-                client.addr.ip(),
-                client.addr.port(),
-                client.cid,
-                e
-            );
+            tracing::error!("{} - {}", client.tag(), e);
             client.close(ClosedReason::ProtocolViolation);
             return None;
         }
@@ -1253,12 +1261,7 @@ fn set_user(server: &Arc<Server>, client: &Arc<Client>, r: &mut Reader, user: Ar
 
 /// The one answer every authentication failure gets, whatever failed.
 fn auth_violation(client: &Client) {
-    tracing::error!(
-        "{}:{} - cid:{} - authentication error",
-        client.addr.ip(),
-        client.addr.port(),
-        client.cid
-    );
+    tracing::error!("{} - authentication error", client.tag());
     client.queue_proto(b"-ERR 'Authorization Violation'\r\n");
     client.close(ClosedReason::AuthenticationViolation);
 }
@@ -1308,13 +1311,13 @@ fn process_sub(
     let mut deny = None;
     if let Some(perms) = &r.perms {
         if !perms.can_subscribe(&subject_str, queue_str.as_deref()) {
-            let (ip, port, cid) = (client.addr.ip(), client.addr.port(), client.cid);
+            let tag = client.tag();
             let text = match &queue_str {
                 Some(q) => format!("Permissions Violation for Subscription to \"{subject_str}\" using queue \"{q}\""),
                 None => format!("Permissions Violation for Subscription to \"{subject_str}\""),
             };
             tracing::error!(
-                "{ip}:{port} - cid:{cid} - Subscription Violation - {}, Subject {:?}, SID {}",
+                "{tag} - Subscription Violation - {}, Subject {:?}, SID {}",
                 user_desc(&r.user),
                 subject_str,
                 String::from_utf8_lossy(sid)
@@ -1339,12 +1342,7 @@ fn process_sub(
         }
         if r.max_subs > 0 && subs.len() >= r.max_subs {
             drop(subs);
-            tracing::error!(
-                "{}:{} - cid:{} - maximum subscriptions exceeded",
-                client.addr.ip(),
-                client.addr.port(),
-                client.cid
-            );
+            tracing::error!("{} - maximum subscriptions exceeded", client.tag());
             client.queue_proto(b"-ERR 'maximum subscriptions exceeded'\r\n");
             return;
         }
@@ -1451,12 +1449,7 @@ async fn write_loop(server: Arc<Server>, client: Arc<Client>) {
 fn send_ping(server: &Server, client: &Client, ping_max: u32) {
     let outstanding = client.pings_out.fetch_add(1, Ordering::Relaxed) + 1;
     if outstanding > ping_max {
-        tracing::debug!(
-            "{}:{} - cid:{} - Stale Client Connection - Closing",
-            client.addr.ip(),
-            client.addr.port(),
-            client.cid
-        );
+        tracing::debug!("{} - Stale Client Connection - Closing", client.tag());
         client.send_proto(b"-ERR 'Stale Connection'\r\n");
         server.stale_connections.fetch_add(1, Ordering::Relaxed);
         client.close(ClosedReason::StaleConnection);

@@ -375,10 +375,8 @@ impl Server {
         }
         let reason = c.closed_reason().unwrap_or(ClosedReason::ClientClosed);
         tracing::debug!(
-            "{}:{} - cid:{} - Client connection closed: {}",
-            c.addr.ip(),
-            c.addr.port(),
-            c.cid,
+            "{} - Client connection closed: {}",
+            c.tag(),
             reason.as_str()
         );
         let mut subjects = subs;
@@ -449,19 +447,15 @@ impl Server {
         let opts = self.options();
         match reason {
             ClosedReason::SlowConsumerWriteDeadline => tracing::info!(
-                "{}:{} - cid:{} - Slow Consumer Detected: WriteDeadline of {:?} exceeded with {} chunks of {} total bytes.",
-                c.addr.ip(),
-                c.addr.port(),
-                c.cid,
+                "{} - Slow Consumer Detected: WriteDeadline of {:?} exceeded with {} chunks of {} total bytes.",
+                c.tag(),
                 opts.write_deadline,
                 1,
                 c.pending_bytes()
             ),
             _ => tracing::info!(
-                "{}:{} - cid:{} - Slow Consumer Detected: MaxPending of {} Exceeded",
-                c.addr.ip(),
-                c.addr.port(),
-                c.cid,
+                "{} - Slow Consumer Detected: MaxPending of {} Exceeded",
+                c.tag(),
                 opts.max_pending
             ),
         }

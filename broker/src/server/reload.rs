@@ -312,12 +312,7 @@ impl Server {
         }
         let excess = clients.len() - max;
         for c in clients.iter().take(excess) {
-            tracing::error!(
-                "{}:{} - cid:{} - maximum connections exceeded",
-                c.addr.ip(),
-                c.addr.port(),
-                c.cid
-            );
+            tracing::error!("{} - maximum connections exceeded", c.tag());
             c.send_proto(b"-ERR 'maximum connections exceeded'\r\n");
             c.close(ClosedReason::MaxConnectionsExceeded);
         }
@@ -333,12 +328,7 @@ impl Server {
                 continue;
             }
             if !c.reauthenticate(auth) {
-                tracing::error!(
-                    "{}:{} - cid:{} - authentication error on config reload",
-                    c.addr.ip(),
-                    c.addr.port(),
-                    c.cid
-                );
+                tracing::error!("{} - authentication error on config reload", c.tag());
                 c.send_proto(b"-ERR 'Authorization Violation'\r\n");
                 c.close(ClosedReason::AuthenticationViolation);
                 continue;
