@@ -62,6 +62,12 @@ pub struct Options {
     pub system_account: Option<String>,
     /// `tls { ... }` / `--tls*` for client connections (and `https_port`).
     pub tls: Option<TlsOptions>,
+    /// `operator`: trusted operator JWTs; non-empty means operator mode.
+    pub trusted_operators: Vec<String>,
+    /// `resolver: MEMORY`: accounts come only from `resolver_preload`.
+    pub memory_resolver: bool,
+    /// `resolver_preload`: account public key and account JWT, in config order.
+    pub resolver_preload: Vec<(String, String)>,
     /// `cluster { ... }` / `--cluster`, `--routes`: core NATS clustering over routes.
     pub cluster: Option<ClusterOptions>,
 }
@@ -203,6 +209,7 @@ impl Options {
         !self.users.is_empty()
             || self.token.is_some()
             || self.tls.as_ref().is_some_and(|t| t.verify_and_map)
+            || !self.trusted_operators.is_empty()
     }
 }
 
@@ -275,6 +282,9 @@ impl Default for Options {
             accounts: Vec::new(),
             system_account: None,
             tls: None,
+            trusted_operators: Vec::new(),
+            memory_resolver: false,
+            resolver_preload: Vec::new(),
             cluster: None,
         }
     }

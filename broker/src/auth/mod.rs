@@ -1,6 +1,7 @@
 //! Authentication (token, user/password, nkey, TLS certificate mapping, `no_auth_user`) and
 //! the per-user permissions that authorization checks.
 
+pub mod jwt;
 pub mod permissions;
 pub mod tls_map;
 
@@ -42,6 +43,7 @@ pub struct Authenticator {
     tls_map: bool,
     required: bool,
     global: Arc<Account>,
+    jwt: Option<jwt::JwtAuth>,
 }
 
 /// Why authentication failed; never shown to the client (every failure looks the same).
@@ -53,6 +55,8 @@ pub enum AuthError {
     UnknownAccount(String),
     #[error("no_auth_user {0:?} is not a configured user")]
     UnknownNoAuthUser(String),
+    #[error("account JWT {0:?}: {1}")]
+    AccountJwt(String, String),
 }
 
 impl Authenticator {
@@ -116,6 +120,7 @@ impl Authenticator {
             tls_map: opts.tls.as_ref().is_some_and(|t| t.verify_and_map),
             required: opts.auth_required(),
             global,
+            jwt: jwt::JwtAuth::new(opts, accounts)?,
         })
     }
 
@@ -126,7 +131,7 @@ impl Authenticator {
 
     /// Whether INFO must carry a nonce for clients to sign (nkey users exist).
     pub fn needs_nonce(&self) -> bool {
-        !self.by_nkey.is_empty()
+        !self.by_nkey.is_empty() || self.jwt.is_some()
     }
 
     /// Whether checking this client may need a bcrypt comparison (run it off the async workers).
@@ -155,6 +160,9 @@ impl Authenticator {
         };
         if !self.required {
             return Ok(self.no_auth_user.clone().unwrap_or_else(anonymous));
+        }
+        if let Some(j) = &self.jwt {
+            return j.authenticate(p);
         }
         let ci = p.connect.cloned().unwrap_or_default();
         let given = |s: &Option<String>| s.as_deref().is_some_and(|s| !s.is_empty());

@@ -7,6 +7,7 @@
 pub mod cluster;
 pub mod duration;
 pub mod lexer;
+mod operator;
 mod options_map;
 pub mod parser;
 mod security;

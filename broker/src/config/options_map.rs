@@ -43,21 +43,15 @@ pub const NOT_SUPPORTED_KEYS: &[&str] = &[
     "no_system_account",
     "ocsp",
     "ocsp_cache",
-    "operator",
-    "operators",
     "prof_block_rate",
     "prof_port",
     "proxies",
     "proxy_protocol",
     "reconnect_error_reports",
     "remote_syslog",
-    "resolver",
     "resolver_pinned_accounts",
-    "resolver_preload",
     "resolver_tls",
     "root",
-    "root_operator",
-    "root_operators",
     "roots",
     "server_metadata",
     "server_tags",
@@ -212,6 +206,7 @@ pub fn apply(map: &Map, opts: &mut Options) -> Result<Vec<String>, ConfigError> 
     let mut warnings = Vec::new();
     let mut http_host_set = false;
     let mut sec = SecurityState::default();
+    let mut operator_entries = Vec::new();
     for e in &map.entries {
         let key = e.key.to_lowercase();
         match key.as_str() {
@@ -311,6 +306,8 @@ pub fn apply(map: &Map, opts: &mut Options) -> Result<Vec<String>, ConfigError> 
                 }
                 opts.lame_duck_grace_period = nanos(ns);
             }
+            "operator" | "operators" | "root_operator" | "root_operators" | "resolver"
+            | "resolver_preload" => operator_entries.push(e),
             k if NOT_SUPPORTED_KEYS.contains(&k) => {
                 return Err(ConfigError::Unsupported {
                     pos: e.key_pos.clone(),
@@ -320,6 +317,7 @@ pub fn apply(map: &Map, opts: &mut Options) -> Result<Vec<String>, ConfigError> 
             _ => warnings.push(format!("{}: unknown field {:?}", e.key_pos, e.key)),
         }
     }
+    super::operator::apply(&operator_entries, opts)?;
     security::finish(opts, &sec)?;
     // nats-server: the monitoring host defaults to the client host.
     if !http_host_set {

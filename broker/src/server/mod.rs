@@ -224,6 +224,11 @@ impl Server {
                 .entry(a.name.clone())
                 .or_insert_with(|| Arc::new(Account::new(&a.name)));
         }
+        for c in crate::auth::jwt::load_accounts(&opts)? {
+            accounts
+                .entry(c.sub.clone())
+                .or_insert_with(|| Arc::new(Account::new(&c.sub)));
+        }
         let sys_name = opts.system_account.clone().unwrap_or_else(|| "$SYS".into());
         let system_account = accounts
             .entry(sys_name.clone())

@@ -1,0 +1,127 @@
+//! Operator mode: clients present a user JWT issued by a trusted account and sign the INFO
+//! nonce with the user's key; accounts come from the operator-signed account JWTs.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use natrix_jwt::{AccountClaims, UserPermissionLimits};
+
+use super::{decode_sig, AuthError, AuthUser, Perms, Presented};
+use crate::accounts::Account;
+use crate::options::{Options, Permissions, ResponsePermission, SubjectPermission};
+
+/// Verifies every `resolver_preload` account JWT against the trusted operators.
+pub fn load_accounts(opts: &Options) -> Result<Vec<AccountClaims>, AuthError> {
+    let operators: Vec<_> = opts
+        .trusted_operators
+        .iter()
+        .filter_map(|t| natrix_jwt::decode_as::<natrix_jwt::Operator>(t).ok())
+        .collect();
+    let mut out = Vec::new();
+    for (key, jwt) in &opts.resolver_preload {
+        let fail = |msg: String| AuthError::AccountJwt(key.clone(), msg);
+        let mut last = String::from("no trusted operator");
+        let mut found = None;
+        for op in &operators {
+            match natrix_jwt::verify_account(jwt, op) {
+                Ok(c) => {
+                    found = Some(c);
+                    break;
+                }
+                Err(e) => last = e.to_string(),
+            }
+        }
+        let claims = found.ok_or_else(|| fail(last))?;
+        if &claims.sub != key {
+            return Err(fail(format!("subject {:?} does not match", claims.sub)));
+        }
+        out.push(claims);
+    }
+    Ok(out)
+}
+
+/// The accounts user JWTs may name, with their claims.
+#[derive(Debug)]
+pub struct JwtAuth {
+    accounts: HashMap<String, (Arc<Account>, AccountClaims)>,
+}
+
+impl JwtAuth {
+    /// Operator-mode authentication, or `None` when no operator is trusted.
+    pub fn new(
+        opts: &Options,
+        accounts: &HashMap<String, Arc<Account>>,
+    ) -> Result<Option<JwtAuth>, AuthError> {
+        if opts.trusted_operators.is_empty() {
+            return Ok(None);
+        }
+        let mut map = HashMap::new();
+        for c in load_accounts(opts)? {
+            let acc = accounts
+                .get(&c.sub)
+                .cloned()
+                .unwrap_or_else(|| Arc::new(Account::new(&c.sub)));
+            map.insert(c.sub.clone(), (acc, c));
+        }
+        Ok(Some(JwtAuth { accounts: map }))
+    }
+
+    /// Checks the CONNECT's user JWT and nonce signature; binds the client to its account.
+    pub fn authenticate(&self, p: &Presented<'_>) -> Result<Arc<AuthUser>, AuthError> {
+        let ci = p.connect.ok_or(AuthError::NoMatch)?;
+        let jwt = ci
+            .jwt
+            .as_deref()
+            .filter(|j| !j.is_empty())
+            .ok_or(AuthError::NoMatch)?;
+        let claims =
+            natrix_jwt::decode_as::<natrix_jwt::User>(jwt).map_err(|_| AuthError::NoMatch)?;
+        let acct = if claims.nats.issuer_account.is_empty() {
+            &claims.iss
+        } else {
+            &claims.nats.issuer_account
+        };
+        let (account, acl) = self.accounts.get(acct).ok_or(AuthError::NoMatch)?;
+        if acl.validate(natrix_jwt::now()).is_err() {
+            return Err(AuthError::NoMatch);
+        }
+        let v = natrix_jwt::verify_user(jwt, acl, acct).map_err(|_| AuthError::NoMatch)?;
+        if !v.permissions.bearer_token {
+            let (Some(nonce), Some(sig)) = (p.nonce, ci.sig.as_deref()) else {
+                return Err(AuthError::NoMatch);
+            };
+            let sig = decode_sig(sig).ok_or(AuthError::NoMatch)?;
+            let kp =
+                nkeys::KeyPair::from_public_key(&v.claims.sub).map_err(|_| AuthError::NoMatch)?;
+            kp.verify(nonce.as_bytes(), &sig)
+                .map_err(|_| AuthError::NoMatch)?;
+        }
+        Ok(Arc::new(AuthUser {
+            name: v.claims.sub.clone(),
+            password: None,
+            account: account.clone(),
+            perms: permissions(&v.permissions).map(|p| Arc::new(Perms::compile(&p))),
+        }))
+    }
+}
+
+fn subject_permission(p: &natrix_jwt::Permission) -> Option<SubjectPermission> {
+    (!p.allow.is_empty() || !p.deny.is_empty()).then(|| SubjectPermission {
+        allow: p.allow.clone(),
+        deny: p.deny.clone(),
+    })
+}
+
+/// A user JWT's permissions as configured permissions (`None`: everything allowed).
+pub fn permissions(l: &UserPermissionLimits) -> Option<Permissions> {
+    let p = Permissions {
+        publish: subject_permission(&l.publish),
+        subscribe: subject_permission(&l.subscribe),
+        allow_responses: l.resp.as_ref().map(|r| ResponsePermission {
+            max: i32::try_from(r.max).unwrap_or(i32::MAX),
+            expires: Duration::from_nanos(u64::try_from(r.ttl).unwrap_or(0)),
+        }),
+    };
+    (p != Permissions::default()).then_some(p)
+}

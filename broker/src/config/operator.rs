@@ -1,0 +1,85 @@
+//! Operator mode: `operator`, `resolver: MEMORY` and `resolver_preload`.
+
+use super::options_map::{bad, get_str};
+use super::value::{Entry, Kind};
+use super::ConfigError;
+use crate::options::Options;
+
+fn unsupported(e: &Entry) -> ConfigError {
+    ConfigError::Unsupported {
+        pos: e.key_pos.clone(),
+        key: e.key.clone(),
+    }
+}
+
+/// One `operator` value: the JWT itself, or a file holding it (plain or decorated).
+fn operator_jwt(e: &Entry, s: &str) -> Result<String, ConfigError> {
+    let s = s.trim();
+    let jwt = if s.starts_with("eyJ") && s.matches('.').count() == 2 {
+        s.to_string()
+    } else {
+        let contents = std::fs::read_to_string(s)
+            .map_err(|err| bad(e, format!("error reading operator JWT {s:?}: {err}")))?;
+        natrix_jwt::parse_decorated_jwt(&contents)
+            .trim()
+            .to_string()
+    };
+    natrix_jwt::decode_as::<natrix_jwt::Operator>(&jwt)
+        .map_err(|err| bad(e, format!("error parsing operator JWT: {err}")))?;
+    Ok(jwt)
+}
+
+/// Applies the operator-mode entries (collected from the top level) onto `opts`.
+pub(super) fn apply(entries: &[&Entry], opts: &mut Options) -> Result<(), ConfigError> {
+    let mut preload = None;
+    for e in entries {
+        match e.key.to_lowercase().as_str() {
+            "operator" | "operators" | "root_operator" | "root_operators" => match &e.value.kind {
+                Kind::String(s) => opts.trusted_operators.push(operator_jwt(e, s)?),
+                Kind::Array(items) => {
+                    for v in items {
+                        let Kind::String(s) = &v.kind else {
+                            return Err(bad(e, "operator must be a string"));
+                        };
+                        opts.trusted_operators.push(operator_jwt(e, s)?);
+                    }
+                }
+                _ => return Err(unsupported(e)),
+            },
+            "resolver" => match &e.value.kind {
+                Kind::String(s) if s.eq_ignore_ascii_case("MEMORY") => opts.memory_resolver = true,
+                _ => return Err(unsupported(e)),
+            },
+            "resolver_preload" => preload = Some(*e),
+            _ => return Err(unsupported(e)),
+        }
+    }
+    if let Some(e) = preload {
+        // Only the memory resolver is implemented; a preload for any other is not.
+        if !opts.memory_resolver {
+            return Err(unsupported(e));
+        }
+        let Kind::Map(m) = &e.value.kind else {
+            return Err(bad(e, "resolver_preload should be a map"));
+        };
+        for a in &m.entries {
+            let jwt = get_str(a)?;
+            opts.resolver_preload
+                .push((a.key.clone(), jwt.trim().to_string()));
+        }
+    }
+    if opts.memory_resolver && opts.trusted_operators.is_empty() {
+        if let Some(e) = entries.first() {
+            return Err(bad(e, "resolver requires an operator"));
+        }
+    }
+    if !opts.trusted_operators.is_empty() && !opts.memory_resolver {
+        if let Some(e) = entries.first() {
+            return Err(bad(
+                e,
+                "operator mode requires a resolver (only MEMORY is supported)",
+            ));
+        }
+    }
+    Ok(())
+}

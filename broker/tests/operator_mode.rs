@@ -1,0 +1,230 @@
+//! Operator mode with the MEMORY resolver: user JWTs against preloaded account JWTs, checked
+//! against the reference nats-server with the same config.
+
+mod common;
+#[path = "common/conf.rs"]
+mod conf;
+
+use std::time::Duration;
+
+use common::RefServer;
+use conf::start_conf;
+use futures::StreamExt as _;
+use natrix_jwt::{encode, format_user_creds, AccountClaims, OperatorClaims, UserClaims};
+use nkeys::KeyPair;
+
+struct Setup {
+    config: String,
+    a: KeyPair,
+    b: KeyPair,
+    _dir: std::path::PathBuf,
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self._dir);
+    }
+}
+
+/// Operator (in a file), system account, accounts A (revoking one user) and B.
+fn setup(revoked: &KeyPair) -> Setup {
+    let okp = KeyPair::new_operator();
+    let sys = KeyPair::new_account();
+    let a = KeyPair::new_account();
+    let b = KeyPair::new_account();
+    let mut oc = OperatorClaims::new(okp.public_key());
+    oc.name = "OP".into();
+    oc.nats.system_account = sys.public_key();
+    let operator_jwt = encode(&oc, &okp).unwrap();
+    let dir = std::env::temp_dir().join(format!(
+        "natrix-op-{}-{}",
+        std::process::id(),
+        okp.public_key()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let op_file = dir.join("op.jwt");
+    std::fs::write(&op_file, &operator_jwt).unwrap();
+    let sys_jwt = encode(&AccountClaims::new(sys.public_key()), &okp).unwrap();
+    let mut ac = AccountClaims::new(a.public_key());
+    ac.nats
+        .revocations
+        .insert(revoked.public_key(), natrix_jwt::now() + 60);
+    let a_jwt = encode(&ac, &okp).unwrap();
+    let b_jwt = encode(&AccountClaims::new(b.public_key()), &okp).unwrap();
+    let config = format!(
+        "operator: \"{}\"\nsystem_account: {}\nresolver: MEMORY\nresolver_preload: {{\n  {}: {sys_jwt}\n  {}: {a_jwt}\n  {}: {b_jwt}\n}}\n",
+        op_file.display(),
+        sys.public_key(),
+        sys.public_key(),
+        a.public_key(),
+        b.public_key(),
+    );
+    Setup {
+        config,
+        a,
+        b,
+        _dir: dir,
+    }
+}
+
+fn creds(claims: &UserClaims, signer: &KeyPair, user: &KeyPair) -> String {
+    let jwt = encode(claims, signer).unwrap();
+    format_user_creds(&jwt, &user.seed().unwrap()).unwrap()
+}
+
+async fn connect(url: &str, creds: &str) -> Result<async_nats::Client, String> {
+    let opts = async_nats::ConnectOptions::with_credentials(creds).map_err(|e| e.to_string())?;
+    match tokio::time::timeout(Duration::from_secs(10), opts.connect(url)).await {
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("timeout".into()),
+    }
+}
+
+/// Whether a message published on `subject` by `publisher` reaches `subscriber`.
+async fn delivered(
+    publisher: &async_nats::Client,
+    subscriber: &async_nats::Client,
+    subject: &str,
+) -> bool {
+    let mut sub = subscriber.subscribe(subject.to_string()).await.unwrap();
+    subscriber.flush().await.unwrap();
+    let _ = publisher.publish(subject.to_string(), "hi".into()).await;
+    let _ = publisher.flush().await;
+    matches!(
+        tokio::time::timeout(Duration::from_millis(500), sub.next()).await,
+        Ok(Some(m)) if &m.payload[..] == b"hi"
+    )
+}
+
+/// Runs every check against one server URL; returns (name, accepted) answers in order.
+async fn run(url: &str, s: &Setup, revoked: &KeyPair) -> Vec<(&'static str, bool)> {
+    let mut out = Vec::new();
+    let u1 = KeyPair::new_user();
+    let u2 = KeyPair::new_user();
+    let ub = KeyPair::new_user();
+    let a1 = connect(url, &creds(&UserClaims::new(u1.public_key()), &s.a, &u1))
+        .await
+        .expect("valid user connects");
+    let a2 = connect(url, &creds(&UserClaims::new(u2.public_key()), &s.a, &u2))
+        .await
+        .expect("second valid user connects");
+    let b1 = connect(url, &creds(&UserClaims::new(ub.public_key()), &s.b, &ub))
+        .await
+        .expect("user in B connects");
+    out.push(("same account delivers", delivered(&a1, &a2, "app.x").await));
+    out.push(("A to B isolated", delivered(&a1, &b1, "app.y").await));
+    out.push(("B to A isolated", delivered(&b1, &a2, "app.z").await));
+
+    let ue = KeyPair::new_user();
+    let mut ec = UserClaims::new(ue.public_key());
+    ec.exp = natrix_jwt::now() - 10;
+    out.push((
+        "expired user",
+        connect(url, &creds(&ec, &s.a, &ue)).await.is_ok(),
+    ));
+    let rc = UserClaims::new(revoked.public_key());
+    out.push((
+        "revoked user",
+        connect(url, &creds(&rc, &s.a, revoked)).await.is_ok(),
+    ));
+    let uu = KeyPair::new_user();
+    let stranger = KeyPair::new_account();
+    out.push((
+        "unknown signer",
+        connect(
+            url,
+            &creds(&UserClaims::new(uu.public_key()), &stranger, &uu),
+        )
+        .await
+        .is_ok(),
+    ));
+    let mut uc = UserClaims::new(uu.public_key());
+    uc.nats.issuer_account = s.a.public_key();
+    out.push((
+        "unknown signing key for A",
+        connect(url, &creds(&uc, &stranger, &uu)).await.is_ok(),
+    ));
+
+    let up = KeyPair::new_user();
+    let mut pc = UserClaims::new(up.public_key());
+    pc.nats.limits.publish.allow = vec!["allowed.>".into()];
+    let limited = connect(url, &creds(&pc, &s.a, &up))
+        .await
+        .expect("limited user connects");
+    out.push((
+        "permitted publish",
+        delivered(&limited, &a2, "allowed.one").await,
+    ));
+    out.push((
+        "denied publish",
+        delivered(&limited, &a2, "denied.one").await,
+    ));
+    out
+}
+
+#[tokio::test]
+async fn operator_mode_matches_reference() {
+    let revoked = KeyPair::new_user();
+    let s = setup(&revoked);
+    let ours = start_conf(&s.config, false).await;
+    let reference = RefServer::start(Some(&s.config), &[]);
+    let got = run(&ours.url(), &s, &revoked).await;
+    let want = run(&format!("nats://{}", reference.addr), &s, &revoked).await;
+    assert_eq!(got, want);
+    assert_eq!(
+        got,
+        vec![
+            ("same account delivers", true),
+            ("A to B isolated", false),
+            ("B to A isolated", false),
+            ("expired user", false),
+            ("revoked user", false),
+            ("unknown signer", false),
+            ("unknown signing key for A", false),
+            ("permitted publish", true),
+            ("denied publish", false),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn invalid_account_jwt_is_a_startup_error() {
+    let revoked = KeyPair::new_user();
+    let s = setup(&revoked);
+    // An account JWT signed by a key the operator does not trust.
+    let rogue = KeyPair::new_operator();
+    let x = KeyPair::new_account();
+    let x_jwt = encode(&AccountClaims::new(x.public_key()), &rogue).unwrap();
+    let config = s.config.replacen(
+        "resolver_preload: {\n",
+        &format!("resolver_preload: {{\n  {}: {x_jwt}\n", x.public_key()),
+        1,
+    );
+    let opts = conf::load_conf(&config);
+    let Err(err) = natrix_broker::server::Server::try_new(opts) else {
+        panic!("untrusted account JWT refused");
+    };
+    assert!(err.to_string().contains(&x.public_key()), "{err}");
+}
+
+#[test]
+fn other_resolvers_are_not_supported() {
+    let dir = std::env::temp_dir().join(format!("natrix-op-res-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (i, r) in [
+        "resolver: { type: full, dir: \"/tmp/x\" }",
+        "resolver: URL(\"http://localhost:9090/jwt/v1/accounts/\")",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let f = dir.join(format!("{i}.conf"));
+        std::fs::write(&f, format!("port: 1\n{r}\n")).unwrap();
+        let e = natrix_broker::config::load_file(&f)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("\"resolver\" is not supported yet"), "{r}: {e}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
