@@ -242,7 +242,7 @@ async fn connect_urls_gossiped_to_clients() {
     assert_eq!(a.server.info().cluster.as_deref(), Some("test"));
     // /routez and /varz report the routes.
     let cl = a.server.cluster().unwrap();
-    let rz = cl.routez(false);
+    let rz = cl.routez(false, false);
     assert_eq!(rz.len(), 2);
     assert!(rz.iter().all(|r| r["remote_id"].as_str().is_some()));
 }

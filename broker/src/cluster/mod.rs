@@ -575,6 +575,20 @@ impl Cluster {
             );
             t.route
                 .send_msg(&buf, headers.map_or(0, |h| h.len()) + payload.len());
+            // Counted on one subscription per route (and per queue group), as nats-server
+            // delivers once per route.
+            if t.plain {
+                if let Some(s) = t.m.psubs.first() {
+                    s.msgs.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            for q in &t.queues {
+                if let Some(i) = t.m.qnames.iter().position(|n| n == q) {
+                    if let Some(s) = t.m.qsubs[i].first() {
+                        s.msgs.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
             sent = true;
         }
         if removed.is_empty() {
@@ -594,8 +608,11 @@ impl Cluster {
     }
 
     /// `/routez` data.
-    pub fn routez(&self, subs: bool) -> Vec<serde_json::Value> {
-        self.routes().iter().map(|r| r.routez(subs)).collect()
+    pub fn routez(&self, subs: bool, detail: bool) -> Vec<serde_json::Value> {
+        self.routes()
+            .iter()
+            .map(|r| r.routez(subs, detail))
+            .collect()
     }
 
     /// `/varz` `cluster` section.

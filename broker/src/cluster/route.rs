@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -33,6 +33,8 @@ pub struct Solicited {
 pub struct RemoteSub {
     /// Queue weight: the number of members on the remote server.
     pub weight: AtomicI32,
+    /// Messages forwarded to the route on behalf of this subscription.
+    pub msgs: AtomicU64,
 }
 
 /// What the remote server told us about itself.
@@ -140,6 +142,7 @@ impl Route {
         }
         let s = Arc::new(RemoteSub {
             weight: AtomicI32::new(weight),
+            msgs: AtomicU64::new(0),
         });
         if sl.insert(subject, queue, s.clone()).is_ok() {
             subs.insert(key, s);
@@ -157,8 +160,9 @@ impl Route {
         }
     }
 
-    /// `/routez` entry for this route.
-    pub fn routez(&self, subs: bool) -> serde_json::Value {
+    /// `/routez` entry for this route: with `subs` the remote subjects, with `detail` the
+    /// remote subscriptions in detail (as nats-server's `subscriptions_list_detail`).
+    pub fn routez(&self, subs: bool, detail: bool) -> serde_json::Value {
         use crate::monitor::util::{go_duration, since, uptime};
         let now = SystemTime::now();
         let last =
@@ -183,18 +187,64 @@ impl Route {
             "out_bytes": self.stats.out_bytes.load(Ordering::Relaxed),
             "subscriptions": self.num_subs(),
         });
-        if subs {
-            let mut list: Vec<String> = self
+        if subs || detail {
+            // (account, subject, queue, msgs) of every remote subscription, sorted.
+            let mut entries: Vec<(String, String, Option<String>, u64)> = self
                 .interest
                 .read()
-                .values()
-                .flat_map(|(_, m)| m.keys().map(|(s, _)| s.clone()).collect::<Vec<_>>())
+                .iter()
+                .flat_map(|(acc, (_, m))| {
+                    m.iter()
+                        .map(|((s, q), rs)| {
+                            let msgs = rs.msgs.load(Ordering::Relaxed);
+                            (acc.clone(), s.clone(), q.clone(), msgs)
+                        })
+                        .collect::<Vec<_>>()
+                })
                 .collect();
-            list.sort();
-            v["subscriptions_list"] = serde_json::json!(list);
+            entries.sort();
+            // nats-server omits an empty list (`omitempty`).
+            if !entries.is_empty() {
+                if detail {
+                    let list: Vec<serde_json::Value> = entries
+                        .iter()
+                        .map(|(acc, subject, queue, msgs)| {
+                            route_sub_detail(self.rid, acc, subject, queue.as_deref(), *msgs)
+                        })
+                        .collect();
+                    v["subscriptions_list_detail"] = serde_json::Value::Array(list);
+                } else {
+                    let list: Vec<&str> = entries.iter().map(|e| e.1.as_str()).collect();
+                    v["subscriptions_list"] = serde_json::json!(list);
+                }
+            }
         }
         v
     }
+}
+
+/// One remote subscription as nats-server's `SubDetail` for a route: no account field, the
+/// sid is the route's subscription key (`R <account> <subject>[ <queue>]`) and `cid` the rid.
+fn route_sub_detail(
+    rid: u64,
+    account: &str,
+    subject: &str,
+    queue: Option<&str>,
+    msgs: u64,
+) -> serde_json::Value {
+    let mut d = serde_json::Map::new();
+    d.insert("subject".into(), subject.into());
+    let sid = match queue {
+        Some(q) => {
+            d.insert("qgroup".into(), q.into());
+            format!("R {account} {subject} {q}")
+        }
+        None => format!("R {account} {subject}"),
+    };
+    d.insert("sid".into(), sid.into());
+    d.insert("msgs".into(), msgs.into());
+    d.insert("cid".into(), rid.into());
+    serde_json::Value::Object(d)
 }
 
 /// RFC 3339 time with nanoseconds, as Go prints `time.Time` in JSON.

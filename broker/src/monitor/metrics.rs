@@ -278,7 +278,7 @@ impl Exposition {
 
     /// The routez families: the `/routez` document through the generic collector.
     pub fn routez(&mut self, s: &Server) {
-        self.document("routez", &super::routez_doc(s), &|_| None);
+        self.document("routez", &super::routez_doc(s, false, false), &|_| None);
     }
 
     /// The subsz families: the default `/subsz` document through the generic collector.

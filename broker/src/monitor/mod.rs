@@ -297,13 +297,16 @@ async fn route(State(m): State<Arc<Monitor>>, uri: Uri) -> Response {
         }
         ROUTEZ_PATH => {
             let detail = params.get("subs").eq_ignore_ascii_case("detail");
-            if !detail {
-                if let Err(e) = params.bool("subs") {
-                    return bad_request(e);
+            let subs = if detail {
+                false
+            } else {
+                match params.bool("subs") {
+                    Ok(b) => b,
+                    Err(e) => return bad_request(e),
                 }
-            }
+            };
             m.count(ROUTEZ_PATH);
-            json(&routez_doc(s))
+            json(&routez_doc(s, subs, detail))
         }
         HEALTHZ_PATH => {
             m.count(HEALTHZ_PATH);
@@ -390,14 +393,18 @@ fn healthz_status(_s: &Server) -> &'static str {
     "ok"
 }
 
-/// The `/routez` document.
-fn routez_doc(s: &Server) -> Routez {
+/// The `/routez` document; `subs` adds each route's `subscriptions_list`, `detail` its
+/// `subscriptions_list_detail`.
+fn routez_doc(s: &Server, subs: bool, detail: bool) -> Routez {
     Routez {
         server_id: s.server_id.clone(),
         server_name: s.server_name.clone(),
         now: now(),
         num_routes: s.cluster().map_or(0, |c| c.num_routes()),
-        routes: s.cluster().map(|c| c.routez(false)).unwrap_or_default(),
+        routes: s
+            .cluster()
+            .map(|c| c.routez(subs, detail))
+            .unwrap_or_default(),
     }
 }
 
