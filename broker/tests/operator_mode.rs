@@ -4,10 +4,11 @@
 mod common;
 #[path = "common/conf.rs"]
 mod conf;
+mod monitor_common;
 
 use std::time::Duration;
 
-use common::RefServer;
+use common::{Raw, RefServer};
 use conf::start_conf;
 use futures::StreamExt as _;
 use natrix_jwt::{encode, format_user_creds, AccountClaims, OperatorClaims, UserClaims};
@@ -186,6 +187,67 @@ async fn operator_mode_matches_reference() {
             ("denied publish", false),
         ]
     );
+}
+
+/// Connects a bearer user of A whose JWT expires `secs` from now; returns everything the
+/// server sends after the first PONG until it closes (or 6 s pass) and whether it closed.
+async fn expiring_session(addr: std::net::SocketAddr, s: &Setup, secs: i64) -> (String, bool) {
+    let u = KeyPair::new_user();
+    let mut c = UserClaims::new(u.public_key());
+    c.exp = natrix_jwt::now() + secs;
+    c.nats.limits.bearer_token = true;
+    let jwt = encode(&c, &s.a).unwrap();
+    let mut raw = Raw::connect_with(
+        addr,
+        &format!(r#"{{"jwt":"{jwt}","verbose":false,"pedantic":false,"protocol":1}}"#),
+    )
+    .await;
+    // nats-server 2.15 follows CONNECT with an INFO carrying `connect_info`/`remote_account`,
+    // which Natrix does not send yet: leave INFO lines out of the comparison.
+    let got = raw.read_for(Duration::from_secs(6)).await;
+    let got: String = got
+        .split_inclusive("\r\n")
+        .filter(|l| !l.starts_with("INFO "))
+        .collect();
+    (got, raw.is_closed().await)
+}
+
+#[tokio::test]
+async fn expired_user_is_disconnected_like_reference() {
+    let revoked = KeyPair::new_user();
+    let s = setup(&revoked);
+    let ours = start_conf(&s.config, true).await;
+    let reference = RefServer::start(Some(&s.config), &["-m", "-1"]);
+    let (got, want) = tokio::join!(
+        expiring_session(ours.addr, &s, 2),
+        expiring_session(reference.addr, &s, 2),
+    );
+    assert_eq!(got, want);
+    assert_eq!(
+        got,
+        ("-ERR 'User Authentication Expired'\r\n".to_string(), true)
+    );
+
+    let closed = ours.server.closed_clients();
+    assert_eq!(closed.len(), 1);
+    assert_eq!(closed[0].reason.as_str(), "Authentication Expired");
+    let reason = |v: serde_json::Value| v["connections"][0]["reason"].clone();
+    let path = "/connz?state=closed";
+    let is_one = |v: &serde_json::Value| v["num_connections"] == 1;
+    let ref_base = format!("http://{}", reference.http.expect("reference monitor"));
+    let ours_v = monitor_common::wait_json(&ours.http(), path, is_one).await;
+    let ref_v = monitor_common::wait_json(&ref_base, path, is_one).await;
+    assert_eq!(reason(ours_v), "Authentication Expired");
+    assert_eq!(reason(ref_v), "Authentication Expired");
+
+    // A user without an expiry stays connected.
+    let u = KeyPair::new_user();
+    let mut c = UserClaims::new(u.public_key());
+    c.nats.limits.bearer_token = true;
+    let jwt = encode(&c, &s.a).unwrap();
+    let mut raw = Raw::connect_with(ours.addr, &format!(r#"{{"jwt":"{jwt}"}}"#)).await;
+    assert_eq!(raw.read_for(Duration::from_millis(300)).await, "");
+    assert_eq!(ours.server.closed_clients().len(), 1);
 }
 
 #[tokio::test]

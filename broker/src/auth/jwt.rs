@@ -102,6 +102,7 @@ impl JwtAuth {
             password: None,
             account: account.clone(),
             perms: permissions(&v.permissions).map(|p| Arc::new(Perms::compile(&p))),
+            expires: (v.claims.exp > 0).then_some(v.claims.exp),
         }))
     }
 }

@@ -21,6 +21,8 @@ pub struct AuthUser {
     password: Option<String>,
     pub account: Arc<Account>,
     pub perms: Option<Arc<Perms>>,
+    /// When the credentials expire (unix seconds): a user JWT's `exp`.
+    pub expires: Option<i64>,
 }
 
 /// Credentials presented by a client, gathered before checking them.
@@ -94,6 +96,7 @@ impl Authenticator {
                 password: u.password.clone(),
                 account,
                 perms,
+                expires: None,
             });
             if let Some(nkey) = &u.nkey {
                 by_nkey.insert(nkey.clone(), user.clone());
@@ -156,6 +159,7 @@ impl Authenticator {
                 password: None,
                 account: self.global.clone(),
                 perms: None,
+                expires: None,
             })
         };
         if !self.required {

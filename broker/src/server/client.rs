@@ -1254,9 +1254,33 @@ fn set_user(server: &Arc<Server>, client: &Arc<Client>, r: &mut Reader, user: Ar
         Ordering::Relaxed,
     );
     *client.user.write() = Some(user.clone());
+    if let Some(exp) = user.expires {
+        expire_at(client, exp);
+    }
     r.perms = user.perms.clone();
     r.pub_allowed.clear();
     r.user = Some(user);
+}
+
+/// Disconnects the client when its credentials expire (`exp`, unix seconds), as nats-server
+/// does: `-ERR 'User Authentication Expired'`, then close. Holds only a weak reference, so a
+/// connection that closes first is left alone.
+fn expire_at(client: &Arc<Client>, exp: i64) {
+    let at = SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(exp).unwrap_or(0));
+    let wait = at.duration_since(SystemTime::now()).unwrap_or_default();
+    let weak = Arc::downgrade(client);
+    tokio::spawn(async move {
+        tokio::time::sleep(wait).await;
+        let Some(client) = weak.upgrade() else {
+            return;
+        };
+        if client.is_closing() {
+            return;
+        }
+        tracing::debug!("{} - user authentication expired", client.tag());
+        client.send_proto(b"-ERR 'User Authentication Expired'\r\n");
+        client.close(ClosedReason::AuthenticationExpired);
+    });
 }
 
 /// The one answer every authentication failure gets, whatever failed.
