@@ -196,6 +196,14 @@ async fn counters_track_messages_and_bytes() {
         next(&mut sub).await;
     }
     use std::sync::atomic::Ordering::Relaxed;
+    // Counters are added once per read batch; a delivery can overtake them (e.g. when the
+    // subscriber's write task sends it), so wait for them within an upper bound.
+    for _ in 0..100 {
+        if s.server.stats.out_msgs.load(Relaxed) == 10 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(s.server.stats.in_msgs.load(Relaxed), 10);
     assert_eq!(s.server.stats.in_bytes.load(Relaxed), 50);
     assert_eq!(s.server.stats.out_msgs.load(Relaxed), 10);

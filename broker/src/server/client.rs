@@ -951,7 +951,7 @@ async fn read_loop(
                 None => break 'batch res,
             }
         };
-        r.wakes.flush();
+        // Counters first, so a client that has its messages also sees them counted.
         let tally = std::mem::take(&mut r.wakes.tally);
         if !tally.is_empty() {
             // Every delivery so far stays inside the publisher's account.
@@ -963,6 +963,7 @@ async fn read_loop(
                 ..tally
             });
         }
+        r.wakes.flush();
         if client.out.try_flush().is_err() {
             client.close(ClosedReason::WriteError);
         }
