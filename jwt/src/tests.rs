@@ -484,3 +484,24 @@ fn verify_activation_chain() {
         Err(Error::Revoked(_))
     ));
 }
+
+#[test]
+fn account_jetstream_limits_are_flat_in_json() {
+    let l: OperatorLimits =
+        serde_json::from_str(r#"{"conn": 3, "mem_storage": 5, "streams": 2, "new_field": 1}"#)
+            .unwrap();
+    assert_eq!(
+        (l.conn, l.jetstream.mem_storage, l.jetstream.streams),
+        (3, 5, 2)
+    );
+    assert_eq!(
+        l.extra.len(),
+        1,
+        "only the unknown field is kept aside: {:?}",
+        l.extra
+    );
+    let back = serde_json::to_value(&l).unwrap();
+    assert_eq!(back["mem_storage"], 5);
+    assert_eq!(back["new_field"], 1);
+    assert!(back.get("jetstream").is_none());
+}

@@ -316,6 +316,8 @@ pub struct JetStreamLimits {
 }
 
 /// Account limits (Go `OperatorLimits`: NatsLimits + AccountLimits + JetStreamLimits + tiers).
+///
+/// The JetStream fields are the embedded [`JetStreamLimits`], flattened as in Go's JSON.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct OperatorLimits {
     /// Max subscriptions.
@@ -345,30 +347,9 @@ pub struct OperatorLimits {
     /// Max leaf node connections.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub leaf: i64,
-    /// Max memory storage bytes.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub mem_storage: i64,
-    /// Max disk storage bytes.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub disk_storage: i64,
-    /// Max streams.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub streams: i64,
-    /// Max consumers.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub consumer: i64,
-    /// Max ack pending.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub max_ack_pending: i64,
-    /// Max bytes of one memory stream.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub mem_max_stream_bytes: i64,
-    /// Max bytes of one disk stream.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub disk_max_stream_bytes: i64,
-    /// Streams must set max_bytes.
-    #[serde(default, skip_serializing_if = "is_false")]
-    pub max_bytes_required: bool,
+    /// JetStream limits of the account (Go embeds `JetStreamLimits` here).
+    #[serde(flatten)]
+    pub jetstream: JetStreamLimits,
     /// Per-tier JetStream limits (e.g. "R1", "R3").
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tiered_limits: BTreeMap<String, JetStreamLimits>,
