@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -62,6 +62,8 @@ impl StreamForward {
 #[derive(Debug)]
 pub struct ServiceImport {
     pub exporter: Arc<Account>,
+    /// The importing account, where responses are routed back to (weak: it owns this import).
+    pub importer: Weak<Account>,
     pub local: String,
     pub remote: String,
     pub response_type: ResponseType,

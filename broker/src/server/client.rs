@@ -536,12 +536,13 @@ fn cross_accounts(
         for si in imports.psubs.iter() {
             let mapped = si.map(msg.subject);
             // The responder answers on a reply subject of the exporter's; it leads back here.
-            let reply = msg.reply.map(|r| {
-                let me = server
-                    .account(&account.name)
-                    .unwrap_or_else(|| server.global_account());
-                si.exporter
-                    .add_response_route(Account::response_route(me, r, si.response_type))
+            let reply = msg.reply.and_then(|r| {
+                let me = si.importer.upgrade()?;
+                Some(si.exporter.add_response_route(Account::response_route(
+                    me,
+                    r,
+                    si.response_type,
+                )))
             });
             let req = CrossMsg {
                 subject: &mapped,

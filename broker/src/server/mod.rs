@@ -733,6 +733,7 @@ fn wire_imports(opts: &Options, accounts: &HashMap<String, Arc<Account>>) {
                         .unwrap_or_default();
                     importer.add_service_import(ServiceImport {
                         exporter: exporter.clone(),
+                        importer: Arc::downgrade(importer),
                         local: to.clone().unwrap_or_else(|| subject.clone()),
                         remote: subject.clone(),
                         response_type,
