@@ -77,6 +77,10 @@ pub struct Cli {
     pub tls_key: Option<PathBuf>,
     /// `--tlscacert`: CA for client certificates.
     pub tls_ca_cert: Option<PathBuf>,
+    /// `-js/--jetstream`.
+    pub jetstream: Option<bool>,
+    /// `-sd/--store_dir`.
+    pub store_dir: Option<PathBuf>,
 }
 
 /// A command line that cannot be parsed; Display is Go's `flag` wording.
@@ -127,10 +131,6 @@ const UNSUPPORTED: &[(&str, bool)] = &[
     ("remote_syslog", true),
     ("log_size_limit", true),
     ("max_traced_msg_len", true),
-    ("js", false),
-    ("jetstream", false),
-    ("sd", true),
-    ("store_dir", true),
     ("profile", true),
     ("help_tls", false),
 ];
@@ -255,11 +255,13 @@ where
             "ldm_on_sigterm" => cli.ldm_on_sigterm = Some(bool_val(&inline)?),
             "tlsverify" => cli.tls_verify = Some(bool_val(&inline)?),
             "no_advertise" => cli.no_advertise = Some(bool_val(&inline)?),
+            "js" | "jetstream" => cli.jetstream = Some(bool_val(&inline)?),
             "a" | "addr" | "net" | "p" | "port" | "m" | "http_port" | "ms" | "https_port" | "c"
             | "config" | "n" | "name" | "server_name" | "l" | "log" | "P" | "pid"
             | "ports_file_dir" | "client_advertise" | "sl" | "signal" | "user" | "pass"
             | "auth" | "tlscert" | "tlskey" | "tlscacert" | "routes" | "cluster"
-            | "cluster_listen" | "cluster_name" | "cluster_advertise" | "connect_retries" => {
+            | "cluster_listen" | "cluster_name" | "cluster_advertise" | "connect_retries"
+            | "sd" | "store_dir" => {
                 let value = match inline {
                     Some(v) => v,
                     None => {
@@ -292,6 +294,7 @@ where
                     "cluster_name" => cli.cluster_name = Some(value),
                     "cluster_advertise" => cli.cluster_advertise = Some(value),
                     "connect_retries" => cli.connect_retries = Some(parse_port(name, &value)?),
+                    "sd" | "store_dir" => cli.store_dir = Some(PathBuf::from(value)),
                     _ => cli.signal = Some(value),
                 }
             }
@@ -413,6 +416,16 @@ impl Cli {
 
     /// Apply the flags that were given on top of `opts` (flags override the file).
     pub fn apply(&self, opts: &mut Options) {
+        match self.jetstream {
+            Some(true) => {
+                opts.jetstream.get_or_insert_with(Default::default);
+            }
+            Some(false) => opts.jetstream = None,
+            None => {}
+        }
+        if let (Some(js), Some(dir)) = (opts.jetstream.as_mut(), &self.store_dir) {
+            js.store_dir = dir.clone();
+        }
         if let Some(h) = &self.host {
             // The monitoring host follows the client host unless set on its own.
             if opts.http_host == opts.host {
@@ -697,8 +710,8 @@ mod tests {
             CliError::Positional("-D".into())
         );
         assert_eq!(
-            p(&["--js"]).unwrap_err(),
-            CliError::Unsupported("js".into())
+            p(&["--profile", "1"]).unwrap_err(),
+            CliError::Unsupported("profile".into())
         );
         assert_eq!(
             p(&["--tls"]).unwrap_err().to_string(),

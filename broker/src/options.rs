@@ -70,6 +70,58 @@ pub struct Options {
     pub resolver_preload: Vec<(String, String)>,
     /// `cluster { ... }` / `--cluster`, `--routes`: core NATS clustering over routes.
     pub cluster: Option<ClusterOptions>,
+    /// `jetstream { ... }` / `-js`: JetStream persistence; `None` leaves it off.
+    pub jetstream: Option<JetStreamOptions>,
+}
+
+/// `jetstream { store_dir, max_memory_store, max_file_store, domain, sync_interval, sync_always }`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JetStreamOptions {
+    /// Where streams live; `<store_dir>/jetstream/<account>/streams/<stream>`.
+    pub store_dir: PathBuf,
+    /// Memory storage limit in bytes; negative means 75% of system memory (as nats-server).
+    pub max_memory: i64,
+    /// File storage limit in bytes; negative means 1 TiB (as nats-server's default).
+    pub max_file: i64,
+    pub domain: Option<String>,
+    /// How often file stores are fsynced (nats-server default 2 minutes).
+    pub sync_interval: Duration,
+    /// fsync after every write.
+    pub sync_always: bool,
+}
+
+impl Default for JetStreamOptions {
+    fn default() -> Self {
+        JetStreamOptions {
+            store_dir: std::env::temp_dir().join("nats"),
+            max_memory: -1,
+            max_file: -1,
+            domain: None,
+            sync_interval: Duration::from_secs(120),
+            sync_always: false,
+        }
+    }
+}
+
+/// Per-account JetStream limits (`accounts { A { jetstream { max_mem, ... } } }`); -1 is
+/// unlimited.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct JsAccountLimits {
+    pub max_memory: i64,
+    pub max_store: i64,
+    pub max_streams: i64,
+    pub max_consumers: i64,
+}
+
+impl Default for JsAccountLimits {
+    fn default() -> Self {
+        JsAccountLimits {
+            max_memory: -1,
+            max_store: -1,
+            max_streams: -1,
+            max_consumers: -1,
+        }
+    }
 }
 
 /// `cluster { name, listen, host, port, routes, advertise, no_advertise, connect_retries }`.
@@ -135,6 +187,8 @@ pub struct AccountConfig {
     pub name: String,
     pub exports: Vec<Export>,
     pub imports: Vec<Import>,
+    /// `jetstream: enabled` or limits; `None` leaves JetStream off for the account.
+    pub jetstream: Option<JsAccountLimits>,
 }
 
 /// How a service export answers: once, a stream of messages, or chunks.
@@ -286,6 +340,7 @@ impl Default for Options {
             memory_resolver: false,
             resolver_preload: Vec::new(),
             cluster: None,
+            jetstream: None,
         }
     }
 }

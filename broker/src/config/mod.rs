@@ -6,6 +6,7 @@
 
 pub mod cluster;
 pub mod duration;
+mod jetstream;
 pub mod lexer;
 mod operator;
 mod options_map;

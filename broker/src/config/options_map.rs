@@ -21,7 +21,6 @@ pub const NOT_SUPPORTED_KEYS: &[&str] = &[
     "default_sentinel",
     "disable_sublist_cache",
     "gateway",
-    "jetstream",
     "leaf",
     "leafnodes",
     "log_max_num",
@@ -55,8 +54,6 @@ pub const NOT_SUPPORTED_KEYS: &[&str] = &[
     "roots",
     "server_metadata",
     "server_tags",
-    "store_dir",
-    "storedir",
     "syslog",
     "trace_headers",
     "trusted",
@@ -207,6 +204,7 @@ pub fn apply(map: &Map, opts: &mut Options) -> Result<Vec<String>, ConfigError> 
     let mut http_host_set = false;
     let mut sec = SecurityState::default();
     let mut operator_entries = Vec::new();
+    let mut store_dir = None;
     for e in &map.entries {
         let key = e.key.to_lowercase();
         match key.as_str() {
@@ -283,6 +281,12 @@ pub fn apply(map: &Map, opts: &mut Options) -> Result<Vec<String>, ConfigError> 
                 sec.no_auth_user_pos = Some(e.key_pos.clone());
             }
             "tls" => opts.tls = Some(security::tls(e, &mut warnings)?),
+            "jetstream" => opts.jetstream = super::jetstream::server(e)?,
+            "store_dir" | "storedir" => {
+                // nats-server: a top-level store_dir sets the directory (and does not enable).
+                let dir = get_str(e)?;
+                store_dir = Some(dir);
+            }
             "cluster" => opts.cluster = Some(super::cluster::cluster(e, &mut warnings)?),
             "lame_duck_duration" => {
                 let ns = parse_string_duration(e)?;
@@ -315,6 +319,11 @@ pub fn apply(map: &Map, opts: &mut Options) -> Result<Vec<String>, ConfigError> 
                 })
             }
             _ => warnings.push(format!("{}: unknown field {:?}", e.key_pos, e.key)),
+        }
+    }
+    if let (Some(js), Some(dir)) = (opts.jetstream.as_mut(), store_dir) {
+        if js.store_dir == crate::options::JetStreamOptions::default().store_dir {
+            js.store_dir = dir.into();
         }
     }
     super::operator::apply(&operator_entries, opts)?;

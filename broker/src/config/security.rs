@@ -534,13 +534,15 @@ fn account_body(
     let mut default_perms = None;
     let mut exports = Vec::new();
     let mut imports = Vec::new();
+    let mut js = None;
     for f in &m.entries {
         match f.key.to_lowercase().as_str() {
             "users" => users = parse_users(f, Some(name))?,
             "default_permissions" => default_perms = Some(permissions(f)?),
             "exports" => exports = list_of(f, "Exports", export)?,
             "imports" => imports = list_of(f, "Imports", import)?,
-            "nkey" | "jetstream" | "mappings" | "maps" | "limits" | "msg_trace" | "trace_dest" => {
+            "jetstream" => js = super::jetstream::account(f)?,
+            "nkey" | "mappings" | "maps" | "limits" | "msg_trace" | "trace_dest" => {
                 return Err(unsupported(f))
             }
             _ => return Err(unknown(f, "account")),
@@ -579,6 +581,7 @@ fn account_body(
         .iter_mut()
         .find(|a| a.name == name)
         .expect("account just added");
+    acc.jetstream = js;
     for (x, pos) in exports {
         st.export_pos
             .push((name.to_string(), acc.exports.len(), pos.clone()));

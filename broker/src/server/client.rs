@@ -39,6 +39,20 @@ pub struct Subscription {
     /// Auto-unsubscribe after this many deliveries; 0 means no limit.
     pub max: AtomicU64,
     pub delivered: AtomicU64,
+    /// Set for the server's own subscriptions (JetStream): messages go to this function, called
+    /// on the publisher's task, instead of a socket.
+    pub internal: Option<InternalHandler>,
+}
+
+/// What an internal subscription does with a message: `(subject, reply, headers, payload)`.
+/// It runs on the publisher's task, so it only hands the message on.
+#[derive(Clone)]
+pub struct InternalHandler(pub Arc<dyn Fn(&[u8], Option<&[u8]>, Option<&[u8]>, &[u8]) + Send + Sync>);
+
+impl std::fmt::Debug for InternalHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InternalHandler")
+    }
 }
 
 /// Message and byte counters, shared by connections, accounts and the server.
@@ -302,6 +316,125 @@ impl Client {
     }
 }
 
+impl Client {
+    /// The server's own connection for internal subscriptions (JetStream): never registered,
+    /// never written to; deliveries to its subscriptions go to their handlers.
+    pub fn internal(cid: u64, account: Arc<Account>) -> Arc<Client> {
+        Arc::new(Client {
+            cid,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            start: SystemTime::now(),
+            account: RwLock::new(account),
+            user: RwLock::new(None),
+            responses: Mutex::new(HashMap::new()),
+            cert_ids: Vec::new(),
+            connect: Mutex::new(None),
+            nonce: None,
+            track_replies: AtomicBool::new(false),
+            stats: Counters::default(),
+            last_activity: AtomicI64::new(unix_nanos()),
+            rtt_nanos: AtomicI64::new(0),
+            meta: Mutex::new(ClientMeta::default()),
+            subs: Mutex::new(HashMap::new()),
+            out: Outbound::detached(),
+            stop: Notify::new(),
+            closing: AtomicBool::new(false),
+            reason: Mutex::new(None),
+            pings_out: AtomicU32::new(0),
+            headers: AtomicBool::new(true),
+            max_pending: usize::MAX,
+        })
+    }
+}
+
+/// Publishes from inside the server (JetStream acks, API responses, consumer deliveries):
+/// routes like a client publish and batches the flushes until [`InternalSender::flush`].
+pub struct InternalSender {
+    cache: LocalCache<Subscription>,
+    wakes: WakeList,
+}
+
+impl Default for InternalSender {
+    fn default() -> Self {
+        InternalSender {
+            cache: LocalCache::new(),
+            wakes: WakeList::new(0),
+        }
+    }
+}
+
+impl InternalSender {
+    /// Routes one message in `account`; returns whether anyone took it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn send(
+        &mut self,
+        server: &Server,
+        account: &Account,
+        subject: &[u8],
+        reply: Option<&[u8]>,
+        headers: Option<&[u8]>,
+        payload: &[u8],
+    ) -> bool {
+        route_message(
+            server,
+            &mut self.cache,
+            account,
+            None,
+            true,
+            subject,
+            reply,
+            headers,
+            payload,
+            &mut self.wakes,
+        )
+    }
+
+    /// Routes a message by `route_subject` but shows subscribers `wire_subject` (JetStream
+    /// deliveries keep the stored subject while they go to a deliver or reply subject).
+    #[allow(clippy::too_many_arguments)]
+    pub fn send_as(
+        &mut self,
+        server: &Server,
+        account: &Account,
+        route_subject: &[u8],
+        wire_subject: &[u8],
+        reply: Option<&[u8]>,
+        headers: Option<&[u8]>,
+        payload: &[u8],
+    ) -> bool {
+        let Ok(subj) = std::str::from_utf8(route_subject) else {
+            return false;
+        };
+        let result = self.cache.get_ref(subj, &account.sublist);
+        let (forwarded, filtered) = match server.cluster() {
+            Some(c) => c.forward(account, subj, reply, headers, payload, result),
+            None => (false, None),
+        };
+        let result = filtered.as_ref().unwrap_or(result);
+        forwarded
+            | deliver_result(
+                server,
+                result,
+                None,
+                true,
+                wire_subject,
+                reply,
+                headers,
+                payload,
+                &mut self.wakes,
+            )
+    }
+
+    /// Counts and flushes everything sent since the last flush.
+    pub fn flush(&mut self, server: &Server) {
+        let tally = std::mem::take(&mut self.wakes.tally);
+        if !tally.is_empty() {
+            server.stats.add(&tally);
+        }
+        self.wakes.flush();
+    }
+}
+
 /// Unix time in nanoseconds.
 pub fn unix_nanos() -> i64 {
     SystemTime::now()
@@ -326,8 +459,9 @@ impl WakeList {
     /// An empty list for the producer with connection id `owner`.
     pub fn new(owner: u64) -> Self {
         WakeList {
-            // Unique per producer and batch: the id in the low bits, the batch count above.
-            mark: owner,
+            // Unique per producer and batch: the id in the low bits, the batch count above
+            // (starting at one: a fresh connection's mark is zero).
+            mark: owner.wrapping_add(1 << 32),
             owner,
             tally: Tally::default(),
             clients: Vec::new(),
@@ -399,6 +533,10 @@ fn deliver(
                 return false;
             }
         }
+    }
+    if let Some(h) = &sub.internal {
+        (h.0)(subject, reply, headers, payload);
+        return true;
     }
     let client = &sub.client;
     if let Some(r) = reply {
@@ -1382,6 +1520,7 @@ fn process_sub(
         sid: sid.into(),
         max: AtomicU64::new(0),
         delivered: AtomicU64::new(0),
+        internal: None,
     });
     client.subs.lock().insert(sid.into(), sub.clone());
     server.add_sub(&sub);

@@ -172,6 +172,8 @@ pub struct Server {
     pub http_addr: RwLock<Option<SocketAddr>>,
     /// HTTPS monitoring listener address once bound.
     pub https_addr: RwLock<Option<SocketAddr>>,
+    /// JetStream, once started.
+    jetstream: std::sync::OnceLock<Arc<crate::jetstream::JetStream>>,
     shutdown: watch::Sender<bool>,
     /// Routes to the other servers of the cluster, when `cluster` is configured.
     cluster: Option<Arc<crate::cluster::Cluster>>,
@@ -269,10 +271,16 @@ impl Server {
             client_addr: RwLock::new(None),
             http_addr: RwLock::new(None),
             https_addr: RwLock::new(None),
+            jetstream: std::sync::OnceLock::new(),
             shutdown: watch::channel(false).0,
             cluster: opts_cluster.map(crate::cluster::Cluster::new),
             ldm: lame_duck::LameDuck::default(),
         }))
+    }
+
+    /// JetStream, when enabled and started.
+    pub fn jetstream(&self) -> Option<&Arc<crate::jetstream::JetStream>> {
+        self.jetstream.get()
     }
 
     /// Client TLS settings, when TLS is configured.
@@ -474,7 +482,12 @@ impl Server {
     /// Asks every task to stop.
     pub fn shutdown(&self) {
         // send_replace: the flag must stick even when nobody is waiting yet.
-        self.shutdown.send_replace(true);
+        let first = !self.shutdown.send_replace(true);
+        if first {
+            if let Some(js) = self.jetstream.get() {
+                js.shutdown();
+            }
+        }
         for c in self.clients() {
             c.close(ClosedReason::ServerShutdown);
         }
@@ -493,6 +506,14 @@ impl Server {
     /// Binds the listeners and spawns the accept loops; returns once they are listening.
     pub async fn start(self: &Arc<Self>) -> std::io::Result<()> {
         let opts = self.options();
+        if let Some(js_opts) = &opts.jetstream {
+            if self.jetstream.get().is_none() {
+                let js = crate::jetstream::JetStream::start(self, js_opts)
+                    .map_err(|e| std::io::Error::other(format!("Can't start JetStream: {e}")))?;
+                let _ = self.jetstream.set(js);
+                self.info.write().jetstream = Some(true);
+            }
+        }
         let port = if opts.port < 0 { 0 } else { opts.port as u16 };
         let listener = TcpListener::bind((opts.host.as_str(), port)).await?;
         let addr = listener.local_addr()?;

@@ -54,15 +54,26 @@ pub struct Outbound {
 }
 
 impl Outbound {
+    /// A queue with no socket, for the server's internal connection.
+    pub fn detached() -> Outbound {
+        let o = Outbound::new_inner(None, None);
+        o.state.lock().closed = true;
+        o
+    }
+
     /// A queue writing to `sock`, through `tls` when the connection is encrypted.
     pub fn new(sock: Arc<TcpStream>, tls: Option<Tls>) -> Outbound {
+        Self::new_inner(Some(sock), tls)
+    }
+
+    fn new_inner(sock: Option<Arc<TcpStream>>, tls: Option<Tls>) -> Outbound {
         Outbound {
             state: Mutex::new(State {
                 buf: BytesMut::with_capacity(1024),
                 flushing: false,
                 in_flight: 0,
                 closed: false,
-                sock: Some(sock),
+                sock,
                 tls,
                 wake_mark: 0,
             }),

@@ -1,0 +1,150 @@
+//! The `jetstream` block, server-wide and per account, as nats-server's `parseJetStream` and
+//! `parseJetStreamForAccount` read it.
+
+use super::options_map::{bad, get_bool, get_int, get_str, nanos, type_err};
+use super::value::{Entry, Kind};
+use super::ConfigError;
+use crate::options::{JetStreamOptions, JsAccountLimits};
+
+/// A size: an integer (suffixes already applied by the parser) or a string like `"1GB"`.
+fn size(e: &Entry, v: &Kind) -> Result<i64, ConfigError> {
+    match v {
+        Kind::Int(i) => Ok(*i),
+        Kind::String(s) => parse_size(s).ok_or_else(|| bad(e, format!("invalid size {s:?}"))),
+        _ => Err(type_err(e, "size")),
+    }
+}
+
+/// `"512MB"`, `"1G"`, `"100"`: bytes with an optional 1024-based suffix (as nats-server's
+/// `getStorageSize`, where K/M/G/T all mean powers of 1024).
+fn parse_size(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let num: i64 = s[..digits].parse().ok()?;
+    let mult: i64 = match s[digits..].trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "K" | "KB" => 1 << 10,
+        "M" | "MB" => 1 << 20,
+        "G" | "GB" => 1 << 30,
+        "T" | "TB" => 1 << 40,
+        _ => return None,
+    };
+    num.checked_mul(mult)
+}
+
+/// The top-level `jetstream` entry: `enabled`/`disabled`, a boolean, or a map.
+pub(super) fn server(e: &Entry) -> Result<Option<JetStreamOptions>, ConfigError> {
+    let mut js = JetStreamOptions::default();
+    match &e.value.kind {
+        Kind::Bool(b) => return Ok(b.then_some(js)),
+        Kind::String(s) => {
+            return match s.to_ascii_lowercase().as_str() {
+                "enabled" | "enable" | "true" => Ok(Some(js)),
+                "disabled" | "disable" | "false" => Ok(None),
+                _ => Err(bad(
+                    e,
+                    format!("Expected 'enabled' or 'disabled' for string value, got '{s}'"),
+                )),
+            }
+        }
+        Kind::Map(m) => {
+            let mut enabled = true;
+            for f in &m.entries {
+                match f.key.to_lowercase().as_str() {
+                    "store_dir" | "storedir" | "store" => js.store_dir = get_str(f)?.into(),
+                    "max_memory_store" | "max_mem_store" | "max_mem" => {
+                        js.max_memory = size(f, &f.value.kind)?
+                    }
+                    "max_file_store" | "max_file" => js.max_file = size(f, &f.value.kind)?,
+                    "domain" => js.domain = Some(get_str(f)?).filter(|d| !d.is_empty()),
+                    "enable" | "enabled" => enabled = get_bool(f)?,
+                    "sync_interval" => {
+                        let s = get_str(f)?;
+                        if s.eq_ignore_ascii_case("always") {
+                            js.sync_always = true;
+                        } else {
+                            let ns = super::duration::parse_go_duration(&s).map_err(|err| {
+                                bad(f, format!("error parsing sync_interval: {err}"))
+                            })?;
+                            js.sync_interval = nanos(ns);
+                        }
+                    }
+                    "sync_always" => js.sync_always = get_bool(f)?,
+                    "max_outstanding_catchup"
+                    | "max_catchup"
+                    | "unique_tag"
+                    | "cipher"
+                    | "key"
+                    | "prev_key"
+                    | "encryption_key"
+                    | "extension_hint"
+                    | "limits"
+                    | "max_buffered_msgs"
+                    | "max_buffered_size"
+                    | "request_queue_limit"
+                    | "strict"
+                    | "tpm" => {
+                        return Err(ConfigError::Unsupported {
+                            pos: f.key_pos.clone(),
+                            key: format!("jetstream.{}", f.key),
+                        })
+                    }
+                    _ => return Err(bad(f, format!("unknown field {:?} in jetstream", f.key))),
+                }
+            }
+            Ok(enabled.then_some(js))
+        }
+        _ => Err(type_err(e, "map, boolean or 'enabled'")),
+    }
+}
+
+/// An account's `jetstream` entry: `enabled`/`disabled` or a map of limits.
+pub(super) fn account(e: &Entry) -> Result<Option<JsAccountLimits>, ConfigError> {
+    let mut l = JsAccountLimits::default();
+    match &e.value.kind {
+        Kind::Bool(b) => Ok(b.then_some(l)),
+        Kind::String(s) => match s.to_ascii_lowercase().as_str() {
+            "enabled" | "enable" | "true" => Ok(Some(l)),
+            "disabled" | "disable" | "false" => Ok(None),
+            _ => Err(bad(
+                e,
+                format!("Expected 'enabled' or 'disabled' for string value, got '{s}'"),
+            )),
+        },
+        Kind::Map(m) => {
+            for f in &m.entries {
+                match f.key.to_lowercase().as_str() {
+                    "max_memory" | "max_mem" | "max_mem_store" | "max_memory_store" => {
+                        l.max_memory = size(f, &f.value.kind)?
+                    }
+                    "max_file" | "max_store" | "max_file_store" | "max_disk" => {
+                        l.max_store = size(f, &f.value.kind)?
+                    }
+                    "max_streams" => l.max_streams = get_int(f)?,
+                    "max_consumers" => l.max_consumers = get_int(f)?,
+                    _ => {
+                        return Err(ConfigError::Unsupported {
+                            pos: f.key_pos.clone(),
+                            key: format!("jetstream.{}", f.key),
+                        })
+                    }
+                }
+            }
+            Ok(Some(l))
+        }
+        _ => Err(type_err(e, "map or 'enabled'")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1GB"), Some(1 << 30));
+        assert_eq!(parse_size("512M"), Some(512 << 20));
+        assert_eq!(parse_size("100"), Some(100));
+        assert_eq!(parse_size("x"), None);
+    }
+}

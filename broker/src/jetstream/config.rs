@@ -1,0 +1,672 @@
+//! Stream and consumer configurations as the JetStream API carries them (nats-server's JSON:
+//! durations in nanoseconds, times in RFC 3339), with nats-server's defaults and checks.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::errors::ApiError;
+use crate::subject;
+
+fn is_zero_i64(v: &i64) -> bool {
+    *v == 0
+}
+fn is_zero_u64(v: &u64) -> bool {
+    *v == 0
+}
+fn is_zero_i32(v: &i32) -> bool {
+    *v == 0
+}
+fn is_false(v: &bool) -> bool {
+    !*v
+}
+
+/// `retention`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Retention {
+    #[default]
+    Limits,
+    Interest,
+    #[serde(rename = "workqueue")]
+    WorkQueue,
+}
+
+/// `discard`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Discard {
+    #[default]
+    Old,
+    New,
+}
+
+/// `storage`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Storage {
+    #[default]
+    File,
+    Memory,
+}
+
+/// `consumer_limits` of a stream.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConsumerLimits {
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub inactive_threshold: i64,
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub max_ack_pending: i64,
+}
+
+/// A stream's configuration (`StreamConfig` in nats-server, fields in its order).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamConfig {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subjects: Vec<String>,
+    #[serde(default)]
+    pub retention: Retention,
+    #[serde(default)]
+    pub max_consumers: i64,
+    #[serde(default)]
+    pub max_msgs: i64,
+    #[serde(default)]
+    pub max_bytes: i64,
+    #[serde(default)]
+    pub max_age: i64,
+    #[serde(default)]
+    pub max_msgs_per_subject: i64,
+    #[serde(default, skip_serializing_if = "is_zero_i32")]
+    pub max_msg_size: i32,
+    #[serde(default)]
+    pub discard: Discard,
+    #[serde(default)]
+    pub storage: Storage,
+    #[serde(default)]
+    pub num_replicas: i64,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub no_ack: bool,
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub duplicate_window: i64,
+    #[serde(default = "no_compression")]
+    pub compression: String,
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub first_seq: u64,
+    #[serde(default)]
+    pub allow_direct: bool,
+    #[serde(default)]
+    pub mirror_direct: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub discard_new_per_subject: bool,
+    #[serde(default)]
+    pub sealed: bool,
+    #[serde(default)]
+    pub deny_delete: bool,
+    #[serde(default)]
+    pub deny_purge: bool,
+    #[serde(default)]
+    pub allow_rollup_hdrs: bool,
+    #[serde(default)]
+    pub consumer_limits: ConsumerLimits,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<BTreeMap<String, String>>,
+    /// Features this broker does not implement: accepted only when absent or empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sources: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_transform: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub republish: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub allow_msg_ttl: bool,
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub subject_delete_marker_ttl: i64,
+}
+
+fn no_compression() -> String {
+    "none".into()
+}
+
+/// Default duplicate window: two minutes.
+const DEFAULT_DUPLICATE_WINDOW: i64 = 120_000_000_000;
+
+/// Whether `name` is a valid stream or consumer name (no whitespace, `.`, `*`, `>`, path
+/// separators).
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && !name.chars().any(|c| {
+            c.is_whitespace() || matches!(c, '.' | '*' | '>' | '/' | '\\') || c.is_control()
+        })
+}
+
+/// Whether two subject patterns can match a common subject.
+pub fn subjects_overlap(a: &str, b: &str) -> bool {
+    let ta: Vec<&str> = a.split('.').collect();
+    let tb: Vec<&str> = b.split('.').collect();
+    let mut i = 0;
+    loop {
+        match (ta.get(i), tb.get(i)) {
+            (Some(&">"), Some(_)) | (Some(_), Some(&">")) => return true,
+            (Some(x), Some(y)) => {
+                if *x != "*" && *y != "*" && x != y {
+                    return false;
+                }
+            }
+            (None, None) => return true,
+            _ => return false,
+        }
+        i += 1;
+    }
+}
+
+impl StreamConfig {
+    /// Fills nats-server's defaults and checks the configuration (`checkStreamCfg`).
+    pub fn normalize(&mut self, max_payload: i32) -> Result<(), ApiError> {
+        if !valid_name(&self.name) {
+            return Err(ApiError::stream_invalid_config("invalid stream name"));
+        }
+        if let Some(d) = &self.description {
+            if d.len() > 4096 {
+                return Err(ApiError::stream_invalid_config(
+                    "stream description is too long, maximum allowed is 4096",
+                ));
+            }
+        }
+        for (what, v) in [
+            ("mirror", &self.mirror),
+            ("sources", &self.sources),
+            ("subject_transform", &self.subject_transform),
+            ("republish", &self.republish),
+        ] {
+            if v.as_ref()
+                .is_some_and(|v| !v.is_null() && v != &serde_json::json!([]))
+            {
+                return Err(ApiError::stream_invalid_config(&format!(
+                    "stream {what} is not supported by this server yet"
+                )));
+            }
+        }
+        self.mirror = None;
+        self.sources = None;
+        self.subject_transform = None;
+        self.republish = None;
+        self.placement = None;
+        if self.compression.is_empty() {
+            self.compression = "none".into();
+        }
+        if self.compression != "none" {
+            return Err(ApiError::stream_invalid_config(
+                "stream compression is not supported by this server yet",
+            ));
+        }
+        if self.allow_msg_ttl || self.subject_delete_marker_ttl != 0 {
+            return Err(ApiError::stream_invalid_config(
+                "per-message TTL is not supported by this server yet",
+            ));
+        }
+        if self.num_replicas == 0 {
+            self.num_replicas = 1;
+        }
+        if self.num_replicas > 1 {
+            return Err(ApiError::new(
+                10074,
+                500,
+                "replicas > 1 not supported in non-clustered mode",
+            ));
+        }
+        if self.num_replicas < 0 {
+            return Err(ApiError::stream_invalid_config(
+                "replicas count cannot be negative",
+            ));
+        }
+        if self.max_msgs == 0 {
+            self.max_msgs = -1;
+        }
+        if self.max_bytes == 0 {
+            self.max_bytes = -1;
+        }
+        if self.max_msgs_per_subject == 0 {
+            self.max_msgs_per_subject = -1;
+        }
+        if self.max_msg_size == 0 {
+            self.max_msg_size = -1;
+        }
+        if self.max_consumers == 0 {
+            self.max_consumers = -1;
+        }
+        if self.max_age < 0 {
+            return Err(ApiError::stream_invalid_config("max age needs to be >= 0"));
+        }
+        if self.duplicate_window < 0 {
+            return Err(ApiError::stream_invalid_config(
+                "duplicates window can not be negative",
+            ));
+        }
+        if self.duplicate_window == 0 {
+            self.duplicate_window = if self.max_age != 0 && self.max_age < DEFAULT_DUPLICATE_WINDOW
+            {
+                self.max_age
+            } else {
+                DEFAULT_DUPLICATE_WINDOW
+            };
+        }
+        if self.max_age != 0 && self.duplicate_window > self.max_age {
+            return Err(ApiError::stream_invalid_config(
+                "duplicates window can not be larger then max age",
+            ));
+        }
+        if self.max_msg_size > 0 && self.max_msg_size > max_payload {
+            return Err(ApiError::stream_invalid_config(
+                "max message size can not be larger than max payload",
+            ));
+        }
+        if self.discard_new_per_subject
+            && (self.discard != Discard::New || self.max_msgs_per_subject <= 0)
+        {
+            return Err(ApiError::stream_invalid_config(
+                "discard new per subject requires discard new policy to be set",
+            ));
+        }
+        if self.subjects.is_empty() {
+            self.subjects.push(self.name.clone());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for s in &self.subjects {
+            if !seen.insert(s.as_str()) {
+                return Err(ApiError::stream_invalid_config(
+                    "duplicate subjects detected",
+                ));
+            }
+            if !subject::is_valid_subject(s.as_str()) {
+                return Err(ApiError::stream_invalid_config("invalid subject"));
+            }
+        }
+        let subs: Vec<&String> = self.subjects.iter().collect();
+        for (i, a) in subs.iter().enumerate() {
+            for b in &subs[i + 1..] {
+                if subjects_overlap(a, b) {
+                    return Err(ApiError::stream_invalid_config("subjects overlap"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `deliver_policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliverPolicy {
+    #[default]
+    All,
+    Last,
+    New,
+    #[serde(rename = "by_start_sequence")]
+    ByStartSequence,
+    #[serde(rename = "by_start_time")]
+    ByStartTime,
+    #[serde(rename = "last_per_subject")]
+    LastPerSubject,
+}
+
+/// `ack_policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AckPolicy {
+    None,
+    All,
+    #[default]
+    Explicit,
+}
+
+/// `replay_policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ReplayPolicy {
+    #[default]
+    Instant,
+    Original,
+}
+
+/// A consumer's configuration (`ConsumerConfig` in nats-server, fields in its order).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ConsumerConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub durable_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub deliver_policy: DeliverPolicy,
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub opt_start_seq: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opt_start_time: Option<String>,
+    #[serde(default)]
+    pub ack_policy: AckPolicy,
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub ack_wait: i64,
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub max_deliver: i64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backoff: Vec<i64>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub filter_subject: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filter_subjects: Vec<String>,
+    #[serde(default)]
+    pub replay_policy: ReplayPolicy,
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub rate_limit_bps: u64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sample_freq: String,
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub max_waiting: i64,
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub max_ack_pending: i64,
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub idle_heartbeat: i64,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub flow_control: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub headers_only: bool,
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub max_batch: i64,
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub max_expires: i64,
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub max_bytes: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deliver_subject: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deliver_group: Option<String>,
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub inactive_threshold: i64,
+    #[serde(default)]
+    pub num_replicas: i64,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub mem_storage: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub direct: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause_until: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority_groups: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority_policy: Option<serde_json::Value>,
+}
+
+/// Default `ack_wait`: 30 seconds.
+pub const DEFAULT_ACK_WAIT: i64 = 30_000_000_000;
+/// Default `max_ack_pending`.
+pub const DEFAULT_MAX_ACK_PENDING: i64 = 1000;
+/// Default pull `max_waiting`.
+pub const DEFAULT_MAX_WAITING: i64 = 512;
+/// Default `inactive_threshold` of ephemeral consumers: 5 seconds.
+pub const DEFAULT_INACTIVE_THRESHOLD: i64 = 5_000_000_000;
+
+impl ConsumerConfig {
+    /// The consumer's name: `name`, else `durable_name`.
+    pub fn the_name(&self) -> Option<&str> {
+        self.name
+            .as_deref()
+            .filter(|n| !n.is_empty())
+            .or(self.durable_name.as_deref().filter(|n| !n.is_empty()))
+    }
+
+    /// Whether it is a push consumer.
+    pub fn is_push(&self) -> bool {
+        self.deliver_subject
+            .as_deref()
+            .is_some_and(|d| !d.is_empty())
+    }
+
+    /// The subject filters (`filter_subject` and `filter_subjects` together).
+    pub fn filters(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.filter_subjects.clone();
+        if !self.filter_subject.is_empty() {
+            v.push(self.filter_subject.clone());
+        }
+        v.retain(|f| f != ">");
+        v
+    }
+
+    /// Fills nats-server's defaults and checks the configuration (`setConsumerConfigDefaults`
+    /// and `checkConsumerCfg`).
+    pub fn normalize(&mut self, stream: &StreamConfig) -> Result<(), ApiError> {
+        if let Some(d) = &self.durable_name {
+            if !d.is_empty() && !valid_name(d) {
+                return Err(ApiError::new(
+                    10103,
+                    400,
+                    "durable name can not contain '.', '*', '>'",
+                ));
+            }
+        }
+        if let Some(n) = &self.name {
+            if !n.is_empty() && !valid_name(n) {
+                return Err(ApiError::new(
+                    10103,
+                    400,
+                    "consumer name can not contain '.', '*', '>'",
+                ));
+            }
+        }
+        if self.priority_groups.as_ref().is_some_and(|v| !v.is_null()) {
+            return Err(ApiError::consumer_create(
+                "priority groups are not supported by this server yet",
+            ));
+        }
+        if self.rate_limit_bps != 0 {
+            return Err(ApiError::consumer_create(
+                "rate_limit_bps is not supported by this server yet",
+            ));
+        }
+        if self.pause_until.is_some() {
+            return Err(ApiError::consumer_create(
+                "pause_until is not supported by this server yet",
+            ));
+        }
+        if !self.filter_subject.is_empty() && !self.filter_subjects.is_empty() {
+            return Err(ApiError::new(
+                10134,
+                400,
+                "consumer cannot have both FilterSubject and FilterSubjects specified",
+            ));
+        }
+        for f in self.filters() {
+            if !subject::is_valid_subject(f.as_str()) {
+                return Err(ApiError::new(
+                    10093,
+                    400,
+                    "consumer filter subject is not a valid subset of the interest subjects",
+                ));
+            }
+            if !stream.subjects.iter().any(|s| subjects_overlap(s, &f)) {
+                return Err(ApiError::new(
+                    10093,
+                    400,
+                    "consumer filter subject is not a valid subset of the interest subjects",
+                ));
+            }
+        }
+        if let Some(ds) = &self.deliver_subject {
+            if ds.is_empty() {
+                self.deliver_subject = None;
+            } else if !subject::is_valid_literal_subject(ds.as_str()) {
+                return Err(ApiError::new(
+                    10038,
+                    400,
+                    "consumer deliver subject has wildcards",
+                ));
+            }
+        }
+        if self.deliver_group.as_deref().is_some_and(str::is_empty) {
+            self.deliver_group = None;
+        }
+        let push = self.is_push();
+        if self.ack_wait == 0 {
+            self.ack_wait = match self.backoff.first() {
+                Some(b) => *b,
+                None => DEFAULT_ACK_WAIT,
+            };
+        }
+        if self.max_deliver == 0 {
+            self.max_deliver = -1;
+        }
+        if !self.backoff.is_empty()
+            && self.max_deliver != -1
+            && self.max_deliver <= self.backoff.len() as i64
+        {
+            return Err(ApiError::new(
+                10116,
+                400,
+                "max deliver is required to be > length of backoff values",
+            ));
+        }
+        if self.ack_policy != AckPolicy::None && self.max_ack_pending == 0 {
+            self.max_ack_pending = if stream.consumer_limits.max_ack_pending > 0 {
+                stream.consumer_limits.max_ack_pending
+            } else {
+                DEFAULT_MAX_ACK_PENDING
+            };
+        }
+        if self.ack_policy == AckPolicy::None {
+            self.max_ack_pending = -1;
+        }
+        if !push && self.max_waiting == 0 {
+            self.max_waiting = DEFAULT_MAX_WAITING;
+        }
+        if push {
+            if self.max_waiting != 0 {
+                return Err(ApiError::new(
+                    10080,
+                    400,
+                    "consumer in push mode can not set max waiting",
+                ));
+            }
+            if self.max_batch != 0 {
+                return Err(ApiError::new(
+                    10082,
+                    400,
+                    "consumer in push mode can not set max batch",
+                ));
+            }
+            if self.max_expires != 0 {
+                return Err(ApiError::new(
+                    10081,
+                    400,
+                    "consumer in push mode can not set max expires",
+                ));
+            }
+        } else {
+            if self.flow_control {
+                return Err(ApiError::new(
+                    10089,
+                    400,
+                    "consumer with flow control also needs heartbeats",
+                ));
+            }
+            if self.idle_heartbeat != 0 {
+                return Err(ApiError::new(
+                    10088,
+                    400,
+                    "consumer idle heartbeat requires a push based consumer",
+                ));
+            }
+        }
+        if self.flow_control && self.idle_heartbeat == 0 {
+            return Err(ApiError::new(
+                10089,
+                400,
+                "consumer with flow control also needs heartbeats",
+            ));
+        }
+        if self.num_replicas < 0 {
+            return Err(ApiError::new(
+                10127,
+                400,
+                "replicas count cannot be negative",
+            ));
+        }
+        match self.deliver_policy {
+            DeliverPolicy::ByStartSequence if self.opt_start_seq == 0 => {
+                return Err(ApiError::new(10091, 400, "consumer delivery policy is deliver by start sequence, but optional start sequence is not set"))
+            }
+            DeliverPolicy::ByStartTime if self.opt_start_time.is_none() => {
+                return Err(ApiError::new(10092, 400, "consumer delivery policy is deliver by start time, but optional start time is not set"))
+            }
+            DeliverPolicy::ByStartSequence | DeliverPolicy::ByStartTime => {}
+            _ if self.opt_start_seq != 0 || self.opt_start_time.is_some() => {
+                return Err(ApiError::new(10090, 400, "consumer delivery policy is deliver all, but optional start sequence is also set"))
+            }
+            _ => {}
+        }
+        if let Some(t) = &self.opt_start_time {
+            if super::time::parse_rfc3339(t).is_none() {
+                return Err(ApiError::invalid_json("bad opt_start_time"));
+            }
+        }
+        if stream.retention == Retention::WorkQueue && self.ack_policy != AckPolicy::Explicit {
+            return Err(ApiError::new(
+                10084,
+                400,
+                "workqueue stream requires explicit ack",
+            ));
+        }
+        if self.durable_name.as_deref().is_none_or(str::is_empty) && self.inactive_threshold == 0 {
+            self.inactive_threshold = if stream.consumer_limits.inactive_threshold > 0 {
+                stream.consumer_limits.inactive_threshold
+            } else {
+                DEFAULT_INACTIVE_THRESHOLD
+            };
+        }
+        if !self.sample_freq.is_empty() {
+            let f = self.sample_freq.trim_end_matches('%');
+            if f.parse::<u32>().map_or(true, |v| v > 100) {
+                return Err(ApiError::new(
+                    10112,
+                    400,
+                    "consumer sample frequency is invalid",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlap() {
+        assert!(subjects_overlap("a.>", "a.b"));
+        assert!(subjects_overlap("a.*", "a.b"));
+        assert!(!subjects_overlap("a.*", "a.b.c"));
+        assert!(subjects_overlap("*.b", "a.*"));
+        assert!(!subjects_overlap("a", "b"));
+        assert!(subjects_overlap(">", "x.y"));
+    }
+
+    #[test]
+    fn stream_defaults() {
+        let mut c: StreamConfig = serde_json::from_str(r#"{"name":"S"}"#).unwrap();
+        c.normalize(1 << 20).unwrap();
+        assert_eq!(c.subjects, vec!["S".to_string()]);
+        assert_eq!((c.max_msgs, c.max_bytes, c.num_replicas), (-1, -1, 1));
+        assert_eq!(c.duplicate_window, 120_000_000_000);
+    }
+}

@@ -1,0 +1,829 @@
+//! A consumer of a stream: where it is in the stream, what it has delivered and not yet seen
+//! acknowledged, the pull requests waiting on it, and how it delivers (push or pull).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::config::{AckPolicy, ConsumerConfig, DeliverPolicy, ReplayPolicy};
+use super::headers;
+use super::store::{filter_matches, Store};
+use super::time::{parse_rfc3339, rfc3339_nanos};
+use crate::accounts::Account;
+use crate::server::client::{unix_nanos, InternalSender};
+use crate::server::Server;
+
+/// What a consumer needs from its stream while it works.
+pub struct Ctx<'a> {
+    pub server: &'a Server,
+    pub account: &'a Account,
+    pub sender: &'a mut InternalSender,
+    pub store: &'a mut Store,
+    pub stream: &'a str,
+}
+
+/// One delivered, not yet acknowledged message.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct Pending {
+    dseq: u64,
+    /// Unix nanoseconds of the last delivery.
+    ts: i64,
+    #[serde(skip, default = "Instant::now")]
+    deadline: Instant,
+}
+
+/// A waiting pull request (`$JS.API.CONSUMER.MSG.NEXT`).
+#[derive(Debug)]
+struct PullRequest {
+    reply: String,
+    batch: i64,
+    max_bytes: i64,
+    expires: Option<Instant>,
+    no_wait: bool,
+    heartbeat: Option<Duration>,
+    last_sent: Instant,
+    delivered: i64,
+}
+
+/// The body of a pull request.
+#[derive(Debug, Default, Deserialize)]
+struct NextRequest {
+    #[serde(default)]
+    batch: i64,
+    #[serde(default)]
+    expires: i64,
+    #[serde(default)]
+    no_wait: bool,
+    #[serde(default)]
+    max_bytes: i64,
+    #[serde(default)]
+    idle_heartbeat: i64,
+}
+
+/// A consumer's position, persisted so a restart resumes exactly.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ConsumerState {
+    /// Next stream sequence to look at for a first delivery.
+    pub next_sseq: u64,
+    /// Last consumer sequence handed out.
+    pub dseq: u64,
+    /// Last stream sequence delivered for the first time.
+    pub last_sseq: u64,
+    pub ack_floor_sseq: u64,
+    pub ack_floor_dseq: u64,
+    /// Delivered and unacknowledged, by stream sequence.
+    pending: BTreeMap<u64, Pending>,
+    /// Delivery counts above one, by stream sequence.
+    redelivered: HashMap<u64, u64>,
+    /// `last_per_subject` starting messages not delivered yet.
+    #[serde(default)]
+    initial: VecDeque<u64>,
+}
+
+/// A consumer.
+#[derive(Debug)]
+pub struct Consumer {
+    pub name: String,
+    pub cfg: ConsumerConfig,
+    /// Unix nanoseconds.
+    pub created: i64,
+    filters: Vec<String>,
+    pub st: ConsumerState,
+    /// Stream sequences due for redelivery, in order.
+    redeliver: BTreeSet<u64>,
+    waiting: VecDeque<PullRequest>,
+    /// Messages not yet delivered that match the filters.
+    num_pending: u64,
+    /// Unix nanoseconds of the last delivery or request.
+    pub last_active: i64,
+    last_sent: Instant,
+    inactive_since: Option<Instant>,
+    pub dirty: bool,
+    sample: u32,
+    /// A push consumer with nothing subscribed to its deliver subject: polled until someone is.
+    no_interest: bool,
+}
+
+/// What `CONSUMER.INFO` reports about a sequence pair.
+#[derive(Debug, Serialize)]
+pub struct SeqInfo {
+    pub consumer_seq: u64,
+    pub stream_seq: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_active: Option<String>,
+}
+
+/// The `CONSUMER.INFO` body.
+#[derive(Debug, Serialize)]
+pub struct ConsumerInfo {
+    pub stream_name: String,
+    pub name: String,
+    pub created: String,
+    pub config: ConsumerConfig,
+    pub delivered: SeqInfo,
+    pub ack_floor: SeqInfo,
+    pub num_ack_pending: u64,
+    pub num_redelivered: u64,
+    pub num_waiting: u64,
+    pub num_pending: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub push_bound: Option<bool>,
+    pub ts: String,
+}
+
+impl Consumer {
+    /// A new consumer positioned by its deliver policy.
+    pub fn new(name: String, cfg: ConsumerConfig, store: &Store, created: i64) -> Consumer {
+        let filters = cfg.filters();
+        let state = store.state();
+        let mut st = ConsumerState::default();
+        let first = state.first_seq.max(1);
+        st.next_sseq = match cfg.deliver_policy {
+            DeliverPolicy::All => first,
+            DeliverPolicy::Last => {
+                let last = if filters.is_empty() {
+                    Some(state.last_seq)
+                } else {
+                    filters.iter().filter_map(|f| store.last_for(f)).max()
+                };
+                last.filter(|l| *l > 0).unwrap_or(state.last_seq + 1)
+            }
+            DeliverPolicy::New => state.last_seq + 1,
+            DeliverPolicy::ByStartSequence => cfg.opt_start_seq.max(first),
+            DeliverPolicy::ByStartTime => {
+                let ts = cfg
+                    .opt_start_time
+                    .as_deref()
+                    .and_then(parse_rfc3339)
+                    .unwrap_or(0);
+                store.seq_for_time(ts)
+            }
+            DeliverPolicy::LastPerSubject => {
+                st.initial = store.last_per_subject(&filters).into();
+                state.last_seq + 1
+            }
+        };
+        // The sequences before the start count as acknowledged.
+        st.ack_floor_sseq = st.next_sseq.saturating_sub(1);
+        if let Some(f) = st.initial.front() {
+            st.ack_floor_sseq = f.saturating_sub(1);
+        }
+        st.last_sseq = st.ack_floor_sseq;
+        let mut c = Consumer::restore(name, cfg, created, st);
+        c.recount(store);
+        c
+    }
+
+    /// A consumer from persisted configuration and state.
+    pub fn restore(name: String, cfg: ConsumerConfig, created: i64, st: ConsumerState) -> Consumer {
+        let sample = cfg.sample_freq.trim_end_matches('%').parse().unwrap_or(0);
+        let now = Instant::now();
+        let ack_wait = Duration::from_nanos(cfg.ack_wait.max(0) as u64);
+        let mut st = st;
+        for p in st.pending.values_mut() {
+            p.deadline = now + ack_wait;
+        }
+        Consumer {
+            name,
+            filters: cfg.filters(),
+            cfg,
+            created,
+            st,
+            redeliver: BTreeSet::new(),
+            waiting: VecDeque::new(),
+            num_pending: 0,
+            last_active: 0,
+            last_sent: now,
+            inactive_since: Some(now),
+            dirty: false,
+            sample,
+            no_interest: false,
+        }
+    }
+
+    /// Recomputes the count of undelivered messages (after a purge or on load).
+    pub fn recount(&mut self, store: &Store) {
+        self.num_pending =
+            self.st.initial.len() as u64 + store.count_from(self.st.next_sseq, &self.filters);
+    }
+
+    fn matches(&self, subject: &str) -> bool {
+        self.filters.is_empty() || self.filters.iter().any(|f| filter_matches(subject, f))
+    }
+
+    /// A new message was stored.
+    pub fn on_stored(&mut self, seq: u64, subject: &str) {
+        if seq >= self.st.next_sseq && self.matches(subject) {
+            self.num_pending += 1;
+        }
+    }
+
+    /// A message left the stream (limits, delete, purge).
+    pub fn on_removed(&mut self, seq: u64, subject: &str) {
+        if seq >= self.st.next_sseq && self.matches(subject) {
+            self.num_pending = self.num_pending.saturating_sub(1);
+        }
+        if self.st.pending.remove(&seq).is_some() {
+            self.dirty = true;
+        }
+        self.redeliver.remove(&seq);
+        self.st.redelivered.remove(&seq);
+    }
+
+    /// Whether this consumer still needs `seq` (interest retention).
+    pub fn needs(&self, seq: u64, subject: &str) -> bool {
+        if !self.matches(subject) {
+            return false;
+        }
+        seq >= self.st.next_sseq
+            || self.st.pending.contains_key(&seq)
+            || self.st.initial.contains(&seq)
+    }
+
+    /// Whether it is a push consumer.
+    pub fn is_push(&self) -> bool {
+        self.cfg.is_push()
+    }
+
+    fn ack_wait_for(&self, deliveries: u64) -> Duration {
+        let ns = if self.cfg.backoff.is_empty() {
+            self.cfg.ack_wait
+        } else {
+            let i = (deliveries.max(1) - 1) as usize;
+            self.cfg.backoff[i.min(self.cfg.backoff.len() - 1)]
+        };
+        Duration::from_nanos(ns.max(0) as u64)
+    }
+
+    /// Queues a pull request; answers at once what cannot wait.
+    pub fn add_request(&mut self, ctx: &mut Ctx<'_>, reply: &str, body: &[u8]) {
+        self.last_active = unix_nanos();
+        self.inactive_since = None;
+        let req: NextRequest = if body.iter().all(u8::is_ascii_whitespace) {
+            NextRequest {
+                batch: 1,
+                ..Default::default()
+            }
+        } else if let Ok(n) = std::str::from_utf8(body)
+            .unwrap_or("")
+            .trim()
+            .parse::<i64>()
+        {
+            NextRequest {
+                batch: n,
+                ..Default::default()
+            }
+        } else {
+            match super::errors::from_json(body) {
+                Ok(r) => r,
+                Err(_) => {
+                    self.status(ctx, reply, 400, "Bad Request", &[]);
+                    return;
+                }
+            }
+        };
+        let batch = req.batch.max(1);
+        if self.is_push() {
+            self.status(ctx, reply, 409, "Consumer is push based", &[]);
+            return;
+        }
+        if self.cfg.max_batch > 0 && batch > self.cfg.max_batch {
+            let t = format!("Exceeded MaxRequestBatch of {}", self.cfg.max_batch);
+            self.status(ctx, reply, 409, &t, &[]);
+            return;
+        }
+        if self.cfg.max_expires > 0 && req.expires > self.cfg.max_expires {
+            let t = format!(
+                "Exceeded MaxRequestExpires of {}",
+                go_duration(self.cfg.max_expires)
+            );
+            self.status(ctx, reply, 409, &t, &[]);
+            return;
+        }
+        if self.cfg.max_bytes > 0 && req.max_bytes > self.cfg.max_bytes {
+            let t = format!("Exceeded MaxRequestMaxBytes of {}", self.cfg.max_bytes);
+            self.status(ctx, reply, 409, &t, &[]);
+            return;
+        }
+        if self.waiting.len() as i64 >= self.cfg.max_waiting {
+            self.status(ctx, reply, 409, "Exceeded MaxWaiting", &[]);
+            return;
+        }
+        let now = Instant::now();
+        let available = self.num_pending + self.redeliver.len() as u64;
+        if req.no_wait && available == 0 && req.expires <= 0 {
+            self.status(ctx, reply, 404, "No Messages", &[]);
+            return;
+        }
+        self.waiting.push_back(PullRequest {
+            reply: reply.to_string(),
+            batch,
+            max_bytes: req.max_bytes,
+            expires: (req.expires > 0).then(|| now + Duration::from_nanos(req.expires as u64)),
+            no_wait: req.no_wait,
+            heartbeat: (req.idle_heartbeat > 0)
+                .then(|| Duration::from_nanos(req.idle_heartbeat as u64)),
+            last_sent: now,
+            delivered: 0,
+        });
+    }
+
+    fn status(&self, ctx: &mut Ctx<'_>, to: &str, code: u16, text: &str, extra: &[(&str, String)]) {
+        let h = headers::status(code, text, extra);
+        ctx.sender
+            .send(ctx.server, ctx.account, to.as_bytes(), None, Some(&h), b"");
+    }
+
+    /// Delivers what it can: redeliveries first, then new messages, to the push subject or the
+    /// waiting pull requests. Returns whether anything was sent.
+    pub fn deliver(&mut self, ctx: &mut Ctx<'_>) -> bool {
+        let mut sent = false;
+        let push = self.is_push();
+        if push {
+            self.no_interest = !self.push_interest(ctx);
+            if self.no_interest {
+                return false;
+            }
+        }
+        loop {
+            if !push {
+                self.drop_finished_requests(ctx);
+                if self.waiting.is_empty() {
+                    break;
+                }
+            }
+            // Pick the next sequence.
+            let redelivery = self.redeliver.iter().next().copied();
+            let (seq, is_new) = match redelivery {
+                Some(s) => (s, false),
+                None => {
+                    if self.cfg.ack_policy != AckPolicy::None
+                        && self.cfg.max_ack_pending > 0
+                        && self.st.pending.len() as i64 >= self.cfg.max_ack_pending
+                    {
+                        break;
+                    }
+                    match self.next_new(ctx.store) {
+                        Some(s) => (s, true),
+                        None => break,
+                    }
+                }
+            };
+            if !is_new {
+                self.redeliver.remove(&seq);
+                if !self.st.pending.contains_key(&seq) {
+                    continue;
+                }
+            }
+            let Some(msg) = ctx.store.get(seq) else {
+                if is_new {
+                    self.advance_past(seq);
+                }
+                continue;
+            };
+            let size = msg.hdr.len() + msg.data.len() + msg.subject.len();
+            // Pull: the request it goes to, respecting max_bytes.
+            let target = if push {
+                self.cfg.deliver_subject.clone().unwrap_or_default()
+            } else {
+                let req = self.waiting.front_mut().expect("checked non-empty");
+                if req.max_bytes > 0 && size as i64 > req.max_bytes {
+                    let r = self.waiting.pop_front().expect("front");
+                    if r.delivered == 0 {
+                        self.status(ctx, &r.reply, 409, "Message Size Exceeds MaxBytes", &[]);
+                    }
+                    if !is_new {
+                        self.redeliver.insert(seq);
+                    }
+                    continue;
+                }
+                req.reply.clone()
+            };
+            if is_new {
+                self.advance_past(seq);
+                if self.sample_skip() {
+                    // Sampling only affects advisories; delivery is unchanged.
+                }
+            }
+            let dc = if is_new {
+                1
+            } else {
+                let c = self.st.redelivered.entry(seq).or_insert(1);
+                *c += 1;
+                *c
+            };
+            self.st.dseq += 1;
+            let dseq = self.st.dseq;
+            let now_ns = unix_nanos();
+            let ack = format!(
+                "$JS.ACK.{}.{}.{}.{}.{}.{}.{}",
+                ctx.stream, self.name, dc, seq, dseq, msg.ts, self.num_pending
+            );
+            let hdr_buf;
+            let (hdr, data): (Option<&[u8]>, &[u8]) = if self.cfg.headers_only {
+                hdr_buf = headers::with(&msg.hdr, &[("Nats-Msg-Size", msg.data.len().to_string())]);
+                (Some(&hdr_buf), b"")
+            } else {
+                ((!msg.hdr.is_empty()).then_some(&msg.hdr[..]), &msg.data[..])
+            };
+            let took = ctx.sender.send_as(
+                ctx.server,
+                ctx.account,
+                target.as_bytes(),
+                msg.subject.as_bytes(),
+                Some(ack.as_bytes()),
+                hdr,
+                data,
+            );
+            sent = true;
+            self.last_sent = Instant::now();
+            self.last_active = now_ns;
+            self.dirty = true;
+            if self.cfg.ack_policy == AckPolicy::None {
+                self.st.ack_floor_sseq = seq;
+                self.st.ack_floor_dseq = dseq;
+            } else {
+                let wait = self.ack_wait_for(dc);
+                self.st.pending.insert(
+                    seq,
+                    Pending {
+                        dseq,
+                        ts: now_ns,
+                        deadline: Instant::now() + wait,
+                    },
+                );
+            }
+            if !push {
+                let req = self.waiting.front_mut().expect("front");
+                req.delivered += 1;
+                req.last_sent = Instant::now();
+                if req.max_bytes > 0 {
+                    req.max_bytes -= size as i64;
+                }
+                if req.delivered >= req.batch || !took {
+                    self.waiting.pop_front();
+                }
+            } else if !took {
+                break;
+            }
+        }
+        if !push {
+            self.finish_no_wait(ctx);
+        }
+        sent
+    }
+
+    fn sample_skip(&mut self) -> bool {
+        self.sample > 0 && fastrand::u32(..100) >= self.sample
+    }
+
+    /// The next undelivered sequence for this consumer.
+    fn next_new(&mut self, store: &Store) -> Option<u64> {
+        while let Some(&s) = self.st.initial.front() {
+            if store.peek(s).is_some() {
+                return Some(s);
+            }
+            self.st.initial.pop_front();
+            self.num_pending = self.num_pending.saturating_sub(1);
+        }
+        store.next_matching(self.st.next_sseq, &self.filters)
+    }
+
+    fn advance_past(&mut self, seq: u64) {
+        if self.st.initial.front() == Some(&seq) {
+            self.st.initial.pop_front();
+        } else {
+            self.st.next_sseq = seq + 1;
+        }
+        self.st.last_sseq = self.st.last_sseq.max(seq);
+        self.num_pending = self.num_pending.saturating_sub(1);
+    }
+
+    fn push_interest(&self, ctx: &Ctx<'_>) -> bool {
+        let Some(ds) = self.cfg.deliver_subject.as_deref() else {
+            return false;
+        };
+        let r = ctx.account.sublist.match_subject(ds);
+        !r.psubs.is_empty() || !r.qsubs.is_empty() || ctx.server.cluster().is_some()
+    }
+
+    /// Ends expired requests (408) and no-wait requests that got what there was.
+    fn drop_finished_requests(&mut self, ctx: &mut Ctx<'_>) {
+        let now = Instant::now();
+        while let Some(r) = self.waiting.front() {
+            if r.expires.is_some_and(|e| e <= now) {
+                let r = self.waiting.pop_front().expect("front");
+                self.timeout(ctx, &r);
+            } else {
+                break;
+            }
+        }
+    }
+
+    fn timeout(&self, ctx: &mut Ctx<'_>, r: &PullRequest) {
+        let left = r.batch - r.delivered;
+        self.status(
+            ctx,
+            &r.reply,
+            408,
+            "Request Timeout",
+            &[
+                ("Nats-Pending-Messages", left.to_string()),
+                ("Nats-Pending-Bytes", r.max_bytes.max(0).to_string()),
+            ],
+        );
+    }
+
+    fn finish_no_wait(&mut self, ctx: &mut Ctx<'_>) {
+        let available = self.num_pending + self.redeliver.len() as u64;
+        if available > 0 {
+            return;
+        }
+        let mut keep = VecDeque::new();
+        while let Some(r) = self.waiting.pop_front() {
+            if r.no_wait {
+                if r.delivered == 0 {
+                    self.status(ctx, &r.reply, 404, "No Messages", &[]);
+                } else {
+                    self.timeout(ctx, &r);
+                }
+            } else {
+                keep.push_back(r);
+            }
+        }
+        self.waiting = keep;
+    }
+
+    /// Handles an acknowledgement for stream sequence `seq`; returns the sequences that are now
+    /// acknowledged (for interest and work-queue retention).
+    pub fn ack(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        seq: u64,
+        body: &[u8],
+        reply: Option<&str>,
+    ) -> Vec<u64> {
+        self.last_active = unix_nanos();
+        let body = std::str::from_utf8(body).unwrap_or("").trim();
+        let (kind, arg) = match body.split_once(' ') {
+            Some((k, a)) => (k, a.trim()),
+            None => (body, ""),
+        };
+        let mut acked = Vec::new();
+        match kind {
+            "" | "+ACK" => acked = self.do_ack(seq),
+            "+NXT" => {
+                acked = self.do_ack(seq);
+                if let Some(r) = reply {
+                    let b = if arg.is_empty() {
+                        b"1".to_vec()
+                    } else {
+                        arg.as_bytes().to_vec()
+                    };
+                    self.add_request(ctx, r, &b);
+                    return acked;
+                }
+            }
+            "-NAK" => {
+                if let Some(p) = self.st.pending.get_mut(&seq) {
+                    let delay = serde_json::from_str::<serde_json::Value>(arg)
+                        .ok()
+                        .and_then(|v| v.get("delay").and_then(|d| d.as_i64()))
+                        .or_else(|| parse_go_duration(arg));
+                    match delay {
+                        Some(d) if d > 0 => {
+                            p.deadline = Instant::now() + Duration::from_nanos(d as u64)
+                        }
+                        _ => {
+                            self.redeliver.insert(seq);
+                        }
+                    }
+                }
+            }
+            "+WPI" => {
+                let dc = self.st.redelivered.get(&seq).copied().unwrap_or(1);
+                let wait = self.ack_wait_for(dc);
+                if let Some(p) = self.st.pending.get_mut(&seq) {
+                    p.deadline = Instant::now() + wait;
+                }
+            }
+            "+TERM" => {
+                if self.st.pending.remove(&seq).is_some() {
+                    self.st.redelivered.remove(&seq);
+                    self.redeliver.remove(&seq);
+                    acked.push(seq);
+                }
+            }
+            _ => {}
+        }
+        self.dirty = true;
+        self.update_floor();
+        if let Some(r) = reply {
+            ctx.sender
+                .send(ctx.server, ctx.account, r.as_bytes(), None, None, b"");
+        }
+        acked
+    }
+
+    fn do_ack(&mut self, seq: u64) -> Vec<u64> {
+        let mut acked = Vec::new();
+        match self.cfg.ack_policy {
+            AckPolicy::All => {
+                let rest = self.st.pending.split_off(&(seq + 1));
+                let done = std::mem::replace(&mut self.st.pending, rest);
+                for s in done.keys() {
+                    self.st.redelivered.remove(s);
+                    self.redeliver.remove(s);
+                    acked.push(*s);
+                }
+            }
+            _ => {
+                if self.st.pending.remove(&seq).is_some() {
+                    self.st.redelivered.remove(&seq);
+                    self.redeliver.remove(&seq);
+                    acked.push(seq);
+                }
+            }
+        }
+        acked
+    }
+
+    fn update_floor(&mut self) {
+        match self.st.pending.iter().next() {
+            Some((s, p)) => {
+                self.st.ack_floor_sseq = s - 1;
+                self.st.ack_floor_dseq = p.dseq - 1;
+            }
+            None => {
+                self.st.ack_floor_sseq = self.st.last_sseq;
+                self.st.ack_floor_dseq = self.st.dseq;
+            }
+        }
+    }
+
+    /// Moves expired deliveries to redelivery, sends heartbeats, expires pull requests.
+    /// Returns the sequences dropped after `max_deliver` (they count as acknowledged).
+    pub fn tick(&mut self, ctx: &mut Ctx<'_>, now: Instant) -> Vec<u64> {
+        let mut dropped = Vec::new();
+        let max_deliver = self.cfg.max_deliver;
+        let expired: Vec<u64> = self
+            .st
+            .pending
+            .iter()
+            .filter(|(s, p)| p.deadline <= now && !self.redeliver.contains(s))
+            .map(|(s, _)| *s)
+            .collect();
+        for s in expired {
+            let dc = self.st.redelivered.get(&s).copied().unwrap_or(1);
+            if max_deliver > 0 && dc as i64 >= max_deliver {
+                self.st.pending.remove(&s);
+                self.st.redelivered.remove(&s);
+                dropped.push(s);
+                self.dirty = true;
+            } else {
+                self.redeliver.insert(s);
+            }
+        }
+        if !dropped.is_empty() {
+            self.update_floor();
+        }
+        // Pull requests: expiry and heartbeats.
+        self.drop_finished_requests(ctx);
+        let mut beats = Vec::new();
+        for r in self.waiting.iter_mut() {
+            if let Some(hb) = r.heartbeat {
+                if now.duration_since(r.last_sent) >= hb {
+                    r.last_sent = now;
+                    beats.push(r.reply.clone());
+                }
+            }
+        }
+        for b in beats {
+            self.status(ctx, &b, 100, "Idle Heartbeat", &[]);
+        }
+        // Push: idle heartbeats.
+        if self.is_push() && self.cfg.idle_heartbeat > 0 {
+            let hb = Duration::from_nanos(self.cfg.idle_heartbeat as u64);
+            if now.duration_since(self.last_sent) >= hb {
+                self.last_sent = now;
+                let ds = self.cfg.deliver_subject.clone().unwrap_or_default();
+                let h = headers::status(
+                    100,
+                    "Idle Heartbeat",
+                    &[
+                        ("Nats-Last-Consumer", self.st.dseq.to_string()),
+                        ("Nats-Last-Stream", self.st.last_sseq.to_string()),
+                    ],
+                );
+                ctx.sender
+                    .send(ctx.server, ctx.account, ds.as_bytes(), None, Some(&h), b"");
+            }
+        }
+        dropped
+    }
+
+    /// Whether an ephemeral consumer has been without interest for its inactive threshold.
+    pub fn inactive(&mut self, ctx: &Ctx<'_>, now: Instant) -> bool {
+        if self.cfg.inactive_threshold <= 0 {
+            return false;
+        }
+        let active = if self.is_push() {
+            self.push_interest(ctx)
+        } else {
+            !self.waiting.is_empty()
+        };
+        if active {
+            self.inactive_since = None;
+            return false;
+        }
+        let since = *self.inactive_since.get_or_insert(now);
+        now.duration_since(since) >= Duration::from_nanos(self.cfg.inactive_threshold as u64)
+    }
+
+    /// The earliest time `tick` has work to do.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let mut d: Option<Instant> = None;
+        let mut min = |t: Instant| d = Some(d.map_or(t, |x: Instant| x.min(t)));
+        for (s, p) in &self.st.pending {
+            if !self.redeliver.contains(s) {
+                min(p.deadline);
+            }
+        }
+        for r in &self.waiting {
+            if let Some(e) = r.expires {
+                min(e);
+            }
+            if let Some(hb) = r.heartbeat {
+                min(r.last_sent + hb);
+            }
+        }
+        if self.no_interest {
+            min(Instant::now() + Duration::from_millis(50));
+        }
+        if self.is_push() && self.cfg.idle_heartbeat > 0 {
+            min(self.last_sent + Duration::from_nanos(self.cfg.idle_heartbeat as u64));
+        }
+        if self.cfg.inactive_threshold > 0 {
+            let base = self.inactive_since.unwrap_or_else(Instant::now);
+            min(base + Duration::from_nanos(self.cfg.inactive_threshold as u64));
+        }
+        d
+    }
+
+    /// Tells waiting pull requests the consumer is gone.
+    pub fn deleted(&mut self, ctx: &mut Ctx<'_>) {
+        let reqs: Vec<String> = self.waiting.drain(..).map(|r| r.reply).collect();
+        for r in reqs {
+            self.status(ctx, &r, 409, "Consumer Deleted", &[]);
+        }
+    }
+
+    /// `CONSUMER.INFO`.
+    pub fn info(&self, stream: &str) -> ConsumerInfo {
+        let last_active = (self.last_active > 0).then(|| rfc3339_nanos(self.last_active));
+        ConsumerInfo {
+            stream_name: stream.to_string(),
+            name: self.name.clone(),
+            created: rfc3339_nanos(self.created),
+            config: self.cfg.clone(),
+            delivered: SeqInfo {
+                consumer_seq: self.st.dseq,
+                stream_seq: self.st.last_sseq,
+                last_active: last_active.clone(),
+            },
+            ack_floor: SeqInfo {
+                consumer_seq: self.st.ack_floor_dseq,
+                stream_seq: self.st.ack_floor_sseq,
+                last_active,
+            },
+            num_ack_pending: self.st.pending.len() as u64,
+            num_redelivered: self.st.redelivered.len() as u64,
+            num_waiting: self.waiting.len() as u64,
+            num_pending: self.num_pending,
+            push_bound: None,
+            ts: rfc3339_nanos(unix_nanos()),
+        }
+    }
+
+    /// Whether deliveries follow the original timing (not supported: rejected at create).
+    pub fn replay_original(&self) -> bool {
+        self.cfg.replay_policy == ReplayPolicy::Original
+    }
+}
+
+/// Go's `time.Duration.String()` for whole units used in error texts.
+fn go_duration(ns: i64) -> String {
+    let d = Duration::from_nanos(ns.max(0) as u64);
+    if d.subsec_nanos() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{:?}", d)
+    }
+}
+
+fn parse_go_duration(s: &str) -> Option<i64> {
+    crate::config::duration::parse_go_duration(s)
+        .ok()
+        .and_then(|v| i64::try_from(v).ok())
+}

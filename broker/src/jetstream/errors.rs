@@ -1,0 +1,100 @@
+//! JetStream API errors: nats-server's `{"code", "err_code", "description"}` triples.
+
+use serde::Serialize;
+
+/// One API error as it goes on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApiError {
+    pub code: u16,
+    pub err_code: u16,
+    pub description: String,
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (err_code {})", self.description, self.err_code)
+    }
+}
+
+impl ApiError {
+    /// An error with nats-server's `err_code`, HTTP-like `code` and description.
+    pub fn new(err_code: u16, code: u16, description: &str) -> ApiError {
+        ApiError {
+            code,
+            err_code,
+            description: description.to_string(),
+        }
+    }
+
+    pub fn stream_not_found() -> ApiError {
+        Self::new(10059, 404, "stream not found")
+    }
+    pub fn consumer_not_found() -> ApiError {
+        Self::new(10014, 404, "consumer not found")
+    }
+    pub fn no_message_found() -> ApiError {
+        Self::new(10037, 404, "no message found")
+    }
+    pub fn bad_request() -> ApiError {
+        Self::new(10003, 400, "bad request")
+    }
+    pub fn invalid_json(err: &str) -> ApiError {
+        Self::new(10025, 400, &format!("invalid JSON: {err}"))
+    }
+    pub fn stream_invalid_config(err: &str) -> ApiError {
+        Self::new(10052, 500, err)
+    }
+    pub fn stream_name_exists() -> ApiError {
+        Self::new(
+            10058,
+            400,
+            "stream name already in use with a different configuration",
+        )
+    }
+    pub fn stream_mismatch() -> ApiError {
+        Self::new(10056, 400, "stream name in subject does not match request")
+    }
+    pub fn subject_overlap() -> ApiError {
+        Self::new(10065, 400, "subjects overlap with an existing stream")
+    }
+    pub fn not_enabled_for_account() -> ApiError {
+        Self::new(10039, 503, "JetStream not enabled for account")
+    }
+    pub fn consumer_create(err: &str) -> ApiError {
+        Self::new(10012, 500, err)
+    }
+    pub fn max_streams() -> ApiError {
+        Self::new(10027, 400, "maximum number of streams reached")
+    }
+    pub fn max_consumers() -> ApiError {
+        Self::new(10026, 400, "maximum consumers limit reached")
+    }
+    pub fn not_empty_request() -> ApiError {
+        Self::new(10038, 400, "expected an empty request payload")
+    }
+    pub fn stream_store_failed(err: &str) -> ApiError {
+        Self::new(10077, 503, err)
+    }
+    pub fn sealed() -> ApiError {
+        Self::new(10109, 400, "invalid operation on sealed stream")
+    }
+}
+
+/// Parses an API body as Go does: `null` means the zero value, so null fields are dropped
+/// before typed parsing.
+pub fn from_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    fn strip(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(m) => {
+                m.retain(|_, x| !x.is_null());
+                m.values_mut().for_each(strip);
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let mut v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::invalid_json(&e.to_string()))?;
+    strip(&mut v);
+    serde_json::from_value(v).map_err(|e| ApiError::invalid_json(&e.to_string()))
+}

@@ -1,0 +1,483 @@
+//! File storage: a stream's messages in append-only block files (`msgs/<n>.blk`).
+//!
+//! Every record is `tag u8 | len u32 | body | crc32(tag, len, body)`, little endian:
+//! a message (`seq, ts, subject, headers, data`), a delete tombstone, a purge mark (everything
+//! below a sequence is gone) or the stream's sequence state, which opens every block so the
+//! last sequence survives even when every message has been removed. Blocks roll over at
+//! [`BLOCK_SIZE`]; the oldest blocks are deleted once nothing in them is live, which is safe
+//! because tombstones only ever refer to earlier records. Recovery replays the blocks in
+//! order and cuts a block at the first record that is short or fails its checksum (a torn
+//! write from a crash).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+
+use super::StoreError;
+
+/// Size after which a new block is started.
+pub const BLOCK_SIZE: u64 = 8 << 20;
+
+const TAG_MSG: u8 = 1;
+const TAG_DEL: u8 = 2;
+const TAG_PURGE: u8 = 3;
+const TAG_STATE: u8 = 4;
+/// Tag and length before the body.
+const HEAD: usize = 5;
+/// Body bytes of a message before its subject.
+const MSG_FIXED: usize = 8 + 8 + 2 + 4 + 4;
+
+/// Where a message's bytes are in its block.
+#[derive(Debug, Clone, Copy)]
+pub struct Loc {
+    pub block: u64,
+    /// Offset of the subject (headers and data follow it).
+    off: u64,
+    subj_len: u16,
+    hdr_len: u32,
+    data_len: u32,
+}
+
+/// What recovery found, in write order.
+#[derive(Debug)]
+pub enum Recovered {
+    State {
+        first: u64,
+        last: u64,
+    },
+    Msg {
+        seq: u64,
+        ts: i64,
+        subject: String,
+        size: u64,
+        loc: Loc,
+    },
+    Delete(u64),
+    Purge(u64),
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct BlockMeta {
+    live: u64,
+}
+
+/// The open block files of one stream.
+#[derive(Debug)]
+pub struct FileBacking {
+    dir: PathBuf,
+    sync_always: bool,
+    active: u64,
+    writer: BufWriter<File>,
+    /// Logical length of the active block, buffered bytes included.
+    written: u64,
+    /// Bytes of the active block that have reached the file.
+    flushed: u64,
+    readers: HashMap<u64, File>,
+    blocks: BTreeMap<u64, BlockMeta>,
+    dirty: bool,
+}
+
+fn io_err(path: &Path, source: std::io::Error) -> StoreError {
+    StoreError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+fn block_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("{id}.blk"))
+}
+
+fn u16_at(b: &[u8], i: usize) -> u16 {
+    u16::from_le_bytes(b[i..i + 2].try_into().expect("2 bytes"))
+}
+fn u32_at(b: &[u8], i: usize) -> u32 {
+    u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"))
+}
+fn u64_at(b: &[u8], i: usize) -> u64 {
+    u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"))
+}
+
+impl FileBacking {
+    /// Opens `dir` (creating it), replays its blocks and truncates torn tails.
+    pub fn open(
+        dir: &Path,
+        sync_always: bool,
+    ) -> Result<(FileBacking, Vec<Recovered>), StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+        let mut ids: Vec<u64> = std::fs::read_dir(dir)
+            .map_err(|e| io_err(dir, e))?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                name.strip_suffix(".blk")?.parse().ok()
+            })
+            .collect();
+        ids.sort_unstable();
+        let mut out = Vec::new();
+        let mut blocks = BTreeMap::new();
+        for &id in &ids {
+            let path = block_path(dir, id);
+            let buf = std::fs::read(&path).map_err(|e| io_err(&path, e))?;
+            let good = replay(id, &buf, &mut out);
+            if good < buf.len() {
+                tracing::warn!(
+                    "JetStream store {}: cutting {} bytes of a torn write at offset {good}",
+                    path.display(),
+                    buf.len() - good
+                );
+                let f = OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(|e| io_err(&path, e))?;
+                f.set_len(good as u64).map_err(|e| io_err(&path, e))?;
+                f.sync_all().map_err(|e| io_err(&path, e))?;
+            }
+            blocks.insert(id, BlockMeta::default());
+        }
+        let active = ids.last().copied().unwrap_or(1);
+        blocks.entry(active).or_default();
+        let path = block_path(dir, active);
+        let f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| io_err(&path, e))?;
+        let len = f.metadata().map_err(|e| io_err(&path, e))?.len();
+        Ok((
+            FileBacking {
+                dir: dir.to_path_buf(),
+                sync_always,
+                active,
+                writer: BufWriter::with_capacity(256 << 10, f),
+                written: len,
+                flushed: len,
+                readers: HashMap::new(),
+                blocks,
+                dirty: false,
+            },
+            out,
+        ))
+    }
+
+    /// Sets the live message count of each block after recovery.
+    pub fn set_live(&mut self, live: impl Iterator<Item = (u64, u64)>) {
+        for (_, block) in live {
+            self.blocks.entry(block).or_default().live += 1;
+        }
+    }
+
+    fn write_record(&mut self, tag: u8, parts: &[&[u8]]) -> Result<u64, StoreError> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let mut h = crc32fast::Hasher::new();
+        let head = {
+            let mut head = [0u8; HEAD];
+            head[0] = tag;
+            head[1..].copy_from_slice(&(len as u32).to_le_bytes());
+            head
+        };
+        h.update(&head);
+        for p in parts {
+            h.update(p);
+        }
+        let crc = h.finalize().to_le_bytes();
+        let start = self.written;
+        let path = block_path(&self.dir, self.active);
+        let w = &mut self.writer;
+        w.write_all(&head).map_err(|e| io_err(&path, e))?;
+        for p in parts {
+            w.write_all(p).map_err(|e| io_err(&path, e))?;
+        }
+        w.write_all(&crc).map_err(|e| io_err(&path, e))?;
+        self.written += (HEAD + len + 4) as u64;
+        self.dirty = true;
+        Ok(start)
+    }
+
+    fn maybe_roll(&mut self, first: u64, last: u64) -> Result<(), StoreError> {
+        if self.written < BLOCK_SIZE {
+            return Ok(());
+        }
+        self.flush()?;
+        self.active += 1;
+        let path = block_path(&self.dir, self.active);
+        let f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| io_err(&path, e))?;
+        self.writer = BufWriter::with_capacity(256 << 10, f);
+        self.written = 0;
+        self.flushed = 0;
+        self.blocks.insert(self.active, BlockMeta::default());
+        self.write_state(first, last)
+    }
+
+    /// Appends a message record.
+    pub fn append(
+        &mut self,
+        seq: u64,
+        ts: i64,
+        subject: &str,
+        hdr: &[u8],
+        data: &[u8],
+    ) -> Result<Loc, StoreError> {
+        // The state written at the start of a new block: nothing below `seq` matters.
+        self.maybe_roll(seq, seq - 1)?;
+        let mut fixed = [0u8; MSG_FIXED];
+        fixed[0..8].copy_from_slice(&seq.to_le_bytes());
+        fixed[8..16].copy_from_slice(&ts.to_le_bytes());
+        fixed[16..18].copy_from_slice(&(subject.len() as u16).to_le_bytes());
+        fixed[18..22].copy_from_slice(&(hdr.len() as u32).to_le_bytes());
+        fixed[22..26].copy_from_slice(&(data.len() as u32).to_le_bytes());
+        let start = self.write_record(TAG_MSG, &[&fixed, subject.as_bytes(), hdr, data])?;
+        self.blocks.entry(self.active).or_default().live += 1;
+        Ok(Loc {
+            block: self.active,
+            off: start + (HEAD + MSG_FIXED) as u64,
+            subj_len: subject.len() as u16,
+            hdr_len: hdr.len() as u32,
+            data_len: data.len() as u32,
+        })
+    }
+
+    /// Records that message `seq` (stored in `block`) is deleted.
+    pub fn write_delete(&mut self, seq: u64, block: u64) -> Result<(), StoreError> {
+        self.dec_live(block);
+        self.write_record(TAG_DEL, &[&seq.to_le_bytes()])?;
+        Ok(())
+    }
+
+    /// One message of `block` went away without its own tombstone (covered by a purge mark).
+    pub fn dec_live(&mut self, block: u64) {
+        if let Some(b) = self.blocks.get_mut(&block) {
+            b.live = b.live.saturating_sub(1);
+        }
+    }
+
+    /// Records that every message below `first` is gone.
+    pub fn write_purge(&mut self, first: u64) -> Result<(), StoreError> {
+        self.write_record(TAG_PURGE, &[&first.to_le_bytes()])?;
+        Ok(())
+    }
+
+    /// Records the stream's sequence state.
+    pub fn write_state(&mut self, first: u64, last: u64) -> Result<(), StoreError> {
+        self.write_record(TAG_STATE, &[&first.to_le_bytes(), &last.to_le_bytes()])?;
+        Ok(())
+    }
+
+    /// Deletes the oldest blocks with nothing live in them (never the active one).
+    pub fn trim_front(&mut self) -> Result<(), StoreError> {
+        while let Some((&id, meta)) = self.blocks.iter().next() {
+            if id == self.active || meta.live > 0 {
+                break;
+            }
+            self.blocks.remove(&id);
+            self.readers.remove(&id);
+            let path = block_path(&self.dir, id);
+            if let Err(e) = std::fs::remove_file(&path) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    return Err(io_err(&path, e));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads a message's headers and data.
+    pub fn read(&mut self, loc: &Loc) -> Result<(Bytes, Bytes), StoreError> {
+        let start = loc.off + loc.subj_len as u64;
+        let len = loc.hdr_len as usize + loc.data_len as usize;
+        if loc.block == self.active && start + len as u64 > self.flushed {
+            self.flush()?;
+        }
+        let path = block_path(&self.dir, loc.block);
+        let f = match self.readers.entry(loc.block) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(File::open(&path).map_err(|e| io_err(&path, e))?)
+            }
+        };
+        let mut buf = vec![0u8; len];
+        f.read_exact_at(&mut buf, start)
+            .map_err(|e| io_err(&path, e))?;
+        let mut all = Bytes::from(buf);
+        let data = all.split_off(loc.hdr_len as usize);
+        Ok((all, data))
+    }
+
+    /// Hands buffered records to the file.
+    pub fn flush(&mut self) -> Result<(), StoreError> {
+        if !self.dirty {
+            return Ok(());
+        }
+        let path = block_path(&self.dir, self.active);
+        self.writer.flush().map_err(|e| io_err(&path, e))?;
+        self.flushed = self.written;
+        self.dirty = false;
+        if self.sync_always {
+            self.writer
+                .get_ref()
+                .sync_data()
+                .map_err(|e| io_err(&path, e))?;
+        }
+        Ok(())
+    }
+
+    /// Flushes and fsyncs the active block.
+    pub fn sync(&mut self) -> Result<(), StoreError> {
+        self.flush()?;
+        let path = block_path(&self.dir, self.active);
+        self.writer
+            .get_ref()
+            .sync_data()
+            .map_err(|e| io_err(&path, e))
+    }
+}
+
+/// Replays one block's records into `out`; returns the length of the valid prefix.
+fn replay(block: u64, buf: &[u8], out: &mut Vec<Recovered>) -> usize {
+    let mut i = 0;
+    while i + HEAD <= buf.len() {
+        let tag = buf[i];
+        let len = u32_at(buf, i + 1) as usize;
+        let end = i + HEAD + len + 4;
+        if end > buf.len() {
+            break;
+        }
+        let crc = crc32fast::hash(&buf[i..i + HEAD + len]);
+        if crc != u32_at(buf, i + HEAD + len) {
+            break;
+        }
+        let body = &buf[i + HEAD..i + HEAD + len];
+        let rec = match tag {
+            TAG_MSG if len >= MSG_FIXED => {
+                let subj_len = u16_at(body, 16) as usize;
+                let hdr_len = u32_at(body, 18);
+                let data_len = u32_at(body, 22);
+                if MSG_FIXED + subj_len + hdr_len as usize + data_len as usize != len {
+                    break;
+                }
+                let Ok(subject) = std::str::from_utf8(&body[MSG_FIXED..MSG_FIXED + subj_len])
+                else {
+                    break;
+                };
+                Recovered::Msg {
+                    seq: u64_at(body, 0),
+                    ts: u64_at(body, 8) as i64,
+                    subject: subject.to_string(),
+                    size: super::file_size(subj_len, hdr_len as usize, data_len as usize),
+                    loc: Loc {
+                        block,
+                        off: (i + HEAD + MSG_FIXED) as u64,
+                        subj_len: subj_len as u16,
+                        hdr_len,
+                        data_len,
+                    },
+                }
+            }
+            TAG_DEL if len == 8 => Recovered::Delete(u64_at(body, 0)),
+            TAG_PURGE if len == 8 => Recovered::Purge(u64_at(body, 0)),
+            TAG_STATE if len == 16 => Recovered::State {
+                first: u64_at(body, 0),
+                last: u64_at(body, 8),
+            },
+            _ => break,
+        };
+        out.push(rec);
+        i = end;
+    }
+    i
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Store;
+
+    fn tmp(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("natrix-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn recovers_messages_deletes_and_purges() {
+        let d = tmp("recover");
+        {
+            let mut s = Store::open_file(&d, false).unwrap();
+            for i in 0..10 {
+                s.store(&format!("a.{}", i % 3), b"", format!("m{i}").as_bytes(), i)
+                    .unwrap();
+            }
+            assert!(s.remove(5).unwrap());
+            s.purge_below(3).unwrap();
+            s.flush().unwrap();
+        }
+        let mut s = Store::open_file(&d, false).unwrap();
+        let st = s.state();
+        assert_eq!(
+            (st.msgs, st.first_seq, st.last_seq, st.num_deleted),
+            (7, 3, 10, 1)
+        );
+        assert_eq!(&s.get(4).unwrap().data[..], b"m3");
+        assert!(s.get(5).is_none());
+        assert_eq!(s.last_for("a.0"), Some(10));
+        // Everything purged: the sequence carries on.
+        s.purge_below(11).unwrap();
+        s.flush().unwrap();
+        drop(s);
+        let mut s = Store::open_file(&d, false).unwrap();
+        assert_eq!((s.state().msgs, s.state().last_seq), (0, 10));
+        assert_eq!(s.store("x", b"", b"y", 1).unwrap(), 11);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn torn_tail_is_cut() {
+        let d = tmp("torn");
+        {
+            let mut s = Store::open_file(&d, false).unwrap();
+            s.store("a", b"", b"one", 1).unwrap();
+            s.store("a", b"NATS/1.0\r\n\r\n", b"two", 2).unwrap();
+            s.flush().unwrap();
+        }
+        let blk = d.join("1.blk");
+        let len = std::fs::metadata(&blk).unwrap().len();
+        // A crash in the middle of the second record.
+        let f = std::fs::OpenOptions::new().write(true).open(&blk).unwrap();
+        f.set_len(len - 3).unwrap();
+        drop(f);
+        let mut s = Store::open_file(&d, false).unwrap();
+        assert_eq!(s.state().msgs, 1);
+        assert_eq!(s.store("a", b"", b"three", 3).unwrap(), 2);
+        s.flush().unwrap();
+        drop(s);
+        let mut s = Store::open_file(&d, false).unwrap();
+        assert_eq!(&s.get(2).unwrap().data[..], b"three");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn old_blocks_are_removed() {
+        let d = tmp("blocks");
+        let mut s = Store::open_file(&d, false).unwrap();
+        let big = vec![7u8; 1 << 20];
+        for i in 0..20 {
+            s.store("big", b"", &big, i).unwrap();
+        }
+        s.flush().unwrap();
+        let count = || std::fs::read_dir(&d).unwrap().count();
+        assert!(count() >= 3);
+        s.purge_below(21).unwrap();
+        assert_eq!(count(), 1);
+        drop(s);
+        let s = Store::open_file(&d, false).unwrap();
+        assert_eq!((s.state().msgs, s.state().last_seq), (0, 20));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}

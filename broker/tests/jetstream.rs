@@ -1,0 +1,252 @@
+//! JetStream end to end through async-nats's `jetstream` API: streams, publishing with acks
+//! and de-duplication, pull and push consumers with acks and redelivery.
+
+mod common;
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, stream};
+use common::TestServer;
+use futures::StreamExt;
+use natrix_broker::options::JetStreamOptions;
+
+/// A temporary store directory removed on drop.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!(
+            "natrix-js-{tag}-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+async fn js_server(dir: &TempDir) -> TestServer {
+    let d = dir.0.clone();
+    TestServer::start_with(move |o| {
+        o.jetstream = Some(JetStreamOptions {
+            store_dir: d,
+            ..Default::default()
+        })
+    })
+    .await
+}
+
+#[tokio::test]
+async fn stream_crud_and_publish_acks() {
+    let dir = TempDir::new("crud");
+    let s = js_server(&dir).await;
+    let nc = async_nats::connect(s.url()).await.unwrap();
+    let js = jetstream::new(nc);
+    let mut st = js
+        .create_stream(stream::Config {
+            name: "ORDERS".into(),
+            subjects: vec!["orders.>".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let info = st.info().await.unwrap();
+    assert_eq!(info.config.max_messages, -1);
+    assert_eq!(info.state.messages, 0);
+
+    let ack = js
+        .publish("orders.a", "one".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!(
+        (ack.stream.as_str(), ack.sequence, ack.duplicate),
+        ("ORDERS", 1, false)
+    );
+    let ack = js
+        .publish("orders.b", "two".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!(ack.sequence, 2);
+    // De-duplication by Nats-Msg-Id.
+    let mut h = async_nats::HeaderMap::new();
+    h.insert("Nats-Msg-Id", "m1");
+    let a1 = js
+        .publish_with_headers("orders.c", h.clone(), "x".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let a2 = js
+        .publish_with_headers("orders.c", h, "x".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!((a1.sequence, a2.sequence, a2.duplicate), (3, 3, true));
+    // Expected last sequence.
+    let mut h = async_nats::HeaderMap::new();
+    h.insert("Nats-Expected-Last-Sequence", "1");
+    let err = js
+        .publish_with_headers("orders.d", h, "y".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("wrong last sequence: 3"), "{err}");
+
+    let info = st.info().await.unwrap();
+    assert_eq!((info.state.messages, info.state.last_sequence), (3, 3));
+    let m = st.get_raw_message(2).await.unwrap();
+    assert_eq!(
+        (m.subject.as_str(), &m.payload[..]),
+        ("orders.b", &b"two"[..])
+    );
+    let m = st
+        .get_last_raw_message_by_subject("orders.a")
+        .await
+        .unwrap();
+    assert_eq!(m.sequence, 1);
+    assert!(st.delete_message(1).await.unwrap());
+    assert_eq!(st.info().await.unwrap().state.messages, 2);
+    let purged = st.purge().await.unwrap();
+    assert_eq!(purged.purged, 2);
+
+    let names: Vec<String> = js.stream_names().map(|n| n.unwrap()).collect().await;
+    assert_eq!(names, vec!["ORDERS".to_string()]);
+    // Overlapping subjects are refused.
+    let err = js
+        .create_stream(stream::Config {
+            name: "OTHER".into(),
+            subjects: vec!["orders.a".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("overlap"), "{err}");
+    js.delete_stream("ORDERS").await.unwrap();
+    assert!(js.get_stream("ORDERS").await.is_err());
+}
+
+#[tokio::test]
+async fn pull_consumer_acks_and_redelivery() {
+    let dir = TempDir::new("pull");
+    let s = js_server(&dir).await;
+    let nc = async_nats::connect(s.url()).await.unwrap();
+    let js = jetstream::new(nc);
+    let st = js
+        .create_stream(stream::Config {
+            name: "EV".into(),
+            subjects: vec!["ev.*".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for i in 0..10 {
+        js.publish(format!("ev.{}", i % 2), format!("m{i}").into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let c = st
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some("C".into()),
+            ack_wait: Duration::from_millis(300),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut batch = c.fetch().max_messages(4).messages().await.unwrap();
+    let mut got = Vec::new();
+    while let Some(m) = batch.next().await {
+        let m = m.unwrap();
+        got.push(String::from_utf8(m.payload.to_vec()).unwrap());
+        if got.len() != 2 {
+            m.ack().await.unwrap();
+        }
+    }
+    assert_eq!(got, vec!["m0", "m1", "m2", "m3"]);
+    // m1 was not acked: after ack_wait it comes back first, marked as redelivered.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut batch = c.fetch().max_messages(1).messages().await.unwrap();
+    let m = batch.next().await.unwrap().unwrap();
+    assert_eq!(&m.payload[..], b"m1");
+    assert_eq!(m.info().unwrap().delivered, 2);
+    m.double_ack().await.unwrap();
+    let mut c = c;
+    let info = c.info().await.unwrap();
+    assert_eq!(info.num_pending, 6);
+    assert_eq!(info.num_ack_pending, 0);
+    assert_eq!(info.delivered.stream_sequence, 4);
+
+    // Filtered ephemeral consumer over the rest, with the messages() stream.
+    let c2 = st
+        .create_consumer(consumer::pull::Config {
+            filter_subject: "ev.1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut msgs = c2.messages().await.unwrap();
+    for want in ["m1", "m3", "m5", "m7", "m9"] {
+        let m = msgs.next().await.unwrap().unwrap();
+        assert_eq!(std::str::from_utf8(&m.payload).unwrap(), want);
+        m.ack().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn push_consumer_delivers() {
+    let dir = TempDir::new("push");
+    let s = js_server(&dir).await;
+    let nc = async_nats::connect(s.url()).await.unwrap();
+    let js = jetstream::new(nc.clone());
+    let st = js
+        .create_stream(stream::Config {
+            name: "P".into(),
+            subjects: vec!["p.>".into()],
+            storage: stream::StorageType::Memory,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for i in 0..5 {
+        js.publish("p.x", format!("{i}").into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let c = st
+        .create_consumer(consumer::push::Config {
+            durable_name: Some("PC".into()),
+            deliver_subject: nc.new_inbox(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut msgs = c.messages().await.unwrap();
+    for i in 0..5 {
+        let m = msgs.next().await.unwrap().unwrap();
+        assert_eq!(m.subject.as_str(), "p.x");
+        assert_eq!(std::str::from_utf8(&m.payload).unwrap(), i.to_string());
+        m.ack().await.unwrap();
+    }
+    js.publish("p.y", "late".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let m = msgs.next().await.unwrap().unwrap();
+    assert_eq!(&m.payload[..], b"late");
+}
