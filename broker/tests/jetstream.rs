@@ -250,3 +250,88 @@ async fn push_consumer_delivers() {
     let m = msgs.next().await.unwrap().unwrap();
     assert_eq!(&m.payload[..], b"late");
 }
+
+#[tokio::test]
+async fn key_value_bucket() {
+    let dir = TempDir::new("kv");
+    let s = js_server(&dir).await;
+    let nc = async_nats::connect(s.url()).await.unwrap();
+    let js = jetstream::new(nc);
+    let kv = js
+        .create_key_value(async_nats::jetstream::kv::Config {
+            bucket: "cfg".into(),
+            history: 3,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut watch = kv.watch("app.>").await.unwrap();
+    let r1 = kv.put("app.color", "red".into()).await.unwrap();
+    let r2 = kv.put("app.color", "blue".into()).await.unwrap();
+    assert!(r2 > r1);
+    assert_eq!(kv.get("app.color").await.unwrap().unwrap(), "blue");
+    assert!(kv.get("app.missing").await.unwrap().is_none());
+    let e = kv.entry("app.color").await.unwrap().unwrap();
+    assert_eq!((e.revision, &e.value[..]), (r2, &b"blue"[..]));
+    // Optimistic concurrency.
+    assert!(kv.update("app.color", "green".into(), r1).await.is_err());
+    let r3 = kv.update("app.color", "green".into(), r2).await.unwrap();
+    assert!(kv.create("app.color", "x".into()).await.is_err());
+    let w1 = watch.next().await.unwrap().unwrap();
+    assert_eq!((w1.key.as_str(), &w1.value[..]), ("app.color", &b"red"[..]));
+    // History keeps the last three.
+    kv.put("app.color", "white".into()).await.unwrap();
+    let hist: Vec<_> = kv
+        .history("app.color")
+        .await
+        .unwrap()
+        .map(|e| e.unwrap().value)
+        .collect()
+        .await;
+    assert_eq!(hist, vec!["blue", "green", "white"]);
+    let _ = r3;
+    kv.delete("app.color").await.unwrap();
+    assert!(kv.get("app.color").await.unwrap().is_none());
+    kv.put("app.size", "L".into()).await.unwrap();
+    let keys: Vec<String> = kv.keys().await.unwrap().map(|k| k.unwrap()).collect().await;
+    assert_eq!(keys, vec!["app.size".to_string()]);
+    kv.purge("app.size").await.unwrap();
+    assert!(kv.get("app.size").await.unwrap().is_none());
+    let st = kv.status().await.unwrap();
+    assert_eq!(st.bucket(), "cfg");
+}
+
+#[tokio::test]
+async fn object_store_large_object() {
+    let dir = TempDir::new("obj");
+    let s = js_server(&dir).await;
+    let nc = async_nats::connect(s.url()).await.unwrap();
+    let js = jetstream::new(nc);
+    let store = js
+        .create_object_store(async_nats::jetstream::object_store::Config {
+            bucket: "files".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let data: Vec<u8> = (0..1_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let info = store.put("big.bin", &mut &data[..]).await.unwrap();
+    assert_eq!(info.size, data.len());
+    assert!(info.chunks > 1);
+    let mut obj = store.get("big.bin").await.unwrap();
+    let mut back = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut obj, &mut back)
+        .await
+        .unwrap();
+    assert_eq!(back, data);
+    // Overwrite with a small one, then delete.
+    store.put("big.bin", &mut &b"small"[..]).await.unwrap();
+    let mut obj = store.get("big.bin").await.unwrap();
+    let mut back = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut obj, &mut back)
+        .await
+        .unwrap();
+    assert_eq!(back, b"small");
+    store.delete("big.bin").await.unwrap();
+    assert!(store.get("big.bin").await.is_err());
+}

@@ -1545,7 +1545,7 @@ impl Stream {
                         ("Nats-Stream", self.name.clone()),
                         ("Nats-Subject", m.subject.to_string()),
                         ("Nats-Sequence", m.seq.to_string()),
-                        ("Nats-Time-Stamp", go_time_string(m.ts)),
+                        ("Nats-Time-Stamp", rfc3339_nanos(m.ts)),
                     ],
                 );
                 self.sender.send_as(
@@ -1658,14 +1658,6 @@ impl Stream {
             c.dirty = true;
         }
     }
-}
-
-/// Go's `time.Time.String()` in UTC, as `Nats-Time-Stamp` carries it.
-fn go_time_string(ns: i64) -> String {
-    let s = rfc3339_nanos(ns);
-    // 2006-01-02T15:04:05.999999999Z → 2006-01-02 15:04:05.999999999 +0000 UTC
-    let s = s.trim_end_matches('Z').replacen('T', " ", 1);
-    format!("{s} +0000 UTC")
 }
 
 /// `STREAM.INFO` options.

@@ -47,7 +47,9 @@ pub struct Subscription {
 /// What an internal subscription does with a message: `(subject, reply, headers, payload)`.
 /// It runs on the publisher's task, so it only hands the message on.
 #[derive(Clone)]
-pub struct InternalHandler(pub Arc<dyn Fn(&[u8], Option<&[u8]>, Option<&[u8]>, &[u8]) + Send + Sync>);
+pub struct InternalHandler(
+    pub Arc<dyn Fn(&[u8], Option<&[u8]>, Option<&[u8]>, &[u8]) + Send + Sync>,
+);
 
 impl std::fmt::Debug for InternalHandler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -354,11 +356,16 @@ pub struct InternalSender {
     wakes: WakeList,
 }
 
+/// Ids for internal producers' wake lists, in a range of their own (below the route owners'
+/// `1 << 31` and far above client ids), so two internal producers never share batch marks.
+static INTERNAL_OWNER: std::sync::atomic::AtomicU64 = AtomicU64::new(3 << 29);
+
 impl Default for InternalSender {
     fn default() -> Self {
+        let owner = INTERNAL_OWNER.fetch_add(1, Ordering::Relaxed) & 0x7fff_ffff;
         InternalSender {
             cache: LocalCache::new(),
-            wakes: WakeList::new(0),
+            wakes: WakeList::new(owner),
         }
     }
 }
@@ -432,6 +439,8 @@ impl InternalSender {
             server.stats.add(&tally);
         }
         self.wakes.flush();
+        // Internal producers never wait for slow consumers; those are cut at max_pending.
+        self.wakes.stalled.clear();
     }
 }
 

@@ -26,6 +26,10 @@ impl TestServer {
             ..Options::default()
         };
         f(&mut opts);
+        // NATRIX_TEST_LOG=1 traces the broker to stderr while debugging a test.
+        if std::env::var_os("NATRIX_TEST_LOG").is_some() {
+            let _ = natrix_broker::log::init(true, true, true, None);
+        }
         let server = Server::new(opts);
         server.start().await.expect("server starts");
         let addr = server.client_addr.read().expect("bound");
