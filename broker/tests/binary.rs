@@ -6,151 +6,17 @@
 //! Every process listens on 127.0.0.1 with ephemeral ports and is killed when its guard drops.
 
 mod common;
+#[path = "common/proc.rs"]
+mod proc;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Upper bound for anything the tests wait for (start, a log line, an exit).
-const WAIT: Duration = Duration::from_secs(10);
-
-const NATRIX: &str = env!("CARGO_BIN_EXE_natrix-broker");
-
-/// The lines a child has written to stderr so far, with a condvar to wait on.
-type Lines = Arc<(Mutex<Vec<String>>, Condvar)>;
-
-/// A server process; killed (if still running) on drop.
-struct Proc {
-    child: Child,
-    lines: Lines,
-    reader: Option<JoinHandle<()>>,
-}
-
-impl Proc {
-    /// Spawns `bin args`, collecting stderr line by line; stdout is discarded.
-    fn spawn(bin: &Path, args: &[&str]) -> Proc {
-        let mut child = Command::new(bin)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
-        let stderr = child.stderr.take().expect("stderr piped");
-        let lines: Lines = Arc::default();
-        let sink = lines.clone();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let (v, cv) = &*sink;
-                v.lock().unwrap().push(line);
-                cv.notify_all();
-            }
-        });
-        Proc {
-            child,
-            lines,
-            reader: Some(reader),
-        }
-    }
-
-    /// The natrix-broker binary with `args`.
-    fn natrix(args: &[&str]) -> Proc {
-        Proc::spawn(Path::new(NATRIX), args)
-    }
-
-    /// The reference nats-server with `args`.
-    fn reference(args: &[&str]) -> Proc {
-        Proc::spawn(&common::nats_server_bin(), args)
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Waits (up to [`WAIT`]) for a stderr line containing `needle` and returns it.
-    fn wait_line(&self, needle: &str) -> String {
-        let (v, cv) = &*self.lines;
-        let deadline = Instant::now() + WAIT;
-        let mut lines = v.lock().unwrap();
-        loop {
-            if let Some(l) = lines.iter().find(|l| l.contains(needle)) {
-                return l.clone();
-            }
-            let now = Instant::now();
-            assert!(
-                now < deadline,
-                "no stderr line with {needle:?}; got:\n{}",
-                lines.join("\n")
-            );
-            lines = cv.wait_timeout(lines, deadline - now).unwrap().0;
-        }
-    }
-
-    /// All stderr lines so far.
-    fn lines(&self) -> Vec<String> {
-        self.lines.0.lock().unwrap().clone()
-    }
-
-    /// Waits for `Server is ready` and returns the client address from the listening line.
-    fn ready(&self) -> SocketAddr {
-        self.wait_line("Server is ready");
-        addr_after(
-            &self.wait_line("Listening for client connections on "),
-            "Listening for client connections on ",
-        )
-    }
-
-    /// Sends a signal by name (`TERM`, `INT`) with the `kill` command.
-    fn signal(&self, sig: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.pid().to_string())
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{sig} failed");
-    }
-
-    /// Waits (up to [`WAIT`]) for the process to exit and for its stderr to be fully read.
-    fn wait_exit(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + WAIT;
-        let status = loop {
-            if let Some(s) = self.child.try_wait().expect("try_wait") {
-                break s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "process did not exit; stderr:\n{}",
-                self.lines().join("\n")
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        if let Some(r) = self.reader.take() {
-            let _ = r.join();
-        }
-        status
-    }
-
-    /// SIGTERM, then the exit status.
-    fn stop(&mut self) -> ExitStatus {
-        self.signal("TERM");
-        self.wait_exit()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
-}
+use proc::{addr_after, Proc, NATRIX, WAIT};
 
 /// Runs a command that is expected to exit by itself; returns (status, stdout, stderr).
 fn run_to_end(bin: &Path, args: &[&str]) -> (ExitStatus, String, String) {
@@ -217,14 +83,6 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-/// The `host:port` after `prefix` in a log line.
-fn addr_after(line: &str, prefix: &str) -> SocketAddr {
-    let rest = line.split(prefix).nth(1).expect("prefix in line");
-    let rest = rest.trim().trim_start_matches("http://");
-    rest.parse()
-        .unwrap_or_else(|e| panic!("bad address in {line:?}: {e}"))
 }
 
 /// One log line split as nats-server writes it: `[pid] [ts ]LVL msg`.
@@ -629,7 +487,10 @@ fn unimplemented_config_keys_refuse_to_start() {
             "cluster",
             "listen: \"127.0.0.1:-1\"\ncluster { port: -1, pool_size: 3 }\n",
         ),
-        ("jetstream", "listen: \"127.0.0.1:-1\"\njetstream {}\n"),
+        (
+            "jetstream",
+            "listen: \"127.0.0.1:-1\"\njetstream { cipher: chachapoly }\n",
+        ),
     ] {
         let conf = dir.file(&format!("{key}.conf"), body);
         let (status, _, err) = run_to_end(Path::new(NATRIX), &["-c", &conf]);

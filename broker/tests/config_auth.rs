@@ -215,6 +215,7 @@ fn accounts_users_exports_imports() {
                 },
             ],
             imports: vec![],
+            jetstream: None,
         }
     );
     assert_eq!(
@@ -521,7 +522,7 @@ fn errors_with_positions() {
     assert!(bad.is_empty(), "{}", bad.join("\n"));
     // Known nats-server features this broker does not implement fail, naming the key.
     for (conf, key) in [
-        ("accounts { A: { jetstream: enabled } }", "jetstream"),
+        ("accounts { A: { jetstream: { max_ack_pending: 5 } } }", "jetstream.max_ack_pending"),
         ("accounts { A: { nkey: x } }", "nkey"),
         ("accounts { A: { limits: {} } }", "limits"),
         ("accounts { A: { exports: [{service: s, latency: l}] } }", "latency"),

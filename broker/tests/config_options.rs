@@ -152,7 +152,6 @@ fn bad_types_and_ranges() {
 #[test]
 fn unsupported_keys_fail_with_position() {
     for k in [
-        "jetstream",
         "leafnodes",
         "gateway",
         "websocket",
@@ -181,7 +180,18 @@ fn unsupported_keys_fail_with_position() {
             "{k}"
         );
     }
-    assert!(err("JetStream: {}").contains("\"JetStream\" is not supported yet"));
+    // JetStream settings this broker does not implement fail the same way.
+    assert_eq!(
+        err("JetStream: {\n  cipher: aes\n}"),
+        "nats.conf:2:3: \"jetstream.cipher\" is not supported yet"
+    );
+    let (o, _) =
+        load("jetstream: { store_dir: \"/data\", max_mem: 1GB, sync_interval: always }").unwrap();
+    let js = o.jetstream.expect("enabled");
+    assert_eq!(js.store_dir, std::path::PathBuf::from("/data"));
+    assert_eq!(js.max_memory, 1 << 30);
+    assert!(js.sync_always);
+    assert!(load("jetstream: disabled").unwrap().0.jetstream.is_none());
 }
 
 #[test]

@@ -289,6 +289,18 @@ impl StreamConfig {
             if !subject::is_valid_subject(s.as_str()) {
                 return Err(ApiError::stream_invalid_config("invalid subject"));
             }
+            if !self.no_ack {
+                if s == ">" {
+                    return Err(ApiError::stream_invalid_config(
+                        "capturing all subjects requires no-ack to be true",
+                    ));
+                }
+                if subjects_overlap(s, "$JS.API.>") {
+                    return Err(ApiError::stream_invalid_config(
+                        "subjects that overlap with jetstream api require no-ack to be true",
+                    ));
+                }
+            }
         }
         let subs: Vec<&String> = self.subjects.iter().collect();
         for (i, a) in subs.iter().enumerate() {

@@ -275,10 +275,14 @@ impl Consumer {
                 ..Default::default()
             }
         } else {
-            match super::errors::from_json(body) {
+            match super::errors::from_json::<NextRequest>(body) {
                 Ok(r) => r,
-                Err(_) => {
-                    self.status(ctx, reply, 400, "Bad Request", &[]);
+                Err(e) => {
+                    let why = e
+                        .description
+                        .trim_start_matches("invalid JSON: ")
+                        .to_string();
+                    self.status(ctx, reply, 400, &format!("Bad Request - {why}"), &[]);
                     return;
                 }
             }
@@ -312,7 +316,12 @@ impl Consumer {
         }
         let now = Instant::now();
         let available = self.num_pending + self.redeliver.len() as u64;
-        if req.no_wait && available == 0 && req.expires <= 0 {
+        // nats-server: no_wait with an expiry waits like a plain request with an expiry.
+        let req = NextRequest {
+            no_wait: req.no_wait && req.expires <= 0,
+            ..req
+        };
+        if req.no_wait && available == 0 {
             self.status(ctx, reply, 404, "No Messages", &[]);
             return;
         }

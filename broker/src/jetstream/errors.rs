@@ -95,6 +95,10 @@ pub fn from_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiEr
     }
     let mut v: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| ApiError::invalid_json(&e.to_string()))?;
+    if v.is_null() {
+        // Go leaves the target untouched for `null`.
+        v = serde_json::Value::Object(Default::default());
+    }
     strip(&mut v);
     serde_json::from_value(v).map_err(|e| ApiError::invalid_json(&e.to_string()))
 }

@@ -33,6 +33,17 @@ use config::{Storage, StreamConfig};
 use errors::ApiError;
 use stream::{Cmd, Op, StreamHandle};
 
+/// An API error response: the type, the error, and the paging fields some types always carry.
+pub(crate) fn error_body(kind: &str, e: ApiError) -> Value {
+    let mut v = json!({"type": format!("io.nats.jetstream.api.v1.{kind}"), "error": e});
+    if kind == "stream_info_response" {
+        v["total"] = json!(0);
+        v["offset"] = json!(0);
+        v["limit"] = json!(0);
+    }
+    v
+}
+
 /// The JetStream API level we implement (nats-server 2.11's).
 pub const API_LEVEL: i64 = 1;
 
@@ -178,6 +189,7 @@ impl JetStream {
         }
         tracing::info!("  API Level:       {API_LEVEL}");
         tracing::info!("-------------------------------------------");
+        let started = std::time::Instant::now();
         let worker = js.clone();
         let t = std::thread::Builder::new()
             .name("js-api".into())
@@ -208,6 +220,7 @@ impl JetStream {
                 js.enable_account(server, acc, limits)?;
             }
         }
+        tracing::info!("Took {:?} to start JetStream", started.elapsed());
         Ok(js)
     }
 
@@ -274,13 +287,22 @@ impl JetStream {
                 if let Some(rest) = subject.strip_prefix("$JS.API.CONSUMER.MSG.NEXT.") {
                     if let (Some((stream, consumer)), Some(reply)) = (rest.split_once('.'), reply) {
                         acc.api_total.fetch_add(1, Ordering::Relaxed);
+                        // A missing stream reaches its thread as a missing consumer would not:
+                        // hand it to the API thread, which answers as nats-server (503).
                         if let Some(h) = acc.stream(stream) {
                             h.send(Cmd::Next {
                                 consumer: consumer.to_string(),
                                 reply,
                                 body: Bytes::copy_from_slice(payload),
                             });
+                            return;
                         }
+                        let _ = tx.send(ApiReq {
+                            acc,
+                            subject: subject.to_string(),
+                            reply: Some(reply),
+                            body: Bytes::new(),
+                        });
                     }
                     return;
                 }
@@ -549,7 +571,7 @@ impl JetStream {
             Ok(Some(v)) => v,
             Err((kind, e)) => {
                 acc.api_errors.fetch_add(1, Ordering::Relaxed);
-                json!({"type": format!("io.nats.jetstream.api.v1.{kind}"), "error": e})
+                error_body(kind, e)
             }
         };
         sender.send(
@@ -591,6 +613,16 @@ impl JetStream {
         };
         match toks.as_slice() {
             ["INFO"] => Ok(Some(self.account_info(acc))),
+            ["CONSUMER", "MSG", "NEXT", ..] => {
+                let h = headers::with(
+                    b"NATS/1.0 503\r\n\r\n",
+                    &[("Nats-Subject", format!("$JS.API.{api}"))],
+                );
+                let mut sender = InternalSender::default();
+                sender.send(server, &acc.account, reply.as_bytes(), None, Some(&h), b"");
+                sender.flush(server);
+                Ok(None)
+            }
             ["STREAM", "CREATE", name] => self
                 .create_stream(server, acc, name, body)
                 .map(Some)
@@ -725,7 +757,8 @@ impl JetStream {
             ["CONSUMER", "LIST", stream] => {
                 forward(stream, Op::ConsumerList, "consumer_list_response")
             }
-            _ => Err(("error_response", ApiError::bad_request())),
+            // nats-server has no subscription for unknown API subjects: no answer at all.
+            _ => Ok(None),
         }
     }
 
@@ -804,9 +837,9 @@ impl JetStream {
         let mut v = h.info().ok_or_else(ApiError::stream_not_found)?;
         v["type"] = json!("io.nats.jetstream.api.v1.stream_create_response");
         if let Value::Object(m) = &mut v {
-            m.remove("total");
-            m.remove("offset");
-            m.remove("limit");
+            for k in ["total", "offset", "limit", "cluster"] {
+                m.remove(k);
+            }
         }
         v["did_create"] = json!(true);
         Ok(v)

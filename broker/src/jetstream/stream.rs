@@ -562,7 +562,9 @@ impl Stream {
     }
 
     fn ack_err(&self, err: ApiError) -> Vec<u8> {
-        json!({"error": err}).to_string().into_bytes()
+        json!({"error": err, "stream": self.name, "seq": 0})
+            .to_string()
+            .into_bytes()
     }
 
     fn reply_now(&mut self, server: &Server, reply: &Option<String>, body: Vec<u8>) {
@@ -657,7 +659,7 @@ impl Stream {
             }
             if let Some(r) = headers::get(hdr, "Nats-Rollup") {
                 if !self.cfg.allow_rollup_hdrs {
-                    let b = self.ack_err(ApiError::new(10115, 500, "rollup not permitted"));
+                    let b = self.ack_err(ApiError::new(10111, 500, "rollup not permitted"));
                     return self.reply_now(server, &reply, b);
                 }
                 match r {
@@ -1416,7 +1418,7 @@ impl Stream {
                     return Err((K, ApiError::sealed()));
                 }
                 if self.cfg.deny_delete {
-                    return Err((K, ApiError::new(10085, 400, "message delete not permitted")));
+                    return Err((K, ApiError::new(10057, 500, "message delete not permitted")));
                 }
                 #[derive(Deserialize)]
                 struct D {
