@@ -2,6 +2,7 @@
 //! and de-duplication, pull and push consumers with acks and redelivery.
 
 mod common;
+mod monitor_common;
 
 use std::time::Duration;
 
@@ -334,4 +335,64 @@ async fn object_store_large_object() {
     assert_eq!(back, b"small");
     store.delete("big.bin").await.unwrap();
     assert!(store.get("big.bin").await.is_err());
+}
+
+#[tokio::test]
+async fn jsz_and_varz_report_streams_and_consumers() {
+    let dir = TempDir::new("jsz");
+    let d = dir.0.clone();
+    let s = TestServer::start_with(move |o| {
+        o.http_port = -1;
+        o.jetstream = Some(JetStreamOptions {
+            store_dir: d,
+            ..Default::default()
+        })
+    })
+    .await;
+    let nc = async_nats::connect(s.url()).await.unwrap();
+    let js = jetstream::new(nc);
+    let st = js
+        .create_stream(stream::Config {
+            name: "M".into(),
+            subjects: vec!["m.>".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        js.publish("m.x", "abc".into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    st.create_consumer(consumer::pull::Config {
+        durable_name: Some("MC".into()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let base = s.http();
+    let jsz = monitor_common::get_json(&base, "/jsz").await;
+    assert_eq!(jsz["streams"], 1);
+    assert_eq!(jsz["consumers"], 1);
+    assert_eq!(jsz["messages"], 3);
+    assert!(jsz["storage"].as_u64().unwrap() > 0);
+    assert!(jsz["config"]["store_dir"]
+        .as_str()
+        .unwrap()
+        .ends_with("jetstream"));
+    assert!(jsz.get("account_details").is_none());
+    let jsz = monitor_common::get_json(&base, "/jsz?streams=true&consumers=true&config=true").await;
+    let acc = &jsz["account_details"][0];
+    assert_eq!(acc["name"], "$G");
+    let sd = &acc["stream_detail"][0];
+    assert_eq!(sd["name"], "M");
+    assert_eq!(sd["state"]["messages"], 3);
+    assert_eq!(sd["config"]["subjects"][0], "m.>");
+    assert_eq!(sd["consumer_detail"][0]["name"], "MC");
+    assert_eq!(sd["consumer_detail"][0]["num_pending"], 3);
+    let varz = monitor_common::get_json(&base, "/varz").await;
+    assert_eq!(varz["jetstream"]["stats"]["accounts"], 1);
+    assert!(varz["jetstream"]["config"]["max_memory"].as_i64().unwrap() > 0);
 }

@@ -68,6 +68,10 @@ pub enum Cmd {
     },
     /// The stream's info (for `STREAM.LIST`).
     Info { done: SyncSender<Value> },
+    /// The stream's info and its consumers' infos (for `/jsz`).
+    Detail {
+        done: SyncSender<(Value, Vec<Value>)>,
+    },
     /// Stop the thread; with `delete`, remove the stream's files.
     Stop { delete: bool, done: SyncSender<()> },
 }
@@ -125,6 +129,13 @@ impl StreamHandle {
     pub fn info(&self) -> Option<Value> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.send(Cmd::Info { done: tx });
+        rx.recv_timeout(Duration::from_secs(5)).ok()
+    }
+
+    /// Asks the stream for its info and its consumers' infos.
+    pub fn detail(&self) -> Option<(Value, Vec<Value>)> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.send(Cmd::Detail { done: tx });
         rx.recv_timeout(Duration::from_secs(5)).ok()
     }
 
@@ -517,6 +528,14 @@ impl Stream {
             }
             Cmd::Info { done } => {
                 let _ = done.send(self.info_value(&Default::default()));
+            }
+            Cmd::Detail { done } => {
+                let consumers = self
+                    .consumers
+                    .values()
+                    .map(|c| serde_json::to_value(c.info(&self.name)).expect("serializes"))
+                    .collect();
+                let _ = done.send((self.info_value(&Default::default()), consumers));
             }
             Cmd::Stop { .. } => {}
         }

@@ -7,6 +7,7 @@
 
 pub mod accounts;
 pub mod connz;
+pub mod jsz;
 pub mod metrics;
 pub mod proc;
 pub mod subsz;
@@ -348,7 +349,25 @@ async fn route(State(m): State<Arc<Monitor>>, uri: Uri) -> Response {
                     return bad_request(e);
                 }
             }
-            json(&Jsz::disabled(s))
+            let flag = |p: &str| params.bool(p).unwrap_or(false);
+            let opts = jsz::JszOptions {
+                account: Some(params.get("acc").to_string()).filter(|a| !a.is_empty()),
+                accounts: flag("accounts"),
+                streams: flag("streams"),
+                consumers: flag("consumers"),
+                config: flag("config"),
+                offset: params.int("offset").unwrap_or(0).max(0) as usize,
+                limit: params.int("limit").unwrap_or(0).max(0) as usize,
+            };
+            let server = m.server.clone();
+            let doc = tokio::task::spawn_blocking(move || jsz::jsz(&server, &opts))
+                .await
+                .ok()
+                .flatten();
+            match doc {
+                Some(d) => json(&d),
+                None => json(&Jsz::disabled(s)),
+            }
         }
         LEAFZ_PATH => {
             m.count(LEAFZ_PATH);

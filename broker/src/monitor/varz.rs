@@ -74,7 +74,7 @@ pub struct Varz {
     pub leaf: Empty,
     pub mqtt: Empty,
     pub websocket: Empty,
-    pub jetstream: Empty,
+    pub jetstream: serde_json::Value,
     /// Seconds.
     #[serde(serialize_with = "go_float")]
     pub tls_timeout: f64,
@@ -186,7 +186,7 @@ impl Server {
             leaf: Empty {},
             mqtt: Empty {},
             websocket: Empty {},
-            jetstream: Empty {},
+            jetstream: super::jsz::varz_section(self),
             tls_timeout: tls.map_or(DEFAULT_TLS_TIMEOUT, |t| t.timeout.as_secs_f64()),
             write_deadline: opts.write_deadline.as_nanos() as i64,
             start: rfc3339(self.start),
