@@ -125,7 +125,7 @@ pub struct StreamConfig {
     pub republish: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement: Option<serde_json::Value>,
-    #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(default)]
     pub allow_msg_ttl: bool,
     #[serde(default, skip_serializing_if = "is_zero_i64")]
     pub subject_delete_marker_ttl: i64,
@@ -529,7 +529,7 @@ impl ConsumerConfig {
             self.deliver_group = None;
         }
         let push = self.is_push();
-        if self.ack_wait == 0 {
+        if self.ack_wait == 0 && self.ack_policy != AckPolicy::None {
             self.ack_wait = match self.backoff.first() {
                 Some(b) => *b,
                 None => DEFAULT_ACK_WAIT,
@@ -556,7 +556,8 @@ impl ConsumerConfig {
             };
         }
         if self.ack_policy == AckPolicy::None {
-            self.max_ack_pending = -1;
+            // Unlimited, and shown as absent (nats-server leaves it zero).
+            self.max_ack_pending = 0;
         }
         if !push && self.max_waiting == 0 {
             self.max_waiting = DEFAULT_MAX_WAITING;

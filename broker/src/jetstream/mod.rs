@@ -563,9 +563,10 @@ impl JetStream {
             return;
         };
         let acc = req.acc.clone();
-        acc.api_total.fetch_add(1, Ordering::Relaxed);
         let api = req.subject.strip_prefix("$JS.API.").unwrap_or("");
         let result = self.dispatch(server, &acc, api, &reply, &req.body);
+        // Counted once answered, as nats-server (an INFO does not count itself).
+        acc.api_total.fetch_add(1, Ordering::Relaxed);
         let body = match result {
             Ok(None) => return,
             Ok(Some(v)) => v,
@@ -767,13 +768,14 @@ impl JetStream {
         body: &[u8],
         max_payload: i32,
     ) -> Result<StreamConfig, ApiError> {
-        if body.is_empty() {
-            return Err(ApiError::invalid_json("unexpected end of JSON input"));
-        }
-        let mut cfg: StreamConfig = errors::from_json(body)?;
-        if cfg.name.is_empty() {
-            cfg.name = name.to_string();
-        }
+        // An empty body is `{}`, whose empty name does not match the subject's.
+        let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            body
+        };
+        let cfg: StreamConfig = errors::from_json(body)?;
+        let mut cfg = cfg;
         if cfg.name != name {
             return Err(ApiError::stream_mismatch());
         }
@@ -809,8 +811,15 @@ impl JetStream {
         let cfg = Self::parse_stream_config(name, body, server.options().max_payload)?;
         if let Some(h) = acc.stream(name) {
             if *h.cfg.read() == cfg {
+                // Idempotent: the same answer as the first create.
                 let mut v = h.info().ok_or_else(ApiError::stream_not_found)?;
                 v["type"] = json!("io.nats.jetstream.api.v1.stream_create_response");
+                if let Value::Object(m) = &mut v {
+                    for k in ["total", "offset", "limit", "cluster"] {
+                        m.remove(k);
+                    }
+                }
+                v["did_create"] = json!(true);
                 return Ok(v);
             }
             return Err(ApiError::stream_name_exists());

@@ -510,7 +510,10 @@ impl Stream {
                 match consumers.get_mut(&consumer) {
                     Some(c) => c.add_request(&mut ctx, &reply, &body),
                     None => {
-                        let h = headers::status(409, "Consumer Deleted", &[]);
+                        // nats-server has no subscription for a missing consumer: the
+                        // requester gets the core no-responders status.
+                        let subj = format!("$JS.API.CONSUMER.MSG.NEXT.{}.{consumer}", ctx.stream);
+                        let h = headers::with(b"NATS/1.0 503\r\n\r\n", &[("Nats-Subject", subj)]);
                         ctx.sender
                             .send(server, ctx.account, reply.as_bytes(), None, Some(&h), b"");
                     }
@@ -686,7 +689,7 @@ impl Stream {
                     "all" => {
                         if self.cfg.deny_purge {
                             let b = self.ack_err(ApiError::new(
-                                10115,
+                                10111,
                                 500,
                                 "roll-ups not permitted with deny purge",
                             ));
@@ -696,7 +699,7 @@ impl Stream {
                     }
                     _ => {
                         let b = self.ack_err(ApiError::new(
-                            10115,
+                            10111,
                             500,
                             &format!("rollup value invalid: {r:?}"),
                         ));
@@ -774,11 +777,11 @@ impl Stream {
                 return self.reply_now(server, &reply, b);
             }
         };
-        if let Some(id) = msg_id {
+        if let Some(id) = &msg_id {
             self.dedupe.insert(id.clone(), seq);
             self.dedupe_order.push_back((now, id.clone()));
-            self.last_msg_id = Some(id);
         }
+        self.last_msg_id = msg_id;
         for c in self.consumers.values_mut() {
             c.on_stored(seq, subject);
         }
@@ -1090,16 +1093,12 @@ impl Stream {
             ));
         }
         if let Some(f) = &subj_filter {
-            let filters = cfg.filters();
-            if !(filters.is_empty() || filters.len() == 1 && &filters[0] == f) {
+            if cfg.filter_subject != *f || !cfg.filter_subjects.is_empty() {
                 return Err(ApiError::new(
                     10131,
                     400,
-                    "consumer create request did not match filtered subject from create subject",
+                    "Consumer create request did not match filtered subject from create subject",
                 ));
-            }
-            if filters.is_empty() && f != ">" {
-                cfg.filter_subject = f.clone();
             }
         }
         if cfg.replay_policy == ReplayPolicy::Original {
@@ -1115,11 +1114,9 @@ impl Stream {
             Some(n) => n.to_string(),
             None => random_name(),
         };
+        // Durables carry their name twice; ephemerals only at the top level (as nats-server).
         if cfg.name.is_none() && cfg.durable_name.is_some() {
             cfg.name = cfg.durable_name.clone();
-        }
-        if cfg.name.is_none() {
-            cfg.name = Some(name.clone());
         }
         if let Some(existing) = self.consumers.get(&name) {
             if existing.cfg == cfg || req.action == "create" && existing.cfg == cfg {
@@ -1382,9 +1379,7 @@ impl Stream {
         Some(match r {
             Ok(None) => return None,
             Ok(Some(v)) => v.to_string(),
-            Err((kind, e)) => {
-                json!({"type": format!("io.nats.jetstream.api.v1.{kind}"), "error": e}).to_string()
-            }
+            Err((kind, e)) => super::error_body(kind, e).to_string(),
         })
     }
 
@@ -1451,8 +1446,13 @@ impl Stream {
                     Ok(Some(
                         json!({"type": "io.nats.jetstream.api.v1.stream_msg_delete_response", "success": true}),
                     ))
+                } else if d.seq > self.store.state().last_seq {
+                    Err((K, ApiError::new(10057, 500, "stream store EOF")))
                 } else {
-                    Err((K, ApiError::new(10057, 500, &format!("no message found"))))
+                    Err((
+                        K,
+                        ApiError::new(10043, 400, &format!("sequence {} not found", d.seq)),
+                    ))
                 }
             }
             Op::MsgGet => {
