@@ -396,3 +396,260 @@ async fn jsz_and_varz_report_streams_and_consumers() {
     assert_eq!(varz["jetstream"]["stats"]["accounts"], 1);
     assert!(varz["jetstream"]["config"]["max_memory"].as_i64().unwrap() > 0);
 }
+
+async fn stream_with(js: &jetstream::Context, cfg: stream::Config) -> stream::Stream {
+    js.create_stream(cfg).await.unwrap()
+}
+
+async fn publish(js: &jetstream::Context, subject: &str, body: &str) -> Result<u64, String> {
+    match js
+        .publish(subject.to_string(), body.to_string().into())
+        .await
+    {
+        Ok(f) => f.await.map(|a| a.sequence).map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+#[tokio::test]
+async fn limits_are_enforced() {
+    let dir = TempDir::new("limits");
+    let s = js_server(&dir).await;
+    let js = jetstream::new(async_nats::connect(s.url()).await.unwrap());
+    // max_msgs with discard old: the oldest go.
+    let mut st = stream_with(
+        &js,
+        stream::Config {
+            name: "MM".into(),
+            subjects: vec!["mm".into()],
+            max_messages: 3,
+            ..Default::default()
+        },
+    )
+    .await;
+    for i in 0..5 {
+        publish(&js, "mm", &i.to_string()).await.unwrap();
+    }
+    let i = st.info().await.unwrap();
+    assert_eq!(
+        (
+            i.state.messages,
+            i.state.first_sequence,
+            i.state.last_sequence
+        ),
+        (3, 3, 5)
+    );
+    // max_msgs with discard new: refused with nats-server's error.
+    stream_with(
+        &js,
+        stream::Config {
+            name: "MN".into(),
+            subjects: vec!["mn".into()],
+            max_messages: 2,
+            discard: stream::DiscardPolicy::New,
+            storage: stream::StorageType::Memory,
+            ..Default::default()
+        },
+    )
+    .await;
+    publish(&js, "mn", "1").await.unwrap();
+    publish(&js, "mn", "2").await.unwrap();
+    let err = publish(&js, "mn", "3").await.unwrap_err();
+    assert!(err.contains("maximum messages exceeded"), "{err}");
+    // max_bytes (discard old) keeps the total under the limit.
+    let mut st = stream_with(
+        &js,
+        stream::Config {
+            name: "MB".into(),
+            subjects: vec!["mb".into()],
+            max_bytes: 300,
+            ..Default::default()
+        },
+    )
+    .await;
+    for _ in 0..10 {
+        publish(&js, "mb", &"x".repeat(50)).await.unwrap();
+    }
+    let i = st.info().await.unwrap();
+    assert!(
+        i.state.bytes <= 300 && i.state.messages < 10,
+        "{:?}",
+        i.state
+    );
+    // Per subject.
+    let mut st = stream_with(
+        &js,
+        stream::Config {
+            name: "PS".into(),
+            subjects: vec!["ps.*".into()],
+            max_messages_per_subject: 2,
+            ..Default::default()
+        },
+    )
+    .await;
+    for i in 0..6 {
+        publish(&js, &format!("ps.{}", i % 2), "v").await.unwrap();
+    }
+    publish(&js, "ps.x", "v").await.unwrap();
+    assert_eq!(st.info().await.unwrap().state.messages, 5);
+    // Message size.
+    stream_with(
+        &js,
+        stream::Config {
+            name: "SZ".into(),
+            subjects: vec!["sz".into()],
+            max_message_size: 8,
+            ..Default::default()
+        },
+    )
+    .await;
+    let err = publish(&js, "sz", "0123456789").await.unwrap_err();
+    assert!(
+        err.contains("message size exceeds maximum allowed"),
+        "{err}"
+    );
+    // Age: messages expire.
+    let mut st = stream_with(
+        &js,
+        stream::Config {
+            name: "AGE".into(),
+            subjects: vec!["age".into()],
+            max_age: Duration::from_millis(300),
+            ..Default::default()
+        },
+    )
+    .await;
+    publish(&js, "age", "old").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let i = st.info().await.unwrap();
+    assert_eq!((i.state.messages, i.state.last_sequence), (0, 1));
+}
+
+#[tokio::test]
+async fn work_queue_and_interest_retention() {
+    let dir = TempDir::new("retention");
+    let s = js_server(&dir).await;
+    let js = jetstream::new(async_nats::connect(s.url()).await.unwrap());
+    let mut wq = stream_with(
+        &js,
+        stream::Config {
+            name: "WQ".into(),
+            subjects: vec!["wq.>".into()],
+            retention: stream::RetentionPolicy::WorkQueue,
+            ..Default::default()
+        },
+    )
+    .await;
+    for i in 0..4 {
+        publish(&js, "wq.job", &i.to_string()).await.unwrap();
+    }
+    let c = wq
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some("W".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // A second unfiltered consumer is refused on a work queue.
+    let err = wq
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some("W2".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("multiple non-filtered consumers"),
+        "{err}"
+    );
+    let mut b = c.fetch().max_messages(3).messages().await.unwrap();
+    while let Some(m) = b.next().await {
+        m.unwrap().double_ack().await.unwrap();
+    }
+    assert_eq!(wq.info().await.unwrap().state.messages, 1);
+
+    let mut it = stream_with(
+        &js,
+        stream::Config {
+            name: "IN".into(),
+            subjects: vec!["in.>".into()],
+            retention: stream::RetentionPolicy::Interest,
+            ..Default::default()
+        },
+    )
+    .await;
+    // Nobody interested: acknowledged, not kept.
+    assert_eq!(publish(&js, "in.a", "lost").await.unwrap(), 1);
+    assert_eq!(it.info().await.unwrap().state.messages, 0);
+    let c1 = it
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some("I1".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let c2 = it
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some("I2".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    publish(&js, "in.a", "kept").await.unwrap();
+    for c in [&c1, &c2] {
+        assert_eq!(it.info().await.unwrap().state.messages, 1);
+        let mut b = c.fetch().max_messages(1).messages().await.unwrap();
+        b.next().await.unwrap().unwrap().double_ack().await.unwrap();
+    }
+    // Both acknowledged: gone.
+    assert_eq!(it.info().await.unwrap().state.messages, 0);
+}
+
+#[tokio::test]
+async fn max_deliver_backoff_and_nak() {
+    let dir = TempDir::new("redeliver");
+    let s = js_server(&dir).await;
+    let js = jetstream::new(async_nats::connect(s.url()).await.unwrap());
+    let st = stream_with(
+        &js,
+        stream::Config {
+            name: "RD".into(),
+            subjects: vec!["rd".into()],
+            ..Default::default()
+        },
+    )
+    .await;
+    publish(&js, "rd", "m").await.unwrap();
+    let c = st
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some("R".into()),
+            max_deliver: 3,
+            backoff: vec![Duration::from_millis(100), Duration::from_millis(200)],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut deliveries = Vec::new();
+    let mut msgs = c.messages().await.unwrap();
+    // Never acked: delivered three times (backoff 100 ms, then 200 ms), then given up.
+    while let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(1200), msgs.next()).await {
+        let m = m.unwrap();
+        deliveries.push(m.info().unwrap().delivered);
+    }
+    assert_eq!(deliveries, vec![1, 2, 3]);
+    // NAK: redelivered at once; NAK with delay: after the delay.
+    publish(&js, "rd", "n").await.unwrap();
+    let m = msgs.next().await.unwrap().unwrap();
+    assert_eq!(&m.payload[..], b"n");
+    m.ack_with(jetstream::AckKind::Nak(None)).await.unwrap();
+    let m = msgs.next().await.unwrap().unwrap();
+    assert_eq!(m.info().unwrap().delivered, 2);
+    let t = std::time::Instant::now();
+    m.ack_with(jetstream::AckKind::Nak(Some(Duration::from_millis(300))))
+        .await
+        .unwrap();
+    let m = msgs.next().await.unwrap().unwrap();
+    assert!(t.elapsed() >= Duration::from_millis(250));
+    assert_eq!(m.info().unwrap().delivered, 3);
+    m.ack_with(jetstream::AckKind::Term).await.unwrap();
+}
