@@ -36,17 +36,15 @@ fn parse_size(s: &str) -> Option<i64> {
 pub(super) fn server(e: &Entry) -> Result<Option<JetStreamOptions>, ConfigError> {
     let mut js = JetStreamOptions::default();
     match &e.value.kind {
-        Kind::Bool(b) => return Ok(b.then_some(js)),
-        Kind::String(s) => {
-            return match s.to_ascii_lowercase().as_str() {
-                "enabled" | "enable" | "true" => Ok(Some(js)),
-                "disabled" | "disable" | "false" => Ok(None),
-                _ => Err(bad(
-                    e,
-                    format!("Expected 'enabled' or 'disabled' for string value, got '{s}'"),
-                )),
-            }
-        }
+        Kind::Bool(b) => Ok(b.then_some(js)),
+        Kind::String(s) => match s.to_ascii_lowercase().as_str() {
+            "enabled" | "enable" | "true" => Ok(Some(js)),
+            "disabled" | "disable" | "false" => Ok(None),
+            _ => Err(bad(
+                e,
+                format!("Expected 'enabled' or 'disabled' for string value, got '{s}'"),
+            )),
+        },
         Kind::Map(m) => {
             let mut enabled = true;
             for f in &m.entries {

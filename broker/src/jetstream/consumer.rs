@@ -617,12 +617,10 @@ impl Consumer {
                     p.deadline = Instant::now() + wait;
                 }
             }
-            "+TERM" => {
-                if self.st.pending.remove(&seq).is_some() {
-                    self.st.redelivered.remove(&seq);
-                    self.redeliver.remove(&seq);
-                    acked.push(seq);
-                }
+            "+TERM" if self.st.pending.remove(&seq).is_some() => {
+                self.st.redelivered.remove(&seq);
+                self.redeliver.remove(&seq);
+                acked.push(seq);
             }
             _ => {}
         }

@@ -837,7 +837,7 @@ impl JetStream {
             && ((acc_limit >= 0 && cfg.max_bytes > acc_limit) || cfg.max_bytes > server_limit)
         {
             return Err(ApiError::new(
-                10028.max(10047),
+                10047,
                 500,
                 "insufficient storage resources available",
             ));

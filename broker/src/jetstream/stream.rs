@@ -1119,7 +1119,7 @@ impl Stream {
             cfg.name = cfg.durable_name.clone();
         }
         if let Some(existing) = self.consumers.get(&name) {
-            if existing.cfg == cfg || req.action == "create" && existing.cfg == cfg {
+            if existing.cfg == cfg && req.action != "create" {
                 return Ok(self.consumer_response(&name, "consumer_create_response"));
             }
             if req.action == "create" {
@@ -1192,7 +1192,7 @@ impl Stream {
         let Some(c) = self.consumers.get_mut(name) else {
             return;
         };
-        if !(self.dir.is_some() && !c.cfg.mem_storage) {
+        if self.dir.is_none() || c.cfg.mem_storage {
             return;
         }
         c.dirty = true;

@@ -47,9 +47,10 @@ pub struct Subscription {
 /// What an internal subscription does with a message: `(subject, reply, headers, payload)`.
 /// It runs on the publisher's task, so it only hands the message on.
 #[derive(Clone)]
-pub struct InternalHandler(
-    pub Arc<dyn Fn(&[u8], Option<&[u8]>, Option<&[u8]>, &[u8]) + Send + Sync>,
-);
+pub struct InternalHandler(pub Arc<InternalFn>);
+
+/// The function behind an [`InternalHandler`].
+pub type InternalFn = dyn Fn(&[u8], Option<&[u8]>, Option<&[u8]>, &[u8]) + Send + Sync;
 
 impl std::fmt::Debug for InternalHandler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
