@@ -653,3 +653,60 @@ async fn max_deliver_backoff_and_nak() {
     assert_eq!(m.info().unwrap().delivered, 3);
     m.ack_with(jetstream::AckKind::Term).await.unwrap();
 }
+
+#[tokio::test]
+async fn subject_transform_and_republish() {
+    let dir = TempDir::new("transform");
+    let s = js_server(&dir).await;
+    let nc = async_nats::connect(s.url()).await.unwrap();
+    let js = jetstream::new(nc.clone());
+    let mut repub = nc.subscribe("repub.>").await.unwrap();
+    let cfg = stream::Config {
+        name: "T".into(),
+        subjects: vec!["in.*.*".into()],
+        subject_transform: Some(stream::SubjectTransform {
+            source: "in.*.*".into(),
+            destination: "stored.{{wildcard(2)}}.$1".into(),
+        }),
+        republish: Some(stream::Republish {
+            source: "stored.>".into(),
+            destination: "repub.>".into(),
+            headers_only: false,
+        }),
+        storage: stream::StorageType::Memory,
+        ..Default::default()
+    };
+    let st = js.create_stream(cfg).await.unwrap();
+    publish(&js, "in.a.b", "first").await.unwrap();
+    publish(&js, "in.a.b", "second").await.unwrap();
+    let m = st.get_raw_message(1).await.unwrap();
+    assert_eq!(m.subject.as_str(), "stored.b.a");
+    let r = repub.next().await.unwrap();
+    assert_eq!(r.subject.as_str(), "repub.b.a");
+    let h = r.headers.unwrap();
+    assert_eq!(h.get("Nats-Stream").unwrap().as_str(), "T");
+    assert_eq!(h.get("Nats-Sequence").unwrap().as_str(), "1");
+    assert_eq!(h.get("Nats-Last-Sequence").unwrap().as_str(), "0");
+    let r = repub.next().await.unwrap();
+    assert_eq!(&r.payload[..], b"second");
+    assert_eq!(
+        r.headers
+            .unwrap()
+            .get("Nats-Last-Sequence")
+            .unwrap()
+            .as_str(),
+        "1"
+    );
+    // A republish destination inside the stream's subjects would loop: refused.
+    let bad = stream::Config {
+        name: "LOOP".into(),
+        subjects: vec!["loop.>".into()],
+        republish: Some(stream::Republish {
+            source: ">".into(),
+            destination: "loop.x.>".into(),
+            headers_only: false,
+        }),
+        ..Default::default()
+    };
+    assert!(js.create_stream(bad).await.is_err());
+}

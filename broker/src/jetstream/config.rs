@@ -120,9 +120,9 @@ pub struct StreamConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sources: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subject_transform: Option<serde_json::Value>,
+    pub subject_transform: Option<super::transform::SubjectTransform>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub republish: Option<serde_json::Value>,
+    pub republish: Option<super::transform::Republish>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement: Option<serde_json::Value>,
     #[serde(default)]
@@ -181,12 +181,7 @@ impl StreamConfig {
                 ));
             }
         }
-        for (what, v) in [
-            ("mirror", &self.mirror),
-            ("sources", &self.sources),
-            ("subject_transform", &self.subject_transform),
-            ("republish", &self.republish),
-        ] {
+        for (what, v) in [("mirror", &self.mirror), ("sources", &self.sources)] {
             if v.as_ref()
                 .is_some_and(|v| !v.is_null() && v != &serde_json::json!([]))
             {
@@ -197,9 +192,23 @@ impl StreamConfig {
         }
         self.mirror = None;
         self.sources = None;
-        self.subject_transform = None;
-        self.republish = None;
         self.placement = None;
+        if let Some(t) = &self.subject_transform {
+            super::transform::validate(&t.src, &t.dest)?;
+        }
+        if let Some(r) = &self.republish {
+            super::transform::validate(&r.src, &r.dest)?;
+            // Republishing into the stream's own subjects would loop.
+            if self
+                .subjects
+                .iter()
+                .any(|s| subjects_overlap(s, &r.dest.replace("{{", "*").replace("}}", "")))
+            {
+                return Err(ApiError::stream_invalid_config(
+                    "stream configuration for republish destination forms a cycle",
+                ));
+            }
+        }
         if self.compression.is_empty() {
             self.compression = "none".into();
         }

@@ -12,6 +12,7 @@ pub mod headers;
 pub mod store;
 pub mod stream;
 pub mod time;
+pub mod transform;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;

@@ -610,6 +610,12 @@ impl Stream {
             let b = self.ack_err(ApiError::sealed());
             return self.reply_now(server, &reply, b);
         }
+        let transformed = self
+            .cfg
+            .subject_transform
+            .as_ref()
+            .and_then(|t| super::transform::apply(&t.src, &t.dest, subject));
+        let subject = transformed.as_deref().unwrap_or(subject);
         let max_size = if self.cfg.max_msg_size > 0 {
             self.cfg.max_msg_size as usize
         } else {
@@ -765,6 +771,7 @@ impl Stream {
             }
             return;
         }
+        let prev_on_subject = self.store.subject_state(subject).map_or(0, |s| s.last);
         let seq = match self.store.store(subject, hdr, data, now) {
             Ok(s) => s,
             Err(e) => {
@@ -805,6 +812,7 @@ impl Stream {
             }
         }
         self.enforce_limits(subject);
+        self.republish(server, (seq, prev_on_subject), now, subject, hdr, data);
         if let Some(r) = reply {
             if !self.cfg.no_ack {
                 let b = self.ack_ok(seq, false);
@@ -812,6 +820,39 @@ impl Stream {
             }
         }
         self.wake = true;
+    }
+
+    /// `republish`: a copy of the stored message on the destination subject, with the stream
+    /// headers nats-server adds.
+    fn republish(
+        &mut self,
+        server: &Server,
+        (seq, prev_on_subject): (u64, u64),
+        ts: i64,
+        subject: &str,
+        hdr: &[u8],
+        data: &[u8],
+    ) {
+        let Some(r) = &self.cfg.republish else { return };
+        let Some(dest) = super::transform::apply(&r.src, &r.dest, subject) else {
+            return;
+        };
+        let mut extra = vec![
+            ("Nats-Stream", self.name.clone()),
+            ("Nats-Subject", subject.to_string()),
+            ("Nats-Sequence", seq.to_string()),
+            ("Nats-Time-Stamp", rfc3339_nanos(ts)),
+            ("Nats-Last-Sequence", prev_on_subject.to_string()),
+        ];
+        let body: &[u8] = if r.headers_only {
+            extra.push(("Nats-Msg-Size", data.len().to_string()));
+            b""
+        } else {
+            data
+        };
+        let h = headers::with(hdr, &extra);
+        self.sender
+            .send(server, &self.account, dest.as_bytes(), None, Some(&h), body);
     }
 
     fn enforce_limits(&mut self, subject: &str) {
