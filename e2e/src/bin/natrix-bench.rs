@@ -1,27 +1,33 @@
 //! `natrix-bench`: a small NATS load generator built on `async-nats`.
 //!
-//! Runs one scenario (pub, pubsub, fanout, queue, reqrep) against a NATS-compatible
-//! server and prints exactly one machine-parsable `key=value` result line on stdout.
-//! Diagnostics go to stderr. Every wait is bounded: messages that never arrive are
-//! reported as `lost=K`, never as a hang.
+//! Runs one scenario (pub, pubsub, fanout, queue, reqrep, and the JetStream modes jspub and
+//! jsfetch) against a NATS-compatible server and prints exactly one machine-parsable
+//! `key=value` result line on stdout. Diagnostics go to stderr. Every wait is bounded:
+//! messages that never arrive are reported as `lost=K`, never as a hang.
 
+use std::collections::VecDeque;
+use std::future::IntoFuture;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
+use async_nats::jetstream::consumer::{pull, AckPolicy, PullConsumer};
+use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
+use async_nats::jetstream::{self, stream};
 use async_nats::{Client, ConnectOptions, Event, Subject, Subscriber};
 use bytes::Bytes;
 use futures::StreamExt;
 
 const USAGE: &str = "\
-usage: natrix-bench <pub|pubsub|fanout|queue|reqrep> [options]
+usage: natrix-bench <pub|pubsub|fanout|queue|reqrep|jspub|jsfetch> [options]
 
 options:
   --url URL               server URL (default nats://127.0.0.1:4222)
   --size BYTES            payload size (default 16)
-  --msgs N                messages (requests for reqrep) to send (default 1000000; reqrep 50000)
+  --msgs N                messages (requests for reqrep) to send
+                          (default 1000000; reqrep 50000; jspub, jsfetch 200000)
   --pubs N                publishers, pub mode only (default 1)
   --subs N                subscribers for fanout / queue members for queue (default 4)
   --concurrency C         concurrent requesters for reqrep (default 1)
@@ -29,6 +35,16 @@ options:
   --wait SECS             give up on missing messages after this long without progress (default 3)
   --sub-capacity N        client-side per-subscription buffer (default 1048576)
   --subject S             subject prefix (default bench.<pid>)
+
+JetStream modes (the stream is file storage on <prefix>.<mode>, deleted before and after):
+  jspub                   publish with asynchronous acks, --window acks in flight
+  jsfetch                 store --msgs messages (not timed), then time fetching them all
+                          through a durable pull consumer
+  --stream NAME           stream name (default BENCH)
+  --window W              jspub (and jsfetch's setup): publish acks in flight (default 256)
+  --batch B               jsfetch: messages per fetch request (default 100)
+  --ack explicit|none     jsfetch: consumer ack policy (default explicit; each message is
+                          acked without waiting for a confirmation)
 
 output: one line of key=value pairs, e.g.
   mode=pubsub size=16 msgs=1000000 pub_rate=... sub_rate=... mb_s=... lost=0 elapsed=...
@@ -42,6 +58,8 @@ enum Mode {
     Fanout,
     Queue,
     ReqRep,
+    JsPub,
+    JsFetch,
 }
 
 impl Mode {
@@ -52,6 +70,8 @@ impl Mode {
             "fanout" => Mode::Fanout,
             "queue" => Mode::Queue,
             "reqrep" => Mode::ReqRep,
+            "jspub" => Mode::JsPub,
+            "jsfetch" => Mode::JsFetch,
             other => bail!("unknown mode {other:?}"),
         })
     }
@@ -63,6 +83,8 @@ impl Mode {
             Mode::Fanout => "fanout",
             Mode::Queue => "queue",
             Mode::ReqRep => "reqrep",
+            Mode::JsPub => "jspub",
+            Mode::JsFetch => "jsfetch",
         }
     }
 }
@@ -81,6 +103,11 @@ struct Args {
     wait: Duration,
     sub_capacity: usize,
     subject: String,
+    stream: String,
+    window: usize,
+    batch: usize,
+    /// jsfetch: explicit acks (true) or AckNone.
+    explicit_ack: bool,
 }
 
 impl Args {
@@ -96,6 +123,10 @@ impl Args {
         let mut wait = 3.0f64;
         let mut sub_capacity = 1usize << 20;
         let mut subject = format!("bench.{}", std::process::id());
+        let mut stream = "BENCH".to_string();
+        let mut window = 256usize;
+        let mut batch = 100usize;
+        let mut explicit_ack = true;
 
         let mut it = argv.iter();
         while let Some(arg) = it.next() {
@@ -130,17 +161,37 @@ impl Args {
                 "--wait" => wait = value.parse().map_err(|e| bad(&e))?,
                 "--sub-capacity" => sub_capacity = value.parse().map_err(|e| bad(&e))?,
                 "--subject" => subject = value.clone(),
+                "--stream" => stream = value.clone(),
+                "--window" => window = value.parse().map_err(|e| bad(&e))?,
+                "--batch" => batch = value.parse().map_err(|e| bad(&e))?,
+                "--ack" => {
+                    explicit_ack = match value.as_str() {
+                        "explicit" => true,
+                        "none" => false,
+                        _ => bail!("bad value {value:?} for --ack: expected explicit or none"),
+                    }
+                }
                 _ => bail!("unknown flag {key}"),
             }
         }
         let mode = mode.ok_or_else(|| anyhow!("missing mode"))?;
-        let msgs = msgs.unwrap_or(if mode == Mode::ReqRep {
-            50_000
-        } else {
-            1_000_000
+        let msgs = msgs.unwrap_or(match mode {
+            Mode::ReqRep => 50_000,
+            Mode::JsPub | Mode::JsFetch => 200_000,
+            _ => 1_000_000,
         });
-        if msgs == 0 || pubs == 0 || subs == 0 || concurrency == 0 || sub_capacity == 0 {
-            bail!("--msgs, --pubs, --subs, --concurrency and --sub-capacity must be positive");
+        if msgs == 0
+            || pubs == 0
+            || subs == 0
+            || concurrency == 0
+            || sub_capacity == 0
+            || window == 0
+            || batch == 0
+        {
+            bail!(
+                "--msgs, --pubs, --subs, --concurrency, --sub-capacity, --window and --batch \
+                 must be positive"
+            );
         }
         if !(duration_limit > 0.0 && wait > 0.0 && duration_limit.is_finite() && wait.is_finite()) {
             bail!("--duration-limit and --wait must be positive");
@@ -157,6 +208,10 @@ impl Args {
             wait: Duration::from_secs_f64(wait),
             sub_capacity,
             subject,
+            stream,
+            window,
+            batch,
+            explicit_ack,
         }))
     }
 }
@@ -252,7 +307,95 @@ impl Bench {
         round_trip(&client, Duration::from_secs(10)).await?;
         Ok((client, sub))
     }
+
+    /// A JetStream context on `client` that allows `--window` publish acks in flight and bounds
+    /// every API request and publish ack by `JS_TIMEOUT`.
+    fn jetstream(&self, client: Client) -> jetstream::Context {
+        jetstream::ContextBuilder::new()
+            .timeout(JS_TIMEOUT)
+            .max_ack_inflight(self.args.window)
+            .build(client)
+    }
+
+    /// Deletes any leftover stream named `--stream` and creates it empty, file storage, on
+    /// `subject()`.
+    async fn fresh_stream(&self, js: &jetstream::Context) -> Result<()> {
+        // Not-found is the normal case; anything else shows up when creating.
+        let _ = js.delete_stream(&self.args.stream).await;
+        js.create_stream(stream::Config {
+            name: self.args.stream.clone(),
+            subjects: vec![self.subject().to_string()],
+            storage: stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .with_context(|| format!("creating stream {}", self.args.stream))?;
+        Ok(())
+    }
+
+    /// Deletes the bench stream; a failure is only reported.
+    async fn drop_stream(&self, js: &jetstream::Context) {
+        if let Err(e) = js.delete_stream(&self.args.stream).await {
+            eprintln!("natrix-bench: deleting stream {}: {e}", self.args.stream);
+        }
+    }
+
+    /// Publishes up to `n` messages to JetStream keeping at most `--window` acks in flight: once
+    /// the window is full, the oldest ack is awaited before the next publish. Stops early at the
+    /// duration limit or on the first ack timeout (the server stopped answering). Returns
+    /// (published, acknowledged).
+    async fn js_publish_window(&self, js: &jetstream::Context, n: u64) -> Result<(u64, u64)> {
+        let window = self.args.window;
+        let subject = self.subject();
+        let mut inflight: VecDeque<PublishAckFuture> = VecDeque::with_capacity(window);
+        let mut sent = 0u64;
+        let mut acked = 0u64;
+        let mut errors = 0u64;
+        let mut note = |r: Result<_, jetstream::context::PublishError>, errors: &mut u64| match r {
+            Ok(_) => {
+                acked += 1;
+                true
+            }
+            Err(e) => {
+                *errors += 1;
+                if *errors <= 3 {
+                    eprintln!("natrix-bench: publish ack failed: {e}");
+                }
+                e.kind() != PublishErrorKind::TimedOut
+            }
+        };
+        while sent < n {
+            if inflight.len() >= window {
+                let oldest = inflight.pop_front().expect("window is not empty");
+                if !note(oldest.await, &mut errors) {
+                    eprintln!(
+                        "natrix-bench: publish ack timed out after {sent} messages; stopping"
+                    );
+                    break;
+                }
+            }
+            let ack = js
+                .publish(subject.clone(), self.payload.clone())
+                .await
+                .context("jetstream publish")?;
+            inflight.push_back(ack);
+            sent += 1;
+            if sent & 1023 == 0 && Instant::now() >= self.deadline {
+                eprintln!("natrix-bench: duration limit reached after {sent} messages");
+                break;
+            }
+        }
+        // Await the rest together so that, if the server went quiet, their timeouts overlap.
+        let rest = futures::future::join_all(inflight.into_iter().map(IntoFuture::into_future));
+        for r in rest.await {
+            note(r, &mut errors);
+        }
+        Ok((sent, acked))
+    }
 }
+
+/// Bound on JetStream API requests and publish acks.
+const JS_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Server-side barrier: publishes to a private inbox on `client` and waits for the echo.
 /// A server processes one connection's operations in order, so when the echo arrives,
@@ -568,6 +711,171 @@ async fn run_reqrep(b: &Bench) -> Result<String> {
     ))
 }
 
+/// Number of messages in the bench stream, if the server says.
+async fn stored_messages(js: &jetstream::Context, name: &str) -> Option<u64> {
+    let mut st = js.get_stream(name).await.ok()?;
+    st.info().await.ok().map(|i| i.state.messages)
+}
+
+/// jspub: one publisher, asynchronous publish acks with `--window` in flight, into a fresh
+/// file-storage stream. The time covers publishing and receiving every ack.
+async fn run_jspub(b: &Bench) -> Result<String> {
+    let a = &b.args;
+    let client = b.connect("jspub").await?;
+    let js = b.jetstream(client.clone());
+    b.fresh_stream(&js).await?;
+
+    let start = Instant::now();
+    let published = b.js_publish_window(&js, a.msgs).await;
+    let elapsed = start.elapsed().as_secs_f64();
+    let stored = stored_messages(&js, &a.stream).await;
+    b.drop_stream(&js).await;
+    let (sent, acked) = published?;
+    let disc = b.events.disconnects.load(Ordering::Relaxed);
+    Ok(format!(
+        "mode=jspub size={} msgs={} window={} rate={:.0} mb_s={:.2} lost={} stored={} disc={} \
+         elapsed={:.3}",
+        a.size,
+        sent,
+        a.window,
+        rate(acked, elapsed),
+        mb_s(acked, a.size, elapsed),
+        sent - acked,
+        stored.map_or("n/a".to_string(), |n| n.to_string()),
+        disc,
+        elapsed
+    ))
+}
+
+/// jsfetch: stores `--msgs` messages (not timed), then times one durable pull consumer fetching
+/// them all in batches of `--batch`, acking each message (fire and forget) unless `--ack none`.
+async fn run_jsfetch(b: &Bench) -> Result<String> {
+    let client = b.connect("jsfetch").await?;
+    let js = b.jetstream(client.clone());
+    b.fresh_stream(&js).await?;
+    let result = fetch_all(b, &client, &js).await;
+    b.drop_stream(&js).await;
+    result
+}
+
+async fn fetch_all(b: &Bench, client: &Client, js: &jetstream::Context) -> Result<String> {
+    let a = &b.args;
+    let (sent, acked) = b.js_publish_window(js, a.msgs).await?;
+    if acked < sent {
+        bail!("preparing the stream: only {acked} of {sent} publishes were acknowledged");
+    }
+    let consumer: PullConsumer = js
+        .get_stream(&a.stream)
+        .await
+        .context("looking up the stream")?
+        .create_consumer(pull::Config {
+            durable_name: Some("BENCH_C".to_string()),
+            ack_policy: if a.explicit_ack {
+                AckPolicy::Explicit
+            } else {
+                AckPolicy::None
+            },
+            ..Default::default()
+        })
+        .await
+        .context("creating the pull consumer")?;
+
+    let start = Instant::now();
+    let mut received = 0u64;
+    let mut errors = 0u64;
+    let mut last_progress = Instant::now();
+    'fetching: while received < sent {
+        if Instant::now() >= b.deadline {
+            eprintln!("natrix-bench: duration limit reached after {received} messages");
+            break;
+        }
+        let mut batch = consumer
+            .fetch()
+            .max_messages(a.batch)
+            .messages()
+            .await
+            .context("fetch request")?;
+        let before = received;
+        loop {
+            match tokio::time::timeout(a.wait, batch.next()).await {
+                Ok(Some(Ok(msg))) => {
+                    if a.explicit_ack {
+                        msg.ack().await.map_err(|e| anyhow!("ack: {e}"))?;
+                    }
+                    received += 1;
+                }
+                Ok(Some(Err(e))) => {
+                    errors += 1;
+                    if errors <= 3 {
+                        eprintln!("natrix-bench: fetch failed: {e}");
+                    }
+                    break;
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    eprintln!(
+                        "natrix-bench: a fetch neither delivered nor ended within {:?} after \
+                         {received} messages",
+                        a.wait
+                    );
+                    break 'fetching;
+                }
+            }
+        }
+        if received > before {
+            last_progress = Instant::now();
+        } else if last_progress.elapsed() >= a.wait {
+            eprintln!(
+                "natrix-bench: no messages for {:?} after {received} of {sent}",
+                a.wait
+            );
+            break;
+        } else {
+            // Nothing available right now (e.g. acks still in flight): do not spin.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    client.flush().await.context("flush")?;
+    let elapsed = start.elapsed().as_secs_f64();
+
+    // Not timed: wait until the server has processed the acks.
+    let mut ack_pending = None;
+    if a.explicit_ack {
+        let give_up = Instant::now() + a.wait;
+        loop {
+            match consumer.get_info().await {
+                Ok(info) => {
+                    ack_pending = Some(info.num_ack_pending);
+                    if info.num_ack_pending == 0 || Instant::now() >= give_up {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    eprintln!("natrix-bench: consumer info: {e}");
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let disc = b.events.disconnects.load(Ordering::Relaxed);
+    Ok(format!(
+        "mode=jsfetch size={} msgs={} batch={} ack={} rate={:.0} mb_s={:.2} lost={} \
+         ack_pending={} errors={} disc={} elapsed={:.3}",
+        a.size,
+        received,
+        a.batch,
+        if a.explicit_ack { "explicit" } else { "none" },
+        rate(received, elapsed),
+        mb_s(received, a.size, elapsed),
+        sent.saturating_sub(received),
+        ack_pending.map_or("n/a".to_string(), |n| n.to_string()),
+        errors,
+        disc,
+        elapsed
+    ))
+}
+
 async fn run(args: Args) -> Result<String> {
     let now = Instant::now();
     let bench = Bench {
@@ -581,6 +889,8 @@ async fn run(args: Args) -> Result<String> {
         Mode::Pub => run_pub(&bench).await,
         Mode::PubSub | Mode::Fanout | Mode::Queue => run_sub_modes(&bench).await,
         Mode::ReqRep => run_reqrep(&bench).await,
+        Mode::JsPub => run_jspub(&bench).await,
+        Mode::JsFetch => run_jsfetch(&bench).await,
     }
 }
 
