@@ -710,3 +710,100 @@ async fn subject_transform_and_republish() {
     };
     assert!(js.create_stream(bad).await.is_err());
 }
+
+#[tokio::test]
+async fn replay_original_pause_and_flow_control() {
+    let dir = TempDir::new("replay");
+    let s = js_server(&dir).await;
+    let nc = async_nats::connect(s.url()).await.unwrap();
+    let js = jetstream::new(nc.clone());
+    let st = stream_with(
+        &js,
+        stream::Config {
+            name: "RP".into(),
+            subjects: vec!["rp".into()],
+            ..Default::default()
+        },
+    )
+    .await;
+    publish(&js, "rp", "a").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    publish(&js, "rp", "b").await.unwrap();
+    // Replay original keeps the 400 ms gap; instant replay does not.
+    let c = st
+        .create_consumer(consumer::pull::Config {
+            replay_policy: consumer::ReplayPolicy::Original,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut msgs = c.messages().await.unwrap();
+    msgs.next().await.unwrap().unwrap().ack().await.unwrap();
+    let t = std::time::Instant::now();
+    msgs.next().await.unwrap().unwrap().ack().await.unwrap();
+    assert!(
+        t.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        t.elapsed()
+    );
+
+    // Paused consumers deliver nothing until resumed.
+    let mut p = st
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some("PZ".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let until = time::OffsetDateTime::now_utc() + time::Duration::seconds(60);
+    let r = st.pause_consumer("PZ", until).await.unwrap();
+    assert!(r.paused);
+    assert_eq!(p.info().await.unwrap().paused, true);
+    let mut b = p
+        .fetch()
+        .max_messages(1)
+        .expires(Duration::from_millis(300))
+        .messages()
+        .await
+        .unwrap();
+    assert!(b.next().await.is_none());
+    st.resume_consumer("PZ").await.unwrap();
+    let mut b = p.fetch().max_messages(1).messages().await.unwrap();
+    assert_eq!(&b.next().await.unwrap().unwrap().payload[..], b"a");
+
+    // Flow control: a push consumer waits for each flow-control answer; the ordered consumer
+    // answers them, so a stream larger than many windows arrives whole.
+    let big = stream_with(
+        &js,
+        stream::Config {
+            name: "FC".into(),
+            subjects: vec!["fc".into()],
+            ..Default::default()
+        },
+    )
+    .await;
+    let chunk = vec![7u8; 64 * 1024];
+    for _ in 0..40 {
+        js.publish("fc", chunk.clone().into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let oc = big
+        .create_consumer(consumer::push::OrderedConfig {
+            deliver_subject: nc.new_inbox(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut msgs = oc.messages().await.unwrap();
+    for _ in 0..40 {
+        let m = tokio::time::timeout(Duration::from_secs(5), msgs.next())
+            .await
+            .expect("flow control released")
+            .unwrap()
+            .unwrap();
+        assert_eq!(m.payload.len(), chunk.len());
+    }
+}

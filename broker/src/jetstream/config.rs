@@ -495,10 +495,10 @@ impl ConsumerConfig {
                 "rate_limit_bps is not supported by this server yet",
             ));
         }
-        if self.pause_until.is_some() {
-            return Err(ApiError::consumer_create(
-                "pause_until is not supported by this server yet",
-            ));
+        if let Some(p) = &self.pause_until {
+            if super::time::parse_rfc3339(p).is_none() {
+                return Err(ApiError::invalid_json("bad pause_until"));
+            }
         }
         if !self.filter_subject.is_empty() && !self.filter_subjects.is_empty() {
             return Err(ApiError::new(

@@ -100,7 +100,15 @@ pub struct Consumer {
     last_sent: Instant,
     inactive_since: Option<Instant>,
     pub dirty: bool,
-    sample: u32,
+    /// Replay original: the last message's timestamp and when it went out; when the next is due.
+    replay_last: Option<(i64, Instant)>,
+    replay_due: Option<Instant>,
+    /// Deliveries stop until this Unix time (nanoseconds); 0 is not paused.
+    pub paused_until: i64,
+    /// Flow control: the outstanding request's reply subject, and bytes pushed since the last.
+    fc_pending: Option<String>,
+    fc_bytes: usize,
+    fc_count: u64,
     /// A push consumer with nothing subscribed to its deliver subject: polled until someone is.
     no_interest: bool,
 }
@@ -129,6 +137,10 @@ pub struct ConsumerInfo {
     pub num_pending: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub push_bound: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paused: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pause_remaining: Option<i64>,
     pub ts: String,
 }
 
@@ -177,8 +189,12 @@ impl Consumer {
 
     /// A consumer from persisted configuration and state.
     pub fn restore(name: String, cfg: ConsumerConfig, created: i64, st: ConsumerState) -> Consumer {
-        let sample = cfg.sample_freq.trim_end_matches('%').parse().unwrap_or(0);
         let now = Instant::now();
+        let paused_until = cfg
+            .pause_until
+            .as_deref()
+            .and_then(parse_rfc3339)
+            .unwrap_or(0);
         let ack_wait = Duration::from_nanos(cfg.ack_wait.max(0) as u64);
         let mut st = st;
         for p in st.pending.values_mut() {
@@ -197,7 +213,12 @@ impl Consumer {
             last_sent: now,
             inactive_since: Some(now),
             dirty: false,
-            sample,
+            replay_last: None,
+            replay_due: None,
+            paused_until,
+            fc_pending: None,
+            fc_bytes: 0,
+            fc_count: 0,
             no_interest: false,
         }
     }
@@ -349,6 +370,16 @@ impl Consumer {
     pub fn deliver(&mut self, ctx: &mut Ctx<'_>) -> bool {
         let mut sent = false;
         let push = self.is_push();
+        if self.paused_until > 0 {
+            if self.paused_until > unix_nanos() {
+                return false;
+            }
+            self.paused_until = 0;
+            self.cfg.pause_until = None;
+        }
+        if self.fc_pending.is_some() {
+            return false;
+        }
         if push {
             self.no_interest = !self.push_interest(ctx);
             if self.no_interest {
@@ -409,11 +440,20 @@ impl Consumer {
                 }
                 req.reply.clone()
             };
+            if is_new && self.replay_original() {
+                // Keep the original spacing between messages.
+                if let Some((last_ts, last_at)) = self.replay_last {
+                    let due = last_at + Duration::from_nanos((msg.ts - last_ts).max(0) as u64);
+                    if Instant::now() < due {
+                        self.replay_due = Some(due);
+                        break;
+                    }
+                }
+                self.replay_due = None;
+                self.replay_last = Some((msg.ts, Instant::now()));
+            }
             if is_new {
                 self.advance_past(seq);
-                if self.sample_skip() {
-                    // Sampling only affects advisories; delivery is unchanged.
-                }
             }
             let dc = if is_new {
                 1
@@ -447,6 +487,12 @@ impl Consumer {
             );
             sent = true;
             self.last_sent = Instant::now();
+            if push && self.cfg.flow_control {
+                self.fc_bytes += size;
+                if self.fc_bytes >= FLOW_CONTROL_BYTES {
+                    self.flow_control_request(ctx, &target);
+                }
+            }
             self.last_active = now_ns;
             self.dirty = true;
             if self.cfg.ack_policy == AckPolicy::None {
@@ -483,8 +529,31 @@ impl Consumer {
         sent
     }
 
-    fn sample_skip(&mut self) -> bool {
-        self.sample > 0 && fastrand::u32(..100) >= self.sample
+    /// Asks a flow-controlled push subscriber to confirm it keeps up; deliveries wait for the
+    /// answer on `$JS.FC.<stream>.<consumer>.<n>`.
+    fn flow_control_request(&mut self, ctx: &mut Ctx<'_>, deliver: &str) {
+        self.fc_count += 1;
+        let reply = format!("$JS.FC.{}.{}.{}", ctx.stream, self.name, self.fc_count);
+        let h = headers::status(100, "FlowControl Request", &[]);
+        ctx.sender.send(
+            ctx.server,
+            ctx.account,
+            deliver.as_bytes(),
+            Some(reply.as_bytes()),
+            Some(&h),
+            b"",
+        );
+        self.fc_bytes = 0;
+        self.fc_pending = Some(reply);
+    }
+
+    /// A flow-control answer arrived; returns whether it released the consumer.
+    pub fn flow_control_reply(&mut self, subject: &str) -> bool {
+        if self.fc_pending.as_deref() == Some(subject) {
+            self.fc_pending = None;
+            return true;
+        }
+        false
     }
 
     /// The next undelivered sequence for this consumer.
@@ -715,14 +784,14 @@ impl Consumer {
             if now.duration_since(self.last_sent) >= hb {
                 self.last_sent = now;
                 let ds = self.cfg.deliver_subject.clone().unwrap_or_default();
-                let h = headers::status(
-                    100,
-                    "Idle Heartbeat",
-                    &[
-                        ("Nats-Last-Consumer", self.st.dseq.to_string()),
-                        ("Nats-Last-Stream", self.st.last_sseq.to_string()),
-                    ],
-                );
+                let mut extra = vec![
+                    ("Nats-Last-Consumer", self.st.dseq.to_string()),
+                    ("Nats-Last-Stream", self.st.last_sseq.to_string()),
+                ];
+                if let Some(fc) = &self.fc_pending {
+                    extra.push(("Nats-Consumer-Stalled", fc.clone()));
+                }
+                let h = headers::status(100, "Idle Heartbeat", &extra);
                 ctx.sender
                     .send(ctx.server, ctx.account, ds.as_bytes(), None, Some(&h), b"");
             }
@@ -768,6 +837,13 @@ impl Consumer {
         if self.no_interest {
             min(Instant::now() + Duration::from_millis(50));
         }
+        if let Some(d) = self.replay_due {
+            min(d);
+        }
+        if self.paused_until > 0 {
+            let left = (self.paused_until - unix_nanos()).max(0) as u64;
+            min(Instant::now() + Duration::from_nanos(left));
+        }
         if self.is_push() && self.cfg.idle_heartbeat > 0 {
             min(self.last_sent + Duration::from_nanos(self.cfg.idle_heartbeat as u64));
         }
@@ -809,6 +885,9 @@ impl Consumer {
             num_waiting: self.waiting.len() as u64,
             num_pending: self.num_pending,
             push_bound: None,
+            paused: (self.paused_until > unix_nanos()).then_some(true),
+            pause_remaining: (self.paused_until > unix_nanos())
+                .then(|| self.paused_until - unix_nanos()),
             ts: rfc3339_nanos(unix_nanos()),
         }
     }
@@ -818,6 +897,9 @@ impl Consumer {
         self.cfg.replay_policy == ReplayPolicy::Original
     }
 }
+
+/// Bytes pushed to a flow-controlled consumer between flow-control requests.
+const FLOW_CONTROL_BYTES: usize = 256 << 10;
 
 /// Go's `time.Duration.String()` for whole units used in error texts.
 fn go_duration(ns: i64) -> String {

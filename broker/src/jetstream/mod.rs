@@ -361,6 +361,20 @@ impl JetStream {
             let mut subs = acc.subs.lock();
             subs.push(self.subscribe(server, &account, "$JS.API.>", api));
             subs.push(self.subscribe(server, &account, "$JS.ACK.>", ack));
+            let weak = Arc::downgrade(&acc);
+            let fc = InternalHandler(Arc::new(move |subject, _reply, _hdr, _payload| {
+                let Some(acc) = weak.upgrade() else { return };
+                let Ok(subject) = std::str::from_utf8(subject) else {
+                    return;
+                };
+                // $JS.FC.<stream>.<consumer>.<n>
+                if let Some(h) = subject.split('.').nth(2).and_then(|s| acc.stream(s)) {
+                    h.send(Cmd::FlowControl {
+                        subject: subject.to_string(),
+                    });
+                }
+            }));
+            subs.push(self.subscribe(server, &account, "$JS.FC.>", fc));
         }
         self.accounts.write().insert(acc.name.clone(), acc.clone());
         // Recover.
@@ -747,6 +761,11 @@ impl JetStream {
                 stream,
                 Op::ConsumerInfo(name.to_string()),
                 "consumer_info_response",
+            ),
+            ["CONSUMER", "PAUSE", stream, name] => forward(
+                stream,
+                Op::ConsumerPause(name.to_string()),
+                "consumer_pause_response",
             ),
             ["CONSUMER", "DELETE", stream, name] => forward(
                 stream,

@@ -15,9 +15,7 @@ use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::config::{
-    AckPolicy, ConsumerConfig, Discard, ReplayPolicy, Retention, Storage, StreamConfig,
-};
+use super::config::{AckPolicy, ConsumerConfig, Discard, Retention, Storage, StreamConfig};
 use super::consumer::{Consumer, ConsumerState, Ctx};
 use super::errors::ApiError;
 use super::headers;
@@ -49,6 +47,8 @@ pub enum Cmd {
         reply: Option<String>,
         body: Bytes,
     },
+    /// A flow-control answer (`$JS.FC.<stream>.<consumer>.<n>`).
+    FlowControl { subject: String },
     /// A pull request.
     Next {
         consumer: String,
@@ -90,6 +90,8 @@ pub enum Op {
         durable_api: bool,
     },
     ConsumerInfo(String),
+    /// `CONSUMER.PAUSE`.
+    ConsumerPause(String),
     ConsumerDelete(String),
     ConsumerList,
     ConsumerNames,
@@ -519,6 +521,14 @@ impl Stream {
                     }
                 }
                 self.wake = true;
+            }
+            Cmd::FlowControl { subject } => {
+                let consumer = subject.split('.').nth(3).unwrap_or("");
+                if let Some(c) = self.consumers.get_mut(consumer) {
+                    if c.flow_control_reply(&subject) {
+                        self.wake = true;
+                    }
+                }
             }
             Cmd::DirectGet {
                 reply,
@@ -1142,15 +1152,7 @@ impl Stream {
                 ));
             }
         }
-        if cfg.replay_policy == ReplayPolicy::Original {
-            return Err(ApiError::consumer_create(
-                "replay policy original is not supported by this server yet",
-            ));
-        }
         cfg.normalize(&self.cfg)?;
-        if cfg.num_replicas == 0 {
-            cfg.num_replicas = 0;
-        }
         let name = match cfg.the_name() {
             Some(n) => n.to_string(),
             None => random_name(),
@@ -1532,6 +1534,38 @@ impl Stream {
                 Ok(Some(
                     self.consumer_response(&name, "consumer_info_response"),
                 ))
+            }
+            Op::ConsumerPause(name) => {
+                const K: &str = "consumer_pause_response";
+                #[derive(Deserialize, Default)]
+                struct P {
+                    #[serde(default)]
+                    pause_until: Option<String>,
+                }
+                let p: P = parse_opt(body).map_err(|e| (K, e))?;
+                let until = match p.pause_until.as_deref() {
+                    None | Some("") => 0,
+                    Some(t) => super::time::parse_rfc3339(t)
+                        .ok_or((K, ApiError::invalid_json("bad pause_until")))?,
+                };
+                let Some(c) = self.consumers.get_mut(&name) else {
+                    return Err((K, ApiError::consumer_not_found()));
+                };
+                let now = unix_nanos();
+                let paused = until > now;
+                c.paused_until = if paused { until } else { 0 };
+                c.cfg.pause_until = paused.then(|| rfc3339_nanos(until));
+                self.write_consumer_meta(&name);
+                self.wake = true;
+                let mut v = json!({
+                    "type": "io.nats.jetstream.api.v1.consumer_pause_response",
+                    "paused": paused,
+                    "pause_until": rfc3339_nanos(until),
+                });
+                if paused {
+                    v["pause_remaining"] = json!(until - now);
+                }
+                Ok(Some(v))
             }
             Op::ConsumerDelete(name) => {
                 if self.delete_consumer(server, &name) {
