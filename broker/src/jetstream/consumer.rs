@@ -92,6 +92,8 @@ pub struct Consumer {
     pub st: ConsumerState,
     /// Stream sequences due for redelivery, in order.
     redeliver: BTreeSet<u64>,
+    /// Ack deadlines of the pending messages not queued for redelivery, soonest first.
+    deadlines: BTreeSet<(Instant, u64)>,
     waiting: VecDeque<PullRequest>,
     /// Messages not yet delivered that match the filters.
     num_pending: u64,
@@ -197,10 +199,13 @@ impl Consumer {
             .unwrap_or(0);
         let ack_wait = Duration::from_nanos(cfg.ack_wait.max(0) as u64);
         let mut st = st;
-        for p in st.pending.values_mut() {
+        let mut deadlines = BTreeSet::new();
+        for (s, p) in st.pending.iter_mut() {
             p.deadline = now + ack_wait;
+            deadlines.insert((p.deadline, *s));
         }
         Consumer {
+            deadlines,
             name,
             filters: cfg.filters(),
             cfg,
@@ -245,11 +250,27 @@ impl Consumer {
         if seq >= self.st.next_sseq && self.matches(subject) {
             self.num_pending = self.num_pending.saturating_sub(1);
         }
-        if self.st.pending.remove(&seq).is_some() {
+        if self.remove_pending(seq).is_some() {
             self.dirty = true;
         }
         self.redeliver.remove(&seq);
         self.st.redelivered.remove(&seq);
+    }
+
+    /// Drops a pending delivery and its deadline.
+    fn remove_pending(&mut self, seq: u64) -> Option<Pending> {
+        let p = self.st.pending.remove(&seq)?;
+        self.deadlines.remove(&(p.deadline, seq));
+        Some(p)
+    }
+
+    /// Moves a pending delivery's deadline.
+    fn set_deadline(&mut self, seq: u64, deadline: Instant) {
+        if let Some(p) = self.st.pending.get_mut(&seq) {
+            self.deadlines.remove(&(p.deadline, seq));
+            p.deadline = deadline;
+            self.deadlines.insert((deadline, seq));
+        }
     }
 
     /// Whether this consumer still needs `seq` (interest retention).
@@ -500,14 +521,18 @@ impl Consumer {
                 self.st.ack_floor_dseq = dseq;
             } else {
                 let wait = self.ack_wait_for(dc);
-                self.st.pending.insert(
+                let deadline = Instant::now() + wait;
+                if let Some(old) = self.st.pending.insert(
                     seq,
                     Pending {
                         dseq,
                         ts: now_ns,
-                        deadline: Instant::now() + wait,
+                        deadline,
                     },
-                );
+                ) {
+                    self.deadlines.remove(&(old.deadline, seq));
+                }
+                self.deadlines.insert((deadline, seq));
             }
             if !push {
                 let req = self.waiting.front_mut().expect("front");
@@ -663,30 +688,28 @@ impl Consumer {
                     return acked;
                 }
             }
-            "-NAK" => {
-                if let Some(p) = self.st.pending.get_mut(&seq) {
-                    let delay = serde_json::from_str::<serde_json::Value>(arg)
-                        .ok()
-                        .and_then(|v| v.get("delay").and_then(|d| d.as_i64()))
-                        .or_else(|| parse_go_duration(arg));
-                    match delay {
-                        Some(d) if d > 0 => {
-                            p.deadline = Instant::now() + Duration::from_nanos(d as u64)
-                        }
-                        _ => {
-                            self.redeliver.insert(seq);
-                        }
+            "-NAK" if self.st.pending.contains_key(&seq) => {
+                let delay = serde_json::from_str::<serde_json::Value>(arg)
+                    .ok()
+                    .and_then(|v| v.get("delay").and_then(|d| d.as_i64()))
+                    .or_else(|| parse_go_duration(arg));
+                match delay {
+                    Some(d) if d > 0 => {
+                        self.set_deadline(seq, Instant::now() + Duration::from_nanos(d as u64))
+                    }
+                    _ => {
+                        let deadline = self.st.pending[&seq].deadline;
+                        self.deadlines.remove(&(deadline, seq));
+                        self.redeliver.insert(seq);
                     }
                 }
             }
-            "+WPI" => {
+            "+WPI" if self.st.pending.contains_key(&seq) && !self.redeliver.contains(&seq) => {
                 let dc = self.st.redelivered.get(&seq).copied().unwrap_or(1);
                 let wait = self.ack_wait_for(dc);
-                if let Some(p) = self.st.pending.get_mut(&seq) {
-                    p.deadline = Instant::now() + wait;
-                }
+                self.set_deadline(seq, Instant::now() + wait);
             }
-            "+TERM" if self.st.pending.remove(&seq).is_some() => {
+            "+TERM" if self.remove_pending(seq).is_some() => {
                 self.st.redelivered.remove(&seq);
                 self.redeliver.remove(&seq);
                 acked.push(seq);
@@ -708,14 +731,15 @@ impl Consumer {
             AckPolicy::All => {
                 let rest = self.st.pending.split_off(&(seq + 1));
                 let done = std::mem::replace(&mut self.st.pending, rest);
-                for s in done.keys() {
+                for (s, p) in done.iter() {
+                    self.deadlines.remove(&(p.deadline, *s));
                     self.st.redelivered.remove(s);
                     self.redeliver.remove(s);
                     acked.push(*s);
                 }
             }
             _ => {
-                if self.st.pending.remove(&seq).is_some() {
+                if self.remove_pending(seq).is_some() {
                     self.st.redelivered.remove(&seq);
                     self.redeliver.remove(&seq);
                     acked.push(seq);
@@ -743,17 +767,18 @@ impl Consumer {
     pub fn tick(&mut self, ctx: &mut Ctx<'_>, now: Instant) -> Vec<u64> {
         let mut dropped = Vec::new();
         let max_deliver = self.cfg.max_deliver;
-        let expired: Vec<u64> = self
-            .st
-            .pending
-            .iter()
-            .filter(|(s, p)| p.deadline <= now && !self.redeliver.contains(s))
-            .map(|(s, _)| *s)
-            .collect();
+        let mut expired = Vec::new();
+        while let Some(&(d, s)) = self.deadlines.iter().next() {
+            if d > now {
+                break;
+            }
+            self.deadlines.remove(&(d, s));
+            expired.push(s);
+        }
         for s in expired {
             let dc = self.st.redelivered.get(&s).copied().unwrap_or(1);
             if max_deliver > 0 && dc as i64 >= max_deliver {
-                self.st.pending.remove(&s);
+                self.remove_pending(s);
                 self.st.redelivered.remove(&s);
                 dropped.push(s);
                 self.dirty = true;
@@ -821,10 +846,8 @@ impl Consumer {
     pub fn next_deadline(&self) -> Option<Instant> {
         let mut d: Option<Instant> = None;
         let mut min = |t: Instant| d = Some(d.map_or(t, |x: Instant| x.min(t)));
-        for (s, p) in &self.st.pending {
-            if !self.redeliver.contains(s) {
-                min(p.deadline);
-            }
+        if let Some((d, _)) = self.deadlines.iter().next() {
+            min(*d);
         }
         for r in &self.waiting {
             if let Some(e) = r.expires {
