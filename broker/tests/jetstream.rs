@@ -807,3 +807,30 @@ async fn replay_original_pause_and_flow_control() {
         assert_eq!(m.payload.len(), chunk.len());
     }
 }
+
+#[tokio::test]
+async fn healthz_reports_streams_that_cannot_be_recovered() {
+    let dir = TempDir::new("health");
+    // A stream directory whose metadata is unreadable.
+    let bad = dir.0.join("jetstream/$G/streams/BROKEN");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::write(bad.join("meta.inf"), b"{not json").unwrap();
+    let d = dir.0.clone();
+    let s = TestServer::start_with(move |o| {
+        o.http_port = -1;
+        o.jetstream = Some(JetStreamOptions {
+            store_dir: d,
+            ..Default::default()
+        })
+    })
+    .await;
+    let r = monitor_common::get(&s.http(), "/healthz").await;
+    assert_eq!(r.status, 503);
+    let v = r.json();
+    assert_eq!(v["status"], "unavailable");
+    assert!(v["error"].as_str().unwrap().contains("BROKEN"), "{v}");
+    // Core NATS keeps working.
+    let nc = async_nats::connect(s.url()).await.unwrap();
+    nc.publish("x", "y".into()).await.unwrap();
+    nc.flush().await.unwrap();
+}

@@ -113,6 +113,8 @@ pub struct JetStream {
     api_tx: Mutex<Option<Sender<ApiReq>>>,
     next_sid: AtomicU64,
     api_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Streams that could not be recovered at start, for `/healthz`.
+    failed: Mutex<Vec<String>>,
 }
 
 /// Total system memory from `/proc/meminfo` (Linux), for the default memory limit.
@@ -167,6 +169,7 @@ impl JetStream {
             api_tx: Mutex::new(Some(tx)),
             next_sid: AtomicU64::new(1),
             api_thread: Mutex::new(None),
+            failed: Mutex::new(Vec::new()),
         });
         tracing::info!("Starting JetStream");
         for line in [
@@ -393,7 +396,12 @@ impl JetStream {
                 let meta: Meta = match serde_json::from_slice(&meta) {
                     Ok(m) => m,
                     Err(e) => {
-                        tracing::warn!("JetStream: skipping stream in {}: {e}", d.display());
+                        let msg = format!(
+                            "JetStream stream in {} could not be recovered: {e}",
+                            d.display()
+                        );
+                        tracing::error!("{msg}");
+                        self.failed.lock().push(msg);
                         continue;
                     }
                 };
@@ -407,10 +415,14 @@ impl JetStream {
                             h.name
                         );
                     }
-                    Err(e) => tracing::error!(
-                        "JetStream: could not restore stream in {}: {e}",
-                        d.display()
-                    ),
+                    Err(e) => {
+                        let msg = format!(
+                            "JetStream stream in {} could not be recovered: {e}",
+                            d.display()
+                        );
+                        tracing::error!("{msg}");
+                        self.failed.lock().push(msg);
+                    }
                 }
             }
         }
@@ -472,6 +484,25 @@ impl JetStream {
             }
         }
         self.api_tx.lock().take();
+    }
+
+    /// The first problem that makes JetStream unhealthy: a stream that could not be
+    /// recovered, or whose thread is no longer running.
+    pub fn unhealthy(&self) -> Option<String> {
+        if let Some(f) = self.failed.lock().first() {
+            return Some(f.clone());
+        }
+        for acc in self.accounts() {
+            for h in acc.streams.read().values() {
+                if !h.running() {
+                    return Some(format!(
+                        "JetStream stream '{} > {}' is not current",
+                        acc.name, h.name
+                    ));
+                }
+            }
+        }
+        None
     }
 
     /// An account's JetStream, if enabled.

@@ -127,6 +127,14 @@ impl StreamHandle {
         }
     }
 
+    /// Whether the stream's thread is running.
+    pub fn running(&self) -> bool {
+        self.thread
+            .lock()
+            .as_ref()
+            .is_some_and(|t| !t.is_finished())
+    }
+
     /// Asks the stream for its info.
     pub fn info(&self) -> Option<Value> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);

@@ -321,7 +321,15 @@ async fn route(State(m): State<Arc<Monitor>>, uri: Uri) -> Response {
                     return bad_request(e);
                 }
             }
-            respond(format!(r#"{{"status":"{}"}}"#, healthz_status(s)))
+            match healthz_error(s) {
+                None => respond(r#"{"status":"ok"}"#.to_string()),
+                Some(e) => {
+                    let body = serde_json::json!({"status": "unavailable", "status_code": 503, "error": e});
+                    let mut r = respond(body.to_string());
+                    *r.status_mut() = axum::http::StatusCode::SERVICE_UNAVAILABLE;
+                    r
+                }
+            }
         }
         ACCOUNTZ_PATH => {
             m.count(ACCOUNTZ_PATH);
@@ -406,10 +414,19 @@ fn now() -> String {
     rfc3339(SystemTime::now())
 }
 
-/// The `/healthz` status: JetStream is not enabled, so every variant is healthy as in
-/// nats-server.
-fn healthz_status(_s: &Server) -> &'static str {
-    "ok"
+/// The `/healthz` status: `ok`, or `unavailable` when JetStream has a stream that is not
+/// running (it failed to recover, or its thread stopped).
+fn healthz_status(s: &Server) -> &'static str {
+    if healthz_error(s).is_some() {
+        "unavailable"
+    } else {
+        "ok"
+    }
+}
+
+/// Why the server is unhealthy, if it is.
+fn healthz_error(s: &Server) -> Option<String> {
+    s.jetstream()?.unhealthy()
 }
 
 /// The `/routez` document; `subs` adds each route's `subscriptions_list`, `detail` its
