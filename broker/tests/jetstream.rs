@@ -394,6 +394,23 @@ async fn jsz_and_varz_report_streams_and_consumers() {
     assert_eq!(sd["consumer_detail"][0]["num_pending"], 3);
     let varz = monitor_common::get_json(&base, "/varz").await;
     assert_eq!(varz["jetstream"]["stats"]["accounts"], 1);
+    // The exporter's JetStream families on /metrics.
+    let metrics = monitor_common::get(&base, "/metrics").await.body;
+    let line = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} missing:\n{metrics}"))
+            .to_string()
+    };
+    assert!(line("nats_server_total_streams{").ends_with(" 1"));
+    let l = line("nats_stream_total_messages{");
+    assert!(l.contains("stream_name=\"M\"") && l.ends_with(" 3"), "{l}");
+    let l = line("nats_consumer_num_pending{");
+    assert!(
+        l.contains("consumer_name=\"MC\"") && l.ends_with(" 3"),
+        "{l}"
+    );
     assert!(varz["jetstream"]["config"]["max_memory"].as_i64().unwrap() > 0);
 }
 

@@ -321,6 +321,7 @@ impl Stream {
 
     /// Group commit: write the batch, then acknowledge it, then deliver.
     fn finish_batch(&mut self, server: &Server) {
+        self.publish_numbers();
         if let Err(e) = self.store.flush() {
             tracing::error!(
                 "JetStream stream '{} > {}' write failed: {e}",
@@ -495,6 +496,8 @@ impl Stream {
             } => self.process_msg(server, &subject, reply, &hdr, &data),
             Cmd::Api { op, reply, body } => {
                 let resp = self.api(server, op, &body);
+                // Counts others read (jsz, account info) are current before the answer.
+                self.publish_numbers();
                 if let (Some(r), Some(resp)) = (reply, resp) {
                     self.sender.send(
                         server,

@@ -350,9 +350,162 @@ impl Exposition {
         );
     }
 
-    /// The JetStream families (`nats_server_*`, `nats_stream_*`, `nats_consumer_*`, ...), empty
-    /// while JetStream is not implemented; the exporter emits none for a server without it.
-    pub fn jetstream(&mut self, _s: &Server) {}
+    /// The JetStream families of the exporter's `-jsz=all` (`/jsz?consumers=true&config=true`):
+    /// `nats_server_*`, `nats_stream_*` and `nats_consumer_*`; none without JetStream.
+    pub fn jetstream(&mut self, s: &Server) {
+        let opts = super::jsz::JszOptions {
+            consumers: true,
+            config: true,
+            ..Default::default()
+        };
+        let Some(doc) = super::jsz::jsz(s, &opts) else {
+            return;
+        };
+        let domain = doc["config"]["domain"].as_str().unwrap_or("").to_string();
+        let server = [
+            ("server_name", s.server_name.clone()),
+            ("cluster", String::new()),
+            ("domain", domain),
+            ("meta_leader", String::new()),
+            ("is_meta_leader", "true".to_string()),
+        ];
+        let n = |v: &Value| Num::U(v.as_u64().unwrap_or(0));
+        let server_labels: Vec<(&str, &str)> =
+            server.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        for (field, help, v) in [
+            ("jetstream_disabled", "JetStream disabled or not", Num::U(0)),
+            (
+                "max_memory",
+                "JetStream Max Memory",
+                n(&doc["config"]["max_memory"]),
+            ),
+            (
+                "max_storage",
+                "JetStream Max Storage",
+                n(&doc["config"]["max_storage"]),
+            ),
+            (
+                "total_streams",
+                "Total number of streams in JetStream",
+                n(&doc["streams"]),
+            ),
+            (
+                "total_consumers",
+                "Total number of consumers in JetStream",
+                n(&doc["consumers"]),
+            ),
+            (
+                "total_messages",
+                "Total number of stored messages in JetStream",
+                n(&doc["messages"]),
+            ),
+            (
+                "total_message_bytes",
+                "Total number of bytes stored in JetStream",
+                n(&doc["bytes"]),
+            ),
+        ] {
+            self.sample("server", field, help, MetricType::Gauge, &server_labels, v);
+        }
+        let empty = Vec::new();
+        for acc in doc["account_details"].as_array().unwrap_or(&empty) {
+            let account = acc["name"].as_str().unwrap_or("").to_string();
+            for st in acc["stream_detail"].as_array().unwrap_or(&empty) {
+                let mut labels = server_labels.clone();
+                let name = st["name"].as_str().unwrap_or("");
+                labels.extend([
+                    ("account", account.as_str()),
+                    ("account_id", account.as_str()),
+                    ("stream_name", name),
+                    ("stream_leader", s.server_name.as_str()),
+                    ("is_stream_leader", "true"),
+                ]);
+                let state = &st["state"];
+                for (field, help, key) in [
+                    (
+                        "total_messages",
+                        "Total number of messages from a stream",
+                        "messages",
+                    ),
+                    ("total_bytes", "Total stored bytes from a stream", "bytes"),
+                    ("first_seq", "First sequence from a stream", "first_seq"),
+                    ("last_seq", "Last sequence from a stream", "last_seq"),
+                    (
+                        "consumer_count",
+                        "Total number of consumers from a stream",
+                        "consumer_count",
+                    ),
+                ] {
+                    self.sample(
+                        "stream",
+                        field,
+                        help,
+                        MetricType::Gauge,
+                        &labels,
+                        n(&state[key]),
+                    );
+                }
+                for c in st["consumer_detail"].as_array().unwrap_or(&empty) {
+                    let mut cl = labels.clone();
+                    let created = c["created"].as_str().unwrap_or("");
+                    cl.extend([
+                        ("consumer_name", c["name"].as_str().unwrap_or("")),
+                        ("consumer_leader", s.server_name.as_str()),
+                        ("is_consumer_leader", "true"),
+                        (
+                            "consumer_desc",
+                            c["config"]["description"].as_str().unwrap_or(""),
+                        ),
+                        ("consumer_created", created),
+                    ]);
+                    for (field, help, v) in [
+                        (
+                            "delivered_consumer_seq",
+                            "Latest sequence number of a stream consumer",
+                            &c["delivered"]["consumer_seq"],
+                        ),
+                        (
+                            "delivered_stream_seq",
+                            "Latest sequence number of a stream",
+                            &c["delivered"]["stream_seq"],
+                        ),
+                        (
+                            "num_ack_pending",
+                            "Number of pending acks from a consumer",
+                            &c["num_ack_pending"],
+                        ),
+                        (
+                            "num_redelivered",
+                            "Number of redelivered messages from a consumer",
+                            &c["num_redelivered"],
+                        ),
+                        (
+                            "num_waiting",
+                            "Number of inflight fetch requests from a pull consumer",
+                            &c["num_waiting"],
+                        ),
+                        (
+                            "num_pending",
+                            "Number of pending messages from a consumer",
+                            &c["num_pending"],
+                        ),
+                        (
+                            "ack_floor_stream_seq",
+                            "Number of ack floor stream seq from a consumer",
+                            &c["ack_floor"]["stream_seq"],
+                        ),
+                        (
+                            "ack_floor_consumer_seq",
+                            "Number of ack floor consumer seq from a consumer",
+                            &c["ack_floor"]["consumer_seq"],
+                        ),
+                    ] {
+                        self.sample("consumer", field, help, MetricType::Gauge, &cl, n(v));
+                    }
+                }
+            }
+        }
+    }
 
     /// The text format: `# HELP`, `# TYPE` and the samples of each family, by name.
     pub fn render(&self) -> String {

@@ -387,7 +387,12 @@ async fn route(State(m): State<Arc<Monitor>>, uri: Uri) -> Response {
         METRICS_PATH => {
             m.count(METRICS_PATH);
             let stats = m.req_stats.lock().clone();
-            let mut r = metrics::render(s, stats).into_response();
+            // JetStream details ask each stream's thread: off the async workers.
+            let server = m.server.clone();
+            let body = tokio::task::spawn_blocking(move || metrics::render(&server, stats))
+                .await
+                .unwrap_or_default();
+            let mut r = body.into_response();
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static(metrics::CONTENT_TYPE),
