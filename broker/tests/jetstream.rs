@@ -2,6 +2,8 @@
 //! and de-duplication, pull and push consumers with acks and redelivery.
 
 mod common;
+#[path = "common/conf.rs"]
+mod conf;
 mod monitor_common;
 
 use std::time::Duration;
@@ -850,4 +852,77 @@ async fn healthz_reports_streams_that_cannot_be_recovered() {
     let nc = async_nats::connect(s.url()).await.unwrap();
     nc.publish("x", "y".into()).await.unwrap();
     nc.flush().await.unwrap();
+}
+
+#[tokio::test]
+async fn account_limits_from_config() {
+    let dir = TempDir::new("acclimits");
+    let conf = format!(
+        r#"
+        listen: "127.0.0.1:-1"
+        jetstream {{ store_dir: "{}" }}
+        accounts {{
+            A: {{ jetstream: {{ max_streams: 1, max_consumers: 1, max_mem: 1KB }}, users: [{{user: a, password: a}}] }}
+            B: {{ users: [{{user: b, password: b}}] }}
+        }}
+        "#,
+        dir.0.display()
+    );
+    let s = conf::start_conf(&conf, false).await;
+    let a = jetstream::new(
+        async_nats::ConnectOptions::with_user_and_password("a".into(), "a".into())
+            .connect(s.url())
+            .await
+            .unwrap(),
+    );
+    let info = a.query_account().await.unwrap();
+    assert_eq!(info.limits.max_streams, Some(1));
+    let st = stream_with(
+        &a,
+        stream::Config {
+            name: "ONE".into(),
+            subjects: vec!["one".into()],
+            storage: stream::StorageType::Memory,
+            ..Default::default()
+        },
+    )
+    .await;
+    let err = a
+        .create_stream(stream::Config {
+            name: "TWO".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("maximum number of streams reached"),
+        "{err}"
+    );
+    st.create_consumer(consumer::pull::Config::default())
+        .await
+        .unwrap();
+    let err = st
+        .create_consumer(consumer::pull::Config::default())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("maximum consumers limit reached"),
+        "{err}"
+    );
+    // Memory limit of the account: 1 KiB.
+    publish(&a, "one", &"x".repeat(600)).await.unwrap();
+    let err = publish(&a, "one", &"x".repeat(600)).await.unwrap_err();
+    assert!(
+        err.contains("resource limits exceeded for account"),
+        "{err}"
+    );
+    // Account B has no JetStream: the API has no responders.
+    let b = jetstream::new(
+        async_nats::ConnectOptions::with_user_and_password("b".into(), "b".into())
+            .connect(s.url())
+            .await
+            .unwrap(),
+    );
+    assert!(b.query_account().await.is_err());
 }
