@@ -777,7 +777,7 @@ async fn replay_original_pause_and_flow_control() {
     let until = time::OffsetDateTime::now_utc() + time::Duration::seconds(60);
     let r = st.pause_consumer("PZ", until).await.unwrap();
     assert!(r.paused);
-    assert_eq!(p.info().await.unwrap().paused, true);
+    assert!(p.info().await.unwrap().paused);
     let mut b = p
         .fetch()
         .max_messages(1)

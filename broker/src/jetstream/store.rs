@@ -160,9 +160,9 @@ impl Store {
         }
         st.fix_first();
         if let Some(f) = st.file.as_mut() {
-            f.set_live(st.msgs.iter().map(|(s, e)| match &e.loc {
-                Loc::File(l) => (*s, l.block),
-                Loc::Mem { .. } => (*s, 0),
+            f.set_live(st.msgs.values().filter_map(|e| match &e.loc {
+                Loc::File(l) => Some(l),
+                Loc::Mem { .. } => None,
             }));
             f.trim_front()?;
         }
@@ -326,14 +326,46 @@ impl Store {
 
     /// Removes one message; `false` if it is not there.
     pub fn remove(&mut self, seq: u64) -> Result<bool, StoreError> {
+        self.remove_with(seq, false)
+    }
+
+    /// Removes one message and, with `erase`, overwrites its contents on disk first (the
+    /// secure delete of `MSG.DELETE` without `no_erase`).
+    pub fn remove_with(&mut self, seq: u64, erase: bool) -> Result<bool, StoreError> {
         let Some(e) = self.unindex(seq) else {
             return Ok(false);
         };
         if let (Some(f), Loc::File(l)) = (self.file.as_mut(), &e.loc) {
-            f.write_delete(seq, l.block)?;
+            if erase {
+                f.erase(l)?;
+            }
+            f.write_delete(seq, l)?;
             f.trim_front()?;
+            if f.is_sparse(l.block) {
+                self.compact_blocks(vec![l.block])?;
+            }
         }
         Ok(true)
+    }
+
+    /// Rewrites blocks that are mostly deleted messages, moving their live messages' places.
+    fn compact_blocks(&mut self, blocks: Vec<u64>) -> Result<(), StoreError> {
+        let Some(f) = self.file.as_mut() else {
+            return Ok(());
+        };
+        for block in blocks {
+            let msgs = &self.msgs;
+            let moved = f.compact(block, |seq| {
+                msgs.get(&seq)
+                    .is_some_and(|e| matches!(&e.loc, Loc::File(l) if l.block == block))
+            })?;
+            for (seq, loc) in moved {
+                if let Some(e) = self.msgs.get_mut(&seq) {
+                    e.loc = Loc::File(loc);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Removes every message below `first` (a purge with `seq`, or everything when
@@ -344,7 +376,7 @@ impl Store {
         let n = gone.len() as u64;
         for (seq, e) in gone {
             if let (Some(f), Loc::File(l)) = (self.file.as_mut(), &e.loc) {
-                f.dec_live(l.block);
+                f.dec_live(l);
             }
             self.msgs.insert(seq, e);
             self.unindex(seq);
@@ -356,6 +388,8 @@ impl Store {
         if let Some(f) = self.file.as_mut() {
             f.write_purge(self.first_seq)?;
             f.trim_front()?;
+            let sparse = f.sparse_blocks();
+            self.compact_blocks(sparse)?;
         }
         Ok(n)
     }

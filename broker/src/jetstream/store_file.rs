@@ -63,6 +63,10 @@ pub enum Recovered {
 #[derive(Debug, Default, Clone, Copy)]
 struct BlockMeta {
     live: u64,
+    /// Bytes of the live message records, against the file's length for compaction.
+    live_bytes: u64,
+    /// The file's length (final once the block is no longer the active one).
+    len: u64,
 }
 
 /// The open block files of one stream.
@@ -102,6 +106,24 @@ fn u64_at(b: &[u8], i: usize) -> u64 {
     u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"))
 }
 
+impl Loc {
+    /// The whole record's length on disk.
+    fn record_len(&self) -> u64 {
+        (HEAD + MSG_FIXED + 4) as u64
+            + self.subj_len as u64
+            + self.hdr_len as u64
+            + self.data_len as u64
+    }
+
+    /// Offset of the record's first byte.
+    fn record_start(&self) -> u64 {
+        self.off - (HEAD + MSG_FIXED) as u64
+    }
+}
+
+/// A block is rewritten once less than this share of it is live.
+const COMPACT_BELOW: f64 = 0.5;
+
 impl FileBacking {
     /// Opens `dir` (creating it), replays its blocks and truncates torn tails.
     pub fn open(
@@ -137,7 +159,13 @@ impl FileBacking {
                 f.set_len(good as u64).map_err(|e| io_err(&path, e))?;
                 f.sync_all().map_err(|e| io_err(&path, e))?;
             }
-            blocks.insert(id, BlockMeta::default());
+            blocks.insert(
+                id,
+                BlockMeta {
+                    len: good as u64,
+                    ..BlockMeta::default()
+                },
+            );
         }
         let active = ids.last().copied().unwrap_or(1);
         blocks.entry(active).or_default();
@@ -164,10 +192,12 @@ impl FileBacking {
         ))
     }
 
-    /// Sets the live message count of each block after recovery.
-    pub fn set_live(&mut self, live: impl Iterator<Item = (u64, u64)>) {
-        for (_, block) in live {
-            self.blocks.entry(block).or_default().live += 1;
+    /// Sets the live message counts of each block after recovery.
+    pub fn set_live<'a>(&mut self, live: impl Iterator<Item = &'a Loc>) {
+        for l in live {
+            let b = self.blocks.entry(l.block).or_default();
+            b.live += 1;
+            b.live_bytes += l.record_len();
         }
     }
 
@@ -203,6 +233,9 @@ impl FileBacking {
             return Ok(());
         }
         self.flush()?;
+        if let Some(b) = self.blocks.get_mut(&self.active) {
+            b.len = self.written;
+        }
         self.active += 1;
         let path = block_path(&self.dir, self.active);
         let f = OpenOptions::new()
@@ -235,28 +268,131 @@ impl FileBacking {
         fixed[18..22].copy_from_slice(&(hdr.len() as u32).to_le_bytes());
         fixed[22..26].copy_from_slice(&(data.len() as u32).to_le_bytes());
         let start = self.write_record(TAG_MSG, &[&fixed, subject.as_bytes(), hdr, data])?;
-        self.blocks.entry(self.active).or_default().live += 1;
-        Ok(Loc {
+        let loc = Loc {
             block: self.active,
             off: start + (HEAD + MSG_FIXED) as u64,
             subj_len: subject.len() as u16,
             hdr_len: hdr.len() as u32,
             data_len: data.len() as u32,
-        })
+        };
+        let b = self.blocks.entry(self.active).or_default();
+        b.live += 1;
+        b.live_bytes += loc.record_len();
+        Ok(loc)
     }
 
-    /// Records that message `seq` (stored in `block`) is deleted.
-    pub fn write_delete(&mut self, seq: u64, block: u64) -> Result<(), StoreError> {
-        self.dec_live(block);
+    /// Records that message `seq` (at `loc`) is deleted.
+    pub fn write_delete(&mut self, seq: u64, loc: &Loc) -> Result<(), StoreError> {
+        self.dec_live(loc);
         self.write_record(TAG_DEL, &[&seq.to_le_bytes()])?;
         Ok(())
     }
 
-    /// One message of `block` went away without its own tombstone (covered by a purge mark).
-    pub fn dec_live(&mut self, block: u64) {
-        if let Some(b) = self.blocks.get_mut(&block) {
+    /// One message went away without its own tombstone (covered by a purge mark).
+    pub fn dec_live(&mut self, loc: &Loc) {
+        if let Some(b) = self.blocks.get_mut(&loc.block) {
             b.live = b.live.saturating_sub(1);
+            b.live_bytes = b.live_bytes.saturating_sub(loc.record_len());
         }
+    }
+
+    /// Overwrites a message's headers and payload with zeros in place (a secure delete),
+    /// keeping the record's checksum valid so recovery still reads past it.
+    pub fn erase(&mut self, loc: &Loc) -> Result<(), StoreError> {
+        let start = loc.record_start();
+        let len = loc.record_len();
+        if loc.block == self.active && start + len > self.flushed {
+            self.flush()?;
+        }
+        let path = block_path(&self.dir, loc.block);
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| io_err(&path, e))?;
+        let mut rec = vec![0u8; len as usize];
+        f.read_exact_at(&mut rec, start)
+            .map_err(|e| io_err(&path, e))?;
+        let body_start = HEAD + MSG_FIXED + loc.subj_len as usize;
+        let body_end = rec.len() - 4;
+        rec[body_start..body_end].fill(0);
+        let crc = crc32fast::hash(&rec[..body_end]).to_le_bytes();
+        rec[body_end..].copy_from_slice(&crc);
+        f.write_all_at(&rec[body_start..], start + body_start as u64)
+            .map_err(|e| io_err(&path, e))?;
+        Ok(())
+    }
+
+    /// Whether `block` is worth rewriting: not the active one, and less than half live.
+    pub fn is_sparse(&self, block: u64) -> bool {
+        block != self.active
+            && self.blocks.get(&block).is_some_and(|b| {
+                b.live > 0 && b.len > 0 && (b.live_bytes as f64) < COMPACT_BELOW * b.len as f64
+            })
+    }
+
+    /// Every block worth rewriting.
+    pub fn sparse_blocks(&self) -> Vec<u64> {
+        self.blocks
+            .keys()
+            .copied()
+            .filter(|b| self.is_sparse(*b))
+            .collect()
+    }
+
+    /// Rewrites `block` keeping its live messages (`live(seq)`) and every other record (the
+    /// tombstones and marks may concern older blocks); returns the moved messages' new places.
+    pub fn compact(
+        &mut self,
+        block: u64,
+        live: impl Fn(u64) -> bool,
+    ) -> Result<Vec<(u64, Loc)>, StoreError> {
+        let path = block_path(&self.dir, block);
+        let buf = std::fs::read(&path).map_err(|e| io_err(&path, e))?;
+        let mut recs = Vec::new();
+        let good = replay(block, &buf, &mut recs);
+        let mut out = Vec::with_capacity(good);
+        let mut moved = Vec::new();
+        // Walk the records again by length to copy their bytes.
+        let mut i = 0;
+        for r in &recs {
+            let len = u32_at(&buf, i + 1) as usize;
+            let end = i + HEAD + len + 4;
+            let keep = match r {
+                Recovered::Msg { seq, loc, .. } => {
+                    if live(*seq) {
+                        let new_off = (out.len() + HEAD + MSG_FIXED) as u64;
+                        moved.push((
+                            *seq,
+                            Loc {
+                                off: new_off,
+                                ..*loc
+                            },
+                        ));
+                        true
+                    } else {
+                        false
+                    }
+                }
+                _ => true,
+            };
+            if keep {
+                out.extend_from_slice(&buf[i..end]);
+            }
+            i = end;
+        }
+        let tmp = path.with_extension("tmp");
+        {
+            let mut f = File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
+            f.write_all(&out).map_err(|e| io_err(&tmp, e))?;
+            f.sync_all().map_err(|e| io_err(&tmp, e))?;
+        }
+        std::fs::rename(&tmp, &path).map_err(|e| io_err(&path, e))?;
+        self.readers.remove(&block);
+        if let Some(b) = self.blocks.get_mut(&block) {
+            b.len = out.len() as u64;
+        }
+        Ok(moved)
     }
 
     /// Records that every message below `first` is gone.
@@ -459,6 +595,45 @@ mod tests {
         drop(s);
         let mut s = Store::open_file(&d, false).unwrap();
         assert_eq!(&s.get(2).unwrap().data[..], b"three");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn sparse_blocks_are_compacted_and_erased_data_is_gone() {
+        let d = tmp("compact");
+        let mut s = Store::open_file(&d, false).unwrap();
+        let big = vec![b'q'; 1 << 20];
+        for i in 0..20 {
+            s.store(&format!("k.{}", i % 2), b"", &big, i).unwrap();
+        }
+        s.store("secret", b"", b"MARKER-PAYLOAD", 99).unwrap();
+        s.flush().unwrap();
+        let size = |d: &std::path::Path| -> u64 {
+            std::fs::read_dir(d)
+                .unwrap()
+                .map(|e| e.unwrap().metadata().unwrap().len())
+                .sum()
+        };
+        let before = size(&d);
+        // Three in four messages of the old blocks go: they are rewritten smaller.
+        for seq in (1..=16).filter(|s| s % 4 != 0) {
+            assert!(s.remove(seq).unwrap());
+        }
+        assert!(s.remove_with(21, true).unwrap());
+        s.flush().unwrap();
+        assert!(size(&d) < before * 3 / 4, "{} -> {}", before, size(&d));
+        for e in std::fs::read_dir(&d).unwrap() {
+            let bytes = std::fs::read(e.unwrap().path()).unwrap();
+            assert!(!bytes.windows(14).any(|w| w == b"MARKER-PAYLOAD"));
+        }
+        // Moved messages are still readable, before and after a restart.
+        assert_eq!(s.get(8).unwrap().data.len(), big.len());
+        drop(s);
+        let mut s = Store::open_file(&d, false).unwrap();
+        assert_eq!(s.state().msgs, 8);
+        assert_eq!(s.get(4).unwrap().data[..], big[..]);
+        assert_eq!(s.get(12).unwrap().data[..], big[..]);
+        assert!(s.get(3).is_none() && s.get(21).is_none());
         let _ = std::fs::remove_dir_all(&d);
     }
 

@@ -906,11 +906,16 @@ impl Stream {
     }
 
     fn remove_msg(&mut self, seq: u64) -> bool {
+        self.remove_msg_with(seq, false)
+    }
+
+    /// Removes a message; `erase` also overwrites its contents on disk.
+    fn remove_msg_with(&mut self, seq: u64, erase: bool) -> bool {
         let subject = match self.store.peek(seq) {
             Some((s, _, _)) => s.clone(),
             None => return false,
         };
-        match self.store.remove(seq) {
+        match self.store.remove_with(seq, erase) {
             Ok(true) => {
                 for c in self.consumers.values_mut() {
                     c.on_removed(seq, &subject);
@@ -1495,8 +1500,7 @@ impl Stream {
                     no_erase: bool,
                 }
                 let d: D = super::errors::from_json(body).map_err(|e| (K, e))?;
-                let _ = d.no_erase;
-                if self.remove_msg(d.seq) {
+                if self.remove_msg_with(d.seq, !d.no_erase) {
                     Ok(Some(
                         json!({"type": "io.nats.jetstream.api.v1.stream_msg_delete_response", "success": true}),
                     ))
