@@ -1,4 +1,14 @@
-//! Natrix operator: custom resources and the pure rendering of a NatsCluster's objects.
+//! Natrix operator: custom resources, the pure rendering of a NatsCluster's objects, and the
+//! NatsCluster and Stream reconcilers.
 
+pub mod apply;
+pub mod cluster;
+pub mod conditions;
+pub mod context;
 pub mod crd;
+pub mod error;
+pub mod leader;
+pub mod metrics;
+pub mod operator;
 pub mod render;
+pub mod stream;

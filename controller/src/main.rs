@@ -1,8 +1,17 @@
-//! `natrix-controller`: the Natrix operator (the reconcile loop is not implemented yet).
+//! `natrix-controller`: the Natrix operator (NatsCluster and Stream reconcilers).
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
+use anyhow::Context as _;
 use clap::Parser;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use natrix_controller::context::{Context, Settings};
+use natrix_controller::leader::LeaseLock;
+use natrix_controller::metrics::{self, Metrics};
+use natrix_controller::{apply, operator};
 
 /// Command-line flags of the operator.
 #[derive(Parser, Debug)]
@@ -13,14 +22,41 @@ use clap::Parser;
 )]
 struct Args {
     /// Namespaces to watch (all when empty); repeat or separate with commas.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, env = "WATCH_NAMESPACES", value_delimiter = ',')]
     namespace: Vec<String>,
+    /// Kubeconfig file (in-cluster config or $KUBECONFIG when unset).
+    #[arg(long)]
+    kubeconfig: Option<std::path::PathBuf>,
+    /// Kubeconfig context (its current context when unset).
+    #[arg(long)]
+    context: Option<String>,
     /// Address of the /metrics and /healthz HTTP server.
-    #[arg(long, default_value = "0.0.0.0:8080")]
-    metrics_addr: String,
+    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
     /// Take a Lease before reconciling (for more than one replica).
     #[arg(long)]
     leader_elect: bool,
+    /// Name of the leader election Lease.
+    #[arg(long, default_value = "natrix-controller")]
+    lease_name: String,
+    /// Namespace of the Lease ($POD_NAMESPACE, else `default`).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    /// Identity in the Lease ($POD_NAME, else the host name and pid).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Lease duration in seconds (renewed every third of it).
+    #[arg(long, default_value_t = 15)]
+    lease_seconds: u64,
+    /// NATS URL of a NatsCluster instead of its client Service: `[namespace/]name=nats://host:port`.
+    #[arg(long, env = "NATRIX_NATS_URLS", value_delimiter = ',')]
+    nats_url: Vec<String>,
+    /// Seconds between drift checks of each Stream.
+    #[arg(long, default_value_t = 30)]
+    stream_resync_seconds: u64,
+    /// Log level: error, warn, info, debug or trace.
+    #[arg(long, env = "LOG_LEVEL", default_value = "info")]
+    log_level: tracing::Level,
     /// Print the CRDs as YAML and exit (same output as `crdgen`).
     #[arg(long)]
     print_crds: bool,
@@ -40,9 +76,143 @@ fn main() -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    eprintln!(
-        "natrix-controller: the reconcile loop is not implemented yet; \
-         only --print-crds and --help work in this version (flags given: {args:?})"
-    );
-    ExitCode::from(2)
+    tracing_subscriber::fmt()
+        .with_max_level(args.log_level)
+        .with_target(false)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("natrix-controller: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn client(args: &Args) -> anyhow::Result<kube::Client> {
+    let opts = KubeConfigOptions {
+        context: args.context.clone(),
+        ..Default::default()
+    };
+    let config = match &args.kubeconfig {
+        Some(path) => {
+            let kc = Kubeconfig::read_from(path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &opts).await?
+        }
+        None if args.context.is_some() => kube::Config::from_kubeconfig(&opts).await?,
+        None => kube::Config::infer().await?,
+    };
+    Ok(kube::Client::try_from(config)?)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let settings = Settings {
+        nats_urls: Settings::parse_nats_urls(&args.nats_url).map_err(anyhow::Error::msg)?,
+        stream_resync: Duration::from_secs(args.stream_resync_seconds.max(1)),
+        ..Settings::default()
+    };
+    let client = client(&args).await?;
+    let version = client
+        .apiserver_version()
+        .await
+        .context("talking to the Kubernetes API server")?;
+    tracing::info!("Kubernetes API server {}", version.git_version);
+    let metrics = Arc::new(Metrics::default());
+    let (addr, _server) = metrics::serve(args.metrics_addr, metrics.clone())
+        .await
+        .with_context(|| format!("binding {}", args.metrics_addr))?;
+    tracing::info!("serving /healthz and /metrics on http://{addr}");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let lock = if args.leader_elect {
+        let identity = args.identity.clone().unwrap_or_else(|| {
+            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "natrix-controller".into());
+            format!("{host}-{}", std::process::id())
+        });
+        let lock = LeaseLock::new(
+            client.clone(),
+            &args.lease_namespace,
+            &args.lease_name,
+            &identity,
+            Duration::from_secs(args.lease_seconds.max(3)),
+        );
+        tracing::info!(
+            "waiting for Lease {}/{} as {identity}",
+            args.lease_namespace,
+            args.lease_name
+        );
+        tokio::select! {
+            _ = lock.acquire(Duration::from_secs(2)) => {}
+            _ = shutdown_signal() => return Ok(()),
+        }
+        tracing::info!("leading");
+        metrics.set_leader(true);
+        Some(lock)
+    } else {
+        metrics.set_leader(true);
+        None
+    };
+
+    let pdb = apply::pdb_resource(&client).await;
+    tracing::info!("PodDisruptionBudgets as {}", pdb.api_version);
+    let ctx = Arc::new(Context::new(client, metrics.clone(), pdb, settings));
+    let mut controllers = tokio::spawn(operator::run(ctx, args.namespace.clone(), stop_rx));
+    let lost = async {
+        match &lock {
+            Some(l) => l.hold().await,
+            None => std::future::pending().await,
+        }
+    };
+    let result = tokio::select! {
+        _ = shutdown_signal() => {
+            tracing::info!("shutting down");
+            Ok(())
+        }
+        _ = lost => Err(anyhow::anyhow!("lost the leader Lease; exiting so that a new leader takes over")),
+        r = &mut controllers => r.map_err(anyhow::Error::from),
+    };
+    let _ = stop_tx.send(true);
+    if !controllers.is_finished() {
+        let _ = tokio::time::timeout(Duration::from_secs(10), controllers).await;
+    }
+    metrics.set_leader(false);
+    if let Some(l) = &lock {
+        if let Err(e) = l.release().await {
+            tracing::warn!("releasing the Lease: {e}");
+        }
+    }
+    result
 }

@@ -1,0 +1,311 @@
+//! The NatsCluster reconciler: render, server-side apply every child, report status.
+
+pub mod status;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+
+use crate::apply::{apply, apply_pdb};
+use crate::conditions::{self, Cond};
+use crate::context::Context;
+use crate::crd::{
+    NatsCluster, NatsClusterStatus, CONDITION_DEGRADED, CONDITION_PROGRESSING, CONDITION_READY,
+    CONDITION_RECONCILIATION_PAUSED,
+};
+use crate::error::{Error, Result};
+use crate::render;
+
+/// Name of this controller in metrics and logs.
+pub const CONTROLLER: &str = "natscluster";
+
+fn key(nc: &NatsCluster) -> String {
+    format!(
+        "{CONTROLLER}/{}/{}",
+        nc.namespace().unwrap_or_default(),
+        nc.name_any()
+    )
+}
+
+/// Reconcile one NatsCluster (the `Controller::run` callback).
+pub async fn reconcile(nc: Arc<NatsCluster>, ctx: Arc<Context>) -> Result<Action> {
+    let start = Instant::now();
+    let res = reconcile_inner(&nc, &ctx).await;
+    ctx.metrics
+        .record(CONTROLLER, start.elapsed(), res.is_err());
+    if res.is_ok() {
+        ctx.backoff.reset(&key(&nc));
+    }
+    res
+}
+
+/// Retry a failed reconcile with per-object exponential backoff.
+pub fn error_policy(nc: Arc<NatsCluster>, err: &Error, ctx: Arc<Context>) -> Action {
+    let wait = ctx.backoff.next(&key(&nc));
+    tracing::warn!(
+        "NatsCluster {}/{}: {err}; retrying in {wait:?}",
+        nc.namespace().unwrap_or_default(),
+        nc.name_any()
+    );
+    Action::requeue(wait)
+}
+
+async fn write_status(
+    api: &Api<NatsCluster>,
+    nc: &NatsCluster,
+    status: &NatsClusterStatus,
+) -> Result<()> {
+    if nc.status.as_ref() == Some(status) {
+        return Ok(());
+    }
+    api.patch_status(
+        &nc.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({ "status": status })),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn reconcile_inner(nc: &NatsCluster, ctx: &Context) -> Result<Action> {
+    let ns = nc.namespace().ok_or(Error::MissingMetadata("namespace"))?;
+    let name = nc.name_any();
+    let api: Api<NatsCluster> = Api::namespaced(ctx.client.clone(), &ns);
+    let gen = nc.metadata.generation;
+    let now = Timestamp::now();
+    let old = nc.status.clone().unwrap_or_default();
+    let mut status = old.clone();
+    let conds = &mut status.common.conditions;
+    let was_paused = conditions::is_true(&old.common.conditions, CONDITION_RECONCILIATION_PAUSED);
+
+    if nc.spec.paused {
+        conditions::set(
+            conds,
+            &Cond::new(
+                CONDITION_RECONCILIATION_PAUSED,
+                true,
+                "SpecPaused",
+                "spec.paused is true: the operator makes no changes to this cluster's ConfigMap, \
+                 Services, StatefulSet or PodDisruptionBudget; set spec.paused to false to resume",
+            ),
+            gen,
+            now,
+        );
+        write_status(&api, nc, &status).await?;
+        if !was_paused {
+            ctx.event(
+                nc,
+                false,
+                "Paused",
+                "Pause",
+                "spec.paused is true: reconciliation stopped".into(),
+            )
+            .await;
+        }
+        return Ok(Action::await_change());
+    }
+    conditions::set(
+        conds,
+        &Cond::new(
+            CONDITION_RECONCILIATION_PAUSED,
+            false,
+            "NotPaused",
+            "reconciling (set spec.paused to true to stop the operator's writes)",
+        ),
+        gen,
+        now,
+    );
+    if was_paused {
+        ctx.event(
+            nc,
+            false,
+            "Resumed",
+            "Resume",
+            "spec.paused is false: reconciling again".into(),
+        )
+        .await;
+    }
+
+    let rendered = match render::render(nc) {
+        Ok(r) => r,
+        Err(e) => {
+            let msg =
+                format!("{e}; fix the NatsCluster spec (existing objects are left as they are)");
+            for (t, s) in [
+                (CONDITION_READY, false),
+                (CONDITION_PROGRESSING, false),
+                (CONDITION_DEGRADED, true),
+            ] {
+                conditions::set(
+                    conds,
+                    &Cond::new(t, s, "InvalidSpec", msg.clone()),
+                    gen,
+                    now,
+                );
+            }
+            status.common.observed_generation = gen;
+            write_status(&api, nc, &status).await?;
+            ctx.event(nc, true, "InvalidSpec", "Render", msg).await;
+            return Ok(Action::await_change());
+        }
+    };
+
+    match apply_children(nc, ctx, &rendered).await {
+        Ok(sts) => {
+            let first = old.config_hash.is_none();
+            let changed = old
+                .config_hash
+                .as_deref()
+                .is_some_and(|h| h != rendered.config_hash);
+            for c in status::rollout(&ns, &name, nc.spec.replicas, &sts) {
+                conditions::set(&mut status.common.conditions, &c, gen, now);
+            }
+            let st = sts.status.clone().unwrap_or_default();
+            status.replicas = Some(st.replicas);
+            status.ready_replicas = Some(st.ready_replicas.unwrap_or(0));
+            status.config_hash = Some(rendered.config_hash.clone());
+            status.common.observed_generation = gen;
+            write_status(&api, nc, &status).await?;
+            if first {
+                let pdb = if rendered.pdb.is_some() {
+                    ", PodDisruptionBudget"
+                } else {
+                    ""
+                };
+                ctx.event(
+                    nc,
+                    false,
+                    "Created",
+                    "Apply",
+                    format!(
+                        "applied ConfigMap {name}-config, Services {name} and {name}-headless, StatefulSet {name}{pdb}"
+                    ),
+                )
+                .await;
+            } else if changed {
+                ctx.event(
+                    nc,
+                    false,
+                    "ConfigChanged",
+                    "Apply",
+                    format!(
+                        "settings that need a restart changed (config hash {}); the StatefulSet rolls its pods",
+                        &rendered.config_hash[..12]
+                    ),
+                )
+                .await;
+            }
+            transitions(nc, ctx, &old, &status).await;
+            let ready = conditions::is_true(&status.common.conditions, CONDITION_READY);
+            Ok(Action::requeue(if ready {
+                ctx.settings.cluster_resync
+            } else {
+                ctx.settings
+                    .cluster_resync
+                    .min(std::time::Duration::from_secs(60))
+            }))
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            conditions::set(
+                &mut status.common.conditions,
+                &Cond::new(
+                    CONDITION_READY,
+                    false,
+                    "ApplyFailed",
+                    format!("{msg}; retrying with backoff"),
+                ),
+                gen,
+                now,
+            );
+            status.common.observed_generation = gen;
+            if let Err(se) = write_status(&api, nc, &status).await {
+                tracing::warn!("NatsCluster {ns}/{name}: writing status: {se}");
+            }
+            ctx.event(nc, true, "ApplyFailed", "Apply", msg).await;
+            Err(e)
+        }
+    }
+}
+
+/// Events for Ready and Degraded transitions.
+async fn transitions(
+    nc: &NatsCluster,
+    ctx: &Context,
+    old: &NatsClusterStatus,
+    new: &NatsClusterStatus,
+) {
+    let was = |t| conditions::is_true(&old.common.conditions, t);
+    let is = |t| conditions::is_true(&new.common.conditions, t);
+    let msg = |t| {
+        conditions::get(&new.common.conditions, t)
+            .map(|c| c.message.clone())
+            .unwrap_or_default()
+    };
+    if !was(CONDITION_READY) && is(CONDITION_READY) {
+        ctx.event(nc, false, "Ready", "Observe", msg(CONDITION_READY))
+            .await;
+    }
+    if was(CONDITION_READY) && !is(CONDITION_READY) {
+        ctx.event(nc, true, "NotReady", "Observe", msg(CONDITION_READY))
+            .await;
+    }
+    if !was(CONDITION_DEGRADED) && is(CONDITION_DEGRADED) {
+        ctx.event(nc, true, "Degraded", "Observe", msg(CONDITION_DEGRADED))
+            .await;
+    }
+}
+
+async fn apply_children(
+    nc: &NatsCluster,
+    ctx: &Context,
+    r: &render::Rendered,
+) -> Result<StatefulSet> {
+    let client = &ctx.client;
+    let _: ConfigMap = apply(client, &r.config_map).await?;
+    let _: Service = apply(client, &r.headless_service).await?;
+    let _: Service = apply(client, &r.client_service).await?;
+    let sts: StatefulSet = apply(client, &r.statefulset).await?;
+    match &r.pdb {
+        Some(pdb) => {
+            apply_pdb(client, &ctx.pdb, pdb).await?;
+        }
+        None => delete_owned_pdb(nc, ctx).await?,
+    }
+    Ok(sts)
+}
+
+/// `podDisruptionBudget.enabled: false`: delete the PDB we created earlier, if any.
+async fn delete_owned_pdb(nc: &NatsCluster, ctx: &Context) -> Result<()> {
+    let n = render::names(nc)?;
+    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &n.namespace, &ctx.pdb);
+    let Some(pdb) = api.get_opt(&n.pdb).await? else {
+        return Ok(());
+    };
+    let uid = nc.meta().uid.as_deref();
+    if pdb
+        .owner_references()
+        .iter()
+        .any(|o| Some(o.uid.as_str()) == uid)
+    {
+        api.delete(&n.pdb, &DeleteParams::default()).await?;
+        ctx.event(
+            nc,
+            false,
+            "PodDisruptionBudgetDeleted",
+            "Delete",
+            format!(
+                "podDisruptionBudget.enabled is false: deleted PodDisruptionBudget {}",
+                n.pdb
+            ),
+        )
+        .await;
+    }
+    Ok(())
+}

@@ -1,0 +1,234 @@
+//! State shared by the reconcilers: the client, event recorder, metrics, settings,
+//! NATS connections and per-object retry backoff.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kube::core::ApiResource;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Client, Resource};
+
+use crate::metrics::Metrics;
+
+/// Field manager of every server-side apply, and the events' reporting controller.
+pub const FIELD_MANAGER: &str = "natrix-controller";
+
+/// Operator settings that are not per resource.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// NATS URL per NatsCluster (`namespace/name` or just `name`), instead of the client Service.
+    pub nats_urls: BTreeMap<String, String>,
+    /// How often a Stream is compared with the server (drift correction).
+    pub stream_resync: Duration,
+    /// How often a NatsCluster is reconciled without a change.
+    pub cluster_resync: Duration,
+    /// Timeout of one connection attempt or JetStream request.
+    pub nats_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            nats_urls: BTreeMap::new(),
+            stream_resync: Duration::from_secs(30),
+            cluster_resync: Duration::from_secs(300),
+            nats_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Settings {
+    /// Parse `namespace/name=url` or `name=url` entries into `nats_urls`.
+    pub fn parse_nats_urls(entries: &[String]) -> Result<BTreeMap<String, String>, String> {
+        entries
+            .iter()
+            .filter(|e| !e.trim().is_empty())
+            .map(|e| match e.split_once('=') {
+                Some((k, v)) if !k.trim().is_empty() && !v.trim().is_empty() => {
+                    Ok((k.trim().to_string(), v.trim().to_string()))
+                }
+                _ => Err(format!(
+                    "--nats-url {e:?}: expected [namespace/]cluster=nats://host:port"
+                )),
+            })
+            .collect()
+    }
+
+    /// The override URL for a NatsCluster, if any.
+    pub fn nats_url_override(&self, namespace: &str, cluster: &str) -> Option<&String> {
+        self.nats_urls
+            .get(&format!("{namespace}/{cluster}"))
+            .or_else(|| self.nats_urls.get(cluster))
+    }
+}
+
+/// Exponential retry delays per object: 5 s, 10 s, 20 s, ... up to 5 minutes.
+#[derive(Debug, Default)]
+pub struct Backoff {
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Backoff {
+    /// The first delay.
+    pub const BASE: Duration = Duration::from_secs(5);
+    /// The longest delay.
+    pub const MAX: Duration = Duration::from_secs(300);
+
+    /// Count one more failure of `key` and return how long to wait before retrying.
+    pub fn next(&self, key: &str) -> Duration {
+        let mut m = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let n = m.entry(key.to_string()).or_default();
+        let d = Self::BASE.saturating_mul(1u32 << (*n).min(10));
+        *n = n.saturating_add(1);
+        d.min(Self::MAX)
+    }
+
+    /// Forget the failures of `key` (it reconciled).
+    pub fn reset(&self, key: &str) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+    }
+}
+
+/// async-nats clients by URL, connected on first use and kept.
+#[derive(Default)]
+pub struct NatsClients {
+    clients: tokio::sync::Mutex<HashMap<String, async_nats::Client>>,
+}
+
+impl NatsClients {
+    /// A connected client for `url` (cached), or the connection error's text.
+    pub async fn get(&self, url: &str, timeout: Duration) -> Result<async_nats::Client, String> {
+        let mut m = self.clients.lock().await;
+        if let Some(c) = m.get(url) {
+            if c.connection_state() == async_nats::connection::State::Connected {
+                return Ok(c.clone());
+            }
+        }
+        let opts = async_nats::ConnectOptions::new()
+            .name("natrix-controller")
+            .connection_timeout(timeout)
+            .request_timeout(Some(timeout));
+        let c = tokio::time::timeout(timeout * 2, opts.connect(url))
+            .await
+            .map_err(|_| format!("no connection within {:?}", timeout * 2))?
+            .map_err(|e| e.to_string())?;
+        if let Some(old) = m.insert(url.to_string(), c.clone()) {
+            drop(old);
+        }
+        Ok(c)
+    }
+}
+
+/// Everything a reconcile needs.
+pub struct Context {
+    /// Kubernetes client.
+    pub client: Client,
+    /// Publishes Kubernetes Events.
+    pub recorder: Recorder,
+    /// Reconcile counters.
+    pub metrics: Arc<Metrics>,
+    /// The PodDisruptionBudget API the server serves (policy/v1, or policy/v1beta1 before 1.21).
+    pub pdb: ApiResource,
+    /// Operator settings.
+    pub settings: Settings,
+    /// NATS connections for the Stream reconciler.
+    pub nats: NatsClients,
+    /// Retry delays per object.
+    pub backoff: Backoff,
+}
+
+impl Context {
+    /// A context for `client`; `pdb` from [`crate::apply::pdb_resource`].
+    pub fn new(
+        client: Client,
+        metrics: Arc<Metrics>,
+        pdb: ApiResource,
+        settings: Settings,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            metrics,
+            pdb,
+            settings,
+            nats: NatsClients::default(),
+            backoff: Backoff::default(),
+        }
+    }
+
+    /// Publish an Event about `obj`; a failure is logged, never fatal.
+    pub async fn event<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        warning: bool,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let ev = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.into(),
+            note: Some(note.chars().take(1000).collect()),
+            action: action.into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
+            tracing::warn!("publishing event {reason}: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_and_resets() {
+        let b = Backoff::default();
+        assert_eq!(b.next("a"), Duration::from_secs(5));
+        assert_eq!(b.next("a"), Duration::from_secs(10));
+        assert_eq!(b.next("a"), Duration::from_secs(20));
+        assert_eq!(b.next("b"), Duration::from_secs(5));
+        for _ in 0..20 {
+            b.next("a");
+        }
+        assert_eq!(b.next("a"), Backoff::MAX);
+        b.reset("a");
+        assert_eq!(b.next("a"), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn nats_url_overrides() {
+        let urls = Settings::parse_nats_urls(&[
+            "prod/nats=nats://10.0.0.1:4222".into(),
+            "other=nats://127.0.0.1:1".into(),
+        ])
+        .unwrap();
+        let s = Settings {
+            nats_urls: urls,
+            ..Settings::default()
+        };
+        assert_eq!(
+            s.nats_url_override("prod", "nats").unwrap(),
+            "nats://10.0.0.1:4222"
+        );
+        assert_eq!(s.nats_url_override("dev", "nats"), None);
+        assert_eq!(
+            s.nats_url_override("dev", "other").unwrap(),
+            "nats://127.0.0.1:1"
+        );
+        assert!(Settings::parse_nats_urls(&["nourl".into()]).is_err());
+    }
+}

@@ -1,0 +1,86 @@
+//! Run the NatsCluster and Stream controllers until shutdown.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use kube::api::{Api, DynamicObject};
+use kube::runtime::controller::Controller;
+use kube::runtime::watcher;
+use kube::Client;
+use tokio::sync::watch;
+
+use crate::context::Context;
+use crate::crd::{NatsCluster, Stream};
+use crate::{cluster, stream};
+
+fn api<K>(client: &Client, ns: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+fn dyn_api(client: &Client, ns: Option<&str>, ar: &kube::core::ApiResource) -> Api<DynamicObject> {
+    match ns {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, ar),
+        None => Api::all_with(client.clone(), ar),
+    }
+}
+
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    while !*rx.borrow() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Run both controllers for each namespace (all namespaces when `namespaces` is empty)
+/// until `shutdown` becomes true.
+pub async fn run(ctx: Arc<Context>, namespaces: Vec<String>, shutdown: watch::Receiver<bool>) {
+    let scopes: Vec<Option<String>> = if namespaces.is_empty() {
+        vec![None]
+    } else {
+        namespaces.into_iter().map(Some).collect()
+    };
+    let mut tasks = Vec::new();
+    for ns in scopes {
+        let client = ctx.client.clone();
+        let ns = ns.as_deref();
+        let wc = watcher::Config::default();
+        let clusters = Controller::new(api::<NatsCluster>(&client, ns), wc.clone())
+            .owns(api::<ConfigMap>(&client, ns), wc.clone())
+            .owns(api::<Service>(&client, ns), wc.clone())
+            .owns(api::<StatefulSet>(&client, ns), wc.clone())
+            .owns_with(dyn_api(&client, ns, &ctx.pdb), ctx.pdb.clone(), wc.clone())
+            .graceful_shutdown_on(stopped(shutdown.clone()))
+            .run(cluster::reconcile, cluster::error_policy, ctx.clone())
+            .for_each(|res| async move {
+                match res {
+                    Ok((o, _)) => tracing::debug!("reconciled NatsCluster {o}"),
+                    Err(e) => tracing::debug!("NatsCluster reconcile: {e}"),
+                }
+            });
+        let streams = Controller::new(api::<Stream>(&client, ns), wc)
+            .graceful_shutdown_on(stopped(shutdown.clone()))
+            .run(stream::reconcile, stream::error_policy, ctx.clone())
+            .for_each(|res| async move {
+                match res {
+                    Ok((o, _)) => tracing::debug!("reconciled Stream {o}"),
+                    Err(e) => tracing::debug!("Stream reconcile: {e}"),
+                }
+            });
+        tasks.push(tokio::spawn(clusters));
+        tasks.push(tokio::spawn(streams));
+    }
+    for t in tasks {
+        if let Err(e) = t.await {
+            tracing::error!("controller task: {e}");
+        }
+    }
+}

@@ -1,0 +1,334 @@
+//! The Stream reconciler: JetStream API create/update/delete behind a finalizer, drift
+//! correction on every resync.
+
+pub mod config;
+pub mod sync;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{finalizer, Event as Finalizer};
+use kube::ResourceExt;
+
+use crate::conditions::{self, Cond};
+use crate::context::Context;
+use crate::crd::{NatsCluster, Stream, StreamStatus, CONDITION_READY};
+use crate::error::{Error, Result};
+use crate::render;
+use sync::{Outcome, SyncError};
+
+/// Name of this controller in metrics and logs.
+pub const CONTROLLER: &str = "stream";
+/// Finalizer that deletes the JetStream stream before the resource goes.
+pub const FINALIZER: &str = "natrix.io/stream";
+
+fn key(s: &Stream) -> String {
+    format!(
+        "{CONTROLLER}/{}/{}",
+        s.namespace().unwrap_or_default(),
+        s.name_any()
+    )
+}
+
+/// Reconcile one Stream (the `Controller::run` callback).
+pub async fn reconcile(s: Arc<Stream>, ctx: Arc<Context>) -> Result<Action> {
+    let start = Instant::now();
+    let ns = s.namespace().ok_or(Error::MissingMetadata("namespace"))?;
+    let api: Api<Stream> = Api::namespaced(ctx.client.clone(), &ns);
+    let res = finalizer(&api, FINALIZER, s.clone(), |ev| async {
+        match ev {
+            Finalizer::Apply(s) => apply(&s, &ctx).await,
+            Finalizer::Cleanup(s) => cleanup(&s, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        kube::runtime::finalizer::Error::ApplyFailed(e)
+        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        other => Error::Finalizer(other.to_string()),
+    });
+    ctx.metrics
+        .record(CONTROLLER, start.elapsed(), res.is_err());
+    if res.is_ok() {
+        ctx.backoff.reset(&key(&s));
+    }
+    res
+}
+
+/// Retry a failed reconcile with per-object exponential backoff.
+pub fn error_policy(s: Arc<Stream>, err: &Error, ctx: Arc<Context>) -> Action {
+    let wait = ctx.backoff.next(&key(&s));
+    tracing::warn!(
+        "Stream {}/{}: {err}; retrying in {wait:?}",
+        s.namespace().unwrap_or_default(),
+        s.name_any()
+    );
+    Action::requeue(wait)
+}
+
+/// Where the Stream's cluster is: the override URL or the NatsCluster's client Service.
+enum Target {
+    Url(String),
+    /// The NatsCluster does not exist or is being deleted.
+    ClusterGone(String),
+}
+
+async fn target(s: &Stream, ctx: &Context) -> Result<Target> {
+    let ns = s.namespace().ok_or(Error::MissingMetadata("namespace"))?;
+    let cluster = &s.spec.cluster_ref.name;
+    if let Some(url) = ctx.settings.nats_url_override(&ns, cluster) {
+        return Ok(Target::Url(url.clone()));
+    }
+    let api: Api<NatsCluster> = Api::namespaced(ctx.client.clone(), &ns);
+    match api.get_opt(cluster).await? {
+        Some(nc) if nc.metadata.deletion_timestamp.is_none() => {
+            let n = render::names(&nc)?;
+            Ok(Target::Url(format!(
+                "nats://{}.{}.svc:{}",
+                n.client, n.namespace, nc.spec.ports.client
+            )))
+        }
+        Some(_) => Ok(Target::ClusterGone(format!(
+            "NatsCluster {ns}/{cluster} is being deleted"
+        ))),
+        None => Ok(Target::ClusterGone(format!(
+            "NatsCluster {ns}/{cluster} not found; create it or fix spec.clusterRef.name"
+        ))),
+    }
+}
+
+async fn jetstream(url: &str, ctx: &Context) -> Result<async_nats::jetstream::Context> {
+    let client = ctx
+        .nats
+        .get(url, ctx.settings.nats_timeout)
+        .await
+        .map_err(|message| Error::Connect {
+            url: url.to_string(),
+            message,
+        })?;
+    let mut js = async_nats::jetstream::new(client);
+    js.set_timeout(ctx.settings.nats_timeout);
+    Ok(js)
+}
+
+async fn set_ready(
+    s: &Stream,
+    ctx: &Context,
+    ready: bool,
+    reason: &str,
+    message: String,
+) -> Result<()> {
+    let ns = s.namespace().ok_or(Error::MissingMetadata("namespace"))?;
+    let old = s.status.clone().unwrap_or_default();
+    let mut status: StreamStatus = old.clone();
+    let gen = s.metadata.generation;
+    conditions::set(
+        &mut status.common.conditions,
+        &Cond::new(CONDITION_READY, ready, reason, message),
+        gen,
+        Timestamp::now(),
+    );
+    status.common.observed_generation = gen;
+    if status == old {
+        return Ok(());
+    }
+    let api: Api<Stream> = Api::namespaced(ctx.client.clone(), &ns);
+    api.patch_status(
+        &s.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({ "status": status })),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn apply(s: &Stream, ctx: &Context) -> Result<Action> {
+    let resync = Action::requeue(ctx.settings.stream_resync);
+    let name = &s.spec.name;
+    if let Some(acc) = &s.spec.account_ref {
+        let msg = format!(
+            "spec.accountRef ({}) is not supported yet: the operator cannot act in an Account's \
+             JetStream (the account resolver is not implemented); remove accountRef to use the \
+             cluster's default account",
+            acc.name
+        );
+        set_ready(s, ctx, false, "AccountNotSupported", msg).await?;
+        return Ok(Action::await_change());
+    }
+    let desired = match config::to_config(&s.spec) {
+        Ok(c) => c,
+        Err(msg) => {
+            set_ready(s, ctx, false, "InvalidSpec", msg.clone()).await?;
+            ctx.event(s, true, "InvalidSpec", "Validate", msg).await;
+            return Ok(Action::await_change());
+        }
+    };
+    let url = match target(s, ctx).await? {
+        Target::Url(u) => u,
+        Target::ClusterGone(msg) => {
+            set_ready(s, ctx, false, "ClusterNotFound", msg).await?;
+            return Ok(resync);
+        }
+    };
+    let js = match jetstream(&url, ctx).await {
+        Ok(js) => js,
+        Err(e) => {
+            set_ready(
+                s,
+                ctx,
+                false,
+                "ConnectFailed",
+                format!("{e}; retrying with backoff"),
+            )
+            .await?;
+            return Err(e);
+        }
+    };
+    let conds = s
+        .status
+        .as_ref()
+        .map(|st| st.common.conditions.clone())
+        .unwrap_or_default();
+    let existed = conditions::is_true(&conds, CONDITION_READY);
+    let generation_changed = s
+        .status
+        .as_ref()
+        .and_then(|st| st.common.observed_generation)
+        != s.metadata.generation;
+    match sync::sync(&js, &desired, existed, s.spec.prevent_update).await {
+        Ok(outcome) => {
+            let (reason, msg, event) = match outcome {
+                Outcome::Created => (
+                    "Created",
+                    format!("stream {name} created"),
+                    Some((false, format!("created stream {name} on {url}"))),
+                ),
+                Outcome::Restored => (
+                    "Restored",
+                    format!(
+                        "stream {name} was missing on the server (deleted outside the operator?) \
+                         and was created again from the spec; its messages are lost"
+                    ),
+                    Some((
+                        true,
+                        format!("stream {name} was missing on the server; created it again"),
+                    )),
+                ),
+                Outcome::InSync => {
+                    let keep = conditions::get(&conds, CONDITION_READY)
+                        .filter(|c| c.status == "True" && !generation_changed)
+                        .map(|c| (c.reason.clone(), c.message.clone()));
+                    match keep {
+                        // Keep the last decision's reason (Created, DriftCorrected, ...) visible.
+                        Some((r, m)) => {
+                            set_ready(s, ctx, true, &r, m).await?;
+                            return Ok(resync);
+                        }
+                        None => ("InSync", format!("stream {name} matches the spec"), None),
+                    }
+                }
+                Outcome::Updated(fields) if generation_changed => (
+                    "Updated",
+                    format!("stream {name} updated to the spec: {}", fields.join("; ")),
+                    Some((
+                        false,
+                        format!("updated stream {name}: {}", fields.join("; ")),
+                    )),
+                ),
+                Outcome::Updated(fields) => (
+                    "DriftCorrected",
+                    format!(
+                        "stream {name} had been changed outside the operator and was put back: {}",
+                        fields.join("; ")
+                    ),
+                    Some((
+                        true,
+                        format!(
+                            "stream {name} drifted and was put back: {}",
+                            fields.join("; ")
+                        ),
+                    )),
+                ),
+                Outcome::UpdatePrevented(fields) => (
+                    "UpdatePrevented",
+                    format!(
+                        "stream {name} differs from the spec but spec.preventUpdate is set: {}",
+                        fields.join("; ")
+                    ),
+                    None,
+                ),
+            };
+            set_ready(s, ctx, true, reason, msg).await?;
+            if let Some((warning, note)) = event {
+                ctx.event(s, warning, reason, "Sync", note).await;
+            }
+            Ok(resync)
+        }
+        Err(e) => {
+            let reason = e.reason();
+            let msg = e.to_string();
+            set_ready(s, ctx, false, reason, msg.clone()).await?;
+            ctx.event(s, true, reason, "Sync", msg.clone()).await;
+            Err(Error::JetStream(msg))
+        }
+    }
+}
+
+async fn cleanup(s: &Stream, ctx: &Context) -> Result<Action> {
+    let name = &s.spec.name;
+    if s.spec.prevent_delete {
+        ctx.event(
+            s,
+            false,
+            "DeleteSkipped",
+            "Delete",
+            format!("spec.preventDelete is set: stream {name} is left on the server"),
+        )
+        .await;
+        return Ok(Action::await_change());
+    }
+    if s.spec.account_ref.is_some() {
+        return Ok(Action::await_change());
+    }
+    let url = match target(s, ctx).await? {
+        Target::Url(u) => u,
+        Target::ClusterGone(msg) => {
+            ctx.event(
+                s,
+                false,
+                "DeleteSkipped",
+                "Delete",
+                format!("{msg}; nothing to delete"),
+            )
+            .await;
+            return Ok(Action::await_change());
+        }
+    };
+    let js = jetstream(&url, ctx).await?;
+    match sync::delete(&js, name).await {
+        Ok(existed) => {
+            let note = if existed {
+                format!("deleted stream {name}")
+            } else {
+                format!("stream {name} was already gone")
+            };
+            ctx.event(s, false, "Deleted", "Delete", note).await;
+            Ok(Action::await_change())
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            let _ = set_ready(s, ctx, false, e.reason(), msg.clone()).await;
+            ctx.event(s, true, e.reason(), "Delete", msg.clone()).await;
+            Err(Error::JetStream(msg))
+        }
+    }
+}
+
+impl From<SyncError> for Error {
+    fn from(e: SyncError) -> Self {
+        Error::JetStream(e.to_string())
+    }
+}
