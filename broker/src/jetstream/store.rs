@@ -80,7 +80,14 @@ pub struct Store {
     last_ts: i64,
     bytes: u64,
     file: Option<file::FileBacking>,
+    /// File storage: the newest messages' contents, so consumers that keep up read no disk.
+    cache: HashMap<u64, (Bytes, Bytes)>,
+    cache_order: std::collections::VecDeque<u64>,
+    cache_bytes: usize,
 }
+
+/// How many bytes of recent messages a file store keeps in memory.
+const CACHE_BYTES: usize = 32 << 20;
 
 /// nats-server's accounting of a message's size in memory storage.
 fn mem_size(subj: usize, hdr: usize, data: usize) -> u64 {
@@ -107,6 +114,9 @@ impl Store {
             last_ts: 0,
             bytes: 0,
             file: None,
+            cache: HashMap::new(),
+            cache_order: std::collections::VecDeque::new(),
+            cache_bytes: 0,
         }
     }
 
@@ -195,8 +205,38 @@ impl Store {
         self.msgs.insert(seq, e);
     }
 
+    /// Keeps a copy of a new message, dropping the oldest copies past the budget.
+    fn cache_put(&mut self, seq: u64, hdr: &[u8], data: &[u8]) {
+        let size = hdr.len() + data.len();
+        if size > CACHE_BYTES / 8 {
+            return;
+        }
+        self.cache.insert(
+            seq,
+            (Bytes::copy_from_slice(hdr), Bytes::copy_from_slice(data)),
+        );
+        self.cache_order.push_back(seq);
+        self.cache_bytes += size;
+        // Deleted messages leave stale entries in the order; drop them now and then.
+        if self.cache_order.len() > 2 * self.cache.len() + 1024 {
+            let cache = &self.cache;
+            self.cache_order.retain(|s| cache.contains_key(s));
+        }
+        while self.cache_bytes > CACHE_BYTES {
+            let Some(old) = self.cache_order.pop_front() else {
+                break;
+            };
+            if let Some((h, d)) = self.cache.remove(&old) {
+                self.cache_bytes -= h.len() + d.len();
+            }
+        }
+    }
+
     /// Removes `seq` from the index (not from the file); returns its entry.
     fn unindex(&mut self, seq: u64) -> Option<Entry> {
+        if let Some((h, d)) = self.cache.remove(&seq) {
+            self.cache_bytes -= h.len() + d.len();
+        }
         let e = self.msgs.remove(&seq)?;
         self.bytes -= e.size;
         if let Some(ss) = self.subjects.get_mut(&e.subject) {
@@ -259,10 +299,11 @@ impl Store {
                 },
                 mem_size(subject.len(), hdr.len(), data.len()),
             ),
-            Some(f) => (
-                Loc::File(f.append(seq, ts, &subject, hdr, data)?),
-                file_size(subject.len(), hdr.len(), data.len()),
-            ),
+            Some(f) => {
+                let loc = Loc::File(f.append(seq, ts, &subject, hdr, data)?);
+                self.cache_put(seq, hdr, data);
+                (loc, file_size(subject.len(), hdr.len(), data.len()))
+            }
         };
         self.last_seq = seq;
         self.last_ts = ts;
@@ -298,6 +339,10 @@ impl Store {
         let e = self.msgs.get(&seq)?;
         let (hdr, data) = match &e.loc {
             Loc::Mem { hdr, data } => (hdr.clone(), data.clone()),
+            Loc::File(_) if self.cache.contains_key(&seq) => {
+                let (h, d) = &self.cache[&seq];
+                (h.clone(), d.clone())
+            }
             Loc::File(l) => {
                 let l = *l;
                 match self.file.as_mut()?.read(&l) {
