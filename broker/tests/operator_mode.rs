@@ -290,3 +290,69 @@ fn other_resolvers_are_not_supported() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn jetstream_follows_account_jwt_limits() {
+    let okp = KeyPair::new_operator();
+    let sys = KeyPair::new_account();
+    let a = KeyPair::new_account();
+    let b = KeyPair::new_account();
+    let mut oc = OperatorClaims::new(okp.public_key());
+    oc.nats.system_account = sys.public_key();
+    let op_jwt = encode(&oc, &okp).unwrap();
+    let sys_jwt = encode(&AccountClaims::new(sys.public_key()), &okp).unwrap();
+    let mut ac = AccountClaims::new(a.public_key());
+    ac.nats.limits.jetstream.mem_storage = 1 << 20;
+    ac.nats.limits.jetstream.disk_storage = 1 << 20;
+    ac.nats.limits.jetstream.streams = 1;
+    let a_jwt = encode(&ac, &okp).unwrap();
+    let b_jwt = encode(&AccountClaims::new(b.public_key()), &okp).unwrap();
+    let dir = std::env::temp_dir().join(format!(
+        "natrix-opjs-{}-{}",
+        std::process::id(),
+        a.public_key()
+    ));
+    let config = format!(
+        "operator: {op_jwt}\nsystem_account: {}\nresolver: MEMORY\nresolver_preload: {{\n  {}: {sys_jwt}\n  {}: {a_jwt}\n  {}: {b_jwt}\n}}\njetstream {{ store_dir: \"{}\" }}\n",
+        sys.public_key(),
+        sys.public_key(),
+        a.public_key(),
+        b.public_key(),
+        dir.display()
+    );
+    let s = start_conf(&config, false).await;
+    // A user signed by the account's identity key.
+    let user = |acc: &KeyPair| {
+        let u = KeyPair::new_user();
+        creds(&UserClaims::new(u.public_key()), acc, &u)
+    };
+    let na = connect(&s.url(), &user(&a)).await.unwrap();
+    let js = async_nats::jetstream::new(na);
+    let info = js.query_account().await.unwrap();
+    assert_eq!(info.limits.max_streams, Some(1));
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "S".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let err = js
+        .create_stream(async_nats::jetstream::stream::Config {
+            name: "T".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("maximum number of streams"),
+        "{err}"
+    );
+    // Account B's JWT grants no JetStream.
+    let nb = connect(&s.url(), &user(&b)).await.unwrap();
+    assert!(async_nats::jetstream::new(nb)
+        .query_account()
+        .await
+        .is_err());
+    drop(s);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -210,7 +210,30 @@ impl JetStream {
             .map_err(|e| e.to_string())?;
         *js.api_thread.lock() = Some(t);
         let sopts = server.options();
-        let enabled: Vec<(String, JsAccountLimits)> = if sopts.accounts.is_empty() {
+        let enabled: Vec<(String, JsAccountLimits)> = if !sopts.trusted_operators.is_empty() {
+            // Operator mode: accounts whose JWT grants JetStream storage.
+            crate::auth::jwt::load_accounts(&sopts)
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|c| {
+                    let js = &c.nats.limits.jetstream;
+                    if js.mem_storage == 0 && js.disk_storage == 0 {
+                        return None;
+                    }
+                    // In JWTs 0 streams/consumers means no limit was set.
+                    let unset = |v: i64| if v == 0 { -1 } else { v };
+                    Some((
+                        c.sub.clone(),
+                        JsAccountLimits {
+                            max_memory: js.mem_storage,
+                            max_store: js.disk_storage,
+                            max_streams: unset(js.streams),
+                            max_consumers: unset(js.consumer),
+                        },
+                    ))
+                })
+                .collect()
+        } else if sopts.accounts.is_empty() {
             vec![("$G".to_string(), JsAccountLimits::default())]
         } else {
             sopts
