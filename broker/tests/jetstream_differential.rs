@@ -301,6 +301,12 @@ async fn scenario(addr: SocketAddr) -> Vec<(String, Value)> {
             "NATS/1.0\r\nNats-Rollup: sub\r\n\r\n",
             "x",
         ),
+        (
+            "ttl refused",
+            "orders.a",
+            "NATS/1.0\r\nNats-TTL: 5s\r\n\r\n",
+            "x",
+        ),
         ("mem 1", "mem.a", "", "1"),
         ("mem 2", "mem.a", "", "2"),
         ("mem full", "mem.a", "", "3"),

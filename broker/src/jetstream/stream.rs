@@ -654,6 +654,10 @@ impl Stream {
         let mut msg_id = None;
         let mut rollup = None;
         if !hdr.is_empty() {
+            if headers::get(hdr, "Nats-TTL").is_some() && !self.cfg.allow_msg_ttl {
+                let b = self.ack_err(ApiError::new(10166, 400, "per-message TTL is disabled"));
+                return self.reply_now(server, &reply, b);
+            }
             if let Some(s) = headers::get(hdr, "Nats-Expected-Stream") {
                 if s != self.name {
                     let b =
