@@ -1,0 +1,843 @@
+//! The operator against a real Kubernetes API server (1.20 from ../shared/k8s, or $KUBECONFIG):
+//! CRDs installed from crds/, the operator run in-process, e2e/examples/ applied; the children,
+//! owner references, conditions, pause and events of a NatsCluster; then a natrix-broker
+//! process standing in for the pods, and a Stream's create, update, drift correction, restore,
+//! verbatim errors, deletion (and preventDelete) through the JetStream API; the Lease.
+//!
+//! Skipped (passes with a message) unless NATRIX_K8S_E2E=1. With it set:
+//! - NATRIX_E2E_KUBECONFIG=<file> uses that cluster (the test works in its own namespace);
+//! - otherwise the test starts etcd + kube-apiserver + kube-controller-manager with
+//!   start-test-cluster.sh from NATRIX_K8S_SCRIPTS (default ../shared/k8s next to the repo)
+//!   and the binaries in NATRIX_K8S_BIN (default /var/cache/k8s-apiserver-build/bin, built by
+//!   build-kube-apiserver.sh), on free ports in a temporary directory; skipped when they are missing.
+//!
+//! The natrix-broker binary must be built (`cargo build -p natrix-broker`), or set NATRIX_BROKER_BIN.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use futures::FutureExt;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, OwnerReference};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, ResourceExt};
+use natrix_controller::context::{Context, Settings};
+use natrix_controller::crd::{NatsCluster, Stream};
+use natrix_controller::leader::LeaseLock;
+use natrix_controller::metrics::Metrics;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A test control plane started by start-test-cluster.sh; stopped (and its directory
+/// removed) on drop.
+struct TestCluster {
+    scripts: PathBuf,
+    dir: PathBuf,
+    kubeconfig: PathBuf,
+}
+
+impl TestCluster {
+    fn start(scripts: &Path, bin: &Path) -> TestCluster {
+        let dir = std::env::temp_dir().join(format!("natrix-k8s-e2e-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let ports: Vec<u16> = (0..3)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect::<Vec<_>>()
+            .iter()
+            .map(|l| l.local_addr().unwrap().port())
+            .collect();
+        let c = TestCluster {
+            scripts: scripts.to_path_buf(),
+            kubeconfig: dir.join("kubeconfig"),
+            dir,
+        };
+        let out = Command::new("bash")
+            .arg(scripts.join("start-test-cluster.sh"))
+            .env("D", &c.dir)
+            .env("BIN", bin)
+            .env("PORT", ports[0].to_string())
+            .env("ETCD_PORT", ports[1].to_string())
+            .env("ETCD_PEER_PORT", ports[2].to_string())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run start-test-cluster.sh");
+        assert!(
+            out.status.success(),
+            "start-test-cluster.sh failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        c
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(self.scripts.join("stop-test-cluster.sh"))
+            .env("D", &self.dir)
+            .status();
+        // Give etcd a moment to exit before its data directory goes.
+        std::thread::sleep(Duration::from_millis(500));
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A natrix-broker process with JetStream; killed on drop.
+struct Broker {
+    child: Child,
+    url: String,
+    dir: PathBuf,
+}
+
+impl Broker {
+    fn start() -> Broker {
+        let bin = std::env::var_os("NATRIX_BROKER_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                let exe = std::env::current_exe().unwrap();
+                exe.parent()
+                    .unwrap()
+                    .parent()
+                    .unwrap()
+                    .join("natrix-broker")
+            });
+        assert!(
+            bin.exists(),
+            "{} is missing: build it with `cargo build -p natrix-broker` (or set NATRIX_BROKER_BIN)",
+            bin.display()
+        );
+        let dir = std::env::temp_dir().join(format!("natrix-e2e-js-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut child = Command::new(&bin)
+            .args(["-js", "-sd"])
+            .arg(&dir)
+            .args(["-a", "127.0.0.1", "-p", "-1"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            const NEEDLE: &str = "Listening for client connections on ";
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(i) = line.find(NEEDLE) {
+                    let _ = tx.send(line[i + NEEDLE.len()..].trim().to_string());
+                }
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("natrix-broker did not report its client port");
+            }
+        };
+        Broker {
+            child,
+            url: format!("nats://{addr}"),
+            dir,
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Poll `f` until it returns Ok, panicking with its last error after WAIT.
+async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match f().await {
+            Ok(v) => return v,
+            Err(e) if Instant::now() > deadline => panic!("timed out waiting for {what}: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+}
+
+fn cond<'a>(conds: &'a [Condition], t: &str) -> Option<&'a Condition> {
+    conds.iter().find(|c| c.type_ == t)
+}
+
+fn show(conds: &[Condition]) -> String {
+    conds
+        .iter()
+        .map(|c| format!("{}={} {} ({})", c.type_, c.status, c.reason, c.message))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn strip_cel(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            m.remove("x-kubernetes-validations");
+            m.values_mut().for_each(strip_cel);
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(strip_cel),
+        _ => {}
+    }
+}
+
+/// The server's minor version, from gitVersion (`v1.20.2`; `minor` can be empty).
+async fn server_minor(client: &Client) -> u32 {
+    let info = client.apiserver_version().await.unwrap();
+    let from_git = info
+        .git_version
+        .trim_start_matches('v')
+        .split('.')
+        .nth(1)
+        .and_then(|m| m.parse().ok());
+    from_git
+        .or_else(|| info.minor.trim_end_matches('+').parse().ok())
+        .unwrap_or(99)
+}
+
+async fn install_crds(client: &Client) {
+    let minor = server_minor(client).await;
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(repo().join("crds")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut v: serde_json::Value = serde_norway::from_str(&text).unwrap();
+        if minor < 25 {
+            // No CEL before 1.25: the field is unknown to the schema there.
+            strip_cel(&mut v);
+        }
+        let crd: CustomResourceDefinition = serde_json::from_value(v).unwrap();
+        let name = crd.name_any();
+        api.patch(
+            &name,
+            &PatchParams::apply("natrix-e2e").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("installing {}: {e}", path.display()));
+        names.push(name);
+    }
+    for name in names {
+        eventually(&format!("CRD {name} established"), || async {
+            let crd = api.get(&name).await.map_err(|e| e.to_string())?;
+            let ok = crd
+                .status
+                .and_then(|s| s.conditions)
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True");
+            ok.then_some(())
+                .ok_or_else(|| "not established".to_string())
+        })
+        .await;
+    }
+}
+
+fn example<T: serde::de::DeserializeOwned>(file: &str, ns: &str) -> T {
+    let text = std::fs::read_to_string(repo().join("e2e/examples").join(file)).unwrap();
+    let mut v: serde_json::Value = serde_norway::from_str(&text).unwrap();
+    v["metadata"]["namespace"] = ns.into();
+    serde_json::from_value(v).unwrap()
+}
+
+fn owned_by(refs: &[OwnerReference], uid: &str) -> bool {
+    refs.iter().any(|o| {
+        o.uid == uid
+            && o.kind == "NatsCluster"
+            && o.api_version == "natrix.io/v1alpha1"
+            && o.controller == Some(true)
+    })
+}
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+/// The test's resources, whatever the outcome: the namespace is deleted at the end when the
+/// cluster is not ours.
+struct Setup {
+    client: Client,
+    ns: String,
+    _cluster: Option<TestCluster>,
+}
+
+async fn setup() -> Option<Setup> {
+    if std::env::var("NATRIX_K8S_E2E").ok().as_deref() != Some("1") {
+        eprintln!(
+            "SKIPPED: set NATRIX_K8S_E2E=1 to run the operator e2e against a Kubernetes API \
+             server (see the top of e2e/tests/operator.rs)"
+        );
+        return None;
+    }
+    let (kubeconfig, cluster) = match std::env::var_os("NATRIX_E2E_KUBECONFIG") {
+        Some(k) => (PathBuf::from(k), None),
+        None => {
+            let scripts = std::env::var_os("NATRIX_K8S_SCRIPTS")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| repo().join("../shared/k8s"));
+            let bin = std::env::var_os("NATRIX_K8S_BIN")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("/var/cache/k8s-apiserver-build/bin"));
+            let have = |p: &Path| p.exists();
+            if !have(&scripts.join("start-test-cluster.sh")) || !have(&bin.join("kube-apiserver")) {
+                eprintln!(
+                    "SKIPPED: no test cluster: need {}/start-test-cluster.sh and {}/kube-apiserver \
+                     (build it once with build-kube-apiserver.sh), or NATRIX_E2E_KUBECONFIG",
+                    scripts.display(),
+                    bin.display()
+                );
+                return None;
+            }
+            let c = tokio::task::spawn_blocking(move || TestCluster::start(&scripts, &bin))
+                .await
+                .unwrap();
+            (c.kubeconfig.clone(), Some(c))
+        }
+    };
+    let kc = Kubeconfig::read_from(&kubeconfig).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    let client = Client::try_from(config).unwrap();
+    let ns = format!("natrix-e2e-{}", std::process::id());
+    let nsapi: Api<Namespace> = Api::all(client.clone());
+    let mut n = Namespace::default();
+    n.metadata.name = Some(ns.clone());
+    nsapi.create(&PostParams::default(), &n).await.unwrap();
+    Some(Setup {
+        client,
+        ns,
+        _cluster: cluster,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_against_a_real_api_server() {
+    let Some(setup) = setup().await else {
+        return;
+    };
+    let started = Instant::now();
+    let result = std::panic::AssertUnwindSafe(run_operator_and_scenario(&setup.client, &setup.ns))
+        .catch_unwind()
+        .await;
+    if setup._cluster.is_none() {
+        let nsapi: Api<Namespace> = Api::all(setup.client.clone());
+        let _ = nsapi.delete(&setup.ns, &DeleteParams::default()).await;
+    }
+    drop(setup);
+    eprintln!("operator e2e took {:?}", started.elapsed());
+    if let Err(p) = result {
+        std::panic::resume_unwind(p);
+    }
+}
+
+/// CRDs, a broker, the operator in-process; the scenario; the operator stopped.
+async fn run_operator_and_scenario(client: &Client, ns: &str) {
+    install_crds(client).await;
+    let broker = tokio::task::spawn_blocking(Broker::start).await.unwrap();
+    let metrics = Arc::new(Metrics::default());
+    let (maddr, _srv) =
+        natrix_controller::metrics::serve("127.0.0.1:0".parse().unwrap(), metrics.clone())
+            .await
+            .unwrap();
+    let pdb_ar = natrix_controller::apply::pdb_resource(client).await;
+    let settings = Settings {
+        nats_urls: BTreeMap::from([(format!("{ns}/nats"), broker.url.clone())]),
+        stream_resync: Duration::from_secs(2),
+        ..Settings::default()
+    };
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        metrics.clone(),
+        pdb_ar.clone(),
+        settings,
+    ));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let operator = tokio::spawn(natrix_controller::operator::run(
+        ctx,
+        vec![ns.to_string()],
+        stop_rx,
+    ));
+    // Stops the operator even when the scenario panics.
+    struct Stop(tokio::sync::watch::Sender<bool>);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = self.0.send(true);
+        }
+    }
+    let stop = Stop(stop_tx);
+    scenario(client, ns, &broker, &pdb_ar, maddr).await;
+    drop(stop);
+    tokio::time::timeout(Duration::from_secs(15), operator)
+        .await
+        .expect("the operator stops on shutdown")
+        .unwrap();
+}
+
+async fn nats_cluster_status(
+    api: &Api<NatsCluster>,
+) -> Result<(NatsCluster, Vec<Condition>), String> {
+    let nc = api.get("nats").await.map_err(|e| e.to_string())?;
+    let conds = nc
+        .status
+        .as_ref()
+        .map(|s| s.common.conditions.clone())
+        .unwrap_or_default();
+    Ok((nc, conds))
+}
+
+async fn stream_ready(
+    api: &Api<Stream>,
+    name: &str,
+    status: &str,
+    reason: &str,
+) -> Result<Condition, String> {
+    let s = api.get(name).await.map_err(|e| e.to_string())?;
+    let conds = s.status.map(|s| s.common.conditions).unwrap_or_default();
+    match cond(&conds, "Ready") {
+        Some(c) if c.status == status && c.reason == reason => Ok(c.clone()),
+        _ => Err(show(&conds)),
+    }
+}
+
+async fn scenario(
+    client: &Client,
+    ns: &str,
+    broker: &Broker,
+    pdb_ar: &kube::core::ApiResource,
+    maddr: std::net::SocketAddr,
+) {
+    let pp = PostParams::default();
+    let ncs: Api<NatsCluster> = Api::namespaced(client.clone(), ns);
+    let nc: NatsCluster = example("natscluster.yaml", ns);
+    let nc = ncs.create(&pp, &nc).await.unwrap();
+    let uid = nc.metadata.uid.clone().unwrap();
+
+    // --- children ---
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let cm = eventually("ConfigMap nats-config", || async {
+        cms.get("nats-config").await.map_err(|e| e.to_string())
+    })
+    .await;
+    let conf = &cm.data.as_ref().unwrap()["nats.conf"];
+    assert!(conf.contains("jetstream"), "{conf}");
+    assert!(owned_by(cm.owner_references(), &uid));
+
+    let svcs: Api<Service> = Api::namespaced(client.clone(), ns);
+    let headless = eventually("headless Service", || async {
+        svcs.get("nats-headless").await.map_err(|e| e.to_string())
+    })
+    .await;
+    let hs = headless.spec.as_ref().unwrap();
+    assert_eq!(hs.cluster_ip.as_deref(), Some("None"));
+    let ports = hs.ports.as_ref().unwrap();
+    assert_eq!(ports.len(), 3);
+    assert!(ports.iter().all(|p| p.protocol.as_deref() == Some("TCP")));
+    assert!(owned_by(headless.owner_references(), &uid));
+    let clientsvc = eventually("client Service", || async {
+        svcs.get("nats").await.map_err(|e| e.to_string())
+    })
+    .await;
+    let cp = clientsvc.spec.as_ref().unwrap().ports.clone().unwrap();
+    assert_eq!(
+        (cp.len(), cp[0].port, cp[0].protocol.as_deref()),
+        (1, 4222, Some("TCP"))
+    );
+    assert!(owned_by(clientsvc.owner_references(), &uid));
+
+    let stss: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+    let sts = eventually("StatefulSet", || async {
+        stss.get("nats").await.map_err(|e| e.to_string())
+    })
+    .await;
+    assert!(owned_by(sts.owner_references(), &uid));
+    let spec = sts.spec.as_ref().unwrap();
+    assert_eq!(spec.replicas, Some(3));
+    let pod = spec.template.spec.as_ref().unwrap();
+    let cports = pod.containers[0].ports.as_ref().unwrap();
+    assert_eq!(cports.len(), 3);
+    assert!(cports.iter().all(|p| p.protocol.as_deref() == Some("TCP")));
+    assert_eq!(
+        spec.volume_claim_templates.as_ref().unwrap()[0]
+            .metadata
+            .name
+            .as_deref(),
+        Some("data")
+    );
+    let managers: Vec<_> = sts
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter_map(|m| m.manager.clone())
+        .collect();
+    assert!(
+        managers.iter().any(|m| m == "natrix-controller"),
+        "{managers:?}"
+    );
+
+    let pdbs: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, pdb_ar);
+    let pdb = eventually("PodDisruptionBudget", || async {
+        pdbs.get("nats").await.map_err(|e| e.to_string())
+    })
+    .await;
+    assert_eq!(pdb.data["spec"]["maxUnavailable"], 1);
+    assert!(owned_by(pdb.owner_references(), &uid));
+    let minor = server_minor(client).await;
+    if minor < 21 {
+        assert_eq!(pdb_ar.api_version, "policy/v1beta1");
+    }
+
+    // --- conditions: no kubelet, so the StatefulSet never reports: progressing, not ready ---
+    let (nc, conds) = eventually("NatsCluster status", || async {
+        let (nc, conds) = nats_cluster_status(&ncs).await?;
+        match cond(&conds, "Progressing") {
+            Some(c) if c.status == "True" => Ok((nc, conds)),
+            _ => Err(show(&conds)),
+        }
+    })
+    .await;
+    let st = nc.status.as_ref().unwrap();
+    assert_eq!(st.common.observed_generation, nc.metadata.generation);
+    assert!(st.config_hash.is_some());
+    assert_eq!(
+        cond(&conds, "Ready").unwrap().status,
+        "False",
+        "{}",
+        show(&conds)
+    );
+    assert_eq!(cond(&conds, "Ready").unwrap().reason, "RollingOut");
+    assert_eq!(
+        cond(&conds, "ReconciliationPaused").unwrap().status,
+        "False"
+    );
+    assert_eq!(cond(&conds, "Degraded").unwrap().status, "False");
+
+    // The StatefulSet reports all pods ready (as the StatefulSet controller would): Ready.
+    let sts = stss.get("nats").await.unwrap();
+    let gen = sts.metadata.generation.unwrap();
+    stss.patch_status(
+        "nats",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"status": {
+            "observedGeneration": gen, "replicas": 3, "readyReplicas": 3, "currentReplicas": 3,
+            "updatedReplicas": 3, "currentRevision": "nats-1", "updateRevision": "nats-1"}})),
+    )
+    .await
+    .unwrap();
+    eventually("NatsCluster Ready", || async {
+        let (nc, conds) = nats_cluster_status(&ncs).await?;
+        let ready = cond(&conds, "Ready")
+            .is_some_and(|c| c.status == "True" && c.reason == "AllReplicasReady");
+        let progressing = cond(&conds, "Progressing").is_some_and(|c| c.status == "False");
+        let counted = nc.status.as_ref().and_then(|s| s.ready_replicas) == Some(3);
+        (ready && progressing && counted)
+            .then_some(())
+            .ok_or_else(|| show(&conds))
+    })
+    .await;
+
+    // A deleted child comes back.
+    cms.delete("nats-config", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("ConfigMap restored", || async {
+        let cm = cms.get("nats-config").await.map_err(|e| e.to_string())?;
+        (cm.metadata.deletion_timestamp.is_none() && owned_by(cm.owner_references(), &uid))
+            .then_some(())
+            .ok_or_else(|| "not yet".to_string())
+    })
+    .await;
+
+    // --- pause: only the paused condition is written ---
+    ncs.patch(
+        "nats",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"spec": {"paused": true, "replicas": 5}})),
+    )
+    .await
+    .unwrap();
+    eventually("ReconciliationPaused", || async {
+        let (_, conds) = nats_cluster_status(&ncs).await?;
+        cond(&conds, "ReconciliationPaused")
+            .filter(|c| c.status == "True" && c.reason == "SpecPaused")
+            .map(|_| ())
+            .ok_or_else(|| show(&conds))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        stss.get("nats").await.unwrap().spec.unwrap().replicas,
+        Some(3)
+    );
+    ncs.patch(
+        "nats",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"spec": {"paused": false}})),
+    )
+    .await
+    .unwrap();
+    eventually("resumed and scaled to 5", || async {
+        let (_, conds) = nats_cluster_status(&ncs).await?;
+        let sts = stss.get("nats").await.map_err(|e| e.to_string())?;
+        let unpaused = cond(&conds, "ReconciliationPaused").is_some_and(|c| c.status == "False");
+        (unpaused && sts.spec.unwrap().replicas == Some(5))
+            .then_some(())
+            .ok_or_else(|| show(&conds))
+    })
+    .await;
+
+    // Events for the decisions.
+    let events: Api<Event> = Api::namespaced(client.clone(), ns);
+    eventually("events", || async {
+        let list = events
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        let reasons: Vec<String> = list
+            .items
+            .iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("nats"))
+            .filter_map(|e| e.reason.clone())
+            .collect();
+        ["Created", "Ready", "Paused", "Resumed"]
+            .iter()
+            .all(|r| reasons.iter().any(|x| x == r))
+            .then_some(())
+            .ok_or_else(|| format!("{reasons:?}"))
+    })
+    .await;
+
+    // --- Stream ---
+    let nats = async_nats::connect(&broker.url).await.unwrap();
+    let js = async_nats::jetstream::new(nats);
+    let streams: Api<Stream> = Api::namespaced(client.clone(), ns);
+    let s: Stream = example("stream.yaml", ns);
+    streams.create(&pp, &s).await.unwrap();
+    eventually("Stream created", || async {
+        stream_ready(&streams, "orders", "True", "Created").await
+    })
+    .await;
+    let info = js.get_stream("ORDERS").await.unwrap().cached_info().clone();
+    assert_eq!(info.config.subjects, vec!["orders.>"]);
+    assert_eq!(info.config.max_messages, 100_000);
+    assert_eq!(info.config.max_age, Duration::from_secs(86_400));
+    assert_eq!(
+        info.config.storage,
+        async_nats::jetstream::stream::StorageType::File
+    );
+    assert_eq!(
+        info.config.description.as_deref(),
+        Some("orders from the shop")
+    );
+    let s = streams.get("orders").await.unwrap();
+    assert!(s.finalizers().iter().any(|f| f == "natrix.io/stream"));
+
+    // Editing the CR updates the stream.
+    streams
+        .patch(
+            "orders",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"maxMsgs": 500, "subjects": ["orders.>", "returns.>"]}})),
+        )
+        .await
+        .unwrap();
+    let c = eventually("Stream updated", || async {
+        stream_ready(&streams, "orders", "True", "Updated").await
+    })
+    .await;
+    assert!(
+        c.message.contains("max_msgs: server 100000, spec 500"),
+        "{}",
+        c.message
+    );
+    let info = js.get_stream("ORDERS").await.unwrap().cached_info().clone();
+    assert_eq!(info.config.max_messages, 500);
+    assert_eq!(info.config.subjects.len(), 2);
+
+    // Changed behind the operator's back: put back at the next resync.
+    let mut changed = info.config.clone();
+    changed.max_messages = 7;
+    js.update_stream(&changed).await.unwrap();
+    let c = eventually("drift corrected", || async {
+        stream_ready(&streams, "orders", "True", "DriftCorrected").await
+    })
+    .await;
+    assert!(
+        c.message.contains("max_msgs: server 7, spec 500"),
+        "{}",
+        c.message
+    );
+    assert_eq!(
+        js.get_stream("ORDERS")
+            .await
+            .unwrap()
+            .cached_info()
+            .config
+            .max_messages,
+        500
+    );
+
+    // Deleted behind the operator's back: restored.
+    js.delete_stream("ORDERS").await.unwrap();
+    eventually("stream restored", || async {
+        stream_ready(&streams, "orders", "True", "Restored").await
+    })
+    .await;
+    assert_eq!(
+        js.get_stream("ORDERS")
+            .await
+            .unwrap()
+            .cached_info()
+            .config
+            .max_messages,
+        500
+    );
+
+    // A JetStream API error lands verbatim in the condition.
+    let mut clash: Stream = example("stream.yaml", ns);
+    clash.metadata.name = Some("clash".into());
+    clash.spec.name = "CLASH".into();
+    streams.create(&pp, &clash).await.unwrap();
+    let c = eventually("create error", || async {
+        stream_ready(&streams, "clash", "False", "CreateFailed").await
+    })
+    .await;
+    assert!(
+        c.message
+            .contains("subjects overlap with an existing stream")
+            && c.message.contains("error code 10065"),
+        "{}",
+        c.message
+    );
+    streams
+        .delete("clash", &DeleteParams::default())
+        .await
+        .unwrap();
+
+    // preventDelete: the CR goes, the stream stays.
+    let mut keep: Stream = example("stream.yaml", ns);
+    keep.metadata.name = Some("keep".into());
+    keep.spec.name = "KEEP".into();
+    keep.spec.subjects = vec!["keep.>".into()];
+    keep.spec.prevent_delete = true;
+    streams.create(&pp, &keep).await.unwrap();
+    eventually("KEEP created", || async {
+        stream_ready(&streams, "keep", "True", "Created").await
+    })
+    .await;
+    streams
+        .delete("keep", &DeleteParams::default())
+        .await
+        .unwrap();
+
+    // Deleting the CR deletes the stream, then the finalizer goes.
+    streams
+        .delete("orders", &DeleteParams::default())
+        .await
+        .unwrap();
+    for name in ["orders", "keep", "clash"] {
+        eventually(&format!("Stream {name} gone"), || async {
+            match streams.get_opt(name).await.map_err(|e| e.to_string())? {
+                None => Ok(()),
+                Some(s) => Err(format!("still there, finalizers {:?}", s.finalizers())),
+            }
+        })
+        .await;
+    }
+    assert!(
+        js.get_stream("ORDERS").await.is_err(),
+        "ORDERS should be deleted"
+    );
+    assert!(
+        js.get_stream("KEEP").await.is_ok(),
+        "KEEP should be kept (preventDelete)"
+    );
+
+    // Metrics and health on the operator's own port.
+    let m = http_get(maddr, "/metrics").await;
+    for ctl in ["natscluster", "stream"] {
+        let line = m
+            .lines()
+            .find(|l| {
+                l.starts_with(&format!(
+                    "natrix_controller_reconciliations_total{{controller=\"{ctl}\"}}"
+                ))
+            })
+            .unwrap_or_else(|| panic!("no {ctl} count in {m}"));
+        let n: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(n > 0, "{line}");
+    }
+    assert!(http_get(maddr, "/healthz").await.ends_with("ok"));
+
+    // Leader election: one holder at a time; released, the other takes over.
+    let a = LeaseLock::new(
+        client.clone(),
+        ns,
+        "natrix-e2e",
+        "a",
+        Duration::from_secs(15),
+    );
+    let b = LeaseLock::new(
+        client.clone(),
+        ns,
+        "natrix-e2e",
+        "b",
+        Duration::from_secs(15),
+    );
+    assert!(a.try_acquire_or_renew().await.unwrap());
+    assert!(!b.try_acquire_or_renew().await.unwrap());
+    assert!(a.try_acquire_or_renew().await.unwrap());
+    a.release().await.unwrap();
+    assert!(b.try_acquire_or_renew().await.unwrap());
+    assert!(!a.try_acquire_or_renew().await.unwrap());
+
+    // Owner references at work: deleting the NatsCluster garbage-collects its children
+    // (needs kube-controller-manager's garbage collector).
+    ncs.delete("nats", &DeleteParams::foreground())
+        .await
+        .unwrap();
+    eventually("children garbage-collected", || async {
+        let sts = stss.get_opt("nats").await.map_err(|e| e.to_string())?;
+        let cm = cms
+            .get_opt("nats-config")
+            .await
+            .map_err(|e| e.to_string())?;
+        (sts.is_none() && cm.is_none())
+            .then_some(())
+            .ok_or_else(|| "still there".to_string())
+    })
+    .await;
+}
