@@ -290,6 +290,7 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
 struct Setup {
     client: Client,
     ns: String,
+    kubeconfig: PathBuf,
     _cluster: Option<TestCluster>,
 }
 
@@ -327,6 +328,7 @@ async fn setup() -> Option<Setup> {
         }
     };
     let kc = Kubeconfig::read_from(&kubeconfig).unwrap();
+    let kubeconfig = kubeconfig.canonicalize().unwrap_or(kubeconfig);
     let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
         .await
         .unwrap();
@@ -339,6 +341,7 @@ async fn setup() -> Option<Setup> {
     Some(Setup {
         client,
         ns,
+        kubeconfig,
         _cluster: cluster,
     })
 }
@@ -349,9 +352,12 @@ async fn operator_against_a_real_api_server() {
         return;
     };
     let started = Instant::now();
-    let result = std::panic::AssertUnwindSafe(run_operator_and_scenario(&setup.client, &setup.ns))
-        .catch_unwind()
-        .await;
+    let result = std::panic::AssertUnwindSafe(async {
+        run_operator_and_scenario(&setup.client, &setup.ns).await;
+        the_binary(&setup.client, &setup.ns, &setup.kubeconfig).await;
+    })
+    .catch_unwind()
+    .await;
     if setup._cluster.is_none() {
         let nsapi: Api<Namespace> = Api::all(setup.client.clone());
         let _ = nsapi.delete(&setup.ns, &DeleteParams::default()).await;
@@ -404,6 +410,135 @@ async fn run_operator_and_scenario(client: &Client, ns: &str) {
         .await
         .expect("the operator stops on shutdown")
         .unwrap();
+}
+
+/// The natrix-controller binary Cargo built next to this test, or NATRIX_CONTROLLER_BIN.
+fn controller_bin() -> PathBuf {
+    let bin = std::env::var_os("NATRIX_CONTROLLER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let exe = std::env::current_exe().unwrap();
+            exe.parent()
+                .unwrap()
+                .parent()
+                .unwrap()
+                .join("natrix-controller")
+        });
+    assert!(
+        bin.exists(),
+        "{} is missing: build it with `cargo build -p natrix-controller` (or set NATRIX_CONTROLLER_BIN)",
+        bin.display()
+    );
+    bin
+}
+
+/// The binary as a child process: flags, leader election with a Lease, /healthz and
+/// /metrics on its own port, reconciling, and a SIGTERM that releases the Lease.
+async fn the_binary(client: &Client, ns: &str, kubeconfig: &Path) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let maddr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut child = Command::new(controller_bin())
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(["--namespace", ns, "--metrics-addr", &maddr.to_string()])
+        .args([
+            "--leader-elect",
+            "--lease-namespace",
+            ns,
+            "--identity",
+            "e2e-binary",
+        ])
+        .args(["--lease-seconds", "6"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let log = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    struct Kill(Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let pid = child.id();
+    let mut child = Kill(child);
+    let logs = || log.lock().unwrap().join("\n");
+
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(client.clone(), ns);
+    eventually("the binary holds the Lease", || async {
+        let l = leases
+            .get_opt("natrix-controller")
+            .await
+            .map_err(|e| e.to_string())?;
+        let holder = l.and_then(|l| l.spec).and_then(|s| s.holder_identity);
+        (holder.as_deref() == Some("e2e-binary"))
+            .then_some(())
+            .ok_or_else(|| format!("holder {holder:?}; log:\n{}", logs()))
+    })
+    .await;
+    eventually("/healthz and /metrics", || async {
+        let h = tokio::time::timeout(Duration::from_secs(2), http_get(maddr, "/healthz"))
+            .await
+            .map_err(|_| "timeout".to_string())?;
+        let m = http_get(maddr, "/metrics").await;
+        (h.ends_with("ok") && m.contains("natrix_controller_leader 1"))
+            .then_some(())
+            .ok_or_else(|| format!("{h}\n{m}"))
+    })
+    .await;
+
+    // It reconciles: a new NatsCluster gets its children.
+    let ncs: Api<NatsCluster> = Api::namespaced(client.clone(), ns);
+    let mut nc: NatsCluster = example("natscluster.yaml", ns);
+    nc.metadata.name = Some("bin".into());
+    ncs.create(&PostParams::default(), &nc).await.unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    eventually("the binary's ConfigMap", || async {
+        cms.get("bin-config")
+            .await
+            .map_err(|e| format!("{e}; log:\n{}", logs()))
+    })
+    .await;
+
+    // SIGTERM: exits 0 and releases the Lease.
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(st) = child.0.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no exit after SIGTERM; log:\n{}",
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "{status}; log:\n{}", logs());
+    let lease = leases.get("natrix-controller").await.unwrap();
+    assert_eq!(
+        lease.spec.unwrap().holder_identity,
+        None,
+        "Lease not released"
+    );
 }
 
 async fn nats_cluster_status(

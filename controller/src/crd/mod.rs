@@ -79,8 +79,19 @@ pub fn crd_yaml(crd: &CustomResourceDefinition) -> Result<String, serde_norway::
     serde_norway::to_string(crd)
 }
 
+/// Why the CRDs could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteCrdsError {
+    /// Creating the directory or writing a file failed.
+    #[error("writing CRDs: {0}")]
+    Io(#[from] std::io::Error),
+    /// Serializing a CRD failed.
+    #[error("serializing a CRD: {0}")]
+    Yaml(#[from] serde_norway::Error),
+}
+
 /// Write every CRD into `dir` (one file each); returns the paths written.
-pub fn write_crds(dir: &std::path::Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
+pub fn write_crds(dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>, WriteCrdsError> {
     std::fs::create_dir_all(dir)?;
     let mut out = Vec::new();
     for (file, crd) in all_crds() {
