@@ -1,6 +1,7 @@
 //! Natrix operator: custom resources, the pure rendering of a NatsCluster's objects, and the
-//! NatsCluster and Stream reconcilers.
+//! NatsCluster and Stream reconcilers (Accounts: status only).
 
+pub mod account;
 pub mod apply;
 pub mod cluster;
 pub mod conditions;

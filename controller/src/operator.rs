@@ -1,4 +1,4 @@
-//! Run the NatsCluster and Stream controllers until shutdown.
+//! Run the NatsCluster, Stream and (status-only) Account controllers until shutdown.
 
 use std::sync::Arc;
 
@@ -12,8 +12,8 @@ use kube::Client;
 use tokio::sync::watch;
 
 use crate::context::Context;
-use crate::crd::{NatsCluster, Stream};
-use crate::{cluster, stream};
+use crate::crd::{Account, NatsCluster, Stream};
+use crate::{account, cluster, stream};
 
 fn api<K>(client: &Client, ns: Option<&str>) -> Api<K>
 where
@@ -40,7 +40,7 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
     }
 }
 
-/// Run both controllers for each namespace (all namespaces when `namespaces` is empty)
+/// Run the controllers for each namespace (all namespaces when `namespaces` is empty)
 /// until `shutdown` becomes true.
 pub async fn run(ctx: Arc<Context>, namespaces: Vec<String>, shutdown: watch::Receiver<bool>) {
     let scopes: Vec<Option<String>> = if namespaces.is_empty() {
@@ -75,7 +75,16 @@ pub async fn run(ctx: Arc<Context>, namespaces: Vec<String>, shutdown: watch::Re
                     Err(e) => tracing::debug!("Stream reconcile: {e}"),
                 }
             });
+        let accounts = Controller::new(api::<Account>(&client, ns), watcher::Config::default())
+            .graceful_shutdown_on(stopped(shutdown.clone()))
+            .run(account::reconcile, account::error_policy, ctx.clone())
+            .for_each(|res| async move {
+                if let Err(e) = res {
+                    tracing::debug!("Account reconcile: {e}");
+                }
+            });
         tasks.push(tokio::spawn(clusters));
+        tasks.push(tokio::spawn(accounts));
         tasks.push(tokio::spawn(streams));
     }
     for t in tasks {

@@ -921,6 +921,25 @@ async fn scenario(
         "KEEP should be kept (preventDelete)"
     );
 
+    // Accounts are status-only for now: they say so.
+    let accounts: Api<natrix_controller::crd::Account> = Api::namespaced(client.clone(), ns);
+    let acc: natrix_controller::crd::Account = serde_json::from_value(serde_json::json!({
+        "apiVersion": "natrix.io/v1alpha1", "kind": "Account",
+        "metadata": {"name": "team-a", "namespace": ns},
+        "spec": {"clusterRef": {"name": "nats"}},
+    }))
+    .unwrap();
+    accounts.create(&pp, &acc).await.unwrap();
+    eventually("Account status", || async {
+        let a = accounts.get("team-a").await.map_err(|e| e.to_string())?;
+        let conds = a.status.map(|s| s.common.conditions).unwrap_or_default();
+        cond(&conds, "Ready")
+            .filter(|c| c.status == "False" && c.reason == "NotImplemented")
+            .map(|_| ())
+            .ok_or_else(|| show(&conds))
+    })
+    .await;
+
     // Metrics and health on the operator's own port.
     let m = http_get(maddr, "/metrics").await;
     for ctl in ["natscluster", "stream"] {
