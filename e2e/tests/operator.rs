@@ -353,7 +353,7 @@ async fn operator_against_a_real_api_server() {
     };
     let started = Instant::now();
     let result = std::panic::AssertUnwindSafe(async {
-        run_operator_and_scenario(&setup.client, &setup.ns).await;
+        run_operator_and_scenario(&setup.client, &setup.ns, &setup.kubeconfig).await;
         the_binary(&setup.client, &setup.ns, &setup.kubeconfig).await;
     })
     .catch_unwind()
@@ -370,22 +370,25 @@ async fn operator_against_a_real_api_server() {
 }
 
 /// CRDs, a broker, the operator in-process; the scenario; the operator stopped.
-async fn run_operator_and_scenario(client: &Client, ns: &str) {
+async fn run_operator_and_scenario(client: &Client, ns: &str, kubeconfig: &Path) {
     install_crds(client).await;
+    // The operator runs as the ServiceAccount of e2e/examples/operator-rbac.yaml: the
+    // ClusterRole there is what it needs.
+    let operator_client = operator_rbac(client, ns, kubeconfig).await;
     let broker = tokio::task::spawn_blocking(Broker::start).await.unwrap();
     let metrics = Arc::new(Metrics::default());
     let (maddr, _srv) =
         natrix_controller::metrics::serve("127.0.0.1:0".parse().unwrap(), metrics.clone())
             .await
             .unwrap();
-    let pdb_ar = natrix_controller::apply::pdb_resource(client).await;
+    let pdb_ar = natrix_controller::apply::pdb_resource(&operator_client).await;
     let settings = Settings {
         nats_urls: BTreeMap::from([(format!("{ns}/nats"), broker.url.clone())]),
         stream_resync: Duration::from_secs(2),
         ..Settings::default()
     };
     let ctx = Arc::new(Context::new(
-        client.clone(),
+        operator_client,
         metrics.clone(),
         pdb_ar.clone(),
         settings,
@@ -410,6 +413,46 @@ async fn run_operator_and_scenario(client: &Client, ns: &str) {
         .await
         .expect("the operator stops on shutdown")
         .unwrap();
+}
+
+/// Apply operator-rbac.yaml (its ServiceAccount in `ns`) and return a client impersonating
+/// that ServiceAccount.
+async fn operator_rbac(client: &Client, ns: &str, kubeconfig: &Path) -> Client {
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+    use serde::Deserialize;
+    let text = std::fs::read_to_string(repo().join("e2e/examples/operator-rbac.yaml")).unwrap();
+    let apply = PatchParams::apply("natrix-e2e").force();
+    for doc in serde_norway::Deserializer::from_str(&text) {
+        let mut v = serde_json::Value::deserialize(doc).unwrap();
+        let name = v["metadata"]["name"].as_str().unwrap().to_string();
+        match v["kind"].as_str().unwrap() {
+            "ServiceAccount" => {
+                v["metadata"]["namespace"] = ns.into();
+                let sa: ServiceAccount = serde_json::from_value(v).unwrap();
+                let api: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
+                api.patch(&name, &apply, &Patch::Apply(&sa)).await.unwrap();
+            }
+            "ClusterRole" => {
+                let r: ClusterRole = serde_json::from_value(v).unwrap();
+                let api: Api<ClusterRole> = Api::all(client.clone());
+                api.patch(&name, &apply, &Patch::Apply(&r)).await.unwrap();
+            }
+            "ClusterRoleBinding" => {
+                v["subjects"][0]["namespace"] = ns.into();
+                let b: ClusterRoleBinding = serde_json::from_value(v).unwrap();
+                let api: Api<ClusterRoleBinding> = Api::all(client.clone());
+                api.patch(&name, &apply, &Patch::Apply(&b)).await.unwrap();
+            }
+            k => panic!("unexpected {k} in operator-rbac.yaml"),
+        }
+    }
+    let kc = Kubeconfig::read_from(kubeconfig).unwrap();
+    let mut config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    config.auth_info.impersonate = Some(format!("system:serviceaccount:{ns}:natrix-controller"));
+    Client::try_from(config).unwrap()
 }
 
 /// The natrix-controller binary Cargo built next to this test, or NATRIX_CONTROLLER_BIN.
