@@ -32,6 +32,21 @@ fn dyn_api(client: &Client, ns: Option<&str>, ar: &kube::core::ApiResource) -> A
     }
 }
 
+/// Reconcile failures are logged by the error policies; watch failures (a missing CRD,
+/// no permission) are logged here.
+fn log_error<E, Q>(kind: &str, e: &kube::runtime::controller::Error<E, Q>)
+where
+    E: std::error::Error + 'static,
+    Q: std::error::Error + 'static,
+{
+    use kube::runtime::controller::Error;
+    match e {
+        Error::ReconcilerFailed(..) => {}
+        Error::ObjectNotFound(o) => tracing::debug!("{kind} {o} is gone"),
+        other => tracing::warn!("{kind} controller: {other}"),
+    }
+}
+
 async fn stopped(mut rx: watch::Receiver<bool>) {
     while !*rx.borrow() {
         if rx.changed().await.is_err() {
@@ -63,7 +78,7 @@ pub async fn run(ctx: Arc<Context>, namespaces: Vec<String>, shutdown: watch::Re
             .for_each(|res| async move {
                 match res {
                     Ok((o, _)) => tracing::debug!("reconciled NatsCluster {o}"),
-                    Err(e) => tracing::debug!("NatsCluster reconcile: {e}"),
+                    Err(e) => log_error("NatsCluster", &e),
                 }
             });
         let streams = Controller::new(api::<Stream>(&client, ns), wc)
@@ -72,7 +87,7 @@ pub async fn run(ctx: Arc<Context>, namespaces: Vec<String>, shutdown: watch::Re
             .for_each(|res| async move {
                 match res {
                     Ok((o, _)) => tracing::debug!("reconciled Stream {o}"),
-                    Err(e) => tracing::debug!("Stream reconcile: {e}"),
+                    Err(e) => log_error("Stream", &e),
                 }
             });
         let accounts = Controller::new(api::<Account>(&client, ns), watcher::Config::default())
@@ -80,7 +95,7 @@ pub async fn run(ctx: Arc<Context>, namespaces: Vec<String>, shutdown: watch::Re
             .run(account::reconcile, account::error_policy, ctx.clone())
             .for_each(|res| async move {
                 if let Err(e) = res {
-                    tracing::debug!("Account reconcile: {e}");
+                    log_error("Account", &e);
                 }
             });
         tasks.push(tokio::spawn(clusters));

@@ -797,6 +797,22 @@ async fn scenario(
     })
     .await;
 
+    // podDisruptionBudget.enabled: false deletes the PDB we made.
+    ncs.patch(
+        "nats",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"spec": {"podDisruptionBudget": {"enabled": false}}})),
+    )
+    .await
+    .unwrap();
+    eventually("PDB deleted", || async {
+        match pdbs.get_opt("nats").await.map_err(|e| e.to_string())? {
+            None => Ok(()),
+            Some(_) => Err("still there".to_string()),
+        }
+    })
+    .await;
+
     // Events for the decisions.
     let events: Api<Event> = Api::namespaced(client.clone(), ns);
     eventually("events", || async {
@@ -810,11 +826,17 @@ async fn scenario(
             .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("nats"))
             .filter_map(|e| e.reason.clone())
             .collect();
-        ["Created", "Ready", "Paused", "Resumed"]
-            .iter()
-            .all(|r| reasons.iter().any(|x| x == r))
-            .then_some(())
-            .ok_or_else(|| format!("{reasons:?}"))
+        [
+            "Created",
+            "Ready",
+            "Paused",
+            "Resumed",
+            "PodDisruptionBudgetDeleted",
+        ]
+        .iter()
+        .all(|r| reasons.iter().any(|x| x == r))
+        .then_some(())
+        .ok_or_else(|| format!("{reasons:?}"))
     })
     .await;
 
