@@ -216,3 +216,34 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags() {
+        let a = Args::try_parse_from([
+            "natrix-controller",
+            "--namespace",
+            "a,b",
+            "--namespace",
+            "c",
+            "--nats-url",
+            "a/nats=nats://127.0.0.1:4222",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--leader-elect",
+            "--log-level",
+            "debug",
+        ])
+        .unwrap();
+        assert_eq!(a.namespace, vec!["a", "b", "c"]);
+        assert!(a.leader_elect);
+        assert_eq!(a.log_level, tracing::Level::DEBUG);
+        assert_eq!(a.stream_resync_seconds, 30);
+        let urls = Settings::parse_nats_urls(&a.nats_url).unwrap();
+        assert_eq!(urls["a/nats"], "nats://127.0.0.1:4222");
+        assert!(Args::try_parse_from(["natrix-controller", "--metrics-addr", "nope"]).is_err());
+    }
+}
