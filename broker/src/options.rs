@@ -66,6 +66,9 @@ pub struct Options {
     pub trusted_operators: Vec<String>,
     /// `resolver: MEMORY`: accounts come only from `resolver_preload`.
     pub memory_resolver: bool,
+    /// `resolver: { type: full, dir, allow_delete, ... }`: the nats-resolver, account JWTs
+    /// stored as files and updated through the system account.
+    pub full_resolver: Option<FullResolverOptions>,
     /// `resolver_preload`: account public key and account JWT, in config order.
     pub resolver_preload: Vec<(String, String)>,
     /// `cluster { ... }` / `--cluster`, `--routes`: core NATS clustering over routes.
@@ -122,6 +125,17 @@ impl Default for JsAccountLimits {
             max_consumers: -1,
         }
     }
+}
+
+/// The nats-resolver's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FullResolverOptions {
+    /// Where account JWTs are stored (`<dir>/<account>.jwt`).
+    pub dir: std::path::PathBuf,
+    /// Whether `$SYS.REQ.CLAIMS.DELETE` may remove accounts.
+    pub allow_delete: bool,
+    /// How many JWTs the store holds (nats-server's `limit`).
+    pub limit: i64,
 }
 
 /// `cluster { name, listen, host, port, routes, advertise, no_advertise, connect_retries }`.
@@ -339,6 +353,7 @@ impl Default for Options {
             trusted_operators: Vec::new(),
             memory_resolver: false,
             resolver_preload: Vec::new(),
+            full_resolver: None,
             cluster: None,
             jetstream: None,
         }

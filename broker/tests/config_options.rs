@@ -158,7 +158,6 @@ fn unsupported_keys_fail_with_position() {
         "mqtt",
         "operator",
         "trusted",
-        "resolver",
         "resolver_preload",
         "syslog",
         "remote_syslog",
@@ -180,6 +179,8 @@ fn unsupported_keys_fail_with_position() {
             "{k}"
         );
     }
+    // Resolvers other than MEMORY and the nats-resolver (`type: full`) are refused.
+    assert!(err("resolver: { type: cache, dir: d }").contains("\"cache\" is not supported yet"));
     // JetStream settings this broker does not implement fail the same way.
     assert_eq!(
         err("JetStream: {\n  cipher: aes\n}"),

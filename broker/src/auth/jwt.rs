@@ -19,6 +19,18 @@ pub fn load_accounts(opts: &Options) -> Result<Vec<AccountClaims>, AuthError> {
         .filter_map(|t| natrix_jwt::decode_as::<natrix_jwt::Operator>(t).ok())
         .collect();
     let mut out = Vec::new();
+    // The nats-resolver's stored JWTs come first; a preload of the same account overrides them
+    // only if the store has nothing newer (checked below by issue time).
+    let mut stored: Vec<AccountClaims> = Vec::new();
+    if let Some(r) = &opts.full_resolver {
+        for (key, jwt) in stored_jwts(&r.dir) {
+            match verify_any(&jwt, &operators) {
+                Ok(c) if c.sub == key => stored.push(c),
+                Ok(c) => tracing::warn!("resolver: {key}.jwt holds account {}; ignored", c.sub),
+                Err(e) => tracing::warn!("resolver: {key}.jwt is not valid: {e}; ignored"),
+            }
+        }
+    }
     for (key, jwt) in &opts.resolver_preload {
         let fail = |msg: String| AuthError::AccountJwt(key.clone(), msg);
         let mut last = String::from("no trusted operator");
@@ -38,7 +50,47 @@ pub fn load_accounts(opts: &Options) -> Result<Vec<AccountClaims>, AuthError> {
         }
         out.push(claims);
     }
+    for c in stored {
+        match out.iter_mut().find(|p| p.sub == c.sub) {
+            Some(p) if p.iat < c.iat => *p = c,
+            Some(_) => {}
+            None => out.push(c),
+        }
+    }
     Ok(out)
+}
+
+/// Verifies an account JWT against any trusted operator.
+pub fn verify_any(
+    jwt: &str,
+    operators: &[natrix_jwt::OperatorClaims],
+) -> Result<AccountClaims, String> {
+    let mut last = String::from("no trusted operator");
+    for op in operators {
+        match natrix_jwt::verify_account(jwt, op) {
+            Ok(c) => return Ok(c),
+            Err(e) => last = e.to_string(),
+        }
+    }
+    Err(last)
+}
+
+/// The `<account>.jwt` files of a resolver directory: (account, JWT).
+pub fn stored_jwts(dir: &std::path::Path) -> Vec<(String, String)> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut v: Vec<(String, String)> = rd
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let key = name.strip_suffix(".jwt")?.to_string();
+            let jwt = std::fs::read_to_string(e.path()).ok()?;
+            Some((key, jwt.trim().to_string()))
+        })
+        .collect();
+    v.sort();
+    v
 }
 
 /// The accounts user JWTs may name, with their claims.

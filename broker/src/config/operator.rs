@@ -48,6 +48,7 @@ pub(super) fn apply(entries: &[&Entry], opts: &mut Options) -> Result<(), Config
             },
             "resolver" => match &e.value.kind {
                 Kind::String(s) if s.eq_ignore_ascii_case("MEMORY") => opts.memory_resolver = true,
+                Kind::Map(m) => opts.full_resolver = Some(full_resolver(e, m)?),
                 _ => return Err(unsupported(e)),
             },
             "resolver_preload" => preload = Some(*e),
@@ -55,8 +56,8 @@ pub(super) fn apply(entries: &[&Entry], opts: &mut Options) -> Result<(), Config
         }
     }
     if let Some(e) = preload {
-        // Only the memory resolver is implemented; a preload for any other is not.
-        if !opts.memory_resolver {
+        // URL resolvers are not implemented; preloads go with the memory and full resolvers.
+        if !opts.memory_resolver && opts.full_resolver.is_none() {
             return Err(unsupported(e));
         }
         let Kind::Map(m) = &e.value.kind else {
@@ -68,18 +69,51 @@ pub(super) fn apply(entries: &[&Entry], opts: &mut Options) -> Result<(), Config
                 .push((a.key.clone(), jwt.trim().to_string()));
         }
     }
-    if opts.memory_resolver && opts.trusted_operators.is_empty() {
+    let has_resolver = opts.memory_resolver || opts.full_resolver.is_some();
+    if has_resolver && opts.trusted_operators.is_empty() {
         if let Some(e) = entries.first() {
             return Err(bad(e, "resolver requires an operator"));
         }
     }
-    if !opts.trusted_operators.is_empty() && !opts.memory_resolver {
+    if !opts.trusted_operators.is_empty() && !has_resolver {
         if let Some(e) = entries.first() {
             return Err(bad(
                 e,
-                "operator mode requires a resolver (only MEMORY is supported)",
+                "operator mode requires a resolver (MEMORY or { type: full })",
             ));
         }
     }
     Ok(())
+}
+
+/// `resolver: { type: full, dir, allow_delete, interval, limit, timeout }`.
+fn full_resolver(
+    e: &Entry,
+    m: &super::value::Map,
+) -> Result<crate::options::FullResolverOptions, ConfigError> {
+    let mut r = crate::options::FullResolverOptions {
+        dir: std::path::PathBuf::from("."),
+        allow_delete: false,
+        limit: 1000,
+    };
+    let mut kind = None;
+    for f in &m.entries {
+        match f.key.to_lowercase().as_str() {
+            "type" => kind = Some(get_str(f)?.to_lowercase()),
+            "dir" => r.dir = get_str(f)?.into(),
+            "allow_delete" => r.allow_delete = super::options_map::get_bool(f)?,
+            "limit" => r.limit = super::options_map::get_int(f)?,
+            // Both only matter between clustered servers (lookups and syncs).
+            "interval" | "timeout" => {
+                get_str(f)?;
+            }
+            _ => return Err(unsupported(f)),
+        }
+    }
+    match kind.as_deref() {
+        Some("full") => Ok(r),
+        Some("cache") => Err(bad(e, "resolver type \"cache\" is not supported yet")),
+        Some(other) => Err(bad(e, format!("unsupported resolver type {other:?}"))),
+        None => Err(bad(e, "resolver type is required")),
+    }
 }

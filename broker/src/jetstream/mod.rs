@@ -528,6 +528,30 @@ impl JetStream {
         None
     }
 
+    /// Turns JetStream on for an account whose (new) JWT grants storage, if it is not yet.
+    pub fn enable_from_claims(
+        self: &Arc<Self>,
+        server: &Arc<Server>,
+        c: &natrix_jwt::AccountClaims,
+    ) {
+        let js = &c.nats.limits.jetstream;
+        if (js.mem_storage == 0 && js.disk_storage == 0) || self.account(&c.sub).is_some() {
+            return;
+        }
+        let unset = |v: i64| if v == 0 { -1 } else { v };
+        let limits = JsAccountLimits {
+            max_memory: js.mem_storage,
+            max_store: js.disk_storage,
+            max_streams: unset(js.streams),
+            max_consumers: unset(js.consumer),
+        };
+        if let Some(acc) = server.account(&c.sub) {
+            if let Err(e) = self.enable_account(server, acc, limits) {
+                tracing::error!("JetStream: could not enable account {}: {e}", c.sub);
+            }
+        }
+    }
+
     /// An account's JetStream, if enabled.
     pub fn account(&self, name: &str) -> Option<Arc<JsAccount>> {
         self.accounts.read().get(name).cloned()

@@ -5,6 +5,7 @@ pub mod info;
 mod lame_duck;
 pub mod outbound;
 pub mod reload;
+pub mod resolver;
 pub mod transport;
 
 use std::collections::{HashMap, VecDeque};
@@ -506,6 +507,9 @@ impl Server {
     /// Binds the listeners and spawns the accept loops; returns once they are listening.
     pub async fn start(self: &Arc<Self>) -> std::io::Result<()> {
         let opts = self.options();
+        if let Some(r) = &opts.full_resolver {
+            resolver::start(self, r.clone())?;
+        }
         if let Some(js_opts) = &opts.jetstream {
             if self.jetstream.get().is_none() {
                 let js = crate::jetstream::JetStream::start(self, js_opts)

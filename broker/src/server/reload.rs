@@ -303,6 +303,31 @@ impl Server {
         Ok(())
     }
 
+    /// Rebuilds authentication after the resolver's stored accounts changed: new accounts get
+    /// their `Account`, and every connection is checked again (revoked users and users of
+    /// deleted accounts are disconnected). Runs on the resolver's thread.
+    pub(crate) fn refresh_accounts(self: &Arc<Self>) -> Result<(), String> {
+        let opts = self.options();
+        let claims = crate::auth::jwt::load_accounts(&opts).map_err(|e| e.to_string())?;
+        let mut accounts = self.accounts.read().clone();
+        for c in &claims {
+            accounts
+                .entry(c.sub.clone())
+                .or_insert_with(|| Arc::new(Account::new(&c.sub)));
+        }
+        let auth =
+            Authenticator::new(&opts, &accounts, self.global.clone()).map_err(|e| e.to_string())?;
+        let auth = Arc::new(auth);
+        *self.accounts.write() = accounts;
+        *self.auth.write() = auth.clone();
+        self.reauthorize_clients(&auth);
+        self.reload_epoch.fetch_add(1, Ordering::Release);
+        for c in self.clients() {
+            c.out.wake.notify_one();
+        }
+        Ok(())
+    }
+
     /// Closes connections until at most `max` remain, as nats-server on a lowered
     /// `max_connections`.
     fn enforce_max_connections(&self, max: usize) {
