@@ -16,3 +16,13 @@ echo "reference server: $("$NATS_SERVER_BIN" --version)"
 
 cargo build --workspace --all-targets
 cargo test --workspace
+
+# The operator end to end against a real kube-apiserver 1.20 (+ etcd, controller-manager),
+# built once from Debian packages by ../shared/k8s (about 8 minutes cold, cached after).
+K8S_SCRIPTS="${NATRIX_K8S_SCRIPTS:-$PWD/../shared/k8s}"
+if [ -x "$K8S_SCRIPTS/build-kube-apiserver.sh" ] || [ -f "$K8S_SCRIPTS/build-kube-apiserver.sh" ]; then
+  bash "$K8S_SCRIPTS/build-kube-apiserver.sh"
+  NATRIX_K8S_E2E=1 NATRIX_K8S_SCRIPTS="$K8S_SCRIPTS" cargo test -p natrix-e2e --test operator
+else
+  echo "operator e2e skipped: no $K8S_SCRIPTS/build-kube-apiserver.sh (set NATRIX_K8S_SCRIPTS)"
+fi
