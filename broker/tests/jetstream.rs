@@ -926,3 +926,32 @@ async fn account_limits_from_config() {
     );
     assert!(b.query_account().await.is_err());
 }
+
+#[tokio::test]
+async fn domain_api_prefix() {
+    let dir = TempDir::new("domain");
+    let d = dir.0.clone();
+    let s = TestServer::start_with(move |o| {
+        o.jetstream = Some(JetStreamOptions {
+            store_dir: d,
+            domain: Some("hub".into()),
+            ..Default::default()
+        })
+    })
+    .await;
+    let nc = async_nats::connect(s.url()).await.unwrap();
+    // A client that names the domain uses $JS.hub.API.
+    let js = jetstream::with_domain(nc.clone(), "hub");
+    js.create_stream(stream::Config {
+        name: "D".into(),
+        subjects: vec!["d".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let ack = js.publish("d", "x".into()).await.unwrap().await.unwrap();
+    assert_eq!(ack.domain, "hub");
+    // The plain prefix sees the same stream.
+    let mut st = jetstream::new(nc).get_stream("D").await.unwrap();
+    assert_eq!(st.info().await.unwrap().state.messages, 1);
+}

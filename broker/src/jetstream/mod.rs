@@ -297,15 +297,30 @@ impl JetStream {
             api_total: AtomicU64::new(0),
             api_errors: AtomicU64::new(0),
         });
+        // With a domain, `$JS.<domain>.API.>` reaches the same API (clients that name the
+        // domain use it).
+        let domain_prefix = self.domain.as_ref().map(|d| format!("$JS.{d}.API."));
         let api = {
             let weak = Arc::downgrade(&acc);
             let tx = self.api_tx.lock().clone();
+            let domain_prefix = domain_prefix.clone();
             InternalHandler(Arc::new(move |subject, reply, _hdr, payload| {
                 let (Some(acc), Some(tx)) = (weak.upgrade(), tx.as_ref()) else {
                     return;
                 };
                 let Ok(subject) = std::str::from_utf8(subject) else {
                     return;
+                };
+                let local;
+                let subject = match domain_prefix
+                    .as_deref()
+                    .and_then(|p| subject.strip_prefix(p))
+                {
+                    Some(rest) => {
+                        local = format!("$JS.API.{rest}");
+                        local.as_str()
+                    }
+                    None => subject,
                 };
                 let reply = reply
                     .and_then(|r| std::str::from_utf8(r).ok())
@@ -385,7 +400,10 @@ impl JetStream {
         };
         {
             let mut subs = acc.subs.lock();
-            subs.push(self.subscribe(server, &account, "$JS.API.>", api));
+            subs.push(self.subscribe(server, &account, "$JS.API.>", api.clone()));
+            if let Some(p) = &domain_prefix {
+                subs.push(self.subscribe(server, &account, &format!("{p}>"), api));
+            }
             subs.push(self.subscribe(server, &account, "$JS.ACK.>", ack));
             let weak = Arc::downgrade(&acc);
             let fc = InternalHandler(Arc::new(move |subject, _reply, _hdr, _payload| {
