@@ -25,6 +25,9 @@ pub struct Settings {
     pub cluster_resync: Duration,
     /// Timeout of one connection attempt or JetStream request.
     pub nats_timeout: Duration,
+    /// How often an Account's JWT is pushed again without a change (a broker that lost its
+    /// resolver volume converges).
+    pub account_resync: Duration,
 }
 
 impl Default for Settings {
@@ -34,6 +37,7 @@ impl Default for Settings {
             stream_resync: Duration::from_secs(30),
             cluster_resync: Duration::from_secs(300),
             nats_timeout: Duration::from_secs(5),
+            account_resync: Duration::from_secs(60),
         }
     }
 }
@@ -53,6 +57,18 @@ impl Settings {
                 )),
             })
             .collect()
+    }
+
+    /// The override URLs of every server of a NatsCluster: the override URL split at `;`
+    /// (`nats://a:4222;nats://b:4222`), if there is one.
+    pub fn server_urls_override(&self, namespace: &str, cluster: &str) -> Option<Vec<String>> {
+        self.nats_url_override(namespace, cluster).map(|u| {
+            u.split(';')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect()
+        })
     }
 
     /// The override URL for a NatsCluster, if any.
@@ -102,24 +118,61 @@ pub struct NatsClients {
 impl NatsClients {
     /// A connected client for `url` (cached), or the connection error's text.
     pub async fn get(&self, url: &str, timeout: Duration) -> Result<async_nats::Client, String> {
+        self.connect(url, url.to_string(), None, timeout).await
+    }
+
+    /// A client for `url` authenticated with a creds file (cached per URL and creds).
+    pub async fn get_with_creds(
+        &self,
+        url: &str,
+        creds: &str,
+        timeout: Duration,
+    ) -> Result<async_nats::Client, String> {
+        use sha2::Digest;
+        let id: String = sha2::Sha256::digest(creds.as_bytes())[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        self.connect(url, format!("{url}#{id}"), Some(creds), timeout)
+            .await
+    }
+
+    async fn connect(
+        &self,
+        url: &str,
+        key: String,
+        creds: Option<&str>,
+        timeout: Duration,
+    ) -> Result<async_nats::Client, String> {
         let mut m = self.clients.lock().await;
-        if let Some(c) = m.get(url) {
+        if let Some(c) = m.get(&key) {
             if c.connection_state() == async_nats::connection::State::Connected {
                 return Ok(c.clone());
             }
         }
-        let opts = async_nats::ConnectOptions::new()
-            .name("natrix-controller")
-            .connection_timeout(timeout)
-            .request_timeout(Some(timeout));
+        let opts = match creds {
+            // The creds error text is generic; it never echoes the file.
+            Some(c) => async_nats::ConnectOptions::with_credentials(c)
+                .map_err(|_| "the creds file in the Secret cannot be parsed".to_string())?,
+            None => async_nats::ConnectOptions::new(),
+        }
+        .name("natrix-controller")
+        .connection_timeout(timeout)
+        .request_timeout(Some(timeout));
         let c = tokio::time::timeout(timeout * 2, opts.connect(url))
             .await
             .map_err(|_| format!("no connection within {:?}", timeout * 2))?
             .map_err(|e| e.to_string())?;
-        if let Some(old) = m.insert(url.to_string(), c.clone()) {
+        if let Some(old) = m.insert(key, c.clone()) {
             drop(old);
         }
         Ok(c)
+    }
+
+    /// Drop the cached clients of `url` (e.g. after the account they log in to was deleted).
+    pub async fn forget(&self, url: &str) {
+        let mut m = self.clients.lock().await;
+        m.retain(|k, _| k != url && !k.starts_with(&format!("{url}#")));
     }
 }
 

@@ -35,6 +35,9 @@ pub enum Error {
     /// A JetStream API call failed (message as the server sent it).
     #[error("{0}")]
     JetStream(String),
+    /// Making or reading operator-mode keys and JWTs failed (never includes a seed).
+    #[error("operator keys: {0}")]
+    Auth(String),
     /// (De)serializing an object failed.
     #[error("serializing: {0}")]
     Serde(#[from] serde_json::Error),

@@ -1,8 +1,9 @@
 //! Natrix operator: custom resources, the pure rendering of a NatsCluster's objects, and the
-//! NatsCluster and Stream reconcilers (Accounts: status only).
+//! NatsCluster, Account and Stream reconcilers.
 
 pub mod account;
 pub mod apply;
+pub mod auth;
 pub mod cluster;
 pub mod conditions;
 pub mod context;

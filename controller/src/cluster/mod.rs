@@ -6,13 +6,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 
 use crate::apply::{apply, apply_pdb};
+use crate::auth;
 use crate::conditions::{self, Cond};
 use crate::context::Context;
 use crate::crd::{
@@ -268,6 +270,9 @@ async fn apply_children(
     r: &render::Rendered,
 ) -> Result<StatefulSet> {
     let client = &ctx.client;
+    if nc.spec.auth.operator_mode {
+        ensure_operator_secret(nc, ctx).await?;
+    }
     let _: ConfigMap = apply(client, &r.config_map).await?;
     let _: Service = apply(client, &r.headless_service).await?;
     let _: Service = apply(client, &r.client_service).await?;
@@ -279,6 +284,52 @@ async fn apply_children(
         None => delete_owned_pdb(nc, ctx).await?,
     }
     Ok(sts)
+}
+
+/// Operator mode: create the Secret with the operator and system account keys once. An
+/// existing Secret is never overwritten (every account JWT depends on its keys).
+async fn ensure_operator_secret(nc: &NatsCluster, ctx: &Context) -> Result<()> {
+    let n = render::names(nc)?;
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &n.namespace);
+    if api.get_opt(&n.operator_secret).await?.is_some() {
+        return Ok(());
+    }
+    let data = auth::new_operator_secret(&n.statefulset, &nc.spec.auth.system_account)
+        .map_err(|e| Error::Auth(e.to_string()))?;
+    let mut labels = render::labels(nc);
+    labels.insert("app.kubernetes.io/component".into(), "operator-keys".into());
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(n.operator_secret.clone()),
+            namespace: Some(n.namespace.clone()),
+            labels: Some(labels),
+            owner_references: nc.controller_owner_ref(&()).map(|o| vec![o]),
+            ..Default::default()
+        },
+        string_data: Some(data),
+        type_: Some("Opaque".into()),
+        ..Default::default()
+    };
+    match api.create(&PostParams::default(), &secret).await {
+        Ok(_) => {
+            ctx.event(
+                nc,
+                false,
+                "OperatorKeysCreated",
+                "Create",
+                format!(
+                    "created Secret {} with the operator, signing and system account keys; \
+                     back it up: every account JWT depends on it",
+                    n.operator_secret
+                ),
+            )
+            .await;
+            Ok(())
+        }
+        // Created meanwhile (another replica): keep that one.
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// `podDisruptionBudget.enabled: false`: delete the PDB we created earlier, if any.

@@ -14,6 +14,8 @@ pub const RESOLVER_DIR: &str = "/data/resolver";
 pub const PID_FILE: &str = "/var/run/nats/nats.pid";
 /// Where the operator JWT is mounted in operator mode.
 pub const OPERATOR_JWT: &str = "/etc/nats/operator/operator.jwt";
+/// The operator Secret's preload fragment, relative to nats.conf (includes are relative).
+pub const PRELOAD_INCLUDE: &str = "operator/resolver-preload.conf";
 /// Where listener certificates are mounted (`<dir>/<listener>/tls.crt`).
 pub const TLS_DIR: &str = "/etc/nats/tls";
 
@@ -51,6 +53,8 @@ pub enum ConfValue {
     List(Vec<ConfValue>),
     /// A block of keys in order.
     Map(ConfMap),
+    /// `include "<path>"` (relative to nats.conf); its key is not written.
+    Include(String),
 }
 
 /// An ordered block of keys.
@@ -158,6 +162,12 @@ pub fn conf_tree(nc: &NatsCluster) -> Result<ConfMap, RenderError> {
                     ("dir".into(), s(RESOLVER_DIR)),
                     ("allow_delete".into(), ConfValue::Bool(true)),
                 ]),
+            ));
+            // `resolver_preload: { <SYS>: <JWT> }` from the operator Secret: the system
+            // account's JWT stays out of the ConfigMap.
+            m.push((
+                "resolver_preload".into(),
+                ConfValue::Include(PRELOAD_INCLUDE.into()),
             ));
         }
         (false, false) => {}
@@ -281,12 +291,21 @@ fn write_value(out: &mut String, v: &ConfValue, indent: usize) {
             out.push_str(&"  ".repeat(indent));
             out.push('}');
         }
+        ConfValue::Include(path) => {
+            out.push_str("include ");
+            quote(out, path);
+        }
     }
 }
 
 fn write_map(out: &mut String, m: &ConfMap, indent: usize) {
     for (k, v) in m {
         out.push_str(&"  ".repeat(indent));
+        if let ConfValue::Include(_) = v {
+            write_value(out, v, indent);
+            out.push('\n');
+            continue;
+        }
         key(out, k);
         out.push_str(": ");
         write_value(out, v, indent);

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
-    EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim,
+    EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, ObjectFieldSelector, PersistentVolumeClaim,
     PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
     SecretKeySelector, SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec,
     Volume, VolumeMount, VolumeResourceRequirements,
@@ -437,7 +437,21 @@ fn statefulset(nc: &NatsCluster, config_hash: &str) -> Result<StatefulSet, Rende
         ..Default::default()
     }];
     if spec.auth.operator_mode {
-        volumes.push(secret_volume("operator", &n.operator_secret));
+        // Only the operator JWT and the preload fragment: no seeds in the pods.
+        let mut vol = secret_volume("operator", &n.operator_secret);
+        if let Some(sv) = vol.secret.as_mut() {
+            sv.items = Some(
+                [crate::auth::OPERATOR_JWT_KEY, crate::auth::PRELOAD_KEY]
+                    .iter()
+                    .map(|k| KeyToPath {
+                        key: (*k).into(),
+                        path: (*k).into(),
+                        ..Default::default()
+                    })
+                    .collect(),
+            );
+        }
+        volumes.push(vol);
         mounts.push(mount("operator", "/etc/nats/operator"));
         env.push(EnvVar {
             name: "SYSTEM_ACCOUNT".into(),

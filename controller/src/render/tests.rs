@@ -70,7 +70,10 @@ fn jetstream_resolver_tls_conf_parses() {
         }),
     });
     let r = render(&nc).unwrap();
-    parse(&r.conf);
+    let include = format!("include \"{}\"", conf::PRELOAD_INCLUDE);
+    assert!(r.conf.contains(&include), "{}", r.conf);
+    // The included file comes from the operator Secret (see the operator-mode test below).
+    parse(&r.conf.replace(&include, ""));
     let c = &r.conf;
     assert!(c.contains("store_dir: \"/data\""), "{c}");
     assert!(
@@ -295,4 +298,71 @@ fn config_strings_with_dollar_are_variables_and_quotes_escape() {
     parse(&r.conf);
     assert!(r.conf.contains("\"a\\\"b\""), "{}", r.conf);
     assert!(r.conf.contains("  $SERVER_NAME\n"), "{}", r.conf);
+}
+
+#[test]
+fn operator_mode_conf_loads_with_the_operator_secret() {
+    let nc = cluster(serde_json::json!({
+        "resolver": {"enabled": true, "storage": {"size": "2Gi"}},
+        "auth": {"operatorMode": true},
+    }));
+    let r = render(&nc).unwrap();
+    // The Secret's files where the pods mount them (the conf dir's operator/), and no
+    // JWT or seed in the ConfigMap.
+    let secret = crate::auth::new_operator_secret("nats", "SYS").unwrap();
+    for v in secret.values() {
+        assert!(!r.conf.contains(v.trim()), "Secret data in nats.conf");
+    }
+    let dir = std::env::temp_dir().join(format!("natrix-render-op-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("operator")).unwrap();
+    for (k, v) in &secret {
+        std::fs::write(dir.join("operator").join(k), v).unwrap();
+    }
+    let conf = r.conf.replace(
+        conf::OPERATOR_JWT,
+        &dir.join("operator/operator.jwt").display().to_string(),
+    );
+    let sys = secret[crate::auth::SYSTEM_ACCOUNT_KEY].clone();
+    let env = |k: &str| match k {
+        "SERVER_NAME" => Some("nats-0".to_string()),
+        "SYSTEM_ACCOUNT" => Some(sys.clone()),
+        _ => None,
+    };
+    let map = natrix_broker::config::parser::parse_str(&conf, "nats.conf", &dir, &env)
+        .unwrap_or_else(|e| panic!("rendered nats.conf does not parse: {e}\n{conf}"));
+    let mut opts = natrix_broker::options::Options::default();
+    natrix_broker::config::apply(&map, &mut opts).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(opts.trusted_operators.len(), 1);
+    assert_eq!(opts.system_account.as_deref(), Some(sys.as_str()));
+    let res = opts.full_resolver.expect("full resolver");
+    assert_eq!(res.dir, std::path::PathBuf::from(conf::RESOLVER_DIR));
+    assert!(res.allow_delete);
+    assert_eq!(
+        opts.resolver_preload,
+        vec![(sys, secret[crate::auth::SYSTEM_ACCOUNT_JWT_KEY].clone())]
+    );
+    // The pods get only the JWT and the preload fragment of the Secret, and the resolver PVC.
+    let sts = r.statefulset.spec.unwrap();
+    let pod = sts.template.spec.unwrap();
+    let vol = pod
+        .volumes
+        .unwrap()
+        .into_iter()
+        .find(|v| v.name == "operator")
+        .unwrap();
+    let items: Vec<String> = vol
+        .secret
+        .unwrap()
+        .items
+        .unwrap()
+        .into_iter()
+        .map(|i| i.key)
+        .collect();
+    assert_eq!(items, vec!["operator.jwt", "resolver-preload.conf"]);
+    let claims = sts.volume_claim_templates.unwrap();
+    let json = serde_json::to_value(&claims[0]).unwrap();
+    assert_eq!(json["metadata"]["name"], "resolver");
+    assert_eq!(json["spec"]["resources"]["requests"]["storage"], "2Gi");
 }
