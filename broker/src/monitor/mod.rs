@@ -430,13 +430,13 @@ fn healthz_status(s: &Server) -> &'static str {
 }
 
 /// Why the server is unhealthy, if it is.
-fn healthz_error(s: &Server) -> Option<String> {
+pub(crate) fn healthz_error(s: &Server) -> Option<String> {
     s.jetstream()?.unhealthy()
 }
 
 /// The `/routez` document; `subs` adds each route's `subscriptions_list`, `detail` its
 /// `subscriptions_list_detail`.
-fn routez_doc(s: &Server, subs: bool, detail: bool) -> Routez {
+pub(crate) fn routez_doc(s: &Server, subs: bool, detail: bool) -> Routez {
     Routez {
         server_id: s.server_id.clone(),
         server_name: s.server_name.clone(),
@@ -586,7 +586,7 @@ fn root_page(m: &Monitor) -> Response {
 
 /// `/routez` with no routes (clustering is not implemented yet).
 #[derive(Debug, Serialize)]
-struct Routez {
+pub(crate) struct Routez {
     server_id: String,
     server_name: String,
     now: String,

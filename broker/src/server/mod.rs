@@ -6,6 +6,7 @@ mod lame_duck;
 pub mod outbound;
 pub mod reload;
 pub mod resolver;
+pub mod sysreq;
 pub mod transport;
 
 use std::collections::{HashMap, VecDeque};
@@ -507,6 +508,7 @@ impl Server {
     /// Binds the listeners and spawns the accept loops; returns once they are listening.
     pub async fn start(self: &Arc<Self>) -> std::io::Result<()> {
         let opts = self.options();
+        sysreq::start(self)?;
         if let Some(r) = &opts.full_resolver {
             resolver::start(self, r.clone())?;
         }

@@ -1,0 +1,111 @@
+//! The system account's request services against the reference nats-server: `PING` with
+//! statsz, `PING.<X>` and per-server monitoring documents, per-account `CONNZ`, and filters
+//! that leave a server silent.
+
+mod common;
+#[path = "common/conf.rs"]
+mod conf;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::RefServer;
+use serde_json::Value;
+
+const CONF: &str = r#"
+listen: "127.0.0.1:-1"
+server_name: srv
+accounts {
+  SYS { users [{user: sys, password: sys}] }
+  A { users [{user: a, password: a}] }
+}
+system_account: SYS
+"#;
+
+async fn user(url: &str, u: &str) -> async_nats::Client {
+    async_nats::ConnectOptions::with_user_and_password(u.into(), u.into())
+        .connect(url)
+        .await
+        .unwrap()
+}
+
+async fn ask(nc: &async_nats::Client, subject: &str, body: &str) -> Option<Value> {
+    match tokio::time::timeout(
+        Duration::from_millis(700),
+        nc.request(subject.to_string(), body.to_string().into()),
+    )
+    .await
+    {
+        Ok(Ok(m)) => serde_json::from_slice(&m.payload).ok(),
+        _ => None,
+    }
+}
+
+fn keys(v: &Value) -> BTreeSet<String> {
+    v.as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+async fn observe(url: &str) -> Vec<(String, Value)> {
+    let sys = user(url, "sys").await;
+    let _a = user(url, "a").await;
+    common::sync(&sys).await;
+    let mut out = Vec::new();
+    let ping = ask(&sys, "$SYS.REQ.SERVER.PING", "")
+        .await
+        .expect("ping answered");
+    out.push((
+        "ping keys".into(),
+        Value::from(keys(&ping).into_iter().collect::<Vec<_>>()),
+    ));
+    out.push((
+        "statsz keys".into(),
+        Value::from(keys(&ping["statsz"]).into_iter().collect::<Vec<_>>()),
+    ));
+    out.push(("server name".into(), ping["server"]["name"].clone()));
+    out.push(("connections".into(), ping["statsz"]["connections"].clone()));
+    let id = ping["server"]["id"].as_str().unwrap().to_string();
+    let h = ask(&sys, "$SYS.REQ.SERVER.PING.HEALTHZ", "").await;
+    out.push((
+        "healthz".into(),
+        h.map(|v| v["data"].clone()).unwrap_or(Value::Null),
+    ));
+    let v = ask(&sys, &format!("$SYS.REQ.SERVER.{id}.VARZ"), "").await;
+    out.push((
+        "varz by id".into(),
+        v.map(|v| v["data"]["server_name"].clone())
+            .unwrap_or(Value::Null),
+    ));
+    let c = ask(&sys, "$SYS.REQ.ACCOUNT.A.CONNZ", "").await;
+    out.push((
+        "account connz".into(),
+        c.map(|v| v["data"]["num_connections"].clone())
+            .unwrap_or(Value::Null),
+    ));
+    let f = ask(&sys, "$SYS.REQ.SERVER.PING", r#"{"server_name":"other"}"#).await;
+    out.push(("filtered out".into(), Value::Bool(f.is_none())));
+    let f = ask(
+        &sys,
+        "$SYS.REQ.SERVER.PING.VARZ",
+        r#"{"server_name":"srv"}"#,
+    )
+    .await;
+    out.push(("filtered in".into(), Value::Bool(f.is_some())));
+    out
+}
+
+#[tokio::test]
+async fn system_requests_match_reference() {
+    let reference = RefServer::start(Some(CONF), &[]);
+    let ours = conf::start_conf(CONF, false).await;
+    let want = observe(&format!("nats://{}", reference.addr)).await;
+    let got = observe(&ours.url()).await;
+    let diffs: Vec<String> = want
+        .iter()
+        .zip(got.iter())
+        .filter(|(w, g)| w != g)
+        .map(|((l, w), (_, g))| format!("{l}:\n  reference: {w}\n  natrix:    {g}"))
+        .collect();
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+}
