@@ -92,6 +92,35 @@ async fn observe(url: &str) -> Vec<(String, Value)> {
     )
     .await;
     out.push(("filtered in".into(), Value::Bool(f.is_some())));
+    // Connect and disconnect advisories for account A.
+    let mut events = sys.subscribe("$SYS.ACCOUNT.A.*").await.unwrap();
+    common::sync(&sys).await;
+    let a2 = user(url, "a").await;
+    common::sync(&a2).await;
+    drop(a2);
+    for _ in 0..2 {
+        let e = tokio::time::timeout(
+            Duration::from_secs(3),
+            futures::StreamExt::next(&mut events),
+        )
+        .await
+        .ok()
+        .flatten();
+        let v: Value = e
+            .and_then(|m| serde_json::from_slice(&m.payload).ok())
+            .unwrap_or(Value::Null);
+        out.push((
+            "event".into(),
+            serde_json::json!({
+                "type": v["type"],
+                "acc": v["client"]["acc"],
+                "user": v["client"]["user"],
+                "kind": v["client"]["kind"],
+                "reason": v["reason"],
+                "has_server": v["server"]["id"].is_string(),
+            }),
+        ));
+    }
     out
 }
 

@@ -1389,6 +1389,7 @@ async fn finish_connect(
     if r.meta.verbose {
         client.queue_proto(b"+OK\r\n");
     }
+    super::sysreq::client_event(server, client, None);
 }
 
 /// Binds the connection to an authenticated user: its account, permissions and replies.

@@ -389,6 +389,9 @@ impl Server {
             c.account().num_connections.fetch_sub(1, Ordering::Relaxed);
         }
         let reason = c.closed_reason().unwrap_or(ClosedReason::ClientClosed);
+        if c.meta.lock().connected {
+            sysreq::client_event(self, c, Some(reason));
+        }
         tracing::debug!(
             "{} - Client connection closed: {}",
             c.tag(),
@@ -509,6 +512,7 @@ impl Server {
     pub async fn start(self: &Arc<Self>) -> std::io::Result<()> {
         let opts = self.options();
         sysreq::start(self)?;
+        sysreq::spawn_statsz(self, Duration::from_secs(30));
         if let Some(r) = &opts.full_resolver {
             resolver::start(self, r.clone())?;
         }

@@ -296,3 +296,103 @@ fn answer(server: &Server, req: &Req) -> Option<String> {
     };
     Some(v.to_string())
 }
+
+/// Publishes `$SYS.ACCOUNT.<account>.CONNECT` or `.DISCONNECT` for a client connection, as
+/// nats-server's `client_connect`/`client_disconnect` advisories (only when someone in the
+/// system account listens).
+pub fn client_event(server: &Server, c: &Client, disconnect: Option<super::ClosedReason>) {
+    let acc = c.account().name.clone();
+    let kind = if disconnect.is_some() {
+        "DISCONNECT"
+    } else {
+        "CONNECT"
+    };
+    let subject = format!("$SYS.ACCOUNT.{acc}.{kind}");
+    let interest = server.system_account.sublist.match_subject(&subject);
+    if interest.psubs.is_empty() && interest.qsubs.is_empty() {
+        return;
+    }
+    let meta = c.meta.lock().clone();
+    let now = crate::log::rfc3339(std::time::SystemTime::now());
+    let mut client = json!({
+        "start": crate::log::rfc3339(c.start),
+        "host": c.addr.ip().to_string(),
+        "id": c.cid,
+        "acc": acc,
+        "user": c.user_name().unwrap_or_default(),
+        "name": meta.name,
+        "lang": meta.lang,
+        "ver": meta.version,
+        "server": server.server_name,
+        "kind": "Client",
+        "client_type": "nats",
+    });
+    let mut event = json!({
+        "type": if disconnect.is_some() {
+            "io.nats.server.advisory.v1.client_disconnect"
+        } else {
+            "io.nats.server.advisory.v1.client_connect"
+        },
+        "id": crate::auth::new_nonce(),
+        "timestamp": now,
+        "server": server_info(server),
+    });
+    if let Some(reason) = disconnect {
+        client["stop"] = json!(now);
+        let s = &c.stats;
+        event["sent"] = json!({
+            "msgs": s.out_msgs.load(Ordering::Relaxed),
+            "bytes": s.out_bytes.load(Ordering::Relaxed),
+        });
+        event["received"] = json!({
+            "msgs": s.in_msgs.load(Ordering::Relaxed),
+            "bytes": s.in_bytes.load(Ordering::Relaxed),
+        });
+        event["reason"] = json!(reason.as_str());
+    }
+    event["client"] = client;
+    let sys = server.system_account.clone();
+    let mut sender = InternalSender::default();
+    sender.send(
+        server,
+        &sys,
+        subject.as_bytes(),
+        None,
+        None,
+        event.to_string().as_bytes(),
+    );
+    sender.flush(server);
+}
+
+/// Publishes `$SYS.SERVER.<id>.STATSZ` every `every`, as nats-server's periodic statsz.
+pub fn spawn_statsz(server: &Arc<Server>, every: std::time::Duration) {
+    let weak = Arc::downgrade(server);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(server) = weak.upgrade() else { return };
+            if *server.shutdown.borrow() {
+                return;
+            }
+            let subject = format!("$SYS.SERVER.{}.STATSZ", server.server_id);
+            let interest = server.system_account.sublist.match_subject(&subject);
+            if interest.psubs.is_empty() && interest.qsubs.is_empty() {
+                continue;
+            }
+            let body = json!({"server": server_info(&server), "statsz": statsz(&server)});
+            let sys = server.system_account.clone();
+            let mut sender = InternalSender::default();
+            sender.send(
+                &server,
+                &sys,
+                subject.as_bytes(),
+                None,
+                None,
+                body.to_string().as_bytes(),
+            );
+            sender.flush(&server);
+        }
+    });
+}
