@@ -520,6 +520,12 @@ impl Server {
             if self.jetstream.get().is_none() {
                 let js = crate::jetstream::JetStream::start(self, js_opts)
                     .map_err(|e| std::io::Error::other(format!("Can't start JetStream: {e}")))?;
+                if opts.cluster.is_some() {
+                    // Clustered (replicated) JetStream is not implemented: say so loudly.
+                    tracing::warn!(
+                        "JetStream is not clustered yet: each server keeps its own streams and answers the JetStream API itself; run JetStream on a single server"
+                    );
+                }
                 let _ = self.jetstream.set(js);
                 self.info.write().jetstream = Some(true);
             }
