@@ -1,4 +1,4 @@
-//! `natrix-controller`: the Natrix operator (NatsCluster and Stream reconcilers).
+//! `natrix-controller`: the Natrix operator (NatsCluster, Account and Stream reconcilers).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -48,12 +48,16 @@ struct Args {
     /// Lease duration in seconds (renewed every third of it).
     #[arg(long, default_value_t = 15)]
     lease_seconds: u64,
-    /// NATS URL of a NatsCluster instead of its client Service: `[namespace/]name=nats://host:port`.
+    /// NATS URL of a NatsCluster instead of its Services: `[namespace/]name=nats://host:port`
+    /// (`;` between the URLs of every server: Accounts are pushed to each).
     #[arg(long, env = "NATRIX_NATS_URLS", value_delimiter = ',')]
     nats_url: Vec<String>,
     /// Seconds between drift checks of each Stream.
     #[arg(long, default_value_t = 30)]
     stream_resync_seconds: u64,
+    /// Seconds between pushes of an unchanged Account JWT (brokers that lost it converge).
+    #[arg(long, default_value_t = 60)]
+    account_resync_seconds: u64,
     /// Log level: error, warn, info, debug or trace.
     #[arg(long, env = "LOG_LEVEL", default_value = "info")]
     log_level: tracing::Level,
@@ -142,6 +146,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let settings = Settings {
         nats_urls: Settings::parse_nats_urls(&args.nats_url).map_err(anyhow::Error::msg)?,
         stream_resync: Duration::from_secs(args.stream_resync_seconds.max(1)),
+        account_resync: Duration::from_secs(args.account_resync_seconds.max(1)),
         ..Settings::default()
     };
     let client = client(&args).await?;

@@ -1,4 +1,4 @@
-//! Run the NatsCluster, Stream and (status-only) Account controllers until shutdown.
+//! Run the NatsCluster, Account and Stream controllers until shutdown.
 
 use std::sync::Arc;
 

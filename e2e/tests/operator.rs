@@ -986,7 +986,7 @@ async fn scenario(
         "KEEP should be kept (preventDelete)"
     );
 
-    // Accounts are status-only for now: they say so.
+    // An Account of a cluster not in operator mode says what to change.
     let accounts: Api<natrix_controller::crd::Account> = Api::namespaced(client.clone(), ns);
     let acc: natrix_controller::crd::Account = serde_json::from_value(serde_json::json!({
         "apiVersion": "natrix.io/v1alpha1", "kind": "Account",
@@ -999,7 +999,11 @@ async fn scenario(
         let a = accounts.get("team-a").await.map_err(|e| e.to_string())?;
         let conds = a.status.map(|s| s.common.conditions).unwrap_or_default();
         cond(&conds, "Ready")
-            .filter(|c| c.status == "False" && c.reason == "NotImplemented")
+            .filter(|c| {
+                c.status == "False"
+                    && c.reason == "ClusterNotReady"
+                    && c.message.contains("spec.auth.operatorMode")
+            })
             .map(|_| ())
             .ok_or_else(|| show(&conds))
     })

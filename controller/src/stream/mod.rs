@@ -15,9 +15,11 @@ use kube::ResourceExt;
 
 use crate::conditions::{self, Cond};
 use crate::context::Context;
-use crate::crd::{NatsCluster, Stream, StreamStatus, CONDITION_READY};
+use crate::crd::{Account, NatsCluster, Stream, StreamStatus, CONDITION_READY};
 use crate::error::{Error, Result};
 use crate::render;
+use crate::{account, auth};
+use k8s_openapi::api::core::v1::Secret;
 use sync::{Outcome, SyncError};
 
 /// Name of this controller in metrics and logs.
@@ -80,7 +82,8 @@ async fn target(s: &Stream, ctx: &Context) -> Result<Target> {
     let ns = s.namespace().ok_or(Error::MissingMetadata("namespace"))?;
     let cluster = &s.spec.cluster_ref.name;
     if let Some(url) = ctx.settings.nats_url_override(&ns, cluster) {
-        return Ok(Target::Url(url.clone()));
+        // `a;b` lists every server (see the Account reconciler); clients take `a,b`.
+        return Ok(Target::Url(url.replace(';', ",")));
     }
     let api: Api<NatsCluster> = Api::namespaced(ctx.client.clone(), &ns);
     match api.get_opt(cluster).await? {
@@ -100,15 +103,62 @@ async fn target(s: &Stream, ctx: &Context) -> Result<Target> {
     }
 }
 
-async fn jetstream(url: &str, ctx: &Context) -> Result<async_nats::jetstream::Context> {
-    let client = ctx
-        .nats
-        .get(url, ctx.settings.nats_timeout)
-        .await
-        .map_err(|message| Error::Connect {
-            url: url.to_string(),
-            message,
-        })?;
+/// The creds the operator uses in the Stream's account: none without `accountRef`, else
+/// those of the Account's operator user once the Account is Ready (or why not).
+async fn account_creds(
+    s: &Stream,
+    ctx: &Context,
+) -> Result<std::result::Result<Option<String>, String>> {
+    let Some(acc) = &s.spec.account_ref else {
+        return Ok(Ok(None));
+    };
+    let ns = s.namespace().ok_or(Error::MissingMetadata("namespace"))?;
+    let accounts: Api<Account> = Api::namespaced(ctx.client.clone(), &ns);
+    let Some(a) = accounts.get_opt(&acc.name).await? else {
+        return Ok(Err(format!(
+            "Account {ns}/{} not found; create it or fix spec.accountRef.name",
+            acc.name
+        )));
+    };
+    let conds = a.status.map(|st| st.common.conditions).unwrap_or_default();
+    if !conditions::is_true(&conds, CONDITION_READY) {
+        let why = conditions::get(&conds, CONDITION_READY)
+            .map(|c| c.message.clone())
+            .unwrap_or_else(|| "not reconciled yet".into());
+        return Ok(Err(format!(
+            "Account {ns}/{} is not Ready ({why}); the stream is created once it is",
+            acc.name
+        )));
+    }
+    let sname = account::creds_secret_name(&acc.name, auth::OPERATOR_USER);
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let creds = secrets.get_opt(&sname).await?.and_then(|sec| {
+        let data = sec.data.unwrap_or_default();
+        data.get(auth::CREDS_KEY)
+            .and_then(|v| String::from_utf8(v.0.clone()).ok())
+    });
+    Ok(creds.map(Some).ok_or_else(|| {
+        format!(
+            "Secret {sname} (the operator's creds in Account {}) is missing",
+            acc.name
+        )
+    }))
+}
+
+async fn jetstream(
+    url: &str,
+    creds: Option<&str>,
+    ctx: &Context,
+) -> Result<async_nats::jetstream::Context> {
+    let t = ctx.settings.nats_timeout;
+    let client = match creds {
+        Some(c) => ctx.nats.get_with_creds(url, c, t).await,
+        None => ctx.nats.get(url, t).await,
+    }
+    .map_err(|message| Error::Connect {
+        url: url.to_string(),
+        message,
+    })?;
     let mut js = async_nats::jetstream::new(client);
     js.set_timeout(ctx.settings.nats_timeout);
     Ok(js)
@@ -148,16 +198,6 @@ async fn set_ready(
 async fn apply(s: &Stream, ctx: &Context) -> Result<Action> {
     let resync = Action::requeue(ctx.settings.stream_resync);
     let name = &s.spec.name;
-    if let Some(acc) = &s.spec.account_ref {
-        let msg = format!(
-            "spec.accountRef ({}) is not supported yet: the operator cannot act in an Account's \
-             JetStream (the account resolver is not implemented); remove accountRef to use the \
-             cluster's default account",
-            acc.name
-        );
-        set_ready(s, ctx, false, "AccountNotSupported", msg).await?;
-        return Ok(Action::await_change());
-    }
     let desired = match config::to_config(&s.spec) {
         Ok(c) => c,
         Err(msg) => {
@@ -173,7 +213,14 @@ async fn apply(s: &Stream, ctx: &Context) -> Result<Action> {
             return Ok(resync);
         }
     };
-    let js = match jetstream(&url, ctx).await {
+    let creds = match account_creds(s, ctx).await? {
+        Ok(c) => c,
+        Err(msg) => {
+            set_ready(s, ctx, false, "AccountNotReady", msg).await?;
+            return Ok(resync);
+        }
+    };
+    let js = match jetstream(&url, creds.as_deref(), ctx).await {
         Ok(js) => js,
         Err(e) => {
             set_ready(
@@ -290,9 +337,6 @@ async fn cleanup(s: &Stream, ctx: &Context) -> Result<Action> {
         .await;
         return Ok(Action::await_change());
     }
-    if s.spec.account_ref.is_some() {
-        return Ok(Action::await_change());
-    }
     let url = match target(s, ctx).await? {
         Target::Url(u) => u,
         Target::ClusterGone(msg) => {
@@ -307,7 +351,21 @@ async fn cleanup(s: &Stream, ctx: &Context) -> Result<Action> {
             return Ok(Action::await_change());
         }
     };
-    let js = jetstream(&url, ctx).await?;
+    let creds = match account_creds(s, ctx).await? {
+        Ok(c) => c,
+        Err(msg) => {
+            ctx.event(
+                s,
+                true,
+                "DeleteSkipped",
+                "Delete",
+                format!("{msg}; stream {name} is left on the server"),
+            )
+            .await;
+            return Ok(Action::await_change());
+        }
+    };
+    let js = jetstream(&url, creds.as_deref(), ctx).await?;
     match sync::delete(&js, name).await {
         Ok(existed) => {
             let note = if existed {
