@@ -275,9 +275,15 @@ async fn invalid_account_jwt_is_a_startup_error() {
 fn other_resolvers_are_not_supported() {
     let dir = std::env::temp_dir().join(format!("natrix-op-res-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    for (i, r) in [
-        "resolver: { type: full, dir: \"/tmp/x\" }",
-        "resolver: URL(\"http://localhost:9090/jwt/v1/accounts/\")",
+    for (i, (r, want)) in [
+        (
+            "resolver: { type: cache, dir: \"/tmp/x\" }",
+            "resolver type \"cache\" is not supported yet",
+        ),
+        (
+            "resolver: URL(\"http://localhost:9090/jwt/v1/accounts/\")",
+            "\"resolver\" is not supported yet",
+        ),
     ]
     .iter()
     .enumerate()
@@ -287,7 +293,7 @@ fn other_resolvers_are_not_supported() {
         let e = natrix_broker::config::load_file(&f)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("\"resolver\" is not supported yet"), "{r}: {e}");
+        assert!(e.contains(want), "{r}: {e}");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
