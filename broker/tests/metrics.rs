@@ -543,7 +543,12 @@ async fn metrics_parse_and_match_varz_connz_subsz() {
     ] {
         m.json_eq(&format!("nats_subsz_{k}"), &subsz[k]);
     }
-    assert_eq!(m.value("nats_subsz_num_subscriptions", &[]), 2.0);
+    let internal = ts
+        .server
+        .system_account
+        .num_subs
+        .load(std::sync::atomic::Ordering::Relaxed) as f64;
+    assert_eq!(m.value("nats_subsz_num_subscriptions", &[]), 2.0 + internal);
     assert_eq!(m.value("nats_routez_num_routes", &[]), 0.0);
     assert_eq!(m.value("nats_routez_server_id", &[("value", id)]), 1.0);
     assert_eq!(m.value("nats_healthz_status", &[]), 0.0);
