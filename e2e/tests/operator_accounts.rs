@@ -804,6 +804,66 @@ async fn scenario(client: &Client, ns: &str, kubeconfig: &Path) {
     );
     drop(app);
 
+    // A broker that refuses deletes (allow_delete off): recorded, and the Account still goes.
+    let port = broker.port;
+    drop(broker);
+    let strict = conf.replace("allow_delete: true", "allow_delete: false");
+    assert_ne!(strict, conf);
+    let broker = tokio::task::spawn_blocking({
+        let (s, d) = (op_secret.clone(), dir.clone());
+        move || Broker::start(&strict, &s, &d, Some(port))
+    })
+    .await
+    .unwrap();
+    let bkey = accounts
+        .get("team-b")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .account_public_key
+        .unwrap();
+    eventually("team-b pushed to the restarted broker", || async {
+        connect(&url, &b_creds).await.map(|_| ())
+    })
+    .await;
+    accounts
+        .delete("team-b", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("Account team-b gone despite the refusal", || async {
+        match accounts
+            .get_opt("team-b")
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            None => Ok(()),
+            Some(a) => Err(format!("finalizers {:?}", a.finalizers())),
+        }
+    })
+    .await;
+    assert!(
+        stored_jwt(&dir, &bkey).is_some(),
+        "the refusing broker keeps team-b"
+    );
+
+    let refused = eventually("the DeleteRefused event", || async {
+        let evs = Api::<Event>::namespaced(client.clone(), ns)
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        evs.items
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("DeleteRefused"))
+            .and_then(|e| e.note)
+            .ok_or_else(|| "none yet".to_string())
+    })
+    .await;
+    assert!(
+        refused.contains(&bkey) && refused.contains("code 500"),
+        "the broker's refusal, verbatim: {refused}"
+    );
+
     // Nothing secret in events or statuses.
     let mut seeds: Vec<String> = op_secret
         .iter()
@@ -834,7 +894,13 @@ async fn scenario(client: &Client, ns: &str, kubeconfig: &Path) {
             "a seed leaked into events/status/ConfigMaps"
         );
     }
-    for reason in ["OperatorKeysCreated", "Pushed", "UserRemoved", "Deleted"] {
+    for reason in [
+        "OperatorKeysCreated",
+        "Pushed",
+        "UserRemoved",
+        "Deleted",
+        "DeleteRefused",
+    ] {
         assert!(
             evs.items
                 .iter()

@@ -256,11 +256,13 @@ async fn sync_users(
                      or delete that Secret"
                 )));
             }
-            if s.annotations().get(USER_HASH_ANNOTATION) == Some(hash) {
+            if s.annotations().get(USER_HASH_ANNOTATION) == Some(hash)
+                && !renewal_due(&decoded(s), now)
+            {
                 continue;
             }
         }
-        // New user, or a changed spec: a new key, and the old one revoked.
+        // New user, a changed spec or an expiring JWT: a new key, and the old one revoked.
         let data = auth::user_creds_data(account, claims.clone(), None).map_err(auth_err)?;
         let mut meta = secret_meta(a, &sname, Some(user))?;
         meta.annotations = Some(BTreeMap::from([(
@@ -349,6 +351,23 @@ async fn sync_users(
             .await?;
     }
     Ok(revoked)
+}
+
+/// Whether the user JWT in a creds Secret expires within a third of its lifetime (it is then
+/// issued again, with a new key, and the old one revoked). JWTs without expiry never are.
+fn renewal_due(data: &BTreeMap<String, Vec<u8>>, now: i64) -> bool {
+    let Some(creds) = data
+        .get(auth::CREDS_KEY)
+        .and_then(|v| std::str::from_utf8(v).ok())
+    else {
+        return true;
+    };
+    let jwt = natrix_jwt::parse_decorated_jwt(creds);
+    match natrix_jwt::decode_as::<natrix_jwt::User>(&jwt) {
+        Ok(c) if c.exp == 0 => false,
+        Ok(c) => (c.exp - now) * 3 < (c.exp - c.iat),
+        Err(_) => true,
+    }
 }
 
 /// The NatsCluster of an Account, when it exists, is not being deleted and is in operator
@@ -658,4 +677,43 @@ async fn cleanup(a: &Account, ctx: &Context) -> Result<Action> {
         .await;
     }
     Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn creds_at(exp_in: Option<i64>, now: i64) -> BTreeMap<String, Vec<u8>> {
+        let acc = KeyPair::new_account();
+        let mut c = natrix_jwt::UserClaims::new("");
+        if let Some(e) = exp_in {
+            c.exp = now + e;
+        }
+        auth::user_creds_data(&acc, c, None)
+            .unwrap()
+            .into_iter()
+            .map(|(k, v)| (k, v.into_bytes()))
+            .collect()
+    }
+
+    #[test]
+    fn expiring_user_jwts_are_renewed_in_their_last_third() {
+        let now = natrix_jwt::now();
+        assert!(!renewal_due(&creds_at(None, now), now));
+        let d = creds_at(Some(3000), now);
+        assert!(!renewal_due(&d, now));
+        assert!(!renewal_due(&d, now + 1900));
+        assert!(renewal_due(&d, now + 2100));
+        assert!(renewal_due(&BTreeMap::new(), now));
+    }
+
+    #[test]
+    fn secret_names() {
+        assert_eq!(account_secret_name("team-a"), "team-a-account");
+        assert_eq!(creds_secret_name("team-a", "app"), "team-a-app-creds");
+        assert_eq!(
+            creds_secret_name("team-a", auth::OPERATOR_USER),
+            "team-a-operator-creds"
+        );
+    }
 }
