@@ -420,10 +420,8 @@ async fn account_ready(
     }
 }
 
-/// The account JWT the broker's resolver stored (`<dir>/<account>.jwt`), if any.
-///
-/// Read from the directory: `$SYS.REQ.ACCOUNT.<id>.CLAIMS.LOOKUP` gets no answer from a
-/// natrix-broker that also runs JetStream (reported to the broker side).
+/// The account JWT the broker's resolver stored (`<dir>/<account>.jwt`, the resolver PVC in a
+/// pod), if any.
 fn stored_jwt(dir: &Path, account: &str) -> Option<String> {
     std::fs::read_to_string(dir.join("resolver").join(format!("{account}.jwt")))
         .ok()
@@ -638,6 +636,18 @@ async fn scenario(client: &Client, ns: &str, kubeconfig: &Path) {
     );
     assert!(a.finalizers().iter().any(|f| f == "natrix.io/account"));
     let jwt = stored_jwt(&dir, &akey).expect("team-a's JWT in the resolver directory");
+    let sys = connect(&url, &op_secret["system-user.creds"])
+        .await
+        .unwrap();
+    let looked_up = sys
+        .request(format!("$SYS.REQ.ACCOUNT.{akey}.CLAIMS.LOOKUP"), "".into())
+        .await
+        .expect("the resolver answers a lookup");
+    assert_eq!(
+        String::from_utf8_lossy(&looked_up.payload),
+        jwt,
+        "lookup and directory agree"
+    );
     let claims: natrix_jwt::AccountClaims = natrix_jwt::decode_as(&jwt).unwrap();
     assert_eq!(claims.nats.limits.conn, 10);
     assert_eq!(claims.nats.limits.jetstream.disk_storage, 100 << 20);

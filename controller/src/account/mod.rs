@@ -40,6 +40,10 @@ pub const LABEL_USER: &str = "natrix.io/user";
 pub const USER_HASH_ANNOTATION: &str = "natrix.io/user-hash";
 /// Account Secret key: revoked user keys (JSON `{pubkey: unix seconds}`).
 pub const REVOCATIONS_KEY: &str = "revocations.json";
+/// Account Secret key: the last signed account JWT, pushed again while the claims are unchanged.
+pub const JWT_KEY: &str = "account.jwt";
+/// Account Secret key: claims hash and signing key of `account.jwt`.
+pub const JWT_FOR_KEY: &str = "account.jwt.for";
 /// How long to wait for something another reconciler or resource provides.
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -191,11 +195,12 @@ fn secret_meta(a: &Account, name: &str, user: Option<&str>) -> Result<ObjectMeta
     })
 }
 
-/// The account key pair (its Secret created on first use) and the revoked user keys.
+/// The account key pair (its Secret created on first use), the revoked user keys, and the last
+/// signed JWT with what it was signed for.
 async fn account_key(
     a: &Account,
     secrets: &Api<Secret>,
-) -> Result<(KeyPair, BTreeMap<String, i64>)> {
+) -> Result<(KeyPair, BTreeMap<String, i64>, Option<(String, String)>)> {
     let name = account_secret_name(&a.name_any());
     let s = match secrets.get_opt(&name).await? {
         Some(s) => s,
@@ -220,7 +225,11 @@ async fn account_key(
         .get(REVOCATIONS_KEY)
         .and_then(|v| serde_json::from_slice(v).ok())
         .unwrap_or_default();
-    Ok((kp, revoked))
+    let last = auth::secret_str(&name, &data, JWT_FOR_KEY)
+        .ok()
+        .zip(auth::secret_str(&name, &data, JWT_KEY).ok())
+        .map(|(f, j)| (f.to_string(), j.to_string()));
+    Ok((kp, revoked, last))
 }
 
 /// Creds Secrets for every spec user and the operator's own user; users removed from the spec
@@ -446,7 +455,7 @@ async fn apply(a: &Account, ctx: &Context) -> Result<Action> {
             return Ok(wait);
         }
     };
-    let (account, revoked) = account_key(a, &secrets).await?;
+    let (account, revoked, last) = account_key(a, &secrets).await?;
     let accounts: Api<Account> = Api::namespaced(ctx.client.clone(), &ns);
     let mut exporters = BTreeMap::new();
     for imp in &a.spec.imports {
@@ -480,7 +489,25 @@ async fn apply(a: &Account, ctx: &Context) -> Result<Action> {
     };
     claims.nats.revocations = revoked;
     let hash = auth::claims_hash(&claims);
-    let jwt = natrix_jwt::encode(&claims, &keys.signing).map_err(|e| Error::Auth(e.to_string()))?;
+    // The same JWT while nothing changed: brokers see one issue time per change.
+    let signed_for = format!("{hash}/{}", keys.signing.public_key());
+    let jwt = match last {
+        Some((f, jwt)) if f == signed_for => jwt,
+        _ => {
+            let jwt = natrix_jwt::encode(&claims, &keys.signing)
+                .map_err(|e| Error::Auth(e.to_string()))?;
+            secrets
+                .patch(
+                    &account_secret_name(&name),
+                    &PatchParams::default(),
+                    &Patch::Merge(serde_json::json!({
+                        "stringData": {JWT_KEY: jwt, JWT_FOR_KEY: signed_for},
+                    })),
+                )
+                .await?;
+            jwt
+        }
+    };
 
     let servers = push::servers(&nc, &ctx.settings)?;
     let results: Vec<PushResult> = futures::future::join_all(servers.iter().map(|s| {
@@ -623,7 +650,7 @@ async fn cleanup(a: &Account, ctx: &Context) -> Result<Action> {
     let pubkey = match a.status.as_ref().and_then(|s| s.account_public_key.clone()) {
         Some(k) => k,
         None => match account_key(a, &secrets).await {
-            Ok((kp, _)) => kp.public_key(),
+            Ok((kp, _, _)) => kp.public_key(),
             Err(_) => return Ok(done),
         },
     };
