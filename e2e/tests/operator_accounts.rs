@@ -487,6 +487,19 @@ async fn setup() -> Option<Setup> {
     })
 }
 
+/// e2e/examples/account.yaml is a valid Account whose users become creds Secrets.
+#[test]
+fn the_account_example_parses() {
+    let text = std::fs::read_to_string(repo().join("e2e/examples/account.yaml")).unwrap();
+    let a: Account = serde_norway::from_str(&text).unwrap();
+    assert_eq!(a.spec.cluster_ref.name, "nats");
+    assert_eq!(a.spec.users[0].name, "app");
+    let claims =
+        natrix_controller::auth::account_claims("team-a", "AKEY", &a.spec, &BTreeMap::new())
+            .unwrap();
+    assert!(claims.nats.limits.jetstream.disk_storage > 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accounts_in_operator_mode() {
     let Some(setup) = setup().await else {
