@@ -710,6 +710,26 @@ async fn scenario(client: &Client, ns: &str, kubeconfig: &Path) {
             .ok_or_else(|| show(&conds))
     })
     .await;
+    // Without accountRef there is no account to act in: the Stream says so.
+    let mut s2 = s.clone();
+    s2.metadata.name = Some("no-account".into());
+    s2.spec.account_ref = None;
+    s2.spec.name = "NOACC".into();
+    s2.spec.subjects = vec!["noacc.>".into()];
+    streams.create(&pp, &s2).await.unwrap();
+    eventually("Stream no-account explains", || async {
+        let s = streams.get("no-account").await.map_err(|e| e.to_string())?;
+        let conds = s.status.map(|s| s.common.conditions).unwrap_or_default();
+        cond(&conds, "Ready")
+            .filter(|c| c.reason == "AccountNotReady" && c.message.contains("spec.accountRef"))
+            .map(|_| ())
+            .ok_or_else(|| show(&conds))
+    })
+    .await;
+    streams
+        .delete("no-account", &DeleteParams::default())
+        .await
+        .unwrap();
     let js_a = async_nats::jetstream::new(app.clone());
     js_a.get_stream("ORDERS").await.expect("ORDERS in team-a");
     js_a.publish("orders.1", "x".into())

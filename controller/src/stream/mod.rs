@@ -109,10 +109,20 @@ async fn account_creds(
     s: &Stream,
     ctx: &Context,
 ) -> Result<std::result::Result<Option<String>, String>> {
+    let ns = s.namespace().ok_or(Error::MissingMetadata("namespace"))?;
     let Some(acc) = &s.spec.account_ref else {
+        let clusters: Api<NatsCluster> = Api::namespaced(ctx.client.clone(), &ns);
+        let cluster = &s.spec.cluster_ref.name;
+        if let Some(nc) = clusters.get_opt(cluster).await? {
+            if nc.spec.auth.operator_mode {
+                return Ok(Err(format!(
+                    "NatsCluster {ns}/{cluster} is in operator mode: every stream lives in an \
+                     account; set spec.accountRef to an Account of that cluster"
+                )));
+            }
+        }
         return Ok(Ok(None));
     };
-    let ns = s.namespace().ok_or(Error::MissingMetadata("namespace"))?;
     let accounts: Api<Account> = Api::namespaced(ctx.client.clone(), &ns);
     let Some(a) = accounts.get_opt(&acc.name).await? else {
         return Ok(Err(format!(
