@@ -22,7 +22,8 @@ cargo test --workspace
 K8S_SCRIPTS="${NATRIX_K8S_SCRIPTS:-$PWD/../shared/k8s}"
 if [ -x "$K8S_SCRIPTS/build-kube-apiserver.sh" ] || [ -f "$K8S_SCRIPTS/build-kube-apiserver.sh" ]; then
   bash "$K8S_SCRIPTS/build-kube-apiserver.sh"
-  NATRIX_K8S_E2E=1 NATRIX_K8S_SCRIPTS="$K8S_SCRIPTS" cargo test -p natrix-e2e --test operator
+  NATRIX_K8S_E2E=1 NATRIX_K8S_SCRIPTS="$K8S_SCRIPTS" \
+    cargo test -p natrix-e2e --test operator --test operator_accounts
 else
   echo "operator e2e skipped: no $K8S_SCRIPTS/build-kube-apiserver.sh (set NATRIX_K8S_SCRIPTS)"
 fi
