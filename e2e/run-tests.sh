@@ -20,7 +20,10 @@ cargo test --workspace
 # The operator end to end against a real kube-apiserver 1.20 (+ etcd, controller-manager),
 # built once from Debian packages by ../shared/k8s (about 8 minutes cold, cached after).
 K8S_SCRIPTS="${NATRIX_K8S_SCRIPTS:-$PWD/../shared/k8s}"
-if [ -x "$K8S_SCRIPTS/build-kube-apiserver.sh" ] || [ -f "$K8S_SCRIPTS/build-kube-apiserver.sh" ]; then
+if [ ! -f "$K8S_SCRIPTS/build-kube-apiserver.sh" ] && [ -f /work/shared/k8s/build-kube-apiserver.sh ]; then
+  K8S_SCRIPTS=/work/shared/k8s
+fi
+if [ -f "$K8S_SCRIPTS/build-kube-apiserver.sh" ]; then
   bash "$K8S_SCRIPTS/build-kube-apiserver.sh"
   NATRIX_K8S_E2E=1 NATRIX_K8S_SCRIPTS="$K8S_SCRIPTS" \
     cargo test -p natrix-e2e --test operator --test operator_accounts
