@@ -391,6 +391,23 @@ def test_service_monitor():
     assert not by_kind(objs, "Service") and not by_kind(objs, "ServiceMonitor")
 
 
+def test_values_schema():
+    bad = [
+        {"operator": {"logLevel": "verbose"}},
+        {"operator": {"replicas": "two"}},
+        {"operator": {"watchNamespaces": "team-a"}},
+        {"image": {"pullPolicy": "Sometimes"}},
+        {"cluster": {"replicas": 16}},
+        {"metrics": {"port": 70000}},
+    ]
+    for values in bad:
+        try:
+            render(values)
+        except helm.HelmValuesError:
+            continue
+        raise AssertionError(f"values.schema.json accepted {values}")
+
+
 def test_no_service_account_no_rbac():
     objs, _ = render({"serviceAccount": {"create": False, "name": "existing"},
                       "rbac": {"create": False}})
