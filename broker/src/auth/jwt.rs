@@ -155,6 +155,21 @@ impl JwtAuth {
             account: account.clone(),
             perms: permissions(&v.permissions).map(|p| Arc::new(Perms::compile(&p))),
             expires: (v.claims.exp > 0).then_some(v.claims.exp),
+            limits: {
+                // 0 and -1 (NoLimit) both mean no limit.
+                let tighter = |a: i64, u: i64| match (a > 0, u > 0) {
+                    (true, true) => a.min(u),
+                    (true, false) => a,
+                    (false, true) => u,
+                    (false, false) => 0,
+                };
+                let al = &acl.nats.limits;
+                super::JwtLimits {
+                    max_subs: tighter(al.subs, v.permissions.subs),
+                    max_payload: tighter(al.payload, v.permissions.payload),
+                    account_conns: al.conn.max(0),
+                }
+            },
         }))
     }
 }

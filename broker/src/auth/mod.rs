@@ -23,6 +23,19 @@ pub struct AuthUser {
     pub perms: Option<Arc<Perms>>,
     /// When the credentials expire (unix seconds): a user JWT's `exp`.
     pub expires: Option<i64>,
+    /// Limits from the account and user JWTs (operator mode); 0 means none.
+    pub limits: JwtLimits,
+}
+
+/// Per-connection limits that JWTs set: the tighter of the account's and the user's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JwtLimits {
+    /// Subscriptions per connection.
+    pub max_subs: i64,
+    /// Largest payload.
+    pub max_payload: i64,
+    /// Connections of the whole account.
+    pub account_conns: i64,
 }
 
 /// Credentials presented by a client, gathered before checking them.
@@ -97,6 +110,7 @@ impl Authenticator {
                 account,
                 perms,
                 expires: None,
+                limits: JwtLimits::default(),
             });
             if let Some(nkey) = &u.nkey {
                 by_nkey.insert(nkey.clone(), user.clone());
@@ -160,6 +174,7 @@ impl Authenticator {
                 account: self.global.clone(),
                 perms: None,
                 expires: None,
+                limits: JwtLimits::default(),
             })
         };
         if !self.required {

@@ -928,6 +928,22 @@ struct Reader {
     nonce: Option<String>,
     /// The server's reload epoch this state was built for.
     epoch: u64,
+    /// An INFO for after the first PONG (the limits a JWT set, as nats-server's connect INFO).
+    connect_info: Option<Vec<u8>>,
+}
+
+/// Applies the server's and the authenticated user's limits (JWT account and user limits are
+/// tighter than the server's when set).
+fn apply_limits(r: &mut Reader, opts: &crate::options::Options) {
+    let jwt = r.user.as_ref().map(|u| u.limits).unwrap_or_default();
+    let tighter = |server: i64, jwt: i64| match (server > 0, jwt > 0) {
+        (true, true) => server.min(jwt),
+        (true, false) => server,
+        (false, true) => jwt,
+        (false, false) => 0,
+    };
+    r.limits.max_payload = tighter(opts.max_payload.max(0) as i64, jwt.max_payload) as usize;
+    r.max_subs = tighter(opts.max_subscriptions.max(0) as i64, jwt.max_subs) as usize;
 }
 
 impl Reader {
@@ -948,6 +964,7 @@ impl Reader {
         self.perms = user.perms.clone();
         self.user = Some(user);
         self.pub_allowed.clear();
+        apply_limits(self, &opts);
     }
 }
 
@@ -983,6 +1000,7 @@ async fn read_loop(
         pub_allowed: HashMap::new(),
         nonce,
         epoch,
+        connect_info: None,
     };
     let stall_wait = opts.write_deadline;
     // Clients must authenticate within auth_timeout when auth is required.
@@ -1282,6 +1300,9 @@ fn process_op(
             if r.meta.connected && !r.meta.first_pong_sent {
                 r.meta.first_pong_sent = true;
                 client.meta.lock().first_pong_sent = true;
+                if let Some(info) = r.connect_info.take() {
+                    client.queue_proto(&info);
+                }
             }
         }
         ClientOp::Pong => {
@@ -1389,6 +1410,32 @@ async fn finish_connect(
     if r.meta.verbose {
         client.queue_proto(b"+OK\r\n");
     }
+    let limits = r.user.as_ref().map(|u| u.limits).unwrap_or_default();
+    if limits.account_conns > 0
+        && r.account.num_connections.load(Ordering::Relaxed) as i64 > limits.account_conns
+    {
+        tracing::error!(
+            "{} - maximum account active connections exceeded",
+            client.tag()
+        );
+        client.queue_proto(b"-ERR 'maximum account active connections exceeded'\r\n");
+        client.close(ClosedReason::MaxAccountConnectionsExceeded);
+        return;
+    }
+    // A JWT lowered the payload limit: tell the client, as nats-server's connect INFO does.
+    let opts = server.options();
+    if (r.limits.max_payload as i64) < opts.max_payload as i64 && r.meta.protocol >= 1 {
+        let info = server.info_for(client.cid, &client.addr.ip().to_string(), None);
+        let json = info
+            .strip_prefix(b"INFO ")
+            .and_then(|j| serde_json::from_slice::<serde_json::Value>(j.trim_ascii_end()).ok());
+        if let Some(mut v) = json {
+            v["max_payload"] = serde_json::json!(r.limits.max_payload);
+            v["connect_info"] = serde_json::json!(true);
+            v["remote_account"] = serde_json::json!(r.account.name);
+            r.connect_info = Some(format!("INFO {v}\r\n").into_bytes());
+        }
+    }
     super::sysreq::client_event(server, client, None);
 }
 
@@ -1411,6 +1458,7 @@ fn set_user(server: &Arc<Server>, client: &Arc<Client>, r: &mut Reader, user: Ar
     r.perms = user.perms.clone();
     r.pub_allowed.clear();
     r.user = Some(user);
+    apply_limits(r, &server.options());
 }
 
 /// Disconnects the client when its credentials expire (`exp`, unix seconds), as nats-server
