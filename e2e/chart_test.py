@@ -329,7 +329,7 @@ def test_default_cluster_matches_crd():
     objs, _ = render({"cluster": {"create": True}})
     nc = one(objs, "NatsCluster")
     schema_check(nc["spec"], crd_schema("NatsCluster")["properties"]["spec"])
-    assert nc["spec"]["replicas"] == 3 and nc["spec"]["jetstream"]["enabled"] is True
+    assert nc["spec"]["replicas"] == 1 and nc["spec"]["jetstream"]["enabled"] is True
     assert "auth" not in nc["spec"]
 
 
@@ -493,7 +493,7 @@ def test_apply_to_kube_apiserver():
         kc("apply", "-f", "-", stdin=to_yaml(objs))
         nc = yaml.safe_load(kc("get", "natsclusters.natrix.io", "nats", "-n", NAMESPACE,
                                "-o", "yaml"))
-        assert nc["spec"]["replicas"] == 3 and nc["spec"]["jetstream"]["enabled"] is True
+        assert nc["spec"]["replicas"] == 1 and nc["spec"]["jetstream"]["enabled"] is True
         # The CRD defaults were applied by the API server (the spec is structural and valid).
         assert nc["spec"]["ports"]["client"] == 4222, nc["spec"]
         kc("get", "deployment", RELEASE, "-n", NAMESPACE)

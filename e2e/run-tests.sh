@@ -30,3 +30,9 @@ if [ -f "$K8S_SCRIPTS/build-kube-apiserver.sh" ]; then
 else
   echo "operator e2e skipped: no $K8S_SCRIPTS/build-kube-apiserver.sh (set NATRIX_K8S_SCRIPTS)"
 fi
+
+# The Helm chart: lint, renders, chart CRDs == crds/, RBAC == e2e/examples/operator-rbac.yaml,
+# and an install on the test kube-apiserver (skipped when its scripts or binary are missing).
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/pip install --quiet --disable-pip-version-check helm-python-sdk pyyaml
+NATRIX_K8S_SCRIPTS="$K8S_SCRIPTS" .venv/bin/python e2e/chart_test.py
