@@ -52,7 +52,9 @@ impl StreamForward {
     pub fn map(&self, subject: &str) -> String {
         match (&self.prefix, &self.to) {
             (Some(p), _) => format!("{p}.{subject}"),
-            (None, Some(to)) => map_tokens(subject, &self.subject, to),
+            // A subject mapping: `>` takes what `>` matched, `*`/`$N` the wildcards.
+            (None, Some(to)) => crate::jetstream::transform::apply(&self.subject, to, subject)
+                .unwrap_or_else(|| map_tokens(subject, &self.subject, to)),
             (None, None) => subject.to_string(),
         }
     }
@@ -146,6 +148,18 @@ impl Account {
         {
             self.has_services.store(true, Ordering::Release);
         }
+    }
+
+    /// Drops every stream forward and service import (before wiring them again).
+    pub fn clear_imports(&self) {
+        for f in self.stream_forwards.all() {
+            self.stream_forwards.remove(&f.subject, None, &f);
+        }
+        for si in self.service_imports.all() {
+            self.service_imports.remove(&si.local, None, &si);
+        }
+        self.has_forwards.store(false, Ordering::Release);
+        self.has_services.store(false, Ordering::Release);
     }
 
     /// Whether any stream import takes messages from this account.

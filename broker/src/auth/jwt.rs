@@ -193,3 +193,108 @@ pub fn permissions(l: &UserPermissionLimits) -> Option<Permissions> {
     };
     (p != Permissions::default()).then_some(p)
 }
+
+/// Account JWTs' exports and imports as config accounts, so they are wired like `accounts {}`
+/// blocks. An import counts only when its exporter exports a subject covering it, and (for
+/// exports that require a token) carries a valid activation token for the importer.
+pub fn jwt_account_configs(claims: &[AccountClaims]) -> Vec<crate::options::AccountConfig> {
+    use crate::options::{AccountConfig, Export, Import, ResponseType};
+    let by_key: HashMap<&str, &AccountClaims> =
+        claims.iter().map(|c| (c.sub.as_str(), c)).collect();
+    let response_type = |s: &str| match s.to_ascii_lowercase().as_str() {
+        "stream" => ResponseType::Stream,
+        "chunked" => ResponseType::Chunked,
+        _ => ResponseType::Singleton,
+    };
+    let covers =
+        |export: &str, subject: &str| export == subject || crate::subject::matches(subject, export);
+    claims
+        .iter()
+        .map(|c| {
+            let exports = c
+                .nats
+                .exports
+                .iter()
+                .map(|e| {
+                    if e.export_type == "service" {
+                        Export::Service {
+                            subject: e.subject.clone(),
+                            accounts: Vec::new(),
+                            response_type: response_type(&e.response_type),
+                        }
+                    } else {
+                        Export::Stream {
+                            subject: e.subject.clone(),
+                            accounts: Vec::new(),
+                        }
+                    }
+                })
+                .collect();
+            let imports = c
+                .nats
+                .imports
+                .iter()
+                .filter_map(|i| {
+                    let exporter = by_key.get(i.account.as_str())?;
+                    let service = i.import_type == "service";
+                    let export = exporter.nats.exports.iter().find(|e| {
+                        (e.export_type == "service") == service && covers(&e.subject, &i.subject)
+                    });
+                    let Some(export) = export else {
+                        tracing::warn!(
+                            "account {}: import of {:?} from {} has no matching export; ignored",
+                            c.sub,
+                            i.subject,
+                            i.account
+                        );
+                        return None;
+                    };
+                    if export.token_req
+                        && natrix_jwt::verify_activation(&i.token, exporter, &i.account, &c.sub)
+                            .is_err()
+                    {
+                        tracing::warn!(
+                            "account {}: import of {:?} from {} has no valid activation token; ignored",
+                            c.sub,
+                            i.subject,
+                            i.account
+                        );
+                        return None;
+                    }
+                    let local = [&i.local_subject, &i.to]
+                        .into_iter()
+                        .find(|s| !s.is_empty())
+                        .cloned();
+                    Some(if service {
+                        Import::Service {
+                            account: i.account.clone(),
+                            subject: i.subject.clone(),
+                            to: local,
+                        }
+                    } else if !i.local_subject.is_empty() {
+                        Import::Stream {
+                            account: i.account.clone(),
+                            subject: i.subject.clone(),
+                            to: Some(i.local_subject.clone()),
+                            prefix: None,
+                        }
+                    } else {
+                        // The older `to` of a stream import is a prefix.
+                        Import::Stream {
+                            account: i.account.clone(),
+                            subject: i.subject.clone(),
+                            to: None,
+                            prefix: Some(i.to.clone()).filter(|t| !t.is_empty()),
+                        }
+                    })
+                })
+                .collect();
+            AccountConfig {
+                name: c.sub.clone(),
+                exports,
+                imports,
+                jetstream: None,
+            }
+        })
+        .collect()
+}

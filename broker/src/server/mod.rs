@@ -238,7 +238,7 @@ impl Server {
             .entry(sys_name.clone())
             .or_insert_with(|| Arc::new(Account::new(&sys_name)))
             .clone();
-        wire_imports(&opts, &accounts);
+        wire_all_imports(&opts, &accounts);
         let auth = Authenticator::new(&opts, &accounts, global.clone())?;
         if auth.advertise_required() {
             info.auth_required = Some(true);
@@ -719,6 +719,21 @@ fn tls_setup(opts: &Options, info: &mut Info) -> Result<Option<TlsSetup>, Server
 
 /// Connects every configured import to its exporting account (the config loader has already
 /// checked that each import is allowed by an export).
+/// Wires the config accounts' and the account JWTs' imports (after clearing old ones).
+pub(crate) fn wire_all_imports(opts: &Options, accounts: &HashMap<String, Arc<Account>>) {
+    for a in accounts.values() {
+        a.clear_imports();
+    }
+    let mut all = opts.clone();
+    if !opts.trusted_operators.is_empty() {
+        if let Ok(claims) = crate::auth::jwt::load_accounts(opts) {
+            all.accounts
+                .extend(crate::auth::jwt::jwt_account_configs(&claims));
+        }
+    }
+    wire_imports(&all, accounts);
+}
+
 fn wire_imports(opts: &Options, accounts: &HashMap<String, Arc<Account>>) {
     use crate::accounts::{ServiceImport, StreamForward};
     use crate::options::{Export, Import};

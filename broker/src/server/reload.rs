@@ -318,6 +318,7 @@ impl Server {
         let auth =
             Authenticator::new(&opts, &accounts, self.global.clone()).map_err(|e| e.to_string())?;
         let auth = Arc::new(auth);
+        super::wire_all_imports(&opts, &accounts);
         *self.accounts.write() = accounts;
         *self.auth.write() = auth.clone();
         self.reauthorize_clients(&auth);
