@@ -674,8 +674,43 @@ impl Consumer {
             None => (body, ""),
         };
         let mut acked = Vec::new();
+        let pending = self.st.pending.get(&seq).copied();
+        let deliveries = self.st.redelivered.get(&seq).copied().unwrap_or(1);
+        let me = self.name.clone();
+        let event = |ctx: &mut Ctx<'_>, what: &str, kind: &str, extra: serde_json::Value| {
+            let Some(p) = pending else { return };
+            let mut body = serde_json::json!({
+                "stream": ctx.stream,
+                "consumer": me,
+                "consumer_seq": p.dseq,
+                "stream_seq": seq,
+            });
+            if let (serde_json::Value::Object(m), serde_json::Value::Object(e)) = (&mut body, extra)
+            {
+                m.extend(e);
+            }
+            super::advisory::publish(
+                ctx.server,
+                ctx.account,
+                ctx.sender,
+                &format!("$JS.EVENT.{what}.{}.{me}", ctx.stream),
+                kind,
+                body,
+            );
+        };
         match kind {
-            "" | "+ACK" => acked = self.do_ack(seq),
+            "" | "+ACK" => {
+                acked = self.do_ack(seq);
+                if acked.contains(&seq) && self.sampled() {
+                    let ack_time = pending.map_or(0, |p| unix_nanos() - p.ts);
+                    event(
+                        ctx,
+                        "METRIC.CONSUMER.ACK",
+                        "io.nats.jetstream.metric.v1.consumer_ack",
+                        serde_json::json!({"ack_time": ack_time, "deliveries": deliveries}),
+                    );
+                }
+            }
             "+NXT" => {
                 acked = self.do_ack(seq);
                 if let Some(r) = reply {
@@ -689,6 +724,12 @@ impl Consumer {
                 }
             }
             "-NAK" if self.st.pending.contains_key(&seq) => {
+                event(
+                    ctx,
+                    "ADVISORY.CONSUMER.MSG_NAKED",
+                    "io.nats.jetstream.advisory.v1.nak",
+                    serde_json::json!({"deliveries": deliveries}),
+                );
                 let delay = serde_json::from_str::<serde_json::Value>(arg)
                     .ok()
                     .and_then(|v| v.get("delay").and_then(|d| d.as_i64()))
@@ -709,7 +750,14 @@ impl Consumer {
                 let wait = self.ack_wait_for(dc);
                 self.set_deadline(seq, Instant::now() + wait);
             }
-            "+TERM" if self.remove_pending(seq).is_some() => {
+            "+TERM" if pending.is_some() => {
+                self.remove_pending(seq);
+                event(
+                    ctx,
+                    "ADVISORY.CONSUMER.MSG_TERMINATED",
+                    "io.nats.jetstream.advisory.v1.terminated",
+                    serde_json::json!({"deliveries": deliveries, "reason": arg}),
+                );
                 self.st.redelivered.remove(&seq);
                 self.redeliver.remove(&seq);
                 acked.push(seq);
@@ -723,6 +771,17 @@ impl Consumer {
                 .send(ctx.server, ctx.account, r.as_bytes(), None, None, b"");
         }
         acked
+    }
+
+    /// Whether this ack is sampled for the ack metric (`sample_freq`).
+    fn sampled(&self) -> bool {
+        let f: u32 = self
+            .cfg
+            .sample_freq
+            .trim_end_matches('%')
+            .parse()
+            .unwrap_or(0);
+        f > 0 && fastrand::u32(0..100) < f
     }
 
     fn do_ack(&mut self, seq: u64) -> Vec<u64> {
@@ -763,8 +822,9 @@ impl Consumer {
     }
 
     /// Moves expired deliveries to redelivery, sends heartbeats, expires pull requests.
-    /// Returns the sequences dropped after `max_deliver` (they count as acknowledged).
-    pub fn tick(&mut self, ctx: &mut Ctx<'_>, now: Instant) -> Vec<u64> {
+    /// Returns the sequences dropped after `max_deliver` with their delivery counts (they
+    /// count as acknowledged).
+    pub fn tick(&mut self, ctx: &mut Ctx<'_>, now: Instant) -> Vec<(u64, u64)> {
         let mut dropped = Vec::new();
         let max_deliver = self.cfg.max_deliver;
         let mut expired = Vec::new();
@@ -780,7 +840,7 @@ impl Consumer {
             if max_deliver > 0 && dc as i64 >= max_deliver {
                 self.remove_pending(s);
                 self.st.redelivered.remove(&s);
-                dropped.push(s);
+                dropped.push((s, dc));
                 self.dirty = true;
             } else {
                 self.redeliver.insert(s);

@@ -5,6 +5,7 @@
 //! are served by one API thread; everything about one stream goes to that stream's own thread
 //! ([`stream`]), which owns its store ([`store`]) and consumers ([`consumer`]).
 
+pub mod advisory;
 pub mod config;
 pub mod consumer;
 pub mod errors;
@@ -735,14 +736,25 @@ impl JetStream {
                 sender.flush(server);
                 Ok(None)
             }
-            ["STREAM", "CREATE", name] => self
-                .create_stream(server, acc, name, body)
-                .map(Some)
-                .map_err(|e| ("stream_create_response", e)),
-            ["STREAM", "UPDATE", name] => self
-                .update_stream(server, acc, name, body)
-                .map(Some)
-                .map_err(|e| ("stream_update_response", e)),
+            ["STREAM", "CREATE", name] => {
+                let existed = acc.stream(name).is_some();
+                let r = self.create_stream(server, acc, name, body);
+                if r.is_ok() && !existed {
+                    let mut sender = InternalSender::default();
+                    advisory::stream_action(server, &acc.account, &mut sender, name, "create");
+                    sender.flush(server);
+                }
+                r.map(Some).map_err(|e| ("stream_create_response", e))
+            }
+            ["STREAM", "UPDATE", name] => {
+                let r = self.update_stream(server, acc, name, body);
+                if r.is_ok() {
+                    let mut sender = InternalSender::default();
+                    advisory::stream_action(server, &acc.account, &mut sender, name, "modify");
+                    sender.flush(server);
+                }
+                r.map(Some).map_err(|e| ("stream_update_response", e))
+            }
             ["STREAM", "DELETE", name] => {
                 let h = acc.streams.write().remove(*name);
                 match h {
@@ -751,6 +763,9 @@ impl JetStream {
                             server.remove_sub(&s);
                         }
                         h.stop(true);
+                        let mut sender = InternalSender::default();
+                        advisory::stream_action(server, &acc.account, &mut sender, name, "delete");
+                        sender.flush(server);
                         Ok(Some(
                             json!({"type": "io.nats.jetstream.api.v1.stream_delete_response", "success": true}),
                         ))

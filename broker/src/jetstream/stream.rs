@@ -453,7 +453,21 @@ impl Stream {
             let (mut ctx, consumers) = self.ctx(server);
             for (name, c) in consumers.iter_mut() {
                 if c.next_deadline().is_some_and(|d| d <= now) {
-                    dropped.extend(c.tick(&mut ctx, now));
+                    let gave_up = c.tick(&mut ctx, now);
+                    for (seq, deliveries) in &gave_up {
+                        super::advisory::publish(
+                            ctx.server,
+                            ctx.account,
+                            ctx.sender,
+                            &format!(
+                                "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{}.{name}",
+                                ctx.stream
+                            ),
+                            "io.nats.jetstream.advisory.v1.max_deliver",
+                            serde_json::json!({"stream": ctx.stream, "consumer": name, "stream_seq": seq, "deliveries": deliveries}),
+                        );
+                    }
+                    dropped.extend(gave_up.into_iter().map(|(s, _)| s));
                 }
                 if c.cfg.durable_name.as_deref().is_none_or(str::is_empty) && c.inactive(&ctx, now)
                 {
@@ -573,6 +587,14 @@ impl Stream {
                 for n in names {
                     if let Some(c) = consumers.get_mut(&n) {
                         c.deleted(&mut ctx);
+                        super::advisory::consumer_action(
+                            ctx.server,
+                            ctx.account,
+                            ctx.sender,
+                            ctx.stream,
+                            &n,
+                            "delete",
+                        );
                     }
                 }
                 self.sender.flush(&server);
@@ -1248,6 +1270,14 @@ impl Stream {
         self.write_consumer_meta(&name);
         self.save_consumers(false);
         self.wake = true;
+        super::advisory::consumer_action(
+            server,
+            &self.account,
+            &mut self.sender,
+            &self.name,
+            &name,
+            "create",
+        );
         Ok(self.consumer_response(&name, "consumer_create_response"))
     }
 
@@ -1292,6 +1322,14 @@ impl Stream {
         let Some(mut c) = self.consumers.remove(name) else {
             return false;
         };
+        super::advisory::consumer_action(
+            server,
+            &self.account,
+            &mut self.sender,
+            &self.name,
+            name,
+            "delete",
+        );
         {
             let mut ctx = Ctx {
                 server,
