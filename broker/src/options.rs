@@ -155,6 +155,16 @@ pub struct ClusterOptions {
     pub routes: Vec<String>,
     /// How many times a lost implicit (gossiped) route is redialed.
     pub connect_retries: i32,
+    /// `authorization { user, password }`: what routes must present (and what we present when
+    /// a route URL carries no credentials).
+    pub auth: Option<RouteAuth>,
+}
+
+/// Route credentials; the password may be a bcrypt hash on the accepting side.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RouteAuth {
+    pub user: String,
+    pub password: String,
 }
 
 /// One configured user.

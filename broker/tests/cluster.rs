@@ -391,3 +391,95 @@ async fn no_advertise_keeps_connect_urls_out() {
     // A generated cluster name is still reported.
     assert!(a.server.info().cluster.is_some());
 }
+
+/// A route-authorized server: `authorization { user: ruser, password: rpass }` in `cluster`.
+async fn auth_node(name: &str, routes: Vec<String>) -> TestServer {
+    let name = name.to_string();
+    TestServer::start_with(move |o| {
+        o.server_name = Some(name);
+        o.cluster = Some(ClusterOptions {
+            name: Some("test".into()),
+            host: "127.0.0.1".into(),
+            port: -1,
+            routes,
+            auth: Some(natrix_broker::options::RouteAuth {
+                user: "ruser".into(),
+                password: "rpass".into(),
+            }),
+            ..ClusterOptions::default()
+        });
+    })
+    .await
+}
+
+/// Waits (bounded) for `s` to have `n` routes; returns how many it has.
+async fn routes_after(s: &TestServer, n: usize) -> usize {
+    for _ in 0..120 {
+        if s.server.cluster().unwrap().num_routes() == n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    s.server.cluster().unwrap().num_routes()
+}
+
+#[tokio::test]
+async fn route_authorization_with_the_reference_server() {
+    let a = auth_node("A", Vec::new()).await;
+    let hp = route_url(&a)
+        .trim_start_matches("nats-route://")
+        .to_string();
+    // nats-server with the right credentials in its route URL joins.
+    let good = common::RefServer::start(
+        None,
+        &[
+            "--cluster",
+            "nats://127.0.0.1:-1",
+            "--cluster_name",
+            "test",
+            "--routes",
+            &format!("nats-route://ruser:rpass@{hp}"),
+        ],
+    );
+    assert_eq!(
+        routes_after(&a, 1).await,
+        1,
+        "right credentials form a route"
+    );
+    drop(good);
+    assert_eq!(routes_after(&a, 0).await, 0);
+    // Wrong credentials: refused, no route.
+    let _bad = common::RefServer::start(
+        None,
+        &[
+            "--cluster",
+            "nats://127.0.0.1:-1",
+            "--cluster_name",
+            "test",
+            "--routes",
+            &format!("nats-route://ruser:wrong@{hp}"),
+        ],
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        a.server.cluster().unwrap().num_routes(),
+        0,
+        "wrong credentials are refused"
+    );
+    // Natrix dialing an authorized nats-server presents the cluster's credentials.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let conf = format!(
+        "cluster {{ listen: \"127.0.0.1:{port}\", name: test, authorization {{ user: ruser, password: rpass }} }}\n"
+    );
+    let _r = common::RefServer::start(Some(&conf), &[]);
+    let b = auth_node("B", vec![format!("nats-route://127.0.0.1:{port}")]).await;
+    assert_eq!(
+        routes_after(&b, 1).await,
+        1,
+        "Natrix presents the credentials to nats-server"
+    );
+}

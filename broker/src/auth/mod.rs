@@ -271,7 +271,7 @@ pub fn is_bcrypt(s: &str) -> bool {
 }
 
 /// Compares a presented secret with a configured one (plain or bcrypt) in constant time.
-fn secret_matches(want: &str, given: &str) -> bool {
+pub(crate) fn secret_matches(want: &str, given: &str) -> bool {
     if is_bcrypt(want) {
         return bcrypt::verify(given, want).unwrap_or(false);
     }

@@ -58,6 +58,8 @@ pub struct RouteInfo {
     pub cluster_dynamic: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub connect_urls: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub auth_required: bool,
     /// The URL other servers connect to for routes (`nats-route://host:port/`).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub ip: String,
@@ -288,6 +290,7 @@ impl Cluster {
             } else {
                 self.own_client_urls(server, local.map(|l| l.ip()))
             },
+            auth_required: self.opts.auth.is_some(),
             ip,
         }
     }

@@ -72,9 +72,47 @@ pub struct Route {
     closing: AtomicBool,
     reason: Mutex<Option<ClosedReason>>,
     pings_out: AtomicU32,
+    /// Set once an accepted route's CONNECT passed `authorization`.
+    authed: AtomicBool,
+}
+
+/// Tells a route that failed authentication and closes it (nats-server's wording).
+fn route_auth_violation(route: &Route) {
+    tracing::error!(
+        "{}:{} - rid:{} - authentication error",
+        route.addr.ip(),
+        route.addr.port(),
+        route.rid
+    );
+    route.send(b"-ERR 'Authorization Violation'\r\n");
+    route.close(ClosedReason::AuthenticationViolation);
+}
+
+/// What we present when dialing `host_port`: the credentials in its configured URL, else the
+/// cluster's `authorization`.
+fn route_credentials(cluster: &Cluster, host_port: &str) -> (Option<String>, Option<String>) {
+    for url in &cluster.opts.routes {
+        if crate::config::cluster::route_host_port(url).as_deref() != Some(host_port) {
+            continue;
+        }
+        let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+        if let Some((userinfo, _)) = rest.rsplit_once('@') {
+            let (u, p) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+            return (Some(u.to_string()), Some(p.to_string()));
+        }
+    }
+    match &cluster.opts.auth {
+        Some(a) => (Some(a.user.clone()), Some(a.password.clone())),
+        None => (None, None),
+    }
 }
 
 impl Route {
+    /// Whether the accepted route presented valid credentials.
+    fn authed(&self) -> bool {
+        self.authed.load(Ordering::Relaxed)
+    }
+
     /// The remote server's id (empty before its INFO).
     pub fn remote_id(&self) -> String {
         self.remote.read().id.clone()
@@ -279,6 +317,7 @@ pub(super) async fn run(
         closing: AtomicBool::new(false),
         reason: Mutex::new(None),
         pings_out: AtomicU32::new(0),
+        authed: AtomicBool::new(false),
     });
     let (ip, port) = (addr.ip(), addr.port());
     if route.solicited.is_none() {
@@ -439,7 +478,13 @@ fn handle(
                 route.close(ClosedReason::ClusterNameConflict);
                 return false;
             }
-            if route.solicited.is_some() {
+            if route.solicited.is_none() && cluster.opts.auth.is_some() && !route.authed() {
+                // Authentication is required and no accepted CONNECT came first.
+                route_auth_violation(route);
+                return false;
+            }
+            if let Some(s) = &route.solicited {
+                let (user, pass) = route_credentials(cluster, &s.url);
                 let connect = serde_json::json!({
                     "echo": false,
                     "verbose": false,
@@ -449,6 +494,8 @@ fn handle(
                     "name": server.server_id,
                     "cluster": cluster.name,
                     "dynamic": !cluster.name_configured,
+                    "user": user,
+                    "pass": pass,
                 });
                 let mut out = format!("CONNECT {connect}\r\n").into_bytes();
                 out.extend_from_slice(&info_line(&cluster.route_info(server, route.local_addr)));
@@ -472,7 +519,25 @@ fn handle(
             }
             *registered = true;
         }
-        RouteOp::Connect(_) => {}
+        RouteOp::Connect(json) => {
+            if let Some(auth) = &cluster.opts.auth {
+                #[derive(serde::Deserialize)]
+                struct Creds {
+                    #[serde(default)]
+                    user: String,
+                    #[serde(default)]
+                    pass: String,
+                }
+                let ok = serde_json::from_slice::<Creds>(json).is_ok_and(|c| {
+                    c.user == auth.user && crate::auth::secret_matches(&auth.password, &c.pass)
+                });
+                if !ok {
+                    route_auth_violation(route);
+                    return false;
+                }
+                route.authed.store(true, Ordering::Relaxed);
+            }
+        }
         RouteOp::Ping => route.send(b"PONG\r\n"),
         RouteOp::Pong => route.pings_out.store(0, Ordering::Relaxed),
         RouteOp::Err(e) => {

@@ -8,7 +8,6 @@ use crate::options::ClusterOptions;
 /// Keys of `cluster` nats-server knows that this broker does not implement: an error, never
 /// silently ignored.
 const CLUSTER_NOT_SUPPORTED: &[&str] = &[
-    "authorization",
     "tls",
     "pool_size",
     "accounts",
@@ -70,6 +69,27 @@ pub(super) fn cluster(
                 }
             }
             "advertise" | "cluster_advertise" => c.advertise = Some(get_str(f)?),
+            "authorization" => {
+                let Kind::Map(a) = &f.value.kind else {
+                    return Err(type_err(f, "map"));
+                };
+                let mut auth = crate::options::RouteAuth::default();
+                for k in &a.entries {
+                    match k.key.to_lowercase().as_str() {
+                        "user" | "username" => auth.user = get_str(k)?,
+                        "password" | "pass" => auth.password = get_str(k)?,
+                        // Routes authenticate on CONNECT right away; nothing to wait for.
+                        "timeout" => {}
+                        _ => {
+                            return Err(ConfigError::Unsupported {
+                                pos: k.key_pos.clone(),
+                                key: format!("cluster.authorization.{}", k.key),
+                            })
+                        }
+                    }
+                }
+                c.auth = Some(auth);
+            }
             "no_advertise" => c.no_advertise = get_bool(f)?,
             "connect_retries" => {
                 c.connect_retries =
