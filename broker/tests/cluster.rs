@@ -483,3 +483,44 @@ async fn route_authorization_with_the_reference_server() {
         "Natrix presents the credentials to nats-server"
     );
 }
+
+#[tokio::test]
+async fn lame_duck_server_leaves_connect_urls() {
+    let a = node("A", Vec::new()).await;
+    let b = node("B", vec![route_url(&a)]).await;
+    wait_routes(&[&a, &b], 1).await;
+    let a_url = a.addr.to_string();
+    // B advertises A's client URL once the routes have exchanged INFOs.
+    let mut seen = false;
+    for _ in 0..120 {
+        if b.server.info().connect_urls.contains(&a_url) {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(seen, "B advertises A: {:?}", b.server.info().connect_urls);
+    // A client keeps A in its grace period (it would shut down at once without clients, and
+    // its routes would go with it).
+    let _keep = async_nats::connect(a.url()).await.unwrap();
+    let server = a.server.clone();
+    tokio::spawn(async move { server.lame_duck_mode().await });
+    let mut gone = false;
+    for _ in 0..120 {
+        if !b.server.info().connect_urls.contains(&a_url) {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(
+        gone,
+        "A in lame duck mode leaves B's connect_urls: {:?}",
+        b.server.info().connect_urls
+    );
+    assert_eq!(
+        b.server.cluster().unwrap().num_routes(),
+        1,
+        "the route stays during the grace period"
+    );
+}

@@ -60,6 +60,9 @@ pub struct RouteInfo {
     pub connect_urls: Vec<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub auth_required: bool,
+    /// The sender entered lame duck mode: its client URLs leave `connect_urls`.
+    #[serde(default, rename = "ldm", skip_serializing_if = "std::ops::Not::not")]
+    pub lame_duck_mode: bool,
     /// The URL other servers connect to for routes (`nats-route://host:port/`).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub ip: String,
@@ -291,6 +294,7 @@ impl Cluster {
                 self.own_client_urls(server, local.map(|l| l.ip()))
             },
             auth_required: self.opts.auth.is_some(),
+            lame_duck_mode: false,
             ip,
         }
     }
@@ -399,6 +403,17 @@ impl Cluster {
     }
 
     /// Recomputes the client `connect_urls` and tells clients that take asynchronous INFOs.
+    /// Tells every route this server entered lame duck mode (an INFO with `ldm`), so the
+    /// other servers stop advertising its client URLs.
+    pub fn announce_lame_duck(&self, server: &Server) {
+        for r in self.routes.read().iter() {
+            let mut info = self.route_info(server, r.local_addr);
+            info.lame_duck_mode = true;
+            info.connect_urls.clear();
+            r.send(&route::info_line(&info));
+        }
+    }
+
     fn urls_changed(&self, server: &Arc<Server>) {
         if self.opts.no_advertise {
             return;
@@ -417,8 +432,8 @@ impl Cluster {
         server.update_info(|i| i.connect_urls = urls);
         for c in server.clients() {
             let meta = c.meta.lock().clone();
-            // TODO: only clients with CONNECT `protocol` >= 1, as nats-server.
-            if meta.connected && !c.is_closing() {
+            // Only clients that take asynchronous INFOs, as nats-server.
+            if meta.connected && meta.protocol >= 1 && meta.first_pong_sent && !c.is_closing() {
                 c.send_proto(&server.info_for(c.cid, &c.addr.ip().to_string(), None));
             }
         }

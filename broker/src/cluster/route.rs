@@ -345,7 +345,7 @@ impl Route {
     }
 }
 
-fn info_line(info: &RouteInfo) -> Vec<u8> {
+pub(crate) fn info_line(info: &RouteInfo) -> Vec<u8> {
     let mut out = b"INFO ".to_vec();
     serde_json::to_writer(&mut out, info).expect("INFO serializes");
     out.extend_from_slice(b" \r\n");
@@ -431,7 +431,12 @@ fn handle(
             };
             if *registered {
                 if info.server_id == route.remote_id() {
-                    route.remote.write().client_urls = info.connect_urls;
+                    // A server in lame duck mode keeps its route but not its client URLs.
+                    route.remote.write().client_urls = if info.lame_duck_mode {
+                        Vec::new()
+                    } else {
+                        info.connect_urls
+                    };
                     cluster.urls_changed(server);
                 } else {
                     cluster.implicit_route(server, &info);

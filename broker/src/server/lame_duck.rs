@@ -102,6 +102,9 @@ impl Server {
             return;
         }
         tracing::info!("Entering lame duck mode, stop accepting new clients");
+        if let Some(c) = self.cluster() {
+            c.announce_lame_duck(self);
+        }
         // No client can connect once the accept loop has dropped the listener.
         self.ldm.listener_closed().await;
         if self.is_shut_down() {
