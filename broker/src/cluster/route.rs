@@ -74,6 +74,9 @@ pub struct Route {
     pings_out: AtomicU32,
     /// Set once an accepted route's CONNECT passed `authorization`.
     authed: AtomicBool,
+    /// Round-trip time of the last PING/PONG, and when the outstanding PING went (ns).
+    rtt: AtomicI64,
+    ping_sent: AtomicI64,
 }
 
 /// Tells a route that failed authentication and closes it (nats-server's wording).
@@ -108,6 +111,17 @@ fn route_credentials(cluster: &Cluster, host_port: &str) -> (Option<String>, Opt
 }
 
 impl Route {
+    /// Sends a PING, timing the round trip (for `/routez` `rtt`).
+    fn ping(&self) {
+        let _ = self.ping_sent.compare_exchange(
+            0,
+            crate::server::client::unix_nanos(),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+        self.send(b"PING\r\n");
+    }
+
     /// Whether the accepted route presented valid credentials.
     fn authed(&self) -> bool {
         self.authed.load(Ordering::Relaxed)
@@ -215,7 +229,7 @@ impl Route {
             "port": self.addr.port(),
             "start": chrono_like(self.start),
             "last_activity": chrono_like(last),
-            "rtt": "0s",
+            "rtt": crate::monitor::connz::rtt_string(self.rtt.load(Ordering::Relaxed)),
             "uptime": uptime(since(self.start, now)),
             "idle": go_duration(since(last, now).as_nanos() as i128),
             "pending_size": self.out.pending(),
@@ -318,6 +332,8 @@ pub(super) async fn run(
         reason: Mutex::new(None),
         pings_out: AtomicU32::new(0),
         authed: AtomicBool::new(false),
+        rtt: AtomicI64::new(0),
+        ping_sent: AtomicI64::new(0),
     });
     let (ip, port) = (addr.ip(), addr.port());
     if route.solicited.is_none() {
@@ -523,6 +539,8 @@ fn handle(
                 return false;
             }
             *registered = true;
+            // The first round trip gives `/routez` its RTT, as nats-server does.
+            route.ping();
         }
         RouteOp::Connect(json) => {
             if let Some(auth) = &cluster.opts.auth {
@@ -544,7 +562,14 @@ fn handle(
             }
         }
         RouteOp::Ping => route.send(b"PONG\r\n"),
-        RouteOp::Pong => route.pings_out.store(0, Ordering::Relaxed),
+        RouteOp::Pong => {
+            route.pings_out.store(0, Ordering::Relaxed);
+            let sent = route.ping_sent.swap(0, Ordering::Relaxed);
+            if sent > 0 {
+                let now = crate::server::client::unix_nanos();
+                route.rtt.store((now - sent).max(1), Ordering::Relaxed);
+            }
+        }
         RouteOp::Err(e) => {
             tracing::error!(
                 "{}:{} - rid:{} - Route Error {}",
@@ -671,7 +696,7 @@ async fn write_loop(server: Arc<Server>, route: Arc<Route>) {
                     if route.pings_out.fetch_add(1, Ordering::Relaxed) + 1 > ping_max {
                         route.close(ClosedReason::StaleConnection);
                     } else {
-                        route.send(b"PING\r\n");
+                        route.ping();
                     }
                 }
             }

@@ -252,7 +252,7 @@ fn rtt_nanos(c: &Client) -> i64 {
 }
 
 /// Go's `getRTT` truncation: microseconds between 1µs and 1ms.
-fn rtt_string(rtt: i64) -> String {
+pub(crate) fn rtt_string(rtt: i64) -> String {
     let rtt = if rtt > 1_000 && rtt < 1_000_000 {
         rtt - rtt % 1_000
     } else {
