@@ -524,3 +524,32 @@ async fn lame_duck_server_leaves_connect_urls() {
         "the route stays during the grace period"
     );
 }
+
+#[tokio::test]
+async fn reload_adds_and_removes_routes() {
+    let a = node("A", Vec::new()).await;
+    let b = node("B", Vec::new()).await;
+    assert_eq!(a.server.cluster().unwrap().num_routes(), 0);
+    let mut opts = (*a.server.options()).clone();
+    opts.cluster.as_mut().unwrap().routes = vec![route_url(&b)];
+    a.server.reload(opts.clone()).await.unwrap();
+    assert_eq!(
+        routes_after(&a, 1).await,
+        1,
+        "a route added by reload is dialed"
+    );
+    assert_eq!(routes_after(&b, 1).await, 1);
+    opts.cluster.as_mut().unwrap().routes = Vec::new();
+    a.server.reload(opts).await.unwrap();
+    assert_eq!(
+        routes_after(&a, 0).await,
+        0,
+        "a route removed by reload is closed"
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        a.server.cluster().unwrap().num_routes(),
+        0,
+        "and not redialed"
+    );
+}

@@ -92,6 +92,10 @@ pub struct Cluster {
     url_ids: Mutex<HashMap<String, String>>,
     /// An address of ours the peers reached us on (for wildcard listen hosts).
     local_ip: RwLock<Option<IpAddr>>,
+    /// The configured route URLs (they change on config reload).
+    configured: RwLock<Vec<String>>,
+    /// Route URLs (`host:port`) a reload removed: their dial loops stop.
+    removed: Mutex<HashSet<String>>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -110,6 +114,7 @@ impl Cluster {
                 false,
             ),
         };
+        let opts_routes = opts.routes.clone();
         Arc::new(Cluster {
             opts,
             name,
@@ -122,6 +127,8 @@ impl Cluster {
             self_urls: Mutex::new(HashSet::new()),
             url_ids: Mutex::new(HashMap::new()),
             local_ip: RwLock::new(None),
+            configured: RwLock::new(opts_routes),
+            removed: Mutex::new(HashSet::new()),
         })
     }
 
@@ -165,13 +172,48 @@ impl Cluster {
         );
         let (me, srv) = (self.clone(), server.clone());
         tokio::spawn(async move { me.accept_loop(srv, listener).await });
-        for url in self.opts.routes.clone() {
+        for url in self.configured_routes() {
             match crate::config::cluster::route_host_port(&url) {
                 Some(hp) => self.dial(server, hp, true),
                 None => tracing::error!("Error parsing route URL {url:?}"),
             }
         }
         Ok(())
+    }
+
+    /// The configured route URLs.
+    pub fn configured_routes(&self) -> Vec<String> {
+        self.configured.read().clone()
+    }
+
+    /// Applies a reloaded `routes` list: new URLs are dialed, removed ones stop being redialed
+    /// and their routes are closed (as nats-server's route reload).
+    pub fn set_routes(self: &Arc<Self>, server: &Arc<Server>, urls: Vec<String>) {
+        let hps = |v: &[String]| -> HashSet<String> {
+            v.iter()
+                .filter_map(|u| crate::config::cluster::route_host_port(u))
+                .collect()
+        };
+        let old = hps(&self.configured.read());
+        let new = hps(&urls);
+        *self.configured.write() = urls;
+        for hp in new.difference(&old) {
+            self.removed.lock().remove(hp);
+            tracing::info!("Adding route {hp}");
+            self.dial(server, hp.clone(), true);
+        }
+        for hp in old.difference(&new) {
+            tracing::info!("Removing route {hp}");
+            self.removed.lock().insert(hp.clone());
+            for r in self.routes.read().iter() {
+                if r.solicited
+                    .as_ref()
+                    .is_some_and(|s| s.configured && &s.url == hp)
+                {
+                    r.close(crate::server::ClosedReason::ClientClosed);
+                }
+            }
+        }
     }
 
     async fn accept_loop(self: Arc<Self>, server: Arc<Server>, listener: TcpListener) {
@@ -203,6 +245,9 @@ impl Cluster {
             let mut failures = 0i32;
             loop {
                 if me.self_urls.lock().contains(&hp) {
+                    break;
+                }
+                if configured && me.removed.lock().contains(&hp) {
                     break;
                 }
                 let known = me.url_ids.lock().get(&hp).cloned();
@@ -641,7 +686,7 @@ impl Cluster {
             "addr": if self.opts.host.is_empty() { "0.0.0.0" } else { self.opts.host.as_str() },
             "cluster_port": addr.map_or(0, |a| a.port()),
             "auth_timeout": 2,
-            "urls": self.opts.routes.iter().filter_map(|u| crate::config::cluster::route_host_port(u)).collect::<Vec<_>>(),
+            "urls": self.configured_routes().iter().filter_map(|u| crate::config::cluster::route_host_port(u)).collect::<Vec<_>>(),
             "tls_timeout": 2,
             "tls_required": false,
             "tls_verify": false,

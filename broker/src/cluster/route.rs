@@ -94,7 +94,7 @@ fn route_auth_violation(route: &Route) {
 /// What we present when dialing `host_port`: the credentials in its configured URL, else the
 /// cluster's `authorization`.
 fn route_credentials(cluster: &Cluster, host_port: &str) -> (Option<String>, Option<String>) {
-    for url in &cluster.opts.routes {
+    for url in &cluster.configured_routes() {
         if crate::config::cluster::route_host_port(url).as_deref() != Some(host_port) {
             continue;
         }

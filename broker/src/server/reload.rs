@@ -112,12 +112,15 @@ fn check_cluster(old: Option<&ClusterOptions>, new: Option<&ClusterOptions>) -> 
         o.no_advertise.to_string(),
         n.no_advertise.to_string(),
     )?;
-    field("routes", o.routes.join(","), n.routes.join(","))?;
+    // `routes` reload: added routes are dialed, removed ones closed.
     field(
         "connect_retries",
         o.connect_retries.to_string(),
         n.connect_retries.to_string(),
     )?;
+    if old.is_some() == new.is_some() {
+        return Ok(());
+    }
     Err(refuse("cluster", "enabled", "disabled"))
 }
 
@@ -277,6 +280,7 @@ impl Server {
             }
         }
         let max_conn = new.max_connections;
+        let new_routes = new.cluster.as_ref().map(|c| c.routes.clone());
         *self.accounts.write() = accounts;
         *self.tls.write() = tls;
         *self.auth.write() = auth.clone();
@@ -287,6 +291,12 @@ impl Server {
             i.auth_required = auth.advertise_required().then_some(true);
         });
         *self.opts.write() = Arc::new(new);
+        if let (Some(c), Some(routes)) = (self.cluster(), new_routes) {
+            if c.configured_routes() != routes {
+                tracing::info!("Reloaded: cluster routes");
+                c.set_routes(self, routes);
+            }
+        }
         if max_conn > 0 {
             self.enforce_max_connections(max_conn as usize);
         }
