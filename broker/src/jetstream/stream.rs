@@ -1355,40 +1355,31 @@ impl Stream {
 
     fn update(&mut self, cfg: StreamConfig) -> Result<Value, ApiError> {
         let old = &self.cfg;
-        if cfg.storage != old.storage {
-            return Err(ApiError::new(
-                10052,
-                500,
+        // Changes nats-server refuses on update.
+        let refused = [
+            (
+                cfg.storage != old.storage,
                 "stream configuration update can not change storage type",
-            ));
-        }
-        if cfg.retention != old.retention {
-            return Err(ApiError::new(
-                10052,
-                500,
+            ),
+            (
+                cfg.retention != old.retention,
                 "stream configuration update can not change retention policy",
-            ));
-        }
-        if old.sealed && !cfg.sealed {
-            return Err(ApiError::new(
-                10052,
-                500,
+            ),
+            (
+                old.sealed && !cfg.sealed,
                 "stream configuration update can not unseal a sealed stream",
-            ));
-        }
-        if old.deny_delete && !cfg.deny_delete {
-            return Err(ApiError::new(
-                10052,
-                500,
+            ),
+            (
+                old.deny_delete && !cfg.deny_delete,
                 "stream configuration update can not cancel deny message deletes",
-            ));
-        }
-        if old.deny_purge && !cfg.deny_purge {
-            return Err(ApiError::new(
-                10052,
-                500,
+            ),
+            (
+                old.deny_purge && !cfg.deny_purge,
                 "stream configuration update can not cancel deny purge",
-            ));
+            ),
+        ];
+        if let Some((_, why)) = refused.iter().find(|(bad, _)| *bad) {
+            return Err(ApiError::stream_invalid_config(why));
         }
         self.cfg = cfg;
         if let Some(d) = &self.dir {
