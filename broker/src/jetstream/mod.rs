@@ -112,7 +112,6 @@ pub struct JetStream {
     accounts: RwLock<HashMap<String, Arc<JsAccount>>>,
     client: Arc<Client>,
     api_tx: Mutex<Option<Sender<ApiReq>>>,
-    next_sid: AtomicU64,
     api_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Streams that could not be recovered at start, for `/healthz`.
     failed: Mutex<Vec<String>>,
@@ -168,7 +167,6 @@ impl JetStream {
             accounts: RwLock::new(HashMap::new()),
             client,
             api_tx: Mutex::new(Some(tx)),
-            next_sid: AtomicU64::new(1),
             api_thread: Mutex::new(None),
             failed: Mutex::new(Vec::new()),
         });
@@ -252,10 +250,6 @@ impl JetStream {
         Ok(js)
     }
 
-    fn next_sid(&self) -> Vec<u8> {
-        format!("js{}", self.next_sid.fetch_add(1, Ordering::Relaxed)).into_bytes()
-    }
-
     /// Subscribes `handler` to `subject` in `account` as the server itself.
     fn subscribe(
         &self,
@@ -264,20 +258,8 @@ impl JetStream {
         subject: &str,
         handler: InternalHandler,
     ) -> Arc<Subscription> {
-        let sub = Arc::new(Subscription {
-            client: self.client.clone(),
-            account: account.clone(),
-            deny: None,
-            subject: subject.to_string(),
-            queue: None,
-            sid: self.next_sid().into(),
-            max: AtomicU64::new(0),
-            delivered: AtomicU64::new(0),
-            internal: Some(handler),
-        });
-        self.client.subs.lock().insert(sub.sid.clone(), sub.clone());
-        server.add_sub(&sub);
-        sub
+        self.client
+            .subscribe_internal(server, account, subject, handler)
     }
 
     /// Turns JetStream on for `account` and recovers its streams from disk.

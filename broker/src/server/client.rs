@@ -350,6 +350,37 @@ impl Client {
     }
 }
 
+impl Client {
+    /// Subscribes `handler` to `subject` in `account` on this internal connection (JetStream,
+    /// the resolver, the system services); the sid is the connection's next one.
+    pub fn subscribe_internal(
+        self: &Arc<Self>,
+        server: &Server,
+        account: &Arc<Account>,
+        subject: &str,
+        handler: InternalHandler,
+    ) -> Arc<Subscription> {
+        // Unique for the process: internal subscriptions come and go (streams are deleted).
+        static NEXT_SID: AtomicU64 = AtomicU64::new(1);
+        let n = NEXT_SID.fetch_add(1, Ordering::Relaxed);
+        let sid: Box<[u8]> = format!("i{n}").into_bytes().into();
+        let sub = Arc::new(Subscription {
+            client: self.clone(),
+            account: account.clone(),
+            deny: None,
+            subject: subject.to_string(),
+            queue: None,
+            sid: sid.clone(),
+            max: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            internal: Some(handler),
+        });
+        self.subs.lock().insert(sid, sub.clone());
+        server.add_sub(&sub);
+        sub
+    }
+}
+
 /// Publishes from inside the server (JetStream acks, API responses, consumer deliveries):
 /// routes like a client publish and batches the flushes until [`InternalSender::flush`].
 pub struct InternalSender {
@@ -413,24 +444,22 @@ impl InternalSender {
         let Ok(subj) = std::str::from_utf8(route_subject) else {
             return false;
         };
-        let result = self.cache.get_ref(subj, &account.sublist);
-        let (forwarded, filtered) = match server.cluster() {
-            Some(c) => c.forward(account, subj, reply, headers, payload, result),
-            None => (false, None),
+        let msg = LocalMsg {
+            subject: subj,
+            wire_subject,
+            reply,
+            headers,
+            payload,
         };
-        let result = filtered.as_ref().unwrap_or(result);
-        forwarded
-            | deliver_result(
-                server,
-                result,
-                None,
-                true,
-                wire_subject,
-                reply,
-                headers,
-                payload,
-                &mut self.wakes,
-            )
+        deliver_in_account(
+            server,
+            &mut self.cache,
+            account,
+            None,
+            true,
+            &msg,
+            &mut self.wakes,
+        )
     }
 
     /// Counts and flushes everything sent since the last flush.
@@ -604,16 +633,14 @@ pub fn route_message(
     let Ok(subj) = std::str::from_utf8(subject) else {
         return false;
     };
-    let result = cache.get_ref(subj, &account.sublist);
-    let (forwarded, filtered) = match server.cluster() {
-        Some(c) => c.forward(account, subj, reply, headers, payload, result),
-        None => (false, None),
+    let local = LocalMsg {
+        subject: subj,
+        wire_subject: subject,
+        reply,
+        headers,
+        payload,
     };
-    let result = filtered.as_ref().unwrap_or(result);
-    let mut delivered = forwarded;
-    delivered |= deliver_result(
-        server, result, sender, echo, subject, reply, headers, payload, wakes,
-    );
+    let mut delivered = deliver_in_account(server, cache, account, sender, echo, &local, wakes);
     if account.has_stream_forwards()
         || account.has_service_imports()
         || account.has_response_routes()
@@ -627,6 +654,48 @@ pub fn route_message(
         delivered |= cross_accounts(server, account, sender, echo, &msg, wakes, 0);
     }
     delivered
+}
+
+/// A message delivered in its own account: matched by `subject`, shown to subscribers as
+/// `wire_subject` (the same, except for JetStream deliveries).
+struct LocalMsg<'a> {
+    subject: &'a str,
+    wire_subject: &'a [u8],
+    reply: Option<&'a [u8]>,
+    headers: Option<&'a [u8]>,
+    payload: &'a [u8],
+}
+
+/// Matches a message in `account`, forwards it to the routes with interest and delivers it to
+/// the local subscriptions.
+#[inline]
+fn deliver_in_account(
+    server: &Server,
+    cache: &mut LocalCache<Subscription>,
+    account: &Account,
+    sender: Option<&Client>,
+    echo: bool,
+    m: &LocalMsg<'_>,
+    wakes: &mut WakeList,
+) -> bool {
+    let result = cache.get_ref(m.subject, &account.sublist);
+    let (forwarded, filtered) = match server.cluster() {
+        Some(c) => c.forward(account, m.subject, m.reply, m.headers, m.payload, result),
+        None => (false, None),
+    };
+    let result = filtered.as_ref().unwrap_or(result);
+    forwarded
+        | deliver_result(
+            server,
+            result,
+            sender,
+            echo,
+            m.wire_subject,
+            m.reply,
+            m.headers,
+            m.payload,
+            wakes,
+        )
 }
 
 /// A message on its way across accounts.

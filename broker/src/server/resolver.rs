@@ -5,13 +5,12 @@
 //! live (new accounts can log in at once; revoked users are disconnected) and announced on
 //! `$SYS.ACCOUNT.<id>.CLAIMS.UPDATE`.
 
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
 use serde_json::json;
 
-use super::client::{Client, InternalHandler, InternalSender, Subscription};
+use super::client::{Client, InternalHandler, InternalSender};
 use super::Server;
 use crate::auth::jwt::{stored_jwts, verify_any};
 use crate::options::FullResolverOptions;
@@ -40,7 +39,6 @@ pub fn start(server: &Arc<Server>, cfg: FullResolverOptions) -> std::io::Result<
     }
     let (tx, rx) = std::sync::mpsc::channel::<Req>();
     let client = Client::internal(server.next_cid(), server.system_account.clone());
-    let sid = AtomicU64::new(1);
     let tx = std::sync::Mutex::new(tx);
     let handler = InternalHandler(Arc::new(move |subject, reply, _hdr, payload| {
         let req = Req {
@@ -60,20 +58,7 @@ pub fn start(server: &Arc<Server>, cfg: FullResolverOptions) -> std::io::Result<
         "$SYS.REQ.CLAIMS.DELETE",
         "$SYS.ACCOUNT.*.CLAIMS.UPDATE",
     ] {
-        let n = sid.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let sub = Arc::new(Subscription {
-            client: client.clone(),
-            account: server.system_account.clone(),
-            deny: None,
-            subject: subject.to_string(),
-            queue: None,
-            sid: format!("resolver{n}").into_bytes().into(),
-            max: AtomicU64::new(0),
-            delivered: AtomicU64::new(0),
-            internal: Some(handler.clone()),
-        });
-        client.subs.lock().insert(sub.sid.clone(), sub.clone());
-        server.add_sub(&sub);
+        client.subscribe_internal(server, &server.system_account, subject, handler.clone());
     }
     if server.cluster().is_some() {
         tracing::warn!(
@@ -104,23 +89,8 @@ fn answer(server: &Server, acc: &str, message: &str, err: Option<String>) -> Str
             json!({"error": {"code": 500, "account": acc, "description": format!("{message} - {e}")}})
         }
     };
-    v["server"] = server_block(server);
+    v["server"] = super::sysreq::server_info(server);
     v.to_string()
-}
-
-/// The `server` object of system-account answers.
-fn server_block(server: &Server) -> serde_json::Value {
-    static SEQ: AtomicU64 = AtomicU64::new(0);
-    json!({
-        "name": server.server_name,
-        "host": server.options().host,
-        "id": server.server_id,
-        "ver": super::VERSION,
-        "jetstream": server.jetstream().is_some(),
-        "flags": 0,
-        "seq": SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
-        "time": crate::log::rfc3339(std::time::SystemTime::now()),
-    })
 }
 
 fn serve(server: &Arc<Server>, cfg: &FullResolverOptions, sender: &mut InternalSender, req: Req) {

@@ -11,7 +11,7 @@ use std::sync::{Arc, Weak};
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use super::client::{Client, InternalHandler, InternalSender, Subscription};
+use super::client::{Client, InternalHandler, InternalSender};
 use super::Server;
 use crate::monitor::connz::ConnzOptions;
 use crate::monitor::subsz::SubszOptions;
@@ -40,28 +40,13 @@ pub fn start(server: &Arc<Server>) -> std::io::Result<()> {
         }
     }));
     let id = server.server_id.clone();
-    for (n, subject) in [
+    for subject in [
         "$SYS.REQ.SERVER.PING".to_string(),
         "$SYS.REQ.SERVER.PING.*".to_string(),
         format!("$SYS.REQ.SERVER.{id}.*"),
         "$SYS.REQ.ACCOUNT.*.*".to_string(),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let sub = Arc::new(Subscription {
-            client: client.clone(),
-            account: server.system_account.clone(),
-            deny: None,
-            subject,
-            queue: None,
-            sid: format!("sysreq{n}").into_bytes().into(),
-            max: AtomicU64::new(0),
-            delivered: AtomicU64::new(0),
-            internal: Some(handler.clone()),
-        });
-        client.subs.lock().insert(sub.sid.clone(), sub.clone());
-        server.add_sub(&sub);
+    ] {
+        client.subscribe_internal(server, &server.system_account, &subject, handler.clone());
     }
     let weak: Weak<Server> = Arc::downgrade(server);
     std::thread::Builder::new()
@@ -308,8 +293,7 @@ pub fn client_event(server: &Server, c: &Client, disconnect: Option<super::Close
         "CONNECT"
     };
     let subject = format!("$SYS.ACCOUNT.{acc}.{kind}");
-    let interest = server.system_account.sublist.match_subject(&subject);
-    if interest.psubs.is_empty() && interest.qsubs.is_empty() {
+    if !server.system_account.sublist.has_interest(&subject) {
         return;
     }
     let meta = c.meta.lock().clone();
@@ -377,8 +361,7 @@ pub fn spawn_statsz(server: &Arc<Server>, every: std::time::Duration) {
                 return;
             }
             let subject = format!("$SYS.SERVER.{}.STATSZ", server.server_id);
-            let interest = server.system_account.sublist.match_subject(&subject);
-            if interest.psubs.is_empty() && interest.qsubs.is_empty() {
+            if !server.system_account.sublist.has_interest(&subject) {
                 continue;
             }
             let body = json!({"server": server_info(&server), "statsz": statsz(&server)});
