@@ -18,8 +18,7 @@ pub fn publish(
     kind: &str,
     mut body: Value,
 ) {
-    let interest = account.sublist.match_subject(subject);
-    if interest.psubs.is_empty() && interest.qsubs.is_empty() && server.cluster().is_none() {
+    if !account.sublist.has_interest(subject) && server.cluster().is_none() {
         return;
     }
     let mut v = json!({
