@@ -194,7 +194,48 @@ pub struct Context {
     pub backoff: Backoff,
 }
 
+/// Backoff key of an object: `<controller>/<namespace>/<name>`.
+fn object_key<K: kube::ResourceExt>(controller: &str, o: &K) -> String {
+    format!(
+        "{controller}/{}/{}",
+        o.namespace().unwrap_or_default(),
+        o.name_any()
+    )
+}
+
 impl Context {
+    /// Records a finished reconcile of `o` (metrics; the backoff starts over after a success).
+    pub fn finished<K: kube::ResourceExt, T>(
+        &self,
+        controller: &'static str,
+        o: &K,
+        started: std::time::Instant,
+        res: &crate::error::Result<T>,
+    ) {
+        self.metrics
+            .record(controller, started.elapsed(), res.is_err());
+        if res.is_ok() {
+            self.backoff.reset(&object_key(controller, o));
+        }
+    }
+
+    /// The `error_policy` of every controller: requeue `o` after its next backoff step.
+    pub fn retry<K: kube::ResourceExt>(
+        &self,
+        controller: &str,
+        kind: &str,
+        o: &K,
+        err: &crate::error::Error,
+    ) -> kube::runtime::controller::Action {
+        let wait = self.backoff.next(&object_key(controller, o));
+        tracing::warn!(
+            "{kind} {}/{}: {err}; retrying in {wait:?}",
+            o.namespace().unwrap_or_default(),
+            o.name_any()
+        );
+        kube::runtime::controller::Action::requeue(wait)
+    }
+
     /// A context for `client`; `pdb` from [`crate::apply::pdb_resource`].
     pub fn new(
         client: Client,

@@ -57,14 +57,6 @@ pub fn creds_secret_name(account: &str, user: &str) -> String {
     format!("{account}-{user}-creds")
 }
 
-fn key(a: &Account) -> String {
-    format!(
-        "{CONTROLLER}/{}/{}",
-        a.namespace().unwrap_or_default(),
-        a.name_any()
-    )
-}
-
 /// Reconcile one Account (the `Controller::run` callback).
 pub async fn reconcile(a: Arc<Account>, ctx: Arc<Context>) -> Result<Action> {
     let start = Instant::now();
@@ -82,23 +74,13 @@ pub async fn reconcile(a: Arc<Account>, ctx: Arc<Context>) -> Result<Action> {
         | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
         other => Error::Finalizer(other.to_string()),
     });
-    ctx.metrics
-        .record(CONTROLLER, start.elapsed(), res.is_err());
-    if res.is_ok() {
-        ctx.backoff.reset(&key(&a));
-    }
+    ctx.finished(CONTROLLER, &*a, start, &res);
     res
 }
 
 /// Retry a failed reconcile with per-object exponential backoff.
 pub fn error_policy(a: Arc<Account>, err: &Error, ctx: Arc<Context>) -> Action {
-    let wait = ctx.backoff.next(&key(&a));
-    tracing::warn!(
-        "Account {}/{}: {err}; retrying in {wait:?}",
-        a.namespace().unwrap_or_default(),
-        a.name_any()
-    );
-    Action::requeue(wait)
+    ctx.retry(CONTROLLER, "Account", &*a, err)
 }
 
 /// Write `new` as the status if it differs; push results no longer present are removed.

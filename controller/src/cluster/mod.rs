@@ -27,35 +27,17 @@ use crate::render;
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "natscluster";
 
-fn key(nc: &NatsCluster) -> String {
-    format!(
-        "{CONTROLLER}/{}/{}",
-        nc.namespace().unwrap_or_default(),
-        nc.name_any()
-    )
-}
-
 /// Reconcile one NatsCluster (the `Controller::run` callback).
 pub async fn reconcile(nc: Arc<NatsCluster>, ctx: Arc<Context>) -> Result<Action> {
     let start = Instant::now();
     let res = reconcile_inner(&nc, &ctx).await;
-    ctx.metrics
-        .record(CONTROLLER, start.elapsed(), res.is_err());
-    if res.is_ok() {
-        ctx.backoff.reset(&key(&nc));
-    }
+    ctx.finished(CONTROLLER, &*nc, start, &res);
     res
 }
 
 /// Retry a failed reconcile with per-object exponential backoff.
 pub fn error_policy(nc: Arc<NatsCluster>, err: &Error, ctx: Arc<Context>) -> Action {
-    let wait = ctx.backoff.next(&key(&nc));
-    tracing::warn!(
-        "NatsCluster {}/{}: {err}; retrying in {wait:?}",
-        nc.namespace().unwrap_or_default(),
-        nc.name_any()
-    );
-    Action::requeue(wait)
+    ctx.retry(CONTROLLER, "NatsCluster", &*nc, err)
 }
 
 async fn write_status(

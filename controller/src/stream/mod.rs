@@ -27,14 +27,6 @@ pub const CONTROLLER: &str = "stream";
 /// Finalizer that deletes the JetStream stream before the resource goes.
 pub const FINALIZER: &str = "natrix.io/stream";
 
-fn key(s: &Stream) -> String {
-    format!(
-        "{CONTROLLER}/{}/{}",
-        s.namespace().unwrap_or_default(),
-        s.name_any()
-    )
-}
-
 /// Reconcile one Stream (the `Controller::run` callback).
 pub async fn reconcile(s: Arc<Stream>, ctx: Arc<Context>) -> Result<Action> {
     let start = Instant::now();
@@ -52,23 +44,13 @@ pub async fn reconcile(s: Arc<Stream>, ctx: Arc<Context>) -> Result<Action> {
         | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
         other => Error::Finalizer(other.to_string()),
     });
-    ctx.metrics
-        .record(CONTROLLER, start.elapsed(), res.is_err());
-    if res.is_ok() {
-        ctx.backoff.reset(&key(&s));
-    }
+    ctx.finished(CONTROLLER, &*s, start, &res);
     res
 }
 
 /// Retry a failed reconcile with per-object exponential backoff.
 pub fn error_policy(s: Arc<Stream>, err: &Error, ctx: Arc<Context>) -> Action {
-    let wait = ctx.backoff.next(&key(&s));
-    tracing::warn!(
-        "Stream {}/{}: {err}; retrying in {wait:?}",
-        s.namespace().unwrap_or_default(),
-        s.name_any()
-    );
-    Action::requeue(wait)
+    ctx.retry(CONTROLLER, "Stream", &*s, err)
 }
 
 /// Where the Stream's cluster is: the override URL or the NatsCluster's client Service.
