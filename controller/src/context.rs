@@ -9,6 +9,7 @@ use kube::core::ApiResource;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource};
 
+use crate::cluster::health::{HealthCheck, HttpHealth};
 use crate::metrics::Metrics;
 
 /// Field manager of every server-side apply, and the events' reporting controller.
@@ -28,6 +29,11 @@ pub struct Settings {
     /// How often an Account's JWT is pushed again without a change (a broker that lost its
     /// resolver volume converges).
     pub account_resync: Duration,
+    /// Monitor base URL per broker pod (`namespace/pod` or `pod`), instead of its IP or DNS
+    /// name, for the rolling upgrade's `/healthz` checks.
+    pub monitor_urls: BTreeMap<String, String>,
+    /// How often a NatsCluster is looked at while its pods roll.
+    pub rollout_poll: Duration,
 }
 
 impl Default for Settings {
@@ -38,6 +44,8 @@ impl Default for Settings {
             cluster_resync: Duration::from_secs(300),
             nats_timeout: Duration::from_secs(5),
             account_resync: Duration::from_secs(60),
+            monitor_urls: BTreeMap::new(),
+            rollout_poll: Duration::from_secs(5),
         }
     }
 }
@@ -45,6 +53,23 @@ impl Default for Settings {
 impl Settings {
     /// Parse `namespace/name=url` or `name=url` entries into `nats_urls`.
     pub fn parse_nats_urls(entries: &[String]) -> Result<BTreeMap<String, String>, String> {
+        Self::parse_urls(
+            "--nats-url",
+            "[namespace/]cluster=nats://host:port",
+            entries,
+        )
+    }
+
+    /// Parse `namespace/pod=url` or `pod=url` entries into `monitor_urls`.
+    pub fn parse_monitor_urls(entries: &[String]) -> Result<BTreeMap<String, String>, String> {
+        Self::parse_urls("--monitor-url", "[namespace/]pod=http://host:port", entries)
+    }
+
+    fn parse_urls(
+        flag: &str,
+        form: &str,
+        entries: &[String],
+    ) -> Result<BTreeMap<String, String>, String> {
         entries
             .iter()
             .filter(|e| !e.trim().is_empty())
@@ -52,9 +77,7 @@ impl Settings {
                 Some((k, v)) if !k.trim().is_empty() && !v.trim().is_empty() => {
                     Ok((k.trim().to_string(), v.trim().to_string()))
                 }
-                _ => Err(format!(
-                    "--nats-url {e:?}: expected [namespace/]cluster=nats://host:port"
-                )),
+                _ => Err(format!("{flag} {e:?}: expected {form}")),
             })
             .collect()
     }
@@ -192,6 +215,8 @@ pub struct Context {
     pub nats: NatsClients,
     /// Retry delays per object.
     pub backoff: Backoff,
+    /// Broker health for rolling upgrades (`/healthz` over HTTP unless replaced).
+    pub health: Arc<dyn HealthCheck>,
 }
 
 /// Backoff key of an object: `<controller>/<namespace>/<name>`.
@@ -247,7 +272,12 @@ impl Context {
             controller: FIELD_MANAGER.into(),
             instance: std::env::var("POD_NAME").ok(),
         };
+        let health = Arc::new(HttpHealth {
+            overrides: settings.monitor_urls.clone(),
+            timeout: settings.nats_timeout,
+        });
         Context {
+            health,
             recorder: Recorder::new(client.clone(), reporter),
             client,
             metrics,
@@ -256,6 +286,12 @@ impl Context {
             nats: NatsClients::default(),
             backoff: Backoff::default(),
         }
+    }
+
+    /// This context with another broker health check (tests answer for pods that never run).
+    pub fn with_health(mut self, health: Arc<dyn HealthCheck>) -> Self {
+        self.health = health;
+        self
     }
 
     /// Publish an Event about `obj`; a failure is logged, never fatal.
@@ -324,5 +360,10 @@ mod tests {
             "nats://127.0.0.1:1"
         );
         assert!(Settings::parse_nats_urls(&["nourl".into()]).is_err());
+        let m =
+            Settings::parse_monitor_urls(&["prod/nats-0=http://127.0.0.1:8222".into()]).unwrap();
+        assert_eq!(m["prod/nats-0"], "http://127.0.0.1:8222");
+        let e = Settings::parse_monitor_urls(&["nats-0=".into()]).unwrap_err();
+        assert!(e.starts_with("--monitor-url"), "{e}");
     }
 }

@@ -52,6 +52,10 @@ struct Args {
     /// (`;` between the URLs of every server: Accounts are pushed to each).
     #[arg(long, env = "NATRIX_NATS_URLS", value_delimiter = ',')]
     nats_url: Vec<String>,
+    /// Monitor URL of a broker pod instead of its IP, for the `/healthz` checks of rolling
+    /// upgrades: `[namespace/]pod=http://host:port`.
+    #[arg(long, env = "NATRIX_MONITOR_URLS", value_delimiter = ',')]
+    monitor_url: Vec<String>,
     /// Seconds between drift checks of each Stream.
     #[arg(long, default_value_t = 30)]
     stream_resync_seconds: u64,
@@ -145,6 +149,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let settings = Settings {
         nats_urls: Settings::parse_nats_urls(&args.nats_url).map_err(anyhow::Error::msg)?,
+        monitor_urls: Settings::parse_monitor_urls(&args.monitor_url)
+            .map_err(anyhow::Error::msg)?,
         stream_resync: Duration::from_secs(args.stream_resync_seconds.max(1)),
         account_resync: Duration::from_secs(args.account_resync_seconds.max(1)),
         ..Settings::default()

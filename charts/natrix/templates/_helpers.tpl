@@ -83,6 +83,10 @@ rules the operator e2e test runs with against a real API server); e2e/chart_test
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "create", "patch", "delete"]
+# Rolling upgrades: the broker pods' readiness and revision.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list"]
 - apiGroups: ["apps"]
   resources: ["statefulsets"]
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]

@@ -1,15 +1,18 @@
 //! The NatsCluster reconciler: render, server-side apply every child, report status.
 
+pub mod health;
+pub mod rollout;
+pub mod scale;
 pub mod status;
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 
@@ -18,8 +21,8 @@ use crate::auth;
 use crate::conditions::{self, Cond};
 use crate::context::Context;
 use crate::crd::{
-    NatsCluster, NatsClusterStatus, CONDITION_DEGRADED, CONDITION_PROGRESSING, CONDITION_READY,
-    CONDITION_RECONCILIATION_PAUSED,
+    Account, NatsCluster, NatsClusterStatus, Stream, CONDITION_DEGRADED, CONDITION_PROGRESSING,
+    CONDITION_READY, CONDITION_RECONCILIATION_PAUSED,
 };
 use crate::error::{Error, Result};
 use crate::render;
@@ -140,6 +143,35 @@ async fn reconcile_inner(nc: &NatsCluster, ctx: &Context) -> Result<Action> {
         }
     };
 
+    let mut rendered = rendered;
+    let plan = match plan(nc, ctx, &rendered).await {
+        Ok(p) => p,
+        Err(e) => {
+            let msg = e.to_string();
+            conditions::set(
+                conds,
+                &Cond::new(
+                    CONDITION_READY,
+                    false,
+                    "ObserveFailed",
+                    format!("{msg}; retrying with backoff"),
+                ),
+                gen,
+                now,
+            );
+            status.common.observed_generation = gen;
+            if let Err(se) = write_status(&api, nc, &status).await {
+                tracing::warn!("NatsCluster {ns}/{name}: writing status: {se}");
+            }
+            return Err(e);
+        }
+    };
+    render::set_rollout(
+        &mut rendered.statefulset,
+        plan.scale.replicas(),
+        plan.rollout.partition,
+    );
+
     match apply_children(nc, ctx, &rendered).await {
         Ok(sts) => {
             let first = old.config_hash.is_none();
@@ -147,8 +179,35 @@ async fn reconcile_inner(nc: &NatsCluster, ctx: &Context) -> Result<Action> {
                 .config_hash
                 .as_deref()
                 .is_some_and(|h| h != rendered.config_hash);
-            for c in status::rollout(&ns, &name, nc.spec.replicas, &sts) {
+            let replicas = plan.scale.replicas();
+            for c in status::rollout(&ns, &name, replicas, &sts) {
                 conditions::set(&mut status.common.conditions, &c, gen, now);
+            }
+            if plan.rollout.rolling() {
+                conditions::set(
+                    &mut status.common.conditions,
+                    &Cond::new(
+                        CONDITION_PROGRESSING,
+                        true,
+                        "RollingUpdate",
+                        plan.rollout.message(replicas),
+                    ),
+                    gen,
+                    now,
+                );
+            }
+            if let scale::Scale::Blocked { message, .. } = &plan.scale {
+                conditions::set(
+                    &mut status.common.conditions,
+                    &Cond::new(
+                        CONDITION_DEGRADED,
+                        true,
+                        "ScaleDownBlocked",
+                        message.clone(),
+                    ),
+                    gen,
+                    now,
+                );
             }
             let st = sts.status.clone().unwrap_or_default();
             status.replicas = Some(st.replicas);
@@ -179,15 +238,27 @@ async fn reconcile_inner(nc: &NatsCluster, ctx: &Context) -> Result<Action> {
                     "ConfigChanged",
                     "Apply",
                     format!(
-                        "settings that need a restart changed (config hash {}); the StatefulSet rolls its pods",
+                        "settings that need a restart changed (config hash {}); the pods restart one \
+                         at a time, each after the previous one is Ready and healthy",
                         &rendered.config_hash[..12]
                     ),
                 )
                 .await;
             }
+            rollout_events(nc, ctx, &old, &plan).await;
+            if let scale::Scale::Blocked { message, .. } = &plan.scale {
+                let same = conditions::get(&old.common.conditions, CONDITION_DEGRADED)
+                    .is_some_and(|c| c.reason == "ScaleDownBlocked" && &c.message == message);
+                if !same {
+                    ctx.event(nc, true, "ScaleDownBlocked", "Scale", message.clone())
+                        .await;
+                }
+            }
             transitions(nc, ctx, &old, &status).await;
             let ready = conditions::is_true(&status.common.conditions, CONDITION_READY);
-            Ok(Action::requeue(if ready {
+            Ok(Action::requeue(if plan.rollout.rolling() {
+                ctx.settings.rollout_poll
+            } else if ready && matches!(plan.scale, scale::Scale::Allow(_)) {
                 ctx.settings.cluster_resync
             } else {
                 ctx.settings
@@ -216,6 +287,172 @@ async fn reconcile_inner(nc: &NatsCluster, ctx: &Context) -> Result<Action> {
             Err(e)
         }
     }
+}
+
+/// What this reconcile applies to the StatefulSet: its replicas (the scale-down guard) and
+/// its partition (the rolling upgrade).
+struct Plan {
+    scale: scale::Scale,
+    rollout: rollout::Decision,
+}
+
+/// Read the StatefulSet, its pods and (when scaling down) the streams; decide the replicas
+/// and the partition, checking the health of the pod the rollout waits on.
+async fn plan(nc: &NatsCluster, ctx: &Context, r: &render::Rendered) -> Result<Plan> {
+    let n = render::names(nc)?;
+    let stss: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &n.namespace);
+    let live = stss.get_opt(&n.statefulset).await?;
+    let current = live
+        .as_ref()
+        .and_then(|s| s.spec.as_ref())
+        .and_then(|s| s.replicas);
+    let want = nc.spec.replicas;
+    let streams = if scale::needs_check(want, current) {
+        Some(stream_replicas(nc, ctx).await)
+    } else {
+        None
+    };
+    let scale = scale::decide(want, current, streams.as_ref());
+    let pods = match &live {
+        Some(_) => {
+            let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &n.namespace);
+            let selector = render::selector_labels(nc)
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            pods.list(&ListParams::default().labels(&selector))
+                .await?
+                .items
+                .iter()
+                .filter_map(|p| rollout::PodState::from_pod(&n.statefulset, p))
+                .collect()
+        }
+        None => Vec::new(),
+    };
+    let observed = rollout::Observed {
+        statefulset: n.statefulset.clone(),
+        desired_hash: render::sts_template_hash(&r.statefulset)
+            .unwrap_or_default()
+            .to_string(),
+        replicas: scale.replicas(),
+        live: live.as_ref().map(rollout::LiveSts::from_sts),
+        pods,
+    };
+    let mut decision = rollout::decide(&observed, None);
+    if let rollout::Step::CheckHealth { pod } = &decision.step {
+        let target = health::Target {
+            namespace: n.namespace.clone(),
+            pod: pod.name.clone(),
+            headless: n.headless.clone(),
+            ip: pod.ip.clone(),
+            monitor_port: nc.spec.ports.monitor,
+        };
+        let h = ctx.health.check(&target).await;
+        decision = rollout::decide(&observed, Some(&h));
+    }
+    Ok(Plan {
+        scale,
+        rollout: decision,
+    })
+}
+
+/// Events for the rollout's decisions: started, each pod rolled, a new wait, complete.
+async fn rollout_events(nc: &NatsCluster, ctx: &Context, old: &NatsClusterStatus, plan: &Plan) {
+    let replicas = plan.scale.replicas();
+    let msg = plan.rollout.message(replicas);
+    let before = conditions::get(&old.common.conditions, CONDITION_PROGRESSING)
+        .filter(|c| c.reason == "RollingUpdate")
+        .map(|c| c.message.as_str());
+    let (warning, reason) = match &plan.rollout.step {
+        rollout::Step::TemplateChanged => (false, "RollingUpdateStarted"),
+        rollout::Step::Rolling { .. } => (false, "RollingUpdate"),
+        rollout::Step::Waiting { why, .. } if why.contains("/healthz") => {
+            (true, "RollingUpdateWaiting")
+        }
+        rollout::Step::Complete { .. } => (false, "RollingUpdateComplete"),
+        _ => return,
+    };
+    if before != Some(msg.as_str()) {
+        ctx.event(nc, warning, reason, "Roll", msg).await;
+    }
+}
+
+/// Streams of a NatsCluster with their replicas: the Stream resources that refer to it, and
+/// what the JetStream API lists (in operator mode, in each Ready Account of the cluster).
+async fn stream_replicas(
+    nc: &NatsCluster,
+    ctx: &Context,
+) -> std::result::Result<Vec<scale::StreamReplicas>, String> {
+    let n = render::names(nc).map_err(|e| e.to_string())?;
+    let ns = &n.namespace;
+    let t = ctx.settings.nats_timeout;
+    let streams: Api<Stream> = Api::namespaced(ctx.client.clone(), ns);
+    let mut out: Vec<scale::StreamReplicas> = streams
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| format!("listing Stream resources: {e}"))?
+        .items
+        .into_iter()
+        .filter(|s| s.spec.cluster_ref.name == n.statefulset)
+        .map(|s| scale::StreamReplicas {
+            replicas: i64::from(s.spec.replicas),
+            source: format!("Stream resource {ns}/{}", s.name_any()),
+            stream: s.spec.name,
+        })
+        .collect();
+    let url = match ctx.settings.nats_url_override(ns, &n.statefulset) {
+        Some(u) => u.replace(';', ","),
+        None => format!("nats://{}.{ns}.svc:{}", n.client, nc.spec.ports.client),
+    };
+    if !nc.spec.auth.operator_mode {
+        let client = ctx
+            .nats
+            .get(&url, t)
+            .await
+            .map_err(|e| format!("connecting to {url}: {e}"))?;
+        out.extend(scale::list_streams(client, "listed by the server", t).await?);
+        return Ok(out);
+    }
+    // Operator mode: streams live in accounts; list them with each account's operator user.
+    let accounts: Api<Account> = Api::namespaced(ctx.client.clone(), ns);
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let list = accounts
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| format!("listing Accounts: {e}"))?;
+    for a in list.items {
+        if a.spec.cluster_ref.name != n.statefulset {
+            continue;
+        }
+        let ready = a
+            .status
+            .as_ref()
+            .is_some_and(|s| conditions::is_true(&s.common.conditions, CONDITION_READY));
+        if !ready {
+            // Not pushed to the brokers yet: no streams there.
+            continue;
+        }
+        let aname = a.name_any();
+        let sname = crate::account::creds_secret_name(&aname, auth::OPERATOR_USER);
+        let creds = secrets
+            .get_opt(&sname)
+            .await
+            .map_err(|e| format!("reading Secret {sname}: {e}"))?
+            .and_then(|s| s.data)
+            .and_then(|d| d.get(auth::CREDS_KEY).map(|v| v.0.clone()))
+            .and_then(|v| String::from_utf8(v).ok())
+            .ok_or_else(|| {
+                format!("Secret {sname} (Account {aname}'s operator creds) is missing")
+            })?;
+        let client = ctx
+            .nats
+            .get_with_creds(&url, &creds, t)
+            .await
+            .map_err(|e| format!("connecting to {url} as Account {aname}: {e}"))?;
+        out.extend(scale::list_streams(client, &format!("Account {aname}"), t).await?);
+    }
+    Ok(out)
 }
 
 /// Events for Ready and Degraded transitions.

@@ -4,7 +4,9 @@ pub mod conf;
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::apps::v1::{
+    RollingUpdateStatefulSetStrategy, StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy,
+};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
     EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, ObjectFieldSelector, PersistentVolumeClaim,
@@ -23,6 +25,9 @@ use crate::crd::{NatsCluster, StorageSpec};
 
 /// Annotation on the pod template with the checksum of the restart-only configuration.
 pub const CONFIG_HASH_ANNOTATION: &str = "natrix.io/config-hash";
+/// Annotation on the StatefulSet with the hash of its pod template (a change rolls the pods
+/// one at a time, see `cluster::rollout`).
+pub const TEMPLATE_HASH_ANNOTATION: &str = "natrix.io/template-hash";
 /// Key of nats.conf in the ConfigMap.
 pub const CONF_KEY: &str = "nats.conf";
 /// Directory the ConfigMap is mounted at.
@@ -535,8 +540,21 @@ fn statefulset(nc: &NatsCluster, config_hash: &str) -> Result<StatefulSet, Rende
         ..Default::default()
     };
 
+    let template = PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(pod_labels),
+            annotations: Some(annotations),
+            ..Default::default()
+        }),
+        spec: Some(pod_spec),
+    };
+    let mut metadata = meta(nc, &n.statefulset)?;
+    metadata.annotations = Some(BTreeMap::from([(
+        TEMPLATE_HASH_ANNOTATION.to_string(),
+        template_hash(&template),
+    )]));
     Ok(StatefulSet {
-        metadata: meta(nc, &n.statefulset)?,
+        metadata,
         spec: Some(StatefulSetSpec {
             replicas: Some(spec.replicas),
             service_name: Some(n.headless.clone()),
@@ -545,19 +563,50 @@ fn statefulset(nc: &NatsCluster, config_hash: &str) -> Result<StatefulSet, Rende
                 match_labels: Some(selector_labels(nc)),
                 ..Default::default()
             },
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(pod_labels),
-                    annotations: Some(annotations),
+            template,
+            // The reconciler sets the partition (health-gated rolling upgrades).
+            update_strategy: Some(StatefulSetUpdateStrategy {
+                type_: Some("RollingUpdate".into()),
+                rolling_update: Some(RollingUpdateStatefulSetStrategy {
+                    partition: Some(0),
                     ..Default::default()
                 }),
-                spec: Some(pod_spec),
-            },
+            }),
             volume_claim_templates: (!claims.is_empty()).then_some(claims),
             ..Default::default()
         }),
         ..Default::default()
     })
+}
+
+/// sha256 of a pod template's JSON (a change means the pods restart).
+pub fn template_hash(t: &PodTemplateSpec) -> String {
+    // Serializing a k8s-openapi type cannot fail (no maps with non-string keys).
+    let json = serde_json::to_vec(t).unwrap_or_default();
+    hex(&Sha256::digest(&json))
+}
+
+/// Set the replicas and the rolling update partition of a rendered StatefulSet.
+pub fn set_rollout(sts: &mut StatefulSet, replicas: i32, partition: i32) {
+    if let Some(spec) = sts.spec.as_mut() {
+        spec.replicas = Some(replicas);
+        spec.update_strategy = Some(StatefulSetUpdateStrategy {
+            type_: Some("RollingUpdate".into()),
+            rolling_update: Some(RollingUpdateStatefulSetStrategy {
+                partition: Some(partition),
+                ..Default::default()
+            }),
+        });
+    }
+}
+
+/// The template hash annotation of a (rendered) StatefulSet.
+pub fn sts_template_hash(sts: &StatefulSet) -> Option<&str> {
+    sts.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(TEMPLATE_HASH_ANNOTATION))
+        .map(String::as_str)
 }
 
 fn pdb(nc: &NatsCluster) -> Result<Option<PodDisruptionBudget>, RenderError> {

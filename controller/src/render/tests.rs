@@ -366,3 +366,46 @@ fn operator_mode_conf_loads_with_the_operator_secret() {
     assert_eq!(json["metadata"]["name"], "resolver");
     assert_eq!(json["spec"]["resources"]["requests"]["storage"], "2Gi");
 }
+
+#[test]
+fn template_hash_changes_only_with_the_pod_template() {
+    let hash = |v: serde_json::Value| {
+        let r = render(&cluster(v)).unwrap();
+        let sts = &r.statefulset;
+        let h = sts_template_hash(sts).unwrap().to_string();
+        assert_eq!(h, template_hash(&sts.spec.as_ref().unwrap().template));
+        let u = sts.spec.as_ref().unwrap().update_strategy.as_ref().unwrap();
+        assert_eq!(u.type_.as_deref(), Some("RollingUpdate"));
+        assert_eq!(u.rolling_update.as_ref().unwrap().partition, Some(0));
+        h
+    };
+    let base = hash(serde_json::json!({"image": {"tag": "1.0.0"}}));
+    assert_eq!(base.len(), 64);
+    // Same spec, same hash.
+    assert_eq!(base, hash(serde_json::json!({"image": {"tag": "1.0.0"}})));
+    // A new image restarts the pods.
+    assert_ne!(base, hash(serde_json::json!({"image": {"tag": "1.1.0"}})));
+    // The PodDisruptionBudget is not in the template; the lame duck timing is.
+    assert_eq!(
+        base,
+        hash(
+            serde_json::json!({"image": {"tag": "1.0.0"}, "podDisruptionBudget": {"enabled": false}})
+        )
+    );
+    assert_ne!(
+        base,
+        hash(serde_json::json!({"image": {"tag": "1.0.0"}, "lameDuck": {"duration": "1m"}}))
+    );
+    let mut sts = render(&cluster(serde_json::json!({}))).unwrap().statefulset;
+    set_rollout(&mut sts, 4, 2);
+    let spec = sts.spec.unwrap();
+    assert_eq!(spec.replicas, Some(4));
+    assert_eq!(
+        spec.update_strategy
+            .unwrap()
+            .rolling_update
+            .unwrap()
+            .partition,
+        Some(2)
+    );
+}
