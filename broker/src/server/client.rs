@@ -451,7 +451,7 @@ impl InternalSender {
             headers,
             payload,
         };
-        deliver_in_account(
+        let mut delivered = deliver_in_account(
             server,
             &mut self.cache,
             account,
@@ -459,7 +459,29 @@ impl InternalSender {
             true,
             &msg,
             &mut self.wakes,
-        )
+        );
+        // A deliver subject exported to another account (a cross-account mirror or
+        // source, or a consumer shared by export): the importer's subscribers get it, still
+        // showing the stored subject. One hop, as nats-server's delivery does.
+        if account.has_stream_forwards() {
+            let forwards = account.stream_forwards.match_subject(subj);
+            for f in forwards.psubs.iter() {
+                let mapped = f.map(subj);
+                let result = f.target.sublist.match_subject(&mapped);
+                delivered |= deliver_result(
+                    server,
+                    &result,
+                    None,
+                    true,
+                    wire_subject,
+                    reply,
+                    headers,
+                    payload,
+                    &mut self.wakes,
+                );
+            }
+        }
+        delivered
     }
 
     /// Counts and flushes everything sent since the last flush.
@@ -864,7 +886,7 @@ pub async fn run_client(server: Arc<Server>, stream: TcpStream, addr: SocketAddr
                 info_sent = true;
             }
             let mut conn = match rustls::ServerConnection::new(config) {
-                Ok(c) => c,
+                Ok(c) => rustls::Connection::Server(c),
                 Err(e) => {
                     tracing::error!(
                         "{}:{} - cid:{} - TLS setup error: {e}",

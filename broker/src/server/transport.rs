@@ -1,4 +1,4 @@
-//! The byte stream under a client connection: plain TCP, or TLS over it.
+//! The byte stream under a client or route connection: plain TCP, or TLS over it.
 //!
 //! TLS is rustls driven by hand over the shared socket (no split stream), so that producers can
 //! still flush a consumer's queue from their own task: the TLS session sits behind a short lock
@@ -8,11 +8,12 @@ use std::io::{self, Read, Write};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use rustls::ServerConnection;
+use rustls::Connection;
 use tokio::net::TcpStream;
 
-/// A TLS session shared by a connection's reader and its writers.
-pub type Tls = Arc<Mutex<ServerConnection>>;
+/// A TLS session (server side for accepted connections, client side for dialed routes)
+/// shared by a connection's reader and its writers.
+pub type Tls = Arc<Mutex<Connection>>;
 
 /// `io::Read`/`io::Write` over a tokio socket with non-blocking calls (`WouldBlock` passes
 /// through), for rustls's `read_tls`/`write_tls`.
@@ -46,8 +47,9 @@ pub async fn write_raw(sock: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// Runs the server side of a TLS handshake to completion.
-pub async fn handshake(sock: &TcpStream, conn: &mut ServerConnection) -> io::Result<()> {
+/// Runs a TLS handshake (either side) to completion; a TLS failure is an `InvalidData` error
+/// wrapping the [`rustls::Error`].
+pub async fn handshake(sock: &TcpStream, conn: &mut Connection) -> io::Result<()> {
     loop {
         while conn.wants_write() {
             sock.writable().await?;
@@ -65,7 +67,7 @@ pub async fn handshake(sock: &TcpStream, conn: &mut ServerConnection) -> io::Res
             Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
             Ok(_) => {
                 if let Err(e) = conn.process_new_packets() {
-                    // Tell the client why before giving up, as a TLS stack does.
+                    // Tell the peer why before giving up, as a TLS stack does.
                     let _ = conn.write_tls(&mut SockIo(sock));
                     return Err(io::Error::new(io::ErrorKind::InvalidData, e));
                 }
