@@ -406,6 +406,7 @@ impl Cli {
             handshake_first_fallback: prev.handshake_first_fallback,
             cipher_suites: Vec::new(),
             curve_preferences: Vec::new(),
+            insecure: false,
         };
         // nats-server: with TLS the default auth timeout is the TLS timeout plus a second.
         if !had_tls && opts.auth_timeout == Options::default().auth_timeout {

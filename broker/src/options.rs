@@ -138,7 +138,8 @@ pub struct FullResolverOptions {
     pub limit: i64,
 }
 
-/// `cluster { name, listen, host, port, routes, advertise, no_advertise, connect_retries }`.
+/// `cluster { name, listen, host, port, routes, advertise, no_advertise, connect_retries,
+/// authorization, tls }`.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterOptions {
     /// Cluster name; `None` lets the server pick one (and accept its peers' name).
@@ -158,6 +159,9 @@ pub struct ClusterOptions {
     /// `authorization { user, password }`: what routes must present (and what we present when
     /// a route URL carries no credentials).
     pub auth: Option<RouteAuth>,
+    /// `tls { ... }`: routes are TLS from their first byte, both sides verified against
+    /// `ca_file`.
+    pub tls: Option<TlsOptions>,
 }
 
 /// Route credentials; the password may be a bcrypt hash on the accepting side.
@@ -279,6 +283,8 @@ pub struct TlsOptions {
     pub cipher_suites: Vec<String>,
     /// Allowed key-exchange groups; empty means the defaults.
     pub curve_preferences: Vec<String>,
+    /// Dialed connections (routes) skip verifying the server certificate.
+    pub insecure: bool,
 }
 
 impl Options {

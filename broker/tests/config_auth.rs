@@ -307,6 +307,7 @@ fn tls_block() {
                 "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256".into()
             ],
             curve_preferences: vec!["X25519".into(), "CurveP256".into()],
+            insecure: false,
         })
     );
     assert!(o.auth_required(), "verify_and_map requires auth");

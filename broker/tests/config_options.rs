@@ -171,7 +171,7 @@ fn unsupported_keys_fail_with_position() {
         );
     }
     // Route features not implemented yet fail loudly inside `cluster`.
-    for k in ["tls", "pool_size", "compression"] {
+    for k in ["pool_size", "compression", "permissions"] {
         let e = err(&format!("port: 1\ncluster {{\n  {k}: {{}}\n}}\n"));
         assert_eq!(
             e,

@@ -6,6 +6,11 @@
 //! arrives over a route is delivered to local clients only, never forwarded again. Queue groups
 //! spread over servers get each message once: the publishing server picks the local group or
 //! one route by weight, and names the queue in `RMSG` so the remote delivers to its member.
+//!
+//! With `cluster { tls { ... } }` every route is TLS from its first byte, as nats-server's:
+//! the dialer starts the handshake right after connecting, before any INFO, and each side
+//! verifies the other's certificate against `ca_file`. A route whose handshake fails closes
+//! with `TLS Handshake Failure`, so a TLS server and a plaintext one never form a route.
 
 pub mod route;
 
@@ -60,6 +65,11 @@ pub struct RouteInfo {
     pub connect_urls: Vec<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub auth_required: bool,
+    /// Routes to the sender are TLS (nats-server sets it with `tls_verify`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tls_required: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tls_verify: bool,
     /// The sender entered lame duck mode: its client URLs leave `connect_urls`.
     #[serde(default, rename = "ldm", skip_serializing_if = "std::ops::Not::not")]
     pub lame_duck_mode: bool,
@@ -96,6 +106,12 @@ pub struct Cluster {
     configured: RwLock<Vec<String>>,
     /// Route URLs (`host:port`) a reload removed: their dial loops stop.
     removed: Mutex<HashSet<String>>,
+    /// Route TLS, when `cluster { tls }` is configured.
+    tls: Option<crate::tls::RouteTls>,
+    /// The name to verify when dialing a route by IP address: the first host name among the
+    /// configured routes (nats-server's `routeTLSName`); forgotten when a certificate does not
+    /// match it.
+    tls_name: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -105,8 +121,16 @@ impl std::fmt::Debug for Cluster {
 }
 
 impl Cluster {
-    /// The cluster state for these options (nothing is bound until [`Cluster::start`]).
-    pub fn new(opts: ClusterOptions) -> Arc<Cluster> {
+    /// The cluster state for these options (nothing is bound until [`Cluster::start`]); fails
+    /// when the route TLS configuration cannot be built.
+    pub fn new(opts: ClusterOptions) -> Result<Arc<Cluster>, crate::tls::TlsError> {
+        let tls = match &opts.tls {
+            Some(t) => {
+                crate::tls::install_crypto_provider();
+                Some(crate::tls::route_tls(t)?)
+            }
+            None => None,
+        };
         let (name, name_configured) = match opts.name.clone().filter(|n| !n.is_empty()) {
             Some(n) => (n, true),
             None => (
@@ -115,7 +139,7 @@ impl Cluster {
             ),
         };
         let opts_routes = opts.routes.clone();
-        Arc::new(Cluster {
+        Ok(Arc::new(Cluster {
             opts,
             name,
             name_configured,
@@ -129,7 +153,56 @@ impl Cluster {
             local_ip: RwLock::new(None),
             configured: RwLock::new(opts_routes),
             removed: Mutex::new(HashSet::new()),
-        })
+            tls,
+            tls_name: Mutex::new(None),
+        }))
+    }
+
+    /// Route TLS, when configured.
+    pub fn tls(&self) -> Option<&crate::tls::RouteTls> {
+        self.tls.as_ref()
+    }
+
+    /// Remembers the first host name among `urls` for dialing routes by IP (unless one is
+    /// already remembered), as nats-server's `saveRouteTLSName`.
+    fn save_tls_name(&self, urls: &[String]) {
+        if self.tls.is_none() {
+            return;
+        }
+        let mut name = self.tls_name.lock();
+        if name.is_some() {
+            return;
+        }
+        *name = urls
+            .iter()
+            .filter_map(|u| crate::config::cluster::route_host_port(u))
+            .filter_map(|hp| hp.rsplit_once(':').map(|(h, _)| h.to_string()))
+            .find(|h| {
+                h.trim_matches(|c| c == '[' || c == ']')
+                    .parse::<IpAddr>()
+                    .is_err()
+            });
+    }
+
+    /// The TLS server name for dialing `host`: the host itself, or the remembered route name
+    /// when `host` is an IP address.
+    fn tls_server_name(&self, host: &str) -> String {
+        let bare = host.trim_matches(|c| c == '[' || c == ']');
+        if bare.parse::<IpAddr>().is_ok() {
+            if let Some(n) = self.tls_name.lock().clone() {
+                return n;
+            }
+        }
+        bare.to_string()
+    }
+
+    /// A dial verified against `name` failed on the certificate's names: stop using `name`
+    /// for IP addresses if it was the remembered one.
+    fn tls_name_failed(&self, name: &str) {
+        let mut n = self.tls_name.lock();
+        if n.as_deref() == Some(name) {
+            *n = None;
+        }
     }
 
     /// The options the cluster runs with.
@@ -170,6 +243,10 @@ impl Cluster {
             host,
             addr.port()
         );
+        if self.opts.tls.as_ref().is_some_and(|t| t.insecure) {
+            tracing::warn!("TLS certificate chain and hostname of solicited routes will not be verified. DO NOT USE IN PRODUCTION!");
+        }
+        self.save_tls_name(&self.configured_routes());
         let (me, srv) = (self.clone(), server.clone());
         tokio::spawn(async move { me.accept_loop(srv, listener).await });
         for url in self.configured_routes() {
@@ -196,6 +273,7 @@ impl Cluster {
         };
         let old = hps(&self.configured.read());
         let new = hps(&urls);
+        self.save_tls_name(&urls);
         *self.configured.write() = urls;
         for hp in new.difference(&old) {
             self.removed.lock().remove(hp);
@@ -339,6 +417,8 @@ impl Cluster {
                 self.own_client_urls(server, local.map(|l| l.ip()))
             },
             auth_required: self.opts.auth.is_some(),
+            tls_required: self.tls.is_some(),
+            tls_verify: self.tls.is_some(),
             lame_duck_mode: false,
             ip,
         }
@@ -678,20 +758,43 @@ impl Cluster {
             .collect()
     }
 
-    /// `/varz` `cluster` section.
+    /// `/varz` `cluster` section, with nats-server's keys (false TLS flags are omitted, as Go's
+    /// `omitempty`; the auth timeout is the TLS timeout plus a second with TLS).
     pub fn varz(&self) -> serde_json::Value {
         let addr = *self.listen_addr.read();
-        serde_json::json!({
+        let tls_timeout = self.tls.as_ref().map_or(2.0, |t| t.timeout.as_secs_f64());
+        let auth_timeout = if self.tls.is_some() {
+            tls_timeout + 1.0
+        } else {
+            2.0
+        };
+        let secs = |x: f64| {
+            crate::monitor::util::go_float(&x, serde_json::value::Serializer).unwrap_or_default()
+        };
+        let mut v = serde_json::json!({
             "name": self.name,
             "addr": if self.opts.host.is_empty() { "0.0.0.0" } else { self.opts.host.as_str() },
             "cluster_port": addr.map_or(0, |a| a.port()),
-            "auth_timeout": 2,
-            "urls": self.configured_routes().iter().filter_map(|u| crate::config::cluster::route_host_port(u)).collect::<Vec<_>>(),
-            "tls_timeout": 2,
-            "tls_required": false,
-            "tls_verify": false,
-            "pool_size": 1,
-        })
+            "auth_timeout": secs(auth_timeout),
+            "tls_timeout": secs(tls_timeout),
+        });
+        let urls: Vec<String> = self
+            .configured_routes()
+            .iter()
+            .filter_map(|u| crate::config::cluster::route_host_port(u))
+            .collect();
+        if !urls.is_empty() {
+            v["urls"] = urls.into();
+        }
+        if let Some(t) = &self.opts.tls {
+            v["tls_required"] = true.into();
+            v["tls_verify"] = true.into();
+            if let Some(na) = crate::monitor::varz::cert_not_after(&t.cert_file) {
+                v["tls_cert_not_after"] = na.into();
+            }
+        }
+        v["pool_size"] = 1.into();
+        v
     }
 
     /// Closes every route (server shutdown).

@@ -316,6 +316,29 @@ pub(super) async fn run(
     let local_addr = stream.local_addr().ok();
     let sock = Arc::new(stream);
     let rid = cluster.next_rid.fetch_add(1, Ordering::Relaxed) + 1;
+    let (ip, port) = (addr.ip(), addr.port());
+    let tls = match cluster.tls() {
+        None => None,
+        Some(rt) => {
+            let side = if solicited.is_some() {
+                "client"
+            } else {
+                "server"
+            };
+            tracing::debug!("{ip}:{port} - rid:{rid} - Starting TLS route {side} handshake");
+            match tls_handshake(&cluster, rt, &sock, solicited.as_ref()).await {
+                Ok(conn) => Some(conn),
+                Err(e) => {
+                    tracing::error!("{ip}:{port} - rid:{rid} - TLS route handshake error: {e}");
+                    tracing::info!(
+                        "{ip}:{port} - rid:{rid} - Router connection closed: {}",
+                        ClosedReason::TlsHandshakeError.as_str()
+                    );
+                    return;
+                }
+            }
+        }
+    };
     let route = Arc::new(Route {
         rid,
         addr,
@@ -326,7 +349,7 @@ pub(super) async fn run(
         interest: RwLock::new(HashMap::new()),
         stats: Counters::default(),
         last_activity: AtomicI64::new(unix_nanos()),
-        out: Outbound::new(sock.clone(), None),
+        out: Outbound::new(sock.clone(), tls.clone()),
         stop: Notify::new(),
         closing: AtomicBool::new(false),
         reason: Mutex::new(None),
@@ -335,13 +358,12 @@ pub(super) async fn run(
         rtt: AtomicI64::new(0),
         ping_sent: AtomicI64::new(0),
     });
-    let (ip, port) = (addr.ip(), addr.port());
     if route.solicited.is_none() {
         route.send(&info_line(&cluster.route_info(&server, local_addr)));
     }
     tracing::info!("{ip}:{port} - rid:{rid} - Route connection created");
     let writer = tokio::spawn(write_loop(server.clone(), route.clone()));
-    let registered = read_loop(&server, &cluster, &route, &sock).await;
+    let registered = read_loop(&server, &cluster, &route, &sock, tls.as_ref()).await;
     route.close(ClosedReason::ClientClosed);
     let _ = writer.await;
     if registered {
@@ -353,6 +375,50 @@ pub(super) async fn run(
         reason.as_str(),
         route.remote_name()
     );
+}
+
+/// Runs the TLS handshake of a route, right after the TCP connection as nats-server does: the
+/// client side when we dialed (verifying the server against the dialed host, or the
+/// remembered route name for an IP), the server side when we accepted.
+async fn tls_handshake(
+    cluster: &Cluster,
+    rt: &crate::tls::RouteTls,
+    sock: &TcpStream,
+    solicited: Option<&Solicited>,
+) -> std::io::Result<crate::server::transport::Tls> {
+    use std::io::{Error, ErrorKind};
+    let mut name = None;
+    let mut conn = match solicited {
+        Some(s) => {
+            let host = s.url.rsplit_once(':').map_or(s.url.as_str(), |(h, _)| h);
+            let n = cluster.tls_server_name(host);
+            let server_name = rustls::pki_types::ServerName::try_from(n.clone())
+                .map_err(|e| Error::new(ErrorKind::InvalidInput, format!("{n:?}: {e}")))?;
+            name = Some(n);
+            rustls::ClientConnection::new(rt.client.clone(), server_name)
+                .map(rustls::Connection::Client)
+        }
+        None => rustls::ServerConnection::new(rt.server.clone()).map(rustls::Connection::Server),
+    }
+    .map_err(|e| Error::new(ErrorKind::InvalidData, e))?;
+    let res = match tokio::time::timeout(
+        rt.timeout,
+        crate::server::transport::handshake(sock, &mut conn),
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(_) => Err(Error::new(ErrorKind::TimedOut, "timeout")),
+    };
+    if let Err(e) = res {
+        if let Some(n) = name.filter(|_| crate::tls::is_name_mismatch(&e)) {
+            cluster.tls_name_failed(&n);
+        }
+        return Err(e);
+    }
+    // The write loop drains each chunk fully, so the session needs no limit of its own.
+    conn.set_buffer_limit(None);
+    Ok(Arc::new(Mutex::new(conn)))
 }
 
 impl Route {
@@ -374,6 +440,7 @@ async fn read_loop(
     cluster: &Arc<Cluster>,
     route: &Arc<Route>,
     sock: &TcpStream,
+    tls: Option<&crate::server::transport::Tls>,
 ) -> bool {
     let max_payload = server.options().max_payload.max(0) as usize;
     let mut registered = false;
@@ -392,8 +459,13 @@ async fn read_loop(
                 route.close(ClosedReason::ServerShutdown);
                 return registered;
             }
-            res = crate::server::transport::read(sock, None, &mut buf, 64 * 1024) => match res {
+            res = crate::server::transport::read(sock, tls, &mut buf, 64 * 1024) => match res {
                 Ok(crate::server::transport::ReadOutcome::Data) => {}
+                Ok(crate::server::transport::ReadOutcome::TlsWantsWrite) => {
+                    // TLS records to send back (e.g. a key update): the writer sends them.
+                    route.out.wake.notify_one();
+                    continue;
+                }
                 _ => return registered,
             },
         }
@@ -510,7 +582,7 @@ fn handle(
                     "echo": false,
                     "verbose": false,
                     "pedantic": false,
-                    "tls_required": false,
+                    "tls_required": cluster.tls.is_some(),
                     "headers": true,
                     "name": server.server_id,
                     "cluster": cluster.name,

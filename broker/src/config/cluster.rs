@@ -8,7 +8,6 @@ use crate::options::ClusterOptions;
 /// Keys of `cluster` nats-server knows that this broker does not implement: an error, never
 /// silently ignored.
 const CLUSTER_NOT_SUPPORTED: &[&str] = &[
-    "tls",
     "pool_size",
     "accounts",
     "pinned_accounts",
@@ -89,6 +88,19 @@ pub(super) fn cluster(
                     }
                 }
                 c.auth = Some(auth);
+            }
+            "tls" => {
+                let t = super::security::cluster_tls(f, warnings)?;
+                if t.ca_file.is_none() {
+                    return Err(bad(
+                        f,
+                        "cluster tls requires ca_file: routes verify each other's certificates (system roots are not used)",
+                    ));
+                }
+                if t.cert_file.as_os_str().is_empty() {
+                    return Err(bad(f, "missing 'cert_file' in TLS configuration"));
+                }
+                c.tls = Some(t);
             }
             "no_advertise" => c.no_advertise = get_bool(f)?,
             "connect_retries" => {

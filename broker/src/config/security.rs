@@ -1088,6 +1088,26 @@ fn check_pem(f: &Entry, path: &PathBuf, marker: &str, what: &str) -> Result<(), 
 
 /// `tls { ... }` for client connections.
 pub(super) fn tls(e: &Entry, warnings: &mut Vec<String>) -> Result<TlsOptions, ConfigError> {
+    tls_block(e, warnings, false)
+}
+
+/// `cluster { tls { ... } }`: the client keys plus `insecure` (skip verifying the servers we
+/// dial). `verify` is accepted but routes always verify both sides, and `handshake_first` is
+/// accepted but routes are always TLS from the first byte, as in nats-server; `verify_and_map`
+/// (mapping route certificates to the cluster user) is not implemented: an error.
+pub(super) fn cluster_tls(
+    e: &Entry,
+    warnings: &mut Vec<String>,
+) -> Result<TlsOptions, ConfigError> {
+    tls_block(e, warnings, true)
+}
+
+/// A `tls` block for client connections, or for routes when `cluster`.
+fn tls_block(
+    e: &Entry,
+    warnings: &mut Vec<String>,
+    cluster: bool,
+) -> Result<TlsOptions, ConfigError> {
     let m = as_map(e, "tls")?;
     let mut t = TlsOptions {
         timeout: DEFAULT_TLS_TIMEOUT,
@@ -1112,6 +1132,13 @@ pub(super) fn tls(e: &Entry, warnings: &mut Vec<String>) -> Result<TlsOptions, C
                 ca = Some(f);
             }
             "verify" => t.verify = tls_bool(f)?,
+            "insecure" if cluster => t.insecure = tls_bool(f)?,
+            "verify_and_map" if cluster => {
+                return Err(ConfigError::Unsupported {
+                    pos: f.key_pos.clone(),
+                    key: format!("cluster.tls.{}", f.key),
+                })
+            }
             "verify_and_map" => {
                 let v = tls_bool(f)?;
                 if v {
@@ -1168,6 +1195,12 @@ pub(super) fn tls(e: &Entry, warnings: &mut Vec<String>) -> Result<TlsOptions, C
                     ))
                 }
             },
+            k if TLS_NOT_SUPPORTED.contains(&k) && cluster => {
+                return Err(ConfigError::Unsupported {
+                    pos: f.key_pos.clone(),
+                    key: format!("cluster.tls.{}", f.key),
+                })
+            }
             k if TLS_NOT_SUPPORTED.contains(&k) => return Err(unsupported(f)),
             _ => warnings.push(format!("{}: unknown field {:?} in tls", f.key_pos, f.key)),
         }

@@ -235,7 +235,7 @@ impl Server {
 }
 
 /// The `notAfter` time of the first certificate in a PEM file, as Go's RFC 3339.
-fn cert_not_after(path: &std::path::Path) -> Option<String> {
+pub(crate) fn cert_not_after(path: &std::path::Path) -> Option<String> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::CertificateDer;
     let der = CertificateDer::pem_file_iter(path).ok()?.next()?.ok()?;

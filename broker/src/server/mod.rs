@@ -246,6 +246,11 @@ impl Server {
         let tls = tls_setup(&opts, &mut info)?;
         let now = SystemTime::now();
         let opts_cluster = opts.cluster.clone();
+        let cluster = opts_cluster
+            .clone()
+            .map(crate::cluster::Cluster::new)
+            .transpose()
+            .map_err(ServerError::ClusterTls)?;
         if let Some(c) = &opts_cluster {
             info.cluster = Some(c.name.clone().unwrap_or_default()).filter(|n| !n.is_empty());
         }
@@ -275,7 +280,7 @@ impl Server {
             https_addr: RwLock::new(None),
             jetstream: std::sync::OnceLock::new(),
             shutdown: watch::channel(false).0,
-            cluster: opts_cluster.map(crate::cluster::Cluster::new),
+            cluster,
             ldm: lame_duck::LameDuck::default(),
         }))
     }
@@ -696,6 +701,9 @@ pub enum ServerError {
     Auth(#[from] AuthError),
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    /// The route TLS of `cluster { tls }` cannot be built.
+    #[error("cluster tls: {0}")]
+    ClusterTls(#[source] crate::tls::TlsError),
 }
 
 /// Builds the client TLS setup from the options and sets INFO's TLS fields to match.

@@ -112,6 +112,14 @@ fn check_cluster(old: Option<&ClusterOptions>, new: Option<&ClusterOptions>) -> 
         o.no_advertise.to_string(),
         n.no_advertise.to_string(),
     )?;
+    // Ours: route TLS is built once at startup.
+    if o.tls != n.tls {
+        let tls = |t: &Option<crate::options::TlsOptions>| match t {
+            None => "none".to_string(),
+            Some(t) => format!("cert_file={}", t.cert_file.display()),
+        };
+        return Err(refuse("cluster tls", tls(&o.tls), tls(&n.tls)));
+    }
     // `routes` reload: added routes are dialed, removed ones closed.
     field(
         "connect_retries",

@@ -17,16 +17,27 @@
 //! Differences: rustls has no CBC, RC4, 3DES or static-RSA suites, so those names are
 //! rejected as unsupported rather than silently accepted; `verify` without `ca_file` (Go
 //! would fall back to the system roots) is an error.
+//!
+//! Routes (`cluster { tls { ... } }`), as nats-server's `getTLSConfig`: both sides always
+//! verify each other (Go forces `RequireAndVerifyClientCert` whatever `verify` says, and
+//! mirrors `ca_file` into the roots it dials with), so `ca_file` is required here; `insecure`
+//! skips the verification of the server certificate when dialing (chain and name; the
+//! handshake signature is still checked), never that of an accepted route.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::ring as ring_provider;
 use rustls::crypto::{CryptoProvider, SupportedKxGroup};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig, SupportedCipherSuite, SupportedProtocolVersion};
+use rustls::{
+    ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme,
+    SupportedCipherSuite, SupportedProtocolVersion,
+};
 
 use crate::options::TlsOptions;
 
@@ -60,6 +71,15 @@ pub enum TlsError {
     NoCaCertificates { path: PathBuf },
     #[error("verify and verify_and_map require ca_file (system roots are not used)")]
     VerifyWithoutCa,
+    #[error(
+        "ca_file is required: routes verify each other's certificates (system roots are not used)"
+    )]
+    RouteWithoutCa,
+    #[error("server certificate verifier for ca_file {}: {source}", path.display())]
+    ServerVerifier {
+        path: PathBuf,
+        source: rustls::client::VerifierBuilderError,
+    },
     #[error("unrecognized cipher {0}")]
     UnknownCipher(String),
     #[error(
@@ -274,10 +294,14 @@ fn load_roots(path: &Path) -> Result<RootCertStore, TlsError> {
 
 /// Builds the server configuration for client connections from a `tls { ... }` block.
 pub fn server_config(opts: &TlsOptions) -> Result<Arc<ServerConfig>, TlsError> {
+    server_config_with(opts, opts.verify || opts.verify_and_map)
+}
+
+/// The server configuration, requiring a client certificate signed by `ca_file` when `verify`.
+fn server_config_with(opts: &TlsOptions, verify: bool) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = Arc::new(provider_for(opts)?);
     let certs = load_certs(&opts.cert_file)?;
     let key = load_key(&opts.key_file)?;
-    let verify = opts.verify || opts.verify_and_map;
     // Read ca_file even when it is not used for verification: a broken file is still an error
     // in nats-server.
     let roots = match &opts.ca_file {
@@ -308,6 +332,124 @@ pub fn server_config(opts: &TlsOptions) -> Result<Arc<ServerConfig>, TlsError> {
             source,
         })?;
     Ok(Arc::new(config))
+}
+
+/// Both ends of route TLS, built from `cluster { tls { ... } }`.
+#[derive(Debug, Clone)]
+pub struct RouteTls {
+    /// For accepted routes: our certificate, and the dialer's verified against `ca_file`.
+    pub server: Arc<ServerConfig>,
+    /// For dialed routes: our certificate as the client one, and the server's verified
+    /// against `ca_file` (unless `insecure`).
+    pub client: Arc<ClientConfig>,
+    /// Handshake timeout.
+    pub timeout: std::time::Duration,
+}
+
+/// Builds the route TLS configurations; both sides always verify the other, as nats-server.
+pub fn route_tls(opts: &TlsOptions) -> Result<RouteTls, TlsError> {
+    let Some(ca_file) = &opts.ca_file else {
+        return Err(TlsError::RouteWithoutCa);
+    };
+    let server = server_config_with(opts, true)?;
+    let provider = Arc::new(provider_for(opts)?);
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&versions_for(&provider))?;
+    let builder = if opts.insecure {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(InsecureServerVerifier(provider.clone())))
+    } else {
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(load_roots(ca_file)?),
+            provider.clone(),
+        )
+        .build()
+        .map_err(|source| TlsError::ServerVerifier {
+            path: ca_file.clone(),
+            source,
+        })?;
+        builder.with_webpki_verifier(verifier)
+    };
+    let client = builder
+        .with_client_auth_cert(load_certs(&opts.cert_file)?, load_key(&opts.key_file)?)
+        .map_err(|source| TlsError::KeyPair {
+            cert: opts.cert_file.clone(),
+            key: opts.key_file.clone(),
+            source,
+        })?;
+    let timeout = if opts.timeout.is_zero() {
+        std::time::Duration::from_secs(2)
+    } else {
+        opts.timeout
+    };
+    Ok(RouteTls {
+        server,
+        client: Arc::new(client),
+        timeout,
+    })
+}
+
+/// `insecure`: accepts any server certificate (Go's `InsecureSkipVerify`), still checking
+/// that the peer holds the key of the certificate it sent.
+#[derive(Debug)]
+struct InsecureServerVerifier(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for InsecureServerVerifier {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Whether a handshake failed because the server certificate does not name the host dialed.
+pub fn is_name_mismatch(err: &std::io::Error) -> bool {
+    use rustls::CertificateError as C;
+    matches!(
+        err.get_ref()
+            .and_then(|e| e.downcast_ref::<rustls::Error>()),
+        Some(rustls::Error::InvalidCertificate(
+            C::NotValidForName | C::NotValidForNameContext { .. }
+        ))
+    )
 }
 
 #[cfg(test)]
