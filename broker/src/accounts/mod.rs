@@ -74,7 +74,10 @@ pub struct ServiceImport {
 impl ServiceImport {
     /// The subject the exporting account sees for a request on `subject`.
     pub fn map(&self, subject: &str) -> String {
-        map_tokens(subject, &self.local, &self.remote)
+        // Wildcards map in order, so `$JS.A.API.>` → `$JS.API.>` works although the token
+        // counts differ.
+        crate::jetstream::transform::apply(&self.local, &self.remote, subject)
+            .unwrap_or_else(|| map_tokens(subject, &self.local, &self.remote))
     }
 }
 
@@ -160,6 +163,27 @@ impl Account {
         }
         self.has_forwards.store(false, Ordering::Release);
         self.has_services.store(false, Ordering::Release);
+    }
+
+    /// Whether a message on `subject` published in this account reaches a subscriber here
+    /// or, through stream imports, in another account (push consumers deliver only then).
+    pub fn has_interest(&self, subject: &str) -> bool {
+        self.has_interest_depth(subject, 0)
+    }
+
+    fn has_interest_depth(&self, subject: &str, depth: usize) -> bool {
+        if self.sublist.has_interest(subject) {
+            return true;
+        }
+        // Import chains are short; the bound stops a cycle.
+        if depth >= 4 || !self.has_stream_forwards() {
+            return false;
+        }
+        let forwards = self.stream_forwards.match_subject(subject);
+        forwards
+            .psubs
+            .iter()
+            .any(|f| f.target.has_interest_depth(&f.map(subject), depth + 1))
     }
 
     /// Whether any stream import takes messages from this account.

@@ -18,7 +18,7 @@ pub fn publish(
     kind: &str,
     mut body: Value,
 ) {
-    if !account.sublist.has_interest(subject) && server.cluster().is_none() {
+    if !account.has_interest(subject) && server.cluster().is_none() {
         return;
     }
     let mut v = json!({

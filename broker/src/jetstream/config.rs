@@ -114,11 +114,10 @@ pub struct StreamConfig {
     pub consumer_limits: ConsumerLimits,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<BTreeMap<String, String>>,
-    /// Features this broker does not implement: accepted only when absent or empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mirror: Option<serde_json::Value>,
+    pub mirror: Option<StreamSource>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sources: Option<serde_json::Value>,
+    pub sources: Option<Vec<StreamSource>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject_transform: Option<super::transform::SubjectTransform>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -129,6 +128,148 @@ pub struct StreamConfig {
     pub allow_msg_ttl: bool,
     #[serde(default, skip_serializing_if = "is_zero_i64")]
     pub subject_delete_marker_ttl: i64,
+}
+
+/// `external` of a mirror or source: the origin's API prefix and the deliver prefix its
+/// messages come back on (another account or JetStream domain).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct External {
+    #[serde(default)]
+    pub api: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub deliver: String,
+}
+
+/// `mirror` or one entry of `sources` (`StreamSource` in nats-server).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct StreamSource {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub opt_start_seq: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opt_start_time: Option<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub filter_subject: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subject_transforms: Vec<super::transform::SubjectTransform>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<External>,
+}
+
+impl StreamSource {
+    /// The name that tells two sources of one stream apart (nats-server's `iname`): the
+    /// stream's name, and a hash of the external API prefix when there is one.
+    pub fn iname(&self) -> String {
+        match self.external.as_ref().filter(|e| !e.api.is_empty()) {
+            Some(e) => format!("{}:{}", self.name, short_hash(&e.api)),
+            None => self.name.clone(),
+        }
+    }
+
+    /// The subject filters the consumer on the origin uses.
+    pub fn filters(&self) -> Vec<String> {
+        if self.subject_transforms.is_empty() {
+            if self.filter_subject.is_empty() {
+                return Vec::new();
+            }
+            return vec![self.filter_subject.clone()];
+        }
+        self.subject_transforms
+            .iter()
+            .map(|t| {
+                if t.src.is_empty() {
+                    ">".into()
+                } else {
+                    t.src.clone()
+                }
+            })
+            .collect()
+    }
+
+    /// The pairs that identify this source's messages in `Nats-Stream-Source` headers.
+    pub fn header_keys(&self) -> Vec<(String, String)> {
+        if self.subject_transforms.is_empty() {
+            let f = if self.filter_subject.is_empty() {
+                ">".to_string()
+            } else {
+                self.filter_subject.clone()
+            };
+            return vec![(f, ">".into())];
+        }
+        self.subject_transforms
+            .iter()
+            .map(|t| {
+                let src = if t.src.is_empty() { ">" } else { &t.src };
+                (src.to_string(), t.dest.clone())
+            })
+            .collect()
+    }
+
+    fn check(&self, mirror: bool, own: &str) -> Result<(), ApiError> {
+        if !valid_name(&self.name) {
+            return Err(if mirror {
+                ApiError::new(10142, 400, "mirrored stream name is invalid")
+            } else {
+                ApiError::new(10141, 400, "sourced stream name is invalid")
+            });
+        }
+        if self.name == own && self.external.is_none() {
+            return Err(ApiError::stream_invalid_config("detected cycle"));
+        }
+        if mirror && !self.filter_subject.is_empty() && !self.subject_transforms.is_empty() {
+            return Err(ApiError::new(
+                10150,
+                400,
+                "mirror with multiple subject transforms cannot also have a single subject filter",
+            ));
+        }
+        if !self.filter_subject.is_empty() && !subject::is_valid_subject(&self.filter_subject) {
+            return Err(ApiError::stream_invalid_config("invalid subject filter"));
+        }
+        for t in &self.subject_transforms {
+            super::transform::validate(&t.src, &t.dest)?;
+        }
+        if let Some(e) = &self.external {
+            if e.deliver.contains('*') || e.deliver.contains('>') {
+                return Err(ApiError::new(
+                    10024,
+                    400,
+                    &format!(
+                        "stream external delivery prefix {} must not contain wildcards",
+                        e.deliver
+                    ),
+                ));
+            }
+            if e.api.contains('*') || e.api.contains('>') {
+                return Err(ApiError::new(
+                    10021,
+                    400,
+                    &format!(
+                        "stream external api prefix {} must not contain wildcards",
+                        e.api
+                    ),
+                ));
+            }
+        }
+        if let Some(t) = &self.opt_start_time {
+            if super::time::parse_rfc3339(t).is_none() {
+                return Err(ApiError::invalid_json("invalid start time"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// nats-server's `getHash`: the first 8 bytes of SHA-256, each as a base-62 digit.
+pub fn short_hash(s: &str) -> String {
+    use sha2::Digest;
+    const DIGITS: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let d = sha2::Sha256::digest(s.as_bytes());
+    d[..8]
+        .iter()
+        .map(|b| DIGITS[(*b % 62) as usize] as char)
+        .collect()
 }
 
 fn no_compression() -> String {
@@ -181,17 +322,48 @@ impl StreamConfig {
                 ));
             }
         }
-        for (what, v) in [("mirror", &self.mirror), ("sources", &self.sources)] {
-            if v.as_ref()
-                .is_some_and(|v| !v.is_null() && v != &serde_json::json!([]))
-            {
-                return Err(ApiError::stream_invalid_config(&format!(
-                    "stream {what} is not supported by this server yet"
-                )));
+        if self.sources.as_ref().is_some_and(|s| s.is_empty()) {
+            self.sources = None;
+        }
+        if let Some(m) = &self.mirror {
+            if !self.subjects.is_empty() {
+                return Err(ApiError::new(
+                    10034,
+                    400,
+                    "stream mirrors can not contain subjects",
+                ));
+            }
+            if self.sources.is_some() {
+                return Err(ApiError::new(
+                    10031,
+                    400,
+                    "stream mirrors can not also contain other sources",
+                ));
+            }
+            if self.first_seq > 0 {
+                return Err(ApiError::new(
+                    10143,
+                    400,
+                    "stream mirrors can not have first sequence configured",
+                ));
+            }
+            m.check(true, &self.name)?;
+        }
+        if let Some(srcs) = &self.sources {
+            let mut seen = std::collections::HashSet::new();
+            for s in srcs {
+                s.check(false, &self.name)?;
+                for k in s.header_keys() {
+                    if !seen.insert((s.iname(), k)) {
+                        return Err(ApiError::new(
+                            10140,
+                            400,
+                            "duplicate source configuration detected",
+                        ));
+                    }
+                }
             }
         }
-        self.mirror = None;
-        self.sources = None;
         self.placement = None;
         if let Some(t) = &self.subject_transform {
             super::transform::validate(&t.src, &t.dest)?;
@@ -260,7 +432,10 @@ impl StreamConfig {
                 "duplicates window can not be negative",
             ));
         }
-        if self.duplicate_window == 0 {
+        if self.mirror.is_some() {
+            // A mirror does not de-duplicate: nats-server leaves the window unset.
+            self.duplicate_window = 0;
+        } else if self.duplicate_window == 0 {
             self.duplicate_window = if self.max_age != 0 && self.max_age < DEFAULT_DUPLICATE_WINDOW
             {
                 self.max_age
@@ -285,7 +460,7 @@ impl StreamConfig {
                 "discard new per subject requires discard new policy to be set",
             ));
         }
-        if self.subjects.is_empty() {
+        if self.subjects.is_empty() && self.mirror.is_none() && self.sources.is_none() {
             self.subjects.push(self.name.clone());
         }
         let mut seen = std::collections::HashSet::new();
@@ -672,6 +847,12 @@ impl ConsumerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_hash_is_nats_servers() {
+        // What nats-server 2.15 writes for an external source with api `$JS.A.API`.
+        assert_eq!(short_hash("$JS.A.API"), "z0zeNTHp");
+    }
 
     #[test]
     fn overlap() {

@@ -607,7 +607,7 @@ impl Consumer {
         let Some(ds) = self.cfg.deliver_subject.as_deref() else {
             return false;
         };
-        ctx.account.sublist.has_interest(ds) || ctx.server.cluster().is_some()
+        ctx.account.has_interest(ds) || ctx.server.cluster().is_some()
     }
 
     /// Ends expired requests (408) and no-wait requests that got what there was.

@@ -45,6 +45,28 @@ pub fn with(hdr: &[u8], extra: &[(&str, String)]) -> Vec<u8> {
     out
 }
 
+/// `hdr` without header `name` (case-insensitive); unchanged when absent.
+pub fn without(hdr: &[u8], name: &str) -> Vec<u8> {
+    if get(hdr, name).is_none() {
+        return hdr.to_vec();
+    }
+    let text = String::from_utf8_lossy(hdr);
+    let mut out = String::new();
+    for (i, line) in text.split("\r\n").enumerate() {
+        let drop = i > 0
+            && line
+                .split_once(':')
+                .is_some_and(|(k, _)| k.trim().eq_ignore_ascii_case(name));
+        if !drop {
+            out.push_str(line);
+            out.push_str("\r\n");
+        }
+    }
+    // The split leaves the block's final empty line and one extra terminator.
+    out.truncate(out.len() - 2);
+    out.into_bytes()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,6 +77,11 @@ mod tests {
         assert_eq!(get(h, "nats-msg-id"), Some("abc"));
         assert_eq!(get(h, "Y"), None);
         let w = with(h, &[("Z", "2".into())]);
+        assert_eq!(
+            without(h, "x"),
+            b"NATS/1.0\r\nNats-Msg-Id: abc\r\n\r\n".to_vec()
+        );
+        assert_eq!(without(h, "nope"), h.to_vec());
         assert_eq!(get(&w, "Z"), Some("2"));
         assert_eq!(get(&w, "X"), Some("1"));
         assert_eq!(

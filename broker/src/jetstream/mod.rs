@@ -110,7 +110,7 @@ pub struct JetStream {
     pub max_memory: i64,
     pub max_store: i64,
     accounts: RwLock<HashMap<String, Arc<JsAccount>>>,
-    client: Arc<Client>,
+    pub(crate) client: Arc<Client>,
     api_tx: Mutex<Option<Sender<ApiReq>>>,
     api_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Streams that could not be recovered at start, for `/healthz`.

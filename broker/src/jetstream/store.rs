@@ -334,6 +334,22 @@ impl Store {
         Ok(self.last_seq)
     }
 
+    /// Takes up every sequence up to `last` without messages (a mirror following its
+    /// origin's numbering over a gap).
+    pub fn skip_to(&mut self, last: u64) -> Result<(), StoreError> {
+        if last <= self.last_seq {
+            return Ok(());
+        }
+        self.last_seq = last;
+        if self.msgs.is_empty() {
+            self.first_seq = last + 1;
+        }
+        if let Some(f) = self.file.as_mut() {
+            f.write_state(self.first_seq, self.last_seq)?;
+        }
+        Ok(())
+    }
+
     /// The message at `seq`.
     pub fn get(&mut self, seq: u64) -> Option<StoredMsg> {
         let e = self.msgs.get(&seq)?;

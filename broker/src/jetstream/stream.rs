@@ -26,6 +26,9 @@ use crate::accounts::Account;
 use crate::server::client::{unix_nanos, InternalSender, Subscription};
 use crate::server::Server;
 
+mod source;
+use source::{Origin, OriginEvent};
+
 /// What a stream's thread is asked to do.
 pub enum Cmd {
     /// A message published on one of the stream's subjects.
@@ -71,6 +74,12 @@ pub enum Cmd {
     /// The stream's info and its consumers' infos (for `/jsz`).
     Detail {
         done: SyncSender<(Value, Vec<Value>)>,
+    },
+    /// Something for the mirror or source at `idx` (from consumer `generation`).
+    Origin {
+        idx: usize,
+        generation: u64,
+        event: OriginEvent,
     },
     /// Stop the thread; with `delete`, remove the stream's files.
     Stop { delete: bool, done: SyncSender<()> },
@@ -247,7 +256,9 @@ pub fn spawn(s: Spawn) -> Result<Arc<StreamHandle>, ApiError> {
         last_sync: Instant::now(),
         last_state_save: Instant::now(),
         wake: false,
+        origins: Vec::new(),
     };
+    stream.start_origins();
     stream.restore_consumers();
     stream.rebuild_dedupe();
     stream.publish_numbers();
@@ -281,6 +292,8 @@ struct Stream {
     last_state_save: Instant,
     /// New messages or requests: consumers should try to deliver.
     wake: bool,
+    /// The mirror or the sources this stream copies from.
+    origins: Vec<Origin>,
 }
 
 /// How often dirty consumer state is written to disk.
@@ -380,6 +393,9 @@ impl Stream {
     fn next_deadline(&self) -> Option<Instant> {
         let mut d = Some(self.last_sync + self.shared.sync_interval);
         let mut min = |t: Instant| d = Some(d.map_or(t, |x: Instant| x.min(t)));
+        if let Some(t) = self.origins_deadline() {
+            min(t);
+        }
         for c in self.consumers.values() {
             if let Some(t) = c.next_deadline() {
                 min(t);
@@ -436,6 +452,9 @@ impl Stream {
     }
 
     fn timers(&mut self, server: &Server) {
+        if !self.origins.is_empty() {
+            self.origin_timers(server);
+        }
         let now = Instant::now();
         // max_age.
         if self.cfg.max_age > 0 {
@@ -561,9 +580,19 @@ impl Stream {
                 subject,
             } => self.direct_get(server, &reply, &body, subject),
             Cmd::Update { cfg, done } => {
-                let r = self.update(*cfg);
+                let r = self.update(*cfg).map(|_| {
+                    self.update_origins(server);
+                    let mut v = self.info_value(&InfoReq::default());
+                    v["type"] = json!("io.nats.jetstream.api.v1.stream_update_response");
+                    v
+                });
                 let _ = done.send(r);
             }
+            Cmd::Origin {
+                idx,
+                generation,
+                event,
+            } => self.origin_event(server, idx, generation, event),
             Cmd::Info { done } => {
                 let _ = done.send(self.info_value(&Default::default()));
             }
@@ -581,6 +610,7 @@ impl Stream {
 
     fn close(mut self, delete: bool, done: Option<SyncSender<()>>) {
         if let Some(server) = self.server.upgrade() {
+            self.stop_origins(&server);
             let names: Vec<String> = self.consumers.keys().cloned().collect();
             if delete {
                 let (mut ctx, consumers) = self.ctx(&server);
@@ -836,9 +866,6 @@ impl Stream {
             self.dedupe_order.push_back((now, id.clone()));
         }
         self.last_msg_id = msg_id;
-        for c in self.consumers.values_mut() {
-            c.on_stored(seq, subject);
-        }
         // Limits.
         if let Some(all) = rollup {
             let victims: Vec<u64> = if all {
@@ -858,14 +885,32 @@ impl Stream {
                 self.remove_msg(v);
             }
         }
-        self.enforce_limits(subject);
-        self.republish(server, (seq, prev_on_subject), now, subject, hdr, data);
+        self.after_store(server, (seq, prev_on_subject), subject, hdr, data, now);
         if let Some(r) = reply {
             if !self.cfg.no_ack {
                 let b = self.ack_ok(seq, false);
                 self.acks.push((r, b));
             }
         }
+        self.wake = true;
+    }
+
+    /// What follows storing a message: consumers learn of it, limits apply, it is
+    /// republished.
+    fn after_store(
+        &mut self,
+        server: &Server,
+        (seq, prev_on_subject): (u64, u64),
+        subject: &str,
+        hdr: &[u8],
+        data: &[u8],
+        ts: i64,
+    ) {
+        for c in self.consumers.values_mut() {
+            c.on_stored(seq, subject);
+        }
+        self.enforce_limits(subject);
+        self.republish(server, (seq, prev_on_subject), ts, subject, hdr, data);
         self.wake = true;
     }
 
@@ -1353,7 +1398,7 @@ impl Stream {
 
     // ----- stream API -----
 
-    fn update(&mut self, cfg: StreamConfig) -> Result<Value, ApiError> {
+    fn update(&mut self, cfg: StreamConfig) -> Result<(), ApiError> {
         let old = &self.cfg;
         // Changes nats-server refuses on update.
         let refused = [
@@ -1380,6 +1425,14 @@ impl Stream {
         ];
         if let Some((_, why)) = refused.iter().find(|(bad, _)| *bad) {
             return Err(ApiError::stream_invalid_config(why));
+        }
+        // A mirror can be promoted to a plain stream (mirror removed), not changed or added.
+        if cfg.mirror.is_some() && cfg.mirror != old.mirror {
+            return Err(ApiError::new(
+                10055,
+                400,
+                "stream mirror configuration can not be updated",
+            ));
         }
         self.cfg = cfg;
         if let Some(d) = &self.dir {
@@ -1415,9 +1468,7 @@ impl Stream {
                 self.enforce_limits(&s);
             }
         }
-        let mut v = self.info_value(&InfoReq::default());
-        v["type"] = json!("io.nats.jetstream.api.v1.stream_update_response");
-        Ok(v)
+        Ok(())
     }
 
     fn state_value(&self, st: &StoreState, req: &InfoReq) -> Value {
@@ -1449,21 +1500,39 @@ impl Stream {
                 s["deleted"] = json!(self.store.deleted());
             }
         }
-        s["consumer_count"] = json!(self.consumers.len());
+        s["consumer_count"] = json!(self.visible_consumers().count());
         s
+    }
+
+    /// Consumers users see: not the `direct` ones other streams' mirrors and sources use.
+    fn visible_consumers(&self) -> impl Iterator<Item = (&String, &Consumer)> {
+        self.consumers.iter().filter(|(_, c)| !c.cfg.direct)
     }
 
     fn info_value(&self, req: &InfoReq) -> Value {
         let st = self.store.state();
-        json!({
+        let mut v = json!({
             "type": "io.nats.jetstream.api.v1.stream_info_response",
             "total": 0, "offset": 0, "limit": 0,
             "config": self.cfg,
             "created": rfc3339_nanos(self.created),
             "state": self.state_value(&st, req),
             "cluster": {"leader": self.shared.server_name},
-            "ts": rfc3339_nanos(unix_nanos()),
-        })
+        });
+        if let Some(m) = self.origins.iter().find(|o| o.mirror) {
+            v["mirror"] = m.info();
+        }
+        let sources: Vec<Value> = self
+            .origins
+            .iter()
+            .filter(|o| !o.mirror)
+            .map(Origin::info)
+            .collect();
+        if !sources.is_empty() {
+            v["sources"] = Value::Array(sources);
+        }
+        v["ts"] = json!(rfc3339_nanos(unix_nanos()));
+        v
     }
 
     fn api(&mut self, server: &Server, op: Op, body: &[u8]) -> Option<String> {
@@ -1632,10 +1701,14 @@ impl Stream {
                     offset: usize,
                 }
                 let l: L = parse_opt(body).unwrap_or_default();
-                let total = self.consumers.len();
+                let total = self.visible_consumers().count();
                 let limit = if list { 256 } else { 1024 };
-                let names: Vec<&String> =
-                    self.consumers.keys().skip(l.offset).take(limit).collect();
+                let names: Vec<&String> = self
+                    .visible_consumers()
+                    .map(|(n, _)| n)
+                    .skip(l.offset)
+                    .take(limit)
+                    .collect();
                 if list {
                     let infos: Vec<Value> = names
                         .iter()
