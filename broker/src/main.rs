@@ -1,6 +1,7 @@
 //! `natrix-broker`: runs the broker with nats-server's command line.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use natrix_broker::cli;
 use natrix_broker::options::Options;
@@ -142,8 +143,27 @@ async fn run(opts: Options, flags: cli::Cli) -> ExitCode {
         return ExitCode::FAILURE;
     }
     let ldm_on_sigterm = server.options().lame_duck_on_sigterm;
+    // `watch_config`: the digest of what a reload would read, compared at each tick.
+    let mut seen = server
+        .options()
+        .config_file
+        .as_ref()
+        .map(|f| natrix_broker::server::config_watch::fingerprint(f, &server.options()));
     loop {
+        let watch = server.options().watch_config.filter(|_| seen.is_some());
         tokio::select! {
+            _ = tokio::time::sleep(watch.unwrap_or(Duration::from_secs(3600))), if watch.is_some() => {
+                let opts = server.options();
+                let Some(file) = opts.config_file.as_ref() else { continue };
+                let now = natrix_broker::server::config_watch::fingerprint(file, &opts);
+                if seen != Some(now) {
+                    tracing::info!("Configuration change detected on disk, reloading");
+                    reload(&server, &flags).await;
+                    // What the reload itself changed (e.g. the TLS files named) is the new base.
+                    let opts = server.options();
+                    seen = Some(natrix_broker::server::config_watch::fingerprint(file, &opts));
+                }
+            }
             sig = signals.recv() => {
                 tracing::info!("Trapped \"{}\" signal", sig.go_name());
                 match sig {
@@ -160,7 +180,12 @@ async fn run(opts: Options, flags: cli::Cli) -> ExitCode {
                             tracing::error!("Failed to re-open log file: {e}");
                         }
                     }
-                    Sig::Hup => reload(&server, &flags).await,
+                    Sig::Hup => {
+                        reload(&server, &flags).await;
+                        if let Some(f) = server.options().config_file.as_ref() {
+                            seen = Some(natrix_broker::server::config_watch::fingerprint(f, &server.options()));
+                        }
+                    }
                 }
             }
             // Lame duck mode has evicted every client and shut the server down.

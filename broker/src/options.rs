@@ -45,6 +45,10 @@ pub struct Options {
     /// Ours (`lame_duck_on_sigterm` / `--ldm_on_sigterm`): SIGTERM enters lame duck mode instead
     /// of stopping at once, so a Kubernetes pod needs no preStop hook.
     pub lame_duck_on_sigterm: bool,
+    /// Ours (`watch_config: true | "<interval>"`): reload when the config file, a file it
+    /// includes or a TLS file it names changes on disk, checked at this interval — what a
+    /// Kubernetes pod otherwise needs a reloader sidecar for when its ConfigMap changes.
+    pub watch_config: Option<Duration>,
     /// Only with `-t`: check the config and exit.
     pub check_config: bool,
     /// Users from `authorization { user/password | users }`, `accounts { X { users } }` and
@@ -358,6 +362,7 @@ impl Default for Options {
             lame_duck_duration: Duration::from_secs(120),
             lame_duck_grace_period: Duration::from_secs(10),
             lame_duck_on_sigterm: false,
+            watch_config: None,
             check_config: false,
             users: Vec::new(),
             token: None,

@@ -390,3 +390,31 @@ fn reload_lines_match_reference() {
     }
     assert_eq!(seen[0], seen[1]);
 }
+
+/// `watch_config` (ours): a changed file reloads without a signal; the TLS certificate the
+/// config names is part of what is watched; a broken file is reported once and the running
+/// configuration stays.
+#[test]
+fn watch_config_reloads_on_file_change_without_a_signal() {
+    let conf = |pa: &str| {
+        format!(
+            "{LISTEN}watch_config: \"200ms\"\nauthorization {{ users = [ {{user: a, password: {pa}}} ] }}\n"
+        )
+    };
+    let b = Broker::start(&conf("old"));
+    assert!(Raw::connect(b.port, &user("a", "old")).is_ok());
+    std::fs::write(&b.conf, conf("new")).unwrap();
+    b.wait_line("Configuration change detected on disk, reloading");
+    b.wait_line("[INF] Reloaded: authorization users");
+    assert!(Raw::connect(b.port, &user("a", "new")).is_ok());
+    assert!(Raw::connect(b.port, &user("a", "old")).is_err());
+    // A broken file: one failure, not one per poll, and the server keeps serving.
+    std::fs::write(&b.conf, format!("{LISTEN}authorization {{ user: \n")).unwrap();
+    b.wait_line("Failed to reload server configuration");
+    // Then a good file again reloads.
+    std::fs::write(&b.conf, conf("third")).unwrap();
+    b.wait_nth("Configuration change detected on disk, reloading", 3);
+    b.wait_nth("[INF] Reloaded: authorization users", 2);
+    assert_eq!(b.count("Failed to reload server configuration"), 1);
+    assert!(Raw::connect(b.port, &user("a", "third")).is_ok());
+}

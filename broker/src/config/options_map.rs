@@ -300,6 +300,19 @@ pub fn apply(map: &Map, opts: &mut Options) -> Result<Vec<String>, ConfigError> 
                 opts.lame_duck_duration = nanos(ns);
             }
             "lame_duck_on_sigterm" => opts.lame_duck_on_sigterm = get_bool(e)?,
+            "watch_config" => {
+                opts.watch_config = match &e.value.kind {
+                    Kind::Bool(false) => None,
+                    Kind::Bool(true) => Some(crate::server::config_watch::DEFAULT_INTERVAL),
+                    _ => {
+                        let ns = parse_string_duration(e)?;
+                        if ns < 100_000_000 {
+                            return Err(bad(e, "watch_config interval must be at least 100ms"));
+                        }
+                        Some(nanos(ns))
+                    }
+                }
+            }
             "lame_duck_grace_period" => {
                 let ns = parse_string_duration(e)?;
                 if ns < 0 {

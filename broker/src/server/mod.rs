@@ -8,6 +8,7 @@ pub mod reload;
 pub mod resolver;
 pub mod sysreq;
 pub mod transport;
+pub mod config_watch;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
