@@ -434,6 +434,15 @@ impl Cluster {
             return Vec::new();
         };
         let host = if is_wildcard(&opts.host) {
+            // Every address of the host, as nats-server; without procfs, the address the
+            // routes reach us on.
+            let all = crate::server::interfaces::global_unicast_addrs();
+            if !all.is_empty() {
+                return all
+                    .iter()
+                    .map(|ip| join_host_port(&ip.to_string(), addr.port()))
+                    .collect();
+            }
             match local.or(*self.local_ip.read()) {
                 Some(ip) => ip.to_string(),
                 None => return Vec::new(),

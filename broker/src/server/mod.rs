@@ -2,6 +2,7 @@
 
 pub mod client;
 pub mod info;
+pub mod interfaces;
 mod lame_duck;
 pub mod outbound;
 pub mod reload;
