@@ -82,6 +82,9 @@ pub fn conf_tree(nc: &NatsCluster) -> Result<ConfMap, RenderError> {
         ),
         ("pid_file".into(), s(PID_FILE)),
         ("lame_duck_on_sigterm".into(), ConfValue::Bool(true)),
+        // The broker reloads itself when the kubelet refreshes the mounted ConfigMap or
+        // certificate Secrets: reloadable changes need no restart and no signal.
+        ("watch_config".into(), ConfValue::Bool(true)),
         ("lame_duck_grace_period".into(), s(grace.clone())),
         ("lame_duck_duration".into(), s(duration.clone())),
     ];

@@ -29,6 +29,11 @@ fn default_conf_parses_and_loads_in_the_broker() {
     assert_eq!(opts.port, 4222);
     assert_eq!(opts.http_port, 8222);
     assert!(opts.lame_duck_on_sigterm);
+    assert_eq!(
+        opts.watch_config,
+        Some(natrix_broker::server::config_watch::DEFAULT_INTERVAL),
+        "brokers reload a changed ConfigMap by themselves"
+    );
     assert_eq!(opts.lame_duck_grace_period.as_secs(), 10);
     assert_eq!(opts.lame_duck_duration.as_secs(), 30);
     let c = opts.cluster.unwrap();
