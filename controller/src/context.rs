@@ -217,6 +217,7 @@ pub struct Context {
     pub backoff: Backoff,
     /// Broker health for rolling upgrades (`/healthz` over HTTP unless replaced).
     pub health: Arc<dyn HealthCheck>,
+    reporter: Reporter,
 }
 
 /// Backoff key of an object: `<controller>/<namespace>/<name>`.
@@ -278,7 +279,8 @@ impl Context {
         });
         Context {
             health,
-            recorder: Recorder::new(client.clone(), reporter),
+            recorder: Recorder::new(client.clone(), reporter.clone()),
+            reporter,
             client,
             metrics,
             pdb,
@@ -294,9 +296,38 @@ impl Context {
         self
     }
 
-    /// Publish an Event about `obj`; a failure is logged, never fatal.
+    /// Publish an Event about `obj`; a failure is logged, never fatal. Repeats of a reason
+    /// within minutes become a series of the first Event (whose note stays).
     pub async fn event<K: Resource<DynamicType = ()>>(
         &self,
+        obj: &K,
+        warning: bool,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        self.publish(&self.recorder, obj, warning, reason, action, note)
+            .await
+    }
+
+    /// Publish an Event of its own about `obj` (never folded into an earlier Event of the
+    /// same reason): for steps whose notes differ, such as each pod of a rolling update.
+    pub async fn event_each<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        warning: bool,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let fresh = Recorder::new(self.client.clone(), self.reporter.clone());
+        self.publish(&fresh, obj, warning, reason, action, note)
+            .await
+    }
+
+    async fn publish<K: Resource<DynamicType = ()>>(
+        &self,
+        recorder: &Recorder,
         obj: &K,
         warning: bool,
         reason: &str,
@@ -314,7 +345,7 @@ impl Context {
             action: action.into(),
             secondary: None,
         };
-        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
+        if let Err(e) = recorder.publish(&ev, &obj.object_ref(&())).await {
             tracing::warn!("publishing event {reason}: {e}");
         }
     }

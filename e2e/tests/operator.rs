@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Service};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, OwnerReference};
@@ -106,6 +106,11 @@ struct Broker {
 
 impl Broker {
     fn start() -> Broker {
+        Broker::start_with("js", &[])
+    }
+
+    /// A broker with its own store directory (`tag`) and extra flags.
+    fn start_with(tag: &str, extra: &[String]) -> Broker {
         let bin = std::env::var_os("NATRIX_BROKER_BIN")
             .map(PathBuf::from)
             .unwrap_or_else(|| {
@@ -121,12 +126,13 @@ impl Broker {
             "{} is missing: build it with `cargo build -p natrix-broker` (or set NATRIX_BROKER_BIN)",
             bin.display()
         );
-        let dir = std::env::temp_dir().join(format!("natrix-e2e-js-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("natrix-e2e-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let mut child = Command::new(&bin)
             .args(["-js", "-sd"])
             .arg(&dir)
             .args(["-a", "127.0.0.1", "-p", "-1"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -355,6 +361,10 @@ async fn operator_against_a_real_api_server() {
     let result = std::panic::AssertUnwindSafe(async {
         run_operator_and_scenario(&setup.client, &setup.ns, &setup.kubeconfig).await;
         the_binary(&setup.client, &setup.ns, &setup.kubeconfig).await;
+        // Needs the StatefulSet controller of our own control plane (pods are simulated).
+        if setup._cluster.is_some() {
+            rolling_upgrade_and_scale_down(&setup.client, &setup.ns, &setup.kubeconfig).await;
+        }
     })
     .catch_unwind()
     .await;
@@ -1063,4 +1073,388 @@ async fn scenario(
             .ok_or_else(|| "still there".to_string())
     })
     .await;
+}
+
+/// kube-controller-manager running only the StatefulSet controller (the shared test
+/// control plane runs garbage collection and service accounts only); killed on drop.
+struct StatefulSetController(Child);
+
+impl StatefulSetController {
+    fn start(kubeconfig: &Path) -> Option<StatefulSetController> {
+        let bin = std::env::var_os("NATRIX_K8S_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/var/cache/k8s-apiserver-build/bin"))
+            .join("kube-controller-manager");
+        if !bin.exists() {
+            eprintln!(
+                "SKIPPED rolling upgrade e2e: no {} (the StatefulSet controller)",
+                bin.display()
+            );
+            return None;
+        }
+        let log = kubeconfig.with_file_name("statefulset-controller.log");
+        let child = Command::new(bin)
+            .arg(format!("--kubeconfig={}", kubeconfig.display()))
+            .args([
+                "--bind-address=127.0.0.1",
+                "--secure-port=0",
+                "--port=0",
+                "--controllers=statefulset",
+                "--leader-elect=false",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap();
+        Some(StatefulSetController(child))
+    }
+}
+
+impl Drop for StatefulSetController {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A free TCP port on 127.0.0.1.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn partition(sts: &StatefulSet) -> Option<i32> {
+    sts.spec
+        .as_ref()?
+        .update_strategy
+        .as_ref()?
+        .rolling_update
+        .as_ref()?
+        .partition
+}
+
+/// Stands in for the kubelet: every pod of `instance` that is not Ready becomes Running and
+/// Ready; returns (pod, revision) in the order they became Ready.
+fn fake_kubelet(
+    client: &Client,
+    ns: &str,
+    instance: &str,
+) -> (
+    tokio::task::JoinHandle<()>,
+    Arc<std::sync::Mutex<Vec<(String, String)>>>,
+) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let out = seen.clone();
+    let lp = ListParams::default().labels(&format!("app.kubernetes.io/instance={instance}"));
+    let task = tokio::spawn(async move {
+        loop {
+            if let Ok(list) = pods.list(&lp).await {
+                for p in list.items {
+                    let ready = p
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.conditions.as_ref())
+                        .is_some_and(|c| {
+                            c.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+                        });
+                    if ready || p.metadata.deletion_timestamp.is_some() {
+                        continue;
+                    }
+                    let name = p.name_any();
+                    let rev = p.labels().get("controller-revision-hash").cloned();
+                    let patch = serde_json::json!({"status": {
+                        "phase": "Running", "podIP": "127.0.0.1",
+                        "conditions": [{"type": "Ready", "status": "True"}]}});
+                    if pods
+                        .patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
+                        .await
+                        .is_ok()
+                    {
+                        seen.lock().unwrap().push((name, rev.unwrap_or_default()));
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    (task, out)
+}
+
+/// A health-gated rolling upgrade driven by the real StatefulSet controller (pods made Ready
+/// by the test, `/healthz` from real brokers, one per pod), then the scale-down guard.
+async fn rolling_upgrade_and_scale_down(client: &Client, ns: &str, kubeconfig: &Path) {
+    let Some(_stsc) = StatefulSetController::start(kubeconfig) else {
+        return;
+    };
+    let operator_client = operator_rbac(client, ns, kubeconfig).await;
+    // One broker per pod; `/healthz` of pod roll-i is broker i's.
+    let mports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let start = |i: usize| {
+        let m = mports[i];
+        move || Broker::start_with(&format!("roll{i}"), &["-m".into(), m.to_string()])
+    };
+    let mut brokers = Vec::new();
+    for i in 0..3 {
+        brokers.push(Some(tokio::task::spawn_blocking(start(i)).await.unwrap()));
+    }
+    let settings = Settings {
+        nats_urls: BTreeMap::from([(
+            format!("{ns}/roll"),
+            brokers[0].as_ref().unwrap().url.clone(),
+        )]),
+        monitor_urls: (0..3)
+            .map(|i| {
+                (
+                    format!("{ns}/roll-{i}"),
+                    format!("http://127.0.0.1:{}", mports[i]),
+                )
+            })
+            .collect(),
+        cluster_resync: Duration::from_secs(3),
+        rollout_poll: Duration::from_secs(1),
+        stream_resync: Duration::from_secs(2),
+        ..Settings::default()
+    };
+    let pdb_ar = natrix_controller::apply::pdb_resource(&operator_client).await;
+    let ctx = Arc::new(Context::new(
+        operator_client,
+        Arc::new(Metrics::default()),
+        pdb_ar,
+        settings,
+    ));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let operator = tokio::spawn(natrix_controller::operator::run(
+        ctx,
+        vec![ns.to_string()],
+        stop_rx,
+    ));
+    struct Stop(tokio::sync::watch::Sender<bool>);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = self.0.send(true);
+        }
+    }
+    let stop = Stop(stop_tx);
+    let (kubelet, became_ready) = fake_kubelet(client, ns, "roll");
+    struct Abort(tokio::task::JoinHandle<()>);
+    impl Drop for Abort {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let _kubelet = Abort(kubelet);
+
+    let ncs: Api<NatsCluster> = Api::namespaced(client.clone(), ns);
+    let stss: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let mut nc: NatsCluster = example("natscluster.yaml", ns);
+    nc.metadata.name = Some("roll".into());
+    nc.spec.image.tag = Some("1.0.0".into());
+    ncs.create(&PostParams::default(), &nc).await.unwrap();
+    let status = |want_reason: &'static str| {
+        let ncs = ncs.clone();
+        async move {
+            let nc = ncs.get("roll").await.map_err(|e| e.to_string())?;
+            let conds = nc.status.map(|s| s.common.conditions).unwrap_or_default();
+            match cond(&conds, "Ready") {
+                Some(c) if c.reason == want_reason => Ok(conds),
+                _ => Err(show(&conds)),
+            }
+        }
+    };
+    // The StatefulSet controller makes the pods, the fake kubelet makes them Ready.
+    eventually("roll Ready with three pods", || status("AllReplicasReady")).await;
+    let sts = stss.get("roll").await.unwrap();
+    assert_eq!(partition(&sts), Some(0));
+    let rev1 = sts.status.unwrap().update_revision.unwrap();
+
+    // Broker 2 is down: roll-2, updated first, will not answer /healthz.
+    brokers[2] = None;
+    ncs.patch(
+        "roll",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"spec": {"image": {"tag": "2.0.0"}}})),
+    )
+    .await
+    .unwrap();
+    let waiting = eventually("waiting on roll-2's /healthz", || async {
+        let nc = ncs.get("roll").await.map_err(|e| e.to_string())?;
+        let conds = nc.status.map(|s| s.common.conditions).unwrap_or_default();
+        match cond(&conds, "Progressing") {
+            Some(c)
+                if c.status == "True"
+                    && c.reason == "RollingUpdate"
+                    && c.message.contains("waiting for pod roll-2")
+                    && c.message.contains("/healthz") =>
+            {
+                Ok(c.message.clone())
+            }
+            _ => Err(show(&conds)),
+        }
+    })
+    .await;
+    assert!(waiting.contains("partition 2"), "{waiting}");
+    let sts = stss.get("roll").await.unwrap();
+    let rev2 = sts.status.clone().unwrap().update_revision.unwrap();
+    assert_ne!(rev1, rev2);
+    // Held: nothing below roll-2 restarts while it is unhealthy.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(partition(&stss.get("roll").await.unwrap()), Some(2));
+    for (pod, rev) in [("roll-0", &rev1), ("roll-1", &rev1), ("roll-2", &rev2)] {
+        let p = pods.get(pod).await.unwrap();
+        assert_eq!(
+            p.labels().get("controller-revision-hash"),
+            Some(rev),
+            "{pod}"
+        );
+    }
+
+    // Broker 2 back: the rollout goes on, one pod at a time, down to roll-0.
+    brokers[2] = Some(tokio::task::spawn_blocking(start(2)).await.unwrap());
+    eventually("rollout complete", || async {
+        let sts = stss.get("roll").await.map_err(|e| e.to_string())?;
+        let st = sts.status.clone().unwrap_or_default();
+        let nc = ncs.get("roll").await.map_err(|e| e.to_string())?;
+        let conds = nc.status.map(|s| s.common.conditions).unwrap_or_default();
+        let done = partition(&sts) == Some(0)
+            && st.current_revision.as_deref() == Some(rev2.as_str())
+            && cond(&conds, "Progressing").is_some_and(|c| c.status == "False")
+            && cond(&conds, "Ready").is_some_and(|c| c.status == "True");
+        done.then_some(())
+            .ok_or_else(|| format!("partition {:?}; {}", partition(&sts), show(&conds)))
+    })
+    .await;
+    let order: Vec<String> = became_ready
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, r)| *r == rev2)
+        .map(|(p, _)| p.clone())
+        .collect();
+    assert_eq!(
+        order,
+        vec!["roll-2", "roll-1", "roll-0"],
+        "pods updated in this order"
+    );
+
+    let events: Api<Event> = Api::namespaced(client.clone(), ns);
+    eventually("rolling update events", || async {
+        let list = events
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mine: Vec<(String, String)> = list
+            .items
+            .iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("roll"))
+            .map(|e| {
+                (
+                    e.reason.clone().unwrap_or_default(),
+                    e.note.clone().unwrap_or_default(),
+                )
+            })
+            .collect();
+        let at = |r: &str, note: &str| mine.iter().position(|(x, n)| x == r && n.contains(note));
+        let order = [
+            at("RollingUpdateStarted", "holding all 3 pods"),
+            at("RollingUpdate", "restarting roll-2"),
+            at("RollingUpdateWaiting", "waiting for pod roll-2"),
+            at(
+                "RollingUpdate",
+                "roll-2 is Ready and healthy; restarting roll-1",
+            ),
+            at(
+                "RollingUpdate",
+                "roll-1 is Ready and healthy; restarting roll-0",
+            ),
+            at("RollingUpdateComplete", "complete"),
+        ];
+        let complete_once = mine
+            .iter()
+            .filter(|(x, _)| x == "RollingUpdateComplete")
+            .count()
+            == 1;
+        (order.iter().all(Option::is_some) && order.is_sorted() && complete_once)
+            .then_some(())
+            .ok_or_else(|| format!("{mine:?}"))
+    })
+    .await;
+
+    // --- scale-down guard: a Stream resource with 3 replicas keeps 3 servers ---
+    let streams: Api<Stream> = Api::namespaced(client.clone(), ns);
+    let mut wide: Stream = example("stream.yaml", ns);
+    wide.metadata.name = Some("wide".into());
+    wide.spec.cluster_ref.name = "roll".into();
+    wide.spec.name = "WIDE".into();
+    wide.spec.subjects = vec!["wide.>".into()];
+    wide.spec.replicas = 3;
+    streams.create(&PostParams::default(), &wide).await.unwrap();
+    ncs.patch(
+        "roll",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"spec": {"replicas": 1}})),
+    )
+    .await
+    .unwrap();
+    let msg = eventually("ScaleDownBlocked", || async {
+        let nc = ncs.get("roll").await.map_err(|e| e.to_string())?;
+        let conds = nc.status.map(|s| s.common.conditions).unwrap_or_default();
+        cond(&conds, "Degraded")
+            .filter(|c| c.status == "True" && c.reason == "ScaleDownBlocked")
+            .map(|c| c.message.clone())
+            .ok_or_else(|| show(&conds))
+    })
+    .await;
+    assert!(
+        msg.contains("stream WIDE") && msg.contains("has 3 replicas"),
+        "{msg}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let sts = stss.get("roll").await.unwrap();
+    assert_eq!(sts.spec.unwrap().replicas, Some(3));
+    eventually("ScaleDownBlocked event", || async {
+        let list = events
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        list.items
+            .iter()
+            .any(|e| {
+                e.reason.as_deref() == Some("ScaleDownBlocked")
+                    && e.type_.as_deref() == Some("Warning")
+                    && e.note.as_deref().is_some_and(|n| n.contains("WIDE"))
+            })
+            .then_some(())
+            .ok_or_else(|| "no event".to_string())
+    })
+    .await;
+
+    // The stream goes: the scale-down proceeds (the brokers list no stream above 1 replica).
+    streams
+        .delete("wide", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("scaled down to 1", || async {
+        let sts = stss.get("roll").await.map_err(|e| e.to_string())?;
+        let nc = ncs.get("roll").await.map_err(|e| e.to_string())?;
+        let conds = nc.status.map(|s| s.common.conditions).unwrap_or_default();
+        let unblocked = cond(&conds, "Degraded").is_some_and(|c| c.reason != "ScaleDownBlocked");
+        (sts.spec.and_then(|s| s.replicas) == Some(1) && unblocked)
+            .then_some(())
+            .ok_or_else(|| show(&conds))
+    })
+    .await;
+
+    ncs.delete("roll", &DeleteParams::default()).await.unwrap();
+    eprintln!("rolling upgrade and scale-down guard checked (pods became Ready: {order:?})");
+    drop(stop);
+    tokio::time::timeout(Duration::from_secs(15), operator)
+        .await
+        .expect("the operator stops on shutdown")
+        .unwrap();
 }

@@ -143,8 +143,7 @@ async fn reconcile_inner(nc: &NatsCluster, ctx: &Context) -> Result<Action> {
         }
     };
 
-    let mut rendered = rendered;
-    let plan = match plan(nc, ctx, &rendered).await {
+    let (plan, mut rendered) = match plan(nc, ctx, rendered).await {
         Ok(p) => p,
         Err(e) => {
             let msg = e.to_string();
@@ -297,8 +296,13 @@ struct Plan {
 }
 
 /// Read the StatefulSet, its pods and (when scaling down) the streams; decide the replicas
-/// and the partition, checking the health of the pod the rollout waits on.
-async fn plan(nc: &NatsCluster, ctx: &Context, r: &render::Rendered) -> Result<Plan> {
+/// and the partition, checking the health of the pod the rollout waits on. A refused
+/// scale-down renders the objects again for the replicas kept (routes in nats.conf).
+async fn plan(
+    nc: &NatsCluster,
+    ctx: &Context,
+    r: render::Rendered,
+) -> Result<(Plan, render::Rendered)> {
     let n = render::names(nc)?;
     let stss: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &n.namespace);
     let live = stss.get_opt(&n.statefulset).await?;
@@ -313,6 +317,13 @@ async fn plan(nc: &NatsCluster, ctx: &Context, r: &render::Rendered) -> Result<P
         None
     };
     let scale = scale::decide(want, current, streams.as_ref());
+    let r = if scale.replicas() == want {
+        r
+    } else {
+        let mut kept = nc.clone();
+        kept.spec.replicas = scale.replicas();
+        render::render(&kept)?
+    };
     let pods = match &live {
         Some(_) => {
             let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &n.namespace);
@@ -351,10 +362,13 @@ async fn plan(nc: &NatsCluster, ctx: &Context, r: &render::Rendered) -> Result<P
         let h = ctx.health.check(&target).await;
         decision = rollout::decide(&observed, Some(&h));
     }
-    Ok(Plan {
-        scale,
-        rollout: decision,
-    })
+    Ok((
+        Plan {
+            scale,
+            rollout: decision,
+        },
+        r,
+    ))
 }
 
 /// Events for the rollout's decisions: started, each pod rolled, a new wait, complete.
@@ -370,11 +384,18 @@ async fn rollout_events(nc: &NatsCluster, ctx: &Context, old: &NatsClusterStatus
         rollout::Step::Waiting { why, .. } if why.contains("/healthz") => {
             (true, "RollingUpdateWaiting")
         }
-        rollout::Step::Complete { .. } => (false, "RollingUpdateComplete"),
+        // Finished: announced once, when the last rolling state gives way.
+        rollout::Step::Complete { .. } | rollout::Step::Idle if before.is_some() => {
+            (false, "RollingUpdateComplete")
+        }
         _ => return,
     };
     if before != Some(msg.as_str()) {
-        ctx.event(nc, warning, reason, "Roll", msg).await;
+        let msg = match plan.rollout.step {
+            rollout::Step::Idle => format!("rolling update complete: all {replicas} pods updated"),
+            _ => msg,
+        };
+        ctx.event_each(nc, warning, reason, "Roll", msg).await;
     }
 }
 

@@ -170,7 +170,13 @@ pub struct Decision {
 impl Decision {
     /// Whether a rollout is under way (the reconciler polls until it is not).
     pub fn rolling(&self) -> bool {
-        !matches!(self.step, Step::Idle | Step::Complete { .. })
+        match self.step {
+            Step::Idle | Step::Complete { .. } => false,
+            // Any spec change makes the StatefulSet controller catch up; only a held
+            // partition makes that part of a rollout.
+            Step::WaitingForStatefulSet => self.partition > 0,
+            _ => true,
+        }
     }
 
     /// The `Progressing` message of an ongoing rollout, naming the pod waited on.
@@ -392,7 +398,14 @@ mod tests {
         let mut l = live(3, "a", "a");
         l.observed_generation = Some(3);
         let d = decide(&obs(Some(l.clone()), vec![]), None);
-        assert_eq!((d.partition, d.step), (3, Step::WaitingForStatefulSet));
+        assert_eq!((d.partition, &d.step), (3, &Step::WaitingForStatefulSet));
+        assert!(d.rolling());
+        // A scale or other change at partition 0 is no rollout.
+        let mut at0 = l.clone();
+        at0.partition = Some(0);
+        let d = decide(&obs(Some(at0), vec![]), None);
+        assert_eq!((d.partition, &d.step), (0, &Step::WaitingForStatefulSet));
+        assert!(!d.rolling());
         l.observed_generation = None;
         assert_eq!(decide(&obs(Some(l), vec![]), None).partition, 3);
     }
