@@ -110,3 +110,97 @@ async fn advisories_match_reference() {
     );
     assert!(want.len() >= 8, "{want:?}");
 }
+
+/// What an API audit says, without ids, times and the response's own times.
+async fn audit_scenario(url: &str) -> Vec<Value> {
+    let nc = async_nats::ConnectOptions::new()
+        .name("auditor")
+        .connect(url)
+        .await
+        .unwrap();
+    let mut events = nc.subscribe("$JS.EVENT.ADVISORY.API").await.unwrap();
+    common::sync(&nc).await;
+    let req = |subject: &'static str, body: &'static str| {
+        let nc = nc.clone();
+        async move {
+            nc.request(subject, body.into()).await.unwrap();
+        }
+    };
+    // Answered by the API thread, then by the stream's own thread.
+    req(
+        "$JS.API.STREAM.CREATE.A",
+        r#"{"name":"A","subjects":["a"]}"#,
+    )
+    .await;
+    req("$JS.API.STREAM.INFO.NOPE", "").await;
+    req("$JS.API.STREAM.INFO.A", "").await;
+    req(
+        "$JS.API.CONSUMER.CREATE.A",
+        r#"{"stream_name":"A","config":{"durable_name":"D","ack_policy":"explicit"}}"#,
+    )
+    .await;
+    req("$JS.API.STREAM.DELETE.A", "").await;
+    let mut out = Vec::new();
+    while let Ok(Some(e)) = tokio::time::timeout(Duration::from_millis(500), events.next()).await {
+        let v: Value = serde_json::from_slice(&e.payload).unwrap();
+        let resp: Value = serde_json::from_str(v["response"].as_str().unwrap()).unwrap();
+        // `rtt` appears once the server has measured one (it asks on the first event).
+        let mut client: Vec<String> = v["client"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|k| *k != "rtt")
+            .cloned()
+            .collect();
+        client.sort();
+        out.push(serde_json::json!({
+            "type": v["type"],
+            "subject": v["subject"],
+            "request": v["request"],
+            "response_type": resp["type"],
+            "response_error": resp["error"],
+            "has_id": v["id"].is_string(),
+            "has_server": v["server"].is_string(),
+            "client_keys": client,
+            "client_name": v["client"]["name"],
+            "client_acc": v["client"]["acc"],
+            "client_kind": v["client"]["kind"],
+            "rtt_known": v["client"]["rtt"].as_i64().is_some_and(|r| r > 0),
+        }));
+    }
+    // nats-server publishes some audits after later ones: compare in subject order, and
+    // whether a round trip is known only for the last request.
+    let last_has_rtt = out
+        .iter()
+        .find(|e| e["subject"] == "$JS.API.STREAM.DELETE.A")
+        .map(|e| e["rtt_known"].clone());
+    for e in out.iter_mut() {
+        e.as_object_mut().unwrap().remove("rtt_known");
+    }
+    out.sort_by_key(|e| e["subject"].as_str().unwrap_or_default().to_string());
+    out.push(serde_json::json!({ "last_has_rtt": last_has_rtt }));
+    out
+}
+
+#[tokio::test]
+async fn api_audit_matches_reference() {
+    let dir = std::env::temp_dir().join(format!("natrix-audit-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let reference = RefServer::start(None, &["-js", "-sd", dir.join("ref").to_str().unwrap()]);
+    let d = dir.join("ours");
+    let ours = TestServer::start_with(move |o| {
+        o.jetstream = Some(JetStreamOptions {
+            store_dir: d,
+            ..Default::default()
+        })
+    })
+    .await;
+    let want = audit_scenario(&format!("nats://{}", reference.addr)).await;
+    let got = audit_scenario(&ours.url()).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(
+        serde_json::to_string_pretty(&got).unwrap(),
+        serde_json::to_string_pretty(&want).unwrap()
+    );
+    assert_eq!(want.len(), 6, "{want:?}");
+}

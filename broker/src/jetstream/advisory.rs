@@ -39,6 +39,76 @@ pub fn publish(
     );
 }
 
+/// The subject of the JetStream API audit advisory.
+pub const API_AUDIT: &str = "$JS.EVENT.ADVISORY.API";
+
+/// What the API audit says about a request besides the response: who asked, on which
+/// subject, with what body.
+#[derive(Debug, Clone)]
+pub struct Audit {
+    pub client: Value,
+    pub subject: String,
+    pub request: bytes::Bytes,
+    pub domain: Option<String>,
+}
+
+impl Audit {
+    /// The audit record for a request from connection `cid` (0 or gone: only the account
+    /// is known), or `None` when nobody listens to `$JS.EVENT.ADVISORY.API`.
+    pub fn new(
+        server: &Server,
+        account: &Account,
+        cid: u64,
+        subject: &str,
+        request: &bytes::Bytes,
+        domain: Option<&String>,
+    ) -> Option<Box<Audit>> {
+        if !account.has_interest(API_AUDIT) && server.cluster().is_none() {
+            return None;
+        }
+        let client = match server.client(cid) {
+            Some(c) => crate::server::sysreq::client_info(server, &c),
+            None => json!({"acc": account.name, "server": server.server_name}),
+        };
+        Some(Box::new(Audit {
+            client,
+            subject: subject.to_string(),
+            request: request.clone(),
+            domain: domain.cloned(),
+        }))
+    }
+}
+
+/// `$JS.EVENT.ADVISORY.API` (`api_audit`): a request and the response it got.
+pub fn api_audit(
+    server: &Server,
+    account: &Account,
+    sender: &mut InternalSender,
+    audit: &Audit,
+    response: &str,
+) {
+    let mut body = json!({
+        "server": server.server_name,
+        "client": audit.client,
+        "subject": audit.subject,
+        "response": response,
+    });
+    if !audit.request.is_empty() {
+        body["request"] = json!(String::from_utf8_lossy(&audit.request));
+    }
+    if let Some(d) = &audit.domain {
+        body["domain"] = json!(d);
+    }
+    publish(
+        server,
+        account,
+        sender,
+        API_AUDIT,
+        "io.nats.jetstream.advisory.v1.api_audit",
+        body,
+    );
+}
+
 /// `STREAM.CREATED|UPDATED|DELETED.<stream>`.
 pub fn stream_action(
     server: &Server,

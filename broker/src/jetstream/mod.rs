@@ -95,6 +95,8 @@ struct ApiReq {
     subject: String,
     reply: Option<String>,
     body: Bytes,
+    /// The connection that sent it (for the API audit).
+    publisher: u64,
 }
 
 /// The server's JetStream.
@@ -327,6 +329,7 @@ impl JetStream {
                             subject: subject.to_string(),
                             reply: Some(reply),
                             body: Bytes::new(),
+                            publisher: crate::server::client::publisher_cid(),
                         });
                     }
                     return;
@@ -353,6 +356,7 @@ impl JetStream {
                     subject: subject.to_string(),
                     reply,
                     body: Bytes::copy_from_slice(payload),
+                    publisher: crate::server::client::publisher_cid(),
                 });
             }))
         };
@@ -658,7 +662,15 @@ impl JetStream {
         };
         let acc = req.acc.clone();
         let api = req.subject.strip_prefix("$JS.API.").unwrap_or("");
-        let result = self.dispatch(server, &acc, api, &reply, &req.body);
+        let audit = advisory::Audit::new(
+            server,
+            &acc.account,
+            req.publisher,
+            &req.subject,
+            &req.body,
+            self.domain.as_ref(),
+        );
+        let result = self.dispatch(server, &acc, api, &reply, &req.body, &audit);
         // Counted once answered, as nats-server (an INFO does not count itself).
         acc.api_total.fetch_add(1, Ordering::Relaxed);
         let body = match result {
@@ -669,14 +681,18 @@ impl JetStream {
                 error_body(kind, e)
             }
         };
+        let body = body.to_string();
         sender.send(
             server,
             &acc.account,
             reply.as_bytes(),
             None,
             None,
-            body.to_string().as_bytes(),
+            body.as_bytes(),
         );
+        if let Some(a) = &audit {
+            advisory::api_audit(server, &acc.account, sender, a, &body);
+        }
     }
 
     /// Routes an API request: account-level ones are answered here (`Ok(Some)`), stream-level
@@ -688,6 +704,7 @@ impl JetStream {
         api: &str,
         reply: &str,
         body: &Bytes,
+        audit: &Option<Box<advisory::Audit>>,
     ) -> Result<Option<Value>, (&'static str, ApiError)> {
         let toks: Vec<&str> = api.split('.').collect();
         let forward = |stream: &str,
@@ -700,6 +717,7 @@ impl JetStream {
                         op,
                         reply: Some(reply.to_string()),
                         body: body.clone(),
+                        audit: audit.clone(),
                     });
                     Ok(None)
                 }

@@ -43,6 +43,8 @@ pub enum Cmd {
         op: Op,
         reply: Option<String>,
         body: Bytes,
+        /// Set when someone listens to the API audit advisory.
+        audit: Option<Box<super::advisory::Audit>>,
     },
     /// A message on `$JS.ACK.<stream>.<consumer>....`.
     Ack {
@@ -527,7 +529,12 @@ impl Stream {
                 hdr,
                 data,
             } => self.process_msg(server, &subject, reply, &hdr, &data),
-            Cmd::Api { op, reply, body } => {
+            Cmd::Api {
+                op,
+                reply,
+                body,
+                audit,
+            } => {
                 let resp = self.api(server, op, &body);
                 // Counts others read (jsz, account info) are current before the answer.
                 self.publish_numbers();
@@ -540,6 +547,9 @@ impl Stream {
                         None,
                         resp.as_bytes(),
                     );
+                    if let Some(a) = &audit {
+                        super::advisory::api_audit(server, &self.account, &mut self.sender, a, &resp);
+                    }
                 }
             }
             Cmd::Ack {

@@ -496,6 +496,17 @@ impl InternalSender {
     }
 }
 
+thread_local! {
+    /// The connection whose message is being delivered on this thread (0: the server's own).
+    static PUBLISHER: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// The id of the client whose message an internal handler is being called with (0 when the
+/// server itself published): who asked, for the JetStream API audit.
+pub fn publisher_cid() -> u64 {
+    PUBLISHER.with(|p| p.get())
+}
+
 /// Unix time in nanoseconds.
 pub fn unix_nanos() -> i64 {
     SystemTime::now()
@@ -837,6 +848,7 @@ pub(crate) fn deliver_result(
 ) -> bool {
     let mut delivered = false;
     let sender_cid = sender.map_or(0, |c| c.cid);
+    PUBLISHER.with(|p| p.set(sender_cid));
     for sub in result.psubs.iter() {
         if !echo && sub.client.cid == sender_cid {
             continue;

@@ -1,6 +1,7 @@
 //! The server: listeners, the set of live and closed connections, server-wide counters.
 
 pub mod client;
+pub mod config_watch;
 pub mod info;
 pub mod interfaces;
 mod lame_duck;
@@ -9,7 +10,6 @@ pub mod reload;
 pub mod resolver;
 pub mod sysreq;
 pub mod transport;
-pub mod config_watch;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -356,6 +356,11 @@ impl Server {
     /// Live connections.
     pub fn clients(&self) -> Vec<Arc<Client>> {
         self.clients.lock().values().cloned().collect()
+    }
+
+    /// The live connection with id `cid`.
+    pub fn client(&self, cid: u64) -> Option<Arc<Client>> {
+        self.clients.lock().get(&cid).cloned()
     }
 
     /// Number of live connections.
