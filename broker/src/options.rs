@@ -140,6 +140,10 @@ pub struct FullResolverOptions {
     pub allow_delete: bool,
     /// How many JWTs the store holds (nats-server's `limit`).
     pub limit: i64,
+    /// How often the store is compared with another server's (`interval`, `$SYS.REQ.CLAIMS.PACK`).
+    pub interval: Duration,
+    /// How long a lookup of a missing account waits for the other servers (`timeout`).
+    pub timeout: Duration,
 }
 
 /// `cluster { name, listen, host, port, routes, advertise, no_advertise, connect_retries,

@@ -86,6 +86,17 @@ pub(super) fn apply(entries: &[&Entry], opts: &mut Options) -> Result<(), Config
     Ok(())
 }
 
+/// A resolver `interval` or `timeout`: a positive Go duration string.
+fn resolver_duration(e: &Entry) -> Result<std::time::Duration, ConfigError> {
+    let s = get_str(e)?;
+    let ns = super::duration::parse_go_duration(&s)
+        .map_err(|err| bad(e, format!("error parsing {}: {err}", e.key)))?;
+    match u64::try_from(ns) {
+        Ok(ns) if ns > 0 => Ok(std::time::Duration::from_nanos(ns)),
+        _ => Err(bad(e, format!("{} must be positive", e.key))),
+    }
+}
+
 /// `resolver: { type: full, dir, allow_delete, interval, limit, timeout }`.
 fn full_resolver(
     e: &Entry,
@@ -95,6 +106,9 @@ fn full_resolver(
         dir: std::path::PathBuf::from("."),
         allow_delete: false,
         limit: 1000,
+        // nats-server's defaults: a sync every minute, lookups wait 1.9 s.
+        interval: std::time::Duration::from_secs(60),
+        timeout: std::time::Duration::from_millis(1900),
     };
     let mut kind = None;
     for f in &m.entries {
@@ -103,10 +117,8 @@ fn full_resolver(
             "dir" => r.dir = get_str(f)?.into(),
             "allow_delete" => r.allow_delete = super::options_map::get_bool(f)?,
             "limit" => r.limit = super::options_map::get_int(f)?,
-            // Both only matter between clustered servers (lookups and syncs).
-            "interval" | "timeout" => {
-                get_str(f)?;
-            }
+            "interval" => r.interval = resolver_duration(f)?,
+            "timeout" => r.timeout = resolver_duration(f)?,
             _ => return Err(unsupported(f)),
         }
     }

@@ -1460,6 +1460,8 @@ async fn finish_connect(
     r: &mut Reader,
     ci: ConnectInfo,
 ) {
+    // A user of an account this server has not got yet: the cluster's resolvers may have it.
+    super::resolver::fetch_missing(server, ci.jwt.as_deref()).await;
     let auth = server.authenticator();
     let user = if r.user.is_some() && !auth.required() {
         r.user.clone()
