@@ -13,7 +13,8 @@
 //! - every `interval` the server sends the XOR of the SHA-256 of its stored files to
 //!   `$SYS.REQ.CLAIMS.PACK` (queue group `responder`, so one server answers); a server whose
 //!   hash differs answers with its JWTs, one `<account>|<jwt>` per message and an empty message
-//!   last, and the requester keeps the valid ones that are newer than its own.
+//!   last, and the requester keeps the valid ones that are newer than its own. When the queue
+//!   group hands our own comparison back to us, it is sent again (up to three times a round).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -144,6 +145,9 @@ pub fn start(server: &Arc<Server>, cfg: FullResolverOptions) -> std::io::Result<
         .spawn(move || {
             let mut sender = InternalSender::default();
             let mut next_sync = Instant::now() + cfg.interval;
+            // How often this round's comparison came back to us (the queue group picked our
+            // own responder); it is sent again a few times so a peer answers this round.
+            let mut own_picks = 0;
             loop {
                 let wait = next_sync.saturating_duration_since(Instant::now());
                 let work = match rx.recv_timeout(wait) {
@@ -156,9 +160,16 @@ pub fn start(server: &Arc<Server>, cfg: FullResolverOptions) -> std::io::Result<
                     break;
                 }
                 match work {
+                    Some(Work::Req(req)) if is_own_pack(&server, &req) => {
+                        own_picks += 1;
+                        if own_picks <= 3 {
+                            request_pack(&server, &cfg, &mut sender);
+                        }
+                    }
                     Some(Work::Req(req)) => serve(&server, &cfg, &mut sender, req),
                     Some(Work::Pack(msg)) => merge(&server, &cfg, &msg),
                     None => {
+                        own_picks = 0;
                         request_pack(&server, &cfg, &mut sender);
                         next_sync = Instant::now() + cfg.interval;
                     }
@@ -167,6 +178,11 @@ pub fn start(server: &Arc<Server>, cfg: FullResolverOptions) -> std::io::Result<
             }
         })?;
     Ok(())
+}
+
+/// Whether a request is our own store comparison (we only answer other servers').
+fn is_own_pack(server: &Server, req: &Req) -> bool {
+    req.subject == PACK_SUBJECT && req.reply.as_deref() == Some(&format!("{}.pack", inbox(server)))
 }
 
 /// The `<account>.jwt` files of a store, as stored (account, bytes).
