@@ -81,7 +81,8 @@ pub struct Options {
     pub jetstream: Option<JetStreamOptions>,
 }
 
-/// `jetstream { store_dir, max_memory_store, max_file_store, domain, sync_interval, sync_always }`.
+/// `jetstream { store_dir, max_memory_store, max_file_store, domain, sync_interval, sync_always,
+/// cipher, key }`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JetStreamOptions {
     /// Where streams live; `<store_dir>/jetstream/<account>/streams/<stream>`.
@@ -95,6 +96,28 @@ pub struct JetStreamOptions {
     pub sync_interval: Duration,
     /// fsync after every write.
     pub sync_always: bool,
+    /// `cipher` and `key`: encryption at rest of file streams.
+    pub encryption: Option<JsEncryption>,
+}
+
+/// The AEAD of `jetstream { cipher }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsCipher {
+    ChaChaPoly,
+    Aes,
+}
+
+/// `jetstream { cipher, key }`; the key is left out of `Debug`.
+#[derive(Clone, PartialEq)]
+pub struct JsEncryption {
+    pub cipher: JsCipher,
+    pub key: String,
+}
+
+impl std::fmt::Debug for JsEncryption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "JsEncryption({:?}, <redacted>)", self.cipher)
+    }
 }
 
 impl Default for JetStreamOptions {
@@ -106,6 +129,7 @@ impl Default for JetStreamOptions {
             domain: None,
             sync_interval: Duration::from_secs(120),
             sync_always: false,
+            encryption: None,
         }
     }
 }

@@ -489,7 +489,7 @@ fn unimplemented_config_keys_refuse_to_start() {
         ),
         (
             "jetstream",
-            "listen: \"127.0.0.1:-1\"\njetstream { cipher: chachapoly }\n",
+            "listen: \"127.0.0.1:-1\"\njetstream { prev_key: old }\n",
         ),
     ] {
         let conf = dir.file(&format!("{key}.conf"), body);

@@ -183,8 +183,8 @@ fn unsupported_keys_fail_with_position() {
     assert!(err("resolver: { type: cache, dir: d }").contains("\"cache\" is not supported yet"));
     // JetStream settings this broker does not implement fail the same way.
     assert_eq!(
-        err("JetStream: {\n  cipher: aes\n}"),
-        "nats.conf:2:3: \"jetstream.cipher\" is not supported yet"
+        err("JetStream: {\n  prev_key: old\n}"),
+        "nats.conf:2:3: \"jetstream.prev_key\" is not supported yet"
     );
     let (o, _) =
         load("jetstream: { store_dir: \"/data\", max_mem: 1GB, sync_interval: always }").unwrap();

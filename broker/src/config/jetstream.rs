@@ -4,7 +4,7 @@
 use super::options_map::{bad, get_bool, get_int, get_str, nanos, type_err};
 use super::value::{Entry, Kind};
 use super::ConfigError;
-use crate::options::{JetStreamOptions, JsAccountLimits};
+use crate::options::{JetStreamOptions, JsAccountLimits, JsCipher, JsEncryption};
 
 /// A size: an integer (suffixes already applied by the parser) or a string like `"1GB"`.
 fn size(e: &Entry, v: &Kind) -> Result<i64, ConfigError> {
@@ -47,6 +47,8 @@ pub(super) fn server(e: &Entry) -> Result<Option<JetStreamOptions>, ConfigError>
         },
         Kind::Map(m) => {
             let mut enabled = true;
+            let mut cipher: Option<(&Entry, JsCipher)> = None;
+            let mut key: Option<(&Entry, String)> = None;
             for f in &m.entries {
                 match f.key.to_lowercase().as_str() {
                     "store_dir" | "storedir" | "store" => js.store_dir = get_str(f)?.into(),
@@ -68,12 +70,24 @@ pub(super) fn server(e: &Entry) -> Result<Option<JetStreamOptions>, ConfigError>
                         }
                     }
                     "sync_always" => js.sync_always = get_bool(f)?,
+                    "cipher" => {
+                        let c = get_str(f)?;
+                        cipher = Some((
+                            f,
+                            match c.to_ascii_lowercase().as_str() {
+                                "chacha" | "chachapoly" => JsCipher::ChaChaPoly,
+                                "aes" => JsCipher::Aes,
+                                _ => return Err(bad(f, format!("Unknown cipher type: {c:?}"))),
+                            },
+                        ));
+                    }
+                    "key" | "ek" | "jetstream_key" => key = Some((f, get_str(f)?)),
                     "max_outstanding_catchup"
                     | "max_catchup"
                     | "unique_tag"
-                    | "cipher"
-                    | "key"
                     | "prev_key"
+                    | "prev_ek"
+                    | "prev_jetstream_key"
                     | "encryption_key"
                     | "extension_hint"
                     | "limits"
@@ -90,6 +104,17 @@ pub(super) fn server(e: &Entry) -> Result<Option<JetStreamOptions>, ConfigError>
                     _ => return Err(bad(f, format!("unknown field {:?} in jetstream", f.key))),
                 }
             }
+            js.encryption = match (key, cipher) {
+                (Some((f, k)), _) if k.is_empty() => {
+                    return Err(bad(f, "jetstream key must not be empty"))
+                }
+                (Some((_, key)), c) => Some(JsEncryption {
+                    cipher: c.map_or(JsCipher::ChaChaPoly, |(_, c)| c),
+                    key,
+                }),
+                (None, Some((f, _))) => return Err(bad(f, "jetstream cipher needs a key")),
+                (None, None) => None,
+            };
             Ok(enabled.then_some(js))
         }
         _ => Err(type_err(e, "map, boolean or 'enabled'")),

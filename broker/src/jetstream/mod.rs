@@ -8,6 +8,7 @@
 pub mod advisory;
 pub mod config;
 pub mod consumer;
+pub mod crypt;
 pub mod errors;
 pub mod headers;
 pub mod store;
@@ -111,6 +112,8 @@ pub struct JetStream {
     pub store_dir: PathBuf,
     pub max_memory: i64,
     pub max_store: i64,
+    /// `cipher` and `key`: file streams are encrypted at rest.
+    pub encryption: Option<crypt::MasterKey>,
     accounts: RwLock<HashMap<String, Arc<JsAccount>>>,
     pub(crate) client: Arc<Client>,
     api_tx: Mutex<Option<Sender<ApiReq>>>,
@@ -166,6 +169,7 @@ impl JetStream {
             store_dir: store_dir.clone(),
             max_memory,
             max_store,
+            encryption: opts.encryption.as_ref().map(crypt::MasterKey::new),
             accounts: RwLock::new(HashMap::new()),
             client,
             api_tx: Mutex::new(Some(tx)),
@@ -189,6 +193,9 @@ impl JetStream {
         tracing::info!("  Max Memory:      {}", friendly_bytes(max_memory));
         tracing::info!("  Max Storage:     {}", friendly_bytes(max_store));
         tracing::info!("  Store Directory: \"{}\"", store_dir.display());
+        if let Some(e) = &js.encryption {
+            tracing::info!("  Encryption:      {}", e.cipher().name());
+        }
         if let Some(d) = &opts.domain {
             tracing::info!("  Domain:          {d}");
         }
@@ -421,11 +428,21 @@ impl JetStream {
                     config: StreamConfig,
                     created: i64,
                 }
-                let meta: Meta = match serde_json::from_slice(&meta) {
+                // Encrypted streams: the key file opens with the configured key, or the
+                // stream stays down (and is reported) while everything else runs.
+                let name = d.file_name().map(|n| n.to_string_lossy().into_owned());
+                let name = name.unwrap_or_default();
+                let meta: Result<Meta, String> =
+                    crypt::stream_key(&d, &name, self.encryption.as_ref())
+                        .and_then(|k| crypt::open_bytes(k.as_deref(), meta, &d.join("meta.inf")))
+                        .map_err(|e| e.to_string())
+                        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()));
+                let meta: Meta = match meta {
                     Ok(m) => m,
                     Err(e) => {
                         let msg = format!(
-                            "JetStream stream in {} could not be recovered: {e}",
+                            "JetStream stream '{} > {name}' in {} could not be recovered: {e}",
+                            acc.name,
                             d.display()
                         );
                         tracing::error!("{msg}");
@@ -445,7 +462,8 @@ impl JetStream {
                     }
                     Err(e) => {
                         let msg = format!(
-                            "JetStream stream in {} could not be recovered: {e}",
+                            "JetStream stream '{} > {name}' in {} could not be recovered: {e}",
+                            acc.name,
                             d.display()
                         );
                         tracing::error!("{msg}");

@@ -68,6 +68,12 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    #[error("store encryption error on {path}: {source}")]
+    Crypt {
+        path: String,
+        #[source]
+        source: super::crypt::CryptError,
+    },
 }
 
 /// The message store of one stream.
@@ -123,7 +129,17 @@ impl Store {
     /// Opens (or creates) a file store in `dir`, recovering what is there; a torn write at the
     /// end of a block is cut off.
     pub fn open_file(dir: &Path, sync_always: bool) -> Result<Store, StoreError> {
-        let (backing, recovered) = file::FileBacking::open(dir, sync_always)?;
+        Store::open_file_keyed(dir, sync_always, None)
+    }
+
+    /// [`Store::open_file`] for a stream encrypted with `key` (or not, with `None`): blocks
+    /// written plain or under another cipher stay readable, new ones are sealed with it.
+    pub fn open_file_keyed(
+        dir: &Path,
+        sync_always: bool,
+        key: Option<Arc<super::crypt::StreamKey>>,
+    ) -> Result<Store, StoreError> {
+        let (backing, recovered) = file::FileBacking::open(dir, sync_always, key)?;
         let mut st = Store::memory();
         st.file = Some(backing);
         for r in recovered {
@@ -156,6 +172,8 @@ impl Store {
                 }
                 file::Recovered::Delete(seq) => {
                     st.unindex(seq);
+                    // The message itself may be gone (a sealed record erased in place).
+                    st.last_seq = st.last_seq.max(seq);
                 }
                 file::Recovered::Purge(first) => {
                     let keep = st.msgs.split_off(&first);
@@ -175,6 +193,7 @@ impl Store {
                 Loc::Mem { .. } => None,
             }));
             f.trim_front()?;
+            f.seal_new_writes(st.first_seq, st.last_seq)?;
         }
         Ok(st)
     }

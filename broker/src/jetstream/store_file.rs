@@ -8,16 +8,27 @@
 //! because tombstones only ever refer to earlier records. Recovery replays the blocks in
 //! order and cuts a block at the first record that is short or fails its checksum (a torn
 //! write from a crash).
+//!
+//! With encryption at rest (see `crypt.rs`) a block starts with a header naming its cipher and
+//! salt, and every record is sealed on its own: `SEALED u8 | len u32 | nonce[12] |
+//! AEAD(tag u8 | body) | aead tag[16] | crc32(all before)`, so `get(seq)` reads and
+//! authenticates one record. A secure delete turns a sealed record into an `ERASED` one of the
+//! same length (zeros, no key use). Blocks written before encryption was enabled, or under
+//! another cipher, keep their format; new writes go to a new block.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 
 use super::StoreError;
+use crate::jetstream::crypt::{self, BlockCipher, BlockStart, CryptError, StreamKey};
+use crate::jetstream::crypt::{BLOCK_HEADER, NONCE, TAG};
 
 /// Size after which a new block is started.
 pub const BLOCK_SIZE: u64 = 8 << 20;
@@ -26,6 +37,12 @@ const TAG_MSG: u8 = 1;
 const TAG_DEL: u8 = 2;
 const TAG_PURGE: u8 = 3;
 const TAG_STATE: u8 = 4;
+/// An encrypted record (of one of the tags above).
+const TAG_SEALED: u8 = 5;
+/// An encrypted message record overwritten by a secure delete.
+const TAG_ERASED: u8 = 6;
+/// What a sealed record adds around the tag and body: nonce, inner tag, AEAD tag.
+const SEALED_EXTRA: usize = NONCE + 1 + TAG;
 /// Tag and length before the body.
 const HEAD: usize = 5;
 /// Body bytes of a message before its subject.
@@ -35,8 +52,10 @@ const MSG_FIXED: usize = 8 + 8 + 2 + 4 + 4;
 #[derive(Debug, Clone, Copy)]
 pub struct Loc {
     pub block: u64,
-    /// Offset of the subject (headers and data follow it).
+    /// Offset of the subject (headers and data follow it); of the record in sealed blocks.
     off: u64,
+    /// Whether the record is encrypted.
+    sealed: bool,
     subj_len: u16,
     hdr_len: u32,
     data_len: u32,
@@ -83,6 +102,15 @@ pub struct FileBacking {
     readers: HashMap<u64, File>,
     blocks: BTreeMap<u64, BlockMeta>,
     dirty: bool,
+    /// The stream's key when it is encrypted: new blocks are sealed.
+    key: Option<Arc<StreamKey>>,
+    /// The ciphers of the sealed blocks.
+    ciphers: HashMap<u64, Arc<BlockCipher>>,
+    /// Nonces of sealed records: a random start per open, counting up.
+    nonce_base: [u8; NONCE],
+    nonce_ctr: u64,
+    /// Reused buffer for sealing records.
+    scratch: Vec<u8>,
 }
 
 fn io_err(path: &Path, source: std::io::Error) -> StoreError {
@@ -98,6 +126,13 @@ fn block_path(dir: &Path, id: u64) -> PathBuf {
 
 fn index_path(dir: &Path, id: u64) -> PathBuf {
     dir.join(format!("{id}.idx"))
+}
+
+fn crypt_err(path: &Path, source: CryptError) -> StoreError {
+    StoreError::Crypt {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 /// The per-block index: every record of a sealed block without the message contents, so a
@@ -147,7 +182,7 @@ fn encode_index(block_len: u64, recs: &[Recovered]) -> Vec<u8> {
 }
 
 /// The records of an index, if it is intact and describes a block of `block_len` bytes.
-fn decode_index(block: u64, buf: &[u8], block_len: u64) -> Option<Vec<Recovered>> {
+fn decode_index(block: u64, buf: &[u8], block_len: u64, sealed: bool) -> Option<Vec<Recovered>> {
     if buf.len() < 16 || &buf[..4] != INDEX_MAGIC {
         return None;
     }
@@ -185,6 +220,7 @@ fn decode_index(block: u64, buf: &[u8], block_len: u64) -> Option<Vec<Recovered>
                     loc: Loc {
                         block,
                         off,
+                        sealed,
                         subj_len,
                         hdr_len,
                         data_len,
@@ -215,19 +251,6 @@ fn decode_index(block: u64, buf: &[u8], block_len: u64) -> Option<Vec<Recovered>
     Some(out)
 }
 
-/// Writes the index of a sealed block (read back from its file).
-fn write_index(dir: &Path, id: u64) -> Result<(), StoreError> {
-    let path = block_path(dir, id);
-    let buf = std::fs::read(&path).map_err(|e| io_err(&path, e))?;
-    let mut recs = Vec::new();
-    let good = replay(id, &buf, &mut recs);
-    let idx = encode_index(good as u64, &recs);
-    let ipath = index_path(dir, id);
-    let tmp = ipath.with_extension("itmp");
-    std::fs::write(&tmp, &idx).map_err(|e| io_err(&tmp, e))?;
-    std::fs::rename(&tmp, &ipath).map_err(|e| io_err(&ipath, e))
-}
-
 fn u16_at(b: &[u8], i: usize) -> u16 {
     u16::from_le_bytes(b[i..i + 2].try_into().expect("2 bytes"))
 }
@@ -241,7 +264,8 @@ fn u64_at(b: &[u8], i: usize) -> u64 {
 impl Loc {
     /// The whole record's length on disk.
     fn record_len(&self) -> u64 {
-        (HEAD + MSG_FIXED + 4) as u64
+        let extra = if self.sealed { SEALED_EXTRA } else { 0 };
+        (HEAD + extra + MSG_FIXED + 4) as u64
             + self.subj_len as u64
             + self.hdr_len as u64
             + self.data_len as u64
@@ -249,7 +273,11 @@ impl Loc {
 
     /// Offset of the record's first byte.
     fn record_start(&self) -> u64 {
-        self.off - (HEAD + MSG_FIXED) as u64
+        if self.sealed {
+            self.off
+        } else {
+            self.off - (HEAD + MSG_FIXED) as u64
+        }
     }
 }
 
@@ -257,10 +285,12 @@ impl Loc {
 const COMPACT_BELOW: f64 = 0.5;
 
 impl FileBacking {
-    /// Opens `dir` (creating it), replays its blocks and truncates torn tails.
+    /// Opens `dir` (creating it), replays its blocks and truncates torn tails; with `key`,
+    /// new blocks are encrypted.
     pub fn open(
         dir: &Path,
         sync_always: bool,
+        key: Option<Arc<StreamKey>>,
     ) -> Result<(FileBacking, Vec<Recovered>), StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
         let mut ids: Vec<u64> = std::fs::read_dir(dir)
@@ -274,17 +304,45 @@ impl FileBacking {
         ids.sort_unstable();
         let mut out = Vec::new();
         let mut blocks = BTreeMap::new();
+        let mut ciphers = HashMap::new();
         let last = ids.last().copied();
         for &id in &ids {
             let path = block_path(dir, id);
+            let mut head = Vec::with_capacity(BLOCK_HEADER);
+            File::open(&path)
+                .and_then(|f| f.take(BLOCK_HEADER as u64).read_to_end(&mut head))
+                .map_err(|e| io_err(&path, e))?;
+            let start = crypt::block_start(&head).map_err(|reason| {
+                crypt_err(
+                    &path,
+                    CryptError::Format {
+                        path: path.display().to_string(),
+                        reason,
+                    },
+                )
+            })?;
+            let cipher = match start {
+                BlockStart::Sealed(c, salt) => {
+                    let k = key
+                        .as_ref()
+                        .ok_or_else(|| crypt_err(&path, CryptError::NoKey))?;
+                    Some(Arc::new(k.block(c, salt)))
+                }
+                BlockStart::Plain | BlockStart::Torn => None,
+            };
+            if let Some(c) = &cipher {
+                ciphers.insert(id, c.clone());
+            }
             // Sealed blocks: their index when it matches the block, without reading the data.
             if Some(id) != last {
                 let len = std::fs::metadata(&path)
                     .map_err(|e| io_err(&path, e))?
                     .len();
-                let indexed = std::fs::read(index_path(dir, id))
+                let ipath = index_path(dir, id);
+                let indexed = std::fs::read(&ipath)
                     .ok()
-                    .and_then(|b| decode_index(id, &b, len));
+                    .and_then(|b| crypt::open_bytes(key.as_deref(), b, &ipath).ok())
+                    .and_then(|b| decode_index(id, &b, len, cipher.is_some()));
                 if let Some(recs) = indexed {
                     out.extend(recs);
                     blocks.insert(
@@ -298,7 +356,11 @@ impl FileBacking {
                 }
             }
             let buf = std::fs::read(&path).map_err(|e| io_err(&path, e))?;
-            let good = replay(id, &buf, &mut out);
+            let good = match start {
+                BlockStart::Torn => 0,
+                _ => replay(id, &buf, cipher.as_deref(), &mut out, None)
+                    .map_err(|e| crypt_err(&path, e))?,
+            };
             if good < buf.len() {
                 tracing::warn!(
                     "JetStream store {}: cutting {} bytes of a torn write at offset {good}",
@@ -329,20 +391,86 @@ impl FileBacking {
             .open(&path)
             .map_err(|e| io_err(&path, e))?;
         let len = f.metadata().map_err(|e| io_err(&path, e))?.len();
-        Ok((
-            FileBacking {
-                dir: dir.to_path_buf(),
-                sync_always,
-                active,
-                writer: BufWriter::with_capacity(256 << 10, f),
-                written: len,
-                flushed: len,
-                readers: HashMap::new(),
-                blocks,
-                dirty: false,
-            },
-            out,
-        ))
+        let nonce_base = match key {
+            Some(_) => crypt::random().map_err(|e| io_err(Path::new("/dev/urandom"), e))?,
+            None => [0; NONCE],
+        };
+        let mut fb = FileBacking {
+            dir: dir.to_path_buf(),
+            sync_always,
+            active,
+            writer: BufWriter::with_capacity(256 << 10, f),
+            written: len,
+            flushed: len,
+            readers: HashMap::new(),
+            blocks,
+            dirty: false,
+            key,
+            ciphers,
+            nonce_base,
+            nonce_ctr: 0,
+            scratch: Vec::new(),
+        };
+        if len == 0 {
+            // A new (or emptied) active block: encrypted from its first byte if it is to be.
+            fb.ciphers.remove(&active);
+            fb.start_block()?;
+        }
+        Ok((fb, out))
+    }
+
+    /// Writes the header of the new, empty active block when the stream is encrypted.
+    fn start_block(&mut self) -> Result<(), StoreError> {
+        let Some(k) = &self.key else {
+            return Ok(());
+        };
+        let path = block_path(&self.dir, self.active);
+        let c = k.new_block().map_err(|e| io_err(&path, e))?;
+        self.writer
+            .write_all(&c.header())
+            .map_err(|e| io_err(&path, e))?;
+        self.written += BLOCK_HEADER as u64;
+        self.dirty = true;
+        self.ciphers.insert(self.active, Arc::new(c));
+        Ok(())
+    }
+
+    /// After recovery: when the active block is not written the way new data is to be (plain
+    /// while encryption is on, or another cipher), new writes go to a new block.
+    pub fn seal_new_writes(&mut self, first: u64, last: u64) -> Result<(), StoreError> {
+        let Some(k) = &self.key else {
+            return Ok(());
+        };
+        let current = self.ciphers.get(&self.active).map(|c| c.cipher);
+        if current != Some(k.cipher()) {
+            self.roll(first, last)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the index of a sealed block (read back from its file), itself sealed when the
+    /// stream is encrypted.
+    fn write_index(&self, id: u64) -> Result<(), StoreError> {
+        let path = block_path(&self.dir, id);
+        let buf = std::fs::read(&path).map_err(|e| io_err(&path, e))?;
+        let mut recs = Vec::new();
+        let good = replay(
+            id,
+            &buf,
+            self.ciphers.get(&id).map(|c| &**c),
+            &mut recs,
+            None,
+        )
+        .map_err(|e| crypt_err(&path, e))?;
+        let idx = encode_index(good as u64, &recs);
+        let ipath = index_path(&self.dir, id);
+        let tmp = ipath.with_extension("itmp");
+        let idx = match &self.key {
+            Some(k) => k.seal_file(&idx).map_err(|e| io_err(&tmp, e))?,
+            None => idx,
+        };
+        std::fs::write(&tmp, &idx).map_err(|e| io_err(&tmp, e))?;
+        std::fs::rename(&tmp, &ipath).map_err(|e| io_err(&ipath, e))
     }
 
     /// Sets the live message counts of each block after recovery.
@@ -355,6 +483,9 @@ impl FileBacking {
     }
 
     fn write_record(&mut self, tag: u8, parts: &[&[u8]]) -> Result<u64, StoreError> {
+        if let Some(c) = self.ciphers.get(&self.active).cloned() {
+            return self.write_sealed(&c, tag, parts);
+        }
         let len: usize = parts.iter().map(|p| p.len()).sum();
         let mut h = crc32fast::Hasher::new();
         let head = {
@@ -381,10 +512,53 @@ impl FileBacking {
         Ok(start)
     }
 
+    /// Writes a record sealed with the active block's cipher.
+    fn write_sealed(
+        &mut self,
+        c: &BlockCipher,
+        tag: u8,
+        parts: &[&[u8]],
+    ) -> Result<u64, StoreError> {
+        let len: usize = SEALED_EXTRA + parts.iter().map(|p| p.len()).sum::<usize>();
+        let mut nonce = [0u8; NONCE];
+        nonce[..8].copy_from_slice(
+            &u64_at(&self.nonce_base, 0)
+                .wrapping_add(self.nonce_ctr)
+                .to_le_bytes(),
+        );
+        nonce[8..].copy_from_slice(&self.nonce_base[8..]);
+        self.nonce_ctr += 1;
+        let mut rec = std::mem::take(&mut self.scratch);
+        rec.clear();
+        rec.push(TAG_SEALED);
+        rec.extend_from_slice(&(len as u32).to_le_bytes());
+        rec.extend_from_slice(&nonce);
+        rec.push(tag);
+        for p in parts {
+            rec.extend_from_slice(p);
+        }
+        let t = c.aead.seal(&nonce, &mut rec[HEAD + NONCE..]);
+        rec.extend_from_slice(&t);
+        let crc = crc32fast::hash(&rec).to_le_bytes();
+        rec.extend_from_slice(&crc);
+        let start = self.written;
+        let path = block_path(&self.dir, self.active);
+        let r = self.writer.write_all(&rec).map_err(|e| io_err(&path, e));
+        self.written += rec.len() as u64;
+        self.scratch = rec;
+        self.dirty = true;
+        r.map(|_| start)
+    }
+
     fn maybe_roll(&mut self, first: u64, last: u64) -> Result<(), StoreError> {
         if self.written < BLOCK_SIZE {
             return Ok(());
         }
+        self.roll(first, last)
+    }
+
+    /// Seals the active block (with its index) and starts the next one.
+    fn roll(&mut self, first: u64, last: u64) -> Result<(), StoreError> {
         self.flush()?;
         if let Some(b) = self.blocks.get_mut(&self.active) {
             b.len = self.written;
@@ -395,7 +569,7 @@ impl FileBacking {
             .get_ref()
             .sync_data()
             .map_err(|e| io_err(&sealed, e))?;
-        write_index(&self.dir, self.active)?;
+        self.write_index(self.active)?;
         self.active += 1;
         let path = block_path(&self.dir, self.active);
         let f = OpenOptions::new()
@@ -407,6 +581,7 @@ impl FileBacking {
         self.written = 0;
         self.flushed = 0;
         self.blocks.insert(self.active, BlockMeta::default());
+        self.start_block()?;
         self.write_state(first, last)
     }
 
@@ -428,9 +603,15 @@ impl FileBacking {
         fixed[18..22].copy_from_slice(&(hdr.len() as u32).to_le_bytes());
         fixed[22..26].copy_from_slice(&(data.len() as u32).to_le_bytes());
         let start = self.write_record(TAG_MSG, &[&fixed, subject.as_bytes(), hdr, data])?;
+        let sealed = self.ciphers.contains_key(&self.active);
         let loc = Loc {
             block: self.active,
-            off: start + (HEAD + MSG_FIXED) as u64,
+            off: if sealed {
+                start
+            } else {
+                start + (HEAD + MSG_FIXED) as u64
+            },
+            sealed,
             subj_len: subject.len() as u16,
             hdr_len: hdr.len() as u32,
             data_len: data.len() as u32,
@@ -473,6 +654,17 @@ impl FileBacking {
         let mut rec = vec![0u8; len as usize];
         f.read_exact_at(&mut rec, start)
             .map_err(|e| io_err(&path, e))?;
+        if loc.sealed {
+            // Zeros in place of the ciphertext: sealing them would reuse the record's nonce.
+            let body_end = rec.len() - 4;
+            rec[0] = TAG_ERASED;
+            rec[HEAD..body_end].fill(0);
+            let crc = crc32fast::hash(&rec[..body_end]).to_le_bytes();
+            rec[body_end..].copy_from_slice(&crc);
+            f.write_all_at(&rec, start).map_err(|e| io_err(&path, e))?;
+            self.readers.remove(&loc.block);
+            return Ok(());
+        }
         let body_start = HEAD + MSG_FIXED + loc.subj_len as usize;
         let body_end = rec.len() - 4;
         rec[body_start..body_end].fill(0);
@@ -510,18 +702,25 @@ impl FileBacking {
         let path = block_path(&self.dir, block);
         let buf = std::fs::read(&path).map_err(|e| io_err(&path, e))?;
         let mut recs = Vec::new();
-        let good = replay(block, &buf, &mut recs);
+        let mut spans = Vec::new();
+        let cipher = self.ciphers.get(&block).cloned();
+        let good = replay(block, &buf, cipher.as_deref(), &mut recs, Some(&mut spans))
+            .map_err(|e| crypt_err(&path, e))?;
         let mut out = Vec::with_capacity(good);
+        if cipher.is_some() {
+            // The same header, so the same key: the sealed records are copied as they are.
+            out.extend_from_slice(&buf[..BLOCK_HEADER]);
+        }
         let mut moved = Vec::new();
-        // Walk the records again by length to copy their bytes.
-        let mut i = 0;
-        for r in &recs {
-            let len = u32_at(&buf, i + 1) as usize;
-            let end = i + HEAD + len + 4;
+        for (r, &(i, end)) in recs.iter().zip(&spans) {
             let keep = match r {
                 Recovered::Msg { seq, loc, .. } => {
                     if live(*seq) {
-                        let new_off = (out.len() + HEAD + MSG_FIXED) as u64;
+                        let new_off = if loc.sealed {
+                            out.len() as u64
+                        } else {
+                            (out.len() + HEAD + MSG_FIXED) as u64
+                        };
                         moved.push((
                             *seq,
                             Loc {
@@ -539,7 +738,6 @@ impl FileBacking {
             if keep {
                 out.extend_from_slice(&buf[i..end]);
             }
-            i = end;
         }
         let tmp = path.with_extension("tmp");
         {
@@ -548,7 +746,7 @@ impl FileBacking {
             f.sync_all().map_err(|e| io_err(&tmp, e))?;
         }
         std::fs::rename(&tmp, &path).map_err(|e| io_err(&path, e))?;
-        write_index(&self.dir, block)?;
+        self.write_index(block)?;
         self.readers.remove(&block);
         if let Some(b) = self.blocks.get_mut(&block) {
             b.len = out.len() as u64;
@@ -576,6 +774,7 @@ impl FileBacking {
             }
             self.blocks.remove(&id);
             self.readers.remove(&id);
+            self.ciphers.remove(&id);
             let _ = std::fs::remove_file(index_path(&self.dir, id));
             let path = block_path(&self.dir, id);
             if let Err(e) = std::fs::remove_file(&path) {
@@ -589,6 +788,9 @@ impl FileBacking {
 
     /// Reads a message's headers and data.
     pub fn read(&mut self, loc: &Loc) -> Result<(Bytes, Bytes), StoreError> {
+        if loc.sealed {
+            return self.read_sealed(loc);
+        }
         let start = loc.off + loc.subj_len as u64;
         let len = loc.hdr_len as usize + loc.data_len as usize;
         if loc.block == self.active && start + len as u64 > self.flushed {
@@ -607,6 +809,50 @@ impl FileBacking {
         let mut all = Bytes::from(buf);
         let data = all.split_off(loc.hdr_len as usize);
         Ok((all, data))
+    }
+
+    /// Reads and opens a sealed message record.
+    fn read_sealed(&mut self, loc: &Loc) -> Result<(Bytes, Bytes), StoreError> {
+        let start = loc.off;
+        let len = loc.record_len() as usize;
+        if loc.block == self.active && start + len as u64 > self.flushed {
+            self.flush()?;
+        }
+        let path = block_path(&self.dir, loc.block);
+        let cipher = self
+            .ciphers
+            .get(&loc.block)
+            .cloned()
+            .ok_or_else(|| crypt_err(&path, CryptError::NoKey))?;
+        let f = match self.readers.entry(loc.block) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(File::open(&path).map_err(|e| io_err(&path, e))?)
+            }
+        };
+        let mut buf = vec![0u8; len];
+        f.read_exact_at(&mut buf, start)
+            .map_err(|e| io_err(&path, e))?;
+        let nonce: [u8; NONCE] = buf[HEAD..HEAD + NONCE].try_into().expect("nonce");
+        let ct_end = len - 4 - TAG;
+        let (body, tag) = buf.split_at_mut(ct_end);
+        if body[0] != TAG_SEALED
+            || !cipher
+                .aead
+                .open(&nonce, &mut body[HEAD + NONCE..], &tag[..TAG])
+        {
+            return Err(crypt_err(
+                &path,
+                CryptError::Open(format!("the record at offset {start}")),
+            ));
+        }
+        let hdr_at = HEAD + NONCE + 1 + MSG_FIXED + loc.subj_len as usize;
+        let data_at = hdr_at + loc.hdr_len as usize;
+        let all = Bytes::from(buf);
+        Ok((
+            all.slice(hdr_at..data_at),
+            all.slice(data_at..data_at + loc.data_len as usize),
+        ))
     }
 
     /// Hands buffered records to the file.
@@ -638,9 +884,18 @@ impl FileBacking {
     }
 }
 
-/// Replays one block's records into `out`; returns the length of the valid prefix.
-fn replay(block: u64, buf: &[u8], out: &mut Vec<Recovered>) -> usize {
-    let mut i = 0;
+/// Replays one block's records into `out` (and their byte ranges into `spans`); returns the
+/// length of the valid prefix. A sealed block's records are opened with `cipher`; one that
+/// is intact but does not authenticate is an error, not a torn write.
+fn replay(
+    block: u64,
+    buf: &[u8],
+    cipher: Option<&BlockCipher>,
+    out: &mut Vec<Recovered>,
+    mut spans: Option<&mut Vec<(usize, usize)>>,
+) -> Result<usize, CryptError> {
+    let mut i = if cipher.is_some() { BLOCK_HEADER } else { 0 };
+    let mut plain = Vec::new();
     while i + HEAD <= buf.len() {
         let tag = buf[i];
         let len = u32_at(buf, i + 1) as usize;
@@ -652,7 +907,31 @@ fn replay(block: u64, buf: &[u8], out: &mut Vec<Recovered>) -> usize {
         if crc != u32_at(buf, i + HEAD + len) {
             break;
         }
-        let body = &buf[i + HEAD..i + HEAD + len];
+        let (tag, body, off) = match (cipher, tag) {
+            (None, _) => (
+                tag,
+                &buf[i + HEAD..i + HEAD + len],
+                (i + HEAD + MSG_FIXED) as u64,
+            ),
+            (Some(_), TAG_ERASED) => {
+                i = end;
+                continue;
+            }
+            (Some(c), TAG_SEALED) if len >= SEALED_EXTRA => {
+                let nonce: [u8; NONCE] = buf[i + HEAD..i + HEAD + NONCE].try_into().expect("nonce");
+                let ct_end = i + HEAD + len - TAG;
+                plain.clear();
+                plain.extend_from_slice(&buf[i + HEAD + NONCE..ct_end]);
+                if !c.aead.open(&nonce, &mut plain, &buf[ct_end..ct_end + TAG]) {
+                    return Err(CryptError::Open(format!(
+                        "the record at offset {i} of block {block}"
+                    )));
+                }
+                (plain[0], &plain[1..], i as u64)
+            }
+            (Some(_), _) => break,
+        };
+        let len = body.len();
         let rec = match tag {
             TAG_MSG if len >= MSG_FIXED => {
                 let subj_len = u16_at(body, 16) as usize;
@@ -672,7 +951,8 @@ fn replay(block: u64, buf: &[u8], out: &mut Vec<Recovered>) -> usize {
                     size: super::file_size(subj_len, hdr_len as usize, data_len as usize),
                     loc: Loc {
                         block,
-                        off: (i + HEAD + MSG_FIXED) as u64,
+                        off,
+                        sealed: cipher.is_some(),
                         subj_len: subj_len as u16,
                         hdr_len,
                         data_len,
@@ -688,14 +968,20 @@ fn replay(block: u64, buf: &[u8], out: &mut Vec<Recovered>) -> usize {
             _ => break,
         };
         out.push(rec);
+        if let Some(sp) = spans.as_deref_mut() {
+            sp.push((i, end));
+        }
         i = end;
     }
-    i
+    Ok(i)
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::Store;
+    use super::*;
+    use crate::jetstream::crypt::{Cipher, MasterKey};
+    use crate::options::JsEncryption;
 
     fn tmp(name: &str) -> std::path::PathBuf {
         let d = std::env::temp_dir().join(format!("natrix-store-{name}-{}", std::process::id()));
@@ -833,6 +1119,155 @@ mod tests {
         std::fs::write(&blk, &bytes[..bytes.len() - 10]).unwrap();
         let s = Store::open_file(&d, false).unwrap();
         assert!(s.state().msgs < 19);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    fn key(dir: &std::path::Path, cipher: Cipher) -> Option<Arc<StreamKey>> {
+        let m = MasterKey::new(&JsEncryption {
+            cipher,
+            key: "unit-test-key".into(),
+        });
+        crate::jetstream::crypt::stream_key(dir, "S", Some(&m)).unwrap()
+    }
+
+    /// Whether `needle` is in any file under `dir`.
+    fn found(dir: &std::path::Path, needle: &[u8]) -> bool {
+        std::fs::read_dir(dir).unwrap().any(|e| {
+            let bytes = std::fs::read(e.unwrap().path()).unwrap();
+            bytes.windows(needle.len()).any(|w| w == needle)
+        })
+    }
+
+    #[test]
+    fn encrypted_blocks_hide_contents_and_read_back() {
+        for cipher in [Cipher::ChaChaPoly, Cipher::Aes] {
+            let d = tmp(&format!("enc-{cipher:?}"));
+            let m = d.join("msgs");
+            let big = vec![b'z'; 1 << 20];
+            {
+                let mut s = Store::open_file_keyed(&m, false, key(&d, cipher)).unwrap();
+                s.store(
+                    "secret.subject",
+                    b"NATS/1.0\r\nX: HDRMARK\r\n\r\n",
+                    b"MARKER-ONE",
+                    1,
+                )
+                .unwrap();
+                for i in 0..12 {
+                    s.store(&format!("bulk.{}", i % 2), b"", &big, i).unwrap();
+                }
+                s.store("secret.subject", b"", b"MARKER-TWO", 2).unwrap();
+                s.flush().unwrap();
+                // The cache is bypassed: a fresh store reads from disk.
+            }
+            assert!(m.join("1.idx").exists());
+            for needle in [&b"MARKER"[..], b"HDRMARK", b"secret.subject", b"zzzzzzzz"] {
+                assert!(
+                    !found(&m, needle),
+                    "{cipher:?}: {}",
+                    String::from_utf8_lossy(needle)
+                );
+            }
+            let mut s = Store::open_file_keyed(&m, false, key(&d, cipher)).unwrap();
+            assert_eq!((s.state().msgs, s.state().last_seq), (14, 14));
+            assert_eq!(&s.get(1).unwrap().data[..], b"MARKER-ONE");
+            assert_eq!(
+                &s.get(1).unwrap().hdr[..],
+                b"NATS/1.0\r\nX: HDRMARK\r\n\r\n"
+            );
+            assert_eq!(&s.get(14).unwrap().data[..], b"MARKER-TWO");
+            assert_eq!(s.get(7).unwrap().data[..], big[..]);
+            assert_eq!(s.last_for("secret.subject"), Some(14));
+            // Secure delete and compaction of sealed blocks.
+            assert!(s.remove_with(14, true).unwrap());
+            for seq in 2..=10 {
+                assert!(s.remove(seq).unwrap());
+            }
+            s.flush().unwrap();
+            assert_eq!(s.get(12).unwrap().data[..], big[..]);
+            drop(s);
+            let mut s = Store::open_file_keyed(&m, false, key(&d, cipher)).unwrap();
+            assert_eq!(s.state().msgs, 4);
+            assert_eq!(&s.get(1).unwrap().data[..], b"MARKER-ONE");
+            assert_eq!(s.get(11).unwrap().data[..], big[..]);
+            assert!(s.get(14).is_none());
+            assert_eq!(s.store("x", b"", b"y", 3).unwrap(), 15);
+            let _ = std::fs::remove_dir_all(&d);
+        }
+    }
+
+    #[test]
+    fn plain_data_stays_readable_when_encryption_is_enabled_and_cipher_changes() {
+        let d = tmp("enc-enable");
+        let m = d.join("msgs");
+        {
+            let mut s = Store::open_file(&m, false).unwrap();
+            s.store("p", b"", b"PLAIN-OLD", 1).unwrap();
+            s.flush().unwrap();
+        }
+        {
+            let mut s = Store::open_file_keyed(&m, false, key(&d, Cipher::ChaChaPoly)).unwrap();
+            assert_eq!(&s.get(1).unwrap().data[..], b"PLAIN-OLD");
+            s.store("p", b"", b"SEALED-CHACHA", 2).unwrap();
+            s.flush().unwrap();
+        }
+        assert!(found(&m, b"PLAIN-OLD") && !found(&m, b"SEALED-CHACHA"));
+        assert_eq!(std::fs::read(m.join("2.blk")).unwrap()[4], 1);
+        {
+            let mut s = Store::open_file_keyed(&m, false, key(&d, Cipher::Aes)).unwrap();
+            assert_eq!(&s.get(2).unwrap().data[..], b"SEALED-CHACHA");
+            s.store("p", b"", b"SEALED-AES", 3).unwrap();
+            s.flush().unwrap();
+        }
+        assert_eq!(std::fs::read(m.join("3.blk")).unwrap()[4], 2);
+        let mut s = Store::open_file_keyed(&m, false, key(&d, Cipher::Aes)).unwrap();
+        let got: Vec<_> = (1..=3).map(|q| s.get(q).unwrap().data).collect();
+        assert_eq!(got, [&b"PLAIN-OLD"[..], b"SEALED-CHACHA", b"SEALED-AES"]);
+        // Without the key the sealed blocks do not open.
+        drop(s);
+        assert!(matches!(
+            Store::open_file(&m, false),
+            Err(crate::jetstream::store::StoreError::Crypt { .. })
+        ));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn sealed_torn_tail_is_cut_and_tampering_is_refused() {
+        let d = tmp("enc-torn");
+        let m = d.join("msgs");
+        {
+            let mut s = Store::open_file_keyed(&m, false, key(&d, Cipher::ChaChaPoly)).unwrap();
+            s.store("a", b"", b"one", 1).unwrap();
+            s.store("a", b"", b"two", 2).unwrap();
+            s.flush().unwrap();
+        }
+        let blk = m.join("1.blk");
+        let len = std::fs::metadata(&blk).unwrap().len();
+        let f = std::fs::OpenOptions::new().write(true).open(&blk).unwrap();
+        f.set_len(len - 3).unwrap();
+        drop(f);
+        {
+            let mut s = Store::open_file_keyed(&m, false, key(&d, Cipher::ChaChaPoly)).unwrap();
+            assert_eq!(s.state().msgs, 1);
+            assert_eq!(s.store("a", b"", b"three", 3).unwrap(), 2);
+            s.flush().unwrap();
+        }
+        let mut s = Store::open_file_keyed(&m, false, key(&d, Cipher::ChaChaPoly)).unwrap();
+        assert_eq!(&s.get(2).unwrap().data[..], b"three");
+        drop(s);
+        // A flipped ciphertext bit with a matching checksum is an error, not a torn write.
+        let mut bytes = std::fs::read(&blk).unwrap();
+        let at = crate::jetstream::crypt::BLOCK_HEADER + HEAD + NONCE + 2;
+        bytes[at] ^= 1;
+        let rec_end = crate::jetstream::crypt::BLOCK_HEADER
+            + HEAD
+            + u32_at(&bytes, crate::jetstream::crypt::BLOCK_HEADER + 1) as usize;
+        let crc = crc32fast::hash(&bytes[crate::jetstream::crypt::BLOCK_HEADER..rec_end]);
+        bytes[rec_end..rec_end + 4].copy_from_slice(&crc.to_le_bytes());
+        std::fs::write(&blk, &bytes).unwrap();
+        assert!(Store::open_file_keyed(&m, false, key(&d, Cipher::ChaChaPoly)).is_err());
+        assert_eq!(std::fs::read(&blk).unwrap().len(), bytes.len());
         let _ = std::fs::remove_dir_all(&d);
     }
 

@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 
 use super::config::{AckPolicy, ConsumerConfig, Discard, Retention, Storage, StreamConfig};
 use super::consumer::{Consumer, ConsumerState, Ctx};
+use super::crypt;
 use super::errors::ApiError;
 use super::headers;
 use super::store::{Store, StoreState};
@@ -195,6 +196,7 @@ pub struct Spawn {
 
 /// Opens the store, restores consumers and starts the thread.
 pub fn spawn(s: Spawn) -> Result<Arc<StreamHandle>, ApiError> {
+    let mut key = None;
     let mut store = match &s.dir {
         Some(dir) => {
             std::fs::create_dir_all(dir).map_err(|e| {
@@ -204,12 +206,18 @@ pub fn spawn(s: Spawn) -> Result<Arc<StreamHandle>, ApiError> {
                     &format!("could not create stream directory: {e}"),
                 )
             })?;
-            if s.fresh {
+            key = crypt::stream_key(dir, &s.cfg.name, s.shared.encryption.as_ref())
+                .map_err(|e| ApiError::new(10049, 500, &e.to_string()))?;
+            // Metadata written before encryption was enabled is sealed now.
+            let plain_meta = key.is_some()
+                && std::fs::read(dir.join("meta.inf")).is_ok_and(|b| !crypt::is_sealed(&b));
+            if s.fresh || plain_meta {
                 let meta = Meta {
                     config: &s.cfg,
                     created: s.created,
                 };
-                write_atomic(
+                crypt::write_file(
+                    key.as_deref(),
                     &dir.join("meta.inf"),
                     &serde_json::to_vec(&meta).expect("config serializes"),
                 )
@@ -217,7 +225,7 @@ pub fn spawn(s: Spawn) -> Result<Arc<StreamHandle>, ApiError> {
                     ApiError::new(10049, 500, &format!("could not write stream metadata: {e}"))
                 })?;
             }
-            Store::open_file(&dir.join("msgs"), s.shared.sync_always)
+            Store::open_file_keyed(&dir.join("msgs"), s.shared.sync_always, key.clone())
                 .map_err(|e| ApiError::new(10049, 500, &e.to_string()))?
         }
         None => Store::memory(),
@@ -244,6 +252,7 @@ pub fn spawn(s: Spawn) -> Result<Arc<StreamHandle>, ApiError> {
         cfg: s.cfg,
         created: s.created,
         dir: s.dir,
+        key,
         store,
         consumers: BTreeMap::new(),
         dedupe: HashMap::new(),
@@ -277,6 +286,8 @@ struct Stream {
     cfg: StreamConfig,
     created: i64,
     dir: Option<PathBuf>,
+    /// The key of an encrypted file stream.
+    key: Option<Arc<crypt::StreamKey>>,
     store: Store,
     consumers: BTreeMap<String, Consumer>,
     /// `Nats-Msg-Id` → sequence, inside the duplicate window.
@@ -548,7 +559,13 @@ impl Stream {
                         resp.as_bytes(),
                     );
                     if let Some(a) = &audit {
-                        super::advisory::api_audit(server, &self.account, &mut self.sender, a, &resp);
+                        super::advisory::api_audit(
+                            server,
+                            &self.account,
+                            &mut self.sender,
+                            a,
+                            &resp,
+                        );
                     }
                 }
             }
@@ -1114,18 +1131,27 @@ impl Stream {
         };
         for e in rd.flatten() {
             let path = e.path();
-            let Ok(meta) = std::fs::read(path.join("meta.inf")) else {
+            let Ok(raw) = std::fs::read(path.join("meta.inf")) else {
                 continue;
             };
-            let Ok(meta) = serde_json::from_slice::<Meta<ConsumerConfig>>(&meta) else {
-                tracing::warn!(
-                    "JetStream: unreadable consumer metadata in {}",
-                    path.display()
-                );
-                continue;
+            let was_plain = !crypt::is_sealed(&raw);
+            let meta = crypt::open_bytes(self.key.as_deref(), raw, &path.join("meta.inf"))
+                .map_err(|e| e.to_string())
+                .and_then(|b| {
+                    serde_json::from_slice::<Meta<ConsumerConfig>>(&b).map_err(|e| e.to_string())
+                });
+            let meta = match meta {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(
+                        "JetStream: unreadable consumer metadata in {}: {e}",
+                        path.display()
+                    );
+                    continue;
+                }
             };
             let name = e.file_name().to_string_lossy().into_owned();
-            let state = std::fs::read(path.join("o.dat"))
+            let state = crypt::read_file(self.key.as_deref(), &path.join("o.dat"))
                 .ok()
                 .and_then(|b| serde_json::from_slice::<ConsumerState>(&b).ok());
             let mut c = match state {
@@ -1133,7 +1159,10 @@ impl Stream {
                 None => Consumer::new(name.clone(), meta.config, &self.store, meta.created),
             };
             c.recount(&self.store);
-            self.consumers.insert(name, c);
+            self.consumers.insert(name.clone(), c);
+            if was_plain && self.key.is_some() {
+                self.write_consumer_meta(&name);
+            }
         }
     }
 
@@ -1153,7 +1182,7 @@ impl Stream {
             c.dirty = false;
             let d = dir.join(&n);
             let body = serde_json::to_vec(&c.st).expect("state serializes");
-            if let Err(e) = write_atomic(&d.join("o.dat"), &body) {
+            if let Err(e) = crypt::write_file(self.key.as_deref(), &d.join("o.dat"), &body) {
                 tracing::error!(
                     "JetStream consumer '{} > {n}' state write failed: {e}",
                     self.name
@@ -1351,8 +1380,10 @@ impl Stream {
             config: &c.cfg,
             created: c.created,
         };
+        let key = self.key.as_deref();
         let r = std::fs::create_dir_all(&dir).and_then(|_| {
-            write_atomic(
+            crypt::write_file(
+                key,
                 &dir.join("meta.inf"),
                 &serde_json::to_vec(&meta).expect("serializes"),
             )
@@ -1450,7 +1481,8 @@ impl Stream {
                 config: &self.cfg,
                 created: self.created,
             };
-            write_atomic(
+            crypt::write_file(
+                self.key.as_deref(),
                 &d.join("meta.inf"),
                 &serde_json::to_vec(&meta).expect("serializes"),
             )

@@ -29,8 +29,14 @@ pub struct Proc {
 impl Proc {
     /// Spawns `bin args`, collecting stderr line by line; stdout is discarded.
     pub fn spawn(bin: &Path, args: &[&str]) -> Proc {
+        Proc::spawn_env(bin, args, &[])
+    }
+
+    /// [`Proc::spawn`] with extra environment variables.
+    pub fn spawn_env(bin: &Path, args: &[&str], env: &[(&str, &str)]) -> Proc {
         let mut child = Command::new(bin)
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -57,6 +63,11 @@ impl Proc {
     /// The natrix-broker binary with `args`.
     pub fn natrix(args: &[&str]) -> Proc {
         Proc::spawn(Path::new(NATRIX), args)
+    }
+
+    /// The natrix-broker binary with `args` and extra environment variables.
+    pub fn natrix_env(args: &[&str], env: &[(&str, &str)]) -> Proc {
+        Proc::spawn_env(Path::new(NATRIX), args, env)
     }
 
     /// The reference nats-server with `args`.
