@@ -415,7 +415,10 @@ async fn stream_replicas(
         .map_err(|e| format!("listing Stream resources: {e}"))?
         .items
         .into_iter()
-        .filter(|s| s.spec.cluster_ref.name == n.statefulset)
+        // A Stream being deleted is on its way out.
+        .filter(|s| {
+            s.spec.cluster_ref.name == n.statefulset && s.metadata.deletion_timestamp.is_none()
+        })
         .map(|s| scale::StreamReplicas {
             replicas: i64::from(s.spec.replicas),
             source: format!("Stream resource {ns}/{}", s.name_any()),
