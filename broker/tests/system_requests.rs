@@ -138,3 +138,39 @@ async fn system_requests_match_reference() {
         .collect();
     assert!(diffs.is_empty(), "{}", diffs.join("\n"));
 }
+
+/// A route coming up publishes STATSZ at once (nats-server's resolver in a mixed cluster only
+/// waits for servers it has heard from), not only at the 30 s tick.
+#[tokio::test]
+async fn statsz_is_published_when_a_route_comes_up() {
+    let a = conf::start_conf(
+        &format!("{CONF}cluster {{ name: c, listen: \"127.0.0.1:-1\" }}\n"),
+        false,
+    )
+    .await;
+    let sys = user(&a.url(), "sys").await;
+    let mut statsz = sys.subscribe("$SYS.SERVER.*.STATSZ").await.unwrap();
+    common::sync(&sys).await;
+    let route = format!(
+        "nats-route://{}",
+        a.server.cluster().unwrap().listen_addr.read().unwrap()
+    );
+    let _b = conf::start_conf(
+        &format!(
+            "{}cluster {{ name: c, listen: \"127.0.0.1:-1\", routes: [\"{route}\"] }}\n",
+            CONF.replace("server_name: srv", "server_name: srv2")
+        ),
+        false,
+    )
+    .await;
+    let m = tokio::time::timeout(
+        Duration::from_secs(10),
+        futures::StreamExt::next(&mut statsz),
+    )
+    .await
+    .expect("a STATSZ when the route came up, well before the 30 s tick")
+    .unwrap();
+    let v: Value = serde_json::from_slice(&m.payload).unwrap();
+    assert!(v["statsz"]["connections"].is_u64(), "{v}");
+    assert!(v["server"]["name"].is_string(), "{v}");
+}

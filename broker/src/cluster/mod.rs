@@ -511,6 +511,7 @@ impl Cluster {
             }
         }
         self.urls_changed(server);
+        server.statsz_now.notify_one();
         true
     }
 

@@ -179,6 +179,9 @@ pub struct Server {
     /// JetStream, once started.
     jetstream: std::sync::OnceLock<Arc<crate::jetstream::JetStream>>,
     shutdown: watch::Sender<bool>,
+    /// A route came up: publish STATSZ now, so peers (nats-server's resolver among them)
+    /// learn of this server without waiting for the 30 s tick.
+    pub(crate) statsz_now: tokio::sync::Notify,
     /// Routes to the other servers of the cluster, when `cluster` is configured.
     cluster: Option<Arc<crate::cluster::Cluster>>,
     /// Lame duck mode state.
@@ -282,6 +285,7 @@ impl Server {
             https_addr: RwLock::new(None),
             jetstream: std::sync::OnceLock::new(),
             shutdown: watch::channel(false).0,
+            statsz_now: tokio::sync::Notify::new(),
             cluster,
             ldm: lame_duck::LameDuck::default(),
         }))

@@ -369,20 +369,29 @@ pub fn client_event(server: &Server, c: &Client, disconnect: Option<super::Close
     sender.flush(server);
 }
 
-/// Publishes `$SYS.SERVER.<id>.STATSZ` every `every`, as nats-server's periodic statsz.
+/// Publishes `$SYS.SERVER.<id>.STATSZ` every `every`, as nats-server's periodic statsz, and
+/// at once when a route comes up.
 pub fn spawn_statsz(server: &Arc<Server>, every: std::time::Duration) {
     let weak = Arc::downgrade(server);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.tick().await;
         loop {
-            tick.tick().await;
+            {
+                let Some(server) = weak.upgrade() else { return };
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = server.statsz_now.notified() => {}
+                    _ = server.wait_shutdown() => return,
+                }
+            }
             let Some(server) = weak.upgrade() else { return };
             if *server.shutdown.borrow() {
                 return;
             }
             let subject = format!("$SYS.SERVER.{}.STATSZ", server.server_id);
-            if !server.system_account.sublist.has_interest(&subject) {
+            // Subscribers on other servers count: their interest is the cluster's to match.
+            if !server.system_account.sublist.has_interest(&subject) && server.cluster().is_none() {
                 continue;
             }
             let body = json!({"server": server_info(&server), "statsz": statsz(&server)});
