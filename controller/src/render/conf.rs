@@ -333,7 +333,22 @@ pub fn restart_only_text(m: &ConfMap) -> String {
     let kept: ConfMap = m
         .iter()
         .filter(|(k, _)| !RELOADABLE_KEYS.contains(&k.to_ascii_lowercase().as_str()))
-        .cloned()
+        .map(|(k, v)| match v {
+            // The broker reloads `cluster.routes` (the rest of the block needs a restart), so
+            // scaling, which only changes the routes, restarts no running pod: they pick
+            // up the new routes through `watch_config`.
+            ConfValue::Map(block) if k.eq_ignore_ascii_case("cluster") => (
+                k.clone(),
+                ConfValue::Map(
+                    block
+                        .iter()
+                        .filter(|(bk, _)| !bk.eq_ignore_ascii_case("routes"))
+                        .cloned()
+                        .collect(),
+                ),
+            ),
+            _ => (k.clone(), v.clone()),
+        })
         .collect();
     to_text("", &kept)
 }

@@ -282,6 +282,12 @@ fn config_hash_ignores_reloadable_changes() {
     assert_eq!(base.config_hash, reload.config_hash);
     let restart = render(&cluster(serde_json::json!({"ports": {"client": 4333}}))).unwrap();
     assert_ne!(base.config_hash, restart.config_hash);
+    // Scaling changes only the routes, which the brokers reload; a cluster port does not.
+    let scaled = render(&cluster(serde_json::json!({"replicas": 5}))).unwrap();
+    assert_ne!(base.conf, scaled.conf);
+    assert_eq!(base.config_hash, scaled.config_hash);
+    let port = render(&cluster(serde_json::json!({"ports": {"cluster": 7222}}))).unwrap();
+    assert_ne!(base.config_hash, port.config_hash);
 }
 
 #[test]
