@@ -553,3 +553,34 @@ async fn reload_adds_and_removes_routes() {
         "and not redialed"
     );
 }
+
+/// Reloading the route `authorization` applies at once: accepted routes that no longer pass
+/// are closed, and routes presenting the new credentials are accepted (nats-server reloads
+/// cluster authorization live too).
+#[tokio::test]
+async fn reload_of_route_authorization_applies_to_routes() {
+    let a = auth_node("A", Vec::new()).await;
+    let with =
+        |pass: &str| route_url(&a).replace("nats-route://", &format!("nats-route://ruser:{pass}@"));
+    let b = node("B", vec![with("rpass")]).await;
+    assert_eq!(
+        routes_after(&a, 1).await,
+        1,
+        "B authenticates with the old password"
+    );
+    let mut opts = (*a.server.options()).clone();
+    opts.cluster.as_mut().unwrap().auth = Some(natrix_broker::options::RouteAuth {
+        user: "ruser".into(),
+        password: "newpass".into(),
+    });
+    a.server.reload(opts).await.unwrap();
+    assert_eq!(
+        routes_after(&a, 0).await,
+        0,
+        "the old credentials no longer pass"
+    );
+    let mut bo = (*b.server.options()).clone();
+    bo.cluster.as_mut().unwrap().routes = vec![with("newpass")];
+    b.server.reload(bo).await.unwrap();
+    assert_eq!(routes_after(&a, 1).await, 1, "the new credentials do");
+}

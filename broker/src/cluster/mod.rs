@@ -84,6 +84,8 @@ type InterestKey = (String, String, Option<String>);
 /// The cluster side of a server.
 pub struct Cluster {
     opts: ClusterOptions,
+    /// `authorization` for routes: reloadable, so kept apart from `opts`.
+    auth: RwLock<Option<crate::options::RouteAuth>>,
     /// The cluster name: configured, or generated (then a peer's name is accepted).
     pub name: String,
     name_configured: bool,
@@ -140,6 +142,7 @@ impl Cluster {
         };
         let opts_routes = opts.routes.clone();
         Ok(Arc::new(Cluster {
+            auth: RwLock::new(opts.auth.clone()),
             opts,
             name,
             name_configured,
@@ -416,7 +419,7 @@ impl Cluster {
             } else {
                 self.own_client_urls(server, local.map(|l| l.ip()))
             },
-            auth_required: self.opts.auth.is_some(),
+            auth_required: self.auth.read().is_some(),
             tls_required: self.tls.is_some(),
             tls_verify: self.tls.is_some(),
             lame_duck_mode: false,
@@ -451,6 +454,24 @@ impl Cluster {
             opts.host.clone()
         };
         vec![join_host_port(&host, addr.port())]
+    }
+
+    /// The route `authorization` in force.
+    pub fn auth(&self) -> Option<crate::options::RouteAuth> {
+        self.auth.read().clone()
+    }
+
+    /// Reload: new route `authorization`. Accepted routes whose CONNECT no longer passes are
+    /// closed with an authorization violation, as nats-server's `reloadAuthorization` does.
+    pub fn set_auth(&self, auth: Option<crate::options::RouteAuth>) {
+        *self.auth.write() = auth.clone();
+        let Some(auth) = auth else { return };
+        let routes = self.routes.read().clone();
+        for r in routes.iter().filter(|r| r.solicited.is_none()) {
+            if !r.presented(&auth) {
+                route::auth_violation(r);
+            }
+        }
     }
 
     /// Registers a route after its INFO: self and duplicate detection, interest, gossip.

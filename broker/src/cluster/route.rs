@@ -74,13 +74,16 @@ pub struct Route {
     pings_out: AtomicU32,
     /// Set once an accepted route's CONNECT passed `authorization`.
     authed: AtomicBool,
+    /// What an accepted route's CONNECT presented (`user`, `pass`), checked again when the
+    /// authorization is reloaded.
+    creds: Mutex<Option<(String, String)>>,
     /// Round-trip time of the last PING/PONG, and when the outstanding PING went (ns).
     rtt: AtomicI64,
     ping_sent: AtomicI64,
 }
 
 /// Tells a route that failed authentication and closes it (nats-server's wording).
-fn route_auth_violation(route: &Route) {
+pub(super) fn auth_violation(route: &Route) {
     tracing::error!(
         "{}:{} - rid:{} - authentication error",
         route.addr.ip(),
@@ -104,13 +107,21 @@ fn route_credentials(cluster: &Cluster, host_port: &str) -> (Option<String>, Opt
             return (Some(u.to_string()), Some(p.to_string()));
         }
     }
-    match &cluster.opts.auth {
-        Some(a) => (Some(a.user.clone()), Some(a.password.clone())),
+    match cluster.auth() {
+        Some(a) => (Some(a.user), Some(a.password)),
         None => (None, None),
     }
 }
 
 impl Route {
+    /// Whether this accepted route's CONNECT matches `auth`.
+    pub(super) fn presented(&self, auth: &crate::options::RouteAuth) -> bool {
+        self.creds
+            .lock()
+            .as_ref()
+            .is_some_and(|(u, p)| *u == auth.user && crate::auth::secret_matches(&auth.password, p))
+    }
+
     /// Sends a PING, timing the round trip (for `/routez` `rtt`).
     fn ping(&self) {
         let _ = self.ping_sent.compare_exchange(
@@ -355,6 +366,7 @@ pub(super) async fn run(
         reason: Mutex::new(None),
         pings_out: AtomicU32::new(0),
         authed: AtomicBool::new(false),
+        creds: Mutex::new(None),
         rtt: AtomicI64::new(0),
         ping_sent: AtomicI64::new(0),
     });
@@ -571,9 +583,9 @@ fn handle(
                 route.close(ClosedReason::ClusterNameConflict);
                 return false;
             }
-            if route.solicited.is_none() && cluster.opts.auth.is_some() && !route.authed() {
+            if route.solicited.is_none() && cluster.auth().is_some() && !route.authed() {
                 // Authentication is required and no accepted CONNECT came first.
-                route_auth_violation(route);
+                auth_violation(route);
                 return false;
             }
             if let Some(s) = &route.solicited {
@@ -615,19 +627,18 @@ fn handle(
             route.ping();
         }
         RouteOp::Connect(json) => {
-            if let Some(auth) = &cluster.opts.auth {
-                #[derive(serde::Deserialize)]
-                struct Creds {
-                    #[serde(default)]
-                    user: String,
-                    #[serde(default)]
-                    pass: String,
-                }
-                let ok = serde_json::from_slice::<Creds>(json).is_ok_and(|c| {
-                    c.user == auth.user && crate::auth::secret_matches(&auth.password, &c.pass)
-                });
-                if !ok {
-                    route_auth_violation(route);
+            #[derive(serde::Deserialize)]
+            struct Creds {
+                #[serde(default)]
+                user: String,
+                #[serde(default)]
+                pass: String,
+            }
+            let creds = serde_json::from_slice::<Creds>(json).ok();
+            *route.creds.lock() = creds.as_ref().map(|c| (c.user.clone(), c.pass.clone()));
+            if let Some(auth) = cluster.auth() {
+                if !route.presented(&auth) {
+                    auth_violation(route);
                     return false;
                 }
                 route.authed.store(true, Ordering::Relaxed);

@@ -289,6 +289,7 @@ impl Server {
         }
         let max_conn = new.max_connections;
         let new_routes = new.cluster.as_ref().map(|c| c.routes.clone());
+        let new_route_auth = new.cluster.as_ref().and_then(|c| c.auth.clone());
         *self.accounts.write() = accounts;
         *self.tls.write() = tls;
         *self.auth.write() = auth.clone();
@@ -299,6 +300,12 @@ impl Server {
             i.auth_required = auth.advertise_required().then_some(true);
         });
         *self.opts.write() = Arc::new(new);
+        if let Some(c) = self.cluster() {
+            if c.auth() != new_route_auth {
+                tracing::info!("Reloaded: cluster authorization");
+                c.set_auth(new_route_auth);
+            }
+        }
         if let (Some(c), Some(routes)) = (self.cluster(), new_routes) {
             if c.configured_routes() != routes {
                 tracing::info!("Reloaded: cluster routes");
