@@ -111,6 +111,8 @@ pub struct FileBacking {
     nonce_ctr: u64,
     /// Reused buffer for sealing records.
     scratch: Vec<u8>,
+    /// The index entries of the active block's records, so sealing it needs no re-read.
+    active_index: Vec<u8>,
 }
 
 fn io_err(path: &Path, source: std::io::Error) -> StoreError {
@@ -140,45 +142,58 @@ fn crypt_err(path: &Path, source: CryptError) -> StoreError {
 const INDEX_MAGIC: &[u8; 4] = b"NIX1";
 
 fn encode_index(block_len: u64, recs: &[Recovered]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(16 + recs.len() * 48);
+    let mut body = Vec::with_capacity(recs.len() * 48);
+    for r in recs {
+        encode_rec(&mut body, r);
+    }
+    finish_index(block_len, &body)
+}
+
+/// The index file of a block of `block_len` bytes from its encoded records.
+fn finish_index(block_len: u64, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 + body.len());
     out.extend_from_slice(INDEX_MAGIC);
     out.extend_from_slice(&block_len.to_le_bytes());
-    for r in recs {
-        match r {
-            Recovered::Msg {
-                seq,
-                ts,
-                subject,
-                loc,
-                ..
-            } => {
-                out.push(TAG_MSG);
-                out.extend_from_slice(&seq.to_le_bytes());
-                out.extend_from_slice(&ts.to_le_bytes());
-                out.extend_from_slice(&loc.off.to_le_bytes());
-                out.extend_from_slice(&loc.subj_len.to_le_bytes());
-                out.extend_from_slice(&loc.hdr_len.to_le_bytes());
-                out.extend_from_slice(&loc.data_len.to_le_bytes());
-                out.extend_from_slice(subject.as_bytes());
-            }
-            Recovered::Delete(s) => {
-                out.push(TAG_DEL);
-                out.extend_from_slice(&s.to_le_bytes());
-            }
-            Recovered::Purge(s) => {
-                out.push(TAG_PURGE);
-                out.extend_from_slice(&s.to_le_bytes());
-            }
-            Recovered::State { first, last } => {
-                out.push(TAG_STATE);
-                out.extend_from_slice(&first.to_le_bytes());
-                out.extend_from_slice(&last.to_le_bytes());
-            }
-        }
-    }
+    out.extend_from_slice(body);
     let crc = crc32fast::hash(&out);
     out.extend_from_slice(&crc.to_le_bytes());
     out
+}
+
+/// Appends one record's index entry.
+fn encode_rec(out: &mut Vec<u8>, r: &Recovered) {
+    match r {
+        Recovered::Msg {
+            seq,
+            ts,
+            subject,
+            loc,
+            ..
+        } => encode_msg(out, *seq, *ts, subject, loc),
+        Recovered::Delete(s) => encode_mark(out, TAG_DEL, *s),
+        Recovered::Purge(s) => encode_mark(out, TAG_PURGE, *s),
+        Recovered::State { first, last } => {
+            out.push(TAG_STATE);
+            out.extend_from_slice(&first.to_le_bytes());
+            out.extend_from_slice(&last.to_le_bytes());
+        }
+    }
+}
+
+fn encode_msg(out: &mut Vec<u8>, seq: u64, ts: i64, subject: &str, loc: &Loc) {
+    out.push(TAG_MSG);
+    out.extend_from_slice(&seq.to_le_bytes());
+    out.extend_from_slice(&ts.to_le_bytes());
+    out.extend_from_slice(&loc.off.to_le_bytes());
+    out.extend_from_slice(&loc.subj_len.to_le_bytes());
+    out.extend_from_slice(&loc.hdr_len.to_le_bytes());
+    out.extend_from_slice(&loc.data_len.to_le_bytes());
+    out.extend_from_slice(subject.as_bytes());
+}
+
+fn encode_mark(out: &mut Vec<u8>, tag: u8, seq: u64) {
+    out.push(tag);
+    out.extend_from_slice(&seq.to_le_bytes());
 }
 
 /// The records of an index, if it is intact and describes a block of `block_len` bytes.
@@ -305,6 +320,7 @@ impl FileBacking {
         let mut out = Vec::new();
         let mut blocks = BTreeMap::new();
         let mut ciphers = HashMap::new();
+        let mut active_index = Vec::new();
         let last = ids.last().copied();
         for &id in &ids {
             let path = block_path(dir, id);
@@ -356,6 +372,7 @@ impl FileBacking {
                 }
             }
             let buf = std::fs::read(&path).map_err(|e| io_err(&path, e))?;
+            let before = out.len();
             let good = match start {
                 BlockStart::Torn => 0,
                 _ => replay(id, &buf, cipher.as_deref(), &mut out, None)
@@ -381,6 +398,11 @@ impl FileBacking {
                     ..BlockMeta::default()
                 },
             );
+            if Some(id) == last {
+                for r in &out[before..] {
+                    encode_rec(&mut active_index, r);
+                }
+            }
         }
         let active = ids.last().copied().unwrap_or(1);
         blocks.entry(active).or_default();
@@ -410,6 +432,7 @@ impl FileBacking {
             nonce_base,
             nonce_ctr: 0,
             scratch: Vec::new(),
+            active_index,
         };
         if len == 0 {
             // A new (or emptied) active block: encrypted from its first byte if it is to be.
@@ -462,7 +485,11 @@ impl FileBacking {
             None,
         )
         .map_err(|e| crypt_err(&path, e))?;
-        let idx = encode_index(good as u64, &recs);
+        self.store_index(id, encode_index(good as u64, &recs))
+    }
+
+    /// Writes index file contents, sealed when the stream is encrypted.
+    fn store_index(&self, id: u64, idx: Vec<u8>) -> Result<(), StoreError> {
         let ipath = index_path(&self.dir, id);
         let tmp = ipath.with_extension("itmp");
         let idx = match &self.key {
@@ -569,7 +596,8 @@ impl FileBacking {
             .get_ref()
             .sync_data()
             .map_err(|e| io_err(&sealed, e))?;
-        self.write_index(self.active)?;
+        let idx = finish_index(self.written, &std::mem::take(&mut self.active_index));
+        self.store_index(self.active, idx)?;
         self.active += 1;
         let path = block_path(&self.dir, self.active);
         let f = OpenOptions::new()
@@ -619,6 +647,7 @@ impl FileBacking {
         let b = self.blocks.entry(self.active).or_default();
         b.live += 1;
         b.live_bytes += loc.record_len();
+        encode_msg(&mut self.active_index, seq, ts, subject, &loc);
         Ok(loc)
     }
 
@@ -626,6 +655,7 @@ impl FileBacking {
     pub fn write_delete(&mut self, seq: u64, loc: &Loc) -> Result<(), StoreError> {
         self.dec_live(loc);
         self.write_record(TAG_DEL, &[&seq.to_le_bytes()])?;
+        encode_mark(&mut self.active_index, TAG_DEL, seq);
         Ok(())
     }
 
@@ -757,12 +787,14 @@ impl FileBacking {
     /// Records that every message below `first` is gone.
     pub fn write_purge(&mut self, first: u64) -> Result<(), StoreError> {
         self.write_record(TAG_PURGE, &[&first.to_le_bytes()])?;
+        encode_mark(&mut self.active_index, TAG_PURGE, first);
         Ok(())
     }
 
     /// Records the stream's sequence state.
     pub fn write_state(&mut self, first: u64, last: u64) -> Result<(), StoreError> {
         self.write_record(TAG_STATE, &[&first.to_le_bytes(), &last.to_le_bytes()])?;
+        encode_rec(&mut self.active_index, &Recovered::State { first, last });
         Ok(())
     }
 
