@@ -2,6 +2,8 @@
 //! interest propagation, queue groups across servers, and gossip of client URLs.
 
 mod common;
+#[path = "common/conf.rs"]
+mod conf;
 
 use std::time::Duration;
 
@@ -583,4 +585,139 @@ async fn reload_of_route_authorization_applies_to_routes() {
     bo.cluster.as_mut().unwrap().routes = vec![with("newpass")];
     b.server.reload(bo).await.unwrap();
     assert_eq!(routes_after(&a, 1).await, 1, "the new credentials do");
+}
+
+const IMPORTS: &str = r#"
+accounts {
+  A {
+    users [{user: a, password: a}]
+    exports [ {stream: "feed.>"}, {service: "svc"} ]
+  }
+  B {
+    users [{user: b, password: b}]
+    imports [
+      {stream: {account: A, subject: "feed.>"}}
+      {service: {account: A, subject: "svc"}}
+    ]
+  }
+}
+"#;
+
+async fn login(s: &TestServer, u: &str) -> async_nats::Client {
+    async_nats::ConnectOptions::with_user_and_password(u.into(), u.into())
+        .connect(s.url())
+        .await
+        .unwrap()
+}
+
+/// Imports work across routes: a stream exported by A and published on one server reaches
+/// B's subscriber on another (once), and B's request to A's service is answered by a
+/// responder on another server, once per request even with responders on both.
+#[tokio::test]
+async fn account_imports_cross_routes() {
+    let one = conf::start_conf(
+        &format!("{IMPORTS}cluster {{ name: c, listen: \"127.0.0.1:-1\" }}\n"),
+        false,
+    )
+    .await;
+    let two = conf::start_conf(
+        &format!(
+            "{IMPORTS}cluster {{ name: c, listen: \"127.0.0.1:-1\", routes: [\"{}\"] }}\n",
+            route_url(&one)
+        ),
+        false,
+    )
+    .await;
+    wait_routes(&[&one, &two], 1).await;
+
+    // Stream import: published in A on one, received in B on two.
+    let b2 = login(&two, "b").await;
+    let mut feed = b2.subscribe("feed.>").await.unwrap();
+    sync(&b2).await;
+    let a1 = login(&one, "a").await;
+    a1.publish("feed.x", "hello".into()).await.unwrap();
+    sync(&a1).await;
+    let m = tokio::time::timeout(Duration::from_secs(5), feed.next())
+        .await
+        .expect("the imported stream crosses the route")
+        .unwrap();
+    assert_eq!(m.subject.as_str(), "feed.x");
+    assert_eq!(
+        count(&mut feed, Duration::from_millis(300)).await,
+        0,
+        "once"
+    );
+
+    // Service import: B's request on one, A's responder on two.
+    let a2 = login(&two, "a").await;
+    let mut svc = a2.queue_subscribe("svc", "q".into()).await.unwrap();
+    tokio::spawn({
+        let a2 = a2.clone();
+        async move {
+            while let Some(m) = svc.next().await {
+                if let Some(r) = m.reply {
+                    a2.publish(r, "two".into()).await.unwrap();
+                }
+            }
+        }
+    });
+    sync(&a2).await;
+    let b1 = login(&one, "b").await;
+    let mut answered = None;
+    for _ in 0..100 {
+        match tokio::time::timeout(Duration::from_millis(500), b1.request("svc", "q".into())).await
+        {
+            Ok(Ok(r)) => {
+                answered = Some(r.payload);
+                break;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    assert_eq!(
+        answered.as_deref(),
+        Some(&b"two"[..]),
+        "answered across the route"
+    );
+
+    // A responder in the same queue group on one as well: each request answered once.
+    let mut svc1 = a1.queue_subscribe("svc", "q".into()).await.unwrap();
+    tokio::spawn({
+        let a1 = a1.clone();
+        async move {
+            while let Some(m) = svc1.next().await {
+                if let Some(r) = m.reply {
+                    a1.publish(r, "one".into()).await.unwrap();
+                }
+            }
+        }
+    });
+    sync(&a1).await;
+    let inbox = b1.new_inbox();
+    let mut replies = b1.subscribe(inbox.clone()).await.unwrap();
+    sync(&b1).await;
+    for _ in 0..20 {
+        b1.publish_with_reply("svc", inbox.clone(), "q".into())
+            .await
+            .unwrap();
+    }
+    sync(&b1).await;
+    let mut n = 0;
+    while tokio::time::timeout(Duration::from_secs(2), replies.next())
+        .await
+        .ok()
+        .flatten()
+        .is_some()
+    {
+        n += 1;
+        if n == 20 {
+            break;
+        }
+    }
+    assert_eq!(n, 20, "every request answered");
+    assert_eq!(
+        count(&mut replies, Duration::from_millis(300)).await,
+        0,
+        "once each"
+    );
 }

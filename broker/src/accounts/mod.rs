@@ -90,6 +90,19 @@ pub struct ResponseRoute {
     pub expires: Instant,
 }
 
+/// This server's prefix for service reply subjects (`_R_.<server token>.`): routes carry a
+/// response back only to the server that handed the reply out.
+pub fn response_prefix() -> &'static str {
+    static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PREFIX.get_or_init(|| {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+        let t: String = (0..6)
+            .map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char)
+            .collect();
+        format!("_R_.{t}.")
+    })
+}
+
 /// Maps `subject` (matching `from`) onto `to`: tokens where `to` has a wildcard keep the
 /// subject's token at that position; literal tokens of `to` replace it.
 pub fn map_tokens(subject: &str, from: &str, to: &str) -> String {
@@ -210,7 +223,7 @@ impl Account {
         let token: String = (0..22)
             .map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char)
             .collect();
-        let reply = format!("_R_.{token}");
+        let reply = format!("{}{token}", response_prefix());
         let mut map = self.responses.lock();
         if map.len() >= 4096 {
             let now = Instant::now();

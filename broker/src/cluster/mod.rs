@@ -84,6 +84,8 @@ type InterestKey = (String, String, Option<String>);
 /// The cluster side of a server.
 pub struct Cluster {
     opts: ClusterOptions,
+    /// Route interest held for imports (see [`Cluster::set_import_interest`]).
+    import_interest: Mutex<Vec<(String, String)>>,
     /// `authorization` for routes: reloadable, so kept apart from `opts`.
     auth: RwLock<Option<crate::options::RouteAuth>>,
     /// The cluster name: configured, or generated (then a peer's name is accepted).
@@ -143,6 +145,7 @@ impl Cluster {
         let opts_routes = opts.routes.clone();
         Ok(Arc::new(Cluster {
             auth: RwLock::new(opts.auth.clone()),
+            import_interest: Mutex::new(Vec::new()),
             opts,
             name,
             name_configured,
@@ -597,33 +600,50 @@ impl Cluster {
 
     /// A local subscription was added: tell the routes on first interest (and queue weights).
     pub fn sub_added(&self, sub: &Subscription) {
-        let key = (
-            sub.account.name.clone(),
-            sub.subject.clone(),
-            sub.queue.clone(),
-        );
+        self.interest_added(&sub.account.name, &sub.subject, sub.queue.clone());
+    }
+
+    fn interest_added(&self, account: &str, subject: &str, queue: Option<String>) {
+        let key = (account.to_string(), subject.to_string(), queue);
         let mut local = self.local.lock();
+        let queue = key.2.clone();
         let n = local.entry(key).or_insert(0);
         *n += 1;
-        if *n == 1 || sub.queue.is_some() {
+        if *n == 1 || queue.is_some() {
             let mut line = Vec::new();
             encode_sub(
                 &mut line,
-                &sub.account.name,
-                &sub.subject,
-                sub.queue.as_deref().map(|q| (q, *n)),
+                account,
+                subject,
+                queue.as_deref().map(|q| (q, *n)),
             );
             self.broadcast(&line);
         }
     }
 
+    /// The interest this server's imports need from the routes, replacing the previous set:
+    /// `(exporting account, subject)` for stream imports (the messages are imported here) and
+    /// the exporter's reply prefix for service imports (responses come back here).
+    pub fn set_import_interest(&self, mut keys: Vec<(String, String)>) {
+        keys.sort();
+        keys.dedup();
+        let mut held = self.import_interest.lock();
+        for k in held.iter().filter(|k| !keys.contains(k)) {
+            self.interest_removed(&k.0, &k.1, None);
+        }
+        for k in keys.iter().filter(|k| !held.contains(k)) {
+            self.interest_added(&k.0, &k.1, None);
+        }
+        *held = keys;
+    }
+
     /// A local subscription went away: tell the routes on last interest (and queue weights).
     pub fn sub_removed(&self, sub: &Subscription) {
-        let key = (
-            sub.account.name.clone(),
-            sub.subject.clone(),
-            sub.queue.clone(),
-        );
+        self.interest_removed(&sub.account.name, &sub.subject, sub.queue.clone());
+    }
+
+    fn interest_removed(&self, account: &str, subject: &str, queue: Option<String>) {
+        let key = (account.to_string(), subject.to_string(), queue);
         let mut local = self.local.lock();
         let Some(n) = local.get_mut(&key) else {
             return;

@@ -737,6 +737,11 @@ fn deliver_routed(
     let Ok(subj) = std::str::from_utf8(subject) else {
         return;
     };
+    if account.has_stream_forwards() || account.has_response_routes() {
+        crate::server::client::routed_cross_accounts(
+            server, account, subj, reply, headers, payload, wakes,
+        );
+    }
     let result = account.sublist.match_subject(subj);
     if result.is_empty() {
         return;

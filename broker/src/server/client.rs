@@ -743,6 +743,59 @@ struct CrossMsg<'a> {
 /// cannot loop forever.
 const MAX_ACCOUNT_HOPS: u32 = 4;
 
+/// A message that came over a route in `account`, already delivered to local subscribers:
+/// the stream imports and service responses of this server take it further, locally (every
+/// server wires the same imports, so they are never forwarded again).
+pub(crate) fn routed_cross_accounts(
+    server: &Server,
+    account: &Account,
+    subject: &str,
+    reply: Option<&[u8]>,
+    headers: Option<&[u8]>,
+    payload: &[u8],
+    wakes: &mut WakeList,
+) -> bool {
+    let mut delivered = false;
+    if account.has_response_routes() {
+        if let Some(route) = account.take_response_route(subject) {
+            let result = route
+                .target
+                .sublist
+                .match_subject(std::str::from_utf8(&route.reply).unwrap_or_default());
+            delivered |= deliver_result(
+                server,
+                &result,
+                None,
+                true,
+                &route.reply,
+                reply,
+                headers,
+                payload,
+                wakes,
+            );
+        }
+    }
+    if account.has_stream_forwards() {
+        let forwards = account.stream_forwards.match_subject(subject);
+        for f in forwards.psubs.iter() {
+            let mapped = f.map(subject);
+            let result = f.target.sublist.match_subject(&mapped);
+            delivered |= deliver_result(
+                server,
+                &result,
+                None,
+                true,
+                mapped.as_bytes(),
+                reply,
+                headers,
+                payload,
+                wakes,
+            );
+        }
+    }
+    delivered
+}
+
 /// Delivers a message published in `account` to the accounts that import it: stream imports,
 /// the exporter of a service this account imports, and responses going back to importers.
 fn cross_accounts(
@@ -799,7 +852,33 @@ fn cross_accounts(
                 reply: reply.as_deref().map(str::as_bytes),
                 ..*msg
             };
-            delivered |= deliver_in(server, &si.exporter, sender, echo, &req, wakes, hops + 1);
+            // The responder may be on another server: the request travels the routes in the
+            // exporter's account (queue groups decided cluster-wide, as for a publish).
+            let result = si.exporter.sublist.match_subject(&mapped);
+            let (forwarded, filtered) = match server.cluster() {
+                Some(c) => c.forward(
+                    &si.exporter,
+                    &mapped,
+                    req.reply,
+                    req.headers,
+                    req.payload,
+                    &result,
+                ),
+                None => (false, None),
+            };
+            delivered |= forwarded
+                | deliver_result(
+                    server,
+                    filtered.as_ref().unwrap_or(&result),
+                    sender,
+                    echo,
+                    mapped.as_bytes(),
+                    req.reply,
+                    req.headers,
+                    req.payload,
+                    wakes,
+                );
+            delivered |= cross_accounts(server, &si.exporter, sender, echo, &req, wakes, hops + 1);
         }
     }
     delivered

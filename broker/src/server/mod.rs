@@ -362,6 +362,25 @@ impl Server {
         self.clients.lock().values().cloned().collect()
     }
 
+    /// Tells the cluster which exporters' subjects this server's imports need (see
+    /// [`crate::cluster::Cluster::set_import_interest`]).
+    pub(crate) fn refresh_import_interest(&self) {
+        let Some(c) = self.cluster() else { return };
+        let mut keys = Vec::new();
+        for a in self.accounts.read().values() {
+            for f in a.stream_forwards.all() {
+                keys.push((a.name.clone(), f.subject.clone()));
+            }
+            for si in a.service_imports.all() {
+                keys.push((
+                    si.exporter.name.clone(),
+                    format!("{}>", crate::accounts::response_prefix()),
+                ));
+            }
+        }
+        c.set_import_interest(keys);
+    }
+
     /// The live connection with id `cid`.
     pub fn client(&self, cid: u64) -> Option<Arc<Client>> {
         self.clients.lock().get(&cid).cloned()
@@ -637,6 +656,7 @@ impl Server {
         if let Some(c) = &self.cluster {
             c.start(self).await?;
         }
+        self.refresh_import_interest();
         let me = self.clone();
         tokio::spawn(async move { me.accept_loop(listener).await });
         tracing::info!("Server is ready");

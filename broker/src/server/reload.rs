@@ -345,6 +345,7 @@ impl Server {
         let auth = Arc::new(auth);
         super::wire_all_imports(&opts, &accounts);
         *self.accounts.write() = accounts;
+        self.refresh_import_interest();
         *self.auth.write() = auth.clone();
         self.reauthorize_clients(&auth);
         self.reload_epoch.fetch_add(1, Ordering::Release);
