@@ -267,6 +267,7 @@ def test_defaults():
     assert "--leader-elect" not in c["args"], c["args"]
     assert not any(a.startswith("--namespace") for a in c["args"]), c["args"]
     assert "--log-level=info" in c["args"]
+    assert not any(e["name"].startswith("OTEL_") for e in c["env"]), c["env"]
     assert "kind: NatsCluster" in notes and "kubectl apply" in notes, notes
 
 
@@ -316,6 +317,17 @@ def test_cluster_replicas_image():
     assert spec["auth"] == {"operatorMode": True}, "the resolver needs operator mode"
     schema_check(spec, crd_schema("NatsCluster")["properties"]["spec"])
     assert "events" in notes
+
+
+def test_tracing_env():
+    objs, _ = render({"operator": {"tracing": {"otlpEndpoint": "http://otel:4318",
+                                               "serviceName": "natrix-ops"}}})
+    env = {e["name"]: e.get("value") for e in operator_container(objs)["env"]}
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel:4318", env
+    assert env["OTEL_SERVICE_NAME"] == "natrix-ops", env
+    objs, _ = render({"operator": {"tracing": {"otlpEndpoint": "http://otel:4318"}}})
+    env = {e["name"] for e in operator_container(objs)["env"]}
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT" in env and "OTEL_SERVICE_NAME" not in env, env
 
 
 def test_single_replica_leader_elect_flag():
@@ -399,6 +411,7 @@ def test_values_schema():
         {"image": {"pullPolicy": "Sometimes"}},
         {"cluster": {"replicas": 16}},
         {"metrics": {"port": 70000}},
+        {"operator": {"tracing": {"otlpEndpoint": "otel:4318"}}},
     ]
     for values in bad:
         try:

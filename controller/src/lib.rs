@@ -14,3 +14,4 @@ pub mod metrics;
 pub mod operator;
 pub mod render;
 pub mod stream;
+pub mod telemetry;

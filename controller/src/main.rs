@@ -11,7 +11,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use natrix_controller::context::{Context, Settings};
 use natrix_controller::leader::LeaseLock;
 use natrix_controller::metrics::{self, Metrics};
-use natrix_controller::{apply, operator};
+use natrix_controller::{apply, operator, telemetry};
 
 /// Command-line flags of the operator.
 #[derive(Parser, Debug)]
@@ -65,6 +65,11 @@ struct Args {
     /// Log level: error, warn, info, debug or trace.
     #[arg(long, env = "LOG_LEVEL", default_value = "info")]
     log_level: tracing::Level,
+    /// OTLP/HTTP endpoint to export traces to as JSON, e.g. `http://otel-collector:4318`
+    /// (`/v1/traces` is appended); overrides `OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT`. No
+    /// traces are exported without an endpoint.
+    #[arg(long)]
+    otlp_endpoint: Option<String>,
     /// Print the CRDs as YAML and exit (same output as `crdgen`).
     #[arg(long)]
     print_crds: bool,
@@ -84,10 +89,14 @@ fn main() -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    tracing_subscriber::fmt()
-        .with_max_level(args.log_level)
-        .with_target(false)
-        .init();
+    let metrics = Arc::new(Metrics::default());
+    let exporter = match init_tracing(&args, metrics.clone(), |k| std::env::var(k).ok()) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("natrix-controller: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -98,13 +107,63 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(args)) {
+    let result = rt.block_on(async {
+        // Without an OTLP endpoint no export task runs.
+        let exporter = exporter.map(telemetry::Exporter::spawn);
+        let result = run(args, metrics).await;
+        if let Some(e) = exporter {
+            e.shutdown(Duration::from_secs(5)).await;
+        }
+        result
+    });
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Install the log output and, when an OTLP endpoint is configured, the span exporter's layer;
+/// the exporter to spawn once the runtime runs (`None` without an endpoint).
+fn init_tracing(
+    args: &Args,
+    metrics: Arc<Metrics>,
+    env: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<Option<telemetry::Exporter>> {
+    use tracing_subscriber::filter::LevelFilter;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+    let (layer, exporter) = match otlp_config(args, env)? {
+        Some(config) => {
+            let (l, e) = telemetry::pipeline(config, metrics);
+            (Some(l), Some(e))
+        }
+        None => (None, None),
+    };
+    let level = LevelFilter::from_level(args.log_level);
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_target(false)
+                .with_filter(level),
+        )
+        .with(layer.with_filter(level))
+        .try_init()
+        .context("installing the tracing subscriber")?;
+    Ok(exporter)
+}
+
+/// The OTLP export configuration of the flags and environment, if an endpoint is configured.
+fn otlp_config(
+    args: &Args,
+    env: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<Option<telemetry::OtlpConfig>> {
+    telemetry::OtlpConfig::from_env(args.otlp_endpoint.as_deref(), env)
+        .map_err(anyhow::Error::msg)
+        .context("OpenTelemetry trace export settings")
 }
 
 async fn client(args: &Args) -> anyhow::Result<kube::Client> {
@@ -145,7 +204,7 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
+async fn run(args: Args, metrics: Arc<Metrics>) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let settings = Settings {
         nats_urls: Settings::parse_nats_urls(&args.nats_url).map_err(anyhow::Error::msg)?,
@@ -161,7 +220,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .await
         .context("talking to the Kubernetes API server")?;
     tracing::info!("Kubernetes API server {}", version.git_version);
-    let metrics = Arc::new(Metrics::default());
     let (addr, _server) = metrics::serve(args.metrics_addr, metrics.clone())
         .await
         .with_context(|| format!("binding {}", args.metrics_addr))?;
@@ -256,5 +314,28 @@ mod tests {
         let urls = Settings::parse_nats_urls(&a.nats_url).unwrap();
         assert_eq!(urls["a/nats"], "nats://127.0.0.1:4222");
         assert!(Args::try_parse_from(["natrix-controller", "--metrics-addr", "nope"]).is_err());
+    }
+
+    #[test]
+    fn otlp_only_with_an_endpoint() {
+        let no_env = |_: &str| None;
+        let a = Args::try_parse_from(["natrix-controller"]).unwrap();
+        assert!(otlp_config(&a, no_env).unwrap().is_none());
+        let a = Args::try_parse_from(["natrix-controller", "--otlp-endpoint", "http://c:4318"])
+            .unwrap();
+        let c = otlp_config(&a, no_env).unwrap().unwrap();
+        assert_eq!(c.endpoint, "http://c:4318/v1/traces");
+        assert_eq!(c.service_name, "natrix-controller");
+        let env = |k: &str| {
+            (k == "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").then(|| "http://t:4318/v1/traces".into())
+        };
+        let a = Args::try_parse_from(["natrix-controller"]).unwrap();
+        assert_eq!(
+            otlp_config(&a, env).unwrap().unwrap().endpoint,
+            "http://t:4318/v1/traces"
+        );
+        let a = Args::try_parse_from(["natrix-controller", "--otlp-endpoint", "c:4318"]).unwrap();
+        let e = format!("{:#}", otlp_config(&a, no_env).unwrap_err());
+        assert!(e.contains("--otlp-endpoint"), "{e}");
     }
 }

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,6 +30,9 @@ pub struct Counts {
 pub struct Metrics {
     counts: Mutex<BTreeMap<&'static str, Counts>>,
     leader: AtomicBool,
+    otlp_exported: AtomicU64,
+    otlp_dropped_full: AtomicU64,
+    otlp_dropped_failed: AtomicU64,
 }
 
 impl Metrics {
@@ -59,6 +62,30 @@ impl Metrics {
     /// Whether this process holds the leader Lease.
     pub fn is_leader(&self) -> bool {
         self.leader.load(Ordering::Relaxed)
+    }
+
+    /// Count `n` spans exported over OTLP.
+    pub fn otlp_exported(&self, n: u64) {
+        self.otlp_exported.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Count `n` spans dropped: `queue_full` (the export queue was full) or `export_failed`.
+    pub fn otlp_dropped(&self, n: u64, reason: &str) {
+        let c = if reason == "queue_full" {
+            &self.otlp_dropped_full
+        } else {
+            &self.otlp_dropped_failed
+        };
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Spans exported, dropped because the queue was full, dropped because an export failed.
+    pub fn otlp_counts(&self) -> (u64, u64, u64) {
+        (
+            self.otlp_exported.load(Ordering::Relaxed),
+            self.otlp_dropped_full.load(Ordering::Relaxed),
+            self.otlp_dropped_failed.load(Ordering::Relaxed),
+        )
     }
 
     /// Prometheus text exposition of every counter.
@@ -99,6 +126,17 @@ impl Metrics {
             "# HELP natrix_controller_leader 1 when this replica holds the leader Lease.\n\
              # TYPE natrix_controller_leader gauge\nnatrix_controller_leader {}\n",
             u8::from(self.is_leader())
+        ));
+        let (exported, full, failed) = self.otlp_counts();
+        out.push_str(&format!(
+            "# HELP natrix_controller_otlp_spans_exported_total Spans exported over OTLP.\n\
+             # TYPE natrix_controller_otlp_spans_exported_total counter\n\
+             natrix_controller_otlp_spans_exported_total {exported}\n\
+             # HELP natrix_controller_otlp_spans_dropped_total Spans not exported: the queue \
+             was full, or the export failed.\n\
+             # TYPE natrix_controller_otlp_spans_dropped_total counter\n\
+             natrix_controller_otlp_spans_dropped_total{{reason=\"queue_full\"}} {full}\n\
+             natrix_controller_otlp_spans_dropped_total{{reason=\"export_failed\"}} {failed}\n"
         ));
         out
     }
@@ -159,5 +197,14 @@ mod tests {
         ));
         assert!(t.contains("natrix_controller_reconciliations_total{controller=\"stream\"} 1\n"));
         assert!(t.contains("natrix_controller_leader 1\n"));
+        m.otlp_exported(3);
+        m.otlp_dropped(2, "queue_full");
+        m.otlp_dropped(5, "export_failed");
+        let t = m.render();
+        assert!(t.contains("natrix_controller_otlp_spans_exported_total 3\n"));
+        assert!(t.contains("natrix_controller_otlp_spans_dropped_total{reason=\"queue_full\"} 2\n"));
+        assert!(
+            t.contains("natrix_controller_otlp_spans_dropped_total{reason=\"export_failed\"} 5\n")
+        );
     }
 }

@@ -291,6 +291,63 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     out
 }
 
+/// A string attribute of an OTLP JSON attribute list.
+fn otlp_attr<'a>(attrs: &'a serde_json::Value, key: &str) -> Option<&'a str> {
+    attrs.as_array()?.iter().find(|a| a["key"] == key)?["value"]["stringValue"].as_str()
+}
+
+/// A minimal OTLP/HTTP collector on 127.0.0.1 (HTTP/1.1 keep-alive, `Content-Length` bodies):
+/// its base URL and every JSON body POSTed to `/v1/traces`.
+async fn otlp_collector() -> (String, Arc<std::sync::Mutex<Vec<serde_json::Value>>>) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = got.clone();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            let sink = sink.clone();
+            tokio::spawn(async move {
+                let mut s = tokio::io::BufReader::new(s);
+                loop {
+                    let (mut path, mut len, mut line) = (String::new(), 0usize, String::new());
+                    loop {
+                        line.clear();
+                        if s.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let l = line.trim_end();
+                        if l.is_empty() {
+                            break;
+                        }
+                        if path.is_empty() {
+                            path = l.split_whitespace().nth(1).unwrap_or_default().into();
+                        } else if let Some((k, v)) = l.split_once(':') {
+                            if k.eq_ignore_ascii_case("content-length") {
+                                len = v.trim().parse().unwrap_or(0);
+                            }
+                        }
+                    }
+                    let mut body = vec![0; len];
+                    if s.read_exact(&mut body).await.is_err() {
+                        return;
+                    }
+                    if path == "/v1/traces" {
+                        if let Ok(v) = serde_json::from_slice(&body) {
+                            sink.lock().unwrap().push(v);
+                        }
+                    }
+                    let ok = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
+                    if s.get_mut().write_all(ok.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (format!("http://{addr}"), got)
+}
+
 /// The test's resources, whatever the outcome: the namespace is deleted at the end when the
 /// cluster is not ours.
 struct Setup {
@@ -494,7 +551,10 @@ async fn the_binary(client: &Client, ns: &str, kubeconfig: &Path) {
         .unwrap()
         .port();
     let maddr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let (otlp, exports) = otlp_collector().await;
     let mut child = Command::new(controller_bin())
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp)
+        .env("OTEL_SERVICE_NAME", "natrix-e2e")
         .arg("--kubeconfig")
         .arg(kubeconfig)
         .args(["--namespace", ns, "--metrics-addr", &maddr.to_string()])
@@ -565,6 +625,33 @@ async fn the_binary(client: &Client, ns: &str, kubeconfig: &Path) {
             .await
             .map_err(|e| format!("{e}; log:\n{}", logs()))
     })
+    .await;
+    // Its reconcile reached the OTLP collector as a span naming the object.
+    eventually(
+        "the reconcile span of NatsCluster bin over OTLP",
+        || async {
+            let got = exports.lock().unwrap().clone();
+            got.iter()
+                .filter(|req| {
+                    let res = &req["resourceSpans"][0]["resource"]["attributes"];
+                    otlp_attr(res, "service.name") == Some("natrix-e2e")
+                })
+                .flat_map(|req| {
+                    req["resourceSpans"][0]["scopeSpans"][0]["spans"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default()
+                })
+                .find(|span| {
+                    span["name"] == "reconcile NatsCluster"
+                        && otlp_attr(&span["attributes"], "k8s.object.name") == Some("bin")
+                        && otlp_attr(&span["attributes"], "k8s.namespace.name") == Some(ns)
+                        && span["traceId"].as_str().is_some_and(|t| t.len() == 32)
+                })
+                .map(|_| ())
+                .ok_or_else(|| format!("{} export request(s), none with it", got.len()))
+        },
+    )
     .await;
 
     // SIGTERM: exits 0 and releases the Lease.

@@ -62,18 +62,21 @@ pub async fn reconcile(a: Arc<Account>, ctx: Arc<Context>) -> Result<Action> {
     let start = Instant::now();
     let ns = a.namespace().ok_or(Error::MissingMetadata("namespace"))?;
     let api: Api<Account> = Api::namespaced(ctx.client.clone(), &ns);
-    let res = finalizer(&api, FINALIZER, a.clone(), |ev| async {
-        match ev {
-            Finalizer::Apply(a) => apply(&a, &ctx).await,
-            Finalizer::Cleanup(a) => cleanup(&a, &ctx).await,
-        }
-    })
-    .await
-    .map_err(|e| match e {
-        kube::runtime::finalizer::Error::ApplyFailed(e)
-        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
-        other => Error::Finalizer(other.to_string()),
-    });
+    let work = async {
+        finalizer(&api, FINALIZER, a.clone(), |ev| async {
+            match ev {
+                Finalizer::Apply(a) => apply(&a, &ctx).await,
+                Finalizer::Cleanup(a) => cleanup(&a, &ctx).await,
+            }
+        })
+        .await
+        .map_err(|e| match e {
+            kube::runtime::finalizer::Error::ApplyFailed(e)
+            | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+            other => Error::Finalizer(other.to_string()),
+        })
+    };
+    let res = crate::telemetry::traced("Account", &*a, work).await;
     ctx.finished(CONTROLLER, &*a, start, &res);
     res
 }

@@ -33,7 +33,7 @@ pub const CONTROLLER: &str = "natscluster";
 /// Reconcile one NatsCluster (the `Controller::run` callback).
 pub async fn reconcile(nc: Arc<NatsCluster>, ctx: Arc<Context>) -> Result<Action> {
     let start = Instant::now();
-    let res = reconcile_inner(&nc, &ctx).await;
+    let res = crate::telemetry::traced("NatsCluster", &*nc, reconcile_inner(&nc, &ctx)).await;
     ctx.finished(CONTROLLER, &*nc, start, &res);
     res
 }

@@ -32,18 +32,21 @@ pub async fn reconcile(s: Arc<Stream>, ctx: Arc<Context>) -> Result<Action> {
     let start = Instant::now();
     let ns = s.namespace().ok_or(Error::MissingMetadata("namespace"))?;
     let api: Api<Stream> = Api::namespaced(ctx.client.clone(), &ns);
-    let res = finalizer(&api, FINALIZER, s.clone(), |ev| async {
-        match ev {
-            Finalizer::Apply(s) => apply(&s, &ctx).await,
-            Finalizer::Cleanup(s) => cleanup(&s, &ctx).await,
-        }
-    })
-    .await
-    .map_err(|e| match e {
-        kube::runtime::finalizer::Error::ApplyFailed(e)
-        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
-        other => Error::Finalizer(other.to_string()),
-    });
+    let work = async {
+        finalizer(&api, FINALIZER, s.clone(), |ev| async {
+            match ev {
+                Finalizer::Apply(s) => apply(&s, &ctx).await,
+                Finalizer::Cleanup(s) => cleanup(&s, &ctx).await,
+            }
+        })
+        .await
+        .map_err(|e| match e {
+            kube::runtime::finalizer::Error::ApplyFailed(e)
+            | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+            other => Error::Finalizer(other.to_string()),
+        })
+    };
+    let res = crate::telemetry::traced("Stream", &*s, work).await;
     ctx.finished(CONTROLLER, &*s, start, &res);
     res
 }
