@@ -17,6 +17,8 @@ pub struct Cli {
     pub port: Option<i32>,
     /// `-m/--http_port`.
     pub http_port: Option<i32>,
+    /// `--profile`: the profiling port.
+    pub prof_port: Option<i32>,
     /// `-ms/--https_port`.
     pub https_port: Option<i32>,
     /// `-c/--config`.
@@ -131,7 +133,6 @@ const UNSUPPORTED: &[(&str, bool)] = &[
     ("remote_syslog", true),
     ("log_size_limit", true),
     ("max_traced_msg_len", true),
-    ("profile", true),
     ("help_tls", false),
 ];
 
@@ -261,7 +262,7 @@ where
             | "ports_file_dir" | "client_advertise" | "sl" | "signal" | "user" | "pass"
             | "auth" | "tlscert" | "tlskey" | "tlscacert" | "routes" | "cluster"
             | "cluster_listen" | "cluster_name" | "cluster_advertise" | "connect_retries"
-            | "sd" | "store_dir" => {
+            | "sd" | "store_dir" | "profile" => {
                 let value = match inline {
                     Some(v) => v,
                     None => {
@@ -276,6 +277,7 @@ where
                     "a" | "addr" | "net" => cli.host = Some(value),
                     "p" | "port" => cli.port = Some(parse_port(name, &value)?),
                     "m" | "http_port" => cli.http_port = Some(parse_port(name, &value)?),
+                    "profile" => cli.prof_port = Some(parse_port(name, &value)?),
                     "ms" | "https_port" => cli.https_port = Some(parse_port(name, &value)?),
                     "c" | "config" => cli.config = Some(PathBuf::from(value)),
                     "n" | "name" | "server_name" => cli.server_name = Some(value),
@@ -439,6 +441,9 @@ impl Cli {
         }
         if let Some(p) = self.http_port {
             opts.http_port = p;
+        }
+        if let Some(p) = self.prof_port {
+            opts.prof_port = p;
         }
         if let Some(p) = self.https_port {
             opts.https_port = p;
@@ -711,8 +716,8 @@ mod tests {
             CliError::Positional("-D".into())
         );
         assert_eq!(
-            p(&["--profile", "1"]).unwrap_err(),
-            CliError::Unsupported("profile".into())
+            p(&["--max_traced_msg_len", "1"]).unwrap_err(),
+            CliError::Unsupported("max_traced_msg_len".into())
         );
         assert_eq!(
             p(&["--tls"]).unwrap_err().to_string(),

@@ -19,6 +19,8 @@ pub struct Options {
     pub http_host: String,
     /// Monitoring port; 0 means disabled, -1 random.
     pub http_port: i32,
+    /// `prof_port`: CPU profiles over HTTP (0: off, -1: a random port), on `host`.
+    pub prof_port: i32,
     pub https_port: i32,
     pub http_base_path: String,
     pub max_payload: i32,
@@ -368,6 +370,7 @@ impl Default for Options {
             client_advertise: None,
             http_host: "0.0.0.0".into(),
             http_port: 0,
+            prof_port: 0,
             https_port: 0,
             http_base_path: String::new(),
             max_payload: 1024 * 1024,

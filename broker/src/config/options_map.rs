@@ -43,7 +43,6 @@ pub const NOT_SUPPORTED_KEYS: &[&str] = &[
     "ocsp",
     "ocsp_cache",
     "prof_block_rate",
-    "prof_port",
     "proxies",
     "proxy_protocol",
     "reconnect_error_reports",
@@ -241,6 +240,7 @@ pub fn apply(map: &Map, opts: &mut Options) -> Result<Vec<String>, ConfigError> 
                 }
             }
             "http_port" | "monitor_port" => opts.http_port = get_i32(e)?,
+            "prof_port" => opts.prof_port = get_i32(e)?,
             "https_port" => opts.https_port = get_i32(e)?,
             "http_base_path" => opts.http_base_path = get_str(e)?,
             "logfile" | "log_file" => opts.log_file = Some(PathBuf::from(get_str(e)?)),

@@ -10,6 +10,7 @@ pub mod connz;
 pub mod jsz;
 pub mod metrics;
 pub mod proc;
+pub mod profile;
 pub mod subsz;
 pub mod util;
 pub mod varz;

@@ -607,6 +607,18 @@ impl Server {
             let me = self.clone();
             tokio::spawn(async move { crate::monitor::serve(me, http).await });
         }
+        if opts.prof_port != 0 {
+            // As nats-server: on the client listen host.
+            let port = if opts.prof_port < 0 {
+                0
+            } else {
+                opts.prof_port as u16
+            };
+            let prof = TcpListener::bind((opts.host.as_str(), port)).await?;
+            tracing::info!("profiling port: {}", prof.local_addr()?.port());
+            let me = self.clone();
+            tokio::spawn(async move { crate::monitor::profile::serve(me, prof).await });
+        }
         if opts.https_port != 0 {
             let Some(tls) = &opts.tls else {
                 return Err(std::io::Error::other(
