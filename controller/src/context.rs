@@ -9,6 +9,7 @@ use kube::core::ApiResource;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource};
 
+use crate::client_auth::ClientAuth;
 use crate::cluster::health::{HealthCheck, HttpHealth};
 use crate::metrics::Metrics;
 
@@ -141,7 +142,7 @@ pub struct NatsClients {
 impl NatsClients {
     /// A connected client for `url` (cached), or the connection error's text.
     pub async fn get(&self, url: &str, timeout: Duration) -> Result<async_nats::Client, String> {
-        self.connect(url, url.to_string(), None, timeout).await
+        self.connect(url, &ClientAuth::default(), timeout).await
     }
 
     /// A client for `url` authenticated with a creds file (cached per URL and creds).
@@ -151,37 +152,32 @@ impl NatsClients {
         creds: &str,
         timeout: Duration,
     ) -> Result<async_nats::Client, String> {
-        use sha2::Digest;
-        let id: String = sha2::Sha256::digest(creds.as_bytes())[..8]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        self.connect(url, format!("{url}#{id}"), Some(creds), timeout)
-            .await
+        self.connect(url, &ClientAuth::creds(creds), timeout).await
     }
 
-    async fn connect(
+    /// A client for `url` presenting `auth` (TLS and login; cached per URL and `auth`).
+    pub async fn connect(
         &self,
         url: &str,
-        key: String,
-        creds: Option<&str>,
+        auth: &ClientAuth,
         timeout: Duration,
     ) -> Result<async_nats::Client, String> {
+        let key = if auth.is_anonymous() {
+            url.to_string()
+        } else {
+            format!("{url}#{}", auth.digest())
+        };
         let mut m = self.clients.lock().await;
         if let Some(c) = m.get(&key) {
             if c.connection_state() == async_nats::connection::State::Connected {
                 return Ok(c.clone());
             }
         }
-        let opts = match creds {
-            // The creds error text is generic; it never echoes the file.
-            Some(c) => async_nats::ConnectOptions::with_credentials(c)
-                .map_err(|_| "the creds file in the Secret cannot be parsed".to_string())?,
-            None => async_nats::ConnectOptions::new(),
-        }
-        .name("natrix-controller")
-        .connection_timeout(timeout)
-        .request_timeout(Some(timeout));
+        let opts = auth
+            .connect_options()?
+            .name("natrix-controller")
+            .connection_timeout(timeout)
+            .request_timeout(Some(timeout));
         let c = tokio::time::timeout(timeout * 2, opts.connect(url))
             .await
             .map_err(|_| format!("no connection within {:?}", timeout * 2))?

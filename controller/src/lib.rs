@@ -4,6 +4,7 @@
 pub mod account;
 pub mod apply;
 pub mod auth;
+pub mod client_auth;
 pub mod cluster;
 pub mod conditions;
 pub mod context;

@@ -20,6 +20,7 @@ use kube::{Resource, ResourceExt};
 use nkeys::KeyPair;
 
 use crate::auth::{self, OperatorKeys};
+use crate::client_auth::{self, Login};
 use crate::conditions::{self, Cond};
 use crate::context::Context;
 use crate::crd::{
@@ -495,11 +496,21 @@ async fn apply(a: &Account, ctx: &Context) -> Result<Action> {
     };
 
     let servers = push::servers(&nc, &ctx.settings)?;
+    let sys = match client_auth::for_cluster(&ctx.client, &nc).await? {
+        Ok(mut auth) => {
+            auth.login = Login::Creds(keys.system_user_creds.clone());
+            auth
+        }
+        Err(msg) => {
+            blocked(a, ctx, "ClientAuthInvalid", msg).await?;
+            return Ok(Action::requeue(ctx.settings.account_resync));
+        }
+    };
     let results: Vec<PushResult> = futures::future::join_all(servers.iter().map(|s| {
         push::request(
             &ctx.nats,
             s,
-            &keys.system_user_creds,
+            &sys,
             push::UPDATE_SUBJECT,
             jwt.clone(),
             ctx.settings.nats_timeout,
@@ -642,11 +653,21 @@ async fn cleanup(a: &Account, ctx: &Context) -> Result<Action> {
     let req =
         auth::delete_request(&keys.operator, std::slice::from_ref(&pubkey)).map_err(auth_err)?;
     let servers = push::servers(&nc, &ctx.settings)?;
+    let sys = match client_auth::for_cluster(&ctx.client, &nc).await? {
+        Ok(mut auth) => {
+            auth.login = Login::Creds(keys.system_user_creds.clone());
+            auth
+        }
+        Err(msg) => {
+            ctx.event(a, true, "DeleteSkipped", "Delete", msg).await;
+            return Ok(done);
+        }
+    };
     let results = futures::future::join_all(servers.iter().map(|s| {
         push::request(
             &ctx.nats,
             s,
-            &keys.system_user_creds,
+            &sys,
             push::DELETE_SUBJECT,
             req.clone(),
             ctx.settings.nats_timeout,

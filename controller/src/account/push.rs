@@ -1,6 +1,7 @@
 //! Talking to the nats-resolver of every broker through the system account: where the
 //! brokers are, `$SYS.REQ.CLAIMS.UPDATE` / `DELETE` and how their answers read.
 
+use crate::client_auth::ClientAuth;
 use std::time::Duration;
 
 use crate::context::{NatsClients, Settings};
@@ -96,16 +97,17 @@ pub fn parse_answer(payload: &[u8]) -> PushResult {
     }
 }
 
-/// Send `payload` to `subject` on one server as the system user; the server's verdict.
+/// Send `payload` to `subject` on one server as the system user (`auth`: the cluster's TLS and
+/// the system user's creds); the server's verdict.
 pub async fn request(
     clients: &NatsClients,
     server: &Server,
-    creds: &str,
+    auth: &ClientAuth,
     subject: &str,
     payload: String,
     timeout: Duration,
 ) -> PushResult {
-    let client = match clients.get_with_creds(&server.url, creds, timeout).await {
+    let client = match clients.connect(&server.url, auth, timeout).await {
         Ok(c) => c,
         Err(e) => {
             return PushResult {

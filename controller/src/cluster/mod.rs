@@ -429,10 +429,13 @@ async fn stream_replicas(
         Some(u) => u.replace(';', ","),
         None => format!("nats://{}.{ns}.svc:{}", n.client, nc.spec.ports.client),
     };
+    let auth = crate::client_auth::for_cluster(&ctx.client, nc)
+        .await
+        .map_err(|e| format!("reading the operator's TLS and login Secrets: {e}"))??;
     if !nc.spec.auth.operator_mode {
         let client = ctx
             .nats
-            .get(&url, t)
+            .connect(&url, &auth, t)
             .await
             .map_err(|e| format!("connecting to {url}: {e}"))?;
         out.extend(scale::list_streams(client, "listed by the server", t).await?);
@@ -469,9 +472,11 @@ async fn stream_replicas(
             .ok_or_else(|| {
                 format!("Secret {sname} (Account {aname}'s operator creds) is missing")
             })?;
+        let mut as_account = auth.clone();
+        as_account.login = crate::client_auth::Login::Creds(creds);
         let client = ctx
             .nats
-            .get_with_creds(&url, &creds, t)
+            .connect(&url, &as_account, t)
             .await
             .map_err(|e| format!("connecting to {url} as Account {aname}: {e}"))?;
         out.extend(scale::list_streams(client, &format!("Account {aname}"), t).await?);

@@ -326,6 +326,11 @@ pub struct AuthSpec {
     /// Name of the system account.
     #[serde(default = "default_system_account")]
     pub system_account: String,
+    /// How the operator itself logs in to the client port (Streams, the scale-down guard) when
+    /// the cluster is not in operator mode but its `config` requires users or `tls.client`
+    /// verifies client certificates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator_client: Option<OperatorClientSpec>,
 }
 
 impl Default for AuthSpec {
@@ -333,8 +338,26 @@ impl Default for AuthSpec {
         Self {
             operator_mode: false,
             system_account: default_system_account(),
+            operator_client: None,
         }
     }
+}
+
+/// The operator's login and client certificate on the client port, from Secrets in the
+/// cluster's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OperatorClientSpec {
+    /// Secret with the login: `username` and `password` (a `kubernetes.io/basic-auth`
+    /// Secret), or `token`, or `nkey` (a user seed), or `user.creds` (a creds file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = NAME_PATTERN))]
+    pub credentials_secret_name: Option<String>,
+    /// `kubernetes.io/tls` Secret (`tls.crt`, `tls.key`) with the client certificate the
+    /// operator presents; needed when `tls.client.verify` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = NAME_PATTERN))]
+    pub tls_secret_name: Option<String>,
 }
 
 fn default_system_account() -> String {

@@ -13,6 +13,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{finalizer, Event as Finalizer};
 use kube::ResourceExt;
 
+use crate::client_auth::{self, ClientAuth, Login};
 use crate::conditions::{self, Cond};
 use crate::context::Context;
 use crate::crd::{Account, NatsCluster, Stream, StreamStatus, CONDITION_READY};
@@ -56,28 +57,42 @@ pub fn error_policy(s: Arc<Stream>, err: &Error, ctx: Arc<Context>) -> Action {
     ctx.retry(CONTROLLER, "Stream", &*s, err)
 }
 
-/// Where the Stream's cluster is: the override URL or the NatsCluster's client Service.
+/// Where the Stream's cluster is (the override URL or the NatsCluster's client Service) and
+/// what the operator presents there (the cluster's TLS; outside operator mode its login).
 enum Target {
-    Url(String),
+    Url(String, ClientAuth),
     /// The NatsCluster does not exist or is being deleted.
     ClusterGone(String),
+    /// The NatsCluster's TLS or login settings cannot be used (what is missing).
+    AuthInvalid(String),
 }
 
 async fn target(s: &Stream, ctx: &Context) -> Result<Target> {
     let ns = s.namespace().ok_or(Error::MissingMetadata("namespace"))?;
     let cluster = &s.spec.cluster_ref.name;
+    let api: Api<NatsCluster> = Api::namespaced(ctx.client.clone(), &ns);
+    let nc = api.get_opt(cluster).await?;
+    let auth = match &nc {
+        Some(nc) => match client_auth::for_cluster(&ctx.client, nc).await? {
+            Ok(a) => a,
+            Err(msg) => return Ok(Target::AuthInvalid(msg)),
+        },
+        None => ClientAuth::default(),
+    };
     if let Some(url) = ctx.settings.nats_url_override(&ns, cluster) {
         // `a;b` lists every server (see the Account reconciler); clients take `a,b`.
-        return Ok(Target::Url(url.replace(';', ",")));
+        return Ok(Target::Url(url.replace(';', ","), auth));
     }
-    let api: Api<NatsCluster> = Api::namespaced(ctx.client.clone(), &ns);
-    match api.get_opt(cluster).await? {
+    match nc {
         Some(nc) if nc.metadata.deletion_timestamp.is_none() => {
             let n = render::names(&nc)?;
-            Ok(Target::Url(format!(
-                "nats://{}.{}.svc:{}",
-                n.client, n.namespace, nc.spec.ports.client
-            )))
+            Ok(Target::Url(
+                format!(
+                    "nats://{}.{}.svc:{}",
+                    n.client, n.namespace, nc.spec.ports.client
+                ),
+                auth,
+            ))
         }
         Some(_) => Ok(Target::ClusterGone(format!(
             "NatsCluster {ns}/{cluster} is being deleted"
@@ -140,20 +155,26 @@ async fn account_creds(
     }))
 }
 
+/// A JetStream context on `url`, presenting `auth` with the account's `creds` (operator mode)
+/// as the login when there are some.
 async fn jetstream(
     url: &str,
+    mut auth: ClientAuth,
     creds: Option<&str>,
     ctx: &Context,
 ) -> Result<async_nats::jetstream::Context> {
     let t = ctx.settings.nats_timeout;
-    let client = match creds {
-        Some(c) => ctx.nats.get_with_creds(url, c, t).await,
-        None => ctx.nats.get(url, t).await,
+    if let Some(c) = creds {
+        auth.login = Login::Creds(c.to_string());
     }
-    .map_err(|message| Error::Connect {
-        url: url.to_string(),
-        message,
-    })?;
+    let client = ctx
+        .nats
+        .connect(url, &auth, t)
+        .await
+        .map_err(|message| Error::Connect {
+            url: url.to_string(),
+            message,
+        })?;
     let mut js = async_nats::jetstream::new(client);
     js.set_timeout(ctx.settings.nats_timeout);
     Ok(js)
@@ -201,10 +222,14 @@ async fn apply(s: &Stream, ctx: &Context) -> Result<Action> {
             return Ok(Action::await_change());
         }
     };
-    let url = match target(s, ctx).await? {
-        Target::Url(u) => u,
+    let (url, auth) = match target(s, ctx).await? {
+        Target::Url(u, a) => (u, a),
         Target::ClusterGone(msg) => {
             set_ready(s, ctx, false, "ClusterNotFound", msg).await?;
+            return Ok(resync);
+        }
+        Target::AuthInvalid(msg) => {
+            set_ready(s, ctx, false, "ClientAuthInvalid", msg).await?;
             return Ok(resync);
         }
     };
@@ -215,7 +240,7 @@ async fn apply(s: &Stream, ctx: &Context) -> Result<Action> {
             return Ok(resync);
         }
     };
-    let js = match jetstream(&url, creds.as_deref(), ctx).await {
+    let js = match jetstream(&url, auth, creds.as_deref(), ctx).await {
         Ok(js) => js,
         Err(e) => {
             set_ready(
@@ -332,8 +357,19 @@ async fn cleanup(s: &Stream, ctx: &Context) -> Result<Action> {
         .await;
         return Ok(Action::await_change());
     }
-    let url = match target(s, ctx).await? {
-        Target::Url(u) => u,
+    let (url, auth) = match target(s, ctx).await? {
+        Target::Url(u, a) => (u, a),
+        Target::AuthInvalid(msg) => {
+            ctx.event(
+                s,
+                true,
+                "DeleteSkipped",
+                "Delete",
+                format!("{msg}; stream {name} is left on the server"),
+            )
+            .await;
+            return Ok(Action::await_change());
+        }
         Target::ClusterGone(msg) => {
             ctx.event(
                 s,
@@ -360,7 +396,7 @@ async fn cleanup(s: &Stream, ctx: &Context) -> Result<Action> {
             return Ok(Action::await_change());
         }
     };
-    let js = jetstream(&url, creds.as_deref(), ctx).await?;
+    let js = jetstream(&url, auth, creds.as_deref(), ctx).await?;
     match sync::delete(&js, name).await {
         Ok(existed) => {
             let note = if existed {
