@@ -276,6 +276,16 @@ const CASES: &[(&str, &str, bool)] = &[
         "tls { verify: 1 }\n",
         false,
     ),
+    (
+        "cluster-auth-token",
+        "cluster { port: -1, authorization { token: abc } }\n",
+        false,
+    ),
+    (
+        "cluster-auth-user",
+        "cluster { port: -1, authorization { user: u, password: p, timeout: 2 } }\n",
+        true,
+    ),
 ];
 
 #[test]

@@ -79,6 +79,10 @@ pub(super) fn cluster(
                         "password" | "pass" => auth.password = get_str(k)?,
                         // Routes authenticate on CONNECT right away; nothing to wait for.
                         "timeout" => {}
+                        // As nats-server: routes present a user and password only.
+                        "token" | "auth_token" => {
+                            return Err(bad(f, "Cluster authorization does not support tokens"))
+                        }
                         _ => {
                             return Err(ConfigError::Unsupported {
                                 pos: k.key_pos.clone(),
@@ -164,5 +168,20 @@ mod tests {
         .unwrap();
         let err = crate::config::apply(&map, &mut crate::options::Options::default());
         assert!(err.is_err());
+        // nats-server's wording, at the authorization block.
+        let map = crate::config::parser::parse_str(
+            "cluster { port: 1, authorization { token: abc } }",
+            "",
+            std::path::Path::new("."),
+            &|_| None,
+        )
+        .unwrap();
+        let err = crate::config::apply(&map, &mut crate::options::Options::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.ends_with("1:20: Cluster authorization does not support tokens"),
+            "{err}"
+        );
     }
 }
