@@ -6,11 +6,13 @@
 //! ([`stream`]), which owns its store ([`store`]) and consumers ([`consumer`]).
 
 pub mod advisory;
+pub mod archive;
 pub mod config;
 pub mod consumer;
 pub mod crypt;
 pub mod errors;
 pub mod headers;
+pub mod s2;
 pub mod store;
 pub mod stream;
 pub mod time;
