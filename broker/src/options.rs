@@ -70,6 +70,8 @@ pub struct Options {
     pub tls: Option<TlsOptions>,
     /// `operator`: trusted operator JWTs; non-empty means operator mode.
     pub trusted_operators: Vec<String>,
+    /// `trusted_keys` / `trusted`: operator public keys trusted without an operator JWT.
+    pub trusted_keys: Vec<String>,
     /// `resolver: MEMORY`: accounts come only from `resolver_preload`.
     pub memory_resolver: bool,
     /// `resolver: { type: full, dir, allow_delete, ... }`: the nats-resolver, account JWTs
@@ -327,7 +329,33 @@ impl Options {
         !self.users.is_empty()
             || self.token.is_some()
             || self.tls.as_ref().is_some_and(|t| t.verify_and_map)
-            || !self.trusted_operators.is_empty()
+            || self.operator_mode()
+    }
+
+    /// Decentralized auth: an operator JWT or a trusted operator key is configured.
+    pub fn operator_mode(&self) -> bool {
+        !self.trusted_operators.is_empty() || !self.trusted_keys.is_empty()
+    }
+
+    /// The trusted operators' claims: decoded operator JWTs, and for each `trusted_keys`
+    /// entry an operator with that identity key and no signing keys (nats-server's
+    /// `TrustedKeys` trust the key alone).
+    pub fn trusted_operator_claims(&self) -> Vec<natrix_jwt::OperatorClaims> {
+        let mut out: Vec<natrix_jwt::OperatorClaims> = self
+            .trusted_operators
+            .iter()
+            .filter_map(|t| natrix_jwt::decode_as::<natrix_jwt::Operator>(t).ok())
+            .collect();
+        for k in &self.trusted_keys {
+            if !out.iter().any(|o| &o.sub == k) {
+                out.push(natrix_jwt::OperatorClaims {
+                    sub: k.clone(),
+                    iss: k.clone(),
+                    ..Default::default()
+                });
+            }
+        }
+        out
     }
 }
 
@@ -403,6 +431,7 @@ impl Default for Options {
             system_account: None,
             tls: None,
             trusted_operators: Vec::new(),
+            trusted_keys: Vec::new(),
             memory_resolver: false,
             resolver_preload: Vec::new(),
             full_resolver: None,

@@ -363,3 +363,75 @@ async fn jetstream_follows_account_jwt_limits() {
     drop(s);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `trusted_keys` (and `trusted`): operator keys trusted without an operator JWT. Accounts
+/// signed by a trusted key resolve, an account nobody has a JWT for does not; the same
+/// answers as the reference nats-server.
+#[tokio::test]
+async fn trusted_keys_match_reference() {
+    let okp = KeyPair::new_operator();
+    let other = KeyPair::new_operator();
+    let a = KeyPair::new_account();
+    let b = KeyPair::new_account();
+    let c = KeyPair::new_account();
+    let a_jwt = encode(&AccountClaims::new(a.public_key()), &okp).unwrap();
+    let b_jwt = encode(&AccountClaims::new(b.public_key()), &other).unwrap();
+    let user = |acc: &KeyPair| {
+        let u = KeyPair::new_user();
+        let mut uc = UserClaims::new(u.public_key());
+        uc.name = "u".into();
+        creds(&uc, acc, &u)
+    };
+    for key in ["trusted_keys", "trusted"] {
+        let list = format!("[\"{}\", \"{}\"]", okp.public_key(), other.public_key());
+        let value = if key == "trusted" {
+            format!("\"{}\"", okp.public_key())
+        } else {
+            list
+        };
+        // B's signer is trusted only in the `trusted_keys` list; C has no JWT anywhere.
+        let config = format!(
+            "{key}: {value}\nresolver: MEMORY\nresolver_preload: {{\n  {}: {a_jwt}\n{}}}\n",
+            a.public_key(),
+            if key == "trusted_keys" {
+                format!("  {}: {b_jwt}\n", b.public_key())
+            } else {
+                String::new()
+            },
+        );
+        let ours = start_conf(&config, false).await;
+        let reference = RefServer::start(Some(&config), &[]);
+        let mut results = Vec::new();
+        for url in [ours.url(), format!("nats://{}", reference.addr)] {
+            let r = (
+                connect(&url, &user(&a)).await.is_ok(),
+                connect(&url, &user(&b)).await.is_ok(),
+                connect(&url, &user(&c)).await.is_ok(),
+            );
+            results.push(r);
+        }
+        assert_eq!(results[0], results[1], "{key}: natrix vs nats-server");
+        assert_eq!(results[0], (true, key == "trusted_keys", false), "{key}");
+    }
+    // A key that is not an operator public key is refused as nats-server refuses it.
+    let dir = std::env::temp_dir().join(format!("natrix-tk-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("bad.conf");
+    std::fs::write(
+        &f,
+        format!("trusted_keys: [\"{}\"]\nresolver: MEMORY\n", a.public_key()),
+    )
+    .unwrap();
+    let e = natrix_broker::config::load_file(&f)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("bad.conf:1:")
+            && e.ends_with(&format!(
+                ": trust key \"{}\" required to be a valid public operator nkey",
+                a.public_key()
+            )),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -13,11 +13,7 @@ use crate::options::{Options, Permissions, ResponsePermission, SubjectPermission
 
 /// Verifies every `resolver_preload` account JWT against the trusted operators.
 pub fn load_accounts(opts: &Options) -> Result<Vec<AccountClaims>, AuthError> {
-    let operators: Vec<_> = opts
-        .trusted_operators
-        .iter()
-        .filter_map(|t| natrix_jwt::decode_as::<natrix_jwt::Operator>(t).ok())
-        .collect();
+    let operators = opts.trusted_operator_claims();
     let mut out = Vec::new();
     // The nats-resolver's stored JWTs come first; a preload of the same account overrides them
     // only if the store has nothing newer (checked below by issue time).
@@ -105,7 +101,7 @@ impl JwtAuth {
         opts: &Options,
         accounts: &HashMap<String, Arc<Account>>,
     ) -> Result<Option<JwtAuth>, AuthError> {
-        if opts.trusted_operators.is_empty() {
+        if !opts.operator_mode() {
             return Ok(None);
         }
         let mut map = HashMap::new();

@@ -1,7 +1,7 @@
 //! Operator mode: `operator`, `resolver: MEMORY` and `resolver_preload`.
 
 use super::options_map::{bad, get_str};
-use super::value::{Entry, Kind};
+use super::value::{Entry, Kind, Value};
 use super::ConfigError;
 use crate::options::Options;
 
@@ -52,6 +52,28 @@ pub(super) fn apply(entries: &[&Entry], opts: &mut Options) -> Result<(), Config
                 _ => return Err(unsupported(e)),
             },
             "resolver_preload" => preload = Some(*e),
+            "trusted" | "trusted_keys" => {
+                let values: Vec<&Value> = match &e.value.kind {
+                    Kind::Array(items) => items.iter().collect(),
+                    _ => vec![&e.value],
+                };
+                for v in values {
+                    let Kind::String(k) = &v.kind else {
+                        return Err(bad(e, "trusted keys must be strings"));
+                    };
+                    let valid = k.starts_with('O') && nkeys::KeyPair::from_public_key(k).is_ok();
+                    if !valid {
+                        return Err(ConfigError::Value {
+                            pos: v.pos.clone(),
+                            key: e.key.clone(),
+                            msg: format!(
+                                "trust key {k:?} required to be a valid public operator nkey"
+                            ),
+                        });
+                    }
+                    opts.trusted_keys.push(k.clone());
+                }
+            }
             _ => return Err(unsupported(e)),
         }
     }
@@ -70,12 +92,12 @@ pub(super) fn apply(entries: &[&Entry], opts: &mut Options) -> Result<(), Config
         }
     }
     let has_resolver = opts.memory_resolver || opts.full_resolver.is_some();
-    if has_resolver && opts.trusted_operators.is_empty() {
+    if has_resolver && !opts.operator_mode() {
         if let Some(e) = entries.first() {
             return Err(bad(e, "resolver requires an operator"));
         }
     }
-    if !opts.trusted_operators.is_empty() && !has_resolver {
+    if opts.operator_mode() && !has_resolver {
         if let Some(e) = entries.first() {
             return Err(bad(
                 e,

@@ -55,8 +55,6 @@ pub const NOT_SUPPORTED_KEYS: &[&str] = &[
     "server_tags",
     "syslog",
     "trace_headers",
-    "trusted",
-    "trusted_keys",
     "websocket",
     "write_timeout",
     "ws",
@@ -324,7 +322,7 @@ pub fn apply(map: &Map, opts: &mut Options) -> Result<Vec<String>, ConfigError> 
                 opts.lame_duck_grace_period = nanos(ns);
             }
             "operator" | "operators" | "root_operator" | "root_operators" | "resolver"
-            | "resolver_preload" => operator_entries.push(e),
+            | "resolver_preload" | "trusted" | "trusted_keys" => operator_entries.push(e),
             k if NOT_SUPPORTED_KEYS.contains(&k) => {
                 return Err(ConfigError::Unsupported {
                     pos: e.key_pos.clone(),

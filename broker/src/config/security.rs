@@ -945,7 +945,7 @@ pub(super) fn finish(opts: &mut Options, st: &SecurityState) -> Result<(), Confi
     }
     if let (Some(name), Some(pos)) = (&opts.system_account, &st.system_account_pos) {
         // In operator mode the system account is a public key resolved from the JWTs.
-        if opts.trusted_operators.is_empty() && !names.contains(&name.as_str()) {
+        if !opts.operator_mode() && !names.contains(&name.as_str()) {
             return Err(at(
                 pos,
                 "system_account",

@@ -220,7 +220,7 @@ impl JetStream {
             .map_err(|e| e.to_string())?;
         *js.api_thread.lock() = Some(t);
         let sopts = server.options();
-        let enabled: Vec<(String, JsAccountLimits)> = if !sopts.trusted_operators.is_empty() {
+        let enabled: Vec<(String, JsAccountLimits)> = if sopts.operator_mode() {
             // Operator mode: accounts whose JWT grants JetStream storage.
             crate::auth::jwt::load_accounts(&sopts)
                 .unwrap_or_default()

@@ -776,7 +776,7 @@ pub(crate) fn wire_all_imports(opts: &Options, accounts: &HashMap<String, Arc<Ac
         a.clear_imports();
     }
     let mut all = opts.clone();
-    if !opts.trusted_operators.is_empty() {
+    if opts.operator_mode() {
         if let Ok(claims) = crate::auth::jwt::load_accounts(opts) {
             all.accounts
                 .extend(crate::auth::jwt::jwt_account_configs(&claims));

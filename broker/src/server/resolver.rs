@@ -484,12 +484,7 @@ fn store(path: &std::path::Path, jwt: &str) -> std::io::Result<()> {
 }
 
 fn operators(server: &Server) -> Vec<natrix_jwt::OperatorClaims> {
-    server
-        .options()
-        .trusted_operators
-        .iter()
-        .filter_map(|t| natrix_jwt::decode_as::<natrix_jwt::Operator>(t).ok())
-        .collect()
+    server.options().trusted_operator_claims()
 }
 
 /// Verifies, stores and applies an account JWT; the answer for the requester.
