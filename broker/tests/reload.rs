@@ -418,3 +418,48 @@ fn watch_config_reloads_on_file_change_without_a_signal() {
     assert_eq!(b.count("Failed to reload server configuration"), 1);
     assert!(Raw::connect(b.port, &user("a", "third")).is_ok());
 }
+
+/// JetStream on reload: server-wide limits apply live with nats-server's lines; the store
+/// directory and the domain are refused with its messages.
+#[test]
+fn jetstream_reload_matches_reference() {
+    let mut seen = Vec::new();
+    for bin in [PathBuf::from(NATRIX), common::nats_server_bin()] {
+        let dir = std::env::temp_dir().join(format!(
+            "natrix-jsreload-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        let store = dir.display().to_string();
+        let conf = |mem: &str, sd: &str, extra: &str| {
+            format!(
+                "{LISTEN}jetstream {{ store_dir: \"{sd}\", max_mem: {mem}, max_file: {mem}{extra} }}\n"
+            )
+        };
+        let b = Broker::start_bin(&bin, &conf("1G", &store, ""));
+        let ok = b.count("Reloaded server configuration");
+        b.reload(&conf("2G", &store, ""));
+        b.wait_nth("Reloaded server configuration", ok + 1);
+        b.reload_expect(
+            &conf("2G", &format!("{store}-other"), ""),
+            "Failed to reload server configuration",
+        );
+        let failed = b.count("Failed to reload");
+        b.reload(&conf("2G", &store, ", domain: x"));
+        b.wait_nth("Failed to reload server configuration", failed + 1);
+        let lines: Vec<String> = b
+            .lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains("Reloaded: JetStream") || l.contains("Failed to reload"))
+            .map(|l| message(l))
+            .collect();
+        seen.push(lines);
+        drop(b);
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(format!("{store}-other"));
+    }
+    assert_eq!(seen[0], seen[1]);
+    assert_eq!(seen[0].len(), 4, "{:?}", seen[0]);
+}

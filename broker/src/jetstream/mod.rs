@@ -20,7 +20,7 @@ pub mod transform;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -112,8 +112,9 @@ pub struct JetStream {
     pub sync_always: bool,
     /// `<store_dir>/jetstream`.
     pub store_dir: PathBuf,
-    pub max_memory: i64,
-    pub max_store: i64,
+    /// Server-wide memory and file storage limits (bytes); reloadable.
+    max_memory: AtomicI64,
+    max_store: AtomicI64,
     /// `cipher` and `key`: file streams are encrypted at rest.
     pub encryption: Option<crypt::MasterKey>,
     accounts: RwLock<HashMap<String, Arc<JsAccount>>>,
@@ -143,23 +144,64 @@ pub fn friendly_bytes(b: i64) -> String {
     format!("{:.2} {}B", f / 1024f64.powi(exp as i32), UNITS[exp - 1])
 }
 
+/// The effective server memory limit for `max_mem` (negative: 75% of system memory).
+fn effective_max_memory(configured: i64) -> i64 {
+    if configured < 0 {
+        system_memory().map_or(1 << 30, |m| m / 4 * 3)
+    } else {
+        configured
+    }
+}
+
+/// The effective server file storage limit for `max_file` (negative: 1 TiB).
+fn effective_max_store(configured: i64) -> i64 {
+    if configured < 0 {
+        1 << 40
+    } else {
+        configured
+    }
+}
+
 impl JetStream {
+    /// The server-wide memory storage limit.
+    pub fn max_memory(&self) -> i64 {
+        self.max_memory.load(Ordering::Relaxed)
+    }
+
+    /// The server-wide file storage limit.
+    pub fn max_store(&self) -> i64 {
+        self.max_store.load(Ordering::Relaxed)
+    }
+
+    /// Reload: new server-wide limits, logged as nats-server logs them. New writes are
+    /// checked against them; nothing stored is removed.
+    pub fn set_limits(&self, max_memory: i64, max_file: i64) {
+        let (mem, file) = (
+            effective_max_memory(max_memory),
+            effective_max_store(max_file),
+        );
+        if self.max_memory.swap(mem, Ordering::Relaxed) != mem {
+            tracing::info!(
+                "Reloaded: JetStream max_mem_store = {}",
+                friendly_bytes(mem)
+            );
+        }
+        if self.max_store.swap(file, Ordering::Relaxed) != file {
+            tracing::info!(
+                "Reloaded: JetStream max_file_store = {}",
+                friendly_bytes(file)
+            );
+        }
+    }
+
     /// Starts JetStream: the store directory, the banner, the enabled accounts and their
     /// recovered streams.
     pub fn start(server: &Arc<Server>, opts: &JetStreamOptions) -> Result<Arc<JetStream>, String> {
         let store_dir = opts.store_dir.join("jetstream");
         std::fs::create_dir_all(&store_dir)
             .map_err(|e| format!("could not create storage directory - {e}"))?;
-        let max_memory = if opts.max_memory < 0 {
-            system_memory().map_or(1 << 30, |m| m / 4 * 3)
-        } else {
-            opts.max_memory
-        };
-        let max_store = if opts.max_file < 0 {
-            1 << 40
-        } else {
-            opts.max_file
-        };
+        let max_memory = effective_max_memory(opts.max_memory);
+        let max_store = effective_max_store(opts.max_file);
         let client = Client::internal(server.next_cid(), server.system_account.clone());
         let (tx, rx) = std::sync::mpsc::channel::<ApiReq>();
         let js = Arc::new(JetStream {
@@ -169,8 +211,8 @@ impl JetStream {
             sync_interval: opts.sync_interval,
             sync_always: opts.sync_always,
             store_dir: store_dir.clone(),
-            max_memory,
-            max_store,
+            max_memory: AtomicI64::new(max_memory),
+            max_store: AtomicI64::new(max_store),
             encryption: opts.encryption.as_ref().map(crypt::MasterKey::new),
             accounts: RwLock::new(HashMap::new()),
             client,
@@ -609,8 +651,8 @@ impl JetStream {
             return Ok(());
         };
         let (acc_limit, server_limit) = match cfg.storage {
-            Storage::Memory => (acc.limits.max_memory, self.max_memory),
-            Storage::File => (acc.limits.max_store, self.max_store),
+            Storage::Memory => (acc.limits.max_memory, self.max_memory()),
+            Storage::File => (acc.limits.max_store, self.max_store()),
         };
         let used = acc.usage(cfg.storage);
         if acc_limit >= 0 && used + size > acc_limit as u64 {
@@ -981,8 +1023,8 @@ impl JetStream {
             return Err(ApiError::max_streams());
         }
         let (acc_limit, server_limit) = match cfg.storage {
-            Storage::Memory => (acc.limits.max_memory, self.max_memory),
-            Storage::File => (acc.limits.max_store, self.max_store),
+            Storage::Memory => (acc.limits.max_memory, self.max_memory()),
+            Storage::File => (acc.limits.max_store, self.max_store()),
         };
         if cfg.max_bytes > 0
             && ((acc_limit >= 0 && cfg.max_bytes > acc_limit) || cfg.max_bytes > server_limit)

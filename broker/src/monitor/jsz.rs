@@ -21,8 +21,8 @@ pub struct JszOptions {
 
 fn config(js: &JetStream) -> Value {
     let mut c = json!({
-        "max_memory": js.max_memory,
-        "max_storage": js.max_store,
+        "max_memory": js.max_memory(),
+        "max_storage": js.max_store(),
         "store_dir": js.store_dir.display().to_string(),
         "sync_interval": js.sync_interval.as_nanos() as u64,
         "strict": true,

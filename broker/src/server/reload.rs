@@ -75,6 +75,7 @@ pub fn check_restart_options(old: &Options, new: &Options) -> Result<(), String>
         .map(|p| p.display().to_string())
         .unwrap_or_default());
     check_cluster(old.cluster.as_ref(), new.cluster.as_ref())?;
+    check_jetstream(old, new)?;
     // Ours: imports and exports are wired into the accounts when they are built.
     for a in &new.accounts {
         if let Some(o) = old.accounts.iter().find(|o| o.name == a.name) {
@@ -130,6 +131,59 @@ fn check_cluster(old: Option<&ClusterOptions>, new: Option<&ClusterOptions>) -> 
         return Ok(());
     }
     Err(refuse("cluster", "enabled", "disabled"))
+}
+
+/// JetStream: the server-wide `max_mem`/`max_file` apply live (as nats-server); the store
+/// directory, domain (nats-server's wording), turning JetStream on or off, sync and
+/// encryption settings, and per-account JetStream limits need a restart here.
+fn check_jetstream(old: &Options, new: &Options) -> Result<(), String> {
+    match (&old.jetstream, &new.jetstream) {
+        (None, None) => {}
+        (Some(_), None) => return Err(refuse("JetStream", "enabled", "disabled")),
+        (None, Some(_)) => return Err(refuse("JetStream", "disabled", "enabled")),
+        (Some(o), Some(n)) => {
+            if o.store_dir != n.store_dir {
+                return Err("config reload not supported for jetstream storage directory".into());
+            }
+            if o.domain != n.domain {
+                return Err(refuse(
+                    "JetStreamDomain",
+                    opt_str(&o.domain),
+                    opt_str(&n.domain),
+                ));
+            }
+            if o.sync_interval != n.sync_interval || o.sync_always != n.sync_always {
+                return Err(refuse(
+                    "JetStreamSyncInterval",
+                    dur(o.sync_interval),
+                    dur(n.sync_interval),
+                ));
+            }
+            if o.encryption != n.encryption {
+                // Never the key itself.
+                let c = |e: &Option<crate::options::JsEncryption>| match e {
+                    Some(e) => format!("{:?}", e.cipher),
+                    None => "none".to_string(),
+                };
+                return Err(refuse(
+                    "JetStream encryption",
+                    c(&o.encryption),
+                    c(&n.encryption),
+                ));
+            }
+        }
+    }
+    for a in &new.accounts {
+        if let Some(o) = old.accounts.iter().find(|o| o.name == a.name) {
+            if o.jetstream != a.jetstream {
+                return Err(format!(
+                    "config reload not supported for account {:?} jetstream limits",
+                    a.name
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// What a reload changes, in the order nats-server logs it.
@@ -322,6 +376,9 @@ impl Server {
         self.reload_epoch.fetch_add(1, Ordering::Release);
         for c in self.clients() {
             c.out.wake.notify_one();
+        }
+        if let (Some(js), Some(j)) = (self.jetstream(), &self.options().jetstream) {
+            js.set_limits(j.max_memory, j.max_file);
         }
         *self.config_load_time.write() = SystemTime::now();
         tracing::info!("Reloaded server configuration");
