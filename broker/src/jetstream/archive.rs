@@ -44,6 +44,8 @@ impl Entry {
 pub enum ArchiveError {
     #[error("archive: invalid archive stream")]
     Invalid,
+    #[error("EOF")]
+    Eof,
     #[error("unexpected EOF")]
     UnexpectedEof,
     #[error("{0}")]
@@ -107,9 +109,17 @@ impl<R: Read> Reader<R> {
         Err(ArchiveError::Invalid)
     }
 
-    /// The next entry; running out of input before the sentinel is an error.
+    /// The next entry; running out of input before the sentinel is an error (`EOF` between
+    /// entries, `unexpected EOF` inside one).
     pub fn next_entry(&mut self) -> Result<Entry, ArchiveError> {
         let name_len = self.uvarint()?;
+        self.rest_of_entry(name_len).map_err(|e| match e {
+            ArchiveError::Eof => ArchiveError::UnexpectedEof,
+            e => e,
+        })
+    }
+
+    fn rest_of_entry(&mut self, name_len: u64) -> Result<Entry, ArchiveError> {
         let zz = self.uvarint()?;
         let ts = ((zz >> 1) as i64) ^ -((zz & 1) as i64);
         let seq = self.uvarint()?;
@@ -135,14 +145,20 @@ impl<R: Read> Reader<R> {
     }
 }
 
+/// Fills `buf`: nothing left at all is `EOF`, part of it `unexpected EOF` (as Go's
+/// `io.ReadFull`, whose words nats-server's restore errors carry).
 fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> Result<(), ArchiveError> {
-    r.read_exact(buf).map_err(|e| {
-        if e.kind() == io::ErrorKind::UnexpectedEof {
-            ArchiveError::UnexpectedEof
-        } else {
-            ArchiveError::Io(e)
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) if got == 0 => return Err(ArchiveError::Eof),
+            Ok(0) => return Err(ArchiveError::UnexpectedEof),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(ArchiveError::Io(e)),
         }
-    })
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -167,7 +183,7 @@ mod tests {
             (-5, 7, &b"NATS/1.0\r\n\r\n"[..], &b"body"[..])
         );
         assert!(r.next_entry().unwrap().is_sentinel());
-        assert!(matches!(r.next_entry(), Err(ArchiveError::UnexpectedEof)));
+        assert!(matches!(r.next_entry(), Err(ArchiveError::Eof)));
     }
 
     #[test]

@@ -81,6 +81,77 @@ pub struct ConsumerState {
     initial: VecDeque<u64>,
 }
 
+impl ConsumerState {
+    /// nats-server's consumer state JSON (`delivered`, `ack_floor`, `pending`,
+    /// `redelivered`) as a backup carries it, limited to stream sequences up to `last`.
+    pub fn to_nats(&self, last: u64) -> serde_json::Value {
+        let mut v = serde_json::json!({
+            "delivered": {"consumer_seq": self.dseq, "stream_seq": self.last_sseq.min(last)},
+            "ack_floor": {"consumer_seq": self.ack_floor_dseq, "stream_seq": self.ack_floor_sseq.min(last)},
+        });
+        let pending: serde_json::Map<String, serde_json::Value> = self
+            .pending
+            .range(..=last)
+            .map(|(s, p)| {
+                (
+                    s.to_string(),
+                    serde_json::json!({"Sequence": p.dseq, "Timestamp": p.ts}),
+                )
+            })
+            .collect();
+        if !pending.is_empty() {
+            v["pending"] = serde_json::Value::Object(pending);
+        }
+        // nats-server counts redeliveries; we keep delivery counts.
+        let redelivered: serde_json::Map<String, serde_json::Value> = self
+            .redelivered
+            .iter()
+            .filter(|(s, dc)| **s <= last && **dc > 1)
+            .map(|(s, dc)| (s.to_string(), serde_json::json!(dc - 1)))
+            .collect();
+        if !redelivered.is_empty() {
+            v["redelivered"] = serde_json::Value::Object(redelivered);
+        }
+        v
+    }
+
+    /// The state from nats-server's consumer state JSON (see [`ConsumerState::to_nats`]).
+    pub fn from_nats(v: &serde_json::Value) -> Result<ConsumerState, String> {
+        let num = |a: &str, b: &str| v[a][b].as_u64().unwrap_or(0);
+        if !v.is_object() {
+            return Err("consumer state is not an object".into());
+        }
+        let mut st = ConsumerState {
+            dseq: num("delivered", "consumer_seq"),
+            last_sseq: num("delivered", "stream_seq"),
+            ack_floor_dseq: num("ack_floor", "consumer_seq"),
+            ack_floor_sseq: num("ack_floor", "stream_seq"),
+            ..Default::default()
+        };
+        st.next_sseq = st.last_sseq + 1;
+        let seq = |k: &str| {
+            k.parse::<u64>()
+                .map_err(|_| format!("bad sequence {k:?} in consumer state"))
+        };
+        if let Some(m) = v["pending"].as_object() {
+            for (k, p) in m {
+                let pending = Pending {
+                    dseq: p["Sequence"].as_u64().unwrap_or(0),
+                    ts: p["Timestamp"].as_i64().unwrap_or(0),
+                    deadline: Instant::now(),
+                };
+                st.pending.insert(seq(k)?, pending);
+            }
+        }
+        if let Some(m) = v["redelivered"].as_object() {
+            for (k, n) in m {
+                st.redelivered.insert(seq(k)?, n.as_u64().unwrap_or(0) + 1);
+            }
+        }
+        Ok(st)
+    }
+}
+
 /// A consumer.
 #[derive(Debug)]
 pub struct Consumer {

@@ -13,6 +13,7 @@ pub mod crypt;
 pub mod errors;
 pub mod headers;
 pub mod s2;
+pub mod snapshot;
 pub mod store;
 pub mod stream;
 pub mod time;
@@ -516,6 +517,11 @@ impl JetStream {
                 }
             }
         }
+        // Backups placed in `restore/` while the broker was down.
+        for msg in snapshot::restore_offline(self, server, &acc) {
+            tracing::error!("{msg}");
+            self.failed.lock().push(msg);
+        }
         Ok(())
     }
 
@@ -732,7 +738,7 @@ impl JetStream {
             &req.body,
             self.domain.as_ref(),
         );
-        let result = self.dispatch(server, &acc, api, &reply, &req.body, &audit);
+        let result = self.dispatch(server, &acc, api, &reply, &req.body, &audit, req.publisher);
         // Counted once answered, as nats-server (an INFO does not count itself).
         acc.api_total.fetch_add(1, Ordering::Relaxed);
         let body = match result {
@@ -759,6 +765,7 @@ impl JetStream {
 
     /// Routes an API request: account-level ones are answered here (`Ok(Some)`), stream-level
     /// ones are handed to the stream, which answers itself (`Ok(None)`).
+    #[allow(clippy::too_many_arguments)]
     fn dispatch(
         self: &Arc<Self>,
         server: &Arc<Server>,
@@ -767,6 +774,7 @@ impl JetStream {
         reply: &str,
         body: &Bytes,
         audit: &Option<Box<advisory::Audit>>,
+        publisher: u64,
     ) -> Result<Option<Value>, (&'static str, ApiError)> {
         let toks: Vec<&str> = api.split('.').collect();
         let forward = |stream: &str,
@@ -836,6 +844,12 @@ impl JetStream {
                 }
             }
             ["STREAM", "INFO", name] => forward(name, Op::Info, "stream_info_response"),
+            ["STREAM", "SNAPSHOT", name] => {
+                snapshot::snapshot_request(self, server, acc, name, reply, body, publisher)
+            }
+            ["STREAM", "RESTORE", name] => Ok(Some(snapshot::restore_request(
+                self, server, acc, name, body, publisher,
+            ))),
             ["STREAM", "PURGE", name] => forward(name, Op::Purge, "stream_purge_response"),
             ["STREAM", "MSG", "GET", name] => forward(name, Op::MsgGet, "stream_msg_get_response"),
             ["STREAM", "MSG", "DELETE", name] => {

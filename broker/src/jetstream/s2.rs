@@ -141,12 +141,10 @@ pub fn compress_block(src: &[u8], out: &mut Vec<u8>) {
     emit_literal(out, &src[lit..]);
 }
 
-/// Errors reading an S2 block.
+/// Errors reading an S2 stream: nats-server's message (what was wrong shows in debug logs).
 fn corrupt(what: &str) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidData,
-        format!("s2: corrupt input: {what}"),
-    )
+    tracing::debug!("s2: corrupt input: {what}");
+    io::Error::new(io::ErrorKind::InvalidData, "s2: corrupt input")
 }
 
 fn uvarint(src: &[u8], pos: &mut usize) -> io::Result<u64> {

@@ -27,6 +27,7 @@ use crate::accounts::Account;
 use crate::server::client::{unix_nanos, InternalSender, Subscription};
 use crate::server::Server;
 
+mod snapshot;
 mod source;
 use source::{Origin, OriginEvent};
 
@@ -86,6 +87,8 @@ pub enum Cmd {
     },
     /// Stop the thread; with `delete`, remove the stream's files.
     Stop { delete: bool, done: SyncSender<()> },
+    /// A step of a backup or a restore.
+    Snapshot(super::snapshot::SnapCmd),
 }
 
 /// Stream-level API operations.
@@ -268,6 +271,7 @@ pub fn spawn(s: Spawn) -> Result<Arc<StreamHandle>, ApiError> {
         last_state_save: Instant::now(),
         wake: false,
         origins: Vec::new(),
+        snapshots: 0,
     };
     stream.start_origins();
     stream.restore_consumers();
@@ -307,6 +311,8 @@ struct Stream {
     wake: bool,
     /// The mirror or the sources this stream copies from.
     origins: Vec<Origin>,
+    /// Backups running (limits and retention wait while any is).
+    snapshots: u32,
 }
 
 /// How often dirty consumer state is written to disk.
@@ -417,7 +423,7 @@ impl Stream {
                 min(self.last_state_save + STATE_SAVE_INTERVAL);
             }
         }
-        if self.cfg.max_age > 0 {
+        if self.cfg.max_age > 0 && !self.snapshotting() {
             if let Some((_, ts)) = self.store.first_msg() {
                 let age = unix_nanos() - ts;
                 let left = (self.cfg.max_age - age).max(0) as u64;
@@ -470,7 +476,7 @@ impl Stream {
         }
         let now = Instant::now();
         // max_age.
-        if self.cfg.max_age > 0 {
+        if self.cfg.max_age > 0 && !self.snapshotting() {
             let cutoff = unix_nanos() - self.cfg.max_age;
             while let Some((seq, ts)) = self.store.first_msg() {
                 if ts > cutoff {
@@ -631,6 +637,7 @@ impl Stream {
                     .collect();
                 let _ = done.send((self.info_value(&Default::default()), consumers));
             }
+            Cmd::Snapshot(c) => self.snapshot_cmd(c),
             Cmd::Stop { .. } => {}
         }
     }
@@ -975,6 +982,9 @@ impl Stream {
     }
 
     fn enforce_limits(&mut self, subject: &str) {
+        if self.snapshotting() {
+            return;
+        }
         if self.cfg.max_msgs_per_subject > 0 {
             while let Some(ss) = self.store.subject_state(subject) {
                 if ss.msgs <= self.cfg.max_msgs_per_subject as u64 {
@@ -1098,7 +1108,7 @@ impl Stream {
 
     /// Interest and work-queue retention: removes acknowledged messages nobody needs.
     fn retire(&mut self, acked: &[u64]) {
-        if self.cfg.retention == Retention::Limits || acked.is_empty() {
+        if self.cfg.retention == Retention::Limits || acked.is_empty() || self.snapshotting() {
             return;
         }
         for &seq in acked {

@@ -1,0 +1,938 @@
+//! Stream backups and restores (`$JS.API.STREAM.SNAPSHOT.<stream>`,
+//! `$JS.API.STREAM.RESTORE.<stream>`) with nats-server 2.15's protocol and archive, so a
+//! backup from either server restores on the other.
+//!
+//! Backup: the answer carries the stream's config and state; then the archive
+//! ([`super::archive`], S2-compressed by [`super::s2`]) goes to the request's
+//! `deliver_subject` in chunks (default 128 KiB, 1 KiB..1 MiB), each full chunk with a reply
+//! subject `$JS.SNAPSHOT.ACK.<stream>.<id>.<size>.<index>` the receiver answers; at most
+//! `window_size / chunk_size` chunks (default window 8 MiB, 1 KiB..32 MiB) wait for an answer,
+//! and five seconds without one ends the backup (`408 No Flow Response`). An empty message
+//! ends the transfer: status `204` when a full chunk went out, none otherwise, `408 No
+//! Interest` or `500 <error>` on failure. The stream keeps running meanwhile; its limits and
+//! retention wait until the backup ends, so nothing in the backed-up range is evicted.
+//!
+//! Restore: the answer names `$JS.SNAPSHOT.RESTORE.<stream>.<id>`, where the client sends the
+//! archive in chunks, each with a reply subject (answered empty), and an empty chunk last; the
+//! answer to that is a `stream_create_response`. Upload is staged in
+//! `<store_dir>/jetstream/_restore`, five seconds without a chunk abandons it.
+//!
+//! Offline restore: a directory `<store_dir>/jetstream/<account>/restore/<any name>/` holding
+//! `backup.json` (the backup's API answer, or just a stream config) and `stream.tar.s2` (the
+//! archive) — the layout `nats stream backup` writes — is restored when the broker starts, and
+//! removed once restored.
+
+use std::io::{BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::archive::{self, ArchiveError, Entry};
+use super::config::{ConsumerConfig, Storage, StreamConfig};
+use super::consumer::ConsumerState;
+use super::errors::ApiError;
+use super::store::StoredMsg;
+use super::stream::{self, Cmd, StreamHandle};
+use super::time::rfc3339_nanos;
+use super::{advisory, s2, JetStream, JsAccount};
+use crate::server::client::{unix_nanos, InternalHandler, InternalSender};
+use crate::server::Server;
+
+/// How long without progress ends a transfer.
+const STALL: Duration = Duration::from_secs(5);
+/// How long a backup waits for someone to listen on its deliver subject.
+const INTEREST_WAIT: Duration = Duration::from_secs(2);
+/// Messages handed to a restoring stream per step.
+const RESTORE_BATCH: usize = 1024;
+
+/// What a stream's thread does for a backup or a restore.
+pub enum SnapCmd {
+    /// A backup begins: its config, state and consumers (retention pauses until `End`).
+    Start {
+        no_consumers: bool,
+        done: SyncSender<SnapStart>,
+    },
+    /// Messages from `from` up to `to`, a bounded batch.
+    Read {
+        from: u64,
+        to: u64,
+        done: SyncSender<Vec<StoredMsg>>,
+    },
+    /// A backup ended.
+    End,
+    /// Restore: store these messages at their sequences.
+    Restore {
+        msgs: Vec<Entry>,
+        done: SyncSender<Result<(), String>>,
+    },
+    /// Restore: sequences through `last_seq` taken, consumers in place; answers the stream's
+    /// `stream_create_response`.
+    RestoreFinish {
+        last_seq: u64,
+        consumers: Vec<(String, ConsumerConfig, ConsumerState)>,
+        done: SyncSender<Result<Value, String>>,
+    },
+}
+
+/// What a backup starts with.
+#[derive(Debug)]
+pub struct SnapStart {
+    pub config: Value,
+    /// The state the API answer reports.
+    pub state: Value,
+    /// The state the archive carries (its consumer count is the consumers included).
+    pub archived: Value,
+    pub first_seq: u64,
+    pub last_seq: u64,
+    /// Consumer name and `{"config", "state"}`.
+    pub consumers: Vec<(String, Value)>,
+}
+
+/// Errors of a restore, as the final answer reports them (`restore failed: ...`).
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error("{0}")]
+    Archive(#[from] ArchiveError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("stream name already in use, cannot restore")]
+    Exists,
+    #[error("{0}")]
+    Stream(String),
+}
+
+/// The `SNAPSHOT` request.
+#[derive(Debug, Default, Deserialize)]
+struct SnapshotReq {
+    #[serde(default)]
+    deliver_subject: String,
+    #[serde(default)]
+    no_consumers: bool,
+    #[serde(default)]
+    chunk_size: i64,
+    #[serde(default)]
+    window_size: i64,
+}
+
+/// A random identifier like nats-server's NUIDs (22 base62 characters).
+fn nuid() -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    (0..22)
+        .map(|_| A[fastrand::usize(..A.len())] as char)
+        .collect()
+}
+
+/// The requester's client info for advisories.
+fn client_info(server: &Server, acc: &JsAccount, cid: u64) -> Value {
+    match server.client(cid) {
+        Some(c) => crate::server::sysreq::client_info(server, &c),
+        None => json!({"acc": acc.name, "server": server.server_name}),
+    }
+}
+
+fn send(
+    server: &Server,
+    acc: &JsAccount,
+    subject: &str,
+    hdr: Option<&[u8]>,
+    reply: Option<&str>,
+    body: &[u8],
+) {
+    let mut s = InternalSender::default();
+    s.send(
+        server,
+        &acc.account,
+        subject.as_bytes(),
+        reply.map(str::as_bytes),
+        hdr,
+        body,
+    );
+    s.flush(server);
+}
+
+fn publish_advisory(
+    js: &JetStream,
+    server: &Server,
+    acc: &JsAccount,
+    subject: &str,
+    kind: &str,
+    mut body: Value,
+) {
+    if let Some(d) = &js.domain {
+        body["domain"] = json!(d);
+    }
+    let mut s = InternalSender::default();
+    advisory::publish(server, &acc.account, &mut s, subject, kind, body);
+    s.flush(server);
+}
+
+/// `STREAM.SNAPSHOT.<stream>`: validates the request and starts the backup on its own thread.
+pub(super) fn snapshot_request(
+    js: &Arc<JetStream>,
+    server: &Arc<Server>,
+    acc: &Arc<JsAccount>,
+    name: &str,
+    reply: &str,
+    body: &Bytes,
+    publisher: u64,
+) -> Result<Option<Value>, (&'static str, ApiError)> {
+    const KIND: &str = "stream_snapshot_response";
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err((KIND, ApiError::bad_request()));
+    }
+    let h = acc
+        .stream(name)
+        .ok_or((KIND, ApiError::stream_not_found()))?;
+    let req: SnapshotReq = super::errors::from_json(body).map_err(|e| (KIND, e))?;
+    if !crate::subject::is_valid_publish_subject(&req.deliver_subject) {
+        return Err((KIND, ApiError::new(10015, 400, "deliver subject not valid")));
+    }
+    let (js, server, acc) = (js.clone(), server.clone(), acc.clone());
+    let reply = reply.to_string();
+    let spawned = std::thread::Builder::new()
+        .name(format!("js-snap-{name}"))
+        .spawn(move || run_snapshot(&js, &server, &acc, &h, &reply, req, publisher));
+    match spawned {
+        Ok(_) => Ok(None),
+        Err(e) => Err((
+            KIND,
+            ApiError::new(10064, 500, &format!("snapshot failed: {e}")),
+        )),
+    }
+}
+
+/// Ends the stream's backup when dropped.
+struct EndGuard<'a>(&'a StreamHandle);
+
+impl Drop for EndGuard<'_> {
+    fn drop(&mut self) {
+        self.0.send(Cmd::Snapshot(SnapCmd::End));
+    }
+}
+
+/// How a backup transfer ended.
+enum Outcome {
+    Ok { full_chunks: bool },
+    NoInterest,
+    NoFlow,
+    Failed(String),
+}
+
+fn run_snapshot(
+    js: &Arc<JetStream>,
+    server: &Arc<Server>,
+    acc: &Arc<JsAccount>,
+    h: &Arc<StreamHandle>,
+    reply: &str,
+    req: SnapshotReq,
+    publisher: u64,
+) {
+    let started = unix_nanos();
+    let name = h.name.clone();
+    tracing::info!("Starting snapshot for stream '{} > {name}'", acc.name);
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    h.send(Cmd::Snapshot(SnapCmd::Start {
+        no_consumers: req.no_consumers,
+        done: tx,
+    }));
+    let Ok(start) = rx.recv_timeout(Duration::from_secs(10)) else {
+        let e = ApiError::new(10064, 500, "snapshot failed: stream did not answer");
+        let body = super::error_body("stream_snapshot_response", e).to_string();
+        send(server, acc, reply, None, None, body.as_bytes());
+        return;
+    };
+    let _end = EndGuard(h);
+    let answer = json!({
+        "type": "io.nats.jetstream.api.v1.stream_snapshot_response",
+        "config": start.config,
+        "state": start.state,
+    });
+    send(
+        server,
+        acc,
+        reply,
+        None,
+        None,
+        answer.to_string().as_bytes(),
+    );
+    let client = client_info(server, acc, publisher);
+    publish_advisory(
+        js,
+        server,
+        acc,
+        &format!("$JS.EVENT.ADVISORY.STREAM.SNAPSHOT_CREATE.{name}"),
+        "io.nats.jetstream.advisory.v1.snapshot_create",
+        json!({"stream": name, "state": start.state, "client": client}),
+    );
+    let outcome = transfer(js, server, acc, h, &req, &start);
+    let deliver = req.deliver_subject.as_str();
+    let (hdr, error): (Option<String>, Option<String>) = match &outcome {
+        Outcome::Ok { full_chunks: true } => (Some("NATS/1.0 204\r\n\r\n".into()), None),
+        Outcome::Ok { full_chunks: false } => (None, None),
+        Outcome::NoInterest => (
+            Some("NATS/1.0 408 No Interest\r\n\r\n".into()),
+            Some("no interest".into()),
+        ),
+        Outcome::NoFlow => (
+            Some("NATS/1.0 408 No Flow Response\r\n\r\n".into()),
+            Some("no flow response".into()),
+        ),
+        Outcome::Failed(e) => (Some(format!("NATS/1.0 500 {e}\r\n\r\n")), Some(e.clone())),
+    };
+    send(
+        server,
+        acc,
+        deliver,
+        hdr.as_deref().map(str::as_bytes),
+        None,
+        b"",
+    );
+    let ended = unix_nanos();
+    let mut body = json!({
+        "stream": name,
+        "start": rfc3339_nanos(started),
+        "end": rfc3339_nanos(ended),
+        "client": client,
+    });
+    match &error {
+        Some(e) => {
+            body["error"] = json!(e);
+            tracing::warn!("Snapshot of stream '{} > {name}' failed: {e}", acc.name);
+        }
+        None => tracing::info!(
+            "Completed snapshot of {} for stream '{} > {name}' in {:?}",
+            super::friendly_bytes(start.state["bytes"].as_i64().unwrap_or(0)),
+            acc.name,
+            Duration::from_nanos((ended - started).max(0) as u64)
+        ),
+    }
+    publish_advisory(
+        js,
+        server,
+        acc,
+        &format!("$JS.EVENT.ADVISORY.STREAM.SNAPSHOT_COMPLETE.{name}"),
+        "io.nats.jetstream.advisory.v1.snapshot_complete",
+        body,
+    );
+}
+
+/// Sends the archive in flow-controlled chunks.
+fn transfer(
+    js: &JetStream,
+    server: &Arc<Server>,
+    acc: &Arc<JsAccount>,
+    h: &Arc<StreamHandle>,
+    req: &SnapshotReq,
+    start: &SnapStart,
+) -> Outcome {
+    let deliver = req.deliver_subject.as_str();
+    let chunk = match req.chunk_size {
+        0 => 128 << 10,
+        n => n.clamp(1 << 10, 1 << 20) as usize,
+    };
+    let window = match req.window_size {
+        0 => 8 << 20,
+        n => n.clamp(1 << 10, 32 << 20) as usize,
+    }
+    .max(chunk);
+    let max_out = (window / chunk).max(1);
+    let waited = Instant::now();
+    while !acc.account.has_interest(deliver) {
+        if waited.elapsed() >= INTEREST_WAIT {
+            return Outcome::NoInterest;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let ack_subject = format!("$JS.SNAPSHOT.ACK.{}.{}", h.name, nuid());
+    let (ack_tx, ack_rx) = std::sync::mpsc::channel::<()>();
+    let ack_tx = parking_lot::Mutex::new(ack_tx);
+    let handler = InternalHandler(Arc::new(move |_s, _r, _h, _p| {
+        let _ = ack_tx.lock().send(());
+    }));
+    let sub = js.subscribe(server, &acc.account, &format!("{ack_subject}.>"), handler);
+    let mut t = Transfer {
+        server,
+        acc,
+        deliver,
+        ack_subject: &ack_subject,
+        acks: &ack_rx,
+        chunk,
+        max_out,
+        out: 0,
+        index: 0,
+        enc: s2::Encoder::new(),
+        last_sent: Instant::now(),
+    };
+    let r = t.run(h, start);
+    server.remove_sub(&sub);
+    r
+}
+
+struct Transfer<'a> {
+    server: &'a Arc<Server>,
+    acc: &'a Arc<JsAccount>,
+    deliver: &'a str,
+    ack_subject: &'a str,
+    acks: &'a Receiver<()>,
+    chunk: usize,
+    max_out: usize,
+    /// Full chunks not acknowledged yet.
+    out: usize,
+    index: u64,
+    enc: s2::Encoder,
+    last_sent: Instant,
+}
+
+impl Transfer<'_> {
+    fn run(&mut self, h: &StreamHandle, start: &SnapStart) -> Outcome {
+        let now = unix_nanos();
+        let mut buf = archive::MAGIC.to_vec();
+        let state = start.archived.to_string();
+        archive::write_entry(&mut buf, archive::STATE, now, 0, b"", state.as_bytes());
+        for (name, v) in &start.consumers {
+            let entry = format!("{}{name}", archive::CONSUMER_PREFIX);
+            archive::write_entry(&mut buf, &entry, now, 0, b"", v.to_string().as_bytes());
+        }
+        if let Some(o) = self.push(&buf) {
+            return o;
+        }
+        let mut from = start.first_seq.max(1);
+        while start.last_seq > 0 && from <= start.last_seq {
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            h.send(Cmd::Snapshot(SnapCmd::Read {
+                from,
+                to: start.last_seq,
+                done: tx,
+            }));
+            let Ok(msgs) = rx.recv_timeout(Duration::from_secs(10)) else {
+                return Outcome::Failed("stream did not answer".into());
+            };
+            let Some(last) = msgs.last().map(|m| m.seq) else {
+                break;
+            };
+            buf.clear();
+            for m in &msgs {
+                archive::write_entry(&mut buf, &m.subject, m.ts, m.seq, &m.hdr, &m.data);
+            }
+            if let Some(o) = self.push(&buf) {
+                return o;
+            }
+            from = last + 1;
+        }
+        buf.clear();
+        archive::write_sentinel(&mut buf);
+        if let Some(o) = self.push(&buf) {
+            return o;
+        }
+        self.enc.flush();
+        if let Some(o) = self.send_full_chunks() {
+            return o;
+        }
+        let rest = self.enc.take(usize::MAX);
+        if !rest.is_empty() {
+            send(self.server, self.acc, self.deliver, None, None, &rest);
+        }
+        Outcome::Ok {
+            full_chunks: self.index > 0,
+        }
+    }
+
+    /// Adds archive bytes, sending the full chunks they make.
+    fn push(&mut self, bytes: &[u8]) -> Option<Outcome> {
+        self.enc.write(bytes);
+        self.send_full_chunks()
+    }
+
+    fn send_full_chunks(&mut self) -> Option<Outcome> {
+        while self.enc.buffered() >= self.chunk {
+            // Acknowledged chunks free the window.
+            while self.acks.try_recv().is_ok() {
+                self.out = self.out.saturating_sub(1);
+            }
+            while self.out >= self.max_out {
+                let left = STALL.saturating_sub(self.last_sent.elapsed());
+                match self.acks.recv_timeout(left) {
+                    Ok(()) => self.out -= 1,
+                    Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {
+                        return Some(Outcome::NoFlow)
+                    }
+                }
+            }
+            if !self.acc.account.has_interest(self.deliver) {
+                return Some(Outcome::NoInterest);
+            }
+            let data = self.enc.take(self.chunk);
+            self.index += 1;
+            let reply = format!("{}.{}.{}", self.ack_subject, data.len(), self.index);
+            send(
+                self.server,
+                self.acc,
+                self.deliver,
+                None,
+                Some(&reply),
+                &data,
+            );
+            self.out += 1;
+            self.last_sent = Instant::now();
+        }
+        None
+    }
+}
+
+/// The `RESTORE` request.
+#[derive(Debug, Deserialize)]
+struct RestoreReq {
+    config: Value,
+}
+
+fn restore_error(e: ApiError) -> Value {
+    json!({"type": "io.nats.jetstream.api.v1.stream_restore_response", "error": e, "deliver_subject": ""})
+}
+
+/// `STREAM.RESTORE.<stream>`: checks the request, subscribes the upload subject and stages the
+/// chunks on a thread of its own, which restores the stream after the last one.
+pub(super) fn restore_request(
+    js: &Arc<JetStream>,
+    server: &Arc<Server>,
+    acc: &Arc<JsAccount>,
+    name: &str,
+    body: &Bytes,
+    publisher: u64,
+) -> Value {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return restore_error(ApiError::bad_request());
+    }
+    let req: RestoreReq = match super::errors::from_json(body) {
+        Ok(r) => r,
+        Err(e) => return restore_error(e),
+    };
+    let cfg = match restore_config(server, name, req.config) {
+        Ok(c) => c,
+        Err(e) => return restore_error(e),
+    };
+    if acc.stream(&cfg.name).is_some() {
+        return restore_error(ApiError::new(
+            10130,
+            400,
+            "stream name already in use, cannot restore",
+        ));
+    }
+    let dir = js.store_dir.join("_restore");
+    let path = dir.join(format!("js-restore-{}", nuid()));
+    let file = std::fs::create_dir_all(&dir).and_then(|_| std::fs::File::create(&path));
+    let file = match file {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::warn!("JetStream restore staging in {} failed: {e}", dir.display());
+            return restore_error(ApiError::new(
+                10033,
+                500,
+                "JetStream unable to open temp storage for restore",
+            ));
+        }
+    };
+    let client = client_info(server, acc, publisher);
+    let started = unix_nanos();
+    publish_advisory(
+        js,
+        server,
+        acc,
+        &format!("$JS.EVENT.ADVISORY.STREAM.RESTORE_CREATE.{}", cfg.name),
+        "io.nats.jetstream.advisory.v1.restore_create",
+        json!({"stream": cfg.name, "client": client}),
+    );
+    tracing::info!("Starting restore for stream '{} > {}'", acc.name, cfg.name);
+    let deliver = format!("$JS.SNAPSHOT.RESTORE.{}.{}", cfg.name, nuid());
+    let (tx, rx) = std::sync::mpsc::channel::<(Option<String>, Vec<u8>)>();
+    let tx = parking_lot::Mutex::new(tx);
+    let handler = InternalHandler(Arc::new(move |_s, reply, _h, payload| {
+        let reply = reply.map(|r| String::from_utf8_lossy(r).into_owned());
+        let _ = tx.lock().send((reply, payload.to_vec()));
+    }));
+    let sub = js.subscribe(server, &acc.account, &deliver, handler);
+    let (js2, server2, acc2) = (js.clone(), server.clone(), acc.clone());
+    let spawned = std::thread::Builder::new()
+        .name(format!("js-restore-{}", cfg.name))
+        .spawn(move || {
+            let staged = stage(&server2, &acc2, file, &rx);
+            server2.remove_sub(&sub);
+            let (reply, total, r) = match staged {
+                Staged::Done { reply, total } => {
+                    let r = std::fs::File::open(&path)
+                        .map_err(|e| RestoreError::Stream(e.to_string()))
+                        .and_then(|f| restore_archive(&js2, &server2, &acc2, cfg.clone(), f));
+                    (Some(reply), total, r)
+                }
+                Staged::Failed { reply, total, err } => {
+                    (reply, total, Err(RestoreError::Invalid(err)))
+                }
+            };
+            let _ = std::fs::remove_file(&path);
+            let ended = unix_nanos();
+            publish_advisory(
+                &js2,
+                &server2,
+                &acc2,
+                &format!("$JS.EVENT.ADVISORY.STREAM.RESTORE_COMPLETE.{}", cfg.name),
+                "io.nats.jetstream.advisory.v1.restore_complete",
+                json!({
+                    "stream": cfg.name,
+                    "start": rfc3339_nanos(started),
+                    "end": rfc3339_nanos(ended),
+                    "bytes": total,
+                    "client": client,
+                }),
+            );
+            let answer = match r {
+                Ok(v) => {
+                    tracing::info!(
+                        "Completed restore of {} for stream '{} > {}'",
+                        super::friendly_bytes(total as i64),
+                        acc2.name,
+                        cfg.name
+                    );
+                    v
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "Restore failed for stream '{} > {}': {e}",
+                        acc2.name,
+                        cfg.name
+                    );
+                    let e = match e {
+                        RestoreError::Exists => {
+                            ApiError::new(10130, 400, "stream name already in use, cannot restore")
+                        }
+                        e => ApiError::new(10062, 500, &format!("restore failed: {e}")),
+                    };
+                    super::error_body("stream_create_response", e)
+                }
+            };
+            if let Some(r) = reply {
+                send(
+                    &server2,
+                    &acc2,
+                    &r,
+                    None,
+                    None,
+                    answer.to_string().as_bytes(),
+                );
+            }
+        });
+    if let Err(e) = spawned {
+        return restore_error(ApiError::new(10062, 500, &format!("restore failed: {e}")));
+    }
+    json!({"type": "io.nats.jetstream.api.v1.stream_restore_response", "deliver_subject": deliver})
+}
+
+/// The restore request's config, named after the subject when it has no name, validated as a
+/// create would.
+fn restore_config(server: &Server, name: &str, mut v: Value) -> Result<StreamConfig, ApiError> {
+    if v.get("name")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        v["name"] = json!(name);
+    }
+    let body = serde_json::to_vec(&v).map_err(|e| ApiError::invalid_json(&e.to_string()))?;
+    JetStream::parse_stream_config(
+        v["name"].as_str().unwrap_or(name),
+        &body,
+        server.options().max_payload,
+    )
+}
+
+enum Staged {
+    Done {
+        reply: String,
+        total: usize,
+    },
+    Failed {
+        reply: Option<String>,
+        total: usize,
+        err: String,
+    },
+}
+
+/// Writes uploaded chunks to `file`, answering each, until the empty one.
+fn stage(
+    server: &Server,
+    acc: &JsAccount,
+    file: std::fs::File,
+    rx: &Receiver<(Option<String>, Vec<u8>)>,
+) -> Staged {
+    let mut w = std::io::BufWriter::new(file);
+    let mut total = 0;
+    loop {
+        let (reply, chunk) = match rx.recv_timeout(STALL) {
+            Ok(c) => c,
+            Err(_) => {
+                return Staged::Failed {
+                    reply: None,
+                    total,
+                    err: "restore is stalled".into(),
+                }
+            }
+        };
+        let Some(reply) = reply else {
+            return Staged::Failed {
+                reply: None,
+                total,
+                err: "restore requires reply subject for each chunk".into(),
+            };
+        };
+        if chunk.is_empty() {
+            if let Err(e) = w.flush() {
+                return Staged::Failed {
+                    reply: Some(reply),
+                    total,
+                    err: e.to_string(),
+                };
+            }
+            return Staged::Done { reply, total };
+        }
+        total += chunk.len();
+        if let Err(e) = w.write_all(&chunk) {
+            send(
+                server,
+                acc,
+                &reply,
+                None,
+                None,
+                b"-ERR 'storage failure during restore'",
+            );
+            return Staged::Failed {
+                reply: None,
+                total,
+                err: e.to_string(),
+            };
+        }
+        send(server, acc, &reply, None, None, b"");
+    }
+}
+
+/// The `state.json` fields a restore uses.
+#[derive(Debug, Deserialize)]
+struct ArchivedState {
+    #[serde(default)]
+    messages: u64,
+    #[serde(default)]
+    first_seq: u64,
+    #[serde(default)]
+    last_seq: u64,
+    #[serde(default)]
+    consumer_count: i64,
+}
+
+/// Creates stream `cfg` from an S2-compressed archive: messages at their sequences, gaps and
+/// trailing deletes kept, consumers at their positions. The stream becomes visible (and
+/// takes publishes) only once complete; on failure nothing is left behind.
+pub fn restore_archive(
+    js: &Arc<JetStream>,
+    server: &Arc<Server>,
+    acc: &Arc<JsAccount>,
+    cfg: StreamConfig,
+    input: impl Read,
+) -> Result<Value, RestoreError> {
+    let mut r = archive::Reader::new(BufReader::new(s2::Decoder::new(BufReader::new(input))))?;
+    let e = r.next_entry()?;
+    if e.name != archive::STATE {
+        return Err(RestoreError::Invalid(format!(
+            "expected {} first",
+            archive::STATE
+        )));
+    }
+    let st: ArchivedState = serde_json::from_slice(&e.data)
+        .map_err(|e| RestoreError::Invalid(format!("invalid stream state: {e}")))?;
+    if st.consumer_count < 0 {
+        return Err(RestoreError::Invalid("negative consumer count".into()));
+    }
+    let consistent = if st.messages == 0 {
+        (st.first_seq == 0 && st.last_seq == 0) || st.first_seq == st.last_seq + 1
+    } else {
+        st.first_seq >= 1 && st.first_seq <= st.last_seq
+    };
+    if !consistent {
+        return Err(RestoreError::Invalid("inconsistent stream state".into()));
+    }
+    let mut consumers = Vec::new();
+    for _ in 0..st.consumer_count {
+        let e = r.next_entry()?;
+        let Some(name) = e.name.strip_prefix(archive::CONSUMER_PREFIX) else {
+            return Err(RestoreError::Invalid(format!(
+                "unexpected entry {:?}",
+                e.name
+            )));
+        };
+        let v: Value = serde_json::from_slice(&e.data)
+            .map_err(|e| RestoreError::Invalid(format!("invalid consumer {name}: {e}")))?;
+        if !v["config"].is_object() || !v["state"].is_object() {
+            return Err(RestoreError::Invalid(format!(
+                "consumer {name} without config or state"
+            )));
+        }
+        let ccfg: ConsumerConfig = serde_json::from_value(v["config"].clone())
+            .map_err(|e| RestoreError::Invalid(format!("invalid consumer {name}: {e}")))?;
+        let cst = ConsumerState::from_nats(&v["state"]).map_err(RestoreError::Invalid)?;
+        consumers.push((name.to_string(), ccfg, cst));
+    }
+    if acc.stream(&cfg.name).is_some() {
+        return Err(RestoreError::Exists);
+    }
+    JetStream::check_overlap(acc, &cfg).map_err(|e| RestoreError::Stream(e.description.clone()))?;
+    let dir = (cfg.storage == Storage::File).then(|| acc.dir.join(&cfg.name));
+    if let Some(d) = &dir {
+        let _ = std::fs::remove_dir_all(d);
+    }
+    let name = cfg.name.clone();
+    let max_payload = server.options().max_payload.max(0) as usize;
+    let max_msg = cfg.max_msg_size;
+    let h = stream::spawn(stream::Spawn {
+        cfg,
+        created: unix_nanos(),
+        dir,
+        server: Arc::downgrade(server),
+        account: acc.account.clone(),
+        shared: js.clone(),
+        fresh: true,
+    })
+    .map_err(|e| RestoreError::Stream(e.description.clone()))?;
+    let fill = || -> Result<Value, RestoreError> {
+        let mut prev = st.first_seq.saturating_sub(1);
+        let mut batch = Vec::new();
+        loop {
+            let e = r.next_entry()?;
+            if e.is_sentinel() {
+                break;
+            }
+            if e.seq == 0 || e.seq <= prev || e.seq > st.last_seq {
+                return Err(RestoreError::Invalid(format!(
+                    "message sequence {} out of order",
+                    e.seq
+                )));
+            }
+            let size = e.hdr.len() + e.data.len();
+            if size > max_payload || (max_msg > 0 && size > max_msg as usize) {
+                return Err(RestoreError::Invalid(format!(
+                    "message {} too large",
+                    e.seq
+                )));
+            }
+            prev = e.seq;
+            batch.push(e);
+            if batch.len() >= RESTORE_BATCH {
+                apply(&h, std::mem::take(&mut batch))?;
+            }
+        }
+        if !batch.is_empty() {
+            apply(&h, batch)?;
+        }
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        h.send(Cmd::Snapshot(SnapCmd::RestoreFinish {
+            last_seq: st.last_seq,
+            consumers,
+            done: tx,
+        }));
+        rx.recv_timeout(Duration::from_secs(30))
+            .map_err(|_| RestoreError::Stream("stream did not answer".into()))?
+            .map_err(RestoreError::Stream)
+    };
+    let result = fill();
+    let v = match result {
+        Ok(v) => v,
+        Err(e) => {
+            h.stop(true);
+            return Err(e);
+        }
+    };
+    // Visible now, unless someone created the name meanwhile.
+    {
+        let mut streams = acc.streams.write();
+        if streams.contains_key(&name) {
+            drop(streams);
+            h.stop(false);
+            return Err(RestoreError::Exists);
+        }
+        streams.insert(name, h.clone());
+    }
+    js.subscribe_stream(server, acc, &h);
+    Ok(v)
+}
+
+fn apply(h: &StreamHandle, msgs: Vec<Entry>) -> Result<(), RestoreError> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    h.send(Cmd::Snapshot(SnapCmd::Restore { msgs, done: tx }));
+    rx.recv_timeout(Duration::from_secs(30))
+        .map_err(|_| RestoreError::Stream("stream did not answer".into()))?
+        .map_err(RestoreError::Stream)
+}
+
+/// The offline restore directory of an account.
+pub fn offline_dir(js: &JetStream, account: &str) -> PathBuf {
+    js.store_dir.join(account).join("restore")
+}
+
+/// Restores every backup placed under the account's `restore/` directory (see the module
+/// docs); returns the errors of those that could not be restored (left in place).
+pub(super) fn restore_offline(
+    js: &Arc<JetStream>,
+    server: &Arc<Server>,
+    acc: &Arc<JsAccount>,
+) -> Vec<String> {
+    let mut errors = Vec::new();
+    let Ok(rd) = std::fs::read_dir(offline_dir(js, &acc.name)) else {
+        return errors;
+    };
+    let mut dirs: Vec<PathBuf> = rd
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    for d in dirs {
+        match restore_dir(js, server, acc, &d) {
+            Ok(name) => {
+                tracing::info!(
+                    "Restored stream '{} > {name}' from {}",
+                    acc.name,
+                    d.display()
+                );
+                if let Err(e) = std::fs::remove_dir_all(&d) {
+                    tracing::warn!("Could not remove {}: {e}", d.display());
+                }
+            }
+            Err(e) => errors.push(format!(
+                "JetStream offline restore of {} for account '{}' failed: {e}",
+                d.display(),
+                acc.name
+            )),
+        }
+    }
+    errors
+}
+
+fn restore_dir(
+    js: &Arc<JetStream>,
+    server: &Arc<Server>,
+    acc: &Arc<JsAccount>,
+    d: &Path,
+) -> Result<String, String> {
+    let meta = std::fs::read(d.join("backup.json")).map_err(|e| format!("backup.json: {e}"))?;
+    let v: Value = serde_json::from_slice(&meta).map_err(|e| format!("backup.json: {e}"))?;
+    let cfg = if v["config"].is_object() {
+        v["config"].clone()
+    } else {
+        v
+    };
+    let name = cfg["name"].as_str().unwrap_or_default().to_string();
+    let cfg = restore_config(server, &name, cfg).map_err(|e| e.description.clone())?;
+    let f =
+        std::fs::File::open(d.join("stream.tar.s2")).map_err(|e| format!("stream.tar.s2: {e}"))?;
+    restore_archive(js, server, acc, cfg, f).map_err(|e| e.to_string())?;
+    Ok(name)
+}
