@@ -116,6 +116,9 @@ pub enum JsCipher {
 pub struct JsEncryption {
     pub cipher: JsCipher,
     pub key: String,
+    /// `prev_key`: the key being rotated away from; key files sealed with it are opened and
+    /// sealed again with `key`.
+    pub prev_key: Option<String>,
 }
 
 impl std::fmt::Debug for JsEncryption {

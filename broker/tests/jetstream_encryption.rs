@@ -279,6 +279,40 @@ async fn wrong_or_missing_key_keeps_the_stream_down_and_the_server_up() {
     assert_eq!(floor, 1);
 }
 
+/// Key rotation: `prev_key` opens what the old key sealed and seals it again under the new
+/// key, after which the new key alone reads everything and the old one no longer does.
+#[tokio::test]
+async fn prev_key_rotates_to_a_new_key() {
+    let dir = TempDir::new("rotate");
+    let mut b = start(&dir, CHACHA);
+    fill(&b.url, "ROT", PAYLOAD, 4, 2).await;
+    assert!(b.p.stop().success());
+    let rotating = "cipher: chachapoly\n  key: \"s3cret-key-two\"\n  prev_key: \"s3cret-key-one\"";
+    let mut b = start(&dir, rotating);
+    b.p.wait_line("key file sealed again with the new key");
+    assert_eq!(
+        read_back(&b.url, "ROT").await.0,
+        expected(&[(PAYLOAD, 0..4)])
+    );
+    publish_more(&b.url, "ROT", "AFTER-ROTATION", 4, 2).await;
+    assert!(b.p.stop().success());
+    let new_only = "cipher: chachapoly\n  key: \"s3cret-key-two\"";
+    let mut b = start(&dir, new_only);
+    let (msgs, floor) = read_back(&b.url, "ROT").await;
+    assert_eq!(msgs, expected(&[(PAYLOAD, 0..4), ("AFTER-ROTATION", 4..6)]));
+    assert_eq!(floor, 2);
+    assert!(b.p.stop().success());
+    let b = start(&dir, CHACHA);
+    let line = b.p.wait_line("stream '$G > ROT'");
+    assert!(line.contains("could not be recovered"), "{line}");
+    for marker in [PAYLOAD, "AFTER-ROTATION"] {
+        assert_eq!(
+            containing(&dir.0.join("store"), marker),
+            Vec::<PathBuf>::new()
+        );
+    }
+}
+
 #[tokio::test]
 async fn key_from_the_environment() {
     let dir = TempDir::new("envkey");
@@ -371,7 +405,8 @@ fn cipher_without_key_and_unknown_ciphers_refuse_to_start() {
         ("cipher: rot13\n  key: k", "Unknown cipher type"),
         ("key: \"\"", "must not be empty"),
         ("key: $NO_SUCH_NATRIX_VAR", "NO_SUCH_NATRIX_VAR"),
-        ("prev_key: old", "jetstream.prev_key"),
+        ("prev_key: old", "jetstream prev_key needs a key"),
+        ("key: new\n  prev_key: \"\"", "prev_key must not be empty"),
     ] {
         let conf = dir.0.join("bad.conf");
         std::fs::write(&conf, format!("jetstream {{\n  {extra}\n}}\n")).unwrap();

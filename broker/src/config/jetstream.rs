@@ -49,6 +49,7 @@ pub(super) fn server(e: &Entry) -> Result<Option<JetStreamOptions>, ConfigError>
             let mut enabled = true;
             let mut cipher: Option<(&Entry, JsCipher)> = None;
             let mut key: Option<(&Entry, String)> = None;
+            let mut prev_key: Option<(&Entry, String)> = None;
             for f in &m.entries {
                 match f.key.to_lowercase().as_str() {
                     "store_dir" | "storedir" | "store" => js.store_dir = get_str(f)?.into(),
@@ -82,12 +83,12 @@ pub(super) fn server(e: &Entry) -> Result<Option<JetStreamOptions>, ConfigError>
                         ));
                     }
                     "key" | "ek" | "jetstream_key" => key = Some((f, get_str(f)?)),
+                    "prev_key" | "prev_ek" | "prev_jetstream_key" => {
+                        prev_key = Some((f, get_str(f)?))
+                    }
                     "max_outstanding_catchup"
                     | "max_catchup"
                     | "unique_tag"
-                    | "prev_key"
-                    | "prev_ek"
-                    | "prev_jetstream_key"
                     | "encryption_key"
                     | "extension_hint"
                     | "limits"
@@ -104,6 +105,9 @@ pub(super) fn server(e: &Entry) -> Result<Option<JetStreamOptions>, ConfigError>
                     _ => return Err(bad(f, format!("unknown field {:?} in jetstream", f.key))),
                 }
             }
+            if let (Some((f, _)), None) = (&prev_key, &key) {
+                return Err(bad(f, "jetstream prev_key needs a key"));
+            }
             js.encryption = match (key, cipher) {
                 (Some((f, k)), _) if k.is_empty() => {
                     return Err(bad(f, "jetstream key must not be empty"))
@@ -111,6 +115,12 @@ pub(super) fn server(e: &Entry) -> Result<Option<JetStreamOptions>, ConfigError>
                 (Some((_, key)), c) => Some(JsEncryption {
                     cipher: c.map_or(JsCipher::ChaChaPoly, |(_, c)| c),
                     key,
+                    prev_key: match prev_key.take() {
+                        Some((f, p)) if p.is_empty() => {
+                            return Err(bad(f, "jetstream prev_key must not be empty"))
+                        }
+                        p => p.map(|(_, p)| p),
+                    },
                 }),
                 (None, Some((f, _))) => return Err(bad(f, "jetstream cipher needs a key")),
                 (None, None) => None,

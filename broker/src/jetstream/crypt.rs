@@ -172,6 +172,8 @@ impl Aead {
 pub struct MasterKey {
     cipher: Cipher,
     key: Vec<u8>,
+    /// `prev_key`, tried when `key` does not open a key file.
+    prev: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for MasterKey {
@@ -186,6 +188,7 @@ impl MasterKey {
         MasterKey {
             cipher: enc.cipher,
             key: enc.key.as_bytes().to_vec(),
+            prev: enc.prev_key.as_ref().map(|k| k.as_bytes().to_vec()),
         }
     }
 
@@ -196,6 +199,11 @@ impl MasterKey {
 
     fn kek(&self, salt: &[u8], stream: &str) -> [u8; 32] {
         hmac(&self.key, &[b"natrix-kek", salt, stream.as_bytes()])
+    }
+
+    fn prev_kek(&self, salt: &[u8], stream: &str) -> Option<[u8; 32]> {
+        let prev = self.prev.as_ref()?;
+        Some(hmac(prev, &[b"natrix-kek", salt, stream.as_bytes()]))
     }
 }
 
@@ -420,11 +428,26 @@ pub fn stream_key(
     let cipher = Cipher::from_id(bytes[4]).ok_or_else(|| format("unknown cipher"))?;
     let mut seed = [0u8; 32];
     seed.copy_from_slice(&bytes[head..head + 32]);
+    let sealed = seed;
     let aead = Aead::new(cipher, &master.kek(&bytes[5..head], stream));
+    let mut rotated = false;
     if !aead.open(&[0; NONCE], &mut seed, &bytes[head + 32..]) {
-        return Err(CryptError::Open(path.display().to_string()));
+        // Key rotation: the previous key opens it, the new one seals it again below.
+        seed = sealed;
+        let prev = master
+            .prev_kek(&bytes[5..head], stream)
+            .map(|k| Aead::new(cipher, &k));
+        if !prev.is_some_and(|p| p.open(&[0; NONCE], &mut seed, &bytes[head + 32..])) {
+            return Err(CryptError::Open(path.display().to_string()));
+        }
+        rotated = true;
     }
-    if cipher != master.cipher {
+    if rotated {
+        seal_seed(master, stream, &seed)
+            .and_then(|b| write_file(None, &path, &b))
+            .map_err(|e| io_err(&path, e))?;
+        tracing::info!("JetStream stream '{stream}': key file sealed again with the new key");
+    } else if cipher != master.cipher {
         seal_seed(master, stream, &seed)
             .and_then(|b| write_file(None, &path, &b))
             .map_err(|e| io_err(&path, e))?;
@@ -447,7 +470,49 @@ mod tests {
         MasterKey::new(&JsEncryption {
             cipher,
             key: key.into(),
+            prev_key: None,
         })
+    }
+
+    #[test]
+    fn prev_key_rotates_key_files() {
+        let d = std::env::temp_dir().join(format!("natrix-crypt-rot-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let old = master(Cipher::Aes, "old-key");
+        let k = stream_key(&d, "S", Some(&old)).unwrap().unwrap();
+        let sealed = k.seal_file(b"payload").unwrap();
+        // The new key alone cannot open it; with prev_key it can, and seals it again.
+        assert!(matches!(
+            stream_key(&d, "S", Some(&master(Cipher::Aes, "new-key"))),
+            Err(CryptError::Open(_))
+        ));
+        let rotating = MasterKey::new(&JsEncryption {
+            cipher: Cipher::Aes,
+            key: "new-key".into(),
+            prev_key: Some("old-key".into()),
+        });
+        let k2 = stream_key(&d, "S", Some(&rotating)).unwrap().unwrap();
+        assert_eq!(
+            open_bytes(Some(&k2), sealed.clone(), Path::new("m")).unwrap(),
+            b"payload"
+        );
+        // After the rotation the new key alone opens it and the old one no longer does.
+        let k3 = stream_key(&d, "S", Some(&master(Cipher::Aes, "new-key")))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            open_bytes(Some(&k3), sealed, Path::new("m")).unwrap(),
+            b"payload"
+        );
+        assert!(stream_key(&d, "S", Some(&old)).is_err());
+        // A wrong prev_key still fails.
+        let wrong = MasterKey::new(&JsEncryption {
+            cipher: Cipher::Aes,
+            key: "other".into(),
+            prev_key: Some("nope".into()),
+        });
+        assert!(stream_key(&d, "S", Some(&wrong)).is_err());
+        let _ = std::fs::remove_dir_all(&d);
     }
 
     #[test]

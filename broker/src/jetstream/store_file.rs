@@ -1158,6 +1158,7 @@ mod tests {
         let m = MasterKey::new(&JsEncryption {
             cipher,
             key: "unit-test-key".into(),
+            prev_key: None,
         });
         crate::jetstream::crypt::stream_key(dir, "S", Some(&m)).unwrap()
     }
