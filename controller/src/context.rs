@@ -35,6 +35,8 @@ pub struct Settings {
     pub monitor_urls: BTreeMap<String, String>,
     /// How often a NatsCluster is looked at while its pods roll.
     pub rollout_poll: Duration,
+    /// How long a rolling update may wait on one pod before `Degraded` says it is stuck.
+    pub rollout_deadline: Duration,
 }
 
 impl Default for Settings {
@@ -47,6 +49,7 @@ impl Default for Settings {
             account_resync: Duration::from_secs(60),
             monitor_urls: BTreeMap::new(),
             rollout_poll: Duration::from_secs(5),
+            rollout_deadline: Duration::from_secs(600),
         }
     }
 }

@@ -56,6 +56,10 @@ struct Args {
     /// upgrades: `[namespace/]pod=http://host:port`.
     #[arg(long, env = "NATRIX_MONITOR_URLS", value_delimiter = ',')]
     monitor_url: Vec<String>,
+    /// How long a rolling update may wait on one pod (not Ready, or its /healthz not ok)
+    /// before `Degraded` says it is stuck (`RollingUpdateStuck`); it keeps waiting.
+    #[arg(long, default_value = "10m", value_parser = parse_deadline)]
+    rollout_deadline: Duration,
     /// Seconds between drift checks of each Stream.
     #[arg(long, default_value_t = 30)]
     stream_resync_seconds: u64,
@@ -123,6 +127,14 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A duration flag: `10m`, `1h30m`, `600s` (Go/Kubernetes spelling).
+fn parse_deadline(s: &str) -> Result<Duration, String> {
+    natrix_controller::render::parse_duration(s)
+        .filter(|d| *d >= 1.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("{s:?}: expected a duration of at least 1s such as 10m or 1h30m"))
 }
 
 /// Install the log output and, when an OTLP endpoint is configured, the span exporter's layer;
@@ -212,6 +224,7 @@ async fn run(args: Args, metrics: Arc<Metrics>) -> anyhow::Result<()> {
             .map_err(anyhow::Error::msg)?,
         stream_resync: Duration::from_secs(args.stream_resync_seconds.max(1)),
         account_resync: Duration::from_secs(args.account_resync_seconds.max(1)),
+        rollout_deadline: args.rollout_deadline,
         ..Settings::default()
     };
     let client = client(&args).await?;
@@ -311,6 +324,11 @@ mod tests {
         assert!(a.leader_elect);
         assert_eq!(a.log_level, tracing::Level::DEBUG);
         assert_eq!(a.stream_resync_seconds, 30);
+        assert_eq!(a.rollout_deadline, Duration::from_secs(600));
+        let b = Args::try_parse_from(["natrix-controller", "--rollout-deadline", "1h30m"]).unwrap();
+        assert_eq!(b.rollout_deadline, Duration::from_secs(5400));
+        assert!(Args::try_parse_from(["natrix-controller", "--rollout-deadline", "soon"]).is_err());
+        assert!(Args::try_parse_from(["natrix-controller", "--rollout-deadline", "0s"]).is_err());
         let urls = Settings::parse_nats_urls(&a.nats_url).unwrap();
         assert_eq!(urls["a/nats"], "nats://127.0.0.1:4222");
         assert!(Args::try_parse_from(["natrix-controller", "--metrics-addr", "nope"]).is_err());

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
@@ -21,8 +21,8 @@ use crate::auth;
 use crate::conditions::{self, Cond};
 use crate::context::Context;
 use crate::crd::{
-    Account, NatsCluster, NatsClusterStatus, Stream, CONDITION_DEGRADED, CONDITION_PROGRESSING,
-    CONDITION_READY, CONDITION_RECONCILIATION_PAUSED,
+    Account, NatsCluster, NatsClusterStatus, RolloutWait, Stream, CONDITION_DEGRADED,
+    CONDITION_PROGRESSING, CONDITION_READY, CONDITION_RECONCILIATION_PAUSED,
 };
 use crate::error::{Error, Result};
 use crate::render;
@@ -51,10 +51,16 @@ async fn write_status(
     if nc.status.as_ref() == Some(status) {
         return Ok(());
     }
+    let mut body = serde_json::to_value(status)?;
+    let had_wait = nc.status.as_ref().is_some_and(|s| s.rollout_wait.is_some());
+    if had_wait && status.rollout_wait.is_none() {
+        // A merge patch keeps fields it does not mention: remove the wait explicitly.
+        body["rolloutWait"] = serde_json::Value::Null;
+    }
     api.patch_status(
         &nc.name_any(),
         &PatchParams::default(),
-        &Patch::Merge(serde_json::json!({ "status": status })),
+        &Patch::Merge(serde_json::json!({ "status": body })),
     )
     .await?;
     Ok(())
@@ -208,6 +214,33 @@ async fn reconcile_inner(nc: &NatsCluster, ctx: &Context) -> Result<Action> {
                     now,
                 );
             }
+            let previous = old.rollout_wait.as_ref().map(|w| rollout::WaitClock {
+                pod: w.pod.clone(),
+                since: w.since.0,
+            });
+            let (clock, stuck) = rollout::stuck(
+                &plan.rollout,
+                previous.as_ref(),
+                now,
+                ctx.settings.rollout_deadline,
+            );
+            status.rollout_wait = clock.map(|c| RolloutWait {
+                pod: c.pod,
+                since: Time(c.since),
+            });
+            if let Some(st) = &stuck {
+                conditions::set(
+                    &mut status.common.conditions,
+                    &Cond::new(
+                        CONDITION_DEGRADED,
+                        true,
+                        "RollingUpdateStuck",
+                        st.message.clone(),
+                    ),
+                    gen,
+                    now,
+                );
+            }
             let st = sts.status.clone().unwrap_or_default();
             status.replicas = Some(st.replicas);
             status.ready_replicas = Some(st.ready_replicas.unwrap_or(0));
@@ -245,6 +278,7 @@ async fn reconcile_inner(nc: &NatsCluster, ctx: &Context) -> Result<Action> {
                 .await;
             }
             rollout_events(nc, ctx, &old, &plan).await;
+            // A new stuck rollout is announced by `transitions` (a Degraded Warning event).
             if let scale::Scale::Blocked { message, .. } = &plan.scale {
                 let same = conditions::get(&old.common.conditions, CONDITION_DEGRADED)
                     .is_some_and(|c| c.reason == "ScaleDownBlocked" && &c.message == message);

@@ -8,8 +8,11 @@
 //! pod at the partition (the one updated last) answers its broker `/healthz` (JetStream
 //! included). [`decide`] makes that decision from what was observed, without I/O.
 
+use std::time::Duration;
+
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
 
 pub use crate::render::TEMPLATE_HASH_ANNOTATION;
 /// Pod label with the StatefulSet revision the pod was created from.
@@ -313,6 +316,81 @@ pub fn decide(o: &Observed, health: Option<&Health>) -> Decision {
     }
 }
 
+/// The pod a rollout waits on and since when (kept in the NatsCluster's status between
+/// reconciles).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WaitClock {
+    /// The pod waited on.
+    pub pod: String,
+    /// When the rollout started waiting on it.
+    pub since: Timestamp,
+}
+
+/// A rollout that has waited on one pod for longer than the deadline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stuck {
+    /// The pod waited on.
+    pub pod: String,
+    /// The `Degraded` message: the pod, how long, why, and what to do.
+    pub message: String,
+}
+
+/// The wait clock after `d` (started when the rollout begins waiting on a pod, kept while it
+/// waits on the same pod, cleared otherwise), and whether the rollout is stuck: waiting on the
+/// same pod for `deadline` or longer. Stuck changes nothing else: the partition stays, no pod
+/// is forced.
+pub fn stuck(
+    d: &Decision,
+    previous: Option<&WaitClock>,
+    now: Timestamp,
+    deadline: Duration,
+) -> (Option<WaitClock>, Option<Stuck>) {
+    let Step::Waiting { pod, why } = &d.step else {
+        return (None, None);
+    };
+    let since = previous
+        .filter(|c| &c.pod == pod && c.since <= now)
+        .map_or(now, |c| c.since);
+    let clock = WaitClock {
+        pod: pod.clone(),
+        since,
+    };
+    let waited = u64::try_from(now.as_second() - since.as_second()).unwrap_or(0);
+    if waited < deadline.as_secs() {
+        return (Some(clock), None);
+    }
+    let message = format!(
+        "rolling update stuck on pod {pod} for {} (deadline {}): {why}; the rollout keeps \
+         waiting and restarts no other pod: fix the pod (kubectl describe pod {pod}, its logs) \
+         or revert the change that started the rollout",
+        human(waited),
+        human(deadline.as_secs()),
+    );
+    (
+        Some(clock),
+        Some(Stuck {
+            pod: pod.clone(),
+            message,
+        }),
+    )
+}
+
+/// `1h2m3s`-style text of whole seconds.
+fn human(secs: u64) -> String {
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    if s > 0 || out.is_empty() {
+        out.push_str(&format!("{s}s"));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -604,6 +682,86 @@ mod tests {
         let pods = vec![pod(0, "a", true), pod(1, "a", true), pod(2, "a", true)];
         let d = run(&obs(Some(live(5, "a", "b")), pods), ok);
         assert_eq!(d.partition, 2);
+    }
+
+    #[test]
+    fn a_rollout_waiting_on_one_pod_past_the_deadline_is_stuck() {
+        let deadline = Duration::from_secs(600);
+        let t0 = Timestamp::from_second(1_700_000_000).unwrap();
+        let at = |secs: i64| Timestamp::from_second(1_700_000_000 + secs).unwrap();
+        let o = obs(
+            Some(live(2, "a", "b")),
+            vec![pod(0, "a", true), pod(1, "a", true), pod(2, "b", true)],
+        );
+        let waiting = run(&o, |_| Err("503 jetstream not current".into()));
+        // The wait starts: the clock starts now, not stuck.
+        let (clock, st) = stuck(&waiting, None, t0, deadline);
+        let clock = clock.unwrap();
+        assert_eq!((clock.pod.as_str(), clock.since), ("nats-2", t0));
+        assert_eq!(st, None);
+        // Still on nats-2 just before the deadline: the clock is kept, not stuck.
+        let (c, st) = stuck(&waiting, Some(&clock), at(599), deadline);
+        assert_eq!(c.as_ref(), Some(&clock));
+        assert_eq!(st, None);
+        // At the deadline: stuck, naming the pod and why; the decision itself is unchanged
+        // (the partition stays at 2, nothing is forced).
+        let (c, st) = stuck(&waiting, Some(&clock), at(725), deadline);
+        assert_eq!(c.as_ref(), Some(&clock));
+        let st = st.unwrap();
+        assert_eq!(st.pod, "nats-2");
+        assert!(
+            st.message
+                .contains("stuck on pod nats-2 for 12m5s (deadline 10m)")
+                && st.message.contains("503 jetstream not current")
+                && st.message.contains("keeps waiting"),
+            "{}",
+            st.message
+        );
+        assert_eq!(waiting.partition, 2);
+        assert!(waiting.rolling());
+        // Another pod waited on (nats-1 after nats-2 went through): the clock starts over.
+        let o1 = obs(
+            Some(live(1, "a", "b")),
+            vec![pod(0, "a", true), pod(1, "b", false), pod(2, "b", true)],
+        );
+        let w1 = run(&o1, ok);
+        let (c, st) = stuck(&w1, Some(&clock), at(2000), deadline);
+        assert_eq!(
+            c,
+            Some(WaitClock {
+                pod: "nats-1".into(),
+                since: at(2000)
+            })
+        );
+        assert_eq!(st, None);
+        // The rollout proceeds (or completes): no clock, not stuck.
+        let rolling = run(
+            &obs(
+                Some(live(2, "a", "b")),
+                vec![pod(0, "a", true), pod(1, "a", true), pod(2, "b", true)],
+            ),
+            ok,
+        );
+        assert!(matches!(rolling.step, Step::Rolling { .. }));
+        assert_eq!(
+            stuck(&rolling, Some(&clock), at(5000), deadline),
+            (None, None)
+        );
+        let idle = decide(&obs(Some(live(0, "b", "b")), vec![]), None);
+        assert_eq!(stuck(&idle, Some(&clock), at(5000), deadline), (None, None));
+        // A clock from the future (clock skew between operator replicas) restarts now.
+        let (c, _) = stuck(
+            &waiting,
+            Some(&WaitClock {
+                pod: "nats-2".into(),
+                since: at(60),
+            }),
+            t0,
+            deadline,
+        );
+        assert_eq!(c.unwrap().since, t0);
+        assert_eq!(human(3600 + 2), "1h2s");
+        assert_eq!(human(0), "0s");
     }
 
     #[test]

@@ -466,4 +466,17 @@ pub struct NatsClusterStatus {
     /// Checksum of the rendered nats.conf last applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_hash: Option<String>,
+    /// The pod a rolling update waits on and since when (for `--rollout-deadline`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_wait: Option<RolloutWait>,
+}
+
+/// The pod a rolling update waits on, and since when.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutWait {
+    /// Pod name.
+    pub pod: String,
+    /// When the rollout started waiting on it.
+    pub since: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
 }
