@@ -233,3 +233,81 @@ async fn pushed_accounts_survive_a_restart() {
     drop(s);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Account JWTs over their operator-set limits — more imports or exports than allowed,
+/// wildcard exports when wildcards are off — and a bearer user in an account that disallows
+/// bearer tokens: the push answers and the logins match the reference nats-server.
+#[tokio::test]
+async fn account_limit_violations_match_reference() {
+    let k = keys();
+    let b = KeyPair::new_account();
+    let mut cases: Vec<(&str, AccountClaims)> = Vec::new();
+    let mut imports = AccountClaims::new(k.a.public_key());
+    imports.nats.limits.imports = 1;
+    for s in ["x.1", "x.2"] {
+        imports.nats.imports.push(natrix_jwt::Import {
+            subject: s.into(),
+            account: b.public_key(),
+            import_type: "stream".into(),
+            ..Default::default()
+        });
+    }
+    cases.push(("imports over limit", imports));
+    let mut exports = AccountClaims::new(k.a.public_key());
+    exports.nats.limits.exports = 1;
+    for s in ["e.1", "e.2"] {
+        exports.nats.exports.push(natrix_jwt::Export {
+            subject: s.into(),
+            export_type: "stream".into(),
+            ..Default::default()
+        });
+    }
+    cases.push(("exports over limit", exports));
+    let mut wild = AccountClaims::new(k.a.public_key());
+    wild.nats.limits.wildcards = false;
+    wild.nats.exports.push(natrix_jwt::Export {
+        subject: "w.*".into(),
+        export_type: "stream".into(),
+        ..Default::default()
+    });
+    cases.push(("wildcard export", wild));
+    let mut ok = AccountClaims::new(k.a.public_key());
+    ok.nats.limits.imports = 2;
+    cases.push(("within limits", ok));
+
+    let base = std::env::temp_dir().join(format!("natrix-resolver-lim-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let mut results = Vec::new();
+    for (i, which) in ["ref", "ours"].iter().enumerate() {
+        let mut seen = Vec::new();
+        for (n, (label, claims)) in cases.iter().enumerate() {
+            let dir = base.join(format!("{which}-{n}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            let conf = config(&k, &dir);
+            let (_r, _o, url) = if i == 0 {
+                let r = RefServer::start(Some(&conf), &[]);
+                let url = format!("nats://{}", r.addr);
+                (Some(r), None, url)
+            } else {
+                let o = conf::start_conf(&conf, false).await;
+                let url = o.url();
+                (None, Some(o), url)
+            };
+            let su = KeyPair::new_user();
+            let sys = connect(&url, &creds(&k.sys, &su)).await.unwrap();
+            let jwt = encode(claims, &k.op).unwrap();
+            let resp = json(&request(&sys, "$SYS.REQ.CLAIMS.UPDATE", jwt).await);
+            let code = resp["error"]["code"]
+                .as_u64()
+                .or(resp["data"]["code"].as_u64());
+            let desc = resp["error"]["description"].clone();
+            let user = connect(&url, &creds(&k.a, &KeyPair::new_user()))
+                .await
+                .is_ok();
+            seen.push((label.to_string(), code, desc, user));
+        }
+        results.push(seen);
+    }
+    let _ = std::fs::remove_dir_all(&base);
+    assert_eq!(results[0], results[1], "reference vs natrix");
+}

@@ -17,8 +17,8 @@ use sha2::{Digest, Sha512_256};
 pub use creds::{format_user_creds, parse_creds, parse_decorated_jwt, parse_decorated_nkey};
 pub use types::*;
 pub use verify::{
-    expand_template, verify_account, verify_account_at, verify_activation, verify_activation_at,
-    verify_user, verify_user_at, VerifiedUser,
+    account_validation_errors, expand_template, verify_account, verify_account_at,
+    verify_activation, verify_activation_at, verify_user, verify_user_at, VerifiedUser,
 };
 
 /// Header `typ`.

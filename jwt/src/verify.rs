@@ -106,6 +106,22 @@ fn apply_defaults(p: &mut UserPermissionLimits, account: &Account) {
     }
 }
 
+/// The blocking validation errors of an account JWT's contents that nats-io/jwt reports
+/// (`vr.AddError`), in its words: more imports or exports than its limits allow. The imports
+/// one appears twice, as Go's validation adds it twice.
+pub fn account_validation_errors(claims: &AccountClaims) -> Vec<&'static str> {
+    let mut errs = Vec::new();
+    let l = &claims.nats.limits;
+    if l.imports >= 0 && claims.nats.imports.len() as i64 > l.imports {
+        errs.push("the account contains more imports than allowed by the operator");
+        errs.push("the account contains more imports than allowed by the operator");
+    }
+    if l.exports >= 0 && claims.nats.exports.len() as i64 > l.exports {
+        errs.push("the account contains more exports than allowed by the operator");
+    }
+    errs
+}
+
 /// Verifies an account JWT against the operator (now); see [`verify_account_at`].
 pub fn verify_account(account_jwt: &str, operator: &OperatorClaims) -> Result<AccountClaims> {
     verify_account_at(account_jwt, operator, now())

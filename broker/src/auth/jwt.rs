@@ -41,6 +41,10 @@ pub fn load_accounts(opts: &Options) -> Result<Vec<AccountClaims>, AuthError> {
             }
         }
         let claims = found.ok_or_else(|| fail(last))?;
+        let errs = natrix_jwt::account_validation_errors(&claims);
+        if !errs.is_empty() {
+            return Err(fail(format!("validation errors: [{}]", errs.join(" "))));
+        }
         if &claims.sub != key {
             return Err(fail(format!("subject {:?} does not match", claims.sub)));
         }

@@ -504,6 +504,15 @@ fn update(
         }
     };
     let acc = claims.sub.clone();
+    let errs = natrix_jwt::account_validation_errors(&claims);
+    if !errs.is_empty() {
+        return answer(
+            server,
+            &acc,
+            "jwt validation failed",
+            Some(format!("validation errors: [{}]", errs.join(" "))),
+        );
+    }
     if let Some(id) = expect {
         if id != acc {
             return answer(
