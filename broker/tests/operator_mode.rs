@@ -435,3 +435,98 @@ async fn trusted_keys_match_reference() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The user JWT's connection rules — source networks, allowed connection types, time ranges —
+/// and an account that disallows bearer tokens: the same logins pass and fail as on the
+/// reference nats-server.
+#[tokio::test]
+async fn user_connection_rules_match_reference() {
+    let okp = KeyPair::new_operator();
+    let a = KeyPair::new_account();
+    let d = KeyPair::new_account();
+    let a_jwt = encode(&AccountClaims::new(a.public_key()), &okp).unwrap();
+    let mut dc = AccountClaims::new(d.public_key());
+    dc.nats.limits.disallow_bearer = true;
+    let d_jwt = encode(&dc, &okp).unwrap();
+    let config = format!(
+        "trusted_keys: [\"{}\"]\nresolver: MEMORY\nresolver_preload: {{\n  {}: {a_jwt}\n  {}: {d_jwt}\n}}\n",
+        okp.public_key(),
+        a.public_key(),
+        d.public_key()
+    );
+    let now = natrix_jwt::now().rem_euclid(86_400);
+    let hms = |s: i64| {
+        let s = s.rem_euclid(86_400);
+        format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+    };
+    type Edit = Box<dyn Fn(&mut natrix_jwt::UserPermissionLimits)>;
+    let cases: Vec<(&str, bool, Edit)> = vec![
+        ("plain", false, Box::new(|_| {})),
+        (
+            "src allows loopback",
+            false,
+            Box::new(|l| l.src = vec!["127.0.0.1/32".into()]),
+        ),
+        (
+            "src elsewhere",
+            false,
+            Box::new(|l| l.src = vec!["10.0.0.0/8".into()]),
+        ),
+        (
+            "standard allowed",
+            false,
+            Box::new(|l| l.allowed_connection_types = vec!["STANDARD".into()]),
+        ),
+        (
+            "mqtt only",
+            false,
+            Box::new(|l| l.allowed_connection_types = vec!["MQTT".into()]),
+        ),
+        ("bearer", false, Box::new(|l| l.bearer_token = true)),
+        (
+            "bearer, disallowed",
+            true,
+            Box::new(|l| l.bearer_token = true),
+        ),
+        (
+            "inside the time range",
+            false,
+            Box::new(move |l| {
+                l.times = vec![natrix_jwt::TimeRange {
+                    start: hms(now - 3600),
+                    end: hms(now + 3600),
+                }]
+            }),
+        ),
+        (
+            "outside the time range",
+            false,
+            Box::new(move |l| {
+                l.times = vec![natrix_jwt::TimeRange {
+                    start: hms(now + 7200),
+                    end: hms(now + 10800),
+                }]
+            }),
+        ),
+    ];
+    let ours = start_conf(&config, false).await;
+    let reference = RefServer::start(Some(&config), &[]);
+    let mut results = Vec::new();
+    for url in [ours.url(), format!("nats://{}", reference.addr)] {
+        let mut seen = Vec::new();
+        for (label, in_d, edit) in &cases {
+            let acc = if *in_d { &d } else { &a };
+            let u = KeyPair::new_user();
+            let mut uc = UserClaims::new(u.public_key());
+            edit(&mut uc.nats.limits);
+            seen.push((*label, connect(&url, &creds(&uc, acc, &u)).await.is_ok()));
+        }
+        results.push(seen);
+    }
+    assert_eq!(results[0], results[1], "natrix vs nats-server");
+    let ok: Vec<bool> = results[0].iter().map(|(_, ok)| *ok).collect();
+    assert_eq!(
+        ok,
+        vec![true, true, false, true, false, true, false, true, false]
+    );
+}

@@ -139,6 +139,7 @@ impl JwtAuth {
             return Err(AuthError::NoMatch);
         }
         let v = natrix_jwt::verify_user(jwt, acl, acct).map_err(|_| AuthError::NoMatch)?;
+        connection_allowed(&v.permissions, acl, p.client_ip, natrix_jwt::now())?;
         if !v.permissions.bearer_token {
             let (Some(nonce), Some(sig)) = (p.nonce, ci.sig.as_deref()) else {
                 return Err(AuthError::NoMatch);
@@ -171,6 +172,95 @@ impl JwtAuth {
                 }
             },
         }))
+    }
+}
+
+/// The user JWT's connection rules, as nats-server applies them at CONNECT: an account that
+/// disallows bearer tokens refuses bearer users, `allowed_connection_types` must include
+/// STANDARD (the only kind this server accepts), the client address must be in a `src`
+/// network, and now must be inside a `times` range (UTC; other locations are refused).
+fn connection_allowed(
+    l: &UserPermissionLimits,
+    account: &AccountClaims,
+    ip: Option<std::net::IpAddr>,
+    now: i64,
+) -> Result<(), AuthError> {
+    if l.bearer_token && account.nats.limits.disallow_bearer {
+        return Err(AuthError::NoMatch);
+    }
+    if !l.allowed_connection_types.is_empty()
+        && !l
+            .allowed_connection_types
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case("STANDARD"))
+    {
+        return Err(AuthError::NoMatch);
+    }
+    if !l.src.is_empty() {
+        let ip = ip.ok_or(AuthError::NoMatch)?;
+        if !l.src.iter().any(|c| cidr_contains(c, ip)) {
+            return Err(AuthError::NoMatch);
+        }
+    }
+    if !l.times.is_empty() {
+        if !l.locale.is_empty() && !matches!(l.locale.as_str(), "UTC" | "Etc/UTC" | "Local") {
+            tracing::warn!(
+                "user JWT time ranges in location {:?} are not supported (UTC only); refused",
+                l.locale
+            );
+            return Err(AuthError::NoMatch);
+        }
+        let secs_of_day = now.rem_euclid(86_400);
+        let parse = |s: &str| -> Option<i64> {
+            let mut it = s.trim().split(':').map(|p| p.parse::<i64>().ok());
+            let (h, m, s) = (it.next()??, it.next()??, it.next().unwrap_or(Some(0))?);
+            Some(h * 3600 + m * 60 + s)
+        };
+        let inside = l
+            .times
+            .iter()
+            .any(|r| match (parse(&r.start), parse(&r.end)) {
+                (Some(a), Some(b)) if a <= b => (a..=b).contains(&secs_of_day),
+                // A range past midnight.
+                (Some(a), Some(b)) => secs_of_day >= a || secs_of_day <= b,
+                _ => false,
+            });
+        if !inside {
+            return Err(AuthError::NoMatch);
+        }
+    }
+    Ok(())
+}
+
+/// Whether `cidr` (`a.b.c.d/n`, an IPv6 network, or a bare address) contains `ip`.
+fn cidr_contains(cidr: &str, ip: std::net::IpAddr) -> bool {
+    let (net, bits) = match cidr.trim().split_once('/') {
+        Some((n, b)) => (n, b.parse::<u32>().ok()),
+        None => (cidr.trim(), None),
+    };
+    let Ok(net) = net.parse::<std::net::IpAddr>() else {
+        return false;
+    };
+    match (net, ip) {
+        (std::net::IpAddr::V4(n), std::net::IpAddr::V4(i)) => {
+            let bits = bits.unwrap_or(32).min(32);
+            let mask = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - bits)
+            };
+            u32::from(n) & mask == u32::from(i) & mask
+        }
+        (std::net::IpAddr::V6(n), std::net::IpAddr::V6(i)) => {
+            let bits = bits.unwrap_or(128).min(128);
+            let mask = if bits == 0 {
+                0
+            } else {
+                u128::MAX << (128 - bits)
+            };
+            u128::from(n) & mask == u128::from(i) & mask
+        }
+        _ => false,
     }
 }
 

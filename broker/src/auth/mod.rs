@@ -46,6 +46,8 @@ pub struct Presented<'a> {
     pub nonce: Option<&'a str>,
     /// Candidate names from the client certificate (verify_and_map), in match order.
     pub cert_identities: &'a [String],
+    /// The client's address (user JWT `src` networks).
+    pub client_ip: Option<std::net::IpAddr>,
 }
 
 /// Everything needed to decide who a client is; built once from the options.

@@ -304,6 +304,7 @@ impl Client {
             connect: connect.as_ref(),
             nonce: self.nonce.as_deref(),
             cert_identities: &self.cert_ids,
+            client_ip: Some(self.addr.ip()),
         };
         match auth.authenticate(&presented) {
             Ok(u) if Arc::ptr_eq(&u.account, &old.account) => {
@@ -1547,11 +1548,13 @@ async fn finish_connect(
     } else {
         let cert_ids = client.cert_identities();
         let nonce = r.nonce.clone();
+        let client_ip = Some(client.addr.ip());
         let check = move |ci: &ConnectInfo| {
             auth.authenticate(&Presented {
                 connect: Some(ci),
                 nonce: nonce.as_deref(),
                 cert_identities: &cert_ids,
+                client_ip,
             })
         };
         let expensive = server.authenticator().is_expensive(&Presented {
