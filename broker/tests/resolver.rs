@@ -311,3 +311,93 @@ async fn account_limit_violations_match_reference() {
     let _ = std::fs::remove_dir_all(&base);
     assert_eq!(results[0], results[1], "reference vs natrix");
 }
+
+/// The seeds' walkthrough end to end, on both servers: an operator with a signing key, an
+/// account signed by that signing key with an account signing key, a user signed by the
+/// account signing key (`issuer_account` set) connecting with a creds file; removing the
+/// account signing key and pushing the account locks the user out.
+#[tokio::test]
+async fn signing_key_walkthrough_matches_reference() {
+    let op = KeyPair::new_operator();
+    let osk = KeyPair::new_operator();
+    let sys = KeyPair::new_account();
+    let a = KeyPair::new_account();
+    let ask = KeyPair::new_account();
+    let mut oc = OperatorClaims::new(op.public_key());
+    oc.nats.system_account = sys.public_key();
+    oc.nats.signing_keys = vec![osk.public_key()];
+    let op_jwt = encode(&oc, &op).unwrap();
+    let sys_jwt = encode(&AccountClaims::new(sys.public_key()), &osk).unwrap();
+    let iat = natrix_jwt::now();
+    let mut ac = AccountClaims::new(a.public_key());
+    ac.nats.signing_keys = vec![natrix_jwt::SigningKey::Plain(ask.public_key())];
+    let with_sk = encode_at(&ac, &osk, iat).unwrap();
+    ac.nats.signing_keys.clear();
+    let without_sk = encode_at(&ac, &osk, iat + 1).unwrap();
+    let user = KeyPair::new_user();
+    let mut uc = UserClaims::new(user.public_key());
+    uc.nats.issuer_account = a.public_key();
+    let user_jwt = encode(&uc, &ask).unwrap();
+    let base = std::env::temp_dir().join(format!("natrix-walk-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let creds_file = base.join("user.creds");
+    std::fs::create_dir_all(&base).unwrap();
+    std::fs::write(
+        &creds_file,
+        format_user_creds(&user_jwt, &user.seed().unwrap()).unwrap(),
+    )
+    .unwrap();
+    let mut results = Vec::new();
+    for which in ["ref", "ours"] {
+        let dir = base.join(which);
+        std::fs::create_dir_all(&dir).unwrap();
+        let conf = format!(
+            "listen: \"127.0.0.1:-1\"\noperator: {op_jwt}\nsystem_account: {}\nresolver: {{ type: full, dir: \"{}\" }}\nresolver_preload: {{ {}: {sys_jwt} }}\n",
+            sys.public_key(),
+            dir.display(),
+            sys.public_key()
+        );
+        let (_r, _o, url) = if which == "ref" {
+            let r = RefServer::start(Some(&conf), &[]);
+            let url = format!("nats://{}", r.addr);
+            (Some(r), None, url)
+        } else {
+            let o = conf::start_conf(&conf, false).await;
+            let url = o.url();
+            (None, Some(o), url)
+        };
+        let login = || async {
+            let opts = async_nats::ConnectOptions::with_credentials_file(creds_file.clone())
+                .await
+                .unwrap()
+                .max_reconnects(Some(0));
+            tokio::time::timeout(Duration::from_secs(5), opts.connect(url.clone()))
+                .await
+                .map(|r| r.is_ok())
+                .unwrap_or(false)
+        };
+        let mut seen = Vec::new();
+        seen.push(("before the push", login().await));
+        let sys_user = KeyPair::new_user();
+        let admin = connect(&url, &creds(&sys, &sys_user)).await.unwrap();
+        let push = |jwt: String| {
+            let admin = admin.clone();
+            async move { json(&request(&admin, "$SYS.REQ.CLAIMS.UPDATE", jwt).await) }
+        };
+        let r = push(with_sk.clone()).await;
+        seen.push(("pushed with the signing key", r["data"]["code"] == 200));
+        seen.push(("user signed by the account signing key", login().await));
+        let r = push(without_sk.clone()).await;
+        seen.push(("pushed without it", r["data"]["code"] == 200));
+        seen.push(("user locked out", !login().await));
+        results.push(seen);
+    }
+    let _ = std::fs::remove_dir_all(&base);
+    assert_eq!(results[0], results[1], "reference vs natrix");
+    assert!(
+        results[1][1..].iter().all(|(_, ok)| *ok),
+        "{:?}",
+        results[1]
+    );
+    assert!(!results[1][0].1, "refused before the push");
+}
