@@ -93,6 +93,10 @@ rules the operator e2e test runs with against a real API server); e2e/chart_test
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+# metrics.podMonitor: the Prometheus Operator's PodMonitors (when their CRD is installed).
+- apiGroups: ["monitoring.coreos.com"]
+  resources: ["podmonitors"]
+  verbs: ["get", "create", "patch", "delete"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]

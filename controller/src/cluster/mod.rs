@@ -1,6 +1,7 @@
 //! The NatsCluster reconciler: render, server-side apply every child, report status.
 
 pub mod health;
+pub mod monitor;
 pub mod rollout;
 pub mod scale;
 pub mod status;
@@ -178,7 +179,7 @@ async fn reconcile_inner(nc: &NatsCluster, ctx: &Context) -> Result<Action> {
     );
 
     match apply_children(nc, ctx, &rendered).await {
-        Ok(sts) => {
+        Ok((sts, pod_monitor)) => {
             let first = old.config_hash.is_none();
             let changed = old
                 .config_hash
@@ -241,6 +242,9 @@ async fn reconcile_inner(nc: &NatsCluster, ctx: &Context) -> Result<Action> {
                     now,
                 );
             }
+            if let monitor::Outcome::Unavailable(msg) = &pod_monitor {
+                monitor::degrade(&mut status.common.conditions, msg, gen, now);
+            }
             let st = sts.status.clone().unwrap_or_default();
             status.replicas = Some(st.replicas);
             status.ready_replicas = Some(st.ready_replicas.unwrap_or(0));
@@ -248,11 +252,14 @@ async fn reconcile_inner(nc: &NatsCluster, ctx: &Context) -> Result<Action> {
             status.common.observed_generation = gen;
             write_status(&api, nc, &status).await?;
             if first {
-                let pdb = if rendered.pdb.is_some() {
-                    ", PodDisruptionBudget"
+                let mut pdb = if rendered.pdb.is_some() {
+                    ", PodDisruptionBudget".to_string()
                 } else {
-                    ""
+                    String::new()
                 };
+                if matches!(pod_monitor, monitor::Outcome::Applied { .. }) {
+                    pdb.push_str(&format!(", PodMonitor {name}"));
+                }
                 ctx.event(
                     nc,
                     false,
@@ -276,6 +283,9 @@ async fn reconcile_inner(nc: &NatsCluster, ctx: &Context) -> Result<Action> {
                     ),
                 )
                 .await;
+            }
+            if !(first && matches!(pod_monitor, monitor::Outcome::Applied { .. })) {
+                monitor::events(nc, ctx, &old.common.conditions, &pod_monitor).await;
             }
             rollout_events(nc, ctx, &old, &plan).await;
             // A new stuck rollout is announced by `transitions` (a Degraded Warning event).
@@ -540,32 +550,38 @@ async fn transitions(
         ctx.event(nc, true, "NotReady", "Observe", msg(CONDITION_READY))
             .await;
     }
-    if !was(CONDITION_DEGRADED) && is(CONDITION_DEGRADED) {
+    // An unavailable PodMonitor has an event of its own (see `monitor::events`).
+    let own_event = conditions::get(&new.common.conditions, CONDITION_DEGRADED)
+        .is_some_and(|c| c.reason == monitor::REASON_UNAVAILABLE);
+    if !was(CONDITION_DEGRADED) && is(CONDITION_DEGRADED) && !own_event {
         ctx.event(nc, true, "Degraded", "Observe", msg(CONDITION_DEGRADED))
             .await;
     }
 }
 
+/// Apply every child; the StatefulSet as stored, and what became of the PodMonitor.
 async fn apply_children(
     nc: &NatsCluster,
     ctx: &Context,
     r: &render::Rendered,
-) -> Result<StatefulSet> {
+) -> Result<(StatefulSet, monitor::Outcome)> {
     let client = &ctx.client;
     if nc.spec.auth.operator_mode {
         ensure_operator_secret(nc, ctx).await?;
     }
-    let _: ConfigMap = apply(client, &r.config_map).await?;
-    let _: Service = apply(client, &r.headless_service).await?;
-    let _: Service = apply(client, &r.client_service).await?;
-    let sts: StatefulSet = apply(client, &r.statefulset).await?;
+    let applied = &ctx.applied;
+    let _: ConfigMap = apply(client, applied, &r.config_map).await?;
+    let _: Service = apply(client, applied, &r.headless_service).await?;
+    let _: Service = apply(client, applied, &r.client_service).await?;
+    let sts: StatefulSet = apply(client, applied, &r.statefulset).await?;
     match &r.pdb {
         Some(pdb) => {
-            apply_pdb(client, &ctx.pdb, pdb).await?;
+            apply_pdb(client, applied, &ctx.pdb, pdb).await?;
         }
         None => delete_owned_pdb(nc, ctx).await?,
     }
-    Ok(sts)
+    let pod_monitor = monitor::sync(nc, ctx, r).await?;
+    Ok((sts, pod_monitor))
 }
 
 /// Operator mode: create the Secret with the operator and system account keys once. An

@@ -5,14 +5,14 @@
 
 use std::collections::BTreeMap;
 
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{ClusterRef, CommonStatus, DURATION_PATTERN, NAME_PATTERN, SIZE_PATTERN};
 
 /// Desired state of a NATS account.
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "natrix.io",
     version = "v1alpha1",
@@ -44,9 +44,12 @@ use super::{ClusterRef, CommonStatus, DURATION_PATTERN, NAME_PATTERN, SIZE_PATTE
         json_path = ".metadata.creationTimestamp"
     )
 )]
+#[x_kube(validation = Rule::new("!has(self.limits.imports) || self.limits.imports < 0 || (has(self.imports) ? size(self.imports) : 0) <= self.limits.imports").message("more imports than limits.imports: the brokers would refuse the account JWT; raise the limit or remove imports"))]
+#[x_kube(validation = Rule::new("!has(self.limits.exports) || self.limits.exports < 0 || (has(self.exports) ? size(self.exports) : 0) <= self.limits.exports").message("more exports than limits.exports: the brokers would refuse the account JWT; raise the limit or remove exports"))]
 #[serde(rename_all = "camelCase")]
 pub struct AccountSpec {
-    /// The NatsCluster this account lives in.
+    /// The NatsCluster this account lives in (immutable).
+    #[x_kube(validation = Rule::new("self == oldSelf").message("clusterRef is immutable: the account's keys and JWT belong to that cluster's operator; create a new Account"))]
     pub cluster_ref: ClusterRef,
     /// Core NATS limits (-1 or unset: unlimited).
     #[serde(default)]

@@ -8,14 +8,14 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{
     Affinity, LocalObjectReference, ResourceRequirements, Toleration, TopologySpreadConstraint,
 };
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{CommonStatus, DURATION_PATTERN, NAME_PATTERN, SIZE_PATTERN};
 
 /// Desired state of a NATS cluster run by natrix-broker.
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "natrix.io",
     version = "v1alpha1",
@@ -45,6 +45,9 @@ use super::{CommonStatus, DURATION_PATTERN, NAME_PATTERN, SIZE_PATTERN};
         json_path = ".metadata.creationTimestamp"
     )
 )]
+#[x_kube(validation = Rule::new("self.auth.operatorMode == self.resolver.enabled").message("auth.operatorMode and resolver.enabled go together: operator mode pushes the accounts to the full resolver; set both or neither"))]
+#[x_kube(validation = Rule::new("!self.metrics.podMonitor || self.metrics.enabled").message("metrics.podMonitor needs metrics.enabled: true"))]
+#[x_kube(validation = Rule::new("self.ports.client != self.ports.cluster && self.ports.client != self.ports.monitor && self.ports.cluster != self.ports.monitor").message("ports.client, ports.cluster and ports.monitor must be three different ports"))]
 #[serde(rename_all = "camelCase")]
 pub struct NatsClusterSpec {
     /// Number of servers (pods).
@@ -84,6 +87,9 @@ pub struct NatsClusterSpec {
     /// The PodDisruptionBudget.
     #[serde(default)]
     pub pod_disruption_budget: PdbSpec,
+    /// Prometheus metrics of the brokers (`/metrics` on the monitor port).
+    #[serde(default)]
+    pub metrics: MetricsSpec,
     /// Stop all writes by the operator to this cluster's objects.
     #[serde(default)]
     pub paused: bool,
@@ -196,7 +202,9 @@ fn default_monitor_port() -> i32 {
 }
 
 /// JetStream settings.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[x_kube(validation = Rule::new("self.enabled == oldSelf.enabled").message("jetstream.enabled is immutable: it adds or removes the StatefulSet's data volume claim, and volumeClaimTemplates cannot change; create a new NatsCluster"))]
+#[x_kube(validation = Rule::new("!self.enabled || self.fileStorage == oldSelf.fileStorage").message("jetstream.fileStorage (size, storageClassName) is immutable: the StatefulSet's volumeClaimTemplates cannot change; resize the data-<pod> PVCs themselves if their StorageClass allows it"))]
 #[serde(rename_all = "camelCase")]
 pub struct JetStreamSpec {
     /// Enable JetStream.
@@ -246,7 +254,9 @@ pub struct MemoryStorageSpec {
 }
 
 /// The full account resolver.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[x_kube(validation = Rule::new("self.enabled == oldSelf.enabled").message("resolver.enabled is immutable: it adds or removes the StatefulSet's resolver volume claim, and volumeClaimTemplates cannot change; create a new NatsCluster"))]
+#[x_kube(validation = Rule::new("!self.enabled || self.storage == oldSelf.storage").message("resolver.storage (size, storageClassName) is immutable: the StatefulSet's volumeClaimTemplates cannot change; resize the resolver-<pod> PVCs themselves if their StorageClass allows it"))]
 #[serde(rename_all = "camelCase")]
 pub struct ResolverSpec {
     /// Enable the full resolver.
@@ -317,7 +327,9 @@ fn default_ca_key() -> String {
 }
 
 /// Authentication.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[x_kube(validation = Rule::new("self.operatorMode == oldSelf.operatorMode").message("auth.operatorMode is immutable: the operator keys, the accounts and the brokers' resolver exist for one mode; create a new NatsCluster"))]
+#[x_kube(validation = Rule::new("!self.operatorMode || self.systemAccount == oldSelf.systemAccount").message("auth.systemAccount is immutable in operator mode: the system account was generated once, under this name, in Secret <cluster>-operator"))]
 #[serde(rename_all = "camelCase")]
 pub struct AuthSpec {
     /// Operator (JWT) mode: the operator generates the operator keys and signs Accounts.
@@ -448,6 +460,28 @@ fn default_true() -> bool {
 }
 fn default_max_unavailable() -> i32 {
     1
+}
+
+/// Prometheus metrics: the brokers serve them at `/metrics` on the monitor port.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricsSpec {
+    /// Annotate the pods for scraping (`prometheus.io/scrape`, `prometheus.io/port`, `prometheus.io/path`).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Server-side apply a Prometheus Operator PodMonitor (`monitoring.coreos.com/v1`) for the
+    /// pods; needs `enabled` and the PodMonitor CRD.
+    #[serde(default)]
+    pub pod_monitor: bool,
+}
+
+impl Default for MetricsSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            pod_monitor: false,
+        }
+    }
 }
 
 /// Observed state of a NatsCluster.

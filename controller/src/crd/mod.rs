@@ -1,6 +1,8 @@
 //! Custom resources of the `natrix.io/v1alpha1` API: NatsCluster, Account, Stream.
 
 mod account;
+#[cfg(test)]
+mod cel_tests;
 mod cluster;
 mod stream;
 

@@ -42,11 +42,13 @@ pub const STREAM_NAME_PATTERN: &str = r"^[^.*>/\\\s]+$";
 )]
 #[x_kube(validation = Rule::new("!has(self.mirror) || !has(self.subjects) || size(self.subjects) == 0").message("a mirror stream cannot have subjects"))]
 #[x_kube(validation = Rule::new("!has(self.mirror) || !has(self.sources) || size(self.sources) == 0").message("a mirror stream cannot have sources"))]
+#[x_kube(validation = Rule::new("has(self.accountRef) == has(oldSelf.accountRef) && (!has(self.accountRef) || self.accountRef == oldSelf.accountRef)").message("accountRef is immutable: the stream lives in that account; create a new Stream"))]
 #[serde(rename_all = "camelCase")]
 pub struct StreamSpec {
-    /// The NatsCluster serving the stream.
+    /// The NatsCluster serving the stream (immutable).
+    #[x_kube(validation = Rule::new("self == oldSelf").message("clusterRef is immutable: the stream lives in that cluster; create a new Stream"))]
     pub cluster_ref: ClusterRef,
-    /// The Account owning the stream; the global account when unset.
+    /// The Account owning the stream; the global account when unset (immutable).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account_ref: Option<AccountRef>,
     /// Stream name in JetStream (immutable).

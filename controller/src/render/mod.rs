@@ -18,6 +18,8 @@ use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec}
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::api::DynamicObject;
+use kube::core::ApiResource;
 use kube::{Resource, ResourceExt};
 use sha2::{Digest, Sha256};
 
@@ -36,6 +38,16 @@ pub const CONF_DIR: &str = "/etc/nats";
 pub const SYSTEM_ACCOUNT_KEY: &str = "system-account";
 /// User and group the broker runs as.
 pub const RUN_AS: i64 = 1000;
+/// Name of the container (and Service) port of the HTTP monitor: probes and metrics.
+pub const MONITOR_PORT_NAME: &str = "monitor";
+/// Path of the brokers' Prometheus exporter on the monitor port.
+pub const METRICS_PATH: &str = "/metrics";
+/// Pod annotation asking annotation-driven Prometheus setups to scrape the pod.
+pub const SCRAPE_ANNOTATION: &str = "prometheus.io/scrape";
+/// Pod annotation with the port Prometheus scrapes.
+pub const SCRAPE_PORT_ANNOTATION: &str = "prometheus.io/port";
+/// Pod annotation with the path Prometheus scrapes.
+pub const SCRAPE_PATH_ANNOTATION: &str = "prometheus.io/path";
 
 /// Why a NatsCluster cannot be rendered.
 #[derive(Debug, PartialEq, Eq)]
@@ -80,6 +92,8 @@ pub struct Names {
     pub pdb: String,
     /// Secret with the operator JWT and the system account (operator mode).
     pub operator_secret: String,
+    /// Prometheus Operator PodMonitor (`metrics.podMonitor`).
+    pub pod_monitor: String,
 }
 
 /// Children names for a NatsCluster.
@@ -101,6 +115,7 @@ pub fn names(nc: &NatsCluster) -> Result<Names, RenderError> {
         config_map: format!("{name}-config"),
         pdb: name.clone(),
         operator_secret: format!("{name}-operator"),
+        pod_monitor: name.clone(),
         statefulset: name,
     })
 }
@@ -210,6 +225,8 @@ pub struct Rendered {
     pub statefulset: StatefulSet,
     /// The PodDisruptionBudget, unless disabled.
     pub pdb: Option<PodDisruptionBudget>,
+    /// The PodMonitor (`metrics.podMonitor`), a `monitoring.coreos.com/v1` object.
+    pub pod_monitor: Option<DynamicObject>,
 }
 
 /// nats.conf text for a NatsCluster.
@@ -237,6 +254,7 @@ pub fn render(nc: &NatsCluster) -> Result<Rendered, RenderError> {
         client_service: client_service(nc)?,
         statefulset: statefulset(nc, &config_hash)?,
         pdb: pdb(nc)?,
+        pod_monitor: pod_monitor(nc)?,
         conf,
         config_hash,
     })
@@ -277,7 +295,7 @@ fn headless_service(nc: &NatsCluster) -> Result<Service, RenderError> {
             ports: Some(vec![
                 port("client", p.client),
                 port("cluster", p.cluster),
-                port("monitor", p.monitor),
+                port(MONITOR_PORT_NAME, p.monitor),
             ]),
             ..Default::default()
         }),
@@ -303,7 +321,7 @@ fn probe(path: &str, period: i32, failure: i32) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.into()),
-            port: IntOrString::String("monitor".into()),
+            port: IntOrString::String(MONITOR_PORT_NAME.into()),
             ..Default::default()
         }),
         initial_delay_seconds: Some(10),
@@ -488,7 +506,7 @@ fn statefulset(nc: &NatsCluster, config_hash: &str) -> Result<StatefulSet, Rende
         ports: Some(vec![
             container_port("client", p.client),
             container_port("cluster", p.cluster),
-            container_port("monitor", p.monitor),
+            container_port(MONITOR_PORT_NAME, p.monitor),
         ]),
         startup_probe: Some(probe("/healthz", 10, 90)),
         readiness_probe: Some(probe("/healthz?js-server-only=true", 10, 3)),
@@ -511,7 +529,9 @@ fn statefulset(nc: &NatsCluster, config_hash: &str) -> Result<StatefulSet, Rende
     let pod = &spec.pod;
     let mut pod_labels = pod.labels.clone();
     pod_labels.extend(labels(nc));
-    let mut annotations = pod.annotations.clone();
+    // The scrape annotations first: the user's `pod.annotations` may override them.
+    let mut annotations = scrape_annotations(nc);
+    annotations.extend(pod.annotations.clone());
     annotations.insert(CONFIG_HASH_ANNOTATION.into(), config_hash.into());
     let non_empty = |v: &BTreeMap<String, String>| (!v.is_empty()).then(|| v.clone());
     let pod_spec = PodSpec {
@@ -607,6 +627,55 @@ pub fn sts_template_hash(sts: &StatefulSet) -> Option<&str> {
         .as_ref()
         .and_then(|a| a.get(TEMPLATE_HASH_ANNOTATION))
         .map(String::as_str)
+}
+
+/// The `prometheus.io/*` pod annotations when `metrics.enabled` (none otherwise).
+fn scrape_annotations(nc: &NatsCluster) -> BTreeMap<String, String> {
+    if !nc.spec.metrics.enabled {
+        return BTreeMap::new();
+    }
+    BTreeMap::from([
+        (SCRAPE_ANNOTATION.to_string(), "true".to_string()),
+        (
+            SCRAPE_PORT_ANNOTATION.to_string(),
+            nc.spec.ports.monitor.to_string(),
+        ),
+        (SCRAPE_PATH_ANNOTATION.to_string(), METRICS_PATH.to_string()),
+    ])
+}
+
+/// The Prometheus Operator's `monitoring.coreos.com/v1` PodMonitor.
+pub fn pod_monitor_resource() -> ApiResource {
+    ApiResource {
+        group: "monitoring.coreos.com".into(),
+        version: "v1".into(),
+        api_version: "monitoring.coreos.com/v1".into(),
+        kind: "PodMonitor".into(),
+        plural: "podmonitors".into(),
+    }
+}
+
+/// The PodMonitor scraping the pods' `/metrics` on the monitor port, when `metrics.podMonitor`.
+fn pod_monitor(nc: &NatsCluster) -> Result<Option<DynamicObject>, RenderError> {
+    let m = &nc.spec.metrics;
+    if !m.pod_monitor {
+        return Ok(None);
+    }
+    if !m.enabled {
+        return Err(RenderError::InvalidSpec(
+            "spec.metrics.podMonitor needs spec.metrics.enabled: true".into(),
+        ));
+    }
+    let n = names(nc)?;
+    let mut obj =
+        DynamicObject::new(&n.pod_monitor, &pod_monitor_resource()).data(serde_json::json!({
+            "spec": {
+                "selector": {"matchLabels": selector_labels(nc)},
+                "podMetricsEndpoints": [{"port": MONITOR_PORT_NAME, "path": METRICS_PATH}],
+            }
+        }));
+    obj.metadata = meta(nc, &n.pod_monitor)?;
+    Ok(Some(obj))
 }
 
 fn pdb(nc: &NatsCluster) -> Result<Option<PodDisruptionBudget>, RenderError> {

@@ -420,3 +420,137 @@ fn template_hash_changes_only_with_the_pod_template() {
         Some(2)
     );
 }
+
+fn pod_annotations(r: &Rendered) -> BTreeMap<String, String> {
+    r.statefulset
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .metadata
+        .as_ref()
+        .unwrap()
+        .annotations
+        .clone()
+        .unwrap()
+}
+
+#[test]
+fn metrics_scrape_annotations_by_default_and_off_when_disabled() {
+    let r = render(&cluster(serde_json::json!({"ports": {"monitor": 9222}}))).unwrap();
+    let ann = pod_annotations(&r);
+    assert_eq!(ann[SCRAPE_ANNOTATION], "true");
+    assert_eq!(ann[SCRAPE_PORT_ANNOTATION], "9222");
+    assert_eq!(ann[SCRAPE_PATH_ANNOTATION], "/metrics");
+    assert_eq!(METRICS_PATH, natrix_broker::monitor::METRICS_PATH);
+    // The port the annotations name is the container's monitor port.
+    let c = &r
+        .statefulset
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0];
+    let monitor = c
+        .ports
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|p| p.name.as_deref() == Some(MONITOR_PORT_NAME))
+        .unwrap();
+    assert_eq!(monitor.container_port, 9222);
+    assert!(r.pod_monitor.is_none(), "no PodMonitor unless asked for");
+
+    let off = render(&cluster(serde_json::json!({"metrics": {"enabled": false}}))).unwrap();
+    let ann = pod_annotations(&off);
+    assert!(
+        !ann.keys().any(|k| k.starts_with("prometheus.io/")),
+        "{ann:?}"
+    );
+    assert_eq!(ann[CONFIG_HASH_ANNOTATION], off.config_hash);
+    // Toggling the annotations changes the pod template, not the restart-only config.
+    let on = render(&cluster(serde_json::json!({}))).unwrap();
+    assert_eq!(off.config_hash, on.config_hash);
+    assert_ne!(
+        sts_template_hash(&off.statefulset),
+        sts_template_hash(&on.statefulset)
+    );
+
+    // The user's pod annotations win over ours.
+    let own = render(&cluster(serde_json::json!({
+        "pod": {"annotations": {"prometheus.io/scrape": "false", "team": "a"}}
+    })))
+    .unwrap();
+    let ann = pod_annotations(&own);
+    assert_eq!(ann[SCRAPE_ANNOTATION], "false");
+    assert_eq!(ann["team"], "a");
+    assert_eq!(ann[SCRAPE_PATH_ANNOTATION], "/metrics");
+}
+
+#[test]
+fn pod_monitor_selects_the_pods_and_scrapes_the_monitor_port() {
+    let r = render(&cluster(
+        serde_json::json!({"metrics": {"podMonitor": true}}),
+    ))
+    .unwrap();
+    let pm = r.pod_monitor.clone().unwrap();
+    let v = serde_json::to_value(&pm).unwrap();
+    assert_eq!(v["apiVersion"], "monitoring.coreos.com/v1");
+    assert_eq!(v["kind"], "PodMonitor");
+    assert_eq!(v["metadata"]["name"], "nats");
+    assert_eq!(v["metadata"]["namespace"], "prod");
+    let o = &v["metadata"]["ownerReferences"][0];
+    assert_eq!(
+        (&o["kind"], &o["name"], &o["uid"], &o["controller"]),
+        (
+            &serde_json::json!("NatsCluster"),
+            &serde_json::json!("nats"),
+            &serde_json::json!("1234-uid"),
+            &serde_json::json!(true)
+        )
+    );
+    // The selector is exactly the StatefulSet's: the pods' labels.
+    let sts_selector =
+        serde_json::to_value(&r.statefulset.spec.as_ref().unwrap().selector.match_labels).unwrap();
+    assert_eq!(v["spec"]["selector"]["matchLabels"], sts_selector);
+    let pod_labels = r
+        .statefulset
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .metadata
+        .as_ref()
+        .unwrap()
+        .labels
+        .clone()
+        .unwrap();
+    for (k, val) in v["spec"]["selector"]["matchLabels"].as_object().unwrap() {
+        assert_eq!(
+            Some(val.as_str().unwrap()),
+            pod_labels.get(k).map(String::as_str)
+        );
+    }
+    assert_eq!(
+        v["spec"]["podMetricsEndpoints"],
+        serde_json::json!([{"port": "monitor", "path": "/metrics"}])
+    );
+    let ar = pod_monitor_resource();
+    assert_eq!(
+        (ar.group.as_str(), ar.version.as_str(), ar.plural.as_str()),
+        ("monitoring.coreos.com", "v1", "podmonitors")
+    );
+
+    // podMonitor without the metrics: refused (the CRD's CEL rule says so too).
+    let e = render(&cluster(
+        serde_json::json!({"metrics": {"enabled": false, "podMonitor": true}}),
+    ))
+    .unwrap_err();
+    assert!(
+        matches!(&e, RenderError::InvalidSpec(m) if m.contains("metrics.enabled")),
+        "{e}"
+    );
+}
