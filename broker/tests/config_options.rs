@@ -157,7 +157,6 @@ fn unsupported_keys_fail_with_position() {
         "websocket",
         "mqtt",
         "operator",
-        "trusted",
         "resolver_preload",
         "syslog",
         "remote_syslog",
@@ -183,8 +182,8 @@ fn unsupported_keys_fail_with_position() {
     assert!(err("resolver: { type: cache, dir: d }").contains("\"cache\" is not supported yet"));
     // JetStream settings this broker does not implement fail the same way.
     assert_eq!(
-        err("JetStream: {\n  prev_key: old\n}"),
-        "nats.conf:2:3: \"jetstream.prev_key\" is not supported yet"
+        err("JetStream: {\n  unique_tag: az\n}"),
+        "nats.conf:2:3: \"jetstream.unique_tag\" is not supported yet"
     );
     let (o, _) =
         load("jetstream: { store_dir: \"/data\", max_mem: 1GB, sync_interval: always }").unwrap();
