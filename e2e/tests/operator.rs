@@ -418,6 +418,8 @@ async fn operator_against_a_real_api_server() {
     let result = std::panic::AssertUnwindSafe(async {
         run_operator_and_scenario(&setup.client, &setup.ns, &setup.kubeconfig).await;
         the_binary(&setup.client, &setup.ns, &setup.kubeconfig).await;
+        let gc = setup._cluster.is_some();
+        pod_monitor(&setup.client, &setup.ns, &setup.kubeconfig, gc).await;
         // Needs the StatefulSet controller of our own control plane (pods are simulated).
         if setup._cluster.is_some() {
             rolling_upgrade_and_scale_down(&setup.client, &setup.ns, &setup.kubeconfig).await;
@@ -1544,4 +1546,239 @@ async fn rolling_upgrade_and_scale_down(client: &Client, ns: &str, kubeconfig: &
         .await
         .expect("the operator stops on shutdown")
         .unwrap();
+}
+
+/// A minimal `monitoring.coreos.com/v1` PodMonitor CRD (the Prometheus Operator's group,
+/// version, kind and plural; a schema keeping every field).
+fn pod_monitor_crd() -> CustomResourceDefinition {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "podmonitors.monitoring.coreos.com"},
+        "spec": {
+            "group": "monitoring.coreos.com",
+            "scope": "Namespaced",
+            "names": {"kind": "PodMonitor", "listKind": "PodMonitorList",
+                      "plural": "podmonitors", "singular": "podmonitor"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                          "schema": {"openAPIV3Schema": {
+                              "type": "object",
+                              "x-kubernetes-preserve-unknown-fields": true}}}]
+        }
+    }))
+    .unwrap()
+}
+
+/// `metrics`: the pods' scrape annotations; `metrics.podMonitor` without the PodMonitor CRD
+/// (Degraded PodMonitorUnavailable and a Warning event, the rest reconciled), then with a
+/// minimal CRD installed (the PodMonitor applied, owned, selecting the pods), turned off
+/// (deleted), and garbage-collected with its NatsCluster.
+async fn pod_monitor(client: &Client, ns: &str, kubeconfig: &Path, gc: bool) {
+    let operator_client = operator_rbac(client, ns, kubeconfig).await;
+    let pdb_ar = natrix_controller::apply::pdb_resource(&operator_client).await;
+    let settings = Settings {
+        // The operator does not watch PodMonitors (their CRD may be missing): a short
+        // resync notices the CRD installed below.
+        cluster_resync: Duration::from_secs(2),
+        ..Settings::default()
+    };
+    let ctx = Arc::new(Context::new(
+        operator_client,
+        Arc::new(Metrics::default()),
+        pdb_ar,
+        settings,
+    ));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let operator = tokio::spawn(natrix_controller::operator::run(
+        ctx,
+        vec![ns.to_string()],
+        stop_rx,
+    ));
+    struct Stop(tokio::sync::watch::Sender<bool>);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = self.0.send(true);
+        }
+    }
+    let stop = Stop(stop_tx);
+
+    let ncs: Api<NatsCluster> = Api::namespaced(client.clone(), ns);
+    let stss: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let pm_ar = natrix_controller::render::pod_monitor_resource();
+    let pms: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &pm_ar);
+    let crd_name = "podmonitors.monitoring.coreos.com";
+    // Another run against the same cluster may have left the CRD.
+    if crds.get_opt(crd_name).await.unwrap().is_some() {
+        crds.delete(crd_name, &DeleteParams::default())
+            .await
+            .unwrap();
+        eventually("the PodMonitor CRD gone", || async {
+            match crds.get_opt(crd_name).await.map_err(|e| e.to_string())? {
+                None => Ok(()),
+                Some(_) => Err("still there".to_string()),
+            }
+        })
+        .await;
+    }
+
+    let mut nc: NatsCluster = example("natscluster.yaml", ns);
+    nc.metadata.name = Some("mon".into());
+    nc.spec.ports.monitor = 8333;
+    nc.spec.metrics.pod_monitor = true;
+    let nc = ncs.create(&PostParams::default(), &nc).await.unwrap();
+    let uid = nc.uid().unwrap();
+
+    // No PodMonitor CRD: Degraded says what to do, the children are there all the same.
+    let degraded = eventually("Degraded PodMonitorUnavailable", || async {
+        let c = ncs.get("mon").await.map_err(|e| e.to_string())?;
+        let conds = c.status.map(|s| s.common.conditions).unwrap_or_default();
+        cond(&conds, "Degraded")
+            .filter(|c| c.status == "True" && c.reason == "PodMonitorUnavailable")
+            .cloned()
+            .ok_or_else(|| show(&conds))
+    })
+    .await;
+    assert!(
+        degraded
+            .message
+            .contains("install the Prometheus Operator (or its PodMonitor CRD)"),
+        "{}",
+        degraded.message
+    );
+    assert!(degraded.message.contains(&format!("{ns}/mon")));
+    let sts = stss.get("mon").await.unwrap();
+    let ann = sts
+        .spec
+        .unwrap()
+        .template
+        .metadata
+        .unwrap()
+        .annotations
+        .unwrap();
+    assert_eq!(ann["prometheus.io/scrape"], "true");
+    assert_eq!(ann["prometheus.io/port"], "8333");
+    assert_eq!(ann["prometheus.io/path"], "/metrics");
+    let events: Api<Event> = Api::namespaced(client.clone(), ns);
+    let event_reasons = || async {
+        let list = events
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<Vec<(String, String)>, String>(
+            list.items
+                .iter()
+                .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("mon"))
+                .map(|e| {
+                    (
+                        e.reason.clone().unwrap_or_default(),
+                        e.type_.clone().unwrap_or_default(),
+                    )
+                })
+                .collect(),
+        )
+    };
+    eventually("a PodMonitorUnavailable Warning event", || async {
+        let got = event_reasons().await?;
+        got.iter()
+            .any(|(r, t)| r == "PodMonitorUnavailable" && t == "Warning")
+            .then_some(())
+            .ok_or_else(|| format!("{got:?}"))
+    })
+    .await;
+
+    // The CRD installed: the PodMonitor appears, owned by the cluster, selecting its pods.
+    crds.create(&PostParams::default(), &pod_monitor_crd())
+        .await
+        .unwrap();
+    let pm = eventually("PodMonitor mon", || async {
+        pms.get_opt("mon")
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| "not yet".to_string())
+    })
+    .await;
+    assert!(owned_by(pm.owner_references(), &uid), "{pm:?}");
+    let sel = sts_selector(&stss, "mon").await;
+    assert_eq!(pm.data["spec"]["selector"]["matchLabels"], sel);
+    assert_eq!(
+        pm.data["spec"]["podMetricsEndpoints"],
+        serde_json::json!([{"port": "monitor", "path": "/metrics"}])
+    );
+    eventually("Degraded clears", || async {
+        let c = ncs.get("mon").await.map_err(|e| e.to_string())?;
+        let conds = c.status.map(|s| s.common.conditions).unwrap_or_default();
+        cond(&conds, "Degraded")
+            .filter(|c| c.reason != "PodMonitorUnavailable")
+            .map(|_| ())
+            .ok_or_else(|| show(&conds))
+    })
+    .await;
+
+    // Turned off: deleted.
+    ncs.patch(
+        "mon",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"spec": {"metrics": {"podMonitor": false}}})),
+    )
+    .await
+    .unwrap();
+    eventually("PodMonitor deleted", || async {
+        match pms.get_opt("mon").await.map_err(|e| e.to_string())? {
+            None => Ok(()),
+            Some(_) => Err("still there".to_string()),
+        }
+    })
+    .await;
+    eventually("PodMonitorCreated and PodMonitorDeleted events", || async {
+        let got = event_reasons().await?;
+        ["PodMonitorCreated", "PodMonitorDeleted"]
+            .iter()
+            .all(|want| got.iter().any(|(r, _)| r == want))
+            .then_some(())
+            .ok_or_else(|| format!("{got:?}"))
+    })
+    .await;
+
+    // Back on, then the NatsCluster deleted: the garbage collector takes the PodMonitor.
+    ncs.patch(
+        "mon",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"spec": {"metrics": {"podMonitor": true}}})),
+    )
+    .await
+    .unwrap();
+    eventually("PodMonitor back", || async {
+        pms.get_opt("mon")
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| "not yet".to_string())
+    })
+    .await;
+    drop(stop);
+    tokio::time::timeout(Duration::from_secs(15), operator)
+        .await
+        .expect("the operator stops on shutdown")
+        .unwrap();
+    ncs.delete("mon", &DeleteParams::foreground())
+        .await
+        .unwrap();
+    if gc {
+        eventually("PodMonitor garbage-collected", || async {
+            match pms.get_opt("mon").await.map_err(|e| e.to_string())? {
+                None => Ok(()),
+                Some(_) => Err("still there".to_string()),
+            }
+        })
+        .await;
+    }
+    crds.delete(crd_name, &DeleteParams::default())
+        .await
+        .unwrap();
+}
+
+/// The `matchLabels` of a StatefulSet's selector, as JSON.
+async fn sts_selector(stss: &Api<StatefulSet>, name: &str) -> serde_json::Value {
+    let sts = stss.get(name).await.unwrap();
+    serde_json::to_value(sts.spec.unwrap().selector.match_labels).unwrap()
 }
