@@ -389,9 +389,9 @@ impl StreamConfig {
                 "stream compression is not supported by this server yet",
             ));
         }
-        if self.allow_msg_ttl || self.subject_delete_marker_ttl != 0 {
+        if self.subject_delete_marker_ttl != 0 {
             return Err(ApiError::stream_invalid_config(
-                "per-message TTL is not supported by this server yet",
+                "subject delete markers are not supported by this server yet",
             ));
         }
         if self.num_replicas == 0 {

@@ -271,11 +271,13 @@ pub fn spawn(s: Spawn) -> Result<Arc<StreamHandle>, ApiError> {
         last_state_save: Instant::now(),
         wake: false,
         origins: Vec::new(),
+        ttls: std::collections::BTreeSet::new(),
         snapshots: 0,
     };
     stream.start_origins();
     stream.restore_consumers();
     stream.rebuild_dedupe();
+    stream.rebuild_ttls();
     stream.publish_numbers();
     let t = std::thread::Builder::new()
         .name(format!("js-{}", stream.name))
@@ -311,6 +313,8 @@ struct Stream {
     wake: bool,
     /// The mirror or the sources this stream copies from.
     origins: Vec<Origin>,
+    /// Messages with a `Nats-TTL`: (expiry in unix nanos, sequence), earliest first.
+    ttls: std::collections::BTreeSet<(i64, u64)>,
     /// Backups running (limits and retention wait while any is).
     snapshots: u32,
 }
@@ -415,6 +419,10 @@ impl Stream {
         if let Some(t) = self.origins_deadline() {
             min(t);
         }
+        if let Some(&(at, _)) = self.ttls.first() {
+            let left = (at - unix_nanos()).max(0) as u64;
+            min(Instant::now() + Duration::from_nanos(left));
+        }
         for c in self.consumers.values() {
             if let Some(t) = c.next_deadline() {
                 min(t);
@@ -475,6 +483,15 @@ impl Stream {
             self.origin_timers(server);
         }
         let now = Instant::now();
+        // Per-message TTLs.
+        let wall = unix_nanos();
+        while let Some(&(at, seq)) = self.ttls.first() {
+            if at > wall {
+                break;
+            }
+            self.ttls.pop_first();
+            self.remove_msg(seq);
+        }
         // max_age.
         if self.cfg.max_age > 0 && !self.snapshotting() {
             let cutoff = unix_nanos() - self.cfg.max_age;
@@ -739,10 +756,20 @@ impl Stream {
         let now = unix_nanos();
         let mut msg_id = None;
         let mut rollup = None;
+        let mut ttl = None;
         if !hdr.is_empty() {
-            if headers::get(hdr, "Nats-TTL").is_some() && !self.cfg.allow_msg_ttl {
-                let b = self.ack_err(ApiError::new(10166, 400, "per-message TTL is disabled"));
-                return self.reply_now(server, &reply, b);
+            if let Some(v) = headers::get(hdr, "Nats-TTL") {
+                if !self.cfg.allow_msg_ttl {
+                    let b = self.ack_err(ApiError::new(10166, 400, "per-message TTL is disabled"));
+                    return self.reply_now(server, &reply, b);
+                }
+                match parse_ttl(v) {
+                    Some(t) => ttl = t,
+                    None => {
+                        let b = self.ack_err(ApiError::new(10165, 400, "invalid per-message TTL"));
+                        return self.reply_now(server, &reply, b);
+                    }
+                }
             }
             if let Some(s) = headers::get(hdr, "Nats-Expected-Stream") {
                 if s != self.name {
@@ -899,6 +926,9 @@ impl Stream {
             self.dedupe.insert(id.clone(), seq);
             self.dedupe_order.push_back((now, id.clone()));
         }
+        if let Some(t) = ttl {
+            self.ttls.insert((now.saturating_add(t), seq));
+        }
         self.last_msg_id = msg_id;
         // Limits.
         if let Some(all) = rollup {
@@ -1054,6 +1084,24 @@ impl Stream {
     }
 
     /// After a restart: the message ids inside the duplicate window.
+    /// The TTL index after a restart: every message's `Nats-TTL` read back (only for
+    /// streams that allow TTLs).
+    fn rebuild_ttls(&mut self) {
+        if !self.cfg.allow_msg_ttl {
+            return;
+        }
+        let st = self.store.state();
+        let mut seq = st.first_seq.max(1);
+        while seq <= st.last_seq {
+            if let Some(m) = self.store.get(seq) {
+                if let Some(Some(Some(t))) = headers::get(&m.hdr, "Nats-TTL").map(parse_ttl) {
+                    self.ttls.insert((m.ts.saturating_add(t), seq));
+                }
+            }
+            seq += 1;
+        }
+    }
+
     fn rebuild_dedupe(&mut self) {
         let cutoff = unix_nanos() - self.cfg.duplicate_window;
         let st = self.store.state();
@@ -1959,6 +2007,20 @@ pub(crate) fn parse_opt<T: serde::de::DeserializeOwned + Default>(
         return Ok(T::default());
     }
     super::errors::from_json(body)
+}
+
+/// A `Nats-TTL` value as nats-server reads it: `never` (`Some(None)`), whole seconds, or a Go
+/// duration of at least one second (`Some(Some(nanos))`); anything else is invalid (`None`).
+fn parse_ttl(v: &str) -> Option<Option<i64>> {
+    let v = v.trim();
+    if v.eq_ignore_ascii_case("never") {
+        return Some(None);
+    }
+    let nanos: i128 = match v.parse::<i64>() {
+        Ok(secs) => i128::from(secs) * 1_000_000_000,
+        Err(_) => crate::config::duration::parse_go_duration(v).ok()?,
+    };
+    (nanos >= 1_000_000_000).then(|| Some(i64::try_from(nanos).unwrap_or(i64::MAX)))
 }
 
 /// A random consumer name, as nats-server makes them (8 base62 characters of a hash).

@@ -1,0 +1,139 @@
+//! Per-message TTLs (`allow_msg_ttl`, the `Nats-TTL` header) against the reference
+//! nats-server: the same acks and errors, messages gone after their TTL, kept with `never`,
+//! and (natrix) TTLs still honoured after a restart.
+
+mod common;
+#[path = "common/proc.rs"]
+mod proc;
+
+use std::time::{Duration, Instant};
+
+use proc::Proc;
+use serde_json::{json, Value};
+
+fn start(reference: bool, dir: &std::path::Path) -> (Proc, String) {
+    let sd = dir.display().to_string();
+    let args = ["-js", "-sd", &sd, "-a", "127.0.0.1", "-p", "-1"];
+    let p = if reference {
+        Proc::reference(&args)
+    } else {
+        Proc::natrix(&args)
+    };
+    let addr = p.ready();
+    (p, format!("nats://{addr}"))
+}
+
+async fn api(nc: &async_nats::Client, subject: &str, body: Value) -> Value {
+    let m = nc
+        .request(subject.to_string(), body.to_string().into())
+        .await
+        .unwrap();
+    serde_json::from_slice(&m.payload).unwrap()
+}
+
+async fn publish(nc: &async_nats::Client, subject: &str, ttl: Option<&str>) -> Value {
+    let mut h = async_nats::HeaderMap::new();
+    if let Some(t) = ttl {
+        h.insert("Nats-TTL", t);
+    }
+    let m = nc
+        .request_with_headers(subject.to_string(), h, "x".into())
+        .await
+        .unwrap();
+    serde_json::from_slice(&m.payload).unwrap()
+}
+
+async fn messages(nc: &async_nats::Client, stream: &str) -> u64 {
+    api(nc, &format!("$JS.API.STREAM.INFO.{stream}"), json!({})).await["state"]["messages"]
+        .as_u64()
+        .unwrap()
+}
+
+/// Polls until the stream holds `n` messages (bounded), returning whether it got there.
+async fn wait_messages(nc: &async_nats::Client, stream: &str, n: u64) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if messages(nc, stream).await == n {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn message_ttls_match_reference() {
+    let mut results = Vec::new();
+    for reference in [true, false] {
+        let dir = std::env::temp_dir().join(format!(
+            "natrix-ttl-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        let (_p, url) = start(reference, &dir);
+        let nc = async_nats::connect(&url).await.unwrap();
+        let mut seen = Vec::new();
+        let created = api(
+            &nc,
+            "$JS.API.STREAM.CREATE.T",
+            json!({"name": "T", "subjects": ["t.>"], "allow_msg_ttl": true}),
+        )
+        .await;
+        seen.push(json!(created["config"]["allow_msg_ttl"]));
+        for ttl in ["1s", "2", "never", "0", "abc", "500ms", "-1", "1h"] {
+            let mut ack = publish(&nc, "t.a", Some(ttl)).await;
+            if let Value::Object(m) = &mut ack {
+                m.remove("domain");
+            }
+            seen.push(json!({ "ttl": ttl, "ack": ack }));
+        }
+        api(
+            &nc,
+            "$JS.API.STREAM.CREATE.U",
+            json!({"name": "U", "subjects": ["u.>"]}),
+        )
+        .await;
+        seen.push(publish(&nc, "u.a", Some("1s")).await);
+        // Both timed messages go; `never` and the hour stay.
+        seen.push(json!(wait_messages(&nc, "T", 2).await));
+        let kept = api(&nc, "$JS.API.STREAM.MSG.GET.T", json!({"seq": 3})).await;
+        seen.push(json!(kept["message"]["seq"]));
+        let gone = api(&nc, "$JS.API.STREAM.MSG.GET.T", json!({"seq": 1})).await;
+        seen.push(gone["error"].clone());
+        results.push(seen);
+        drop(nc);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    assert_eq!(results[0], results[1], "reference vs natrix");
+    assert_eq!(results[1][results[1].len() - 3], json!(true));
+}
+
+#[tokio::test]
+async fn ttls_survive_a_restart() {
+    let dir = std::env::temp_dir().join(format!(
+        "natrix-ttl-restart-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    let (mut p, url) = start(false, &dir);
+    let nc = async_nats::connect(&url).await.unwrap();
+    api(
+        &nc,
+        "$JS.API.STREAM.CREATE.R",
+        json!({"name": "R", "subjects": ["r.>"], "allow_msg_ttl": true}),
+    )
+    .await;
+    publish(&nc, "r.a", Some("2s")).await;
+    publish(&nc, "r.b", None).await;
+    drop(nc);
+    p.stop();
+    let (_p, url) = start(false, &dir);
+    let nc = async_nats::connect(&url).await.unwrap();
+    assert!(
+        wait_messages(&nc, "R", 1).await,
+        "the TTL message expires after the restart"
+    );
+    let kept = api(&nc, "$JS.API.STREAM.MSG.GET.R", json!({"seq": 2})).await;
+    assert_eq!(kept["message"]["subject"], "r.b");
+    let _ = std::fs::remove_dir_all(&dir);
+}
