@@ -137,3 +137,97 @@ async fn ttls_survive_a_restart() {
     assert_eq!(kept["message"]["subject"], "r.b");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Subject delete markers: the last message of a subject removed by `max_age` or its TTL
+/// leaves a marker (reason, TTL, rollup headers, no body) that expires in turn; the
+/// configuration rules and errors are nats-server's.
+#[tokio::test]
+async fn subject_delete_markers_match_reference() {
+    let mut results = Vec::new();
+    for reference in [true, false] {
+        let dir = std::env::temp_dir().join(format!(
+            "natrix-markers-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        let (_p, url) = start(reference, &dir);
+        let nc = async_nats::connect(&url).await.unwrap();
+        let mut seen = Vec::new();
+        let created = api(
+            &nc,
+            "$JS.API.STREAM.CREATE.V",
+            json!({"name": "V", "subjects": ["v.>"], "max_age": 1_500_000_000i64,
+                   "subject_delete_marker_ttl": 3_000_000_000i64}),
+        )
+        .await;
+        seen.push(json!([
+            created["config"]["allow_msg_ttl"],
+            created["config"]["allow_rollup_hdrs"]
+        ]));
+        publish(&nc, "v.a", None).await;
+        publish(&nc, "v.b", None).await;
+        publish(&nc, "v.b", None).await;
+        publish(&nc, "v.c", Some("1s")).await;
+        // Four messages on three subjects go; three markers take their place.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let state = loop {
+            let s = api(&nc, "$JS.API.STREAM.INFO.V", json!({})).await["state"].clone();
+            if s["first_seq"] == 5 && s["messages"] == 3 || Instant::now() > deadline {
+                break s;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        seen.push(json!([
+            state["first_seq"],
+            state["messages"],
+            state["last_seq"]
+        ]));
+        let mut markers = Vec::new();
+        for seq in 5..=7 {
+            let m = api(&nc, "$JS.API.STREAM.MSG.GET.V", json!({ "seq": seq })).await;
+            let hdrs = m["message"]["hdrs"]
+                .as_str()
+                .map(|h| {
+                    String::from_utf8(data_encoding::BASE64.decode(h.as_bytes()).unwrap()).unwrap()
+                })
+                .unwrap_or_default();
+            markers.push(json!([
+                m["message"]["subject"],
+                hdrs,
+                m["message"].get("data")
+            ]));
+        }
+        markers.sort_by_key(|v| v.to_string());
+        seen.push(json!(markers));
+        // The markers expire in turn and leave nothing.
+        seen.push(json!(wait_messages(&nc, "V", 0).await));
+        // Configuration rules.
+        for cfg in [
+            json!({"name": "Y", "subjects": ["y"], "subject_delete_marker_ttl": 500_000_000i64}),
+            json!({"name": "Y", "subjects": ["y"], "subject_delete_marker_ttl": -5}),
+            json!({"name": "Y", "mirror": {"name": "V"}, "subject_delete_marker_ttl": 2_000_000_000i64}),
+        ] {
+            seen.push(api(&nc, "$JS.API.STREAM.CREATE.Y", cfg).await["error"].clone());
+        }
+        api(
+            &nc,
+            "$JS.API.STREAM.CREATE.Q",
+            json!({"name": "Q", "subjects": ["q"], "allow_msg_ttl": true}),
+        )
+        .await;
+        seen.push(
+            api(
+                &nc,
+                "$JS.API.STREAM.UPDATE.Q",
+                json!({"name": "Q", "subjects": ["q"], "allow_msg_ttl": false}),
+            )
+            .await["error"]
+                .clone(),
+        );
+        results.push(seen);
+        drop(nc);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    assert_eq!(results[0], results[1], "reference vs natrix");
+    assert_eq!(results[1][1], json!([5, 3, 7]));
+}

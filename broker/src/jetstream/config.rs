@@ -390,9 +390,21 @@ impl StreamConfig {
             ));
         }
         if self.subject_delete_marker_ttl != 0 {
-            return Err(ApiError::stream_invalid_config(
-                "subject delete markers are not supported by this server yet",
-            ));
+            let why = if self.mirror.is_some() {
+                Some("subject delete markers forbidden on mirrors")
+            } else if self.subject_delete_marker_ttl < 0 {
+                Some("subject delete marker TTL must not be negative")
+            } else if self.subject_delete_marker_ttl < 1_000_000_000 {
+                Some("subject delete marker TTL must be at least 1 second")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                return Err(ApiError::stream_invalid_config(why));
+            }
+            // Markers are TTL'd rollup messages: both are implied.
+            self.allow_msg_ttl = true;
+            self.allow_rollup_hdrs = true;
         }
         if self.num_replicas == 0 {
             self.num_replicas = 1;

@@ -272,6 +272,7 @@ pub fn spawn(s: Spawn) -> Result<Arc<StreamHandle>, ApiError> {
         wake: false,
         origins: Vec::new(),
         ttls: std::collections::BTreeSet::new(),
+        markers: std::collections::HashSet::new(),
         snapshots: 0,
     };
     stream.start_origins();
@@ -315,6 +316,8 @@ struct Stream {
     origins: Vec<Origin>,
     /// Messages with a `Nats-TTL`: (expiry in unix nanos, sequence), earliest first.
     ttls: std::collections::BTreeSet<(i64, u64)>,
+    /// Subject delete markers held (exempt from `max_age`; their own TTL removes them).
+    markers: std::collections::HashSet<u64>,
     /// Backups running (limits and retention wait while any is).
     snapshots: u32,
 }
@@ -485,21 +488,29 @@ impl Stream {
         let now = Instant::now();
         // Per-message TTLs.
         let wall = unix_nanos();
-        while let Some(&(at, seq)) = self.ttls.first() {
+        while !self.snapshotting() {
+            let Some(&(at, seq)) = self.ttls.first() else {
+                break;
+            };
             if at > wall {
                 break;
             }
             self.ttls.pop_first();
-            self.remove_msg(seq);
+            self.remove_expired(server, seq);
         }
         // max_age.
         if self.cfg.max_age > 0 && !self.snapshotting() {
             let cutoff = unix_nanos() - self.cfg.max_age;
-            while let Some((seq, ts)) = self.store.first_msg() {
-                if ts > cutoff {
-                    break;
+            let mut next = self.store.first_msg().map(|(s, _)| s);
+            while let Some(seq) = next {
+                match self.store.peek(seq) {
+                    Some((_, _, ts)) if ts <= cutoff => {}
+                    _ => break,
                 }
-                self.remove_msg(seq);
+                next = self.store.next_matching(seq + 1, &[]);
+                if !self.markers.contains(&seq) {
+                    self.remove_expired(server, seq);
+                }
             }
         }
         let mut dropped = Vec::new();
@@ -1043,6 +1054,47 @@ impl Stream {
         }
     }
 
+    /// Removes a message whose age or TTL ran out; with `subject_delete_marker_ttl`, the last
+    /// message of a subject leaves a marker behind (`Nats-Marker-Reason: MaxAge`, a TTL of
+    /// its own, `Nats-Rollup: sub`, no body), as nats-server does. A marker leaves none.
+    fn remove_expired(&mut self, server: &Server, seq: u64) {
+        let Some(subject) = self.store.peek(seq).map(|(s, _, _)| s.clone()) else {
+            return;
+        };
+        let was_marker = self.markers.remove(&seq);
+        if !self.remove_msg(seq) {
+            return;
+        }
+        let ttl = self.cfg.subject_delete_marker_ttl;
+        if ttl <= 0 || was_marker || self.store.subject_state(&subject).is_some() {
+            return;
+        }
+        let hdr = headers::with(
+            b"",
+            &[
+                ("Nats-Marker-Reason", "MaxAge".to_string()),
+                (
+                    "Nats-TTL",
+                    crate::monitor::util::go_duration(i128::from(ttl)),
+                ),
+                ("Nats-Rollup", "sub".to_string()),
+            ],
+        );
+        let now = unix_nanos();
+        match self.store.store(&subject, &hdr, b"", now) {
+            Ok(m) => {
+                self.markers.insert(m);
+                self.ttls.insert((now.saturating_add(ttl), m));
+                self.after_store(server, (m, 0), &subject, &hdr, b"", now);
+            }
+            Err(e) => tracing::error!(
+                "JetStream stream '{} > {}' could not store a delete marker: {e}",
+                self.account.name,
+                self.name
+            ),
+        }
+    }
+
     fn remove_msg(&mut self, seq: u64) -> bool {
         self.remove_msg_with(seq, false)
     }
@@ -1096,6 +1148,9 @@ impl Stream {
             if let Some(m) = self.store.get(seq) {
                 if let Some(Some(Some(t))) = headers::get(&m.hdr, "Nats-TTL").map(parse_ttl) {
                     self.ttls.insert((m.ts.saturating_add(t), seq));
+                }
+                if headers::get(&m.hdr, "Nats-Marker-Reason").is_some() {
+                    self.markers.insert(seq);
                 }
             }
             seq += 1;
@@ -1520,6 +1575,10 @@ impl Stream {
             (
                 old.deny_purge && !cfg.deny_purge,
                 "stream configuration update can not cancel deny purge",
+            ),
+            (
+                old.allow_msg_ttl && !cfg.allow_msg_ttl,
+                "message TTL status can not be disabled",
             ),
         ];
         if let Some((_, why)) = refused.iter().find(|(bad, _)| *bad) {
