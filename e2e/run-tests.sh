@@ -26,7 +26,7 @@ fi
 if [ -f "$K8S_SCRIPTS/build-kube-apiserver.sh" ]; then
   bash "$K8S_SCRIPTS/build-kube-apiserver.sh"
   NATRIX_K8S_E2E=1 NATRIX_K8S_SCRIPTS="$K8S_SCRIPTS" \
-    cargo test -p natrix-e2e --test operator --test operator_accounts
+    cargo test -p natrix-e2e --test operator --test operator_accounts --test operator_steady
 else
   echo "operator e2e skipped: no $K8S_SCRIPTS/build-kube-apiserver.sh (set NATRIX_K8S_SCRIPTS)"
 fi

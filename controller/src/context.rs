@@ -9,6 +9,7 @@ use kube::core::ApiResource;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource};
 
+use crate::apply::Applied;
 use crate::client_auth::ClientAuth;
 use crate::cluster::health::{HealthCheck, HttpHealth};
 use crate::metrics::Metrics;
@@ -216,6 +217,8 @@ pub struct Context {
     pub backoff: Backoff,
     /// Broker health for rolling upgrades (`/healthz` over HTTP unless replaced).
     pub health: Arc<dyn HealthCheck>,
+    /// What was last applied per child (an unchanged child is not applied again).
+    pub applied: Applied,
     reporter: Reporter,
 }
 
@@ -286,6 +289,7 @@ impl Context {
             settings,
             nats: NatsClients::default(),
             backoff: Backoff::default(),
+            applied: Applied::default(),
         }
     }
 
