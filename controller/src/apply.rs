@@ -40,7 +40,8 @@ pub struct Applied {
 }
 
 impl Applied {
-    fn record(&self, key: String, hash: &str, stored: &Value) {
+    /// Remember what an apply of the rendering `hash` stored under `key` (`Kind/ns/name`).
+    pub fn record(&self, key: String, hash: &str, stored: &Value) {
         let mut m = self.last.lock().unwrap_or_else(|e| e.into_inner());
         match stored["metadata"]["resourceVersion"].as_str() {
             Some(rv) => {

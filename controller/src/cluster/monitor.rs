@@ -8,7 +8,7 @@
 use kube::api::{Api, DeleteParams, DynamicObject, Patch};
 use kube::{Resource, ResourceExt};
 
-use crate::apply::apply_params;
+use crate::apply;
 use crate::conditions::{self, Cond};
 use crate::context::Context;
 use crate::crd::{NatsCluster, CONDITION_DEGRADED};
@@ -88,8 +88,11 @@ pub async fn sync(nc: &NatsCluster, ctx: &Context, r: &render::Rendered) -> Resu
             &n.pod_monitor,
         )));
     }
-    let existed = match api.get_opt(&n.pod_monitor).await {
-        Ok(o) => o.is_some(),
+    let mut want = serde_json::to_value(pm)?;
+    let hash = apply::stamp(&mut want);
+    let key = format!("PodMonitor/{}/{}", n.namespace, n.pod_monitor);
+    let live = match api.get_opt(&n.pod_monitor).await {
+        Ok(o) => o,
         Err(e) if forbidden(&e) => {
             return Ok(Outcome::Unavailable(forbidden_message(
                 &n.namespace,
@@ -99,11 +102,26 @@ pub async fn sync(nc: &NatsCluster, ctx: &Context, r: &render::Rendered) -> Resu
         }
         Err(e) => return Err(e.into()),
     };
+    // Already as rendered: no request (see crate::apply).
+    if let Some(l) = &live {
+        if ctx
+            .applied
+            .unchanged(&key, &hash, &want, &serde_json::to_value(l)?)
+        {
+            return Ok(Outcome::Applied { created: false });
+        }
+    }
     match api
-        .patch(&n.pod_monitor, &apply_params(), &Patch::Apply(pm))
+        .patch(&n.pod_monitor, &apply::apply_params(), &Patch::Apply(&want))
         .await
     {
-        Ok(_) => Ok(Outcome::Applied { created: !existed }),
+        Ok(stored) => {
+            ctx.applied
+                .record(key, &hash, &serde_json::to_value(&stored)?);
+            Ok(Outcome::Applied {
+                created: live.is_none(),
+            })
+        }
         Err(e) if forbidden(&e) => Ok(Outcome::Unavailable(forbidden_message(
             &n.namespace,
             &n.pod_monitor,
