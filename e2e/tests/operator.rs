@@ -1226,16 +1226,16 @@ fn partition(sts: &StatefulSet) -> Option<i32> {
         .partition
 }
 
+/// (pod, revision) of the pods the fake kubelet made Ready, in order.
+type BecameReady = Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
 /// Stands in for the kubelet: every pod of `instance` that is not Ready becomes Running and
 /// Ready; returns (pod, revision) in the order they became Ready.
 fn fake_kubelet(
     client: &Client,
     ns: &str,
     instance: &str,
-) -> (
-    tokio::task::JoinHandle<()>,
-    Arc<std::sync::Mutex<Vec<(String, String)>>>,
-) {
+) -> (tokio::task::JoinHandle<()>, BecameReady) {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let out = seen.clone();
