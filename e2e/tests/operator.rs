@@ -13,263 +13,31 @@
 //!
 //! The natrix-broker binary must be built (`cargo build -p natrix-broker`), or set NATRIX_BROKER_BIN.
 
-use std::collections::BTreeMap;
-use std::future::Future;
+mod common;
 
-use futures::FutureExt;
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{
+    cond, controller_bin, eventually, example, free_port, gone, install_crds, k8s_bin,
+    operator_rbac, run_e2e, server_minor, show, Broker, Operator,
+};
+use futures::FutureExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, OwnerReference};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, ResourceExt};
-use natrix_controller::context::{Context, Settings};
+use natrix_controller::context::Settings;
 use natrix_controller::crd::{NatsCluster, Stream};
 use natrix_controller::leader::LeaseLock;
 use natrix_controller::metrics::Metrics;
-
-const WAIT: Duration = Duration::from_secs(60);
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// A test control plane started by start-test-cluster.sh; stopped (and its directory
-/// removed) on drop.
-struct TestCluster {
-    scripts: PathBuf,
-    dir: PathBuf,
-    kubeconfig: PathBuf,
-}
-
-impl TestCluster {
-    fn start(scripts: &Path, bin: &Path) -> TestCluster {
-        let dir = std::env::temp_dir().join(format!("natrix-k8s-e2e-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let ports: Vec<u16> = (0..3)
-            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-            .collect::<Vec<_>>()
-            .iter()
-            .map(|l| l.local_addr().unwrap().port())
-            .collect();
-        let c = TestCluster {
-            scripts: scripts.to_path_buf(),
-            kubeconfig: dir.join("kubeconfig"),
-            dir,
-        };
-        let out = Command::new("bash")
-            .arg(scripts.join("start-test-cluster.sh"))
-            .env("D", &c.dir)
-            .env("BIN", bin)
-            .env("PORT", ports[0].to_string())
-            .env("ETCD_PORT", ports[1].to_string())
-            .env("ETCD_PEER_PORT", ports[2].to_string())
-            .stdin(Stdio::null())
-            .output()
-            .expect("run start-test-cluster.sh");
-        assert!(
-            out.status.success(),
-            "start-test-cluster.sh failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        c
-    }
-}
-
-impl Drop for TestCluster {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(self.scripts.join("stop-test-cluster.sh"))
-            .env("D", &self.dir)
-            .status();
-        // Give etcd a moment to exit before its data directory goes.
-        std::thread::sleep(Duration::from_millis(500));
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A natrix-broker process with JetStream; killed on drop.
-struct Broker {
-    child: Child,
-    url: String,
-    dir: PathBuf,
-}
-
-impl Broker {
-    fn start() -> Broker {
-        Broker::start_with("js", &[])
-    }
-
-    /// A broker with its own store directory (`tag`) and extra flags.
-    fn start_with(tag: &str, extra: &[String]) -> Broker {
-        let bin = std::env::var_os("NATRIX_BROKER_BIN")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                let exe = std::env::current_exe().unwrap();
-                exe.parent()
-                    .unwrap()
-                    .parent()
-                    .unwrap()
-                    .join("natrix-broker")
-            });
-        assert!(
-            bin.exists(),
-            "{} is missing: build it with `cargo build -p natrix-broker` (or set NATRIX_BROKER_BIN)",
-            bin.display()
-        );
-        let dir = std::env::temp_dir().join(format!("natrix-e2e-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let mut child = Command::new(&bin)
-            .args(["-js", "-sd"])
-            .arg(&dir)
-            .args(["-a", "127.0.0.1", "-p", "-1"])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            const NEEDLE: &str = "Listening for client connections on ";
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(i) = line.find(NEEDLE) {
-                    let _ = tx.send(line[i + NEEDLE.len()..].trim().to_string());
-                }
-            }
-        });
-        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(a) => a,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("natrix-broker did not report its client port");
-            }
-        };
-        Broker {
-            child,
-            url: format!("nats://{addr}"),
-            dir,
-        }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Poll `f` until it returns Ok, panicking with its last error after WAIT.
-async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
-{
-    let deadline = Instant::now() + WAIT;
-    loop {
-        match f().await {
-            Ok(v) => return v,
-            Err(e) if Instant::now() > deadline => panic!("timed out waiting for {what}: {e}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
-        }
-    }
-}
-
-fn cond<'a>(conds: &'a [Condition], t: &str) -> Option<&'a Condition> {
-    conds.iter().find(|c| c.type_ == t)
-}
-
-fn show(conds: &[Condition]) -> String {
-    conds
-        .iter()
-        .map(|c| format!("{}={} {} ({})", c.type_, c.status, c.reason, c.message))
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
-fn strip_cel(v: &mut serde_json::Value) {
-    match v {
-        serde_json::Value::Object(m) => {
-            m.remove("x-kubernetes-validations");
-            m.values_mut().for_each(strip_cel);
-        }
-        serde_json::Value::Array(a) => a.iter_mut().for_each(strip_cel),
-        _ => {}
-    }
-}
-
-/// The server's minor version, from gitVersion (`v1.20.2`; `minor` can be empty).
-async fn server_minor(client: &Client) -> u32 {
-    let info = client.apiserver_version().await.unwrap();
-    let from_git = info
-        .git_version
-        .trim_start_matches('v')
-        .split('.')
-        .nth(1)
-        .and_then(|m| m.parse().ok());
-    from_git
-        .or_else(|| info.minor.trim_end_matches('+').parse().ok())
-        .unwrap_or(99)
-}
-
-async fn install_crds(client: &Client) {
-    let minor = server_minor(client).await;
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let mut names = Vec::new();
-    for entry in std::fs::read_dir(repo().join("crds")).unwrap() {
-        let path = entry.unwrap().path();
-        let text = std::fs::read_to_string(&path).unwrap();
-        let mut v: serde_json::Value = serde_norway::from_str(&text).unwrap();
-        if minor < 25 {
-            // No CEL before 1.25: the field is unknown to the schema there.
-            strip_cel(&mut v);
-        }
-        let crd: CustomResourceDefinition = serde_json::from_value(v).unwrap();
-        let name = crd.name_any();
-        api.patch(
-            &name,
-            &PatchParams::apply("natrix-e2e").force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("installing {}: {e}", path.display()));
-        names.push(name);
-    }
-    for name in names {
-        eventually(&format!("CRD {name} established"), || async {
-            let crd = api.get(&name).await.map_err(|e| e.to_string())?;
-            let ok = crd
-                .status
-                .and_then(|s| s.conditions)
-                .unwrap_or_default()
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True");
-            ok.then_some(())
-                .ok_or_else(|| "not established".to_string())
-        })
-        .await;
-    }
-}
-
-fn example<T: serde::de::DeserializeOwned>(file: &str, ns: &str) -> T {
-    let text = std::fs::read_to_string(repo().join("e2e/examples").join(file)).unwrap();
-    let mut v: serde_json::Value = serde_norway::from_str(&text).unwrap();
-    v["metadata"]["namespace"] = ns.into();
-    serde_json::from_value(v).unwrap()
-}
 
 fn owned_by(refs: &[OwnerReference], uid: &str) -> bool {
     refs.iter().any(|o| {
@@ -348,94 +116,22 @@ async fn otlp_collector() -> (String, Arc<std::sync::Mutex<Vec<serde_json::Value
     (format!("http://{addr}"), got)
 }
 
-/// The test's resources, whatever the outcome: the namespace is deleted at the end when the
-/// cluster is not ours.
-struct Setup {
-    client: Client,
-    ns: String,
-    kubeconfig: PathBuf,
-    _cluster: Option<TestCluster>,
-}
-
-async fn setup() -> Option<Setup> {
-    if std::env::var("NATRIX_K8S_E2E").ok().as_deref() != Some("1") {
-        eprintln!(
-            "SKIPPED: set NATRIX_K8S_E2E=1 to run the operator e2e against a Kubernetes API \
-             server (see the top of e2e/tests/operator.rs)"
-        );
-        return None;
-    }
-    let (kubeconfig, cluster) = match std::env::var_os("NATRIX_E2E_KUBECONFIG") {
-        Some(k) => (PathBuf::from(k), None),
-        None => {
-            let scripts = std::env::var_os("NATRIX_K8S_SCRIPTS")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| repo().join("../shared/k8s"));
-            let bin = std::env::var_os("NATRIX_K8S_BIN")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from("/var/cache/k8s-apiserver-build/bin"));
-            let have = |p: &Path| p.exists();
-            if !have(&scripts.join("start-test-cluster.sh")) || !have(&bin.join("kube-apiserver")) {
-                eprintln!(
-                    "SKIPPED: no test cluster: need {}/start-test-cluster.sh and {}/kube-apiserver \
-                     (build it once with build-kube-apiserver.sh), or NATRIX_E2E_KUBECONFIG",
-                    scripts.display(),
-                    bin.display()
-                );
-                return None;
-            }
-            let c = tokio::task::spawn_blocking(move || TestCluster::start(&scripts, &bin))
-                .await
-                .unwrap();
-            (c.kubeconfig.clone(), Some(c))
-        }
-    };
-    let kc = Kubeconfig::read_from(&kubeconfig).unwrap();
-    let kubeconfig = kubeconfig.canonicalize().unwrap_or(kubeconfig);
-    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    let client = Client::try_from(config).unwrap();
-    let ns = format!("natrix-e2e-{}", std::process::id());
-    let nsapi: Api<Namespace> = Api::all(client.clone());
-    let mut n = Namespace::default();
-    n.metadata.name = Some(ns.clone());
-    nsapi.create(&PostParams::default(), &n).await.unwrap();
-    Some(Setup {
-        client,
-        ns,
-        kubeconfig,
-        _cluster: cluster,
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_against_a_real_api_server() {
-    let Some(setup) = setup().await else {
-        return;
-    };
-    let started = Instant::now();
-    let result = std::panic::AssertUnwindSafe(async {
-        run_operator_and_scenario(&setup.client, &setup.ns, &setup.kubeconfig).await;
-        the_binary(&setup.client, &setup.ns, &setup.kubeconfig).await;
-        let gc = setup._cluster.is_some();
-        pod_monitor(&setup.client, &setup.ns, &setup.kubeconfig, gc).await;
-        // Needs the StatefulSet controller of our own control plane (pods are simulated).
-        if setup._cluster.is_some() {
-            rolling_upgrade_and_scale_down(&setup.client, &setup.ns, &setup.kubeconfig).await;
+    run_e2e("e2e", "operator e2e", |setup| {
+        async move {
+            run_operator_and_scenario(&setup.client, &setup.ns, &setup.kubeconfig).await;
+            the_binary(&setup.client, &setup.ns, &setup.kubeconfig).await;
+            let gc = setup.owns_cluster();
+            pod_monitor(&setup.client, &setup.ns, &setup.kubeconfig, gc).await;
+            // Needs the StatefulSet controller of our own control plane (pods are simulated).
+            if setup.owns_cluster() {
+                rolling_upgrade_and_scale_down(&setup.client, &setup.ns, &setup.kubeconfig).await;
+            }
         }
+        .boxed_local()
     })
-    .catch_unwind()
     .await;
-    if setup._cluster.is_none() {
-        let nsapi: Api<Namespace> = Api::all(setup.client.clone());
-        let _ = nsapi.delete(&setup.ns, &DeleteParams::default()).await;
-    }
-    drop(setup);
-    eprintln!("operator e2e took {:?}", started.elapsed());
-    if let Err(p) = result {
-        std::panic::resume_unwind(p);
-    }
 }
 
 /// CRDs, a broker, the operator in-process; the scenario; the operator stopped.
@@ -444,7 +140,9 @@ async fn run_operator_and_scenario(client: &Client, ns: &str, kubeconfig: &Path)
     // The operator runs as the ServiceAccount of e2e/examples/operator-rbac.yaml: the
     // ClusterRole there is what it needs.
     let operator_client = operator_rbac(client, ns, kubeconfig).await;
-    let broker = tokio::task::spawn_blocking(Broker::start).await.unwrap();
+    let broker = tokio::task::spawn_blocking(|| Broker::jetstream("js", &[]))
+        .await
+        .unwrap();
     let metrics = Arc::new(Metrics::default());
     let (maddr, _srv) =
         natrix_controller::metrics::serve("127.0.0.1:0".parse().unwrap(), metrics.clone())
@@ -456,102 +154,16 @@ async fn run_operator_and_scenario(client: &Client, ns: &str, kubeconfig: &Path)
         stream_resync: Duration::from_secs(2),
         ..Settings::default()
     };
-    let ctx = Arc::new(Context::new(
-        operator_client,
-        metrics.clone(),
-        pdb_ar.clone(),
-        settings,
-    ));
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let operator = tokio::spawn(natrix_controller::operator::run(
-        ctx,
-        vec![ns.to_string()],
-        stop_rx,
-    ));
     // Stops the operator even when the scenario panics.
-    struct Stop(tokio::sync::watch::Sender<bool>);
-    impl Drop for Stop {
-        fn drop(&mut self) {
-            let _ = self.0.send(true);
-        }
-    }
-    let stop = Stop(stop_tx);
+    let operator = Operator::start(&operator_client, ns, settings, metrics).await;
     scenario(client, ns, &broker, &pdb_ar, maddr).await;
-    drop(stop);
-    tokio::time::timeout(Duration::from_secs(15), operator)
-        .await
-        .expect("the operator stops on shutdown")
-        .unwrap();
-}
-
-/// Apply operator-rbac.yaml (its ServiceAccount in `ns`) and return a client impersonating
-/// that ServiceAccount.
-async fn operator_rbac(client: &Client, ns: &str, kubeconfig: &Path) -> Client {
-    use k8s_openapi::api::core::v1::ServiceAccount;
-    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
-    use serde::Deserialize;
-    let text = std::fs::read_to_string(repo().join("e2e/examples/operator-rbac.yaml")).unwrap();
-    let apply = PatchParams::apply("natrix-e2e").force();
-    for doc in serde_norway::Deserializer::from_str(&text) {
-        let mut v = serde_json::Value::deserialize(doc).unwrap();
-        let name = v["metadata"]["name"].as_str().unwrap().to_string();
-        match v["kind"].as_str().unwrap() {
-            "ServiceAccount" => {
-                v["metadata"]["namespace"] = ns.into();
-                let sa: ServiceAccount = serde_json::from_value(v).unwrap();
-                let api: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
-                api.patch(&name, &apply, &Patch::Apply(&sa)).await.unwrap();
-            }
-            "ClusterRole" => {
-                let r: ClusterRole = serde_json::from_value(v).unwrap();
-                let api: Api<ClusterRole> = Api::all(client.clone());
-                api.patch(&name, &apply, &Patch::Apply(&r)).await.unwrap();
-            }
-            "ClusterRoleBinding" => {
-                v["subjects"][0]["namespace"] = ns.into();
-                let b: ClusterRoleBinding = serde_json::from_value(v).unwrap();
-                let api: Api<ClusterRoleBinding> = Api::all(client.clone());
-                api.patch(&name, &apply, &Patch::Apply(&b)).await.unwrap();
-            }
-            k => panic!("unexpected {k} in operator-rbac.yaml"),
-        }
-    }
-    let kc = Kubeconfig::read_from(kubeconfig).unwrap();
-    let mut config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    config.auth_info.impersonate = Some(format!("system:serviceaccount:{ns}:natrix-controller"));
-    Client::try_from(config).unwrap()
-}
-
-/// The natrix-controller binary Cargo built next to this test, or NATRIX_CONTROLLER_BIN.
-fn controller_bin() -> PathBuf {
-    let bin = std::env::var_os("NATRIX_CONTROLLER_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let exe = std::env::current_exe().unwrap();
-            exe.parent()
-                .unwrap()
-                .parent()
-                .unwrap()
-                .join("natrix-controller")
-        });
-    assert!(
-        bin.exists(),
-        "{} is missing: build it with `cargo build -p natrix-controller` (or set NATRIX_CONTROLLER_BIN)",
-        bin.display()
-    );
-    bin
+    operator.shutdown().await;
 }
 
 /// The binary as a child process: flags, leader election with a Lease, /healthz and
 /// /metrics on its own port, reconciling, and a SIGTERM that releases the Lease.
 async fn the_binary(client: &Client, ns: &str, kubeconfig: &Path) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let maddr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let (otlp, exports) = otlp_collector().await;
     let mut child = Command::new(controller_bin())
@@ -904,13 +516,7 @@ async fn scenario(
     )
     .await
     .unwrap();
-    eventually("PDB deleted", || async {
-        match pdbs.get_opt("nats").await.map_err(|e| e.to_string())? {
-            None => Ok(()),
-            Some(_) => Err("still there".to_string()),
-        }
-    })
-    .await;
+    eventually("PDB deleted", || gone(&pdbs, "nats")).await;
 
     // Events for the decisions.
     let events: Api<Event> = Api::namespaced(client.clone(), ns);
@@ -1170,10 +776,7 @@ struct StatefulSetController(Child);
 
 impl StatefulSetController {
     fn start(kubeconfig: &Path) -> Option<StatefulSetController> {
-        let bin = std::env::var_os("NATRIX_K8S_BIN")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/var/cache/k8s-apiserver-build/bin"))
-            .join("kube-controller-manager");
+        let bin = k8s_bin().join("kube-controller-manager");
         if !bin.exists() {
             eprintln!(
                 "SKIPPED rolling upgrade e2e: no {} (the StatefulSet controller)",
@@ -1205,15 +808,6 @@ impl Drop for StatefulSetController {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// A free TCP port on 127.0.0.1.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn partition(sts: &StatefulSet) -> Option<i32> {
@@ -1285,7 +879,7 @@ async fn rolling_upgrade_and_scale_down(client: &Client, ns: &str, kubeconfig: &
     let mports: Vec<u16> = (0..3).map(|_| free_port()).collect();
     let start = |i: usize| {
         let m = mports[i];
-        move || Broker::start_with(&format!("roll{i}"), &["-m".into(), m.to_string()])
+        move || Broker::jetstream(&format!("roll{i}"), &["-m".into(), m.to_string()])
     };
     let mut brokers = Vec::new();
     for i in 0..3 {
@@ -1309,26 +903,7 @@ async fn rolling_upgrade_and_scale_down(client: &Client, ns: &str, kubeconfig: &
         stream_resync: Duration::from_secs(2),
         ..Settings::default()
     };
-    let pdb_ar = natrix_controller::apply::pdb_resource(&operator_client).await;
-    let ctx = Arc::new(Context::new(
-        operator_client,
-        Arc::new(Metrics::default()),
-        pdb_ar,
-        settings,
-    ));
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let operator = tokio::spawn(natrix_controller::operator::run(
-        ctx,
-        vec![ns.to_string()],
-        stop_rx,
-    ));
-    struct Stop(tokio::sync::watch::Sender<bool>);
-    impl Drop for Stop {
-        fn drop(&mut self) {
-            let _ = self.0.send(true);
-        }
-    }
-    let stop = Stop(stop_tx);
+    let operator = Operator::start(&operator_client, ns, settings, Arc::default()).await;
     let (kubelet, became_ready) = fake_kubelet(client, ns, "roll");
     struct Abort(tokio::task::JoinHandle<()>);
     impl Drop for Abort {
@@ -1541,11 +1116,7 @@ async fn rolling_upgrade_and_scale_down(client: &Client, ns: &str, kubeconfig: &
 
     ncs.delete("roll", &DeleteParams::default()).await.unwrap();
     eprintln!("rolling upgrade and scale-down guard checked (pods became Ready: {order:?})");
-    drop(stop);
-    tokio::time::timeout(Duration::from_secs(15), operator)
-        .await
-        .expect("the operator stops on shutdown")
-        .unwrap();
+    operator.shutdown().await;
 }
 
 /// A minimal `monitoring.coreos.com/v1` PodMonitor CRD (the Prometheus Operator's group,
@@ -1575,32 +1146,13 @@ fn pod_monitor_crd() -> CustomResourceDefinition {
 /// (deleted), and garbage-collected with its NatsCluster.
 async fn pod_monitor(client: &Client, ns: &str, kubeconfig: &Path, gc: bool) {
     let operator_client = operator_rbac(client, ns, kubeconfig).await;
-    let pdb_ar = natrix_controller::apply::pdb_resource(&operator_client).await;
     let settings = Settings {
         // The operator does not watch PodMonitors (their CRD may be missing): a short
         // resync notices the CRD installed below.
         cluster_resync: Duration::from_secs(2),
         ..Settings::default()
     };
-    let ctx = Arc::new(Context::new(
-        operator_client,
-        Arc::new(Metrics::default()),
-        pdb_ar,
-        settings,
-    ));
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let operator = tokio::spawn(natrix_controller::operator::run(
-        ctx,
-        vec![ns.to_string()],
-        stop_rx,
-    ));
-    struct Stop(tokio::sync::watch::Sender<bool>);
-    impl Drop for Stop {
-        fn drop(&mut self) {
-            let _ = self.0.send(true);
-        }
-    }
-    let stop = Stop(stop_tx);
+    let operator = Operator::start(&operator_client, ns, settings, Arc::default()).await;
 
     let ncs: Api<NatsCluster> = Api::namespaced(client.clone(), ns);
     let stss: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
@@ -1613,13 +1165,7 @@ async fn pod_monitor(client: &Client, ns: &str, kubeconfig: &Path, gc: bool) {
         crds.delete(crd_name, &DeleteParams::default())
             .await
             .unwrap();
-        eventually("the PodMonitor CRD gone", || async {
-            match crds.get_opt(crd_name).await.map_err(|e| e.to_string())? {
-                None => Ok(()),
-                Some(_) => Err("still there".to_string()),
-            }
-        })
-        .await;
+        eventually("the PodMonitor CRD gone", || gone(&crds, crd_name)).await;
     }
 
     let mut nc: NatsCluster = example("natscluster.yaml", ns);
@@ -1723,13 +1269,7 @@ async fn pod_monitor(client: &Client, ns: &str, kubeconfig: &Path, gc: bool) {
     )
     .await
     .unwrap();
-    eventually("PodMonitor deleted", || async {
-        match pms.get_opt("mon").await.map_err(|e| e.to_string())? {
-            None => Ok(()),
-            Some(_) => Err("still there".to_string()),
-        }
-    })
-    .await;
+    eventually("PodMonitor deleted", || gone(&pms, "mon")).await;
     eventually("PodMonitorCreated and PodMonitorDeleted events", || async {
         let got = event_reasons().await?;
         ["PodMonitorCreated", "PodMonitorDeleted"]
@@ -1755,22 +1295,12 @@ async fn pod_monitor(client: &Client, ns: &str, kubeconfig: &Path, gc: bool) {
             .ok_or_else(|| "not yet".to_string())
     })
     .await;
-    drop(stop);
-    tokio::time::timeout(Duration::from_secs(15), operator)
-        .await
-        .expect("the operator stops on shutdown")
-        .unwrap();
+    operator.shutdown().await;
     ncs.delete("mon", &DeleteParams::foreground())
         .await
         .unwrap();
     if gc {
-        eventually("PodMonitor garbage-collected", || async {
-            match pms.get_opt("mon").await.map_err(|e| e.to_string())? {
-                None => Ok(()),
-                Some(_) => Err("still there".to_string()),
-            }
-        })
-        .await;
+        eventually("PodMonitor garbage-collected", || gone(&pms, "mon")).await;
     }
     crds.delete(crd_name, &DeleteParams::default())
         .await
