@@ -35,7 +35,14 @@ async fn scenario(url: &str) -> Vec<Value> {
         .await
         .unwrap();
     js.publish("s", "m1".into()).await.unwrap().await.unwrap();
-    let mut b = once.fetch().max_messages(1).messages().await.unwrap();
+    // A waiting pull (not no-wait): under load the first request must not come back empty.
+    let mut b = once
+        .batch()
+        .max_messages(1)
+        .expires(Duration::from_secs(10))
+        .messages()
+        .await
+        .unwrap();
     let _never_acked = b.next().await.unwrap().unwrap();
     tokio::time::sleep(Duration::from_millis(800)).await;
     let c = st
