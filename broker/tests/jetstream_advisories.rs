@@ -95,9 +95,14 @@ async fn scenario(url: &str) -> Vec<Value> {
     out
 }
 
-#[tokio::test]
-async fn advisories_match_reference() {
-    let dir = std::env::temp_dir().join(format!("natrix-adv-{}", std::process::id()));
+/// Runs `scenario` against a JetStream-enabled nats-server and natrix; asserts the same
+/// observations and returns them.
+async fn same_on_both<F, Fut>(tag: &str, scenario: F) -> Vec<Value>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Vec<Value>>,
+{
+    let dir = std::env::temp_dir().join(format!("natrix-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let reference = RefServer::start(None, &["-js", "-sd", dir.join("ref").to_str().unwrap()]);
     let d = dir.join("ours");
@@ -108,13 +113,19 @@ async fn advisories_match_reference() {
         })
     })
     .await;
-    let want = scenario(&format!("nats://{}", reference.addr)).await;
-    let got = scenario(&ours.url()).await;
+    let want = scenario(format!("nats://{}", reference.addr)).await;
+    let got = scenario(ours.url()).await;
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(
         serde_json::to_string_pretty(&got).unwrap(),
         serde_json::to_string_pretty(&want).unwrap()
     );
+    want
+}
+
+#[tokio::test]
+async fn advisories_match_reference() {
+    let want = same_on_both("adv", |url| async move { scenario(&url).await }).await;
     assert!(want.len() >= 8, "{want:?}");
 }
 
@@ -191,23 +202,6 @@ async fn audit_scenario(url: &str) -> Vec<Value> {
 
 #[tokio::test]
 async fn api_audit_matches_reference() {
-    let dir = std::env::temp_dir().join(format!("natrix-audit-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let reference = RefServer::start(None, &["-js", "-sd", dir.join("ref").to_str().unwrap()]);
-    let d = dir.join("ours");
-    let ours = TestServer::start_with(move |o| {
-        o.jetstream = Some(JetStreamOptions {
-            store_dir: d,
-            ..Default::default()
-        })
-    })
-    .await;
-    let want = audit_scenario(&format!("nats://{}", reference.addr)).await;
-    let got = audit_scenario(&ours.url()).await;
-    let _ = std::fs::remove_dir_all(&dir);
-    assert_eq!(
-        serde_json::to_string_pretty(&got).unwrap(),
-        serde_json::to_string_pretty(&want).unwrap()
-    );
+    let want = same_on_both("audit", |url| async move { audit_scenario(&url).await }).await;
     assert_eq!(want.len(), 6, "{want:?}");
 }

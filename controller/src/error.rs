@@ -49,5 +49,16 @@ pub enum Error {
     MissingMetadata(&'static str),
 }
 
+impl From<kube::runtime::finalizer::Error<Error>> for Error {
+    /// The apply or cleanup error itself, or what went wrong around it.
+    fn from(e: kube::runtime::finalizer::Error<Error>) -> Error {
+        match e {
+            kube::runtime::finalizer::Error::ApplyFailed(e)
+            | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+            other => Error::Finalizer(other.to_string()),
+        }
+    }
+}
+
 /// Result of the reconcilers.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

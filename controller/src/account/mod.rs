@@ -71,11 +71,7 @@ pub async fn reconcile(a: Arc<Account>, ctx: Arc<Context>) -> Result<Action> {
             }
         })
         .await
-        .map_err(|e| match e {
-            kube::runtime::finalizer::Error::ApplyFailed(e)
-            | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
-            other => Error::Finalizer(other.to_string()),
-        })
+        .map_err(Error::from)
     };
     let res = crate::telemetry::traced("Account", &*a, work).await;
     ctx.finished(CONTROLLER, &*a, start, &res);

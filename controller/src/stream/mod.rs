@@ -41,11 +41,7 @@ pub async fn reconcile(s: Arc<Stream>, ctx: Arc<Context>) -> Result<Action> {
             }
         })
         .await
-        .map_err(|e| match e {
-            kube::runtime::finalizer::Error::ApplyFailed(e)
-            | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
-            other => Error::Finalizer(other.to_string()),
-        })
+        .map_err(Error::from)
     };
     let res = crate::telemetry::traced("Stream", &*s, work).await;
     ctx.finished(CONTROLLER, &*s, start, &res);
