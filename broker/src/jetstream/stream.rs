@@ -1907,6 +1907,9 @@ impl Stream {
                 .send(server, &self.account, reply.as_bytes(), None, Some(&h), b"");
             return;
         };
+        if req.batch > 0 || !req.multi_last.is_empty() {
+            return self.direct_batch(server, reply, &req);
+        }
         let found = self.find(&req).ok().and_then(|s| self.store.get(s));
         match found {
             None => {
@@ -1935,6 +1938,127 @@ impl Stream {
                 );
             }
         }
+    }
+
+    /// Batched `DIRECT.GET` (`batch`, `multi_last`), as nats-server 2.11+: every message with
+    /// `Nats-Num-Pending` (left after it) and `Nats-Last-Sequence` (the one sent before), then
+    /// a `204 EOB` status with the same counts (and `Nats-UpTo-Sequence` for `multi_last`).
+    fn direct_batch(&mut self, server: &Server, reply: &str, req: &GetReq) {
+        let time = |t: &Option<String>| t.as_deref().and_then(super::time::parse_rfc3339);
+        let last = self.store.state().last_seq;
+        // The messages to send, each with how many would still follow it.
+        let (seqs, up_to): (Vec<(u64, u64)>, Option<u64>) = if !req.multi_last.is_empty() {
+            let up_to = if req.up_to_seq > 0 {
+                req.up_to_seq.min(last)
+            } else if let Some(t) = time(&req.up_to_time) {
+                self.store.seq_for_time(t).saturating_sub(1)
+            } else {
+                last
+            };
+            let mut seqs = if up_to >= last {
+                self.store.last_per_subject(&req.multi_last)
+            } else {
+                // The last message per subject as of `up_to`: read backwards from there.
+                let mut seen = std::collections::HashSet::new();
+                let mut v = Vec::new();
+                let mut s = up_to;
+                while s >= 1 {
+                    if let Some((subj, _, _)) = self.store.peek(s) {
+                        let wanted = req
+                            .multi_last
+                            .iter()
+                            .any(|f| crate::subject::matches(subj.as_ref(), f.as_str()));
+                        if wanted && seen.insert(subj.clone()) {
+                            v.push(s);
+                        }
+                    }
+                    s -= 1;
+                }
+                v.sort_unstable();
+                v
+            };
+            if req.batch > 0 {
+                seqs.truncate(req.batch);
+            }
+            let n = seqs.len() as u64;
+            let with_pending = seqs
+                .into_iter()
+                .enumerate()
+                .map(|(i, s)| (s, n - 1 - i as u64))
+                .collect();
+            (with_pending, Some(up_to))
+        } else {
+            let filters: Vec<String> = req.next_by_subj.iter().cloned().collect();
+            let mut from = match time(&req.start_time) {
+                Some(t) => self.store.seq_for_time(t),
+                None => req.seq.max(1),
+            };
+            let mut v = Vec::new();
+            while v.len() < req.batch {
+                let Some(s) = self.store.next_matching(from, &filters) else {
+                    break;
+                };
+                v.push((s, 0));
+                from = s + 1;
+            }
+            for (s, pending) in v.iter_mut() {
+                *pending = self.store.count_from(*s + 1, &filters);
+            }
+            (v, None)
+        };
+        if seqs.is_empty() {
+            let text = if up_to.is_some() {
+                "No Results"
+            } else {
+                "Message Not Found"
+            };
+            let h = headers::status(404, text, &[]);
+            self.sender
+                .send(server, &self.account, reply.as_bytes(), None, Some(&h), b"");
+            return;
+        }
+        let (mut prev, mut pending, mut bytes) = (0u64, 0u64, 0usize);
+        for (seq, left) in seqs {
+            let Some(m) = self.store.get(seq) else {
+                continue;
+            };
+            let h = headers::with(
+                &m.hdr,
+                &[
+                    ("Nats-Stream", self.name.clone()),
+                    ("Nats-Subject", m.subject.to_string()),
+                    ("Nats-Sequence", m.seq.to_string()),
+                    ("Nats-Time-Stamp", rfc3339_nanos(m.ts)),
+                    ("Nats-Num-Pending", left.to_string()),
+                    ("Nats-Last-Sequence", prev.to_string()),
+                ],
+            );
+            self.sender.send_as(
+                server,
+                &self.account,
+                reply.as_bytes(),
+                reply.as_bytes(),
+                None,
+                Some(&h),
+                &m.data,
+            );
+            prev = seq;
+            pending = left;
+            bytes += m.subject.len() + m.hdr.len() + m.data.len();
+            if req.max_bytes > 0 && bytes >= req.max_bytes {
+                break;
+            }
+        }
+        let mut extra = vec![
+            ("Nats-Num-Pending", pending.to_string()),
+            ("Nats-Last-Sequence", prev.to_string()),
+        ];
+        if let Some(u) = up_to {
+            extra.push(("Nats-UpTo-Sequence", u.to_string()));
+        }
+        let h = headers::status(204, "EOB", &extra);
+        self.sender
+            .send(server, &self.account, reply.as_bytes(), None, Some(&h), b"");
     }
 
     fn find(&self, req: &GetReq) -> Result<u64, ApiError> {
@@ -2056,6 +2180,24 @@ pub struct GetReq {
     pub last_by_subj: Option<String>,
     #[serde(default)]
     pub next_by_subj: Option<String>,
+    /// Batched direct gets (`DIRECT.GET` only): at most this many messages, then an EOB.
+    #[serde(default)]
+    pub batch: usize,
+    /// Stop a batch once this many bytes went out.
+    #[serde(default)]
+    pub max_bytes: usize,
+    /// The last message of every subject matching these filters.
+    #[serde(default)]
+    pub multi_last: Vec<String>,
+    /// `multi_last` as of this sequence.
+    #[serde(default)]
+    pub up_to_seq: u64,
+    /// `multi_last` as of this time.
+    #[serde(default)]
+    pub up_to_time: Option<String>,
+    /// A batch from the first message at or after this time.
+    #[serde(default)]
+    pub start_time: Option<String>,
 }
 
 /// Parses an optional JSON body (empty means defaults).
