@@ -15,7 +15,7 @@ fi
 echo "reference server: $("$NATS_SERVER_BIN" --version)"
 
 cargo build --workspace --all-targets
-cargo test --workspace
+cargo test --workspace --no-fail-fast
 
 # The operator end to end against a real kube-apiserver 1.20 (+ etcd, controller-manager),
 # built once from Debian packages by ../shared/k8s (about 8 minutes cold, cached after).

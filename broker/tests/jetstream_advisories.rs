@@ -67,7 +67,13 @@ async fn scenario(url: &str) -> Vec<Value> {
     js.delete_stream("S").await.unwrap();
     common::sync(&nc).await;
     let mut out = Vec::new();
-    while let Ok(Some(e)) = tokio::time::timeout(Duration::from_millis(500), events.next()).await {
+    // Until the stream's deletion is announced (the last action; bounded under load), then
+    // whatever else is still on its way.
+    let mut wait = Duration::from_secs(15);
+    while let Ok(Some(e)) = tokio::time::timeout(wait, events.next()).await {
+        if e.subject.as_str() == "$JS.EVENT.ADVISORY.STREAM.DELETED.S" {
+            wait = Duration::from_millis(500);
+        }
         if e.subject.as_str() == "$JS.EVENT.ADVISORY.API" {
             continue;
         }
