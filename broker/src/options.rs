@@ -175,6 +175,10 @@ pub struct FullResolverOptions {
     pub interval: Duration,
     /// How long a lookup of a missing account waits for the other servers (`timeout`).
     pub timeout: Duration,
+    /// `type: cache`: JWTs are only fetched from the cluster's full resolvers, kept for
+    /// `ttl` (zero: until evicted by `limit`), updated only when already held, and nothing is
+    /// served to other servers. `None` is `type: full`.
+    pub cache_ttl: Option<Duration>,
 }
 
 /// `cluster { name, listen, host, port, routes, advertise, no_advertise, connect_retries,

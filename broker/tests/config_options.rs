@@ -178,8 +178,11 @@ fn unsupported_keys_fail_with_position() {
             "{k}"
         );
     }
-    // Resolvers other than MEMORY and the nats-resolver (`type: full`) are refused.
-    assert!(err("resolver: { type: cache, dir: d }").contains("\"cache\" is not supported yet"));
+    // The cache resolver takes `ttl`, not the full resolver's `interval`/`allow_delete`.
+    assert!(err("resolver: { type: cache, dir: d, allow_delete: true }")
+        .contains("allow_delete only applies to resolver type full"));
+    assert!(err("resolver: { type: full, dir: d, ttl: \"1h\" }")
+        .contains("ttl only applies to resolver type cache"));
     // JetStream settings this broker does not implement fail the same way.
     assert_eq!(
         err("JetStream: {\n  unique_tag: az\n}"),

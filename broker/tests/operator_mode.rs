@@ -277,8 +277,8 @@ fn other_resolvers_are_not_supported() {
     std::fs::create_dir_all(&dir).unwrap();
     for (i, (r, want)) in [
         (
-            "resolver: { type: cache, dir: \"/tmp/x\" }",
-            "resolver type \"cache\" is not supported yet",
+            "resolver: { type: cache, dir: \"/tmp/x\", interval: \"2m\" }",
+            "interval only applies to resolver type full",
         ),
         (
             "resolver: URL(\"http://localhost:9090/jwt/v1/accounts/\")",

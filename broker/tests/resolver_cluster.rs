@@ -16,7 +16,7 @@ use common::{RefServer, TestServer};
 use futures::StreamExt;
 use natrix_jwt::{encode, encode_at, format_user_creds, AccountClaims, OperatorClaims, UserClaims};
 use nkeys::KeyPair;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// Upper bound for anything the tests wait for.
 const DEADLINE: Duration = Duration::from_secs(15);
@@ -444,4 +444,73 @@ async fn with_the_reference_server_the_store_comparison_converges_both_ways() {
     for d in [&dn, &dr] {
         let _ = std::fs::remove_dir_all(d);
     }
+}
+
+/// A `type: cache` resolver next to a full one, for B either natrix or the reference: the
+/// cache skips pushes for accounts it does not hold, fetches an account when its user
+/// connects, then takes pushes for it ("jwt updated cache") and disconnects revoked users.
+#[tokio::test]
+async fn cache_resolver_matches_reference() {
+    let mut results = Vec::new();
+    for reference in [true, false] {
+        let k = keys();
+        let x = KeyPair::new_account();
+        let (x0, x1) = versions(&k, &x);
+        let (da, db) = (fresh_dir("full"), fresh_dir("cache"));
+        let a = natrix(&k, "A", &da, "1h", &[]).await;
+        let cache_conf = format!(
+            "server_name: B\noperator: {}\nsystem_account: {}\n\
+             resolver: {{ type: cache, dir: \"{}\", ttl: \"1h\", timeout: \"1.9s\" }}\n\
+             resolver_preload: {{ {}: {} }}\n\
+             cluster {{ name: rc, listen: \"127.0.0.1:-1\", routes: [{}] }}\n",
+            k.op_jwt,
+            k.sys.public_key(),
+            db.display(),
+            k.sys.public_key(),
+            k.sys_jwt,
+            route_url(&a)
+        );
+        let (_rb, _nb, burl) = if reference {
+            let r = RefServer::start(Some(&cache_conf), &[]);
+            let url = format!("nats://{}", r.addr);
+            (Some(r), None, url)
+        } else {
+            let b = conf::start_conf(&cache_conf, false).await;
+            let url = b.url();
+            (None, Some(b), url)
+        };
+        wait_routes(&[&a], 1).await;
+        wait_sys_interest(&a, &k, "$SYS.REQ.CLAIMS.UPDATE", 1).await;
+        let sys = sys_client(&a.url(), &k).await;
+        let of_b = |got: Vec<Value>| {
+            got.into_iter()
+                .find(|v| v["server"]["name"] == "B")
+                .map_or(Value::Null, |v| v["data"]["message"].clone())
+        };
+        let mut seen = Vec::new();
+        // Not held by the cache: skipped there, stored by the full resolver.
+        seen.push(of_b(answers(&sys, "$SYS.REQ.CLAIMS.UPDATE", &x0, 2).await));
+        seen.push(json!(stored(&db, &x).is_some()));
+        // A user of X on B: B fetches X from A.
+        let u = KeyPair::new_user();
+        let on_b = connect(&burl, &creds(&x, &u)).await;
+        seen.push(json!(on_b.is_ok()));
+        seen.push(json!(stored(&db, &x).is_some()));
+        // Now held: a revocation is taken and the user goes.
+        seen.push(of_b(answers(&sys, "$SYS.REQ.CLAIMS.UPDATE", &x1, 2).await));
+        if let Ok(c) = on_b {
+            eventually("the cache disconnects the revoked user", || {
+                c.connection_state() != async_nats::connection::State::Connected
+            })
+            .await;
+        }
+        seen.push(json!(stored(&db, &x).as_deref() == Some(x1.as_str())));
+        results.push(seen);
+        for d in [&da, &db] {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+    assert_eq!(results[0], results[1], "reference vs natrix");
+    assert_eq!(results[1][0], json!("jwt update cache skipped"));
+    assert_eq!(results[1][4], json!("jwt updated cache"));
 }

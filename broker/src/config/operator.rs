@@ -131,22 +131,46 @@ fn full_resolver(
         // nats-server's defaults: a sync every minute, lookups wait 1.9 s.
         interval: std::time::Duration::from_secs(60),
         timeout: std::time::Duration::from_millis(1900),
+        cache_ttl: None,
     };
     let mut kind = None;
+    let mut ttl = None;
+    let mut full_only = None;
     for f in &m.entries {
         match f.key.to_lowercase().as_str() {
             "type" => kind = Some(get_str(f)?.to_lowercase()),
             "dir" => r.dir = get_str(f)?.into(),
-            "allow_delete" => r.allow_delete = super::options_map::get_bool(f)?,
+            "allow_delete" => {
+                r.allow_delete = super::options_map::get_bool(f)?;
+                full_only = Some(f);
+            }
             "limit" => r.limit = super::options_map::get_int(f)?,
-            "interval" => r.interval = resolver_duration(f)?,
+            "interval" => {
+                r.interval = resolver_duration(f)?;
+                full_only = Some(f);
+            }
+            "ttl" => ttl = Some((f, resolver_duration(f)?)),
             "timeout" => r.timeout = resolver_duration(f)?,
             _ => return Err(unsupported(f)),
         }
     }
     match kind.as_deref() {
-        Some("full") => Ok(r),
-        Some("cache") => Err(bad(e, "resolver type \"cache\" is not supported yet")),
+        Some("full") => {
+            if let Some((f, _)) = ttl {
+                return Err(bad(f, "ttl only applies to resolver type cache"));
+            }
+            Ok(r)
+        }
+        Some("cache") => {
+            if let Some(f) = full_only {
+                return Err(bad(
+                    f,
+                    format!("{} only applies to resolver type full", f.key),
+                ));
+            }
+            r.cache_ttl = Some(ttl.map_or(std::time::Duration::ZERO, |(_, t)| t));
+            Ok(r)
+        }
         Some(other) => Err(bad(e, format!("unsupported resolver type {other:?}"))),
         None => Err(bad(e, "resolver type is required")),
     }

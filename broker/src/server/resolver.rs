@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde_json::json;
@@ -102,26 +102,37 @@ pub fn start(server: &Arc<Server>, cfg: FullResolverOptions) -> std::io::Result<
             body: Bytes::copy_from_slice(payload),
         }));
     }));
-    for subject in UPDATE_SUBJECTS.into_iter().chain([
-        "$SYS.REQ.ACCOUNT.*.CLAIMS.LOOKUP",
-        "$SYS.REQ.CLAIMS.LIST",
-        "$SYS.REQ.CLAIMS.DELETE",
-    ]) {
+    let cache = cfg.cache_ttl.is_some();
+    // A cache serves nobody: it only takes updates for what it holds.
+    let served: &[&str] = if cache {
+        &[]
+    } else {
+        &[
+            "$SYS.REQ.ACCOUNT.*.CLAIMS.LOOKUP",
+            "$SYS.REQ.CLAIMS.LIST",
+            "$SYS.REQ.CLAIMS.DELETE",
+        ]
+    };
+    for subject in UPDATE_SUBJECTS.into_iter().chain(served.iter().copied()) {
         client.subscribe_internal(server, &server.system_account, subject, handler.clone());
     }
     // One server of the cluster answers a store comparison.
-    let pack = Arc::new(Subscription {
-        client: client.clone(),
-        account: server.system_account.clone(),
-        deny: None,
-        subject: PACK_SUBJECT.to_string(),
-        queue: Some("responder".to_string()),
-        sid: b"resolver-pack".to_vec().into(),
-        max: AtomicU64::new(0),
-        delivered: AtomicU64::new(0),
-        internal: Some(handler),
+    let pack = (!cache).then(|| {
+        Arc::new(Subscription {
+            client: client.clone(),
+            account: server.system_account.clone(),
+            deny: None,
+            subject: PACK_SUBJECT.to_string(),
+            queue: Some("responder".to_string()),
+            sid: b"resolver-pack".to_vec().into(),
+            max: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            internal: Some(handler),
+        })
     });
-    server.add_sub(&pack);
+    if let Some(pack) = &pack {
+        server.add_sub(pack);
+    }
     // Answers to our lookups and store comparisons.
     let prefix = inbox(server);
     let pack_reply = format!("{prefix}.pack");
@@ -168,11 +179,22 @@ pub fn start(server: &Arc<Server>, cfg: FullResolverOptions) -> std::io::Result<
                     }
                     Some(Work::Req(req)) => serve(&server, &cfg, &mut sender, req),
                     Some(Work::Pack(msg)) => merge(&server, &cfg, &msg),
-                    None => {
-                        own_picks = 0;
-                        request_pack(&server, &cfg, &mut sender);
-                        next_sync = Instant::now() + cfg.interval;
-                    }
+                    None => match cfg.cache_ttl {
+                        Some(ttl) => {
+                            evict_expired(&cfg.dir, ttl);
+                            next_sync = Instant::now()
+                                + if ttl.is_zero() {
+                                    Duration::from_secs(3600)
+                                } else {
+                                    (ttl / 2).max(Duration::from_secs(1))
+                                };
+                        }
+                        None => {
+                            own_picks = 0;
+                            request_pack(&server, &cfg, &mut sender);
+                            next_sync = Instant::now() + cfg.interval;
+                        }
+                    },
                 }
                 sender.flush(&server);
             }
@@ -476,6 +498,28 @@ fn serve(server: &Arc<Server>, cfg: &FullResolverOptions, sender: &mut InternalS
     }
 }
 
+/// A cache resolver drops JWTs it has held for longer than `ttl` (by file time); the next
+/// user of such an account makes the server fetch it again.
+fn evict_expired(dir: &std::path::Path, ttl: Duration) {
+    if ttl.is_zero() {
+        return;
+    }
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > ttl);
+        if old && e.file_name().to_string_lossy().ends_with(".jwt") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 /// Writes a JWT file atomically.
 fn store(path: &std::path::Path, jwt: &str) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
@@ -525,6 +569,10 @@ fn update(
     }
     let path = cfg.dir.join(format!("{acc}.jwt"));
     let _guard = APPLY.lock();
+    if cfg.cache_ttl.is_some() && !path.exists() {
+        // nats-server's cache only refreshes what it holds.
+        return answer(server, &acc, "jwt update cache skipped", None);
+    }
     // Only a newer JWT replaces a stored one (as nats-server's directory store).
     if let Some(old) = std::fs::read_to_string(&path)
         .ok()
@@ -562,7 +610,12 @@ fn update(
         js.enable_from_claims(server, &claims);
     }
     tracing::info!("resolver: account {acc} updated");
-    answer(server, &acc, "jwt updated", None)
+    let done = if cfg.cache_ttl.is_some() {
+        "jwt updated cache"
+    } else {
+        "jwt updated"
+    };
+    answer(server, &acc, done, None)
 }
 
 /// `$SYS.REQ.CLAIMS.DELETE`: an operator-signed JWT listing accounts in `data.accounts`.
