@@ -12,10 +12,11 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use super::{Cmd, Stream};
+use crate::accounts::Account;
 use crate::jetstream::config::{short_hash, StreamSource};
 use crate::jetstream::errors::ApiError;
 use crate::jetstream::headers;
-use crate::server::client::{unix_nanos, InternalHandler, Subscription};
+use crate::server::client::{unix_nanos, InternalHandler, InternalSender, Subscription};
 use crate::server::Server;
 
 /// The origin consumer's heartbeat; three missed ones restart it.
@@ -112,6 +113,19 @@ impl Origin {
             v["error"] = json!(e);
         }
         v
+    }
+
+    /// Drops the origin's subscriptions and deletes its consumer on the origin.
+    fn cancel(&mut self, server: &Server, account: &Account, sender: &mut InternalSender) {
+        for s in self.subs.drain(..) {
+            server.remove_sub(&s);
+        }
+        if let Some(c) = self.consumer.take() {
+            let subj = format!("{}.CONSUMER.DELETE.{}.{c}", self.api(), self.cfg.name);
+            sender.send(server, account, subj.as_bytes(), None, None, b"");
+        }
+        self.requested = None;
+        self.last_active = None;
     }
 
     fn next_deadline(&self) -> Instant {
@@ -233,7 +247,7 @@ impl Stream {
                 kept.push(o);
             } else {
                 let mut o = o;
-                self.cancel_origin(server, &mut o);
+                o.cancel(server, &self.account, &mut self.sender);
             }
         }
         for (c, m) in wanted {
@@ -248,26 +262,12 @@ impl Stream {
         self.origins = kept;
     }
 
-    /// Drops an origin's subscriptions and deletes its consumer on the origin.
-    fn cancel_origin(&mut self, server: &Server, o: &mut Origin) {
-        for s in o.subs.drain(..) {
-            server.remove_sub(&s);
-        }
-        if let Some(c) = o.consumer.take() {
-            let subj = format!("{}.CONSUMER.DELETE.{}.{c}", o.api(), o.cfg.name);
-            self.sender
-                .send(server, &self.account, subj.as_bytes(), None, None, b"");
-        }
-        o.requested = None;
-        o.last_active = None;
-    }
-
     /// Stops every origin (the stream is stopping).
     pub(super) fn stop_origins(&mut self, server: &Server) {
-        let mut origins = std::mem::take(&mut self.origins);
-        for o in origins.iter_mut() {
-            self.cancel_origin(server, o);
+        for o in self.origins.iter_mut() {
+            o.cancel(server, &self.account, &mut self.sender);
         }
+        self.origins.clear();
         self.sender.flush(server);
     }
 
@@ -275,15 +275,11 @@ impl Stream {
     pub(super) fn origin_timers(&mut self, server: &Server) {
         let now = Instant::now();
         for i in 0..self.origins.len() {
-            let o = &self.origins[i];
-            if o.next_deadline() > now {
+            if self.origins[i].next_deadline() > now {
                 continue;
             }
-            let mut o =
-                std::mem::replace(&mut self.origins[i], Origin::new(Default::default(), false));
-            self.cancel_origin(server, &mut o);
-            self.create_origin_consumer(server, i, &mut o);
-            self.origins[i] = o;
+            self.origins[i].cancel(server, &self.account, &mut self.sender);
+            self.create_origin_consumer(server, i);
         }
     }
 
@@ -293,7 +289,8 @@ impl Stream {
     }
 
     /// Asks the origin for a consumer that starts after what this stream already holds.
-    fn create_origin_consumer(&mut self, server: &Server, idx: usize, o: &mut Origin) {
+    fn create_origin_consumer(&mut self, server: &Server, idx: usize) {
+        let o = &mut self.origins[idx];
         o.generation += 1;
         o.dseq = 0;
         let token = super::random_name();
@@ -423,12 +420,7 @@ impl Stream {
                 o.error = Some(err);
                 o.failures += 1;
                 o.retry_at = Instant::now() + (HEARTBEAT * o.failures).min(MAX_RETRY);
-                let mut o = std::mem::replace(
-                    &mut self.origins[idx],
-                    Origin::new(Default::default(), false),
-                );
-                self.cancel_origin(server, &mut o);
-                self.origins[idx] = o;
+                o.cancel(server, &self.account, &mut self.sender);
             }
             OriginEvent::Msg {
                 reply,
