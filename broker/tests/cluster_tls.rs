@@ -26,6 +26,8 @@ mod conf;
 mod monitor_common;
 #[path = "common/proc.rs"]
 mod proc;
+#[path = "common/tempdir.rs"]
+mod tempdir;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

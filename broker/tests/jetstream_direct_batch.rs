@@ -4,12 +4,14 @@
 mod common;
 #[path = "common/proc.rs"]
 mod proc;
+#[path = "common/tempdir.rs"]
+mod tempdir;
 
 use std::time::Duration;
 
 use futures::StreamExt;
-use proc::Proc;
 use serde_json::{json, Value};
+use tempdir::TempDir;
 
 /// One reply as comparable data: status, description, headers (the timestamp left out),
 /// payload.
@@ -56,19 +58,8 @@ async fn batch(nc: &async_nats::Client, body: Value) -> Vec<Value> {
 async fn direct_batches_match_reference() {
     let mut results = Vec::new();
     for reference in [true, false] {
-        let dir = std::env::temp_dir().join(format!(
-            "natrix-dbatch-{}-{}",
-            std::process::id(),
-            fastrand::u64(..)
-        ));
-        let sd = dir.display().to_string();
-        let args = ["-js", "-sd", &sd, "-a", "127.0.0.1", "-p", "-1"];
-        let p = if reference {
-            Proc::reference(&args)
-        } else {
-            Proc::natrix(&args)
-        };
-        let url = format!("nats://{}", p.ready());
+        let dir = TempDir::new("dbatch");
+        let (p, url) = proc::jetstream(reference, dir.path());
         let nc = async_nats::connect(&url).await.unwrap();
         let cfg = json!({"name": "D", "subjects": ["d.>"], "allow_direct": true});
         nc.request("$JS.API.STREAM.CREATE.D", cfg.to_string().into())
@@ -94,7 +85,6 @@ async fn direct_batches_match_reference() {
         results.push(seen);
         drop(nc);
         drop(p);
-        let _ = std::fs::remove_dir_all(&dir);
     }
     assert_eq!(
         serde_json::to_string_pretty(&results[1]).unwrap(),

@@ -7,6 +7,8 @@
 mod common;
 #[path = "common/proc.rs"]
 mod proc;
+#[path = "common/tempdir.rs"]
+mod tempdir;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -15,30 +17,11 @@ use std::path::{Path, PathBuf};
 use async_nats::jetstream::{self, consumer, stream};
 use futures::StreamExt;
 use proc::{addr_after, Proc, WAIT};
+use tempdir::TempDir;
 
 const PAYLOAD: &str = "PAYLOAD-MARKER-7c1f";
 const SUBJECT: &str = "subjmarker";
 const CONSUMER: &str = "CONSUMERMARKER";
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!(
-            "natrix-jsenc-{tag}-{}-{}",
-            std::process::id(),
-            fastrand::u64(..)
-        ));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A running broker: the process, its client URL and its monitor address.
 struct Broker {
@@ -49,8 +32,8 @@ struct Broker {
 
 /// Starts the binary with a config file whose `jetstream` block has `extra` (cipher, key).
 fn start_env(dir: &TempDir, extra: &str, env: &[(&str, &str)]) -> Broker {
-    let store = dir.0.join("store");
-    let conf = dir.0.join("natrix.conf");
+    let store = dir.path().join("store");
+    let conf = dir.path().join("natrix.conf");
     std::fs::write(
         &conf,
         format!(
@@ -205,7 +188,7 @@ async fn nothing_readable_on_disk_and_restart_reads_everything_back() {
     b.p.wait_line("Encryption:      ChaCha20-Poly1305");
     fill(&b.url, "ENC", PAYLOAD, 20, 5).await;
     assert!(b.p.stop().success());
-    let store = dir.0.join("store");
+    let store = dir.path().join("store");
     assert!(files(&store).iter().any(|p| p.ends_with("ENC/key")));
     assert!(files(&store)
         .iter()
@@ -307,7 +290,7 @@ async fn prev_key_rotates_to_a_new_key() {
     assert!(line.contains("could not be recovered"), "{line}");
     for marker in [PAYLOAD, "AFTER-ROTATION"] {
         assert_eq!(
-            containing(&dir.0.join("store"), marker),
+            containing(&dir.path().join("store"), marker),
             Vec::<PathBuf>::new()
         );
     }
@@ -321,7 +304,7 @@ async fn key_from_the_environment() {
     fill(&b.url, "ENV", PAYLOAD, 3, 2).await;
     assert!(b.p.stop().success());
     assert_eq!(
-        containing(&dir.0.join("store"), PAYLOAD),
+        containing(&dir.path().join("store"), PAYLOAD),
         Vec::<PathBuf>::new()
     );
     let b = start_env(&dir, "cipher: aes\n  key: $JS_KEY", &env);
@@ -340,7 +323,7 @@ async fn plain_data_stays_readable_after_enabling_encryption() {
     let mut b = start(&dir, "");
     fill(&b.url, "OLD", "PLAIN-BEFORE", 4, 2).await;
     assert!(b.p.stop().success());
-    let store = dir.0.join("store");
+    let store = dir.path().join("store");
     assert!(!containing(&store, "PLAIN-BEFORE").is_empty());
     let mut b = start(&dir, CHACHA);
     let (msgs, floor) = read_back(&b.url, "OLD").await;
@@ -380,7 +363,7 @@ async fn switching_the_cipher_with_the_same_key_keeps_data_readable() {
     );
     publish_more(&b.url, "SW", "WITH-AES", 3, 3).await;
     assert!(b.p.stop().success());
-    let store = dir.0.join("store");
+    let store = dir.path().join("store");
     for marker in ["WITH-CHACHA", "WITH-AES", CONSUMER] {
         assert_eq!(
             containing(&store, marker),
@@ -408,7 +391,7 @@ fn cipher_without_key_and_unknown_ciphers_refuse_to_start() {
         ("prev_key: old", "jetstream prev_key needs a key"),
         ("key: new\n  prev_key: \"\"", "prev_key must not be empty"),
     ] {
-        let conf = dir.0.join("bad.conf");
+        let conf = dir.path().join("bad.conf");
         std::fs::write(&conf, format!("jetstream {{\n  {extra}\n}}\n")).unwrap();
         let mut p = Proc::natrix(&["-c", &conf.display().to_string()]);
         let status = p.wait_exit();

@@ -11,6 +11,8 @@
 mod common;
 #[path = "common/proc.rs"]
 mod proc;
+#[path = "common/tempdir.rs"]
+mod tempdir;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -20,26 +22,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use proc::{Proc, WAIT};
 use serde_json::{json, Value};
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!(
-            "natrix-jssnap-{tag}-{}-{}",
-            std::process::id(),
-            fastrand::u64(..)
-        ));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use tempdir::TempDir;
 
 /// A running server (either binary) with JetStream in `<dir>/store`.
 struct Srv {
@@ -284,8 +267,8 @@ async fn restore(c: &Client, config: &Value, archive: &[u8]) -> Value {
 async fn both_ways(big: bool) {
     let dn = TempDir::new("nx");
     let dr = TempDir::new("ref");
-    let nx = start(false, &dn.0).await;
-    let rf = start(true, &dr.0).await;
+    let nx = start(false, dn.path()).await;
+    let rf = start(true, dr.path()).await;
     let n = if big { 300 } else { 12 };
     let opts = if big {
         // Small chunks and window: many chunks, each waiting for its acknowledgement.
@@ -369,8 +352,8 @@ async fn large_backups_are_chunked_and_flow_controlled_both_ways() {
 async fn errors_match_nats_server() {
     let dn = TempDir::new("nx");
     let dr = TempDir::new("ref");
-    let nx = start(false, &dn.0).await;
-    let rf = start(true, &dr.0).await;
+    let nx = start(false, dn.path()).await;
+    let rf = start(true, dr.path()).await;
     let mut got = Vec::new();
     for s in [&nx, &rf] {
         let c = &s.client;
@@ -461,8 +444,8 @@ async fn advisories(c: &Client) -> Vec<(String, String, Vec<String>)> {
 async fn advisories_match_nats_server() {
     let dn = TempDir::new("nx");
     let dr = TempDir::new("ref");
-    let nx = start(false, &dn.0).await;
-    let rf = start(true, &dr.0).await;
+    let nx = start(false, dn.path()).await;
+    let rf = start(true, dr.path()).await;
     let a = advisories(&nx.client).await;
     let b = advisories(&rf.client).await;
     assert_eq!(a, b);
@@ -537,8 +520,8 @@ async fn change_during_backup(c: &Client, natrix: bool) {
 async fn config_change_during_backup_is_accepted_and_limits_wait() {
     let dn = TempDir::new("nx");
     let dr = TempDir::new("ref");
-    let nx = start(false, &dn.0).await;
-    let rf = start(true, &dr.0).await;
+    let nx = start(false, dn.path()).await;
+    let rf = start(true, dr.path()).await;
     change_during_backup(&nx.client, true).await;
     change_during_backup(&rf.client, false).await;
 }
@@ -546,18 +529,18 @@ async fn config_change_during_backup_is_accepted_and_limits_wait() {
 #[tokio::test]
 async fn offline_restore_directory_is_picked_up_on_start() {
     let dr = TempDir::new("ref");
-    let rf = start(true, &dr.0).await;
+    let rf = start(true, dr.path()).await;
     fill(&rf.client, 9, false).await;
     let want = dump(&rf.client).await;
     let b = backup(&rf.client, json!({})).await;
 
     // A stopped Natrix: the backup as `nats stream backup` lays it out, in `restore/`.
     let dn = TempDir::new("nx");
-    let dir = dn.0.join("store/jetstream/$G/restore/S");
+    let dir = dn.path().join("store/jetstream/$G/restore/S");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("backup.json"), b.answer.to_string()).unwrap();
     std::fs::write(dir.join("stream.tar.s2"), &b.archive).unwrap();
-    let nx = start(false, &dn.0).await;
+    let nx = start(false, dn.path()).await;
     assert_eq!(dump(&nx.client).await, want);
     assert!(!dir.exists(), "restored backups are removed");
     assert!(nx.store.join("jetstream/$G/streams/S").is_dir());

@@ -6,31 +6,14 @@
 mod common;
 #[path = "common/proc.rs"]
 mod proc;
+#[path = "common/tempdir.rs"]
+mod tempdir;
 
 use std::time::{Duration, Instant};
 
 use proc::Proc;
 use serde_json::{json, Value};
-
-struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!(
-            "natrix-src-{tag}-{}-{}",
-            std::process::id(),
-            fastrand::u64(..)
-        ));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use tempdir::TempDir;
 
 #[derive(Clone, Copy, Debug)]
 enum Kind {
@@ -41,14 +24,7 @@ enum Kind {
 const BOTH: [Kind; 2] = [Kind::Reference, Kind::Natrix];
 
 fn start(kind: Kind, dir: &TempDir) -> (Proc, String) {
-    let sd = dir.0.display().to_string();
-    let args = ["-js", "-sd", &sd, "-a", "127.0.0.1", "-p", "-1"];
-    let p = match kind {
-        Kind::Reference => Proc::reference(&args),
-        Kind::Natrix => Proc::natrix(&args),
-    };
-    let addr = p.ready();
-    (p, format!("nats://{addr}"))
+    proc::jetstream(matches!(kind, Kind::Reference), dir.path())
 }
 
 async fn api(nc: &async_nats::Client, subject: &str, body: Value) -> Value {
@@ -441,8 +417,8 @@ async fn external_sources_across_accounts() {
     let mut results = Vec::new();
     for kind in BOTH {
         let dir = TempDir::new("ext");
-        let conf = dir.0.join("nats.conf");
-        let store = dir.0.join("store");
+        let conf = dir.path().join("nats.conf");
+        let store = dir.path().join("store");
         std::fs::write(
             &conf,
             CROSS_ACCOUNT.replace("STORE", &store.display().to_string()),

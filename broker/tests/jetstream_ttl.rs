@@ -5,23 +5,13 @@
 mod common;
 #[path = "common/proc.rs"]
 mod proc;
+#[path = "common/tempdir.rs"]
+mod tempdir;
 
 use std::time::{Duration, Instant};
 
-use proc::Proc;
 use serde_json::{json, Value};
-
-fn start(reference: bool, dir: &std::path::Path) -> (Proc, String) {
-    let sd = dir.display().to_string();
-    let args = ["-js", "-sd", &sd, "-a", "127.0.0.1", "-p", "-1"];
-    let p = if reference {
-        Proc::reference(&args)
-    } else {
-        Proc::natrix(&args)
-    };
-    let addr = p.ready();
-    (p, format!("nats://{addr}"))
-}
+use tempdir::TempDir;
 
 async fn api(nc: &async_nats::Client, subject: &str, body: Value) -> Value {
     let m = nc
@@ -65,12 +55,8 @@ async fn wait_messages(nc: &async_nats::Client, stream: &str, n: u64) -> bool {
 async fn message_ttls_match_reference() {
     let mut results = Vec::new();
     for reference in [true, false] {
-        let dir = std::env::temp_dir().join(format!(
-            "natrix-ttl-{}-{}",
-            std::process::id(),
-            fastrand::u64(..)
-        ));
-        let (_p, url) = start(reference, &dir);
+        let dir = TempDir::new("ttl");
+        let (_p, url) = proc::jetstream(reference, dir.path());
         let nc = async_nats::connect(&url).await.unwrap();
         let mut seen = Vec::new();
         let created = api(
@@ -102,7 +88,6 @@ async fn message_ttls_match_reference() {
         seen.push(gone["error"].clone());
         results.push(seen);
         drop(nc);
-        let _ = std::fs::remove_dir_all(&dir);
     }
     assert_eq!(results[0], results[1], "reference vs natrix");
     assert_eq!(results[1][results[1].len() - 3], json!(true));
@@ -110,12 +95,8 @@ async fn message_ttls_match_reference() {
 
 #[tokio::test]
 async fn ttls_survive_a_restart() {
-    let dir = std::env::temp_dir().join(format!(
-        "natrix-ttl-restart-{}-{}",
-        std::process::id(),
-        fastrand::u64(..)
-    ));
-    let (mut p, url) = start(false, &dir);
+    let dir = TempDir::new("ttl-restart");
+    let (mut p, url) = proc::jetstream(false, dir.path());
     let nc = async_nats::connect(&url).await.unwrap();
     api(
         &nc,
@@ -127,7 +108,7 @@ async fn ttls_survive_a_restart() {
     publish(&nc, "r.b", None).await;
     drop(nc);
     p.stop();
-    let (_p, url) = start(false, &dir);
+    let (_p, url) = proc::jetstream(false, dir.path());
     let nc = async_nats::connect(&url).await.unwrap();
     assert!(
         wait_messages(&nc, "R", 1).await,
@@ -135,7 +116,6 @@ async fn ttls_survive_a_restart() {
     );
     let kept = api(&nc, "$JS.API.STREAM.MSG.GET.R", json!({"seq": 2})).await;
     assert_eq!(kept["message"]["subject"], "r.b");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Subject delete markers: the last message of a subject removed by `max_age` or its TTL
@@ -145,12 +125,8 @@ async fn ttls_survive_a_restart() {
 async fn subject_delete_markers_match_reference() {
     let mut results = Vec::new();
     for reference in [true, false] {
-        let dir = std::env::temp_dir().join(format!(
-            "natrix-markers-{}-{}",
-            std::process::id(),
-            fastrand::u64(..)
-        ));
-        let (_p, url) = start(reference, &dir);
+        let dir = TempDir::new("markers");
+        let (_p, url) = proc::jetstream(reference, dir.path());
         let nc = async_nats::connect(&url).await.unwrap();
         let mut seen = Vec::new();
         let created = api(
@@ -226,7 +202,6 @@ async fn subject_delete_markers_match_reference() {
         );
         results.push(seen);
         drop(nc);
-        let _ = std::fs::remove_dir_all(&dir);
     }
     assert_eq!(results[0], results[1], "reference vs natrix");
     assert_eq!(results[1][1], json!([5, 3, 7]));

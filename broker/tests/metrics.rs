@@ -8,6 +8,8 @@ mod monitor_common;
 mod certs;
 #[path = "common/conf.rs"]
 mod conf;
+#[path = "common/tempdir.rs"]
+mod tempdir;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

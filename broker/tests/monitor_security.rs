@@ -9,6 +9,8 @@ mod monitor_common;
 mod certs;
 #[path = "common/conf.rs"]
 mod conf;
+#[path = "common/tempdir.rs"]
+mod tempdir;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;

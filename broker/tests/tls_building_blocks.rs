@@ -3,6 +3,8 @@
 
 #[path = "common/certs.rs"]
 mod certs;
+#[path = "common/tempdir.rs"]
+mod tempdir;
 
 use std::sync::Arc;
 

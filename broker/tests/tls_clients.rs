@@ -7,6 +7,8 @@ mod certs;
 mod common;
 #[path = "common/conf.rs"]
 mod conf;
+#[path = "common/tempdir.rs"]
+mod tempdir;
 
 use std::path::PathBuf;
 use std::time::Duration;

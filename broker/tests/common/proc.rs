@@ -158,6 +158,20 @@ impl Drop for Proc {
     }
 }
 
+/// Starts the reference nats-server or natrix-broker with JetStream storing under `store_dir`
+/// on an ephemeral 127.0.0.1 port; returns the process and its client URL.
+pub fn jetstream(reference: bool, store_dir: &Path) -> (Proc, String) {
+    let sd = store_dir.display().to_string();
+    let args = ["-js", "-sd", &sd, "-a", "127.0.0.1", "-p", "-1"];
+    let p = if reference {
+        Proc::reference(&args)
+    } else {
+        Proc::natrix(&args)
+    };
+    let addr = p.ready();
+    (p, format!("nats://{addr}"))
+}
+
 /// The `host:port` after `prefix` in a log line.
 pub fn addr_after(line: &str, prefix: &str) -> SocketAddr {
     let rest = line.split(prefix).nth(1).expect("prefix in line");
