@@ -6,37 +6,16 @@
 mod common;
 #[path = "common/conf.rs"]
 mod conf;
+#[path = "common/operator.rs"]
+mod operator;
 
 use std::time::Duration;
 
 use common::RefServer;
 use natrix_jwt::{encode, encode_at, format_user_creds, AccountClaims, OperatorClaims, UserClaims};
 use nkeys::KeyPair;
+use operator::{connect, creds, keys, Keys};
 use serde_json::Value;
-
-struct Keys {
-    op: KeyPair,
-    sys: KeyPair,
-    a: KeyPair,
-    op_jwt: String,
-    sys_jwt: String,
-}
-
-fn keys() -> Keys {
-    let op = KeyPair::new_operator();
-    let sys = KeyPair::new_account();
-    let mut oc = OperatorClaims::new(op.public_key());
-    oc.nats.system_account = sys.public_key();
-    let op_jwt = encode(&oc, &op).unwrap();
-    let sys_jwt = encode(&AccountClaims::new(sys.public_key()), &op).unwrap();
-    Keys {
-        op,
-        sys,
-        a: KeyPair::new_account(),
-        op_jwt,
-        sys_jwt,
-    }
-}
 
 fn config(k: &Keys, dir: &std::path::Path) -> String {
     format!(
@@ -47,21 +26,6 @@ fn config(k: &Keys, dir: &std::path::Path) -> String {
         k.sys.public_key(),
         k.sys_jwt
     )
-}
-
-fn creds(account: &KeyPair, user: &KeyPair) -> String {
-    let jwt = encode(&UserClaims::new(user.public_key()), account).unwrap();
-    format_user_creds(&jwt, &user.seed().unwrap()).unwrap()
-}
-
-async fn connect(url: &str, creds: &str) -> Result<async_nats::Client, String> {
-    let opts = async_nats::ConnectOptions::with_credentials(creds)
-        .map_err(|e| e.to_string())?
-        .max_reconnects(Some(0));
-    match tokio::time::timeout(Duration::from_secs(5), opts.connect(url)).await {
-        Ok(r) => r.map_err(|e| e.to_string()),
-        Err(_) => Err("timeout".into()),
-    }
 }
 
 async fn request(nc: &async_nats::Client, subject: &str, body: String) -> String {
@@ -90,6 +54,7 @@ fn json(s: &str) -> Value {
 async fn scenario(
     url: &str,
     k: &Keys,
+    a: &KeyPair,
     a_jwts: &[String],
     other: &KeyPair,
     delete_jwt: &str,
@@ -100,15 +65,15 @@ async fn scenario(
     let u1 = KeyPair::new_user();
     out.push((
         "unknown account user".into(),
-        Value::Bool(connect(url, &creds(&k.a, &u1)).await.is_ok()),
+        Value::Bool(connect(url, &creds(a, &u1)).await.is_ok()),
     ));
     let r = request(&sys, "$SYS.REQ.CLAIMS.UPDATE", a_jwts[0].clone()).await;
     out.push(("update".into(), json(&r)));
-    let user = connect(url, &creds(&k.a, &u1)).await;
+    let user = connect(url, &creds(a, &u1)).await;
     out.push(("pushed account user".into(), Value::Bool(user.is_ok())));
     let r = request(
         &sys,
-        &format!("$SYS.REQ.ACCOUNT.{}.CLAIMS.LOOKUP", k.a.public_key()),
+        &format!("$SYS.REQ.ACCOUNT.{}.CLAIMS.LOOKUP", a.public_key()),
         String::new(),
     )
     .await;
@@ -130,7 +95,7 @@ async fn scenario(
     // refuses it when the account is used, which lets it replace a good JWT. Natrix refuses
     // it up front; this observation is compared separately.
     let rogue = encode(
-        &AccountClaims::new(k.a.public_key()),
+        &AccountClaims::new(a.public_key()),
         &KeyPair::new_operator(),
     )
     .unwrap();
@@ -160,7 +125,7 @@ async fn scenario(
     let u2 = KeyPair::new_user();
     out.push((
         "deleted account user".into(),
-        Value::Bool(connect(url, &creds(&k.a, &u2)).await.is_ok()),
+        Value::Bool(connect(url, &creds(a, &u2)).await.is_ok()),
     ));
     out
 }
@@ -168,15 +133,16 @@ async fn scenario(
 #[tokio::test]
 async fn resolver_matches_reference() {
     let k = keys();
+    let a = KeyPair::new_account();
     let iat = natrix_jwt::now();
-    let mut ac = AccountClaims::new(k.a.public_key());
+    let mut ac = AccountClaims::new(a.public_key());
     let a0 = encode_at(&ac, &k.op, iat).unwrap();
     // Revoke every user issued before an hour from now (the scenario's users included).
     ac.nats.revocations.insert("*".into(), iat + 3600);
     let a1 = encode_at(&ac, &k.op, iat + 1).unwrap();
     let del: natrix_jwt::GenericClaims = serde_json::from_value(serde_json::json!({
         "sub": k.op.public_key(),
-        "nats": {"accounts": [k.a.public_key()]}
+        "nats": {"accounts": [a.public_key()]}
     }))
     .unwrap();
     let delete_jwt = encode(&del, &k.op).unwrap();
@@ -192,12 +158,13 @@ async fn resolver_matches_reference() {
     let want = scenario(
         &format!("nats://{}", reference.addr),
         &k,
+        &a,
         &jwts,
         &other,
         &delete_jwt,
     )
     .await;
-    let got = scenario(&ours.url(), &k, &jwts, &other, &delete_jwt).await;
+    let got = scenario(&ours.url(), &k, &a, &jwts, &other, &delete_jwt).await;
     let _ = std::fs::remove_dir_all(&base);
     let diffs: Vec<String> = want
         .iter()
@@ -215,9 +182,10 @@ async fn resolver_matches_reference() {
 #[tokio::test]
 async fn pushed_accounts_survive_a_restart() {
     let k = keys();
+    let a = KeyPair::new_account();
     let dir = std::env::temp_dir().join(format!("natrix-resolver-restart-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let a_jwt = encode(&AccountClaims::new(k.a.public_key()), &k.op).unwrap();
+    let a_jwt = encode(&AccountClaims::new(a.public_key()), &k.op).unwrap();
     {
         let s = conf::start_conf(&config(&k, &dir), false).await;
         let sys = connect(&s.url(), &creds(&k.sys, &KeyPair::new_user()))
@@ -226,10 +194,10 @@ async fn pushed_accounts_survive_a_restart() {
         let r = request(&sys, "$SYS.REQ.CLAIMS.UPDATE", a_jwt.clone()).await;
         assert_eq!(json(&r)["data"]["message"], "jwt updated");
     }
-    assert!(dir.join(format!("{}.jwt", k.a.public_key())).exists());
+    assert!(dir.join(format!("{}.jwt", a.public_key())).exists());
     let s = conf::start_conf(&config(&k, &dir), false).await;
     let u = KeyPair::new_user();
-    assert!(connect(&s.url(), &creds(&k.a, &u)).await.is_ok());
+    assert!(connect(&s.url(), &creds(&a, &u)).await.is_ok());
     drop(s);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -240,9 +208,10 @@ async fn pushed_accounts_survive_a_restart() {
 #[tokio::test]
 async fn account_limit_violations_match_reference() {
     let k = keys();
+    let a = KeyPair::new_account();
     let b = KeyPair::new_account();
     let mut cases: Vec<(&str, AccountClaims)> = Vec::new();
-    let mut imports = AccountClaims::new(k.a.public_key());
+    let mut imports = AccountClaims::new(a.public_key());
     imports.nats.limits.imports = 1;
     for s in ["x.1", "x.2"] {
         imports.nats.imports.push(natrix_jwt::Import {
@@ -253,7 +222,7 @@ async fn account_limit_violations_match_reference() {
         });
     }
     cases.push(("imports over limit", imports));
-    let mut exports = AccountClaims::new(k.a.public_key());
+    let mut exports = AccountClaims::new(a.public_key());
     exports.nats.limits.exports = 1;
     for s in ["e.1", "e.2"] {
         exports.nats.exports.push(natrix_jwt::Export {
@@ -263,7 +232,7 @@ async fn account_limit_violations_match_reference() {
         });
     }
     cases.push(("exports over limit", exports));
-    let mut wild = AccountClaims::new(k.a.public_key());
+    let mut wild = AccountClaims::new(a.public_key());
     wild.nats.limits.wildcards = false;
     wild.nats.exports.push(natrix_jwt::Export {
         subject: "w.*".into(),
@@ -271,7 +240,7 @@ async fn account_limit_violations_match_reference() {
         ..Default::default()
     });
     cases.push(("wildcard export", wild));
-    let mut ok = AccountClaims::new(k.a.public_key());
+    let mut ok = AccountClaims::new(a.public_key());
     ok.nats.limits.imports = 2;
     cases.push(("within limits", ok));
 
@@ -301,7 +270,7 @@ async fn account_limit_violations_match_reference() {
                 .as_u64()
                 .or(resp["data"]["code"].as_u64());
             let desc = resp["error"]["description"].clone();
-            let user = connect(&url, &creds(&k.a, &KeyPair::new_user()))
+            let user = connect(&url, &creds(&a, &KeyPair::new_user()))
                 .await
                 .is_ok();
             seen.push((label.to_string(), code, desc, user));

@@ -7,6 +7,8 @@
 mod common;
 #[path = "common/conf.rs"]
 mod conf;
+#[path = "common/operator.rs"]
+mod operator;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,34 +16,13 @@ use std::time::Duration;
 
 use common::{RefServer, TestServer};
 use futures::StreamExt;
-use natrix_jwt::{encode, encode_at, format_user_creds, AccountClaims, OperatorClaims, UserClaims};
+use natrix_jwt::{encode_at, AccountClaims};
 use nkeys::KeyPair;
+use operator::{connect, creds, keys, Keys};
 use serde_json::{json, Value};
 
 /// Upper bound for anything the tests wait for.
 const DEADLINE: Duration = Duration::from_secs(15);
-
-struct Keys {
-    op: KeyPair,
-    sys: KeyPair,
-    op_jwt: String,
-    sys_jwt: String,
-}
-
-fn keys() -> Keys {
-    let op = KeyPair::new_operator();
-    let sys = KeyPair::new_account();
-    let mut oc = OperatorClaims::new(op.public_key());
-    oc.nats.system_account = sys.public_key();
-    let op_jwt = encode(&oc, &op).unwrap();
-    let sys_jwt = encode(&AccountClaims::new(sys.public_key()), &op).unwrap();
-    Keys {
-        op,
-        sys,
-        op_jwt,
-        sys_jwt,
-    }
-}
 
 /// A fresh directory for one server's store.
 fn fresh_dir(tag: &str) -> PathBuf {
@@ -111,21 +92,6 @@ async fn wait_sys_interest(s: &TestServer, k: &Keys, subject: &str, n: usize) {
             >= n
     })
     .await;
-}
-
-fn creds(account: &KeyPair, user: &KeyPair) -> String {
-    let jwt = encode(&UserClaims::new(user.public_key()), account).unwrap();
-    format_user_creds(&jwt, &user.seed().unwrap()).unwrap()
-}
-
-async fn connect(url: &str, creds: &str) -> Result<async_nats::Client, String> {
-    let opts = async_nats::ConnectOptions::with_credentials(creds)
-        .map_err(|e| e.to_string())?
-        .max_reconnects(Some(0));
-    match tokio::time::timeout(Duration::from_secs(5), opts.connect(url)).await {
-        Ok(r) => r.map_err(|e| e.to_string()),
-        Err(_) => Err("timeout".into()),
-    }
 }
 
 async fn sys_client(url: &str, k: &Keys) -> async_nats::Client {
