@@ -13,7 +13,7 @@ use std::fmt::Debug;
 use std::sync::Mutex;
 
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, ObjectMeta, Patch, PatchParams};
 use kube::core::ApiResource;
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
@@ -137,36 +137,10 @@ where
     K: Resource<DynamicType = ()> + Serialize + DeserializeOwned + Clone + Debug,
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
 {
-    let name = obj
-        .meta()
-        .name
-        .clone()
-        .ok_or(Error::MissingMetadata("name"))?;
-    let ns = obj
-        .meta()
-        .namespace
-        .clone()
-        .ok_or(Error::MissingMetadata("namespace"))?;
-    let mut want = serde_json::to_value(obj)?;
-    let hash = stamp(&mut want);
-    let key = format!("{}/{ns}/{name}", K::kind(&()));
+    let (ns, name) = namespace_and_name(obj.meta())?;
     let api: Api<K> = Api::namespaced(client.clone(), &ns);
-    let err = |source| Error::Apply {
-        kind: kind_name::<K>(),
-        name: format!("{ns}/{name}"),
-        source,
-    };
-    if let Some(live) = api.get_opt(&name).await.map_err(err)? {
-        if applied.unchanged(&key, &hash, &want, &serde_json::to_value(&live)?) {
-            return Ok(live);
-        }
-    }
-    let stored = api
-        .patch(&name, &apply_params(), &Patch::Apply(&want))
-        .await
-        .map_err(err)?;
-    applied.record(key, &hash, &serde_json::to_value(&stored)?);
-    Ok(stored)
+    let kind = kind_name::<K>();
+    converge(&api, applied, &K::kind(&()), kind, &ns, &name, obj).await
 }
 
 /// Server-side apply a dynamic object of `ar` (namespaced, named) unless the live object
@@ -177,35 +151,54 @@ pub async fn apply_dynamic(
     ar: &ApiResource,
     obj: &DynamicObject,
 ) -> Result<DynamicObject> {
-    let name = obj
-        .metadata
-        .name
-        .clone()
-        .ok_or(Error::MissingMetadata("name"))?;
-    let ns = obj
-        .metadata
+    let (ns, name) = namespace_and_name(&obj.metadata)?;
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, ar);
+    let kind = match ar.kind.as_str() {
+        "PodDisruptionBudget" => "PodDisruptionBudget",
+        _ => "object",
+    };
+    converge(&api, applied, &ar.kind, kind, &ns, &name, obj).await
+}
+
+fn namespace_and_name(meta: &ObjectMeta) -> Result<(String, String)> {
+    let name = meta.name.clone().ok_or(Error::MissingMetadata("name"))?;
+    let ns = meta
         .namespace
         .clone()
         .ok_or(Error::MissingMetadata("namespace"))?;
+    Ok((ns, name))
+}
+
+/// The step both applies share: return the live object when it already is what `obj` would
+/// make, else apply `obj` and remember what the server stored.
+async fn converge<T, O>(
+    api: &Api<T>,
+    applied: &Applied,
+    api_kind: &str,
+    error_kind: &'static str,
+    ns: &str,
+    name: &str,
+    obj: &O,
+) -> Result<T>
+where
+    T: Serialize + DeserializeOwned + Clone + Debug,
+    O: Serialize,
+{
     let mut want = serde_json::to_value(obj)?;
     let hash = stamp(&mut want);
-    let key = format!("{}/{ns}/{name}", ar.kind);
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, ar);
+    let key = format!("{api_kind}/{ns}/{name}");
     let err = |source| Error::Apply {
-        kind: match ar.kind.as_str() {
-            "PodDisruptionBudget" => "PodDisruptionBudget",
-            _ => "object",
-        },
+        kind: error_kind,
         name: format!("{ns}/{name}"),
         source,
     };
-    if let Some(live) = api.get_opt(&name).await.map_err(err)? {
+    if let Some(live) = api.get_opt(name).await.map_err(err)? {
         if applied.unchanged(&key, &hash, &want, &serde_json::to_value(&live)?) {
             return Ok(live);
         }
     }
     let stored = api
-        .patch(&name, &apply_params(), &Patch::Apply(&want))
+        .patch(name, &apply_params(), &Patch::Apply(&want))
         .await
         .map_err(err)?;
     applied.record(key, &hash, &serde_json::to_value(&stored)?);
