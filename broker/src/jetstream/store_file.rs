@@ -825,19 +825,7 @@ impl FileBacking {
         }
         let start = loc.off + loc.subj_len as u64;
         let len = loc.hdr_len as usize + loc.data_len as usize;
-        if loc.block == self.active && start + len as u64 > self.flushed {
-            self.flush()?;
-        }
-        let path = block_path(&self.dir, loc.block);
-        let f = match self.readers.entry(loc.block) {
-            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(File::open(&path).map_err(|e| io_err(&path, e))?)
-            }
-        };
-        let mut buf = vec![0u8; len];
-        f.read_exact_at(&mut buf, start)
-            .map_err(|e| io_err(&path, e))?;
+        let buf = self.read_at(loc.block, start, len)?;
         let mut all = Bytes::from(buf);
         let data = all.split_off(loc.hdr_len as usize);
         Ok((all, data))
@@ -847,24 +835,12 @@ impl FileBacking {
     fn read_sealed(&mut self, loc: &Loc) -> Result<(Bytes, Bytes), StoreError> {
         let start = loc.off;
         let len = loc.record_len() as usize;
-        if loc.block == self.active && start + len as u64 > self.flushed {
-            self.flush()?;
-        }
-        let path = block_path(&self.dir, loc.block);
         let cipher = self
             .ciphers
             .get(&loc.block)
             .cloned()
-            .ok_or_else(|| crypt_err(&path, CryptError::NoKey))?;
-        let f = match self.readers.entry(loc.block) {
-            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(File::open(&path).map_err(|e| io_err(&path, e))?)
-            }
-        };
-        let mut buf = vec![0u8; len];
-        f.read_exact_at(&mut buf, start)
-            .map_err(|e| io_err(&path, e))?;
+            .ok_or_else(|| crypt_err(&block_path(&self.dir, loc.block), CryptError::NoKey))?;
+        let mut buf = self.read_at(loc.block, start, len)?;
         let nonce: [u8; NONCE] = buf[HEAD..HEAD + NONCE].try_into().expect("nonce");
         let ct_end = len - 4 - TAG;
         let (body, tag) = buf.split_at_mut(ct_end);
@@ -874,7 +850,7 @@ impl FileBacking {
                 .open(&nonce, &mut body[HEAD + NONCE..], &tag[..TAG])
         {
             return Err(crypt_err(
-                &path,
+                &block_path(&self.dir, loc.block),
                 CryptError::Open(format!("the record at offset {start}")),
             ));
         }
@@ -885,6 +861,27 @@ impl FileBacking {
             all.slice(hdr_at..data_at),
             all.slice(data_at..data_at + loc.data_len as usize),
         ))
+    }
+
+    /// `len` bytes of `block` from `start`, handing the active block's buffer to the file
+    /// first when they are not there yet. A block's reader is opened once and kept, and its
+    /// path is only built to open it or to name it in an error: reads are the fetch path.
+    fn read_at(&mut self, block: u64, start: u64, len: usize) -> Result<Vec<u8>, StoreError> {
+        if block == self.active && start + len as u64 > self.flushed {
+            self.flush()?;
+        }
+        let f = match self.readers.entry(block) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                let path = block_path(&self.dir, block);
+                v.insert(File::open(&path).map_err(|e| io_err(&path, e))?)
+            }
+        };
+        let mut buf = vec![0u8; len];
+        if let Err(e) = f.read_exact_at(&mut buf, start) {
+            return Err(io_err(&block_path(&self.dir, block), e));
+        }
+        Ok(buf)
     }
 
     /// Hands buffered records to the file.
