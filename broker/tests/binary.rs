@@ -16,7 +16,7 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use proc::{addr_after, Proc, NATRIX, WAIT};
+use proc::{addr_after, http_get, Proc, NATRIX, WAIT};
 
 /// Runs a command that is expected to exit by itself; returns (status, stdout, stderr).
 fn run_to_end(bin: &Path, args: &[&str]) -> (ExitStatus, String, String) {
@@ -154,25 +154,6 @@ fn read_line(s: &mut TcpStream) -> String {
     }
     line.truncate(line.len() - 2);
     String::from_utf8(line).unwrap()
-}
-
-/// `GET path` over HTTP/1.1 with `Connection: close`; returns (status line, body).
-fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
-    let mut s = TcpStream::connect(addr).expect("connect to monitor");
-    s.set_read_timeout(Some(WAIT)).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).expect("HTTP response");
-    let status = resp.lines().next().unwrap_or_default().to_string();
-    let body = resp
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
 }
 
 /// The messages harnesses wait for at startup, in the order nats-server logs them.

@@ -10,13 +10,12 @@ mod proc;
 #[path = "common/tempdir.rs"]
 mod tempdir;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use async_nats::jetstream::{self, consumer, stream};
 use futures::StreamExt;
-use proc::{addr_after, Proc, WAIT};
+use proc::{addr_after, http_get, Proc};
 use tempdir::TempDir;
 
 const PAYLOAD: &str = "PAYLOAD-MARKER-7c1f";
@@ -86,24 +85,6 @@ fn containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
             b.windows(needle.len()).any(|w| w == needle.as_bytes())
         })
         .collect()
-}
-
-fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
-    let mut s = TcpStream::connect(addr).expect("connect to monitor");
-    s.set_read_timeout(Some(WAIT)).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).expect("HTTP response");
-    let status = resp.lines().next().unwrap_or_default().to_string();
-    let body = resp
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
 }
 
 /// Creates stream `name` on `<SUBJECT>.<name>.>` with a durable consumer, publishes `n`
