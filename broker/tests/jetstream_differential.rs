@@ -3,6 +3,8 @@
 //! stream state, pub acks, pull statuses and ack subjects), timestamps and ids aside.
 
 mod common;
+#[path = "common/tempdir.rs"]
+mod tempdir;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -10,6 +12,7 @@ use std::time::Duration;
 use common::{RefServer, TestServer};
 use natrix_broker::options::JetStreamOptions;
 use serde_json::Value;
+use tempdir::TempDir;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -508,4 +511,183 @@ async fn jetstream_api_matches_reference() {
         diffs.len(),
         diffs.join("\n")
     );
+}
+
+impl Conn {
+    /// Sends a pull request on a fresh inbox and gathers what answers it until `quiet` passes
+    /// without a message: payloads, or the status header block. Data is acked when `ack`.
+    async fn pull(
+        &mut self,
+        consumer: &str,
+        body: &str,
+        ack: bool,
+        quiet: Duration,
+    ) -> Vec<String> {
+        self.n += 1;
+        let inbox = format!("_INBOX.pull.{}", self.n);
+        let next = format!("$JS.API.CONSUMER.MSG.NEXT.S.{consumer}");
+        self.publish(&next, Some(&inbox), "", body).await;
+        // Data arrives under its stream subject with this consumer's ack reply; statuses
+        // arrive on the inbox itself.
+        let acks = format!("$JS.ACK.S.{consumer}.");
+        let mut got = Vec::new();
+        while let Some(m) = self.next(quiet).await {
+            match &m.reply {
+                Some(r) if r.starts_with(&acks) => {
+                    got.push(m.payload.clone());
+                    if ack {
+                        self.publish(r, None, "", "+ACK").await;
+                    }
+                }
+                None if m.subject == inbox => got.push(m.hdr.clone()),
+                _ => {}
+            }
+        }
+        got
+    }
+}
+
+/// Every way a pull request can end: no_wait with and without an expiry, max_bytes cut-offs
+/// and exact fits, a completed batch with bytes left, requests pending, max_ack_pending.
+async fn pull_endings(addr: SocketAddr) -> Vec<(String, Vec<String>)> {
+    let mut c = Conn::connect(addr).await;
+    let quiet = Duration::from_millis(700);
+    c.api(
+        "$JS.API.STREAM.CREATE.S",
+        r#"{"name":"S","subjects":["s.>"],"storage":"memory"}"#,
+    )
+    .await;
+    for i in 0..6 {
+        c.request("s.x", "", &format!("m{i}"))
+            .await
+            .expect("pub ack");
+    }
+    let consumers = [
+        ("A", r#""ack_policy":"explicit""#),
+        ("B", r#""ack_policy":"explicit""#),
+        ("C", r#""ack_policy":"explicit","filter_subject":"s.late""#),
+        ("D", r#""ack_policy":"explicit","filter_subject":"s.none""#),
+        ("E", r#""ack_policy":"explicit""#),
+        ("F", r#""ack_policy":"explicit""#),
+        ("G", r#""ack_policy":"explicit""#),
+        ("H", r#""ack_policy":"explicit""#),
+        ("I", r#""ack_policy":"explicit","max_ack_pending":1"#),
+        ("J", r#""ack_policy":"explicit","max_ack_pending":2"#),
+    ];
+    for (name, cfg) in consumers {
+        let v = c
+            .api(
+                &format!("$JS.API.CONSUMER.CREATE.S.{name}"),
+                &format!(r#"{{"stream_name":"S","config":{{"durable_name":"{name}",{cfg}}}}}"#),
+            )
+            .await;
+        assert!(v.get("error").is_none(), "{name}: {v}");
+    }
+    let mut out = Vec::new();
+    let cases: [(&str, &str, &str, bool); 8] = [
+        (
+            "no_wait, fewer than the batch",
+            "A",
+            r#"{"batch":10,"no_wait":true}"#,
+            true,
+        ),
+        (
+            "no_wait with expires, fewer than the batch",
+            "B",
+            r#"{"batch":10,"no_wait":true,"expires":500000000}"#,
+            true,
+        ),
+        (
+            "no_wait with expires, nothing comes",
+            "D",
+            r#"{"batch":10,"no_wait":true,"expires":300000000}"#,
+            true,
+        ),
+        (
+            "batch completed, bytes left",
+            "E",
+            r#"{"batch":2,"max_bytes":1000}"#,
+            true,
+        ),
+        (
+            "max_bytes exact fit",
+            "F",
+            r#"{"batch":5,"max_bytes":44}"#,
+            true,
+        ),
+        (
+            "first message too big",
+            "G",
+            r#"{"batch":5,"max_bytes":10}"#,
+            true,
+        ),
+        (
+            "max_bytes cut-off with no_wait",
+            "H",
+            r#"{"batch":5,"max_bytes":100,"no_wait":true}"#,
+            true,
+        ),
+        (
+            "max_ack_pending holds a no_wait",
+            "J",
+            r#"{"batch":5,"no_wait":true}"#,
+            false,
+        ),
+    ];
+    for (label, consumer, body, ack) in cases {
+        out.push((label.to_string(), c.pull(consumer, body, ack, quiet).await));
+    }
+    // A no_wait request with an expiry waits for its first message, then ends at once.
+    let late = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut p = Conn::connect(addr).await;
+        p.request("s.late", "", "late").await.expect("pub ack");
+    });
+    out.push((
+        "no_wait with expires, a message comes".into(),
+        c.pull(
+            "C",
+            r#"{"batch":10,"no_wait":true,"expires":2000000000}"#,
+            true,
+            quiet,
+        )
+        .await,
+    ));
+    late.await.unwrap();
+    // One message out and unacked holds I at max_ack_pending with 9 still owed; a no_wait
+    // request for what is available is then refused as "Requests Pending".
+    out.push((
+        "held request".into(),
+        c.pull("I", r#"{"batch":10,"expires":3000000000}"#, false, quiet)
+            .await,
+    ));
+    out.push((
+        "requests pending".into(),
+        c.pull("I", r#"{"batch":1,"no_wait":true}"#, true, quiet)
+            .await,
+    ));
+    out
+}
+
+#[tokio::test]
+async fn pull_request_endings_match_reference() {
+    let (ref_dir, our_dir) = (TempDir::new("pull-ref"), TempDir::new("pull-ours"));
+    let reference = RefServer::start(None, &["-js", "-sd", ref_dir.path().to_str().unwrap()]);
+    let store_dir = our_dir.path().to_path_buf();
+    let ours = TestServer::start_with(move |o| {
+        o.jetstream = Some(JetStreamOptions {
+            store_dir,
+            ..Default::default()
+        })
+    })
+    .await;
+    let (want, got) = tokio::join!(pull_endings(reference.addr), pull_endings(ours.addr));
+    assert_eq!(want.len(), got.len());
+    let diffs: Vec<String> = want
+        .iter()
+        .zip(&got)
+        .filter(|(w, g)| w != g)
+        .map(|((label, w), (_, g))| format!("{label}:\n  reference: {w:?}\n  natrix:    {g:?}"))
+        .collect();
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
 }

@@ -429,14 +429,18 @@ impl Consumer {
         }
         let now = Instant::now();
         let available = self.num_pending + self.redeliver.len() as u64;
-        // nats-server: no_wait with an expiry waits like a plain request with an expiry.
-        let req = NextRequest {
-            no_wait: req.no_wait && req.expires <= 0,
-            ..req
-        };
-        if req.no_wait && available == 0 {
+        // nats-server: a no_wait request with an expiry is never refused up front; it waits
+        // for its first message (or its expiry), then ends at the end of the stream.
+        if req.no_wait && req.expires <= 0 && available == 0 {
             self.status(ctx, reply, 404, "No Messages", &[]);
             return;
+        }
+        if req.no_wait && available > 0 {
+            let owed: i64 = self.waiting.iter().map(|r| r.batch - r.delivered).sum();
+            if (available as i64) < owed {
+                self.status(ctx, reply, 408, "Requests Pending", &[]);
+                return;
+            }
         }
         self.waiting.push_back(PullRequest {
             reply: reply.to_string(),
@@ -464,6 +468,9 @@ impl Consumer {
         let push = self.is_push();
         if self.paused_until > 0 {
             if self.paused_until > unix_nanos() {
+                if !push {
+                    self.end_no_wait(ctx);
+                }
                 return false;
             }
             self.paused_until = 0;
@@ -472,6 +479,9 @@ impl Consumer {
         if self.fc_pending.is_some() {
             return false;
         }
+        // Whether the loop below stopped because the stream ran dry (nats-server's "end of
+        // stream"), which ends no_wait requests; a max_ack_pending stop leaves them waiting.
+        let mut drained = false;
         if push {
             self.no_interest = !self.push_interest(ctx);
             if self.no_interest {
@@ -482,6 +492,7 @@ impl Consumer {
             if !push {
                 self.drop_finished_requests(ctx);
                 if self.waiting.is_empty() {
+                    drained = true;
                     break;
                 }
             }
@@ -498,7 +509,10 @@ impl Consumer {
                     }
                     match self.next_new(ctx.store) {
                         Some(s) => (s, true),
-                        None => break,
+                        None => {
+                            drained = true;
+                            break;
+                        }
                     }
                 }
             };
@@ -514,7 +528,30 @@ impl Consumer {
                 }
                 continue;
             };
-            let size = msg.hdr.len() + msg.data.len() + msg.subject.len();
+            let dc = if is_new {
+                1
+            } else {
+                self.st.redelivered.get(&seq).copied().unwrap_or(1) + 1
+            };
+            let dseq = self.st.dseq + 1;
+            let pending_after = if is_new {
+                self.num_pending.saturating_sub(1)
+            } else {
+                self.num_pending
+            };
+            let ack = format!(
+                "$JS.ACK.{}.{}.{}.{}.{}.{}.{}",
+                ctx.stream, self.name, dc, seq, dseq, msg.ts, pending_after
+            );
+            let hdr_buf;
+            let (hdr, data): (Option<&[u8]>, &[u8]) = if self.cfg.headers_only {
+                hdr_buf = headers::with(&msg.hdr, &[("Nats-Msg-Size", msg.data.len().to_string())]);
+                (Some(&hdr_buf), b"")
+            } else {
+                ((!msg.hdr.is_empty()).then_some(&msg.hdr[..]), &msg.data[..])
+            };
+            // nats-server counts what the client sees, less the delivery subject.
+            let size = msg.subject.len() + ack.len() + hdr.map_or(0, <[u8]>::len) + data.len();
             // Pull: the request it goes to, respecting max_bytes.
             let target = if push {
                 self.cfg.deliver_subject.clone().unwrap_or_default()
@@ -522,9 +559,16 @@ impl Consumer {
                 let req = self.waiting.front_mut().expect("checked non-empty");
                 if req.max_bytes > 0 && size as i64 > req.max_bytes {
                     let r = self.waiting.pop_front().expect("front");
-                    if r.delivered == 0 {
-                        self.status(ctx, &r.reply, 409, "Message Size Exceeds MaxBytes", &[]);
-                    }
+                    self.status(
+                        ctx,
+                        &r.reply,
+                        409,
+                        "Message Size Exceeds MaxBytes",
+                        &[
+                            ("Nats-Pending-Messages", (r.batch - r.delivered).to_string()),
+                            ("Nats-Pending-Bytes", r.max_bytes.to_string()),
+                        ],
+                    );
                     if !is_new {
                         self.redeliver.insert(seq);
                     }
@@ -546,28 +590,11 @@ impl Consumer {
             }
             if is_new {
                 self.advance_past(seq);
+            } else {
+                self.st.redelivered.insert(seq, dc);
             }
-            let dc = if is_new {
-                1
-            } else {
-                let c = self.st.redelivered.entry(seq).or_insert(1);
-                *c += 1;
-                *c
-            };
-            self.st.dseq += 1;
-            let dseq = self.st.dseq;
+            self.st.dseq = dseq;
             let now_ns = unix_nanos();
-            let ack = format!(
-                "$JS.ACK.{}.{}.{}.{}.{}.{}.{}",
-                ctx.stream, self.name, dc, seq, dseq, msg.ts, self.num_pending
-            );
-            let hdr_buf;
-            let (hdr, data): (Option<&[u8]>, &[u8]) = if self.cfg.headers_only {
-                hdr_buf = headers::with(&msg.hdr, &[("Nats-Msg-Size", msg.data.len().to_string())]);
-                (Some(&hdr_buf), b"")
-            } else {
-                ((!msg.hdr.is_empty()).then_some(&msg.hdr[..]), &msg.data[..])
-            };
             let took = ctx.sender.send_as(
                 ctx.server,
                 ctx.account,
@@ -609,18 +636,33 @@ impl Consumer {
                 let req = self.waiting.front_mut().expect("front");
                 req.delivered += 1;
                 req.last_sent = Instant::now();
+                let mut bytes_used_up = false;
                 if req.max_bytes > 0 {
                     req.max_bytes -= size as i64;
+                    // An exact fit ends the request without a status, as in nats-server.
+                    bytes_used_up = req.max_bytes == 0;
                 }
-                if req.delivered >= req.batch || !took {
-                    self.waiting.pop_front();
+                if req.delivered >= req.batch || bytes_used_up || !took {
+                    let r = self.waiting.pop_front().expect("front");
+                    if r.delivered >= r.batch && r.max_bytes > 0 {
+                        self.status(
+                            ctx,
+                            &r.reply,
+                            409,
+                            "Batch Completed",
+                            &[
+                                ("Nats-Pending-Messages", "0".to_string()),
+                                ("Nats-Pending-Bytes", r.max_bytes.to_string()),
+                            ],
+                        );
+                    }
                 }
             } else if !took {
                 break;
             }
         }
-        if !push {
-            self.finish_no_wait(ctx);
+        if !push && drained {
+            self.end_no_wait(ctx);
         }
         sent
     }
@@ -708,19 +750,16 @@ impl Consumer {
         );
     }
 
-    fn finish_no_wait(&mut self, ctx: &mut Ctx<'_>) {
-        let available = self.num_pending + self.redeliver.len() as u64;
-        if available > 0 {
+    /// The stream ran dry: no_wait requests end with 404, except one with an expiry that has
+    /// had nothing yet (it waits for a first message or its expiry).
+    fn end_no_wait(&mut self, ctx: &mut Ctx<'_>) {
+        if !self.waiting.iter().any(|r| r.no_wait) {
             return;
         }
         let mut keep = VecDeque::new();
         while let Some(r) = self.waiting.pop_front() {
-            if r.no_wait {
-                if r.delivered == 0 {
-                    self.status(ctx, &r.reply, 404, "No Messages", &[]);
-                } else {
-                    self.timeout(ctx, &r);
-                }
+            if r.no_wait && (r.expires.is_none() || r.delivered > 0) {
+                self.status(ctx, &r.reply, 404, "No Messages", &[]);
             } else {
                 keep.push_back(r);
             }
