@@ -119,8 +119,16 @@ where
         })
     })
     .await;
-    let want = scenario(format!("nats://{}", reference.addr)).await;
+    let mut want = scenario(format!("nats://{}", reference.addr)).await;
     let got = scenario(ours.url()).await;
+    if got != want {
+        // nats-server itself, under a loaded machine, has once left its last advisory out
+        // (STREAM.DELETED never came within 15 s); the reference gets one more run on a
+        // fresh server before a difference counts. Natrix gets no second chance.
+        let dir2 = dir.join("ref2");
+        let again = RefServer::start(None, &["-js", "-sd", dir2.to_str().unwrap()]);
+        want = scenario(format!("nats://{}", again.addr)).await;
+    }
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(
         serde_json::to_string_pretty(&got).unwrap(),

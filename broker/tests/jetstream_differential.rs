@@ -573,6 +573,7 @@ async fn pull_endings(addr: SocketAddr) -> Vec<(String, Vec<String>)> {
         ("H", r#""ack_policy":"explicit""#),
         ("I", r#""ack_policy":"explicit","max_ack_pending":1"#),
         ("J", r#""ack_policy":"explicit","max_ack_pending":2"#),
+        ("K", r#""ack_policy":"explicit","filter_subject":"s.k""#),
     ];
     for (name, cfg) in consumers {
         let v = c
@@ -659,6 +660,34 @@ async fn pull_endings(addr: SocketAddr) -> Vec<(String, Vec<String>)> {
     out.push((
         "held request".into(),
         c.pull("I", r#"{"batch":10,"expires":3000000000}"#, false, quiet)
+            .await,
+    ));
+    // A requester that has gone: its request no longer counts in num_waiting, and the next
+    // message goes to the next live request instead of into the void.
+    c.w.write_all(b"SUB gone.1 2\r\n").await.unwrap();
+    c.publish(
+        "$JS.API.CONSUMER.MSG.NEXT.S.K",
+        Some("gone.1"),
+        "",
+        r#"{"batch":1,"expires":5000000000}"#,
+    )
+    .await;
+    // nats-server queues pull requests to the consumer asynchronously.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let waiting = |v: Value| vec![v["num_waiting"].to_string()];
+    out.push((
+        "num_waiting while the requester waits".into(),
+        waiting(c.api("$JS.API.CONSUMER.INFO.S.K", "").await),
+    ));
+    c.w.write_all(b"UNSUB 2\r\n").await.unwrap();
+    out.push((
+        "num_waiting after the requester left".into(),
+        waiting(c.api("$JS.API.CONSUMER.INFO.S.K", "").await),
+    ));
+    c.request("s.k", "", "k1").await.expect("pub ack");
+    out.push((
+        "the next request after a requester left".into(),
+        c.pull("K", r#"{"batch":1,"expires":1000000000}"#, true, quiet)
             .await,
     ));
     out.push((

@@ -427,6 +427,7 @@ impl Consumer {
             self.status(ctx, reply, 409, "Exceeded MaxWaiting", &[]);
             return;
         }
+        self.sweep_requests(ctx);
         let now = Instant::now();
         let available = self.num_pending + self.redeliver.len() as u64;
         // nats-server: a no_wait request with an expiry is never refused up front; it waits
@@ -479,6 +480,9 @@ impl Consumer {
         if self.fc_pending.is_some() {
             return false;
         }
+        if !push {
+            self.sweep_requests(ctx);
+        }
         // Whether the loop below stopped because the stream ran dry (nats-server's "end of
         // stream"), which ends no_wait requests; a max_ack_pending stop leaves them waiting.
         let mut drained = false;
@@ -490,7 +494,7 @@ impl Consumer {
         }
         loop {
             if !push {
-                self.drop_finished_requests(ctx);
+                self.drop_expired_front(ctx);
                 if self.waiting.is_empty() {
                     drained = true;
                     break;
@@ -723,8 +727,9 @@ impl Consumer {
         ctx.account.has_interest(ds) || ctx.server.cluster().is_some()
     }
 
-    /// Ends expired requests (408) and no-wait requests that got what there was.
-    fn drop_finished_requests(&mut self, ctx: &mut Ctx<'_>) {
+    /// Ends expired requests (408) at the front of the queue; the loop in `deliver` calls
+    /// this per message, so it stays O(1) unless something is due.
+    fn drop_expired_front(&mut self, ctx: &mut Ctx<'_>) {
         let now = Instant::now();
         while let Some(r) = self.waiting.front() {
             if r.expires.is_some_and(|e| e <= now) {
@@ -734,6 +739,33 @@ impl Consumer {
                 break;
             }
         }
+    }
+
+    /// Walks every waiting request: ends the expired ones (408) and drops, silently, those
+    /// whose requester has gone (no interest left in the reply subject), as nats-server does,
+    /// so nothing is delivered into the void and `num_waiting` counts live requests.
+    pub fn sweep_requests(&mut self, ctx: &mut Ctx<'_>) {
+        if self.waiting.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        // In a cluster the requester may sit behind a route; replies to imported requests
+        // (`_R_.`) are routed without a subscription here.
+        let check_interest = ctx.server.cluster().is_none();
+        let mut keep = VecDeque::with_capacity(self.waiting.len());
+        while let Some(r) = self.waiting.pop_front() {
+            if r.expires.is_some_and(|e| e <= now) {
+                self.timeout(ctx, &r);
+            } else if check_interest
+                && !r.reply.starts_with("_R_.")
+                && !ctx.account.has_interest(&r.reply)
+            {
+                continue;
+            } else {
+                keep.push_back(r);
+            }
+        }
+        self.waiting = keep;
     }
 
     fn timeout(&self, ctx: &mut Ctx<'_>, r: &PullRequest) {
@@ -958,8 +990,8 @@ impl Consumer {
         if !dropped.is_empty() {
             self.update_floor();
         }
-        // Pull requests: expiry and heartbeats.
-        self.drop_finished_requests(ctx);
+        // Pull requests: expiry, requesters gone, heartbeats.
+        self.sweep_requests(ctx);
         let mut beats = Vec::new();
         for r in self.waiting.iter_mut() {
             if let Some(hb) = r.heartbeat {

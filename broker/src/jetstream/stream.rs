@@ -1804,9 +1804,12 @@ impl Stream {
                 .map(Some)
                 .map_err(|e| ("consumer_create_response", e)),
             Op::ConsumerInfo(name) => {
-                if !self.consumers.contains_key(&name) {
+                let (mut ctx, consumers) = self.ctx(server);
+                let Some(c) = consumers.get_mut(&name) else {
                     return Err(("consumer_info_response", ApiError::consumer_not_found()));
-                }
+                };
+                // num_waiting counts live requests only.
+                c.sweep_requests(&mut ctx);
                 Ok(Some(
                     self.consumer_response(&name, "consumer_info_response"),
                 ))
