@@ -128,6 +128,18 @@ pub struct StreamConfig {
     pub allow_msg_ttl: bool,
     #[serde(default, skip_serializing_if = "is_zero_i64")]
     pub subject_delete_marker_ttl: i64,
+    /// Counter stream: every message adds its `Nats-Incr` to the subject's total.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub allow_msg_counter: bool,
+    /// Atomic batch publishing (`Nats-Batch-Id`); refused at create until implemented.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub allow_atomic: bool,
+    /// Scheduled messages (`Nats-Schedule`); refused at create until implemented.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub allow_msg_schedules: bool,
+    /// Fast (non-atomic) batch publishing; refused at create until implemented.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub allow_batched: bool,
 }
 
 /// `external` of a mirror or source: the origin's API prefix and the deliver prefix its
@@ -387,6 +399,46 @@ impl StreamConfig {
         if self.compression != "none" {
             return Err(ApiError::stream_invalid_config(
                 "stream compression is not supported by this server yet",
+            ));
+        }
+        if self.allow_msg_counter {
+            if self.mirror.is_some() {
+                return Err(ApiError::new(
+                    10173,
+                    400,
+                    "stream mirrors can not also calculate counters",
+                ));
+            }
+            let why = if self.discard == Discard::New {
+                Some("counter stream cannot use discard new")
+            } else if self.allow_msg_ttl {
+                Some("counter stream cannot use message TTLs")
+            } else if self.allow_msg_schedules {
+                Some("counter stream cannot use message schedules")
+            } else if self.retention != Retention::Limits {
+                Some("counter stream can only use limits retention")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                return Err(ApiError::stream_invalid_config(why));
+            }
+        }
+        // Accepted and ignored would be worse than refused: a client relying on them would
+        // silently lose their guarantees.
+        if self.allow_atomic {
+            return Err(ApiError::stream_invalid_config(
+                "atomic batch publishing is not supported by this server yet",
+            ));
+        }
+        if self.allow_msg_schedules {
+            return Err(ApiError::stream_invalid_config(
+                "message schedules are not supported by this server yet",
+            ));
+        }
+        if self.allow_batched {
+            return Err(ApiError::stream_invalid_config(
+                "batch publishing is not supported by this server yet",
             ));
         }
         if self.subject_delete_marker_ttl != 0 {

@@ -9,6 +9,7 @@ pub mod advisory;
 pub mod archive;
 pub mod config;
 pub mod consumer;
+pub mod counter;
 pub mod crypt;
 pub mod errors;
 pub mod headers;

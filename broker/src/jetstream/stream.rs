@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 
 use super::config::{AckPolicy, ConsumerConfig, Discard, Retention, Storage, StreamConfig};
 use super::consumer::{Consumer, ConsumerState, Ctx};
+use super::counter::BigInt;
 use super::crypt;
 use super::errors::ApiError;
 use super::headers;
@@ -708,12 +709,20 @@ impl Stream {
     // ----- publishing -----
 
     fn ack_ok(&self, seq: u64, duplicate: bool) -> Vec<u8> {
+        self.ack_with(seq, duplicate, None)
+    }
+
+    /// A pub ack; `val` is a counter stream's new total.
+    fn ack_with(&self, seq: u64, duplicate: bool, val: Option<&str>) -> Vec<u8> {
         let mut v = json!({"stream": self.name, "seq": seq});
         if let Some(d) = &self.shared.domain {
             v["domain"] = json!(d);
         }
         if duplicate {
             v["duplicate"] = json!(true);
+        }
+        if let Some(val) = val {
+            v["val"] = json!(val);
         }
         v.to_string().into_bytes()
     }
@@ -764,6 +773,13 @@ impl Stream {
             ));
             return self.reply_now(server, &reply, b);
         }
+        let incr = match self.counter_increment(hdr, data) {
+            Ok(i) => i,
+            Err(e) => {
+                let b = self.ack_err(e);
+                return self.reply_now(server, &reply, b);
+            }
+        };
         let now = unix_nanos();
         let mut msg_id = None;
         let mut rollup = None;
@@ -862,6 +878,30 @@ impl Stream {
                     }
                 }
             }
+        }
+        let counted;
+        let (hdr, data, val) = match incr {
+            Some(incr) if self.cfg.allow_msg_counter => {
+                match self.count(subject, hdr, data, incr) {
+                    Ok(c) => {
+                        counted = c;
+                        (&counted.0[..], &counted.1[..], Some(counted.2.as_str()))
+                    }
+                    Err(e) => {
+                        let b = self.ack_err(e);
+                        return self.reply_now(server, &reply, b);
+                    }
+                }
+            }
+            _ => (hdr, data, None),
+        };
+        if hdr.len() + data.len() > max_size {
+            let b = self.ack_err(ApiError::new(
+                10054,
+                400,
+                "message size exceeds maximum allowed",
+            ));
+            return self.reply_now(server, &reply, b);
         }
         // Discard new: reject instead of making room.
         let size = if self.store.is_file() {
@@ -963,11 +1003,114 @@ impl Stream {
         self.after_store(server, (seq, prev_on_subject), subject, hdr, data, now);
         if let Some(r) = reply {
             if !self.cfg.no_ack {
-                let b = self.ack_ok(seq, false);
+                let b = self.ack_with(seq, false, val);
                 self.acks.push((r, b));
             }
         }
         self.wake = true;
+    }
+
+    /// The `Nats-Incr` of a message, checked as nats-server checks it: parsed on any stream,
+    /// refused where counters are off (unless sourced in), required where they are on, and
+    /// never with a payload or with headers that would make the total depend on order.
+    fn counter_increment(&self, hdr: &[u8], data: &[u8]) -> Result<Option<BigInt>, ApiError> {
+        let invalid = || ApiError::new(10171, 400, "message counter increment is invalid");
+        let raw = if hdr.is_empty() {
+            None
+        } else {
+            headers::get(hdr, "Nats-Incr").filter(|v| !v.is_empty())
+        };
+        let incr = match raw {
+            None => None,
+            Some(v) => Some(BigInt::parse(v).ok_or_else(invalid)?),
+        };
+        let sourced = !hdr.is_empty() && headers::get(hdr, "Nats-Stream-Source").is_some();
+        match &incr {
+            Some(_) if !sourced && !self.cfg.allow_msg_counter => {
+                Err(ApiError::new(10168, 400, "message counters is disabled"))
+            }
+            Some(_) if !sourced => {
+                if !data.is_empty() {
+                    return Err(ApiError::new(10170, 400, "message counter has payload"));
+                }
+                const ORDERED: [&str; 6] = [
+                    "Nats-Rollup",
+                    "Nats-Expected-Stream",
+                    "Nats-Expected-Last-Msg-Id",
+                    "Nats-Expected-Last-Subject-Sequence-Subject",
+                    "Nats-Expected-Last-Sequence",
+                    "Nats-Expected-Last-Subject-Sequence",
+                ];
+                if ORDERED.iter().any(|h| headers::get(hdr, h).is_some()) {
+                    return Err(invalid());
+                }
+                Ok(incr)
+            }
+            None if self.cfg.allow_msg_counter => Err(ApiError::new(
+                10169,
+                400,
+                "message counter increment is missing",
+            )),
+            _ => Ok(incr),
+        }
+    }
+
+    /// A counter message as stored: the headers as sent (a sourced total becomes the
+    /// difference it makes, recorded per origin in `Nats-Counter-Sources`), the body
+    /// `{"val":"<new total>"}`, and the new total.
+    fn count(
+        &mut self,
+        subject: &str,
+        hdr: &[u8],
+        data: &[u8],
+        incr: BigInt,
+    ) -> Result<(Vec<u8>, Vec<u8>, String), ApiError> {
+        let broken = || ApiError::new(10172, 400, "message counter is broken");
+        type Sources = BTreeMap<String, BTreeMap<String, String>>;
+        let last = self.store.last_for(subject).and_then(|s| self.store.get(s));
+        let (total, mut sources) = match &last {
+            None => (BigInt::zero(), Sources::new()),
+            Some(m) => {
+                let total = counter_value(&m.data).ok_or_else(broken)?;
+                let sources: Sources = match headers::get(&m.hdr, "Nats-Counter-Sources") {
+                    None => Sources::new(),
+                    Some(v) => serde_json::from_str(v).map_err(|_| broken())?,
+                };
+                (total, sources)
+            }
+        };
+        let mut hdr = hdr.to_vec();
+        let mut incr = incr;
+        if let Some(src) = headers::get(&hdr, "Nats-Stream-Source") {
+            // A sourced message carries its origin's total: what it adds here is the change
+            // since the last total seen from that origin subject, so a lost or repeated
+            // message still ends at the right sum.
+            let fields: Vec<&str> = src.split(' ').collect();
+            let origin = fields[0].to_string();
+            let origin_subject = fields.get(4).copied().unwrap_or(subject).to_string();
+            let sourced = counter_value(data).ok_or_else(broken)?;
+            let seen = sources
+                .get(&origin)
+                .and_then(|m| m.get(&origin_subject))
+                .map(|v| BigInt::parse(v).ok_or_else(broken))
+                .transpose()?
+                .unwrap_or_else(BigInt::zero);
+            incr = sourced.add(&seen.neg());
+            sources
+                .entry(origin)
+                .or_default()
+                .insert(origin_subject, sourced.to_string());
+            hdr = headers::without(&hdr, "Nats-Incr");
+            hdr = headers::with(&hdr, &[("Nats-Incr", incr.to_string())]);
+        }
+        if !sources.is_empty() {
+            let v = serde_json::to_string(&sources).expect("serializes");
+            hdr = headers::without(&hdr, "Nats-Counter-Sources");
+            hdr = headers::with(&hdr, &[("Nats-Counter-Sources", v)]);
+        }
+        let total = total.add(&incr).to_string();
+        let body = json!({ "val": total }).to_string().into_bytes();
+        Ok((hdr, body, total))
     }
 
     /// What follows storing a message: consumers learn of it, limits apply, it is
@@ -1563,6 +1706,10 @@ impl Stream {
             (
                 cfg.retention != old.retention,
                 "stream configuration update can not change retention policy",
+            ),
+            (
+                cfg.allow_msg_counter != old.allow_msg_counter,
+                "stream configuration update can not change message counter setting",
             ),
             (
                 old.sealed && !cfg.sealed,
@@ -2233,4 +2380,14 @@ fn random_name() -> String {
     (0..8)
         .map(|_| A[fastrand::usize(..A.len())] as char)
         .collect()
+}
+
+/// The total in a counter message's body, `{"val":"<decimal>"}`.
+fn counter_value(body: &[u8]) -> Option<BigInt> {
+    #[derive(serde::Deserialize)]
+    struct Counter {
+        val: String,
+    }
+    let c: Counter = serde_json::from_slice(body).ok()?;
+    BigInt::parse(&c.val)
 }

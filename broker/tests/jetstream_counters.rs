@@ -1,0 +1,308 @@
+//! Counter streams (`allow_msg_counter`) against the reference nats-server: the same config
+//! checks, acks with the running total (beyond 64 bits), the same refusals, the stored
+//! message, and totals aggregated from sourced counter streams.
+
+mod common;
+#[path = "common/proc.rs"]
+mod proc;
+#[path = "common/tempdir.rs"]
+mod tempdir;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tempdir::TempDir;
+
+async fn api(nc: &async_nats::Client, subject: &str, body: Value) -> Value {
+    let m = nc
+        .request(subject.to_string(), body.to_string().into())
+        .await
+        .unwrap();
+    serde_json::from_slice(&m.payload).unwrap()
+}
+
+/// Only what a create/update answer decides: the error, or the counter setting kept.
+fn outcome(v: &Value) -> Value {
+    match v.get("error") {
+        Some(e) => e.clone(),
+        None => json!({"allow_msg_counter": v["config"]["allow_msg_counter"]}),
+    }
+}
+
+/// Publishes with the given headers and body; the pub ack (or error) as JSON.
+async fn publish(
+    nc: &async_nats::Client,
+    subject: &str,
+    hdrs: &[(&str, &str)],
+    body: &str,
+) -> Value {
+    let mut h = async_nats::HeaderMap::new();
+    for (k, v) in hdrs {
+        h.insert(*k, *v);
+    }
+    let m = nc
+        .request_with_headers(subject.to_string(), h, body.to_string().into())
+        .await
+        .unwrap();
+    serde_json::from_slice(&m.payload).unwrap()
+}
+
+/// The last message on `subject`: its body and headers, decoded.
+async fn last(nc: &async_nats::Client, stream: &str, subject: &str) -> Value {
+    let v = api(
+        nc,
+        &format!("$JS.API.STREAM.MSG.GET.{stream}"),
+        json!({ "last_by_subj": subject }),
+    )
+    .await;
+    let Some(m) = v.get("message") else {
+        return v["error"].clone();
+    };
+    let text = |k: &str| {
+        m.get(k)
+            .and_then(Value::as_str)
+            .map(|s| {
+                String::from_utf8(data_encoding::BASE64.decode(s.as_bytes()).unwrap()).unwrap()
+            })
+            .unwrap_or_default()
+    };
+    let mut hdrs: Vec<String> = text("hdrs")
+        .split("\r\n")
+        .skip(1)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
+    hdrs.sort();
+    json!({ "seq": m["seq"], "data": text("data"), "hdrs": hdrs })
+}
+
+async fn scenario(nc: &async_nats::Client) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    let create = |name: &str, extra: Value| {
+        let mut cfg = json!({"name": name, "subjects": [format!("{}.>", name.to_lowercase())]});
+        for (k, v) in extra.as_object().unwrap() {
+            cfg[k] = v.clone();
+        }
+        cfg
+    };
+    // Configurations counters refuse, and the one they take.
+    for (label, name, extra) in [
+        (
+            "discard new",
+            "BAD1",
+            json!({"allow_msg_counter": true, "discard": "new"}),
+        ),
+        (
+            "with message TTLs",
+            "BAD2",
+            json!({"allow_msg_counter": true, "allow_msg_ttl": true}),
+        ),
+        (
+            "workqueue",
+            "BAD3",
+            json!({"allow_msg_counter": true, "retention": "workqueue"}),
+        ),
+        ("counter", "CNT", json!({"allow_msg_counter": true})),
+        ("plain", "PLAIN", json!({})),
+    ] {
+        let v = api(
+            nc,
+            &format!("$JS.API.STREAM.CREATE.{name}"),
+            create(name, extra),
+        )
+        .await;
+        out.push((format!("create {label}"), outcome(&v)));
+    }
+    let v = api(
+        nc,
+        "$JS.API.STREAM.CREATE.MIR",
+        json!({"name": "MIR", "mirror": {"name": "CNT"}, "allow_msg_counter": true}),
+    )
+    .await;
+    out.push(("create mirror counter".into(), outcome(&v)));
+    let v = api(nc, "$JS.API.STREAM.UPDATE.CNT", create("CNT", json!({}))).await;
+    out.push(("update turns counting off".into(), outcome(&v)));
+
+    // Increments, beyond 64 bits and back.
+    for (i, incr) in [
+        "5",
+        "+10",
+        "-2",
+        "18446744073709551615",
+        "-18446744073709551600",
+        "0",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let v = publish(nc, "cnt.a", &[("Nats-Incr", incr)], "").await;
+        out.push((format!("incr {i} {incr}"), v));
+    }
+    let v = publish(
+        nc,
+        "cnt.b",
+        &[("Nats-Incr", "7"), ("Nats-Msg-Id", "m1")],
+        "",
+    )
+    .await;
+    out.push(("incr with msg id".into(), v));
+    let v = publish(
+        nc,
+        "cnt.b",
+        &[("Nats-Incr", "7"), ("Nats-Msg-Id", "m1")],
+        "",
+    )
+    .await;
+    out.push(("duplicate incr".into(), v));
+    out.push(("stored a".into(), last(nc, "CNT", "cnt.a").await));
+    out.push(("stored b".into(), last(nc, "CNT", "cnt.b").await));
+
+    // Refusals.
+    for (label, subject, hdrs, body) in [
+        ("no increment", "cnt.a", vec![], ""),
+        ("not a number", "cnt.a", vec![("Nats-Incr", "1.5")], ""),
+        ("hex", "cnt.a", vec![("Nats-Incr", "0x10")], ""),
+        ("with a payload", "cnt.a", vec![("Nats-Incr", "1")], "x"),
+        (
+            "with a rollup",
+            "cnt.a",
+            vec![("Nats-Incr", "1"), ("Nats-Rollup", "sub")],
+            "",
+        ),
+        (
+            "with an expected last sequence",
+            "cnt.a",
+            vec![("Nats-Incr", "1"), ("Nats-Expected-Last-Sequence", "8")],
+            "",
+        ),
+        (
+            "with an expected stream",
+            "cnt.a",
+            vec![("Nats-Incr", "1"), ("Nats-Expected-Stream", "CNT")],
+            "",
+        ),
+        ("on a plain stream", "plain.a", vec![("Nats-Incr", "1")], ""),
+        (
+            "bad increment on a plain stream",
+            "plain.a",
+            vec![("Nats-Incr", "x")],
+            "",
+        ),
+    ] {
+        let v = publish(nc, subject, &hdrs, body).await;
+        out.push((format!("refused: {label}"), v));
+    }
+    out.push(("a unchanged".into(), last(nc, "CNT", "cnt.a").await));
+
+    // Sourced counters add up: the aggregate keeps each origin's last total.
+    for name in ["CA", "CB"] {
+        let v = api(
+            nc,
+            &format!("$JS.API.STREAM.CREATE.{name}"),
+            create(name, json!({"allow_msg_counter": true})),
+        )
+        .await;
+        assert!(v.get("error").is_none(), "{v}");
+    }
+    publish(nc, "ca.x", &[("Nats-Incr", "3")], "").await;
+    publish(nc, "cb.x", &[("Nats-Incr", "4")], "").await;
+    let v = api(
+        nc,
+        "$JS.API.STREAM.CREATE.AGG",
+        json!({
+            "name": "AGG",
+            "allow_msg_counter": true,
+            "sources": [
+                {"name": "CA", "subject_transforms": [{"src": "ca.>", "dest": "agg.>"}]},
+                {"name": "CB", "subject_transforms": [{"src": "cb.>", "dest": "agg.>"}]}
+            ]
+        }),
+    )
+    .await;
+    out.push(("create aggregate".into(), outcome(&v)));
+    publish(nc, "ca.x", &[("Nats-Incr", "10")], "").await;
+    publish(nc, "cb.x", &[("Nats-Incr", "-1")], "").await;
+    // (3 + 10) + (4 - 1) once all four sourced messages are in.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut agg = Value::Null;
+    while Instant::now() < deadline {
+        agg = last(nc, "AGG", "agg.x").await;
+        if agg["seq"] == json!(4) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The sources header's order follows arrival; compare the parsed totals.
+    let data = agg["data"].clone();
+    let sources: Value = agg["hdrs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|h| h.as_str()?.strip_prefix("Nats-Counter-Sources: "))
+        .map(|v| serde_json::from_str(v).unwrap())
+        .next()
+        .unwrap_or(Value::Null);
+    out.push((
+        "aggregate total".into(),
+        json!({"data": data, "sources": sources}),
+    ));
+    out
+}
+
+#[tokio::test]
+async fn counters_match_reference() {
+    let mut results = Vec::new();
+    for reference in [true, false] {
+        let dir = TempDir::new("counters");
+        let (_p, url) = proc::jetstream(reference, dir.path());
+        let nc = async_nats::connect(&url).await.unwrap();
+        results.push(scenario(&nc).await);
+    }
+    let (want, got) = (&results[0], &results[1]);
+    assert_eq!(want.len(), got.len());
+    let diffs: Vec<String> = want
+        .iter()
+        .zip(got)
+        .filter(|(w, g)| w != g)
+        .map(|((label, w), (_, g))| format!("{label}:\n  reference: {w}\n  natrix:    {g}"))
+        .collect();
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+    // The scenario really counted: 5 + 10 - 2 + (2^64 - 1) - (2^64 - 16) + 0 = 28.
+    let a = &want.iter().find(|(l, _)| l == "stored a").unwrap().1;
+    assert_eq!(a["data"], json!(r#"{"val":"28"}"#));
+}
+
+/// Stream features Natrix does not implement yet are refused at create with a clear error,
+/// never accepted and ignored (a client relying on them would lose their guarantees).
+#[tokio::test]
+async fn unimplemented_stream_features_are_refused() {
+    let dir = TempDir::new("unimpl");
+    let (_p, url) = proc::jetstream(false, dir.path());
+    let nc = async_nats::connect(&url).await.unwrap();
+    for (field, what) in [
+        (
+            "allow_atomic",
+            "atomic batch publishing is not supported by this server yet",
+        ),
+        (
+            "allow_msg_schedules",
+            "message schedules are not supported by this server yet",
+        ),
+        (
+            "allow_batched",
+            "batch publishing is not supported by this server yet",
+        ),
+    ] {
+        let mut cfg = json!({"name": "U", "subjects": ["u.>"]});
+        cfg[field] = json!(true);
+        let v = api(&nc, "$JS.API.STREAM.CREATE.U", cfg).await;
+        assert_eq!(v["error"]["err_code"], json!(10052), "{field}: {v}");
+        assert_eq!(v["error"]["description"], json!(what), "{field}: {v}");
+        let info = api(&nc, "$JS.API.STREAM.INFO.U", json!({})).await;
+        assert_eq!(
+            info["error"]["err_code"],
+            json!(10059),
+            "{field}: no stream made"
+        );
+    }
+}
