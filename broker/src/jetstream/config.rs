@@ -662,10 +662,69 @@ pub struct ConsumerConfig {
     pub metadata: Option<BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pause_until: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub priority_groups: Option<serde_json::Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub priority_policy: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub priority_groups: Vec<String>,
+    #[serde(default, skip_serializing_if = "PriorityPolicy::is_none")]
+    pub priority_policy: PriorityPolicy,
+    /// How long a pinned client keeps its pin without pulling (nanoseconds).
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub priority_timeout: i64,
+}
+
+/// `priority_policy` of a pull consumer with priority groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PriorityPolicy {
+    #[default]
+    None,
+    /// Requests with `min_pending`/`min_ack_pending` only get messages past those marks.
+    Overflow,
+    /// One client (the pin holder) gets everything until it stops pulling.
+    PinnedClient,
+    /// Requests with a lower `priority` number are served first.
+    Prioritized,
+}
+
+impl PriorityPolicy {
+    fn is_none(&self) -> bool {
+        *self == PriorityPolicy::None
+    }
+}
+
+impl<'de> Deserialize<'de> for PriorityPolicy {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(match s.as_str() {
+            "none" | "" => PriorityPolicy::None,
+            "overflow" => PriorityPolicy::Overflow,
+            "pinned_client" => PriorityPolicy::PinnedClient,
+            "prioritized" => PriorityPolicy::Prioritized,
+            _ => {
+                return Err(serde::de::Error::custom(format!(
+                    "unknown priority policy: {s:?}"
+                )))
+            }
+        })
+    }
+}
+
+/// Default `priority_timeout` of a pinned-client consumer: 2 minutes.
+pub const DEFAULT_PINNED_TTL: i64 = 120_000_000_000;
+
+/// Whether `g` is a valid priority group name (nats-server's `^[a-zA-Z0-9/_=-]{1,16}$`).
+pub fn valid_group_name(g: &str) -> bool {
+    (1..=16).contains(&g.len())
+        && g.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'=' | b'-'))
+}
+
+/// nats-server's error for a bad priority group name.
+pub fn invalid_group_name() -> ApiError {
+    ApiError::new(
+        10162,
+        400,
+        "Valid priority group name must match A-Z, a-z, 0-9, -_/=)+ and may not exceed 16 characters",
+    )
 }
 
 /// Default `ack_wait`: 30 seconds.
@@ -724,10 +783,54 @@ impl ConsumerConfig {
                 ));
             }
         }
-        if self.priority_groups.as_ref().is_some_and(|v| !v.is_null()) {
-            return Err(ApiError::consumer_create(
-                "priority groups are not supported by this server yet",
-            ));
+        if self.priority_policy != PriorityPolicy::None {
+            if self.is_push() {
+                return Err(ApiError::new(
+                    10178,
+                    400,
+                    "priority groups can not be used with push consumers",
+                ));
+            }
+            if self.priority_groups.is_empty() {
+                return Err(ApiError::new(
+                    10159,
+                    400,
+                    "Setting PriorityPolicy requires at least one PriorityGroup to be set",
+                ));
+            }
+            for g in &self.priority_groups {
+                if g.is_empty() {
+                    return Err(ApiError::new(
+                        10161,
+                        400,
+                        "Group name cannot be an empty string",
+                    ));
+                }
+                if !valid_group_name(g) {
+                    return Err(invalid_group_name());
+                }
+            }
+            if self.priority_timeout < 0 {
+                self.priority_timeout = 0;
+            }
+            if self.priority_policy == PriorityPolicy::PinnedClient && self.priority_timeout == 0 {
+                self.priority_timeout = DEFAULT_PINNED_TTL;
+            }
+        } else {
+            if !self.priority_groups.is_empty() {
+                return Err(ApiError::new(
+                    10196,
+                    400,
+                    "consumer can not have priority groups when policy is none",
+                ));
+            }
+            if self.priority_timeout > 0 {
+                return Err(ApiError::new(
+                    10197,
+                    400,
+                    "PinnedTTL cannot be set when PriorityPolicy is none",
+                ));
+            }
         }
         if self.rate_limit_bps != 0 {
             return Err(ApiError::consumer_create(

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::config::{AckPolicy, ConsumerConfig, DeliverPolicy, ReplayPolicy};
+use super::config::{AckPolicy, ConsumerConfig, DeliverPolicy, PriorityPolicy, ReplayPolicy};
 use super::headers;
 use super::store::{filter_matches, Store};
 use super::time::{parse_rfc3339, rfc3339_nanos};
@@ -44,6 +44,29 @@ struct PullRequest {
     heartbeat: Option<Duration>,
     last_sent: Instant,
     delivered: i64,
+    /// The priority-group part of a JSON request (`None` for an empty or numeric body).
+    prio: Option<Priority>,
+}
+
+/// What a pull request says about priority groups.
+#[derive(Debug, Clone, Default)]
+struct Priority {
+    min_pending: i64,
+    min_ack_pending: i64,
+    /// The pin id the requester holds (pinned_client).
+    id: String,
+    /// 0 (first) to 9 (prioritized).
+    priority: i64,
+}
+
+/// The pin of a pinned_client consumer.
+#[derive(Debug, Clone)]
+struct Pin {
+    id: String,
+    /// Unix nanoseconds when it was given.
+    ts: i64,
+    /// When it lapses unless the holder pulls again.
+    deadline: Instant,
 }
 
 /// The body of a pull request.
@@ -59,6 +82,16 @@ struct NextRequest {
     max_bytes: i64,
     #[serde(default)]
     idle_heartbeat: i64,
+    #[serde(default)]
+    group: String,
+    #[serde(default)]
+    min_pending: i64,
+    #[serde(default)]
+    min_ack_pending: i64,
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    priority: i64,
 }
 
 /// A consumer's position, persisted so a restart resumes exactly.
@@ -184,6 +217,17 @@ pub struct Consumer {
     fc_count: u64,
     /// A push consumer with nothing subscribed to its deliver subject: polled until someone is.
     no_interest: bool,
+    /// pinned_client: who holds the pin.
+    pin: Option<Pin>,
+}
+
+/// One entry of `priority_groups` in `CONSUMER.INFO`.
+#[derive(Debug, Serialize)]
+pub struct PriorityGroupState {
+    pub group: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pinned_client_id: Option<String>,
+    pub pinned_ts: String,
 }
 
 /// What `CONSUMER.INFO` reports about a sequence pair.
@@ -215,6 +259,8 @@ pub struct ConsumerInfo {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pause_remaining: Option<i64>,
     pub ts: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub priority_groups: Vec<PriorityGroupState>,
 }
 
 impl Consumer {
@@ -296,6 +342,7 @@ impl Consumer {
             fc_bytes: 0,
             fc_count: 0,
             no_interest: false,
+            pin: None,
         }
     }
 
@@ -373,6 +420,7 @@ impl Consumer {
     pub fn add_request(&mut self, ctx: &mut Ctx<'_>, reply: &str, body: &[u8]) {
         self.last_active = unix_nanos();
         self.inactive_since = None;
+        let mut json = false;
         let req: NextRequest = if body.iter().all(u8::is_ascii_whitespace) {
             NextRequest {
                 batch: 1,
@@ -389,7 +437,10 @@ impl Consumer {
             }
         } else {
             match super::errors::from_json::<NextRequest>(body) {
-                Ok(r) => r,
+                Ok(r) => {
+                    json = true;
+                    r
+                }
                 Err(e) => {
                     let why = e
                         .description
@@ -423,6 +474,17 @@ impl Consumer {
             self.status(ctx, reply, 409, &t, &[]);
             return;
         }
+        let prio = if json {
+            match self.check_priority(&req) {
+                Ok(p) => Some(p),
+                Err((code, text)) => {
+                    self.status(ctx, reply, code, text, &[]);
+                    return;
+                }
+            }
+        } else {
+            None
+        };
         if self.waiting.len() as i64 >= self.cfg.max_waiting {
             self.status(ctx, reply, 409, "Exceeded MaxWaiting", &[]);
             return;
@@ -443,7 +505,7 @@ impl Consumer {
                 return;
             }
         }
-        self.waiting.push_back(PullRequest {
+        let r = PullRequest {
             reply: reply.to_string(),
             batch,
             max_bytes: req.max_bytes,
@@ -453,7 +515,182 @@ impl Consumer {
                 .then(|| Duration::from_nanos(req.idle_heartbeat as u64)),
             last_sent: now,
             delivered: 0,
+            prio,
+        };
+        if self.cfg.priority_policy == PriorityPolicy::Prioritized {
+            self.enqueue_by_priority(r);
+        } else {
+            self.waiting.push_back(r);
+        }
+    }
+
+    /// nats-server's priority-group checks of a JSON pull request, in its order; a request
+    /// with the current pin id renews the pin.
+    fn check_priority(&mut self, req: &NextRequest) -> Result<Priority, (u16, &'static str)> {
+        let policy = self.cfg.priority_policy;
+        if (req.min_pending != 0 || req.min_ack_pending != 0) && policy != PriorityPolicy::Overflow
+        {
+            return Err((400, "Bad Request - Not a Overflow Priority consumer"));
+        }
+        if !req.id.is_empty() && policy != PriorityPolicy::PinnedClient {
+            return Err((400, "Bad Request - Not a Pinned Client Priority consumer"));
+        }
+        if !(0..=9).contains(&req.priority) {
+            return Err((400, "Bad Request - Priority must be between 0 and 9"));
+        }
+        if policy != PriorityPolicy::None {
+            if req.group.is_empty() {
+                return Err((400, "Bad Request - Priority Group missing"));
+            }
+            if !self.cfg.priority_groups.contains(&req.group) {
+                return Err((400, "Bad Request - Invalid Priority Group"));
+            }
+            let ttl = self.pin_ttl();
+            if let Some(pin) = &mut self.pin {
+                if req.id == pin.id {
+                    pin.deadline = Instant::now() + ttl;
+                } else if !req.id.is_empty() {
+                    return Err((423, "Nats-Pin-Id mismatch"));
+                }
+            }
+        }
+        Ok(Priority {
+            min_pending: req.min_pending,
+            min_ack_pending: req.min_ack_pending,
+            id: req.id.clone(),
+            priority: req.priority,
+        })
+    }
+
+    fn pin_ttl(&self) -> Duration {
+        Duration::from_nanos(self.cfg.priority_timeout.max(0) as u64)
+    }
+
+    /// prioritized: after the last request of the same or a better (lower) priority; a
+    /// request without one (empty or numeric body) goes last.
+    fn enqueue_by_priority(&mut self, r: PullRequest) {
+        let p = r.prio.as_ref().map_or(i64::MAX, |p| p.priority);
+        let at = self
+            .waiting
+            .iter()
+            .position(|w| w.prio.as_ref().map_or(i64::MAX, |x| x.priority) > p)
+            .unwrap_or(self.waiting.len());
+        self.waiting.insert(at, r);
+    }
+
+    /// The waiting request the next message goes to, by the priority policy; `pending` is
+    /// what the consumer has left to deliver, this message included. pinned_client hands
+    /// out the pin here and turns away requests holding a stale one.
+    fn pick_request(&mut self, ctx: &mut Ctx<'_>, pending: i64) -> Option<usize> {
+        match self.cfg.priority_policy {
+            PriorityPolicy::None | PriorityPolicy::Prioritized => {
+                (!self.waiting.is_empty()).then_some(0)
+            }
+            PriorityPolicy::Overflow => {
+                let ack_pending = self.st.pending.len() as i64;
+                self.waiting.iter().position(|r| match &r.prio {
+                    Some(p) if p.min_pending > 0 || p.min_ack_pending > 0 => {
+                        (p.min_pending > 0 && p.min_pending <= pending)
+                            || (p.min_ack_pending > 0 && p.min_ack_pending <= ack_pending)
+                    }
+                    _ => true,
+                })
+            }
+            PriorityPolicy::PinnedClient => {
+                let mut i = 0;
+                while i < self.waiting.len() {
+                    let id = self.waiting[i].prio.as_ref().map(|p| p.id.as_str());
+                    match (&self.pin, id) {
+                        // Nobody holds the pin: the first request without an id takes it
+                        // (an empty or numeric body is served without one).
+                        (None, None) => return Some(i),
+                        (None, Some("")) => {
+                            self.assign_pin(ctx, i);
+                            return Some(i);
+                        }
+                        (Some(pin), Some(id)) if id == pin.id => return Some(i),
+                        // Waits its turn while someone else holds the pin.
+                        (Some(_), None | Some("")) => i += 1,
+                        // Holds a pin that is no longer valid.
+                        (_, Some(_)) => {
+                            let r = self.waiting.remove(i).expect("index in range");
+                            self.status(
+                                ctx,
+                                &r.reply,
+                                423,
+                                "Nats-Wrong-Pin-Id",
+                                &[
+                                    ("Nats-Pending-Messages", (r.batch - r.delivered).to_string()),
+                                    ("Nats-Pending-Bytes", r.max_bytes.max(0).to_string()),
+                                ],
+                            );
+                        }
+                    }
+                }
+                None
+            }
+        }
+    }
+
+    fn assign_pin(&mut self, ctx: &mut Ctx<'_>, idx: usize) {
+        let id = new_pin_id();
+        let ts = unix_nanos();
+        self.pin = Some(Pin {
+            id: id.clone(),
+            ts,
+            deadline: Instant::now() + self.pin_ttl(),
         });
+        if let Some(p) = self.waiting[idx].prio.as_mut() {
+            p.id = id.clone();
+        }
+        let group = self
+            .cfg
+            .priority_groups
+            .first()
+            .cloned()
+            .unwrap_or_default();
+        super::advisory::publish(
+            ctx.server,
+            ctx.account,
+            ctx.sender,
+            &format!(
+                "$JS.EVENT.ADVISORY.CONSUMER.PINNED.{}.{}",
+                ctx.stream, self.name
+            ),
+            "io.nats.jetstream.advisory.v1.consumer_group_pinned",
+            serde_json::json!({
+                "account": ctx.account.name,
+                "stream": ctx.stream,
+                "consumer": self.name,
+                "group": group,
+                "pinned_id": id,
+            }),
+        );
+    }
+
+    /// Takes the pin away (`reason`: "admin" for the unpin API, "timeout" when it lapsed);
+    /// the next request without an id gets a new one.
+    pub fn unpin(&mut self, ctx: &mut Ctx<'_>, group: &str, reason: &str) {
+        if self.pin.take().is_none() {
+            return;
+        }
+        super::advisory::publish(
+            ctx.server,
+            ctx.account,
+            ctx.sender,
+            &format!(
+                "$JS.EVENT.ADVISORY.CONSUMER.UNPINNED.{}.{}",
+                ctx.stream, self.name
+            ),
+            "io.nats.jetstream.advisory.v1.consumer_group_unpinned",
+            serde_json::json!({
+                "account": ctx.account.name,
+                "stream": ctx.stream,
+                "consumer": self.name,
+                "group": group,
+                "reason": reason,
+            }),
+        );
     }
 
     fn status(&self, ctx: &mut Ctx<'_>, to: &str, code: u16, text: &str, extra: &[(&str, String)]) {
@@ -557,12 +794,23 @@ impl Consumer {
             // nats-server counts what the client sees, less the delivery subject.
             let size = msg.subject.len() + ack.len() + hdr.map_or(0, <[u8]>::len) + data.len();
             // Pull: the request it goes to, respecting max_bytes.
+            let mut idx = 0;
             let target = if push {
                 self.cfg.deliver_subject.clone().unwrap_or_default()
             } else {
-                let req = self.waiting.front_mut().expect("checked non-empty");
+                let pending = self.num_pending as i64 + i64::from(!is_new);
+                let Some(i) = self.pick_request(ctx, pending) else {
+                    // Nobody may take it now (overflow marks, someone else's pin).
+                    if !is_new {
+                        self.redeliver.insert(seq);
+                    }
+                    drained = true;
+                    break;
+                };
+                idx = i;
+                let req = &mut self.waiting[idx];
                 if req.max_bytes > 0 && size as i64 > req.max_bytes {
-                    let r = self.waiting.pop_front().expect("front");
+                    let r = self.waiting.remove(idx).expect("picked");
                     self.status(
                         ctx,
                         &r.reply,
@@ -599,6 +847,17 @@ impl Consumer {
             }
             self.st.dseq = dseq;
             let now_ns = unix_nanos();
+            // pinned_client: every message tells its holder the pin (not counted in
+            // max_bytes, as in nats-server).
+            let pinned_buf;
+            let hdr = match self.pin.as_ref().filter(|_| !push) {
+                Some(pin) if self.cfg.priority_policy == PriorityPolicy::PinnedClient => {
+                    pinned_buf =
+                        headers::with(hdr.unwrap_or(b""), &[("Nats-Pin-Id", pin.id.clone())]);
+                    Some(&pinned_buf[..])
+                }
+                _ => hdr,
+            };
             let took = ctx.sender.send_as(
                 ctx.server,
                 ctx.account,
@@ -637,7 +896,7 @@ impl Consumer {
                 self.deadlines.insert((deadline, seq));
             }
             if !push {
-                let req = self.waiting.front_mut().expect("front");
+                let req = &mut self.waiting[idx];
                 req.delivered += 1;
                 req.last_sent = Instant::now();
                 let mut bytes_used_up = false;
@@ -646,8 +905,14 @@ impl Consumer {
                     // An exact fit ends the request without a status, as in nats-server.
                     bytes_used_up = req.max_bytes == 0;
                 }
-                if req.delivered >= req.batch || bytes_used_up || !took {
-                    let r = self.waiting.pop_front().expect("front");
+                if req.delivered < req.batch && !bytes_used_up && took {
+                    // prioritized: round-robin within a priority level.
+                    if self.cfg.priority_policy == PriorityPolicy::Prioritized {
+                        let r = self.waiting.remove(idx).expect("picked");
+                        self.enqueue_by_priority(r);
+                    }
+                } else {
+                    let r = self.waiting.remove(idx).expect("picked");
                     if r.delivered >= r.batch && r.max_bytes > 0 {
                         self.status(
                             ctx,
@@ -990,7 +1255,16 @@ impl Consumer {
         if !dropped.is_empty() {
             self.update_floor();
         }
-        // Pull requests: expiry, requesters gone, heartbeats.
+        // Pull requests: the pin lapsing, expiry, requesters gone, heartbeats.
+        if self.pin.as_ref().is_some_and(|p| p.deadline <= now) {
+            let group = self
+                .cfg
+                .priority_groups
+                .first()
+                .cloned()
+                .unwrap_or_default();
+            self.unpin(ctx, &group, "timeout");
+        }
         self.sweep_requests(ctx);
         let mut beats = Vec::new();
         for r in self.waiting.iter_mut() {
@@ -1049,6 +1323,9 @@ impl Consumer {
         let mut min = |t: Instant| d = Some(d.map_or(t, |x: Instant| x.min(t)));
         if let Some((d, _)) = self.deadlines.iter().next() {
             min(*d);
+        }
+        if let Some(p) = &self.pin {
+            min(p.deadline);
         }
         for r in &self.waiting {
             if let Some(e) = r.expires {
@@ -1113,6 +1390,20 @@ impl Consumer {
             pause_remaining: (self.paused_until > unix_nanos())
                 .then(|| self.paused_until - unix_nanos()),
             ts: rfc3339_nanos(unix_nanos()),
+            priority_groups: self
+                .cfg
+                .priority_groups
+                .first()
+                .map(|g| PriorityGroupState {
+                    group: g.clone(),
+                    pinned_client_id: self.pin.as_ref().map(|p| p.id.clone()),
+                    pinned_ts: self.pin.as_ref().map_or_else(
+                        || "0001-01-01T00:00:00Z".to_string(),
+                        |p| rfc3339_nanos(p.ts),
+                    ),
+                })
+                .into_iter()
+                .collect(),
         }
     }
 
@@ -1139,4 +1430,12 @@ fn parse_go_duration(s: &str) -> Option<i64> {
     crate::config::duration::parse_go_duration(s)
         .ok()
         .and_then(|v| i64::try_from(v).ok())
+}
+
+/// A fresh pin id: 22 random alphanumerics, like nats-server's NUIDs.
+fn new_pin_id() -> String {
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    (0..22)
+        .map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char)
+        .collect()
 }

@@ -955,6 +955,11 @@ impl JetStream {
                 Op::ConsumerPause(name.to_string()),
                 "consumer_pause_response",
             ),
+            ["CONSUMER", "UNPIN", stream, name] => forward(
+                stream,
+                Op::ConsumerUnpin(name.to_string()),
+                "consumer_unpin_response",
+            ),
             ["CONSUMER", "DELETE", stream, name] => forward(
                 stream,
                 Op::ConsumerDelete(name.to_string()),

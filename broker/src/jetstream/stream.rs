@@ -108,6 +108,8 @@ pub enum Op {
     ConsumerInfo(String),
     /// `CONSUMER.PAUSE`.
     ConsumerPause(String),
+    /// `CONSUMER.UNPIN`.
+    ConsumerUnpin(String),
     ConsumerDelete(String),
     ConsumerList,
     ConsumerNames,
@@ -1992,6 +1994,40 @@ impl Stream {
                     v["pause_remaining"] = json!(until - now);
                 }
                 Ok(Some(v))
+            }
+            Op::ConsumerUnpin(name) => {
+                const K: &str = "consumer_unpin_response";
+                #[derive(Deserialize, Default)]
+                struct U {
+                    #[serde(default)]
+                    group: String,
+                }
+                let u: U = parse_opt(body).map_err(|e| (K, e))?;
+                if u.group.is_empty() {
+                    return Err((K, ApiError::invalid_json("consumer group not specified")));
+                }
+                if !super::config::valid_group_name(&u.group) {
+                    return Err((K, super::config::invalid_group_name()));
+                }
+                let (mut ctx, consumers) = self.ctx(server);
+                let Some(c) = consumers.get_mut(&name) else {
+                    return Err((K, ApiError::consumer_not_found()));
+                };
+                if !c.cfg.priority_groups.contains(&u.group) {
+                    return Err((
+                        K,
+                        ApiError::new(
+                            10160,
+                            400,
+                            "Provided priority group does not exist for this consumer",
+                        ),
+                    ));
+                }
+                c.unpin(&mut ctx, &u.group, "admin");
+                self.wake = true;
+                Ok(Some(
+                    json!({"type": "io.nats.jetstream.api.v1.consumer_unpin_response"}),
+                ))
             }
             Op::ConsumerDelete(name) => {
                 if self.delete_consumer(server, &name) {
