@@ -343,6 +343,91 @@ async fn filtered_and_transformed_sources() {
     )));
 }
 
+/// Copies keep their origin's TTL and rollup headers but obey them only where the copying
+/// stream allows them (a mirror never); the origin's consistency headers are dropped, so a
+/// copy is never refused for them.
+#[tokio::test]
+async fn copies_obey_ttl_and_rollup_only_where_allowed() {
+    let mut results = Vec::new();
+    for kind in BOTH {
+        let dir = TempDir::new("copyhdr");
+        let (_p, url) = start(kind, &dir);
+        let nc = async_nats::connect(&url).await.unwrap();
+        create(
+            &nc,
+            json!({"name": "X", "subjects": ["x.>"], "allow_rollup_hdrs": true, "allow_msg_ttl": true}),
+        )
+        .await;
+        for cfg in [
+            json!({"name": "Y", "sources": [{"name": "X"}]}),
+            json!({"name": "YR", "sources": [{"name": "X"}], "allow_rollup_hdrs": true}),
+            json!({"name": "YT", "sources": [{"name": "X"}], "allow_msg_ttl": true}),
+            json!({"name": "Z", "mirror": {"name": "X"}}),
+        ] {
+            let r = create(&nc, cfg).await;
+            assert!(r.get("error").is_none(), "{kind:?}: {r}");
+        }
+        let pubh =
+            |subject: &'static str, body: &'static str, hdrs: Vec<(&'static str, &'static str)>| {
+                let nc = nc.clone();
+                async move {
+                    let mut h = async_nats::HeaderMap::new();
+                    for (k, v) in hdrs {
+                        h.insert(k, v);
+                    }
+                    let m = nc
+                        .request_with_headers(subject, h, body.into())
+                        .await
+                        .unwrap();
+                    let ack: Value = serde_json::from_slice(&m.payload).unwrap();
+                    assert!(ack["seq"].as_u64().is_some(), "{ack}");
+                }
+            };
+        pubh(
+            "x.1",
+            "a",
+            vec![
+                ("Nats-Expected-Stream", "X"),
+                ("Nats-Expected-Last-Sequence", "0"),
+                ("Nats-Expected-Last-Subject-Sequence", "0"),
+                ("Nats-Msg-Id", "m1"),
+                ("Foo", "bar"),
+            ],
+        )
+        .await;
+        for name in ["Y", "YR", "YT", "Z"] {
+            wait_msgs(&nc, name, 1).await;
+        }
+        pubh("x.1", "b", vec![("Nats-Rollup", "sub")]).await;
+        pubh("x.2", "t", vec![("Nats-TTL", "1s")]).await;
+        let mut out = Vec::new();
+        for (name, n) in [("Y", 3), ("YR", 2), ("YT", 3), ("Z", 3)] {
+            let i = wait_msgs(&nc, name, n).await;
+            out.push((name, i["state"]["messages"].clone()));
+        }
+        // The TTL'd message goes from X and YT only.
+        wait_msgs(&nc, "YT", 2).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for name in ["X", "Y", "YR", "YT", "Z"] {
+            out.push((name, info(&nc, name).await["state"]["messages"].clone()));
+        }
+        let (_, hdrs, _) = get(&nc, "Y", 1).await;
+        let mut kept: Vec<&str> = hdrs
+            .lines()
+            .skip(1)
+            .filter(|l| !l.is_empty() && !l.starts_with("Nats-Stream-Source"))
+            .collect();
+        kept.sort();
+        let (_, mirrored, _) = get(&nc, "Z", 1).await;
+        // (the client's header map does not keep the order headers were set in)
+        let mut mirrored: Vec<&str> = mirrored.lines().filter(|l| !l.is_empty()).collect();
+        mirrored.sort();
+        results.push((out, kept.join("|"), mirrored.join("|")));
+    }
+    assert_eq!(results[0], results[1], "reference vs natrix");
+    assert_eq!(results[1].1, "Foo: bar|Nats-Msg-Id: m1");
+}
+
 #[tokio::test]
 async fn configuration_errors_match_reference() {
     let cases = [

@@ -131,7 +131,7 @@ pub struct StreamConfig {
     /// Counter stream: every message adds its `Nats-Incr` to the subject's total.
     #[serde(default, skip_serializing_if = "is_false")]
     pub allow_msg_counter: bool,
-    /// Atomic batch publishing (`Nats-Batch-Id`); refused at create until implemented.
+    /// Atomic batch publishing: `Nats-Batch-Id` messages are stored all or none at commit.
     #[serde(default, skip_serializing_if = "is_false")]
     pub allow_atomic: bool,
     /// Scheduled messages (`Nats-Schedule`); refused at create until implemented.
@@ -424,13 +424,15 @@ impl StreamConfig {
                 return Err(ApiError::stream_invalid_config(why));
             }
         }
-        // Accepted and ignored would be worse than refused: a client relying on them would
-        // silently lose their guarantees.
-        if self.allow_atomic {
-            return Err(ApiError::stream_invalid_config(
-                "atomic batch publishing is not supported by this server yet",
+        if self.allow_atomic && self.mirror.is_some() {
+            return Err(ApiError::new(
+                10198,
+                400,
+                "stream mirrors can not also use atomic publishing",
             ));
         }
+        // Accepted and ignored would be worse than refused: a client relying on them would
+        // silently lose their guarantees.
         if self.allow_msg_schedules {
             return Err(ApiError::stream_invalid_config(
                 "message schedules are not supported by this server yet",

@@ -28,6 +28,7 @@ use crate::accounts::Account;
 use crate::server::client::{unix_nanos, InternalSender, Subscription};
 use crate::server::Server;
 
+mod atomic;
 mod snapshot;
 mod source;
 use source::{Origin, OriginEvent};
@@ -277,6 +278,7 @@ pub fn spawn(s: Spawn) -> Result<Arc<StreamHandle>, ApiError> {
         ttls: std::collections::BTreeSet::new(),
         markers: std::collections::HashSet::new(),
         snapshots: 0,
+        atomic: HashMap::new(),
     };
     stream.start_origins();
     stream.restore_consumers();
@@ -323,6 +325,8 @@ struct Stream {
     markers: std::collections::HashSet<u64>,
     /// Backups running (limits and retention wait while any is).
     snapshots: u32,
+    /// Atomic batches being staged, by `Nats-Batch-Id`.
+    atomic: HashMap<String, atomic::AtomicBatch>,
 }
 
 /// How often dirty consumer state is written to disk.
@@ -429,6 +433,9 @@ impl Stream {
             let left = (at - unix_nanos()).max(0) as u64;
             min(Instant::now() + Duration::from_nanos(left));
         }
+        if let Some(t) = self.batches_deadline() {
+            min(t);
+        }
         for c in self.consumers.values() {
             if let Some(t) = c.next_deadline() {
                 min(t);
@@ -489,6 +496,9 @@ impl Stream {
             self.origin_timers(server);
         }
         let now = Instant::now();
+        if !self.atomic.is_empty() {
+            self.expire_batches(now);
+        }
         // Per-message TTLs.
         let wall = unix_nanos();
         while !self.snapshotting() {
@@ -744,7 +754,24 @@ impl Stream {
         }
     }
 
+    /// A message published to the stream (or copied from a source): staged when it is part
+    /// of an atomic batch, stored otherwise.
     fn process_msg(
+        &mut self,
+        server: &Server,
+        subject: &str,
+        reply: Option<String>,
+        hdr: &[u8],
+        data: &[u8],
+    ) {
+        if !hdr.is_empty() && headers::get(hdr, "Nats-Batch-Id").is_some() {
+            return self.batch_msg(server, subject, reply, hdr, data);
+        }
+        self.store_msg(server, subject, reply, hdr, data)
+    }
+
+    /// Checks a message's headers against the stream, stores it and answers the publisher.
+    fn store_msg(
         &mut self,
         server: &Server,
         subject: &str,
@@ -786,15 +813,20 @@ impl Stream {
         let mut msg_id = None;
         let mut rollup = None;
         let mut ttl = None;
+        // A copy from a source is stored whatever its TTL and rollup headers say: they only
+        // take effect where this stream allows them (as in nats-server).
+        let sourced = !hdr.is_empty() && headers::get(hdr, "Nats-Stream-Source").is_some();
         if !hdr.is_empty() {
             if let Some(v) = headers::get(hdr, "Nats-TTL") {
-                if !self.cfg.allow_msg_ttl {
-                    let b = self.ack_err(ApiError::new(10166, 400, "per-message TTL is disabled"));
-                    return self.reply_now(server, &reply, b);
-                }
-                match parse_ttl(v) {
-                    Some(t) => ttl = t,
-                    None => {
+                match (self.cfg.allow_msg_ttl, parse_ttl(v)) {
+                    (true, Some(t)) => ttl = t,
+                    _ if sourced => {}
+                    (false, _) => {
+                        let b =
+                            self.ack_err(ApiError::new(10166, 400, "per-message TTL is disabled"));
+                        return self.reply_now(server, &reply, b);
+                    }
+                    (true, None) => {
                         let b = self.ack_err(ApiError::new(10165, 400, "invalid per-message TTL"));
                         return self.reply_now(server, &reply, b);
                     }
@@ -852,7 +884,9 @@ impl Stream {
                     return self.reply_now(server, &reply, b);
                 }
             }
-            if let Some(r) = headers::get(hdr, "Nats-Rollup") {
+            if let Some(r) =
+                headers::get(hdr, "Nats-Rollup").filter(|_| !sourced || self.cfg.allow_rollup_hdrs)
+            {
                 if !self.cfg.allow_rollup_hdrs {
                     let b = self.ack_err(ApiError::new(10111, 500, "rollup not permitted"));
                     return self.reply_now(server, &reply, b);
@@ -1740,6 +1774,10 @@ impl Stream {
                 400,
                 "stream mirror configuration can not be updated",
             ));
+        }
+        if !cfg.allow_atomic {
+            // Batches in flight can no longer commit.
+            self.atomic.clear();
         }
         self.cfg = cfg;
         if let Some(d) = &self.dir {

@@ -457,6 +457,7 @@ impl Stream {
                 }
                 o.dseq = dseq;
                 o.lag = pending;
+                let hdr = strip_origin_headers(hdr);
                 if o.mirror {
                     self.take_mirrored(server, sseq, ts, &subject, &hdr, &data);
                     if let Some(o) = self.origins.get_mut(idx) {
@@ -537,6 +538,38 @@ fn transform_for(cfg: &StreamSource, subject: &str) -> (String, (String, String)
         cfg.filter_subject.clone()
     };
     (subject.to_string(), (filter, ">".into()))
+}
+
+/// Headers a copy does not keep: an origin's atomic batch arrives committed, and the
+/// consistency checks were the origin's to make (nats-server drops them too).
+const ORIGIN_ONLY_HEADERS: [&str; 8] = [
+    "Nats-Batch-Id",
+    "Nats-Batch-Sequence",
+    "Nats-Batch-Commit",
+    "Nats-Expected-Stream",
+    "Nats-Expected-Last-Sequence",
+    "Nats-Expected-Last-Subject-Sequence",
+    "Nats-Expected-Last-Subject-Sequence-Subject",
+    "Nats-Expected-Last-Msg-Id",
+];
+
+/// `hdr` without [`ORIGIN_ONLY_HEADERS`]; no header block at all when nothing else is left.
+fn strip_origin_headers(hdr: Bytes) -> Bytes {
+    if hdr.is_empty()
+        || !ORIGIN_ONLY_HEADERS
+            .iter()
+            .any(|k| headers::get(&hdr, k).is_some())
+    {
+        return hdr;
+    }
+    let mut h = hdr.to_vec();
+    for k in ORIGIN_ONLY_HEADERS {
+        h = headers::without(&h, k);
+    }
+    if h == b"NATS/1.0\r\n\r\n" {
+        h.clear();
+    }
+    Bytes::from(h)
 }
 
 #[cfg(test)]

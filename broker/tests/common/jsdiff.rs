@@ -1,0 +1,79 @@
+//! JetStream differential scenarios: the same scenario on a fresh reference nats-server and
+//! a fresh natrix, its labelled observations compared one by one. Includers also declare
+//! `proc` and `tempdir` (`#[path = "common/..."]`).
+#![allow(dead_code)]
+
+use std::future::Future;
+
+use serde_json::Value;
+
+/// A JetStream API request; the JSON answer.
+pub async fn api(nc: &async_nats::Client, subject: &str, body: Value) -> Value {
+    let m = nc
+        .request(subject.to_string(), body.to_string().into())
+        .await
+        .unwrap_or_else(|e| panic!("{subject}: {e}"));
+    serde_json::from_slice(&m.payload).unwrap()
+}
+
+/// The message at `seq` (or `last_by_subj`, with `by`) of `stream`: `{seq, subject, data,
+/// hdrs}` with the headers decoded and sorted (clients do not keep the order they were set
+/// in); the API error when there is none.
+pub async fn stored(nc: &async_nats::Client, stream: &str, by: Value) -> Value {
+    let v = api(nc, &format!("$JS.API.STREAM.MSG.GET.{stream}"), by).await;
+    let Some(m) = v.get("message") else {
+        return v["error"].clone();
+    };
+    let text = |k: &str| {
+        m.get(k)
+            .and_then(Value::as_str)
+            .map(|s| {
+                String::from_utf8(data_encoding::BASE64.decode(s.as_bytes()).unwrap()).unwrap()
+            })
+            .unwrap_or_default()
+    };
+    let mut hdrs: Vec<String> = text("hdrs")
+        .split("\r\n")
+        .skip(1)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
+    hdrs.sort();
+    serde_json::json!({"seq": m["seq"], "subject": m["subject"], "data": text("data"), "hdrs": hdrs})
+}
+
+/// Runs `scenario` on the reference nats-server, then on natrix (each JetStream-enabled on
+/// its own fresh store), asserts every labelled observation is the same, and returns the
+/// reference's.
+pub async fn on_both<F, Fut>(tag: &str, scenario: F) -> Vec<(String, Value)>
+where
+    F: Fn(async_nats::Client) -> Fut,
+    Fut: Future<Output = Vec<(String, Value)>>,
+{
+    let mut results = Vec::new();
+    for reference in [true, false] {
+        let dir = crate::tempdir::TempDir::new(tag);
+        let (_p, url) = crate::proc::jetstream(reference, dir.path());
+        let nc = async_nats::connect(&url).await.unwrap();
+        results.push(scenario(nc).await);
+    }
+    let got = results.pop().unwrap();
+    let want = results.pop().unwrap();
+    assert_eq!(want.len(), got.len());
+    let diffs: Vec<String> = want
+        .iter()
+        .zip(&got)
+        .filter(|(w, g)| w != g)
+        .map(|((label, w), (_, g))| format!("{label}:\n  reference: {w}\n  natrix:    {g}"))
+        .collect();
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+    want
+}
+
+/// The observation labelled `label`.
+pub fn find<'a>(obs: &'a [(String, Value)], label: &str) -> &'a Value {
+    &obs.iter()
+        .find(|(l, _)| l == label)
+        .unwrap_or_else(|| panic!("no {label:?} observed"))
+        .1
+}
