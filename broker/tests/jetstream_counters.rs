@@ -231,23 +231,17 @@ async fn counters_match_reference() {
     assert_eq!(find(&want, "stored a")["data"], json!(r#"{"val":"28"}"#));
 }
 
-/// Stream features Natrix does not implement yet are refused at create with a clear error,
-/// never accepted and ignored (a client relying on them would lose their guarantees).
+/// A stream feature Natrix does not implement yet (fast batch publishing) is refused at
+/// create with a clear error, never accepted and ignored.
 #[tokio::test]
 async fn unimplemented_stream_features_are_refused() {
     let dir = TempDir::new("unimpl");
     let (_p, url) = proc::jetstream(false, dir.path());
     let nc = async_nats::connect(&url).await.unwrap();
-    for (field, what) in [
-        (
-            "allow_msg_schedules",
-            "message schedules are not supported by this server yet",
-        ),
-        (
-            "allow_batched",
-            "batch publishing is not supported by this server yet",
-        ),
-    ] {
+    for (field, what) in [(
+        "allow_batched",
+        "batch publishing is not supported by this server yet",
+    )] {
         let mut cfg = json!({"name": "U", "subjects": ["u.>"]});
         cfg[field] = json!(true);
         let v = api(&nc, "$JS.API.STREAM.CREATE.U", cfg).await;

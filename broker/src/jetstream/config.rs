@@ -134,7 +134,7 @@ pub struct StreamConfig {
     /// Atomic batch publishing: `Nats-Batch-Id` messages are stored all or none at commit.
     #[serde(default, skip_serializing_if = "is_false")]
     pub allow_atomic: bool,
-    /// Scheduled messages (`Nats-Schedule`); refused at create until implemented.
+    /// Scheduled messages: a `Nats-Schedule` message publishes to its target when due.
     #[serde(default, skip_serializing_if = "is_false")]
     pub allow_msg_schedules: bool,
     /// Fast (non-atomic) batch publishing; refused at create until implemented.
@@ -434,9 +434,28 @@ impl StreamConfig {
         // Accepted and ignored would be worse than refused: a client relying on them would
         // silently lose their guarantees.
         if self.allow_msg_schedules {
-            return Err(ApiError::stream_invalid_config(
-                "message schedules are not supported by this server yet",
-            ));
+            if self.mirror.is_some() {
+                return Err(ApiError::new(
+                    10186,
+                    400,
+                    "stream mirrors can not also schedule messages",
+                ));
+            }
+            if self.sources.as_ref().is_some_and(|s| !s.is_empty()) {
+                return Err(ApiError::new(
+                    10187,
+                    400,
+                    "stream source can not also schedule messages",
+                ));
+            }
+            if self.discard == Discard::New {
+                return Err(ApiError::stream_invalid_config(
+                    "message scheduling cannot use discard new",
+                ));
+            }
+            // A schedule is one message per subject, replaced by rollup.
+            self.allow_rollup_hdrs = true;
+            self.deny_purge = false;
         }
         if self.allow_batched {
             return Err(ApiError::stream_invalid_config(

@@ -14,6 +14,7 @@ pub mod crypt;
 pub mod errors;
 pub mod headers;
 pub mod s2;
+pub mod schedule;
 pub mod snapshot;
 pub mod store;
 pub mod stream;

@@ -29,6 +29,7 @@ use crate::server::client::{unix_nanos, InternalSender, Subscription};
 use crate::server::Server;
 
 mod atomic;
+mod schedule;
 mod snapshot;
 mod source;
 use source::{Origin, OriginEvent};
@@ -279,11 +280,14 @@ pub fn spawn(s: Spawn) -> Result<Arc<StreamHandle>, ApiError> {
         markers: std::collections::HashSet::new(),
         snapshots: 0,
         atomic: HashMap::new(),
+        schedules: BTreeMap::new(),
+        firing: false,
     };
     stream.start_origins();
     stream.restore_consumers();
     stream.rebuild_dedupe();
     stream.rebuild_ttls();
+    stream.rebuild_schedules();
     stream.publish_numbers();
     let t = std::thread::Builder::new()
         .name(format!("js-{}", stream.name))
@@ -327,6 +331,10 @@ struct Stream {
     snapshots: u32,
     /// Atomic batches being staged, by `Nats-Batch-Id`.
     atomic: HashMap<String, atomic::AtomicBatch>,
+    /// Message schedules by subject.
+    schedules: BTreeMap<String, schedule::Scheduled>,
+    /// A schedule's message is being stored (its scheduler headers are the stream's own).
+    firing: bool,
 }
 
 /// How often dirty consumer state is written to disk.
@@ -436,6 +444,9 @@ impl Stream {
         if let Some(t) = self.batches_deadline() {
             min(t);
         }
+        if let Some(t) = self.schedules_deadline() {
+            min(t);
+        }
         for c in self.consumers.values() {
             if let Some(t) = c.next_deadline() {
                 min(t);
@@ -498,6 +509,9 @@ impl Stream {
         let now = Instant::now();
         if !self.atomic.is_empty() {
             self.expire_batches(now);
+        }
+        if !self.schedules.is_empty() {
+            self.fire_schedules(server);
         }
         // Per-message TTLs.
         let wall = unix_nanos();
@@ -809,6 +823,18 @@ impl Stream {
                 return self.reply_now(server, &reply, b);
             }
         };
+        let scheduled;
+        let hdr = match self.check_schedule(subject, hdr) {
+            Ok(Some(h)) => {
+                scheduled = h;
+                &scheduled[..]
+            }
+            Ok(None) => hdr,
+            Err(e) => {
+                let b = self.ack_err(e);
+                return self.reply_now(server, &reply, b);
+            }
+        };
         let now = unix_nanos();
         let mut msg_id = None;
         let mut rollup = None;
@@ -1037,6 +1063,7 @@ impl Stream {
             }
         }
         self.after_store(server, (seq, prev_on_subject), subject, hdr, data, now);
+        self.after_schedule_store(subject, seq, hdr, now);
         if let Some(r) = reply {
             if !self.cfg.no_ack {
                 let b = self.ack_with(seq, false, val);
@@ -1746,6 +1773,10 @@ impl Stream {
             (
                 cfg.allow_msg_counter != old.allow_msg_counter,
                 "stream configuration update can not change message counter setting",
+            ),
+            (
+                old.allow_msg_schedules && !cfg.allow_msg_schedules,
+                "message schedules can not be disabled",
             ),
             (
                 old.sealed && !cfg.sealed,
