@@ -12,32 +12,8 @@ mod tempdir;
 
 use std::time::{Duration, Instant};
 
-use jsdiff::{api, find, on_both, stored};
+use jsdiff::{api, find, on_both, publish, stored};
 use serde_json::{json, Value};
-
-fn header_map(hdrs: &[(&str, &str)]) -> async_nats::HeaderMap {
-    let mut h = async_nats::HeaderMap::new();
-    for (k, v) in hdrs {
-        h.insert(*k, *v);
-    }
-    h
-}
-
-/// A batch message sent as a request: the (parsed) answer, `""` for the empty staged reply.
-async fn send(nc: &async_nats::Client, subject: &str, hdrs: &[(&str, &str)], body: &str) -> Value {
-    let m = nc
-        .request_with_headers(
-            subject.to_string(),
-            header_map(hdrs),
-            body.to_string().into(),
-        )
-        .await
-        .unwrap();
-    if m.payload.is_empty() {
-        return json!("");
-    }
-    serde_json::from_slice(&m.payload).unwrap()
-}
 
 /// Stream state and each stored message's subject, payload and sorted headers.
 async fn contents(nc: &async_nats::Client, stream: &str) -> Value {
@@ -82,11 +58,17 @@ async fn scenario(nc: &async_nats::Client) -> Vec<(String, Value)> {
     out.push(("mirror refused".into(), v["error"].clone()));
 
     // A batch of three, committed.
-    out.push(("first".into(), send(nc, "a.1", &b("b1", "1"), "x1").await));
-    out.push(("second".into(), send(nc, "a.2", &b("b1", "2"), "x2").await));
+    out.push((
+        "first".into(),
+        publish(nc, "a.1", &b("b1", "1"), "x1").await,
+    ));
+    out.push((
+        "second".into(),
+        publish(nc, "a.2", &b("b1", "2"), "x2").await,
+    ));
     let mut commit = b("b1", "3").to_vec();
     commit.push(("Nats-Batch-Commit", "1"));
-    out.push(("commit".into(), send(nc, "a.3", &commit, "x3").await));
+    out.push(("commit".into(), publish(nc, "a.3", &commit, "x3").await));
 
     // Refusals.
     let long = "x".repeat(65);
@@ -122,15 +104,15 @@ async fn scenario(nc: &async_nats::Client) -> Vec<(String, Value)> {
     ] {
         out.push((
             format!("refused: {label}"),
-            send(nc, subject, &hdrs, "z").await,
+            publish(nc, subject, &hdrs, "z").await,
         ));
     }
     // A gap abandons the batch: its later messages are refused too.
-    out.push(("gap 1".into(), send(nc, "a.1", &b("g", "1"), "g1").await));
-    out.push(("gap 3".into(), send(nc, "a.1", &b("g", "3"), "g3").await));
+    out.push(("gap 1".into(), publish(nc, "a.1", &b("g", "1"), "g1").await));
+    out.push(("gap 3".into(), publish(nc, "a.1", &b("g", "3"), "g3").await));
     out.push((
         "after the gap".into(),
-        send(nc, "a.1", &b("g", "4"), "g4").await,
+        publish(nc, "a.1", &b("g", "4"), "g4").await,
     ));
 
     // A failed check at commit stores nothing of the batch.
@@ -138,24 +120,27 @@ async fn scenario(nc: &async_nats::Client) -> Vec<(String, Value)> {
     bad.push(("Nats-Expected-Last-Sequence", "99"));
     out.push((
         "expectation staged".into(),
-        send(nc, "a.1", &bad, "e1").await,
+        publish(nc, "a.1", &bad, "e1").await,
     ));
     let mut c = b("e", "2").to_vec();
     c.push(("Nats-Batch-Commit", "1"));
     out.push((
         "expectation fails at commit".into(),
-        send(nc, "a.1", &c, "e2").await,
+        publish(nc, "a.1", &c, "e2").await,
     ));
     let mut d1 = b("d", "1").to_vec();
     d1.push(("Nats-Msg-Id", "same"));
-    out.push(("msg id staged".into(), send(nc, "a.1", &d1, "d1").await));
+    out.push(("msg id staged".into(), publish(nc, "a.1", &d1, "d1").await));
     let mut d2 = b("d", "2").to_vec();
     d2.extend([("Nats-Msg-Id", "same"), ("Nats-Batch-Commit", "1")]);
-    out.push(("duplicate msg id".into(), send(nc, "a.1", &d2, "d2").await));
+    out.push((
+        "duplicate msg id".into(),
+        publish(nc, "a.1", &d2, "d2").await,
+    ));
     // Only a batch's first message may expect a last sequence.
     let mut ok1 = b("k", "1").to_vec();
     ok1.push(("Nats-Expected-Last-Sequence", "3"));
-    out.push(("expected 3".into(), send(nc, "a.4", &ok1, "k1").await));
+    out.push(("expected 3".into(), publish(nc, "a.4", &ok1, "k1").await));
     let mut ok2 = b("k", "2").to_vec();
     ok2.extend([
         ("Nats-Expected-Last-Sequence", "4"),
@@ -163,7 +148,7 @@ async fn scenario(nc: &async_nats::Client) -> Vec<(String, Value)> {
     ]);
     out.push((
         "expected on a later message".into(),
-        send(nc, "a.5", &ok2, "k2").await,
+        publish(nc, "a.5", &ok2, "k2").await,
     ));
     let mut ok3 = b("j", "1").to_vec();
     ok3.extend([
@@ -172,14 +157,14 @@ async fn scenario(nc: &async_nats::Client) -> Vec<(String, Value)> {
     ]);
     out.push((
         "expected on the first commits".into(),
-        send(nc, "a.5", &ok3, "j1").await,
+        publish(nc, "a.5", &ok3, "j1").await,
     ));
 
     // `eob` commits without storing the marker; the previous message carries the commit.
-    out.push(("eob 1".into(), send(nc, "a.6", &b("o", "1"), "o1").await));
+    out.push(("eob 1".into(), publish(nc, "a.6", &b("o", "1"), "o1").await));
     let mut eob = b("o", "2").to_vec();
     eob.push(("Nats-Batch-Commit", "eob"));
-    out.push(("eob commit".into(), send(nc, "a.6", &eob, "").await));
+    out.push(("eob commit".into(), publish(nc, "a.6", &eob, "").await));
     out.push(("stored".into(), contents(nc, "A").await));
 
     // Limits: 1000 messages per batch, 50 batches in flight.
@@ -215,7 +200,7 @@ async fn scenario(nc: &async_nats::Client) -> Vec<(String, Value)> {
     }
     out.push((
         "too many in flight".into(),
-        send(nc, "a.open", &b("one-more", "1"), "o").await,
+        publish(nc, "a.open", &b("one-more", "1"), "o").await,
     ));
     out.push((
         "nothing of them stored".into(),

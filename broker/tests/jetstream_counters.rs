@@ -12,7 +12,7 @@ mod tempdir;
 
 use std::time::{Duration, Instant};
 
-use jsdiff::{api, find, on_both, stored};
+use jsdiff::{api, find, on_both, publish, stored};
 use serde_json::{json, Value};
 use tempdir::TempDir;
 
@@ -22,24 +22,6 @@ fn outcome(v: &Value) -> Value {
         Some(e) => e.clone(),
         None => json!({"allow_msg_counter": v["config"]["allow_msg_counter"]}),
     }
-}
-
-/// Publishes with the given headers and body; the pub ack (or error) as JSON.
-async fn publish(
-    nc: &async_nats::Client,
-    subject: &str,
-    hdrs: &[(&str, &str)],
-    body: &str,
-) -> Value {
-    let mut h = async_nats::HeaderMap::new();
-    for (k, v) in hdrs {
-        h.insert(*k, *v);
-    }
-    let m = nc
-        .request_with_headers(subject.to_string(), h, body.to_string().into())
-        .await
-        .unwrap();
-    serde_json::from_slice(&m.payload).unwrap()
 }
 
 /// The last message on `subject`: its body and headers, decoded.

@@ -16,22 +16,15 @@ use std::time::{Duration, Instant};
 use jsdiff::{api, find, on_both, stored};
 use serde_json::{json, Value};
 
+/// A publish's answer without its sequence (which depends on how often a repeating schedule
+/// already fired).
 async fn publish(
     nc: &async_nats::Client,
     subject: &str,
     hdrs: &[(&str, &str)],
     body: &str,
 ) -> Value {
-    let mut h = async_nats::HeaderMap::new();
-    for (k, v) in hdrs {
-        h.insert(*k, *v);
-    }
-    let m = nc
-        .request_with_headers(subject.to_string(), h, body.to_string().into())
-        .await
-        .unwrap();
-    let mut v: Value = serde_json::from_slice(&m.payload).unwrap();
-    // Sequences depend on how often a repeating schedule already fired.
+    let mut v = jsdiff::publish(nc, subject, hdrs, body).await;
     if let Some(o) = v.as_object_mut() {
         o.remove("seq");
     }

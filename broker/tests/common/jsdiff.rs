@@ -16,6 +16,28 @@ pub async fn api(nc: &async_nats::Client, subject: &str, body: Value) -> Value {
     serde_json::from_slice(&m.payload).unwrap()
 }
 
+/// Publishes `body` with `hdrs` as a request; the answer parsed as JSON (`""` when it is
+/// empty, as an atomic batch's staged messages are answered).
+pub async fn publish(
+    nc: &async_nats::Client,
+    subject: &str,
+    hdrs: &[(&str, &str)],
+    body: &str,
+) -> Value {
+    let mut h = async_nats::HeaderMap::new();
+    for (k, v) in hdrs {
+        h.insert(*k, *v);
+    }
+    let m = nc
+        .request_with_headers(subject.to_string(), h, body.to_string().into())
+        .await
+        .unwrap();
+    if m.payload.is_empty() {
+        return Value::String(String::new());
+    }
+    serde_json::from_slice(&m.payload).unwrap()
+}
+
 /// The message at `seq` (or `last_by_subj`, with `by`) of `stream`: `{seq, subject, data,
 /// hdrs}` with the headers decoded and sorted (clients do not keep the order they were set
 /// in); the API error when there is none.
