@@ -386,6 +386,11 @@ async fn scenario(addr: SocketAddr) -> Vec<(String, Value)> {
         "$JS.API.CONSUMER.CREATE.ORDERS",
         r#"{"stream_name":"ORDERS","config":{"ack_policy":"none","deliver_policy":"new"}}"#
     );
+    api!(
+        "last per subject without a filter",
+        "$JS.API.CONSUMER.CREATE.ORDERS",
+        r#"{"stream_name":"ORDERS","config":{"deliver_policy":"last_per_subject"}}"#
+    );
     // The ephemeral's name is random: keep the durables' names and the count.
     let mut names = c.api("$JS.API.CONSUMER.NAMES.ORDERS", "").await;
     if let Some(Value::Array(a)) = names.get_mut("consumers") {

@@ -994,6 +994,11 @@ impl ConsumerConfig {
                 return Err(ApiError::new(10092, 400, "consumer delivery policy is deliver by start time, but optional start time is not set"))
             }
             DeliverPolicy::ByStartSequence | DeliverPolicy::ByStartTime => {}
+            DeliverPolicy::LastPerSubject
+                if self.filter_subject.is_empty() && self.filter_subjects.is_empty() =>
+            {
+                return Err(ApiError::new(10094, 400, "consumer delivery policy is deliver last per subject, but optional filter subject is not set"))
+            }
             _ if self.opt_start_seq != 0 || self.opt_start_time.is_some() => {
                 return Err(ApiError::new(10090, 400, "consumer delivery policy is deliver all, but optional start sequence is also set"))
             }
