@@ -386,6 +386,26 @@ async fn scenario(addr: SocketAddr) -> Vec<(String, Value)> {
         "$JS.API.CONSUMER.CREATE.ORDERS",
         r#"{"stream_name":"ORDERS","config":{"ack_policy":"none","deliver_policy":"new"}}"#
     );
+    // push_bound: only a subscription on the exact deliver subject binds a push consumer
+    // (this connection's `_INBOX.>` does not).
+    c.w.write_all(b"SUB push.lit 9\r\n").await.unwrap();
+    for (name, deliver) in [
+        ("PB", "_INBOX.pb"),
+        ("PL", "push.lit"),
+        ("PU", "nobody.listens"),
+    ] {
+        let body = format!(
+            r#"{{"stream_name":"ORDERS","config":{{"durable_name":"{name}","deliver_subject":"{deliver}","deliver_policy":"new","filter_subject":"orders.none"}}}}"#
+        );
+        c.api(&format!("$JS.API.CONSUMER.CREATE.ORDERS.{name}"), &body)
+            .await;
+        let v = c
+            .api(&format!("$JS.API.CONSUMER.INFO.ORDERS.{name}"), "")
+            .await;
+        out.push((format!("push_bound {name}"), v["push_bound"].clone()));
+        c.api(&format!("$JS.API.CONSUMER.DELETE.ORDERS.{name}"), "")
+            .await;
+    }
     api!(
         "last per subject without a filter",
         "$JS.API.CONSUMER.CREATE.ORDERS",

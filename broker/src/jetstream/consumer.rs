@@ -219,6 +219,9 @@ pub struct Consumer {
     no_interest: bool,
     /// pinned_client: who holds the pin.
     pin: Option<Pin>,
+    /// A push consumer whose exact deliver subject has a subscriber (`push_bound`; nats-server
+    /// does not count wildcard subscriptions here).
+    push_bound: bool,
 }
 
 /// One entry of `priority_groups` in `CONSUMER.INFO`.
@@ -343,6 +346,7 @@ impl Consumer {
             fc_count: 0,
             no_interest: false,
             pin: None,
+            push_bound: false,
         }
     }
 
@@ -1006,10 +1010,31 @@ impl Consumer {
         }
     }
 
+    /// Brings what `CONSUMER.INFO` says about who is listening up to date: live pull
+    /// requests, and whether a push consumer's deliver subject has a subscriber.
+    pub fn refresh_interest(&mut self, ctx: &mut Ctx<'_>) {
+        match self
+            .cfg
+            .deliver_subject
+            .as_deref()
+            .filter(|d| !d.is_empty())
+        {
+            Some(ds) => {
+                let m = ctx.account.sublist.match_subject(ds);
+                self.push_bound = m
+                    .psubs
+                    .iter()
+                    .chain(m.qsubs.iter().flatten())
+                    .any(|sub| sub.subject == ds);
+            }
+            None => self.sweep_requests(ctx),
+        }
+    }
+
     /// Walks every waiting request: ends the expired ones (408) and drops, silently, those
     /// whose requester has gone (no interest left in the reply subject), as nats-server does,
     /// so nothing is delivered into the void and `num_waiting` counts live requests.
-    pub fn sweep_requests(&mut self, ctx: &mut Ctx<'_>) {
+    fn sweep_requests(&mut self, ctx: &mut Ctx<'_>) {
         if self.waiting.is_empty() {
             return;
         }
@@ -1385,7 +1410,7 @@ impl Consumer {
             num_redelivered: self.st.redelivered.len() as u64,
             num_waiting: self.waiting.len() as u64,
             num_pending: self.num_pending,
-            push_bound: None,
+            push_bound: self.push_bound.then_some(true),
             paused: (self.paused_until > unix_nanos()).then_some(true),
             pause_remaining: (self.paused_until > unix_nanos())
                 .then(|| self.paused_until - unix_nanos()),

@@ -2026,8 +2026,7 @@ impl Stream {
                 let Some(c) = consumers.get_mut(&name) else {
                     return Err(("consumer_info_response", ApiError::consumer_not_found()));
                 };
-                // num_waiting counts live requests only.
-                c.sweep_requests(&mut ctx);
+                c.refresh_interest(&mut ctx);
                 Ok(Some(
                     self.consumer_response(&name, "consumer_info_response"),
                 ))
