@@ -1,7 +1,6 @@
 //! Message schedule patterns (`Nats-Schedule`): `@at <RFC 3339>`, `@every <duration>`,
-//! six-field cron (seconds first) and its predefined names, and when each fires next, all
-//! in UTC as nats-server computes them without a time zone.
-
+//! six-field cron (seconds first) and its predefined names, and when each fires next; cron
+//! runs on the wall clock of `Nats-Schedule-Time-Zone` (the system's tz database), else UTC.
 /// A parsed `Nats-Schedule` value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Pattern {
@@ -18,10 +17,8 @@ pub enum Pattern {
 pub enum PatternError {
     /// Not a pattern nats-server accepts (10189).
     Invalid,
-    /// A time zone name that is not valid (10223).
+    /// A time zone name that is not in the tz database (10223).
     BadZone,
-    /// A valid time zone other than UTC: not supported here (refused, not ignored).
-    UnsupportedZone,
 }
 
 /// Parses `pattern` with the schedule's time zone header (empty when absent).
@@ -53,30 +50,115 @@ pub fn parse(pattern: &str, zone: &str) -> Result<Pattern, PatternError> {
         "@hourly" => "0 0 * * * *",
         p => p,
     };
-    let cron = Cron::parse(expr).ok_or(PatternError::Invalid)?;
-    check_zone(zone)?;
+    let mut cron = Cron::parse(expr).ok_or(PatternError::Invalid)?;
+    if !(zone.is_empty() || zone == "UTC") {
+        cron.zone = Some(std::sync::Arc::new(
+            Zone::load(zone).ok_or(PatternError::BadZone)?,
+        ));
+    }
     Ok(Pattern::Cron(Box::new(cron)))
 }
 
-/// UTC (or no zone) is computed here; any other valid zone is refused rather than
-/// silently treated as UTC.
-fn check_zone(zone: &str) -> Result<(), PatternError> {
-    if zone.is_empty() || zone == "UTC" || zone == "Etc/UTC" {
-        return Ok(());
+/// A time zone from the tz database: UTC offsets and the instants they change at.
+#[derive(Debug, PartialEq)]
+pub struct Zone {
+    /// Transition instants (Unix seconds), ascending.
+    at: Vec<i64>,
+    /// The offset (seconds east of UTC) from each transition on.
+    offset: Vec<i32>,
+    /// Before the first transition.
+    initial: i32,
+}
+
+impl Zone {
+    /// Reads `name` (e.g. `Europe/Amsterdam`) from `$ZONEINFO` or the system's zoneinfo.
+    pub fn load(name: &str) -> Option<Zone> {
+        let safe = !name.starts_with('/')
+            && !name.split('/').any(|p| p == ".." || p.is_empty())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'+'));
+        if !safe {
+            return None;
+        }
+        let dirs = std::env::var("ZONEINFO").into_iter().chain([
+            "/usr/share/zoneinfo".to_string(),
+            "/usr/lib/zoneinfo".to_string(),
+        ]);
+        for dir in dirs {
+            if let Ok(b) = std::fs::read(std::path::Path::new(&dir).join(name)) {
+                return Zone::parse(&b);
+            }
+        }
+        None
     }
-    let valid = !zone.starts_with('/')
-        && !zone.contains("..")
-        && zone
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'+'))
-        && std::path::Path::new("/usr/share/zoneinfo")
-            .join(zone)
-            .is_file();
-    Err(if valid {
-        PatternError::UnsupportedZone
-    } else {
-        PatternError::BadZone
-    })
+
+    /// A TZif file (RFC 8536): the 64-bit block of version 2+, else the 32-bit one.
+    fn parse(b: &[u8]) -> Option<Zone> {
+        fn counts(b: &[u8]) -> Option<[usize; 6]> {
+            if b.get(..4)? != b"TZif" {
+                return None;
+            }
+            let mut c = [0usize; 6];
+            for (i, v) in c.iter_mut().enumerate() {
+                let o = 20 + 4 * i;
+                *v = u32::from_be_bytes(b.get(o..o + 4)?.try_into().ok()?) as usize;
+            }
+            Some(c)
+        }
+        fn block_len(c: &[usize; 6], tw: usize) -> usize {
+            let [isut, isstd, leap, time, typ, chr] = *c;
+            time * tw + time + typ * 6 + chr + leap * (tw + 4) + isstd + isut
+        }
+        let c1 = counts(b)?;
+        let (data, c, tw) = if *b.get(4)? >= b'2' {
+            let second = 44 + block_len(&c1, 4);
+            let c2 = counts(b.get(second..)?)?;
+            (b.get(second + 44..)?, c2, 8)
+        } else {
+            (b.get(44..)?, c1, 4)
+        };
+        let [_, _, _, time, typ, _] = c;
+        let mut at = Vec::with_capacity(time);
+        for i in 0..time {
+            let t = data.get(i * tw..(i + 1) * tw)?;
+            at.push(if tw == 8 {
+                i64::from_be_bytes(t.try_into().ok()?)
+            } else {
+                i64::from(i32::from_be_bytes(t.try_into().ok()?))
+            });
+        }
+        let idx = data.get(time * tw..time * tw + time)?;
+        let types = data.get(time * tw + time..time * tw + time + typ * 6)?;
+        let utoff = |i: usize| -> Option<(i32, bool)> {
+            let t = types.get(i * 6..i * 6 + 6)?;
+            Some((i32::from_be_bytes(t[..4].try_into().ok()?), t[4] != 0))
+        };
+        let offset = idx
+            .iter()
+            .map(|&i| utoff(i as usize).map(|(o, _)| o))
+            .collect::<Option<Vec<i32>>>()?;
+        // Before the first transition: the first standard-time type (RFC 8536 3.2).
+        let initial = (0..typ)
+            .filter_map(utoff)
+            .find(|(_, dst)| !dst)
+            .or_else(|| utoff(0))?
+            .0;
+        Some(Zone {
+            at,
+            offset,
+            initial,
+        })
+    }
+
+    /// The UTC offset (seconds) in force at Unix second `t`; after the last transition the
+    /// last offset stays (the tz database's files run to 2037).
+    pub fn offset_at(&self, t: i64) -> i32 {
+        match self.at.partition_point(|&a| a <= t) {
+            0 => self.initial,
+            i => self.offset[i - 1],
+        }
+    }
 }
 
 impl Pattern {
@@ -87,6 +169,17 @@ impl Pattern {
             Pattern::At(t) => Some(*t),
             Pattern::Every(d) => Some(from.saturating_add(*d)),
             Pattern::Cron(c) => c.next_after(from),
+        }
+    }
+
+    /// `Nats-Schedule-Next` for a firing at `ns`: a zoned cron writes its own wall clock.
+    pub fn format_next(&self, ns: i64) -> String {
+        match self {
+            Pattern::Cron(c) => match &c.zone {
+                Some(z) => format_at(ns, z.offset_at(ns.div_euclid(1_000_000_000))),
+                None => format_next(ns),
+            },
+            _ => format_next(ns),
         }
     }
 
@@ -116,6 +209,8 @@ pub struct Cron {
     /// Day of month or of week given as `*`/`?`: then both must match, else either.
     dom_star: bool,
     dow_star: bool,
+    /// The wall clock the fields are read on; UTC when `None`.
+    zone: Option<std::sync::Arc<Zone>>,
 }
 
 const MONTHS: [&str; 12] = [
@@ -139,6 +234,7 @@ impl Cron {
             dow: field(f[5], 0, 6, &DAYS)?,
             dom_star: matches!(f[3], "*" | "?"),
             dow_star: matches!(f[5], "*" | "?"),
+            zone: None,
         })
     }
 
@@ -152,10 +248,38 @@ impl Cron {
         }
     }
 
-    /// The first whole second strictly after `t` (Unix nanoseconds) that matches, within
-    /// five years.
+    /// The first whole second strictly after `t` (Unix nanoseconds) whose wall-clock time
+    /// in the zone matches, within five years. A wall time skipped by a clock change never
+    /// matches; one repeated matches the first time.
     pub fn next_after(&self, t: i64) -> Option<i64> {
-        let mut s = t.div_euclid(1_000_000_000) + 1;
+        let utc = t.div_euclid(1_000_000_000);
+        let Some(zone) = &self.zone else {
+            return self.next_wall_after(utc).map(|s| s * 1_000_000_000);
+        };
+        let mut wall = utc + i64::from(zone.offset_at(utc));
+        for _ in 0..10_000 {
+            let w = self.next_wall_after(wall)?;
+            // The instants that show wall time `w`: try the offsets around it.
+            let candidates = [
+                w - i64::from(zone.offset_at(w - 86_400)),
+                w - i64::from(zone.offset_at(w + 86_400)),
+            ];
+            let found = candidates
+                .iter()
+                .copied()
+                .filter(|&u| u > utc && u + i64::from(zone.offset_at(u)) == w)
+                .min();
+            if let Some(u) = found {
+                return Some(u * 1_000_000_000);
+            }
+            wall = w;
+        }
+        None
+    }
+
+    /// The first second strictly after `s` (seconds, read as a UTC wall clock) that matches.
+    fn next_wall_after(&self, s: i64) -> Option<i64> {
+        let mut s = s + 1;
         let limit = s + 5 * 366 * 86_400;
         while s < limit {
             let days = s.div_euclid(86_400);
@@ -190,7 +314,7 @@ impl Cron {
                 s += 1;
                 continue;
             }
-            return Some(s * 1_000_000_000);
+            return Some(s);
         }
         None
     }
@@ -256,13 +380,26 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
-/// Unix nanoseconds as nats-server writes `Nats-Schedule-Next` (RFC 3339, whole seconds).
+/// Unix nanoseconds as nats-server writes `Nats-Schedule-Next` (RFC 3339, whole seconds, UTC).
 pub fn format_next(ns: i64) -> String {
-    let s = ns.div_euclid(1_000_000_000);
+    format_at(ns, 0)
+}
+
+/// RFC 3339 in whole seconds on the wall clock `offset` seconds east of UTC (`Z` for 0, as
+/// Go writes it).
+fn format_at(ns: i64, offset: i32) -> String {
+    let s = ns.div_euclid(1_000_000_000) + i64::from(offset);
     let (y, m, d) = civil_from_days(s.div_euclid(86_400));
     let t = s.rem_euclid(86_400);
+    let zone = if offset == 0 {
+        "Z".to_string()
+    } else {
+        let sign = if offset < 0 { '-' } else { '+' };
+        let o = offset.unsigned_abs();
+        format!("{sign}{:02}:{:02}", o / 3600, o / 60 % 60)
+    };
     format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}{zone}",
         t / 3600,
         t / 60 % 60,
         t % 60
@@ -328,5 +465,84 @@ mod tests {
         assert_eq!(p.after(110, 111), Some(120));
         // Late by more than an interval: the interval starts again from now.
         assert_eq!(p.after(110, 1000), Some(1010));
+    }
+
+    /// A TZif file shaped like the tz database's: +1 h, then +2 h from 2026-03-29T01:00Z to
+    /// 2026-10-25T01:00Z (Europe/Amsterdam's 2026).
+    fn amsterdam_2026() -> Vec<u8> {
+        let times = [
+            at("2026-03-29T01:00:00Z") / 1_000_000_000,
+            at("2026-10-25T01:00:00Z") / 1_000_000_000,
+        ];
+        let block = |tw: usize| {
+            let mut b = b"TZif2".to_vec();
+            b.extend([0u8; 15]);
+            for c in [0u32, 0, 0, 2, 2, 9] {
+                b.extend(c.to_be_bytes());
+            }
+            for t in times {
+                if tw == 8 {
+                    b.extend(t.to_be_bytes());
+                } else {
+                    b.extend((t as i32).to_be_bytes());
+                }
+            }
+            b.extend([0u8, 1]);
+            b.extend(7200i32.to_be_bytes());
+            b.extend([1u8, 4]);
+            b.extend(3600i32.to_be_bytes());
+            b.extend([0u8, 0]);
+            b.extend(b"CET\0CEST\0");
+            b
+        };
+        let mut f = block(4);
+        f.extend(block(8));
+        f.extend(b"\nCET-1CEST,M3.5.0,M10.5.0/3\n");
+        f
+    }
+
+    #[test]
+    fn cron_runs_on_the_zone_wall_clock() {
+        let zone = || std::sync::Arc::new(Zone::parse(&amsterdam_2026()).unwrap());
+        let z = zone();
+        assert_eq!(
+            z.offset_at(at("2026-01-01T00:00:00Z") / 1_000_000_000),
+            3600
+        );
+        assert_eq!(
+            z.offset_at(at("2026-07-01T00:00:00Z") / 1_000_000_000),
+            7200
+        );
+        assert_eq!(
+            z.offset_at(at("2026-12-01T00:00:00Z") / 1_000_000_000),
+            3600
+        );
+        let mut c = Cron::parse("0 30 9 * * *").unwrap();
+        c.zone = Some(zone());
+        // 09:30 in Amsterdam is 08:30Z in winter and 07:30Z in summer.
+        let n = c.next_after(at("2026-01-10T12:00:00Z")).unwrap();
+        assert_eq!(format_next(n), "2026-01-11T08:30:00Z");
+        let n = c.next_after(at("2026-07-10T12:00:00Z")).unwrap();
+        assert_eq!(format_next(n), "2026-07-11T07:30:00Z");
+        // 02:30 does not exist on 2026-03-29: the clocks jump from 02:00 to 03:00.
+        let mut c = Cron::parse("0 30 2 * * *").unwrap();
+        c.zone = Some(zone());
+        let n = c.next_after(at("2026-03-28T12:00:00Z")).unwrap();
+        assert_eq!(format_next(n), "2026-03-30T00:30:00Z");
+    }
+
+    #[test]
+    fn the_system_tz_database_is_read_when_present() {
+        // Skipped quietly where the machine has no tz database.
+        if let Some(z) = Zone::load("America/New_York") {
+            assert_eq!(
+                z.offset_at(at("2026-01-15T12:00:00Z") / 1_000_000_000),
+                -5 * 3600
+            );
+            assert_eq!(
+                z.offset_at(at("2026-07-15T12:00:00Z") / 1_000_000_000),
+                -4 * 3600
+            );
+        }
     }
 }

@@ -80,10 +80,6 @@ impl Stream {
             Err(PatternError::BadZone) => {
                 return Err(err(10223, "message schedules time zone is invalid"))
             }
-            Err(PatternError::UnsupportedZone) => return Err(err(
-                10223,
-                "message schedules time zones other than UTC are not supported by this server yet",
-            )),
         }
         if let Some(ttl) = headers::get(hdr, "Nats-Schedule-TTL") {
             if parse_ttl(ttl).is_none() {
@@ -204,6 +200,7 @@ impl Stream {
         };
         let (seq, at) = (s.seq, s.next);
         let after = s.pattern.after(at, now);
+        let next = after.map_or_else(|| "purge".to_string(), |n| s.pattern.format_next(n));
         // The schedule message may have been deleted, purged or replaced meanwhile.
         let m = match self.store.get(seq) {
             Some(m) if &*m.subject == subject => m,
@@ -239,7 +236,6 @@ impl Stream {
                 || k.starts_with("nats-expected-")
                 || matches!(k, "nats-msg-id" | "nats-ttl" | "nats-rollup")
         });
-        let next = after.map_or_else(|| "purge".to_string(), schedule::format_next);
         let mut extra = vec![
             ("Nats-Scheduler", subject.to_string()),
             ("Nats-Schedule-Next", next),
