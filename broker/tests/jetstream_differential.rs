@@ -386,6 +386,51 @@ async fn scenario(addr: SocketAddr) -> Vec<(String, Value)> {
         "$JS.API.CONSUMER.CREATE.ORDERS",
         r#"{"stream_name":"ORDERS","config":{"ack_policy":"none","deliver_policy":"new"}}"#
     );
+    // Consumer actions and updates: the same config again is fine even with "create"; what
+    // may not change is refused with nats-server's reason.
+    let upd = |extra: &str, action: &str| {
+        format!(
+            r#"{{"stream_name":"ORDERS","action":"{action}","config":{{"durable_name":"UP","ack_policy":"explicit","filter_subject":"orders.a"{extra}}}}}"#
+        )
+    };
+    for (label, extra, action) in [
+        ("consumer create", "", "create"),
+        ("consumer create again, same", "", "create"),
+        (
+            "consumer create again, different",
+            r#","description":"x""#,
+            "create",
+        ),
+        (
+            "consumer update",
+            r#","description":"x","max_deliver":5"#,
+            "update",
+        ),
+        ("consumer update ack policy", r#","ack_policy":"none""#, ""),
+        (
+            "consumer update deliver policy",
+            r#","deliver_policy":"new""#,
+            "",
+        ),
+        (
+            "consumer update pull to push",
+            r#","deliver_subject":"x.y""#,
+            "",
+        ),
+        ("consumer update max waiting", r#","max_waiting":7"#, ""),
+        ("consumer bad action", "", "bogus"),
+    ] {
+        let v = c
+            .api("$JS.API.CONSUMER.CREATE.ORDERS.UP", &upd(extra, action))
+            .await;
+        out.push((
+            label.to_string(),
+            v.get("error")
+                .cloned()
+                .unwrap_or_else(|| v["config"].clone()),
+        ));
+    }
+    c.api("$JS.API.CONSUMER.DELETE.ORDERS.UP", "").await;
     // push_bound: only a subscription on the exact deliver subject binds a push consumer
     // (this connection's `_INBOX.>` does not).
     c.w.write_all(b"SUB push.lit 9\r\n").await.unwrap();
@@ -718,6 +763,23 @@ async fn pull_endings(addr: SocketAddr) -> Vec<(String, Vec<String>)> {
     out.push((
         "requests pending".into(),
         c.pull("I", r#"{"batch":1,"no_wait":true}"#, true, quiet)
+            .await,
+    ));
+    // An update that changes the filter: the consumer counts and delivers by the new one.
+    c.request("s.uf", "", "u1").await.expect("pub ack");
+    for filter in ["s.zzz", "s.uf"] {
+        let body = format!(
+            r#"{{"stream_name":"S","config":{{"durable_name":"UF","ack_policy":"explicit","filter_subject":"{filter}"}}}}"#
+        );
+        let v = c.api("$JS.API.CONSUMER.CREATE.S.UF", &body).await;
+        out.push((
+            format!("filter {filter}: num_pending"),
+            vec![v["num_pending"].to_string()],
+        ));
+    }
+    out.push((
+        "pull after the filter changed".into(),
+        c.pull("UF", r#"{"batch":5,"no_wait":true}"#, true, quiet)
             .await,
     ));
     out

@@ -1432,6 +1432,18 @@ impl Consumer {
         }
     }
 
+    /// Takes an updated configuration (fields nats-server lets change): new filters are
+    /// counted again from where the consumer is.
+    pub fn reconfigure(&mut self, cfg: ConsumerConfig, store: &Store) {
+        let refilter = cfg.filters() != self.filters;
+        self.cfg = cfg;
+        if refilter {
+            self.filters = self.cfg.filters();
+            self.recount(store);
+        }
+        self.dirty = true;
+    }
+
     /// Whether deliveries follow the original timing (not supported: rejected at create).
     pub fn replay_original(&self) -> bool {
         self.cfg.replay_policy == ReplayPolicy::Original

@@ -1534,6 +1534,12 @@ impl Stream {
             ));
         }
         let req: Req = super::errors::from_json(body)?;
+        if !matches!(req.action.as_str(), "" | "create" | "update") {
+            return Err(ApiError::invalid_json(&format!(
+                "unknown consumer action: {:?}",
+                req.action
+            )));
+        }
         if !req.stream_name.is_empty() && req.stream_name != self.name {
             return Err(ApiError::stream_mismatch());
         }
@@ -1607,29 +1613,20 @@ impl Stream {
             cfg.name = cfg.durable_name.clone();
         }
         if let Some(existing) = self.consumers.get(&name) {
-            if existing.cfg == cfg && req.action != "create" {
+            // The same configuration again is fine whatever the action (nats-server).
+            if existing.cfg == cfg {
                 return Ok(self.consumer_response(&name, "consumer_create_response"));
             }
             if req.action == "create" {
                 return Err(ApiError::new(10148, 400, "consumer already exists"));
             }
-            // Update: only some fields may change.
-            let old = &existing.cfg;
-            if old.deliver_policy != cfg.deliver_policy
-                || old.opt_start_seq != cfg.opt_start_seq
-                || old.ack_policy != cfg.ack_policy
-                || old.replay_policy != cfg.replay_policy
-                || old.is_push() != cfg.is_push()
-            {
-                return Err(ApiError::new(
-                    10012,
-                    500,
-                    "consumer update not allowed for the changed fields",
-                ));
+            if let Some(why) = refused_update(&existing.cfg, &cfg) {
+                return Err(ApiError::new(10012, 500, why));
             }
             let c = self.consumers.get_mut(&name).expect("exists");
-            c.cfg = cfg.clone();
+            c.reconfigure(cfg, &self.store);
             self.write_consumer_meta(&name);
+            self.wake = true;
             return Ok(self.consumer_response(&name, "consumer_create_response"));
         }
         if req.action == "update" {
@@ -2494,4 +2491,33 @@ fn counter_value(body: &[u8]) -> Option<BigInt> {
     }
     let c: Counter = serde_json::from_slice(body).ok()?;
     BigInt::parse(&c.val)
+}
+
+/// Why a consumer update is refused, in nats-server's words and order
+/// (`checkNewConsumerConfig`); `None` when the changed fields may change.
+fn refused_update(old: &ConsumerConfig, new: &ConsumerConfig) -> Option<&'static str> {
+    let why = if old.deliver_policy != new.deliver_policy {
+        "deliver policy can not be updated"
+    } else if old.opt_start_seq != new.opt_start_seq {
+        "start sequence can not be updated"
+    } else if old.opt_start_time != new.opt_start_time {
+        "start time can not be updated"
+    } else if old.ack_policy != new.ack_policy {
+        "ack policy can not be updated"
+    } else if old.replay_policy != new.replay_policy {
+        "replay policy can not be updated"
+    } else if old.idle_heartbeat != new.idle_heartbeat {
+        "heart beats can not be updated"
+    } else if old.flow_control != new.flow_control {
+        "flow control can not be updated"
+    } else if !old.is_push() && new.is_push() {
+        "can not update pull consumer to push based"
+    } else if old.is_push() && !new.is_push() {
+        "can not update push consumer to pull based"
+    } else if old.max_waiting != new.max_waiting {
+        "max waiting can not be updated"
+    } else {
+        return None;
+    };
+    Some(why)
 }
