@@ -28,8 +28,9 @@ use crate::options::Options;
 use client::{Client, Counters, Subscription};
 use info::Info;
 
-/// The version we report; clients gate features on it, so it tracks the nats-server we match.
-pub const VERSION: &str = "2.11.0";
+/// The version we report; clients gate features on it, so it tracks the nats-server release
+/// whose features we have (2.12: counters, atomic batches, schedules; see `API_LEVEL`).
+pub const VERSION: &str = "2.12.0";
 /// Our own build tag, reported where nats-server reports its Go version.
 pub const GO_VERSION: &str = concat!("natrix-", env!("CARGO_PKG_VERSION"));
 
