@@ -327,6 +327,14 @@ impl StreamConfig {
         if !valid_name(&self.name) {
             return Err(ApiError::stream_invalid_config("invalid stream name"));
         }
+        let level = if self.allow_msg_counter || self.allow_atomic || self.allow_msg_schedules {
+            2
+        } else if self.allow_msg_ttl || self.subject_delete_marker_ttl > 0 {
+            1
+        } else {
+            0
+        };
+        set_required_level(&mut self.metadata, level);
         if let Some(d) = &self.description {
             if d.len() > 4096 {
                 return Err(ApiError::stream_invalid_config(
@@ -729,6 +737,34 @@ impl<'de> Deserialize<'de> for PriorityPolicy {
     }
 }
 
+/// The metadata key naming the API level a stream or consumer configuration needs.
+pub const REQUIRED_LEVEL_KEY: &str = "_nats.req.level";
+
+/// nats-server's own metadata: a client's values for its keys are dropped, and the API level
+/// the configuration needs is recorded (it is stored with the config).
+fn set_required_level(metadata: &mut Option<BTreeMap<String, String>>, level: i32) {
+    let m = metadata.get_or_insert_with(BTreeMap::new);
+    for k in [REQUIRED_LEVEL_KEY, "_nats.level", "_nats.ver"] {
+        m.remove(k);
+    }
+    m.insert(REQUIRED_LEVEL_KEY.to_string(), level.to_string());
+}
+
+/// Adds what a create, update or info answer shows besides the stored metadata: the
+/// server's API level and version (`_nats.level`, `_nats.ver`).
+pub fn with_server_metadata(config: &mut serde_json::Value) {
+    if let Some(m) = config
+        .get_mut("metadata")
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        m.insert("_nats.level".into(), super::API_LEVEL.to_string().into());
+        m.insert(
+            "_nats.ver".into(),
+            crate::server::VERSION.to_string().into(),
+        );
+    }
+}
+
 /// Default `priority_timeout` of a pinned-client consumer: 2 minutes.
 pub const DEFAULT_PINNED_TTL: i64 = 120_000_000_000;
 
@@ -786,6 +822,9 @@ impl ConsumerConfig {
     /// Fills nats-server's defaults and checks the configuration (`setConsumerConfigDefaults`
     /// and `checkConsumerCfg`).
     pub fn normalize(&mut self, stream: &StreamConfig) -> Result<(), ApiError> {
+        let paused = self.pause_until.as_deref().is_some_and(|p| !p.is_empty());
+        let level = i32::from(paused || self.priority_policy != PriorityPolicy::None);
+        set_required_level(&mut self.metadata, level);
         if let Some(d) = &self.durable_name {
             if !d.is_empty() && !valid_name(d) {
                 return Err(ApiError::new(

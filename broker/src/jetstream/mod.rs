@@ -902,6 +902,11 @@ impl JetStream {
                                 m.remove("offset");
                                 m.remove("limit");
                             }
+                            // A list shows the stored metadata only, as nats-server's.
+                            if let Some(md) = v["config"]["metadata"].as_object_mut() {
+                                md.remove("_nats.level");
+                                md.remove("_nats.ver");
+                            }
                             v
                         })
                         .collect();

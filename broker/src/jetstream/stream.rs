@@ -1715,6 +1715,7 @@ impl Stream {
     fn consumer_response(&self, name: &str, kind: &str) -> Value {
         let c = &self.consumers[name];
         let mut v = serde_json::to_value(c.info(&self.name)).expect("serializes");
+        super::config::with_server_metadata(&mut v["config"]);
         v["type"] = json!(format!("io.nats.jetstream.api.v1.{kind}"));
         v["cluster"] = json!({"leader": self.shared.server_name});
         v
@@ -1893,6 +1894,7 @@ impl Stream {
             "state": self.state_value(&st, req),
             "cluster": {"leader": self.shared.server_name},
         });
+        super::config::with_server_metadata(&mut v["config"]);
         if let Some(m) = self.origins.iter().find(|o| o.mirror) {
             v["mirror"] = m.info();
         }
