@@ -10,9 +10,8 @@
 //! log), every process is killed when its guard drops, and every wait is an upper bound only.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,7 +19,14 @@ use std::time::{Duration, Instant};
 
 use async_nats::{Client, ConnectOptions, Event};
 use futures::StreamExt;
+use tempdir::TempDir;
 use tokio::sync::mpsc;
+
+mod common;
+#[path = "common/proc.rs"]
+mod proc;
+#[path = "common/tempdir.rs"]
+mod tempdir;
 
 const NATRIX: &str = env!("CARGO_BIN_EXE_natrix-broker");
 
@@ -29,27 +35,6 @@ const WAIT: Duration = Duration::from_secs(20);
 
 /// Cluster name shared by the three servers.
 const CLUSTER: &str = "e2e";
-
-/// A temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        let d = std::env::temp_dir().join(format!(
-            "natrix-cluster-e2e-{}-{}",
-            std::process::id(),
-            fastrand::u64(..)
-        ));
-        std::fs::create_dir_all(&d).unwrap();
-        TempDir(d)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A `natrix-broker` process in the cluster; killed (if still running) on drop.
 struct Broker {
@@ -66,10 +51,10 @@ impl Broker {
     /// Starts `name` with `extra_conf` in a config file, listening on ephemeral ports for
     /// clients, monitoring and routes, with `seed` (a route URL) as its only route.
     async fn start(name: &str, seed: Option<&str>, extra_conf: &str) -> Broker {
-        let dir = TempDir::new();
+        let dir = TempDir::new("cluster-e2e");
         let mut cmd = Command::new(NATRIX);
         if !extra_conf.is_empty() {
-            let conf = dir.0.join("broker.conf");
+            let conf = dir.path().join("broker.conf");
             std::fs::write(&conf, extra_conf).unwrap();
             cmd.arg("-c").arg(&conf);
         }
@@ -175,9 +160,14 @@ impl Broker {
     async fn monitor(&self, path: &str) -> serde_json::Value {
         let addr = self.http;
         let path = path.to_string();
-        let body = tokio::task::spawn_blocking(move || http_get(addr, &path))
+        let (status, body) = tokio::task::spawn_blocking(move || proc::http_get(addr, &path))
             .await
             .unwrap();
+        assert!(
+            status.starts_with("HTTP/1.1 200"),
+            "{}: {status}: {body}",
+            self.name
+        );
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("{}: {e}: {body}", self.name))
     }
 
@@ -209,23 +199,6 @@ fn kill(sig: &str, pid: u32) {
         .status()
         .unwrap();
     assert!(st.success(), "kill -{sig} {pid}");
-}
-
-/// `GET path` over HTTP/1.1 with `Connection: close`; the body.
-fn http_get(addr: SocketAddr, path: &str) -> String {
-    let mut s = TcpStream::connect(addr).expect("connect to monitor");
-    s.set_read_timeout(Some(WAIT)).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).expect("HTTP response");
-    assert!(resp.starts_with("HTTP/1.1 200"), "GET {path}: {resp}");
-    resp.split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default()
 }
 
 /// The server ids of a `/routez` document's routes.
