@@ -816,7 +816,10 @@ impl Stream {
             ));
             return self.reply_now(server, &reply, b);
         }
-        let incr = match self.counter_increment(hdr, data) {
+        // A copy from a source: stored whatever its TTL, rollup and counter headers say; they
+        // only take effect where this stream allows them (as in nats-server).
+        let sourced = !hdr.is_empty() && headers::get(hdr, "Nats-Stream-Source").is_some();
+        let incr = match self.counter_increment(hdr, data, sourced) {
             Ok(i) => i,
             Err(e) => {
                 let b = self.ack_err(e);
@@ -839,9 +842,6 @@ impl Stream {
         let mut msg_id = None;
         let mut rollup = None;
         let mut ttl = None;
-        // A copy from a source is stored whatever its TTL and rollup headers say: they only
-        // take effect where this stream allows them (as in nats-server).
-        let sourced = !hdr.is_empty() && headers::get(hdr, "Nats-Stream-Source").is_some();
         if !hdr.is_empty() {
             if let Some(v) = headers::get(hdr, "Nats-TTL") {
                 match (self.cfg.allow_msg_ttl, parse_ttl(v)) {
@@ -1076,7 +1076,12 @@ impl Stream {
     /// The `Nats-Incr` of a message, checked as nats-server checks it: parsed on any stream,
     /// refused where counters are off (unless sourced in), required where they are on, and
     /// never with a payload or with headers that would make the total depend on order.
-    fn counter_increment(&self, hdr: &[u8], data: &[u8]) -> Result<Option<BigInt>, ApiError> {
+    fn counter_increment(
+        &self,
+        hdr: &[u8],
+        data: &[u8],
+        sourced: bool,
+    ) -> Result<Option<BigInt>, ApiError> {
         let invalid = || ApiError::new(10171, 400, "message counter increment is invalid");
         let raw = if hdr.is_empty() {
             None
@@ -1087,7 +1092,6 @@ impl Stream {
             None => None,
             Some(v) => Some(BigInt::parse(v).ok_or_else(invalid)?),
         };
-        let sourced = !hdr.is_empty() && headers::get(hdr, "Nats-Stream-Source").is_some();
         match &incr {
             Some(_) if !sourced && !self.cfg.allow_msg_counter => {
                 Err(ApiError::new(10168, 400, "message counters is disabled"))

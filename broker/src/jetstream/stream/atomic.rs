@@ -260,7 +260,8 @@ impl Stream {
                     return Err(err(10111, 500, &format!("rollup value invalid: {r:?}")));
                 }
             }
-            self.counter_increment(hdr, &m.data)?;
+            // (copies from sources arrive without batch headers: never sourced here)
+            self.counter_increment(hdr, &m.data, false)?;
             written.insert(m.subject.as_str());
         }
         Ok(())
