@@ -5,6 +5,8 @@ mod common;
 #[path = "common/conf.rs"]
 mod conf;
 mod monitor_common;
+#[path = "common/tempdir.rs"]
+mod tempdir;
 
 use std::time::Duration;
 
@@ -12,30 +14,10 @@ use async_nats::jetstream::{self, consumer, stream};
 use common::TestServer;
 use futures::StreamExt;
 use natrix_broker::options::JetStreamOptions;
-
-/// A temporary store directory removed on drop.
-pub struct TempDir(pub std::path::PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!(
-            "natrix-js-{tag}-{}-{}",
-            std::process::id(),
-            fastrand::u64(..)
-        ));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use tempdir::TempDir;
 
 async fn js_server(dir: &TempDir) -> TestServer {
-    let d = dir.0.clone();
+    let d = dir.path().to_path_buf();
     TestServer::start_with(move |o| {
         o.jetstream = Some(JetStreamOptions {
             store_dir: d,
@@ -342,7 +324,7 @@ async fn object_store_large_object() {
 #[tokio::test]
 async fn jsz_and_varz_report_streams_and_consumers() {
     let dir = TempDir::new("jsz");
-    let d = dir.0.clone();
+    let d = dir.path().to_path_buf();
     let s = TestServer::start_with(move |o| {
         o.http_port = -1;
         o.jetstream = Some(JetStreamOptions {
@@ -839,10 +821,10 @@ async fn replay_original_pause_and_flow_control() {
 async fn healthz_reports_streams_that_cannot_be_recovered() {
     let dir = TempDir::new("health");
     // A stream directory whose metadata is unreadable.
-    let bad = dir.0.join("jetstream/$G/streams/BROKEN");
+    let bad = dir.path().join("jetstream/$G/streams/BROKEN");
     std::fs::create_dir_all(&bad).unwrap();
     std::fs::write(bad.join("meta.inf"), b"{not json").unwrap();
-    let d = dir.0.clone();
+    let d = dir.path().to_path_buf();
     let s = TestServer::start_with(move |o| {
         o.http_port = -1;
         o.jetstream = Some(JetStreamOptions {
@@ -874,7 +856,7 @@ async fn account_limits_from_config() {
             B: {{ users: [{{user: b, password: b}}] }}
         }}
         "#,
-        dir.0.display()
+        dir.path().display()
     );
     let s = conf::start_conf(&conf, false).await;
     let a = jetstream::new(
@@ -938,7 +920,7 @@ async fn account_limits_from_config() {
 #[tokio::test]
 async fn domain_api_prefix() {
     let dir = TempDir::new("domain");
-    let d = dir.0.clone();
+    let d = dir.path().to_path_buf();
     let s = TestServer::start_with(move |o| {
         o.jetstream = Some(JetStreamOptions {
             store_dir: d,

@@ -4,38 +4,26 @@
 mod common;
 #[path = "common/proc.rs"]
 mod proc;
+#[path = "common/tempdir.rs"]
+mod tempdir;
 
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, stream};
 use futures::StreamExt;
 use proc::Proc;
-
-struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!(
-            "natrix-jsd-{tag}-{}-{}",
-            std::process::id(),
-            fastrand::u64(..)
-        ));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-    fn arg(&self) -> String {
-        self.0.display().to_string()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use tempdir::TempDir;
 
 fn start(dir: &TempDir) -> (Proc, String) {
-    let p = Proc::natrix(&["-js", "-sd", &dir.arg(), "-a", "127.0.0.1", "-p", "-1"]);
+    let p = Proc::natrix(&[
+        "-js",
+        "-sd",
+        &dir.path().display().to_string(),
+        "-a",
+        "127.0.0.1",
+        "-p",
+        "-1",
+    ]);
     let addr = p.ready();
     p.wait_line("Took ");
     (p, format!("nats://{addr}"))
