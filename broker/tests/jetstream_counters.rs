@@ -95,22 +95,17 @@ async fn scenario(nc: &async_nats::Client) -> Vec<(String, Value)> {
         let v = publish(nc, "cnt.a", &[("Nats-Incr", incr)], "").await;
         out.push((format!("incr {i} {incr}"), v));
     }
-    let v = publish(
-        nc,
-        "cnt.b",
-        &[("Nats-Incr", "7"), ("Nats-Msg-Id", "m1")],
-        "",
-    )
-    .await;
-    out.push(("incr with msg id".into(), v));
-    let v = publish(
-        nc,
-        "cnt.b",
-        &[("Nats-Incr", "7"), ("Nats-Msg-Id", "m1")],
-        "",
-    )
-    .await;
-    out.push(("duplicate incr".into(), v));
+    // The same message id twice: the second is a duplicate and adds nothing.
+    for label in ["incr with msg id", "duplicate incr"] {
+        let v = publish(
+            nc,
+            "cnt.b",
+            &[("Nats-Incr", "7"), ("Nats-Msg-Id", "m1")],
+            "",
+        )
+        .await;
+        out.push((label.into(), v));
+    }
     out.push(("stored a".into(), last(nc, "CNT", "cnt.a").await));
     out.push(("stored b".into(), last(nc, "CNT", "cnt.b").await));
 
