@@ -409,6 +409,7 @@ impl Cli {
             cipher_suites: Vec::new(),
             curve_preferences: Vec::new(),
             insecure: false,
+            certs: Vec::new(),
         };
         // nats-server: with TLS the default auth timeout is the TLS timeout plus a second.
         if !had_tls && opts.auth_timeout == Options::default().auth_timeout {

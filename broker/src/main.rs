@@ -58,8 +58,10 @@ fn main() -> ExitCode {
     if opts.check_config {
         match &flags.config {
             Some(p) => {
-                for w in &warnings {
+                // As nats-server's -t: what is only a warning at startup fails the check.
+                if let Some(w) = warnings.first() {
                     eprintln!("natrix-broker: {w}");
+                    return ExitCode::FAILURE;
                 }
                 eprintln!("natrix-broker: configuration file {} is valid", p.display());
                 return ExitCode::SUCCESS;

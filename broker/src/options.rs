@@ -66,6 +66,15 @@ pub struct Options {
     pub accounts: Vec<AccountConfig>,
     /// `system_account`.
     pub system_account: Option<String>,
+    /// `allow_non_tls`: with `tls`, plain clients are served on the same port (INFO says
+    /// `tls_available` instead of `tls_required`; a client's first byte decides).
+    pub allow_non_tls: bool,
+    /// `default_sentinel`: in operator mode, the bearer user JWT of clients that present none.
+    pub default_sentinel: Option<String>,
+    /// `no_sys_acc`: no `$SYS` account when none is configured (no system services).
+    pub no_sys_acc: bool,
+    /// `server_metadata`: free-form labels reported in `/varz` `metadata`.
+    pub server_metadata: std::collections::BTreeMap<String, String>,
     /// `tls { ... }` / `--tls*` for client connections (and `https_port`).
     pub tls: Option<TlsOptions>,
     /// `operator`: trusted operator JWTs; non-empty means operator mode.
@@ -102,6 +111,8 @@ pub struct JetStreamOptions {
     pub sync_always: bool,
     /// `cipher` and `key`: encryption at rest of file streams.
     pub encryption: Option<JsEncryption>,
+    /// `strict` (default on, as nats-server 2.12+): API requests with unknown fields are refused.
+    pub strict: bool,
 }
 
 /// The AEAD of `jetstream { cipher }`.
@@ -137,6 +148,7 @@ impl Default for JetStreamOptions {
             sync_interval: Duration::from_secs(120),
             sync_always: false,
             encryption: None,
+            strict: true,
         }
     }
 }
@@ -205,6 +217,9 @@ pub struct ClusterOptions {
     /// `tls { ... }`: routes are TLS from their first byte, both sides verified against
     /// `ca_file`.
     pub tls: Option<TlsOptions>,
+    /// `permissions { import, export }`: which subjects this server takes from routes
+    /// (`import`, kept as publish) and lets routes subscribe to (`export`, kept as subscribe).
+    pub permissions: Option<Permissions>,
 }
 
 /// Route credentials; the password may be a bcrypt hash on the accepting side.
@@ -328,6 +343,9 @@ pub struct TlsOptions {
     pub curve_preferences: Vec<String>,
     /// Dialed connections (routes) skip verifying the server certificate.
     pub insecure: bool,
+    /// `certs`: more certificate/key pairs, chosen by the name a client asks for (SNI);
+    /// without a match, the first configured pair serves.
+    pub certs: Vec<(PathBuf, PathBuf)>,
 }
 
 impl Options {
@@ -436,6 +454,10 @@ impl Default for Options {
             no_auth_user: None,
             accounts: Vec::new(),
             system_account: None,
+            no_sys_acc: false,
+            default_sentinel: None,
+            allow_non_tls: false,
+            server_metadata: Default::default(),
             tls: None,
             trusted_operators: Vec::new(),
             trusted_keys: Vec::new(),

@@ -428,13 +428,22 @@ fn check_config_flag() {
     assert!(!status.success(), "{err}");
     assert!(err.contains("bad.conf:2"), "names file:line: {err}");
 
-    // Unknown keys are warnings (nats-server: errors), and -t shows them.
-    let (status, _, err) = run_to_end(natrix, &["-t", "-c", &unknown]);
-    assert!(status.success(), "{err}");
-    assert!(
-        err.contains("unk.conf:2") && err.contains("bogus_key"),
-        "{err}"
-    );
+    // Unknown keys are errors, as in nats-server, and so are integer durations under -t.
+    let deprecated = dir.file("dep.conf", "port: -1\nping_interval: 30\n");
+    for (file, needle) in [
+        (&unknown, "unk.conf:2:1: unknown field \"bogus_key\""),
+        (
+            &deprecated,
+            "dep.conf:2:1: invalid use of field \"ping_interval\"",
+        ),
+    ] {
+        let (status, _, err) = run_to_end(natrix, &["-t", "-c", file]);
+        assert!(!status.success(), "{err}");
+        assert!(err.contains(needle), "{err}");
+        assert!(!run_to_end(&common::nats_server_bin(), &["-t", "-c", file])
+            .0
+            .success());
+    }
 
     let (status, _, err) = run_to_end(natrix, &["-t"]);
     assert!(!status.success(), "{err}");
@@ -447,15 +456,23 @@ fn check_config_flag() {
 }
 
 #[test]
-fn unknown_config_key_warns_and_starts() {
+fn unknown_config_key_refuses_to_start_and_deprecated_forms_warn() {
     let dir = TempDir::new();
     let conf = dir.file("unk.conf", "listen: \"127.0.0.1:-1\"\nbogus_key: 1\n");
+    let (status, _, err) = run_to_end(Path::new(NATRIX), &["-c", &conf]);
+    assert!(!status.success(), "{err}");
+    assert!(
+        err.contains("unk.conf:2:1: unknown field \"bogus_key\""),
+        "{err}"
+    );
+    // An integer duration starts, with nats-server's warning.
+    let conf = dir.file("dep.conf", "listen: \"127.0.0.1:-1\"\nping_interval: 30\n");
     let mut p = Proc::natrix(&["-c", &conf]);
     let addr = p.ready();
-    let warning = p.wait_line("bogus_key");
+    let warning = p.wait_line("ping_interval");
     let parsed = parse_log(&warning).expect("log line");
     assert_eq!(parsed.level, "WRN", "{warning}");
-    assert!(parsed.msg.contains("unk.conf:2"), "{warning}");
+    assert!(parsed.msg.contains("dep.conf:2"), "{warning}");
     nats_info(addr);
     assert!(p.stop().success());
 }

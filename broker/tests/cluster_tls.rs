@@ -473,6 +473,47 @@ async fn reference_server_refuses_a_plaintext_natrix_route() {
     assert_eq!(wait_routes(&n.http, 0).await["num_routes"], 0);
 }
 
+/// A route-TLS config whose accepted routes are the cluster user their certificate names.
+fn mapped_conf(pki: &Pki, name: &str, user: &str, routes: &[String]) -> PathBuf {
+    let routes: Vec<String> = routes.iter().map(|r| format!("{r:?}")).collect();
+    let tls = pki
+        .tls_block()
+        .replace("timeout: 2", "timeout: 2, verify_and_map: true");
+    pki.dir.write(
+        &format!("{name}.conf"),
+        &format!(
+            "server_name: {name}\ncluster {{\n  name: tls\n  listen: \"127.0.0.1:-1\"\n  {tls}\n  authorization {{ user: {user:?} }}\n  routes: [{}]\n}}\n",
+            routes.join(", ")
+        ),
+    )
+}
+
+#[tokio::test]
+async fn verify_and_map_routes_with_reference_server() {
+    let pki = Pki::new("route-tls-map", true);
+    // The certificate's subject is the cluster user: routes form both ways.
+    let r = Running::reference(&mapped_conf(&pki, "R", "CN=localhost", &[]));
+    let n = Running::natrix(&mapped_conf(&pki, "N", "CN=localhost", &[r.route_url()]));
+    wait_routes(&r.http, 1).await;
+    wait_routes(&n.http, 1).await;
+    flows(&n.url(), &n.http, &r.url(), "mapped.n.to.r").await;
+    let n2 = Running::natrix(&mapped_conf(&pki, "N2", "CN=localhost", &[]));
+    let r2 = Running::reference(&mapped_conf(&pki, "R2", "CN=localhost", &[n2.route_url()]));
+    wait_routes(&n2.http, 1).await;
+    wait_routes(&r2.http, 1).await;
+    flows(&r2.url(), &r2.http, &n2.url(), "mapped.r2.to.n2").await;
+    // Another user: the accepting side refuses the route, whichever implementation it is.
+    let r3 = Running::reference(&mapped_conf(&pki, "R3", "CN=somebody", &[]));
+    let n3 = Running::natrix(&mapped_conf(&pki, "N3", "CN=localhost", &[r3.route_url()]));
+    r3.wait_count("authentication error", 1).await;
+    let n4 = Running::natrix(&mapped_conf(&pki, "N4", "CN=somebody", &[]));
+    let r4 = Running::reference(&mapped_conf(&pki, "R4", "CN=localhost", &[n4.route_url()]));
+    n4.wait_count("authentication error", 1).await;
+    for http in [&r3.http, &n3.http, &n4.http, &r4.http] {
+        assert_eq!(get_json(http, "/routez").await["num_routes"], 0, "{http}");
+    }
+}
+
 #[test]
 fn config_checks() {
     let pki = Pki::new("route-tls-conf", true);
@@ -508,11 +549,7 @@ fn config_checks() {
     let err = load(&no_ca).unwrap_err().to_string();
     assert!(err.contains("cluster tls requires ca_file"), "{err}");
     // Known keys this broker does not implement for routes are refused, not ignored.
-    for key in [
-        "verify_and_map: true",
-        "pinned_certs: []",
-        "verify_cert_and_check_known_urls: true",
-    ] {
+    for key in ["pinned_certs: []", "verify_cert_and_check_known_urls: true"] {
         let body = format!(
             "cluster {{ port: -1, tls {{ cert_file: {:?}, key_file: {:?}, ca_file: {:?}, {key} }} }}",
             pki.cert.display().to_string(),

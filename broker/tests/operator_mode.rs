@@ -530,3 +530,105 @@ async fn user_connection_rules_match_reference() {
         vec![true, true, false, true, false, true, false, true, false]
     );
 }
+
+/// Runs `bin -c conf` and returns its first stderr line when it exits within 10 s (a server
+/// that keeps running is killed and reported as such).
+fn startup_error(bin: &std::path::Path, conf: &std::path::Path) -> String {
+    use std::io::Read;
+    let mut child = std::process::Command::new(bin)
+        .args(["-a", "127.0.0.1", "-p", "-1", "-c"])
+        .arg(conf)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return "still running".into();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let line = err.lines().last().unwrap_or("").to_string();
+    // Both name the problem after their own prefix (and nats-server after a log header).
+    line.rsplit_once(": ")
+        .map_or(line.clone(), |(_, m)| m.to_string())
+}
+
+#[tokio::test]
+async fn default_sentinel_matches_reference() {
+    let revoked = KeyPair::new_user();
+    let s = setup(&revoked);
+    let sentinel = KeyPair::new_user();
+    let mut uc = UserClaims::new(sentinel.public_key());
+    uc.nats.limits.bearer_token = true;
+    let config = format!(
+        "{}default_sentinel: {}\n",
+        s.config,
+        encode(&uc, &s.a).unwrap()
+    );
+    let ours = start_conf(&config, false).await;
+    let reference = RefServer::start(Some(&config), &[]);
+    let mut answers = Vec::new();
+    for url in [format!("nats://{}", reference.addr), ours.url()] {
+        // A client without credentials is the sentinel user, in account A.
+        let anon = async_nats::ConnectOptions::new()
+            .connection_timeout(Duration::from_secs(5))
+            .connect(&url)
+            .await
+            .expect("a client without credentials connects as the sentinel");
+        let ua = KeyPair::new_user();
+        let a = connect(&url, &creds(&UserClaims::new(ua.public_key()), &s.a, &ua))
+            .await
+            .unwrap();
+        let ub = KeyPair::new_user();
+        let b = connect(&url, &creds(&UserClaims::new(ub.public_key()), &s.b, &ub))
+            .await
+            .unwrap();
+        answers.push(vec![
+            delivered(&anon, &a, "sentinel.to.a").await,
+            delivered(&a, &anon, "a.to.sentinel").await,
+            delivered(&anon, &b, "sentinel.to.b").await,
+        ]);
+    }
+    assert_eq!(answers[1], answers[0], "natrix vs nats-server");
+    assert_eq!(answers[0], vec![true, true, false]);
+
+    // Sentinels nats-server refuses at startup, with its words.
+    let dir = tempdir_for("sentinel");
+    let not_bearer = encode(&UserClaims::new(sentinel.public_key()), &s.a).unwrap();
+    for (name, conf) in [
+        (
+            "not-bearer",
+            format!("{}default_sentinel: {not_bearer}\n", s.config),
+        ),
+        ("not-a-jwt", format!("{}default_sentinel: one\n", s.config)),
+        ("no-operator", "default_sentinel: one\n".to_string()),
+    ] {
+        let file = dir.join(format!("{name}.conf"));
+        std::fs::write(&file, conf).unwrap();
+        let want = startup_error(&common::nats_server_bin(), &file);
+        let got = startup_error(
+            std::path::Path::new(env!("CARGO_BIN_EXE_natrix-broker")),
+            &file,
+        );
+        assert_eq!(got, want, "{name}");
+        assert!(want.contains("default sentinel"), "{name}: {want}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+fn tempdir_for(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("natrix-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}

@@ -227,6 +227,114 @@ async fn handshake_first() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshake_first_with_fallback_serves_both_kinds_of_client() {
+    let pki = Pki::new("tls-first-fallback");
+    for setting in ["handshake_first: 300ms", "handshake_first: auto"] {
+        let body = pki.tls_block(setting);
+        let reference = RefServer::start(Some(&body), &[]);
+        let natrix = conf::start_conf(&body, false).await;
+        for url in [format!("nats://{}", reference.addr), natrix.url()] {
+            // A client that starts TLS at once, and one that waits for INFO first.
+            let nc = connects(&url, pki.options(None).tls_first())
+                .await
+                .unwrap_or_else(|e| panic!("{setting}: TLS-first client on {url}: {e}"));
+            round_trip(&nc).await;
+            let nc = connects(&url, pki.options(None))
+                .await
+                .unwrap_or_else(|e| panic!("{setting}: INFO-first client on {url}: {e}"));
+            round_trip(&nc).await;
+        }
+        // A silent client gets the plain INFO after the delay.
+        let mut raw = tokio::net::TcpStream::connect(natrix.addr).await.unwrap();
+        let mut buf = vec![0u8; 5];
+        tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio::io::AsyncReadExt::read_exact(&mut raw, &mut buf),
+        )
+        .await
+        .expect("INFO after the fallback delay")
+        .unwrap();
+        assert_eq!(&buf, b"INFO ", "{setting}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certs_are_chosen_by_the_name_the_client_asks_for() {
+    let dir = TempDir::new("tls-certs");
+    let ca = Ca::new("Natrix Test CA");
+    let mut params = rcgen::CertificateParams::new(vec!["other.test".to_string()]).unwrap();
+    params.distinguished_name = dn(&[(DnType::CommonName, "other.test")]);
+    let other = ca.issue(params);
+    let local = ca.server();
+    let ca_file = dir.write("ca.pem", &ca.cert_pem);
+    let mut pairs = String::new();
+    for (name, c) in [("other", &other), ("local", &local)] {
+        let cert = dir.write(&format!("{name}.pem"), &c.cert_pem);
+        let key = dir.write(&format!("{name}-key.pem"), &c.key_pem);
+        pairs.push_str(&format!(
+            "{{ cert_file: \"{}\", key_file: \"{}\" }}\n",
+            cert.display(),
+            key.display()
+        ));
+    }
+    // The first pair serves clients that name no host (an IP address) or an unknown one.
+    let body = format!("tls {{\n  certs: [\n{pairs}  ]\n}}\n");
+    let reference = RefServer::start(Some(&body), &[]);
+    let natrix = conf::start_conf(&body, false).await;
+    let options = || {
+        async_nats::ConnectOptions::new()
+            .require_tls(true)
+            .add_root_certificates(ca_file.clone())
+            .connection_timeout(Duration::from_secs(3))
+    };
+    let mut outcomes = Vec::new();
+    for port in [reference.addr.port(), natrix.addr.port()] {
+        let by_name = connects(&format!("nats://localhost:{port}"), options()).await;
+        if let Ok(nc) = &by_name {
+            round_trip(nc).await;
+        }
+        let by_ip = connects(&format!("nats://127.0.0.1:{port}"), options()).await;
+        outcomes.push((by_name.is_ok(), by_ip.is_ok()));
+    }
+    assert_eq!(
+        outcomes[1], outcomes[0],
+        "natrix vs nats-server (localhost, 127.0.0.1)"
+    );
+    assert_eq!(outcomes[0], (true, false));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allow_non_tls_serves_plain_and_tls_clients_on_one_port() {
+    let pki = Pki::new("tls-mixed");
+    let body = format!("{}allow_non_tls: true\n", pki.tls_block(""));
+    let reference = RefServer::start(Some(&body), &[]);
+    let natrix = conf::start_conf(&body, false).await;
+    for (who, addr) in [("nats-server", reference.addr), ("natrix", natrix.addr)] {
+        let url = format!("nats://{addr}");
+        let nc = connects(&url, pki.options(None))
+            .await
+            .unwrap_or_else(|e| panic!("{who}: TLS client: {e}"));
+        round_trip(&nc).await;
+        let nc = connects(&url, async_nats::ConnectOptions::new())
+            .await
+            .unwrap_or_else(|e| panic!("{who}: plain client: {e}"));
+        round_trip(&nc).await;
+        let mut raw = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut buf = vec![0u8; 2048];
+        let n = tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio::io::AsyncReadExt::read(&mut raw, &mut buf),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        let info = String::from_utf8_lossy(&buf[..n]);
+        assert!(info.contains("\"tls_available\":true"), "{who}: {info}");
+        assert!(!info.contains("tls_required"), "{who}: {info}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_clients_accepted_and_refused_as_reference() {
     let pki = Pki::new("tls-diff");
     let body = format!("{}{MAP_USERS}", pki.tls_block("verify_and_map: true"));

@@ -97,6 +97,8 @@ pub fn stored_jwts(dir: &std::path::Path) -> Vec<(String, String)> {
 #[derive(Debug)]
 pub struct JwtAuth {
     accounts: HashMap<String, (Arc<Account>, AccountClaims)>,
+    /// `default_sentinel`: the bearer user JWT of a client that presents none.
+    default_sentinel: Option<String>,
 }
 
 impl JwtAuth {
@@ -106,7 +108,21 @@ impl JwtAuth {
         accounts: &HashMap<String, Arc<Account>>,
     ) -> Result<Option<JwtAuth>, AuthError> {
         if !opts.operator_mode() {
+            if opts.default_sentinel.is_some() {
+                return Err(AuthError::DefaultSentinel(
+                    "default sentinel requires operators and accounts",
+                ));
+            }
             return Ok(None);
+        }
+        if let Some(s) = &opts.default_sentinel {
+            let claims = natrix_jwt::decode_as::<natrix_jwt::User>(s)
+                .map_err(|_| AuthError::DefaultSentinel("default sentinel JWT not valid"))?;
+            if !claims.nats.limits.bearer_token {
+                return Err(AuthError::DefaultSentinel(
+                    "default sentinel must be a bearer token",
+                ));
+            }
         }
         let mut map = HashMap::new();
         for c in load_accounts(opts)? {
@@ -116,7 +132,10 @@ impl JwtAuth {
                 .unwrap_or_else(|| Arc::new(Account::new(&c.sub)));
             map.insert(c.sub.clone(), (acc, c));
         }
-        Ok(Some(JwtAuth { accounts: map }))
+        Ok(Some(JwtAuth {
+            accounts: map,
+            default_sentinel: opts.default_sentinel.clone(),
+        }))
     }
 
     /// Checks the CONNECT's user JWT and nonce signature; binds the client to its account.
@@ -126,6 +145,7 @@ impl JwtAuth {
             .jwt
             .as_deref()
             .filter(|j| !j.is_empty())
+            .or(self.default_sentinel.as_deref())
             .ok_or(AuthError::NoMatch)?;
         let claims =
             natrix_jwt::decode_as::<natrix_jwt::User>(jwt).map_err(|_| AuthError::NoMatch)?;

@@ -74,6 +74,9 @@ pub enum AuthError {
     UnknownNoAuthUser(String),
     #[error("account JWT {0:?}: {1}")]
     AccountJwt(String, String),
+    /// `default_sentinel` is unusable (nats-server's words).
+    #[error("{0}")]
+    DefaultSentinel(&'static str),
 }
 
 impl Authenticator {

@@ -117,6 +117,15 @@ impl Perms {
             })
     }
 
+    /// Whether a subscribe deny entry (without a queue) matches the literal `subject`
+    /// (nats-server's `checkDenySub`).
+    pub fn sub_denied(&self, subject: &str) -> bool {
+        self.subscribe
+            .deny
+            .iter()
+            .any(|e| e.queue.is_none() && subject::matches(subject, &e.subject))
+    }
+
     /// For an allowed wildcard subscription that overlaps a deny entry, the deny subjects that
     /// must be filtered out of its deliveries (nats-server's deny-on-delivery check).
     pub fn deny_filter_for(&self, subject: &str) -> Vec<String> {

@@ -116,6 +116,8 @@ pub struct Cluster {
     /// configured routes (nats-server's `routeTLSName`); forgotten when a certificate does not
     /// match it.
     tls_name: Mutex<Option<String>>,
+    /// `permissions { import, export }`, compiled: import as publish, export as subscribe.
+    perms: Option<crate::auth::permissions::Perms>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -146,7 +148,6 @@ impl Cluster {
         Ok(Arc::new(Cluster {
             auth: RwLock::new(opts.auth.clone()),
             import_interest: Mutex::new(Vec::new()),
-            opts,
             name,
             name_configured,
             listen_addr: RwLock::new(None),
@@ -161,6 +162,11 @@ impl Cluster {
             removed: Mutex::new(HashSet::new()),
             tls,
             tls_name: Mutex::new(None),
+            perms: opts
+                .permissions
+                .as_ref()
+                .map(crate::auth::permissions::Perms::compile),
+            opts,
         }))
     }
 
@@ -471,7 +477,7 @@ impl Cluster {
         let Some(auth) = auth else { return };
         let routes = self.routes.read().clone();
         for r in routes.iter().filter(|r| r.solicited.is_none()) {
-            if !r.presented(&auth) {
+            if !r.presented(&auth, self.maps_certs()) {
                 route::auth_violation(r);
             }
         }
@@ -603,7 +609,34 @@ impl Cluster {
         self.interest_added(&sub.account.name, &sub.subject, sub.queue.clone());
     }
 
+    /// `tls { verify_and_map }`: an accepted route is the cluster user its certificate names.
+    pub(super) fn maps_certs(&self) -> bool {
+        self.opts.tls.as_ref().is_some_and(|t| t.verify_and_map)
+    }
+
+    /// Whether routes may send us messages on `subject` (`import`): interest outside it is
+    /// never announced, as nats-server's `canImport`.
+    fn can_import(&self, subject: &str) -> bool {
+        self.perms.as_ref().is_none_or(|p| p.can_publish(subject))
+    }
+
+    /// Whether a route may subscribe to `subject` here (`export`, nats-server's `canExport`).
+    pub(crate) fn can_export(&self, subject: &str, queue: Option<&str>) -> bool {
+        self.perms
+            .as_ref()
+            .is_none_or(|p| p.can_subscribe(subject, queue))
+    }
+
+    /// Whether a message on the literal `subject` may go to routes (an `export` deny entry
+    /// stops it even under an allowed wildcard interest).
+    fn export_denies(&self, subject: &str) -> bool {
+        self.perms.as_ref().is_some_and(|p| p.sub_denied(subject))
+    }
+
     fn interest_added(&self, account: &str, subject: &str, queue: Option<String>) {
+        if !self.can_import(subject) {
+            return;
+        }
         let key = (account.to_string(), subject.to_string(), queue);
         let mut local = self.local.lock();
         let queue = key.2.clone();
@@ -643,6 +676,9 @@ impl Cluster {
     }
 
     fn interest_removed(&self, account: &str, subject: &str, queue: Option<String>) {
+        if !self.can_import(subject) {
+            return;
+        }
         let key = (account.to_string(), subject.to_string(), queue);
         let mut local = self.local.lock();
         let Some(n) = local.get_mut(&key) else {
@@ -681,7 +717,7 @@ impl Cluster {
         local: &MatchResult<Subscription>,
     ) -> (bool, Option<MatchResult<Subscription>>) {
         let routes = self.routes.read().clone();
-        if routes.is_empty() {
+        if routes.is_empty() || self.export_denies(subject) {
             return (false, None);
         }
         struct Target<'a> {

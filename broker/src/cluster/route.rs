@@ -77,6 +77,8 @@ pub struct Route {
     /// What an accepted route's CONNECT presented (`user`, `pass`), checked again when the
     /// authorization is reloaded.
     creds: Mutex<Option<(String, String)>>,
+    /// The certificate an accepted TLS route presented (for `verify_and_map`).
+    peer_cert: Option<rustls::pki_types::CertificateDer<'static>>,
     /// Round-trip time of the last PING/PONG, and when the outstanding PING went (ns).
     rtt: AtomicI64,
     ping_sent: AtomicI64,
@@ -115,7 +117,13 @@ fn route_credentials(cluster: &Cluster, host_port: &str) -> (Option<String>, Opt
 
 impl Route {
     /// Whether this accepted route's CONNECT matches `auth`.
-    pub(super) fn presented(&self, auth: &crate::options::RouteAuth) -> bool {
+    /// With `verify_and_map` the route's certificate must name the user instead.
+    pub(super) fn presented(&self, auth: &crate::options::RouteAuth, map_cert: bool) -> bool {
+        if map_cert {
+            return self.peer_cert.as_ref().is_some_and(|c| {
+                crate::auth::tls_map::map_user(c, std::iter::once(auth.user.as_str())).is_some()
+            });
+        }
         self.creds
             .lock()
             .as_ref()
@@ -367,6 +375,12 @@ pub(super) async fn run(
         pings_out: AtomicU32::new(0),
         authed: AtomicBool::new(false),
         creds: Mutex::new(None),
+        peer_cert: tls.as_ref().and_then(|t| {
+            t.lock()
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(|c| c.clone().into_owned())
+        }),
         rtt: AtomicI64::new(0),
         ping_sent: AtomicI64::new(0),
     });
@@ -637,7 +651,7 @@ fn handle(
             let creds = serde_json::from_slice::<Creds>(json).ok();
             *route.creds.lock() = creds.as_ref().map(|c| (c.user.clone(), c.pass.clone()));
             if let Some(auth) = cluster.auth() {
-                if !route.presented(&auth) {
+                if !route.presented(&auth, cluster.maps_certs()) {
                     auth_violation(route);
                     return false;
                 }
@@ -670,7 +684,16 @@ fn handle(
         } => {
             if let (Ok(a), Ok(s)) = (std::str::from_utf8(account), std::str::from_utf8(subject)) {
                 let q = queue.and_then(|q| std::str::from_utf8(q).ok());
-                route.add_interest(a, s, q, weight);
+                if cluster.can_export(s, q) {
+                    route.add_interest(a, s, q, weight);
+                } else {
+                    tracing::debug!(
+                        "{}:{} - rid:{} - Subscription to {s:?} denied by the export permissions",
+                        route.addr.ip(),
+                        route.addr.port(),
+                        route.rid
+                    );
+                }
             }
         }
         RouteOp::Unsub {

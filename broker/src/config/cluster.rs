@@ -1,6 +1,6 @@
 //! The `cluster { ... }` block: routes to the other servers of a cluster.
 
-use super::options_map::{bad, get_bool, get_int, get_str, split_host_port, type_err};
+use super::options_map::{bad, get_bool, get_int, get_str, split_host_port, type_err, unknown};
 use super::value::{Entry, Kind};
 use super::ConfigError;
 use crate::options::ClusterOptions;
@@ -12,15 +12,11 @@ const CLUSTER_NOT_SUPPORTED: &[&str] = &[
     "accounts",
     "pinned_accounts",
     "compression",
-    "permissions",
     "no_system_account",
 ];
 
-/// Parses `cluster { ... }`; warnings for unknown keys go to `warnings`.
-pub(super) fn cluster(
-    e: &Entry,
-    warnings: &mut Vec<String>,
-) -> Result<ClusterOptions, ConfigError> {
+/// Parses `cluster { ... }`; unknown keys are errors, as in nats-server.
+pub(super) fn cluster(e: &Entry) -> Result<ClusterOptions, ConfigError> {
     let Kind::Map(m) = &e.value.kind else {
         return Err(type_err(e, "map"));
     };
@@ -94,7 +90,7 @@ pub(super) fn cluster(
                 c.auth = Some(auth);
             }
             "tls" => {
-                let t = super::security::cluster_tls(f, warnings)?;
+                let t = super::security::cluster_tls(f)?;
                 if t.ca_file.is_none() {
                     return Err(bad(
                         f,
@@ -107,6 +103,7 @@ pub(super) fn cluster(
                 c.tls = Some(t);
             }
             "no_advertise" => c.no_advertise = get_bool(f)?,
+            "permissions" => c.permissions = Some(route_permissions(f)?),
             "connect_retries" => {
                 c.connect_retries =
                     i32::try_from(get_int(f)?).map_err(|_| bad(f, "value out of range"))?
@@ -117,10 +114,39 @@ pub(super) fn cluster(
                     key: format!("cluster.{}", f.key),
                 })
             }
-            _ => warnings.push(format!("{}: unknown field {:?}", f.key_pos, f.key)),
+            _ => return Err(unknown(f)),
         }
     }
     Ok(c)
+}
+
+/// `cluster { permissions { import, export } }`, kept as publish (import) and subscribe
+/// (export) permissions as nats-server keeps them.
+fn route_permissions(e: &Entry) -> Result<crate::options::Permissions, ConfigError> {
+    let Kind::Map(m) = &e.value.kind else {
+        return Err(type_err(e, "map"));
+    };
+    let mut p = crate::options::Permissions::default();
+    for f in &m.entries {
+        match f.key.to_lowercase().as_str() {
+            // nats-server also takes the user-permission names.
+            "import" | "publish" | "pub" => p.publish = super::security::subject_permission(f)?,
+            "export" | "subscribe" | "sub" => p.subscribe = super::security::subject_permission(f)?,
+            "allow_responses" | "allow_responses_map" => {
+                return Err(bad(
+                    e,
+                    "Cluster permissions do not support dynamic responses",
+                ))
+            }
+            _ => {
+                return Err(bad(
+                    f,
+                    format!("Unknown field {:?} parsing permissions", f.key),
+                ))
+            }
+        }
+    }
+    Ok(p)
 }
 
 /// Parses a route URL (`nats-route://host:port`, `nats://host:port`, or `host:port`) into

@@ -71,6 +71,7 @@ pub(super) fn server(e: &Entry) -> Result<Option<JetStreamOptions>, ConfigError>
                         }
                     }
                     "sync_always" => js.sync_always = get_bool(f)?,
+                    "strict" => js.strict = get_bool(f)?,
                     "cipher" => {
                         let c = get_str(f)?;
                         cipher = Some((
@@ -95,14 +96,13 @@ pub(super) fn server(e: &Entry) -> Result<Option<JetStreamOptions>, ConfigError>
                     | "max_buffered_msgs"
                     | "max_buffered_size"
                     | "request_queue_limit"
-                    | "strict"
                     | "tpm" => {
                         return Err(ConfigError::Unsupported {
                             pos: f.key_pos.clone(),
                             key: format!("jetstream.{}", f.key),
                         })
                     }
-                    _ => return Err(bad(f, format!("unknown field {:?} in jetstream", f.key))),
+                    _ => return Err(super::options_map::unknown(f)),
                 }
             }
             if let (Some((f, _)), None) = (&prev_key, &key) {

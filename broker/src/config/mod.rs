@@ -70,6 +70,16 @@ pub enum ConfigError {
         /// The key as written.
         key: String,
     },
+    /// A key nats-server does not know: an error, as nats-server makes it.
+    #[error("{pos}: {prefix}unknown field {key:?}")]
+    UnknownField {
+        /// Position of the key.
+        pos: Pos,
+        /// The key as written.
+        key: String,
+        /// nats-server's block-specific lead-in (`error parsing tls config, `), or empty.
+        prefix: &'static str,
+    },
     /// A known option with a bad value.
     #[error("{pos}: {msg}")]
     Value {

@@ -15,10 +15,8 @@ use crate::options::Options;
 pub const NOT_SUPPORTED_KEYS: &[&str] = &[
     "account_resolver",
     "accounts_resolver",
-    "allow_non_tls",
     "connect_error_reports",
     "default_js_domain",
-    "default_sentinel",
     "disable_sublist_cache",
     "gateway",
     "leaf",
@@ -37,7 +35,6 @@ pub const NOT_SUPPORTED_KEYS: &[&str] = &[
     "mqtt",
     "no_fast_producer_stall",
     "no_sublist_cache",
-    "no_sys_acc",
     "no_system",
     "no_system_account",
     "ocsp",
@@ -51,7 +48,6 @@ pub const NOT_SUPPORTED_KEYS: &[&str] = &[
     "resolver_tls",
     "root",
     "roots",
-    "server_metadata",
     "server_tags",
     "syslog",
     "trace_headers",
@@ -65,6 +61,15 @@ pub(super) fn bad(e: &Entry, msg: impl Into<String>) -> ConfigError {
         pos: e.key_pos.clone(),
         key: e.key.clone(),
         msg: msg.into(),
+    }
+}
+
+/// nats-server's error for a key it does not know.
+pub(super) fn unknown(e: &Entry) -> ConfigError {
+    ConfigError::UnknownField {
+        pos: e.key_pos.clone(),
+        key: e.key.clone(),
+        prefix: "",
     }
 }
 
@@ -166,8 +171,8 @@ fn parse_duration(e: &Entry, warnings: &mut Vec<String>) -> Result<Duration, Con
         }
         Kind::Int(secs) => {
             warnings.push(format!(
-                "{}: {} should be converted to a duration",
-                e.key_pos, e.key
+                "{}: invalid use of field {:?}: {} should be converted to a duration",
+                e.key_pos, e.key, e.key
             ));
             u64::try_from(*secs)
                 .map(Duration::from_secs)
@@ -194,8 +199,8 @@ fn too_big_i32(e: &Entry) -> Result<i32, ConfigError> {
     i32::try_from(v).map_err(|_| bad(e, format!("{} value {v} is out of range", e.key)))
 }
 
-/// Apply a parsed top-level map onto `opts`; returns warnings (unknown keys,
-/// deprecated forms). Known-but-unsupported keys and bad values are errors.
+/// Apply a parsed top-level map onto `opts`; returns warnings (deprecated forms, which
+/// `-t` refuses). Unknown keys, known-but-unsupported keys and bad values are errors.
 pub fn apply(map: &Map, opts: &mut Options) -> Result<Vec<String>, ConfigError> {
     let mut warnings = Vec::new();
     let mut http_host_set = false;
@@ -252,18 +257,18 @@ pub fn apply(map: &Map, opts: &mut Options) -> Result<Vec<String>, ConfigError> 
             "ping_interval" => opts.ping_interval = parse_duration(e, &mut warnings)?,
             "ping_max" => opts.ping_max = get_i32(e)?,
             "write_deadline" => opts.write_deadline = parse_duration(e, &mut warnings)?,
-            "auth_timeout" => {
-                // Not a top-level key in nats-server (it lives in `authorization`).
-                let secs = match &e.value.kind {
-                    Kind::Float(f) => *f,
-                    Kind::Int(i) => *i as f64,
-                    _ => return Err(type_err(e, "number of seconds")),
-                };
-                opts.auth_timeout = Duration::try_from_secs_f64(secs)
-                    .map_err(|_| bad(e, format!("invalid auth_timeout {secs}")))?;
-                sec.auth_timeout_set = true;
-            }
             "no_header_support" => opts.no_header_support = get_bool(e)?,
+            "no_sys_acc" => opts.no_sys_acc = get_bool(e)?,
+            "allow_non_tls" => opts.allow_non_tls = get_bool(e)?,
+            "default_sentinel" => opts.default_sentinel = Some(get_str(e)?),
+            "server_metadata" => {
+                let Kind::Map(m) = &e.value.kind else {
+                    return Err(type_err(e, "map"));
+                };
+                for f in &m.entries {
+                    opts.server_metadata.insert(f.key.clone(), get_str(f)?);
+                }
+            }
             "authorization" => security::authorization(e, opts, &mut sec)?,
             "accounts" => security::accounts(e, opts, &mut sec)?,
             "system_account" | "system" => {
@@ -278,14 +283,14 @@ pub fn apply(map: &Map, opts: &mut Options) -> Result<Vec<String>, ConfigError> 
                 opts.no_auth_user = Some(get_str(e)?);
                 sec.no_auth_user_pos = Some(e.key_pos.clone());
             }
-            "tls" => opts.tls = Some(security::tls(e, &mut warnings)?),
+            "tls" => opts.tls = Some(security::tls(e)?),
             "jetstream" => opts.jetstream = super::jetstream::server(e)?,
             "store_dir" | "storedir" => {
                 // nats-server: a top-level store_dir sets the directory (and does not enable).
                 let dir = get_str(e)?;
                 store_dir = Some(dir);
             }
-            "cluster" => opts.cluster = Some(super::cluster::cluster(e, &mut warnings)?),
+            "cluster" => opts.cluster = Some(super::cluster::cluster(e)?),
             "lame_duck_duration" => {
                 let ns = parse_string_duration(e)?;
                 if ns < 30_000_000_000 {
@@ -329,7 +334,7 @@ pub fn apply(map: &Map, opts: &mut Options) -> Result<Vec<String>, ConfigError> 
                     key: e.key.clone(),
                 })
             }
-            _ => warnings.push(format!("{}: unknown field {:?}", e.key_pos, e.key)),
+            _ => return Err(unknown(e)),
         }
     }
     if let (Some(js), Some(dir)) = (opts.jetstream.as_mut(), store_dir) {

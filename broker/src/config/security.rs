@@ -63,8 +63,9 @@ fn unsupported(e: &Entry) -> ConfigError {
     }
 }
 
-fn unknown(e: &Entry, ctx: &str) -> ConfigError {
-    bad(e, format!("unknown field {:?} in {ctx}", e.key))
+/// nats-server names the key only; `_ctx` (the block) is kept for readers of the call sites.
+fn unknown(e: &Entry, _ctx: &str) -> ConfigError {
+    super::options_map::unknown(e)
 }
 
 fn as_map<'a>(e: &'a Entry, what: &str) -> Result<&'a Map, ConfigError> {
@@ -356,7 +357,7 @@ fn perm_subjects(e: &Entry) -> Result<Vec<String>, ConfigError> {
 }
 
 /// `parseVariablePermissions`: `{allow, deny}` or the old style (subject or list = allow).
-fn subject_permission(e: &Entry) -> Result<Option<SubjectPermission>, ConfigError> {
+pub(super) fn subject_permission(e: &Entry) -> Result<Option<SubjectPermission>, ConfigError> {
     let Kind::Map(m) = &e.value.kind else {
         return Ok(Some(SubjectPermission {
             allow: perm_subjects(e)?,
@@ -542,7 +543,18 @@ fn account_body(
             "exports" => exports = list_of(f, "Exports", export)?,
             "imports" => imports = list_of(f, "Imports", import)?,
             "jetstream" => js = super::jetstream::account(f)?,
-            "nkey" | "mappings" | "maps" | "limits" | "msg_trace" | "trace_dest" => {
+            // nats-server checks the key and keeps it as the account's identity; nothing in a
+            // config-defined account's behaviour depends on it.
+            "nkey" => {
+                let nk = get_str(f)?;
+                if check_public_nkey(&nk, b'A').is_err() {
+                    return Err(bad(
+                        f,
+                        format!("Not a valid public nkey for an account: {nk:?}"),
+                    ));
+                }
+            }
+            "mappings" | "maps" | "limits" | "msg_trace" | "trace_dest" => {
                 return Err(unsupported(f))
             }
             _ => return Err(unknown(f, "account")),
@@ -975,7 +987,6 @@ const TLS_NOT_SUPPORTED: &[&str] = &[
     "ca_certs_match",
     "cert_match_skip_invalid",
     "ocsp_peer",
-    "certs",
     "min_version",
 ];
 
@@ -998,6 +1009,23 @@ const CIPHER_SUITES: &[&str] = &[
     "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA",
     "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
     "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+    "TLS_ECDHE_RSA_WITH_RC4_128_SHA",
+    "TLS_RSA_WITH_3DES_EDE_CBC_SHA",
+    "TLS_RSA_WITH_AES_128_CBC_SHA",
+    "TLS_RSA_WITH_AES_128_CBC_SHA256",
+    "TLS_RSA_WITH_AES_128_GCM_SHA256",
+    "TLS_RSA_WITH_AES_256_CBC_SHA",
+    "TLS_RSA_WITH_AES_256_GCM_SHA384",
+    "TLS_RSA_WITH_RC4_128_SHA",
+];
+
+/// The suites Go lists as insecure (`tls.InsecureCipherSuites`: RC4, 3DES, CBC with SHA-256,
+/// and RSA key exchange), which nats-server takes only with `allow_insecure_cipher_suites`.
+const INSECURE_CIPHER_SUITES: &[&str] = &[
+    "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256",
+    "TLS_ECDHE_ECDSA_WITH_RC4_128_SHA",
+    "TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA",
+    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256",
     "TLS_ECDHE_RSA_WITH_RC4_128_SHA",
     "TLS_RSA_WITH_3DES_EDE_CBC_SHA",
     "TLS_RSA_WITH_AES_128_CBC_SHA",
@@ -1087,27 +1115,20 @@ fn check_pem(f: &Entry, path: &PathBuf, marker: &str, what: &str) -> Result<(), 
 }
 
 /// `tls { ... }` for client connections.
-pub(super) fn tls(e: &Entry, warnings: &mut Vec<String>) -> Result<TlsOptions, ConfigError> {
-    tls_block(e, warnings, false)
+pub(super) fn tls(e: &Entry) -> Result<TlsOptions, ConfigError> {
+    tls_block(e, false)
 }
 
 /// `cluster { tls { ... } }`: the client keys plus `insecure` (skip verifying the servers we
 /// dial). `verify` is accepted but routes always verify both sides, and `handshake_first` is
 /// accepted but routes are always TLS from the first byte, as in nats-server; `verify_and_map`
-/// (mapping route certificates to the cluster user) is not implemented: an error.
-pub(super) fn cluster_tls(
-    e: &Entry,
-    warnings: &mut Vec<String>,
-) -> Result<TlsOptions, ConfigError> {
-    tls_block(e, warnings, true)
+/// makes an accepted route's certificate name the cluster `authorization` user.
+pub(super) fn cluster_tls(e: &Entry) -> Result<TlsOptions, ConfigError> {
+    tls_block(e, true)
 }
 
 /// A `tls` block for client connections, or for routes when `cluster`.
-fn tls_block(
-    e: &Entry,
-    warnings: &mut Vec<String>,
-    cluster: bool,
-) -> Result<TlsOptions, ConfigError> {
+fn tls_block(e: &Entry, cluster: bool) -> Result<TlsOptions, ConfigError> {
     let m = as_map(e, "tls")?;
     let mut t = TlsOptions {
         timeout: DEFAULT_TLS_TIMEOUT,
@@ -1116,6 +1137,7 @@ fn tls_block(
     let mut cert: Option<&Entry> = None;
     let mut key: Option<&Entry> = None;
     let mut ca: Option<&Entry> = None;
+    let mut allow_insecure = false;
     for f in &m.entries {
         let k = f.key.to_lowercase();
         match k.as_str() {
@@ -1133,12 +1155,6 @@ fn tls_block(
             }
             "verify" => t.verify = tls_bool(f)?,
             "insecure" if cluster => t.insecure = tls_bool(f)?,
-            "verify_and_map" if cluster => {
-                return Err(ConfigError::Unsupported {
-                    pos: f.key_pos.clone(),
-                    key: format!("cluster.tls.{}", f.key),
-                })
-            }
             "verify_and_map" => {
                 let v = tls_bool(f)?;
                 if v {
@@ -1146,7 +1162,33 @@ fn tls_block(
                 }
                 t.verify_and_map = v;
             }
+            "certs" | "certificates" if !cluster => {
+                let Kind::Array(list) = &f.value.kind else {
+                    return Err(type_err(f, "array of {cert_file, key_file}"));
+                };
+                for v in list {
+                    let Kind::Map(pair) = &v.kind else {
+                        return Err(type_err(f, "array of {cert_file, key_file}"));
+                    };
+                    let (mut c, mut k) = (None, None);
+                    for g in &pair.entries {
+                        match g.key.to_lowercase().as_str() {
+                            "cert_file" => c = Some((g, tls_file(g)?)),
+                            "key_file" => k = Some((g, tls_file(g)?)),
+                            _ => return Err(unknown(g, "tls certs")),
+                        }
+                    }
+                    let (Some((cf, c)), Some((kf, k))) = (c, k) else {
+                        return Err(bad(f, "error parsing certificates config: both 'cert_file' and 'key_file' are required"));
+                    };
+                    check_pem(cf, &c, "CERTIFICATE", "certificate")?;
+                    check_pem(kf, &k, "PRIVATE KEY", "private key")?;
+                    t.certs.push((c, k));
+                }
+            }
             "cipher_suites" => t.cipher_suites = tls_names(f, CIPHER_SUITES, "cipher")?,
+            // Only a permission for the list above: rustls offers no insecure suite anyway.
+            "allow_insecure_cipher_suites" => allow_insecure = get_bool(f)?,
             "curve_preferences" => t.curve_preferences = tls_names(f, CURVES, "curve preference")?,
             "timeout" => {
                 let secs = match &f.value.kind {
@@ -1202,8 +1244,29 @@ fn tls_block(
                 })
             }
             k if TLS_NOT_SUPPORTED.contains(&k) => return Err(unsupported(f)),
-            _ => warnings.push(format!("{}: unknown field {:?} in tls", f.key_pos, f.key)),
+            _ => {
+                return Err(ConfigError::UnknownField {
+                    pos: f.key_pos.clone(),
+                    key: f.key.clone(),
+                    prefix: "error parsing tls config, ",
+                })
+            }
         }
+    }
+    let insecure: Vec<&str> = t
+        .cipher_suites
+        .iter()
+        .map(String::as_str)
+        .filter(|s| INSECURE_CIPHER_SUITES.contains(s))
+        .collect();
+    if !insecure.is_empty() && !allow_insecure {
+        return Err(bad(
+            e,
+            format!(
+                "insecure cipher suites configured without 'allow_insecure_cipher_suites' option set: {}",
+                insecure.join(", ")
+            ),
+        ));
     }
     match (cert, key) {
         (Some(_), None) => return Err(bad(e, "missing 'key_file' in TLS configuration")),

@@ -108,6 +108,8 @@ pub struct Varz {
     pub http_req_stats: BTreeMap<String, u64>,
     pub config_load_time: String,
     pub config_digest: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
     pub feature_flags: Empty,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub system_account: String,
@@ -217,7 +219,12 @@ impl Server {
             config_load_time: rfc3339(*self.config_load_time.read()),
             config_digest: String::new(),
             feature_flags: Empty {},
-            system_account: self.system_account.name.clone(),
+            system_account: if opts.no_sys_acc && opts.system_account.is_none() {
+                String::new()
+            } else {
+                self.system_account.name.clone()
+            },
+            metadata: opts.server_metadata.clone(),
             slow_consumer_stats: KindStats {
                 clients: self.slow_consumer_stats.clients.load(Ordering::Relaxed),
                 routes: self.slow_consumer_stats.routes.load(Ordering::Relaxed),

@@ -500,6 +500,16 @@ impl InternalSender {
 thread_local! {
     /// The connection whose message is being delivered on this thread (0: the server's own).
     static PUBLISHER: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    /// Set by an internal handler that does not answer the message it was handed.
+    static DECLINED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Called by an internal handler that does not take the message it was handed, so the
+/// message counts as undelivered there: a requester then gets the no-responders status, as
+/// from nats-server, which has no subscription for it (a direct get of a stream that does
+/// not serve direct gets).
+pub fn decline_delivery() {
+    DECLINED.with(|d| d.set(true));
 }
 
 /// The id of the client whose message an internal handler is being called with (0 when the
@@ -608,8 +618,9 @@ fn deliver(
         }
     }
     if let Some(h) = &sub.internal {
+        DECLINED.with(|d| d.set(false));
         (h.0)(subject, reply, headers, payload);
-        return true;
+        return !DECLINED.with(|d| d.replace(false));
     }
     let client = &sub.client;
     if let Some(r) = reply {
@@ -970,13 +981,42 @@ pub async fn run_client(server: Arc<Server>, stream: TcpStream, addr: SocketAddr
     let mut cert_ids = Vec::new();
     let tls = match server.tls_config() {
         None => None,
-        Some((config, handshake_first, timeout)) => {
+        Some(setup) => {
+            let mut handshake_first = setup.handshake_first;
+            if let Some(wait) = setup.fallback {
+                // nats-server's fallback: a client that has not started TLS by then is an
+                // ordinary one, waiting for INFO.
+                let mut first = [0u8; 1];
+                if tokio::time::timeout(wait, sock.peek(&mut first))
+                    .await
+                    .is_err()
+                {
+                    handshake_first = false;
+                }
+            }
             if !handshake_first {
                 if transport::write_raw(&sock, &info).await.is_err() {
                     return;
                 }
                 info_sent = true;
             }
+            let timeout = setup.timeout;
+            let mut plain = false;
+            if setup.optional && !handshake_first {
+                // nats-server's allow_non_tls: a TLS record (0x16) starts the handshake;
+                // anything else, or nothing within the TLS timeout, is a plain client.
+                let mut first = [0u8; 1];
+                plain = !matches!(
+                    tokio::time::timeout(timeout, sock.peek(&mut first)).await,
+                    Ok(Ok(1..)) if first[0] == 0x16
+                );
+            }
+            (!plain).then_some((setup.config, timeout))
+        }
+    };
+    let tls = match tls {
+        None => None,
+        Some((config, timeout)) => {
             let mut conn = match rustls::ServerConnection::new(config) {
                 Ok(c) => rustls::Connection::Server(c),
                 Err(e) => {

@@ -90,6 +90,7 @@ mod tests {
             cipher_suites: Vec::new(),
             curve_preferences: Vec::new(),
             insecure: false,
+            certs: Vec::new(),
         });
         let t1 = fingerprint(&conf, &opts);
         std::fs::write(&cert, "two").unwrap();

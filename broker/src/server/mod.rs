@@ -142,7 +142,20 @@ pub struct SlowConsumerStats {
 }
 
 /// Client TLS: the rustls config, whether the handshake comes before INFO, its timeout.
-pub type TlsSetup = (Arc<rustls::ServerConfig>, bool, Duration);
+#[derive(Clone)]
+pub struct TlsSetup {
+    /// The rustls configuration.
+    pub config: Arc<rustls::ServerConfig>,
+    /// `handshake_first`: the client starts TLS before the server says anything.
+    pub handshake_first: bool,
+    /// `handshake_first: auto` or a duration: a client silent this long gets the plain INFO
+    /// and goes on the ordinary TLS-after-INFO way.
+    pub fallback: Option<Duration>,
+    /// `tls { timeout }`: the handshake's time limit.
+    pub timeout: Duration,
+    /// `allow_non_tls`: a client whose first byte is not a TLS record stays plain.
+    pub optional: bool,
+}
 
 /// The running broker, shared by every connection task and the monitoring server.
 pub struct Server {
@@ -240,10 +253,17 @@ impl Server {
                 .or_insert_with(|| Arc::new(Account::new(&c.sub)));
         }
         let sys_name = opts.system_account.clone().unwrap_or_else(|| "$SYS".into());
-        let system_account = accounts
-            .entry(sys_name.clone())
-            .or_insert_with(|| Arc::new(Account::new(&sys_name)))
-            .clone();
+        // `no_sys_acc` without a configured system account: nats-server has no system account
+        // then. The internal services still get an account to live in, but it is not
+        // registered, so no client can reach it and monitoring does not list it.
+        let system_account = if opts.no_sys_acc && opts.system_account.is_none() {
+            Arc::new(Account::new(&sys_name))
+        } else {
+            accounts
+                .entry(sys_name.clone())
+                .or_insert_with(|| Arc::new(Account::new(&sys_name)))
+                .clone()
+        };
         wire_all_imports(&opts, &accounts);
         let auth = Authenticator::new(&opts, &accounts, global.clone())?;
         if auth.advertise_required() {
@@ -754,19 +774,32 @@ pub enum ServerError {
 fn tls_setup(opts: &Options, info: &mut Info) -> Result<Option<TlsSetup>, ServerError> {
     let Some(t) = &opts.tls else {
         info.tls_required = None;
+        info.tls_available = None;
         info.tls_verify = None;
         return Ok(None);
     };
     crate::tls::install_crypto_provider();
     let config = crate::tls::server_config(t)?;
-    info.tls_required = Some(true);
+    if opts.allow_non_tls {
+        info.tls_required = None;
+        info.tls_available = Some(true);
+    } else {
+        info.tls_required = Some(true);
+        info.tls_available = None;
+    }
     info.tls_verify = (t.verify || t.verify_and_map).then_some(true);
     let timeout = if t.timeout.is_zero() {
         Duration::from_secs(2)
     } else {
         t.timeout
     };
-    Ok(Some((config, t.handshake_first, timeout)))
+    Ok(Some(TlsSetup {
+        config,
+        handshake_first: t.handshake_first,
+        fallback: t.handshake_first_fallback.filter(|_| t.handshake_first),
+        timeout,
+        optional: opts.allow_non_tls,
+    }))
 }
 
 /// Connects every configured import to its exporting account (the config loader has already

@@ -121,6 +121,17 @@ fn check_cluster(old: Option<&ClusterOptions>, new: Option<&ClusterOptions>) -> 
         };
         return Err(refuse("cluster tls", tls(&o.tls), tls(&n.tls)));
     }
+    // Ours: route permissions are compiled once at startup (nats-server reloads them).
+    if o.permissions != n.permissions {
+        let p = |p: &Option<crate::options::Permissions>| {
+            if p.is_some() { "set" } else { "none" }.to_string()
+        };
+        return Err(refuse(
+            "cluster permissions",
+            p(&o.permissions),
+            p(&n.permissions),
+        ));
+    }
     // `routes` reload: added routes are dialed, removed ones closed.
     field(
         "connect_retries",

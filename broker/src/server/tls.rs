@@ -300,8 +300,6 @@ pub fn server_config(opts: &TlsOptions) -> Result<Arc<ServerConfig>, TlsError> {
 /// The server configuration, requiring a client certificate signed by `ca_file` when `verify`.
 fn server_config_with(opts: &TlsOptions, verify: bool) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = Arc::new(provider_for(opts)?);
-    let certs = load_certs(&opts.cert_file)?;
-    let key = load_key(&opts.key_file)?;
     // Read ca_file even when it is not used for verification: a broken file is still an error
     // in nats-server.
     let roots = match &opts.ca_file {
@@ -324,14 +322,99 @@ fn server_config_with(opts: &TlsOptions, verify: bool) -> Result<Arc<ServerConfi
             builder.with_client_cert_verifier(verifier)
         }
     };
-    let config = builder
-        .with_single_cert(certs, key)
-        .map_err(|source| TlsError::KeyPair {
-            cert: opts.cert_file.clone(),
-            key: opts.key_file.clone(),
-            source,
-        })?;
-    Ok(Arc::new(config))
+    let mut pairs: Vec<(&Path, &Path)> = Vec::new();
+    if !opts.cert_file.as_os_str().is_empty() {
+        pairs.push((&opts.cert_file, &opts.key_file));
+    }
+    pairs.extend(opts.certs.iter().map(|(c, k)| (c.as_path(), k.as_path())));
+    if pairs.len() <= 1 {
+        let (cert, key) = pairs
+            .first()
+            .copied()
+            .unwrap_or((&opts.cert_file, &opts.key_file));
+        let config = builder
+            .with_single_cert(load_certs(cert)?, load_key(key)?)
+            .map_err(|source| TlsError::KeyPair {
+                cert: cert.to_owned(),
+                key: key.to_owned(),
+                source,
+            })?;
+        return Ok(Arc::new(config));
+    }
+    let mut keys = Vec::new();
+    for (cert, key) in pairs {
+        let certified =
+            rustls::sign::CertifiedKey::from_der(load_certs(cert)?, load_key(key)?, &provider)
+                .map_err(|source| TlsError::KeyPair {
+                    cert: cert.to_owned(),
+                    key: key.to_owned(),
+                    source,
+                })?;
+        let names = cert_dns_names(&certified.cert[0]);
+        keys.push((names, Arc::new(certified)));
+    }
+    Ok(Arc::new(
+        builder.with_cert_resolver(Arc::new(BySni { keys })),
+    ))
+}
+
+/// `tls { certs }`: the pair whose certificate names the host a client asks for (exactly or
+/// by a `*.` wildcard), else the first, as Go's `crypto/tls` picks among `Certificates`.
+#[derive(Debug)]
+struct BySni {
+    keys: Vec<(Vec<String>, Arc<rustls::sign::CertifiedKey>)>,
+}
+
+impl rustls::server::ResolvesServerCert for BySni {
+    fn resolve(
+        &self,
+        hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        let wanted = hello.server_name().map(str::to_ascii_lowercase);
+        let hit = wanted.and_then(|w| {
+            self.keys.iter().find(|(names, _)| {
+                names.iter().any(|n| {
+                    *n == w
+                        || n.strip_prefix("*.").is_some_and(|rest| {
+                            w.split_once('.').is_some_and(|(_, tail)| tail == rest)
+                        })
+                })
+            })
+        });
+        hit.or(self.keys.first()).map(|(_, k)| k.clone())
+    }
+}
+
+/// The DNS names a certificate is for: its subject alternative names, else its common name.
+fn cert_dns_names(der: &CertificateDer<'_>) -> Vec<String> {
+    use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+    let Ok((_, cert)) = X509Certificate::from_der(der) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = cert
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .map(|san| {
+            san.value
+                .general_names
+                .iter()
+                .filter_map(|g| match g {
+                    GeneralName::DNSName(d) => Some(d.to_ascii_lowercase()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if names.is_empty() {
+        names.extend(
+            cert.subject()
+                .iter_common_name()
+                .filter_map(|cn| cn.as_str().ok())
+                .map(str::to_ascii_lowercase),
+        );
+    }
+    names
 }
 
 /// Both ends of route TLS, built from `cluster { tls { ... } }`.
