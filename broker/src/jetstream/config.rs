@@ -140,6 +140,52 @@ pub struct StreamConfig {
     /// Fast (non-atomic) batch publishing; refused at create until implemented.
     #[serde(default, skip_serializing_if = "is_false")]
     pub allow_batched: bool,
+    /// `persist_mode` (2.12): `async` lets nats-server buffer writes. Ours writes every message
+    /// as in the default mode (never less durable); the setting is kept, shown and checked.
+    #[serde(default, skip_serializing_if = "PersistMode::is_default")]
+    pub persist_mode: PersistMode,
+    /// `pedantic` of a create/update request (never stored or shown). Like nats-server without
+    /// it, defaults are filled in rather than the request refused.
+    #[serde(default, skip_serializing)]
+    pub pedantic: bool,
+}
+
+/// `persist_mode` of a stream: `default` (or empty) and `async`, as nats-server spells them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PersistMode {
+    #[default]
+    Default,
+    Async,
+}
+
+impl PersistMode {
+    fn is_default(&self) -> bool {
+        *self == PersistMode::Default
+    }
+}
+
+impl Serialize for PersistMode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(match self {
+            PersistMode::Default => "default",
+            PersistMode::Async => "async",
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for PersistMode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = serde_json::Value::deserialize(d)?;
+        match v.as_str() {
+            Some("" | "default") => Ok(PersistMode::Default),
+            Some("async") => Ok(PersistMode::Async),
+            // Go's words for a value its UnmarshalJSON refuses.
+            _ => Err(serde::de::Error::custom(format!(
+                "can not unmarshal {:?}",
+                v.to_string()
+            ))),
+        }
+    }
 }
 
 /// `external` of a mirror or source: the origin's API prefix and the deliver prefix its
@@ -327,7 +373,11 @@ impl StreamConfig {
         if !valid_name(&self.name) {
             return Err(ApiError::stream_invalid_config("invalid stream name"));
         }
-        let level = if self.allow_msg_counter || self.allow_atomic || self.allow_msg_schedules {
+        let level = if self.allow_msg_counter
+            || self.allow_atomic
+            || self.allow_msg_schedules
+            || self.persist_mode == PersistMode::Async
+        {
             2
         } else if self.allow_msg_ttl || self.subject_delete_marker_ttl > 0 {
             1
@@ -489,6 +539,18 @@ impl StreamConfig {
         }
         if self.num_replicas == 0 {
             self.num_replicas = 1;
+        }
+        if self.persist_mode == PersistMode::Async {
+            if self.storage != Storage::File {
+                return Err(ApiError::stream_invalid_config(
+                    "async persist mode is only supported on file storage",
+                ));
+            }
+            if self.num_replicas > 1 {
+                return Err(ApiError::stream_invalid_config(
+                    "async persist mode is not supported on replicated streams",
+                ));
+            }
         }
         if self.num_replicas > 1 {
             return Err(ApiError::new(
@@ -902,26 +964,36 @@ impl ConsumerConfig {
                 return Err(ApiError::invalid_json("bad pause_until"));
             }
         }
+        // nats-server's `checkConsumerCfg`: filters need not lie inside the stream's
+        // subjects (such a filter simply matches nothing), but they must not overlap.
         if !self.filter_subject.is_empty() && !self.filter_subjects.is_empty() {
             return Err(ApiError::new(
-                10134,
+                10136,
                 400,
                 "consumer cannot have both FilterSubject and FilterSubjects specified",
             ));
         }
+        if self.filter_subjects.iter().any(String::is_empty) {
+            return Err(ApiError::new(
+                10139,
+                400,
+                "consumer filter in FilterSubjects cannot be empty",
+            ));
+        }
         for f in self.filters() {
             if !subject::is_valid_subject(f.as_str()) {
-                return Err(ApiError::new(
-                    10093,
-                    400,
-                    "consumer filter subject is not a valid subset of the interest subjects",
-                ));
+                return Err(ApiError::new(10052, 500, "invalid subject"));
             }
-            if !stream.subjects.iter().any(|s| subjects_overlap(s, &f)) {
+        }
+        for (i, a) in self.filter_subjects.iter().enumerate() {
+            if self.filter_subjects[i + 1..]
+                .iter()
+                .any(|b| subjects_overlap(a, b))
+            {
                 return Err(ApiError::new(
-                    10093,
+                    10138,
                     400,
-                    "consumer filter subject is not a valid subset of the interest subjects",
+                    "consumer subject filters cannot overlap",
                 ));
             }
         }
@@ -1055,12 +1127,34 @@ impl ConsumerConfig {
                 "workqueue stream requires explicit ack",
             ));
         }
-        if self.durable_name.as_deref().is_none_or(str::is_empty) && self.inactive_threshold == 0 {
-            self.inactive_threshold = if stream.consumer_limits.inactive_threshold > 0 {
-                stream.consumer_limits.inactive_threshold
-            } else {
-                DEFAULT_INACTIVE_THRESHOLD
-            };
+        let lim = &stream.consumer_limits;
+        if self.inactive_threshold == 0 {
+            // The stream's limit applies to durables too; the default only to ephemerals.
+            if lim.inactive_threshold > 0 {
+                self.inactive_threshold = lim.inactive_threshold;
+            } else if self.durable_name.as_deref().is_none_or(str::is_empty) {
+                self.inactive_threshold = DEFAULT_INACTIVE_THRESHOLD;
+            }
+        }
+        if lim.inactive_threshold > 0 && self.inactive_threshold > lim.inactive_threshold {
+            return Err(ApiError::new(
+                10153,
+                400,
+                &format!(
+                    "consumer inactive threshold exceeds system limit of {}",
+                    crate::monitor::util::go_duration(i128::from(lim.inactive_threshold))
+                ),
+            ));
+        }
+        if lim.max_ack_pending > 0 && self.max_ack_pending > lim.max_ack_pending {
+            return Err(ApiError::new(
+                10121,
+                400,
+                &format!(
+                    "consumer max ack pending exceeds system limit of {}",
+                    lim.max_ack_pending
+                ),
+            ));
         }
         if !self.sample_freq.is_empty() {
             let f = self.sample_freq.trim_end_matches('%');

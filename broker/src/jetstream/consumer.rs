@@ -440,7 +440,7 @@ impl Consumer {
                 ..Default::default()
             }
         } else {
-            match super::errors::from_json::<NextRequest>(body) {
+            match super::errors::from_json::<NextRequest>(body, false) {
                 Ok(r) => {
                     json = true;
                     r
@@ -455,6 +455,17 @@ impl Consumer {
                 }
             }
         };
+        // nats-server's `nextReqFromMsg`: a heartbeat needs an expiry at least twice as long.
+        if req.idle_heartbeat > 0 && (req.expires <= 0 || req.idle_heartbeat > req.expires / 2) {
+            self.status(
+                ctx,
+                reply,
+                400,
+                "Bad Request - heartbeat value too large",
+                &[],
+            );
+            return;
+        }
         let batch = req.batch.max(1);
         if self.is_push() {
             self.status(ctx, reply, 409, "Consumer is push based", &[]);
@@ -1300,8 +1311,13 @@ impl Consumer {
                 }
             }
         }
+        // Pull heartbeats carry the last delivered sequences as push heartbeats do.
+        let last = [
+            ("Nats-Last-Consumer", self.st.dseq.to_string()),
+            ("Nats-Last-Stream", self.st.last_sseq.to_string()),
+        ];
         for b in beats {
-            self.status(ctx, &b, 100, "Idle Heartbeat", &[]);
+            self.status(ctx, &b, 100, "Idle Heartbeat", &last);
         }
         // Push: idle heartbeats.
         if self.is_push() && self.cfg.idle_heartbeat > 0 {

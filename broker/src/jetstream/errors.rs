@@ -81,8 +81,9 @@ impl ApiError {
 }
 
 /// Parses an API body as Go does: `null` means the zero value, so null fields are dropped
-/// before typed parsing.
-pub fn from_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+/// before typed parsing. `strict` (`jetstream { strict }`, on by default as in nats-server
+/// 2.12+) refuses a field the request type does not have, with Go's words.
+pub fn from_json<T: serde::de::DeserializeOwned>(body: &[u8], strict: bool) -> Result<T, ApiError> {
     fn strip(v: &mut serde_json::Value) {
         match v {
             serde_json::Value::Object(m) => {
@@ -100,5 +101,23 @@ pub fn from_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiEr
         v = serde_json::Value::Object(Default::default());
     }
     strip(&mut v);
-    serde_json::from_value(v).map_err(|e| ApiError::invalid_json(&e.to_string()))
+    if !strict {
+        return serde_json::from_value(v).map_err(|e| ApiError::invalid_json(&e.to_string()));
+    }
+    let mut unknown = None;
+    let parsed: Result<T, _> = serde_ignored::deserialize(v, |path| {
+        if unknown.is_none() {
+            unknown = Some(match path {
+                serde_ignored::Path::Map { key, .. } => key.clone(),
+                other => other.to_string(),
+            });
+        }
+    });
+    let parsed = parsed.map_err(|e| ApiError::invalid_json(&e.to_string()))?;
+    match unknown {
+        Some(field) => Err(ApiError::invalid_json(&format!(
+            "json: unknown field {field:?}"
+        ))),
+        None => Ok(parsed),
+    }
 }

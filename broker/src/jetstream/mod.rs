@@ -114,6 +114,8 @@ pub struct JetStream {
     pub domain: Option<String>,
     pub sync_interval: Duration,
     pub sync_always: bool,
+    /// `strict`: API requests with fields nats-server does not know are refused.
+    pub strict: bool,
     /// `<store_dir>/jetstream`.
     pub store_dir: PathBuf,
     /// Server-wide memory and file storage limits (bytes); reloadable.
@@ -214,6 +216,7 @@ impl JetStream {
             domain: opts.domain.clone(),
             sync_interval: opts.sync_interval,
             sync_always: opts.sync_always,
+            strict: opts.strict,
             store_dir: store_dir.clone(),
             max_memory: AtomicI64::new(max_memory),
             max_store: AtomicI64::new(max_store),
@@ -237,7 +240,7 @@ impl JetStream {
         ] {
             tracing::info!("{line}");
         }
-        tracing::info!("  Strict:          true");
+        tracing::info!("  Strict:          {}", opts.strict);
         tracing::info!("  Max Memory:      {}", friendly_bytes(max_memory));
         tracing::info!("  Max Storage:     {}", friendly_bytes(max_store));
         tracing::info!("  Store Directory: \"{}\"", store_dir.display());
@@ -394,15 +397,20 @@ impl JetStream {
                         Some((s, subj)) => (s, Some(subj.to_string())),
                         None => (rest, None),
                     };
-                    if let (Some(h), Some(reply)) = (acc.stream(stream), reply) {
-                        if h.cfg.read().allow_direct {
-                            acc.api_total.fetch_add(1, Ordering::Relaxed);
-                            h.send(Cmd::DirectGet {
-                                reply,
-                                body: Bytes::copy_from_slice(payload),
-                                subject: subj,
-                            });
+                    match acc.stream(stream) {
+                        Some(h) if h.cfg.read().allow_direct => {
+                            if let Some(reply) = reply {
+                                acc.api_total.fetch_add(1, Ordering::Relaxed);
+                                h.send(Cmd::DirectGet {
+                                    reply,
+                                    body: Bytes::copy_from_slice(payload),
+                                    subject: subj,
+                                });
+                            }
                         }
+                        // nats-server subscribes direct gets per stream that allows them:
+                        // for any other name there is no responder.
+                        _ => crate::server::client::decline_delivery(),
                     }
                     return;
                 }
@@ -872,7 +880,7 @@ impl JetStream {
                 } else {
                     "stream_names_response"
                 };
-                let l: L = stream::parse_opt(body).map_err(|e| (kind, e))?;
+                let l: L = stream::parse_opt(body, self.strict).map_err(|e| (kind, e))?;
                 let all: Vec<Arc<StreamHandle>> = acc
                     .streams
                     .read()
@@ -987,6 +995,7 @@ impl JetStream {
         name: &str,
         body: &[u8],
         max_payload: i32,
+        strict: bool,
     ) -> Result<StreamConfig, ApiError> {
         // An empty body is `{}`, whose empty name does not match the subject's.
         let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
@@ -994,7 +1003,7 @@ impl JetStream {
         } else {
             body
         };
-        let cfg: StreamConfig = errors::from_json(body)?;
+        let cfg: StreamConfig = errors::from_json(body, strict)?;
         let mut cfg = cfg;
         if cfg.name != name {
             return Err(ApiError::stream_mismatch());
@@ -1028,7 +1037,7 @@ impl JetStream {
         name: &str,
         body: &[u8],
     ) -> Result<Value, ApiError> {
-        let cfg = Self::parse_stream_config(name, body, server.options().max_payload)?;
+        let cfg = Self::parse_stream_config(name, body, server.options().max_payload, self.strict)?;
         if let Some(h) = acc.stream(name) {
             if *h.cfg.read() == cfg {
                 // Idempotent: the same answer as the first create.
@@ -1081,7 +1090,7 @@ impl JetStream {
         name: &str,
         body: &[u8],
     ) -> Result<Value, ApiError> {
-        let cfg = Self::parse_stream_config(name, body, server.options().max_payload)?;
+        let cfg = Self::parse_stream_config(name, body, server.options().max_payload, self.strict)?;
         let h = acc.stream(name).ok_or_else(ApiError::stream_not_found)?;
         Self::check_overlap(acc, &cfg)?;
         let subjects_changed = h.cfg.read().subjects != cfg.subjects;

@@ -188,7 +188,7 @@ pub(super) fn snapshot_request(
     let h = acc
         .stream(name)
         .ok_or((KIND, ApiError::stream_not_found()))?;
-    let req: SnapshotReq = super::errors::from_json(body).map_err(|e| (KIND, e))?;
+    let req: SnapshotReq = super::errors::from_json(body, js.strict).map_err(|e| (KIND, e))?;
     if !crate::subject::is_valid_publish_subject(&req.deliver_subject) {
         return Err((KIND, ApiError::new(10015, 400, "deliver subject not valid")));
     }
@@ -507,7 +507,7 @@ pub(super) fn restore_request(
     if body.iter().all(u8::is_ascii_whitespace) {
         return restore_error(ApiError::bad_request());
     }
-    let req: RestoreReq = match super::errors::from_json(body) {
+    let req: RestoreReq = match super::errors::from_json(body, js.strict) {
         Ok(r) => r,
         Err(e) => return restore_error(e),
     };
@@ -644,6 +644,9 @@ fn restore_config(server: &Server, name: &str, mut v: Value) -> Result<StreamCon
         v["name"].as_str().unwrap_or(name),
         &body,
         server.options().max_payload,
+        // A backup's configuration may come from a newer server: its extra fields are kept
+        // out of the way rather than refused.
+        false,
     )
 }
 

@@ -1529,6 +1529,9 @@ impl Stream {
             config: Option<ConsumerConfig>,
             #[serde(default)]
             action: String,
+            /// Known to nats-server; ours fills defaults whether or not it is set.
+            #[serde(default, rename = "pedantic")]
+            _pedantic: bool,
         }
         if body.is_empty() {
             return Err(ApiError::new(
@@ -1537,7 +1540,7 @@ impl Stream {
                 "invalid JSON: unexpected end of JSON input",
             ));
         }
-        let req: Req = super::errors::from_json(body)?;
+        let req: Req = super::errors::from_json(body, self.shared.strict)?;
         if !matches!(req.action.as_str(), "" | "create" | "update") {
             return Err(ApiError::invalid_json(&format!(
                 "unknown consumer action: {:?}",
@@ -1773,6 +1776,10 @@ impl Stream {
                 "stream configuration update can not change retention policy",
             ),
             (
+                cfg.persist_mode != old.persist_mode,
+                "stream configuration update can not change persist mode",
+            ),
+            (
                 cfg.allow_msg_counter != old.allow_msg_counter,
                 "stream configuration update can not change message counter setting",
             ),
@@ -1807,6 +1814,30 @@ impl Stream {
                 400,
                 "stream mirror configuration can not be updated",
             ));
+        }
+        // New consumer limits must hold for the consumers there are (nats-server names them).
+        let lim = &cfg.consumer_limits;
+        if *lim != old.consumer_limits {
+            let violators: Vec<&str> = self
+                .consumers
+                .iter()
+                .filter(|(_, c)| {
+                    (lim.max_ack_pending > 0 && c.cfg.max_ack_pending > lim.max_ack_pending)
+                        || (lim.inactive_threshold > 0
+                            && c.cfg.inactive_threshold > lim.inactive_threshold)
+                })
+                .map(|(n, _)| n.as_str())
+                .collect();
+            if !violators.is_empty() {
+                return Err(ApiError::new(
+                    10069,
+                    500,
+                    &format!(
+                        "change to limits violates consumers: {}",
+                        violators.join(", ")
+                    ),
+                ));
+            }
         }
         if !cfg.allow_atomic {
             // Batches in flight can no longer commit.
@@ -1862,17 +1893,6 @@ impl Stream {
         if st.num_subjects > 0 {
             s["num_subjects"] = json!(st.num_subjects);
         }
-        if let Some(f) = req.subjects_filter.as_deref().filter(|f| !f.is_empty()) {
-            let m: serde_json::Map<String, Value> = self
-                .store
-                .subjects_matching(f)
-                .into_iter()
-                .map(|(k, n)| (k.to_string(), json!(n)))
-                .collect();
-            if !m.is_empty() {
-                s["subjects"] = Value::Object(m);
-            }
-        }
         if st.num_deleted > 0 {
             s["num_deleted"] = json!(st.num_deleted);
             if req.deleted_details {
@@ -1899,6 +1919,9 @@ impl Stream {
             "cluster": {"leader": self.shared.server_name},
         });
         super::config::with_server_metadata(&mut v["config"]);
+        if let Some(f) = req.subjects_filter.as_deref().filter(|f| !f.is_empty()) {
+            self.subjects_page(&mut v, f, req.offset.max(0) as usize);
+        }
         if let Some(m) = self.origins.iter().find(|o| o.mirror) {
             v["mirror"] = m.info();
         }
@@ -1913,6 +1936,30 @@ impl Stream {
         }
         v["ts"] = json!(rfc3339_nanos(unix_nanos()));
         v
+    }
+
+    /// One page of `state.subjects` for a `subjects_filter`, as nats-server pages it: the
+    /// matching subjects sorted as strings, at most [`SUBJECTS_PAGE`] from `offset`, with
+    /// `total`, `offset` and `limit` beside them (all zero when nothing matches).
+    fn subjects_page(&self, v: &mut Value, filter: &str, offset: usize) {
+        let mut all = self.store.subjects_matching(filter);
+        if all.is_empty() {
+            return;
+        }
+        all.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let total = all.len();
+        let page: serde_json::Map<String, Value> = all
+            .into_iter()
+            .skip(offset)
+            .take(SUBJECTS_PAGE)
+            .map(|(k, n)| (k.to_string(), json!(n)))
+            .collect();
+        if !page.is_empty() {
+            v["state"]["subjects"] = Value::Object(page);
+        }
+        v["total"] = json!(total);
+        v["offset"] = json!(offset);
+        v["limit"] = json!(SUBJECTS_PAGE);
     }
 
     fn api(&mut self, server: &Server, op: Op, body: &[u8]) -> Option<String> {
@@ -1932,14 +1979,9 @@ impl Stream {
     ) -> Result<Option<Value>, (&'static str, ApiError)> {
         match op {
             Op::Info => {
-                let req: InfoReq = parse_opt(body).map_err(|e| ("stream_info_response", e))?;
-                let mut v = self.info_value(&req);
-                if req.subjects_filter.is_some() {
-                    // Paged subjects: everything fits one page here.
-                    v["total"] = json!(self.store.state().num_subjects);
-                    v["limit"] = json!(100_000);
-                }
-                Ok(Some(v))
+                let req: InfoReq =
+                    parse_opt(body, self.shared.strict).map_err(|e| ("stream_info_response", e))?;
+                Ok(Some(self.info_value(&req)))
             }
             Op::Purge => {
                 const K: &str = "stream_purge_response";
@@ -1958,7 +2000,7 @@ impl Stream {
                     #[serde(default)]
                     keep: u64,
                 }
-                let p: P = parse_opt(body).map_err(|e| (K, e))?;
+                let p: P = parse_opt(body, self.shared.strict).map_err(|e| (K, e))?;
                 if p.seq > 0 && p.keep > 0 {
                     return Err((K, ApiError::new(10003, 400, "bad request")));
                 }
@@ -1981,7 +2023,8 @@ impl Stream {
                     #[serde(default)]
                     no_erase: bool,
                 }
-                let d: D = super::errors::from_json(body).map_err(|e| (K, e))?;
+                let d: D =
+                    super::errors::from_json(body, self.shared.strict).map_err(|e| (K, e))?;
                 if self.remove_msg_with(d.seq, !d.no_erase) {
                     Ok(Some(
                         json!({"type": "io.nats.jetstream.api.v1.stream_msg_delete_response", "success": true}),
@@ -1997,7 +2040,8 @@ impl Stream {
             }
             Op::MsgGet => {
                 const K: &str = "stream_msg_get_response";
-                let req: GetReq = super::errors::from_json(body).map_err(|e| (K, e))?;
+                let req: GetReq =
+                    super::errors::from_json(body, self.shared.strict).map_err(|e| (K, e))?;
                 let seq = self.find(&req).map_err(|e| (K, e))?;
                 let m = self
                     .store
@@ -2041,7 +2085,7 @@ impl Stream {
                     #[serde(default)]
                     pause_until: Option<String>,
                 }
-                let p: P = parse_opt(body).map_err(|e| (K, e))?;
+                let p: P = parse_opt(body, self.shared.strict).map_err(|e| (K, e))?;
                 let until = match p.pause_until.as_deref() {
                     None | Some("") => 0,
                     Some(t) => super::time::parse_rfc3339(t)
@@ -2073,7 +2117,7 @@ impl Stream {
                     #[serde(default)]
                     group: String,
                 }
-                let u: U = parse_opt(body).map_err(|e| (K, e))?;
+                let u: U = parse_opt(body, self.shared.strict).map_err(|e| (K, e))?;
                 if u.group.is_empty() {
                     return Err((K, ApiError::invalid_json("consumer group not specified")));
                 }
@@ -2116,7 +2160,7 @@ impl Stream {
                     #[serde(default)]
                     offset: usize,
                 }
-                let l: L = parse_opt(body).unwrap_or_default();
+                let l: L = parse_opt(body, false).unwrap_or_default();
                 let total = self.visible_consumers().count();
                 let limit = if list { 256 } else { 1024 };
                 let names: Vec<&String> = self
@@ -2151,18 +2195,35 @@ impl Stream {
     /// `DIRECT.GET`: the message with `Nats-Stream`, `Nats-Subject`, `Nats-Sequence` and
     /// `Nats-Time-Stamp` headers, or a 404 status.
     pub fn direct_get(&mut self, server: &Server, reply: &str, body: &[u8], subj: Option<String>) {
+        // nats-server's `processDirectGetRequest` refusals, in its order.
         let req = match subj {
             Some(s) => Ok(GetReq {
                 last_by_subj: Some(s),
                 ..Default::default()
             }),
-            None => super::errors::from_json::<GetReq>(body).map_err(|_| ()),
+            None if body.is_empty() => Err("Empty Request"),
+            None => match super::errors::from_json::<GetReq>(body, false) {
+                Err(_) => Err("Malformed Request"),
+                Ok(r)
+                    if r.seq == 0
+                        && r.last_by_subj.as_deref().is_none_or(str::is_empty)
+                        && r.next_by_subj.as_deref().is_none_or(str::is_empty)
+                        && r.multi_last.is_empty()
+                        && r.start_time.is_none() =>
+                {
+                    Err("Empty Request")
+                }
+                Ok(r) => Ok(r),
+            },
         };
-        let Ok(req) = req else {
-            let h = headers::status(408, "Bad Request", &[]);
-            self.sender
-                .send(server, &self.account, reply.as_bytes(), None, Some(&h), b"");
-            return;
+        let req = match req {
+            Ok(r) => r,
+            Err(why) => {
+                let h = headers::status(408, why, &[]);
+                self.sender
+                    .send(server, &self.account, reply.as_bytes(), None, Some(&h), b"");
+                return;
+            }
         };
         if req.batch > 0 || !req.multi_last.is_empty() {
             return self.direct_batch(server, reply, &req);
@@ -2424,9 +2485,13 @@ pub struct InfoReq {
     pub deleted_details: bool,
     #[serde(default)]
     pub subjects_filter: Option<String>,
+    /// Where the subjects page starts (nats-server takes a negative one as 0).
     #[serde(default)]
-    pub offset: usize,
+    pub offset: i64,
 }
+
+/// Subjects per page of a stream info's `state.subjects` (nats-server's `JSMaxSubjectDetails`).
+const SUBJECTS_PAGE: usize = 100_000;
 
 /// `STREAM.MSG.GET` / `DIRECT.GET` request.
 #[derive(Debug, Default, Deserialize)]
@@ -2460,11 +2525,12 @@ pub struct GetReq {
 /// Parses an optional JSON body (empty means defaults).
 pub(crate) fn parse_opt<T: serde::de::DeserializeOwned + Default>(
     body: &[u8],
+    strict: bool,
 ) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    super::errors::from_json(body)
+    super::errors::from_json(body, strict)
 }
 
 /// A `Nats-TTL` value as nats-server reads it: `never` (`Some(None)`), whole seconds, or a Go

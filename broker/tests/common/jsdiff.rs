@@ -79,6 +79,44 @@ where
         let nc = async_nats::connect(&url).await.unwrap();
         results.push(scenario(nc).await);
     }
+    same(results)
+}
+
+/// [`on_both`] with a configuration file: `conf` with `$SD` standing for a fresh store
+/// directory (the servers listen on an ephemeral 127.0.0.1 port).
+pub async fn on_both_conf<F, Fut>(tag: &str, conf: &str, scenario: F) -> Vec<(String, Value)>
+where
+    F: Fn(async_nats::Client) -> Fut,
+    Fut: Future<Output = Vec<(String, Value)>>,
+{
+    let mut results = Vec::new();
+    for reference in [true, false] {
+        let dir = crate::tempdir::TempDir::new(tag);
+        let file = dir.path().join("js.conf");
+        let sd = dir.path().join("store");
+        std::fs::write(
+            &file,
+            conf.replace("$SD", &format!("{:?}", sd.display().to_string())),
+        )
+        .unwrap();
+        let f = file.display().to_string();
+        let args = ["-c", &f, "-a", "127.0.0.1", "-p", "-1"];
+        let p = if reference {
+            crate::proc::Proc::reference(&args)
+        } else {
+            crate::proc::Proc::natrix(&args)
+        };
+        let nc = async_nats::connect(format!("nats://{}", p.ready()))
+            .await
+            .unwrap();
+        results.push(scenario(nc).await);
+    }
+    same(results)
+}
+
+/// Asserts the reference's observations (first) and natrix's (second) are the same; returns
+/// the reference's.
+fn same(mut results: Vec<Vec<(String, Value)>>) -> Vec<(String, Value)> {
     let got = results.pop().unwrap();
     let want = results.pop().unwrap();
     assert_eq!(want.len(), got.len());

@@ -1,0 +1,557 @@
+//! JetStream API answers that client libraries' tests found different from nats-server, each
+//! compared with the reference in the same scenario: direct gets without a responder,
+//! consumer filter checks, stream consumer limits, pull request heartbeats.
+
+mod common;
+#[path = "common/jsdiff.rs"]
+mod jsdiff;
+#[path = "common/proc.rs"]
+mod proc;
+#[path = "common/tempdir.rs"]
+mod tempdir;
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use jsdiff::{api, find, on_both, on_both_conf};
+use serde_json::{json, Value};
+
+/// A request's outcome: the status line of a header-only answer, `no responders`, the
+/// JSON answer, or `timeout`.
+async fn outcome(nc: &async_nats::Client, subject: &str, body: Value) -> Value {
+    let req = async_nats::Request::new()
+        .payload(body.to_string().into())
+        .timeout(Some(Duration::from_secs(2)));
+    match nc.send_request(subject.to_string(), req).await {
+        Ok(m) => match m.status {
+            Some(s) => json!(format!(
+                "{} {}",
+                s.as_u16(),
+                m.description.as_deref().unwrap_or("")
+            )),
+            None => serde_json::from_slice(&m.payload).unwrap_or(json!("not json")),
+        },
+        Err(e) => json!(format!("{:?}", e.kind())),
+    }
+}
+
+/// The `error` of an API answer, or `ok` with the field asked for.
+fn error_or(v: &Value, field: &str) -> Value {
+    match v.get("error") {
+        Some(e) => e.clone(),
+        None => json!({"ok": v["config"][field]}),
+    }
+}
+
+#[tokio::test]
+async fn direct_get_without_a_responder_matches_reference() {
+    let obs = on_both("js-compat-direct", |nc| async move {
+        let mut out = Vec::new();
+        api(
+            &nc,
+            "$JS.API.STREAM.CREATE.S",
+            json!({"name": "S", "subjects": ["s.>"]}),
+        )
+        .await;
+        api(
+            &nc,
+            "$JS.API.STREAM.CREATE.D",
+            json!({"name": "D", "subjects": ["d.>"], "allow_direct": true}),
+        )
+        .await;
+        nc.publish("d.a", "x".into()).await.unwrap();
+        nc.flush().await.unwrap();
+        for (label, subject, body) in [
+            (
+                "missing stream",
+                "$JS.API.DIRECT.GET.NOPE",
+                json!({"seq": 1}),
+            ),
+            (
+                "missing stream by subject",
+                "$JS.API.DIRECT.GET.NOPE.x",
+                json!({}),
+            ),
+            (
+                "stream without allow_direct",
+                "$JS.API.DIRECT.GET.S",
+                json!({"seq": 1}),
+            ),
+            ("missing message", "$JS.API.DIRECT.GET.D", json!({"seq": 9})),
+            ("empty request", "$JS.API.DIRECT.GET.D", json!({})),
+            ("zero sequence", "$JS.API.DIRECT.GET.D", json!({"seq": 0})),
+            ("malformed request", "$JS.API.DIRECT.GET.D", json!("x")),
+            ("found", "$JS.API.DIRECT.GET.D", json!({"seq": 1})),
+        ] {
+            out.push((label.to_string(), outcome(&nc, subject, body).await));
+        }
+        out
+    })
+    .await;
+    assert_eq!(find(&obs, "missing stream"), &json!("NoResponders"));
+    assert_eq!(
+        find(&obs, "stream without allow_direct"),
+        &json!("NoResponders")
+    );
+}
+
+#[tokio::test]
+async fn consumer_filter_checks_match_reference() {
+    let obs = on_both("js-compat-filters", |nc| async move {
+        let mut out = Vec::new();
+        api(
+            &nc,
+            "$JS.API.STREAM.CREATE.S",
+            json!({"name": "S", "subjects": ["foo.>"]}),
+        )
+        .await;
+        for (name, filters) in [
+            ("outside", json!({"filter_subjects": ["x.a", "y.b"]})),
+            ("one outside", json!({"filter_subject": "x.a"})),
+            ("mixed", json!({"filter_subjects": ["foo.a", "x.a"]})),
+            ("overlap", json!({"filter_subjects": ["foo.*", "foo.b"]})),
+            (
+                "overlap reversed",
+                json!({"filter_subjects": ["foo.b", "foo.*"]}),
+            ),
+            ("duplicate", json!({"filter_subjects": ["foo.a", "foo.a"]})),
+            (
+                "overlap deep",
+                json!({"filter_subjects": ["foo.>", "foo.b.c"]}),
+            ),
+            (
+                "both",
+                json!({"filter_subject": "foo.a", "filter_subjects": ["foo.b"]}),
+            ),
+            ("empty entry", json!({"filter_subjects": ["foo.a", ""]})),
+            ("invalid", json!({"filter_subjects": ["foo..a"]})),
+        ] {
+            let durable = name.replace(' ', "_");
+            let mut cfg = json!({"durable_name": durable, "ack_policy": "explicit"});
+            for (k, v) in filters.as_object().unwrap() {
+                cfg[k] = v.clone();
+            }
+            let v = api(
+                &nc,
+                &format!("$JS.API.CONSUMER.CREATE.S.{durable}"),
+                json!({"stream_name": "S", "config": cfg}),
+            )
+            .await;
+            let field = if cfg.get("filter_subject").is_some() {
+                "filter_subject"
+            } else {
+                "filter_subjects"
+            };
+            out.push((name.to_string(), error_or(&v, field)));
+        }
+        out
+    })
+    .await;
+    assert_eq!(find(&obs, "overlap")["err_code"], 10138);
+    assert!(find(&obs, "outside").get("ok").is_some());
+}
+
+#[tokio::test]
+async fn stream_consumer_limits_match_reference() {
+    let obs = on_both("js-compat-limits", |nc| async move {
+        let mut out = Vec::new();
+        let base = json!({"name": "S", "subjects": ["s.>"]});
+        api(&nc, "$JS.API.STREAM.CREATE.S", base.clone()).await;
+        api(
+            &nc,
+            "$JS.API.CONSUMER.CREATE.S.D",
+            json!({"stream_name": "S", "config": {"durable_name": "D", "ack_policy": "explicit"}}),
+        )
+        .await;
+        let update = |limits: Value| {
+            let mut cfg = base.clone();
+            cfg["consumer_limits"] = limits;
+            cfg
+        };
+        let v = api(
+            &nc,
+            "$JS.API.STREAM.UPDATE.S",
+            update(json!({"max_ack_pending": 10})),
+        )
+        .await;
+        out.push((
+            "max_ack_pending under a consumer".into(),
+            error_or(&v, "consumer_limits"),
+        ));
+        let v = api(
+            &nc,
+            "$JS.API.STREAM.UPDATE.S",
+            update(json!({"inactive_threshold": 5_000_000_000i64})),
+        )
+        .await;
+        out.push((
+            "inactive_threshold over a durable without one".into(),
+            error_or(&v, "consumer_limits"),
+        ));
+        let v = api(&nc, "$JS.API.CONSUMER.INFO.S.D", json!({})).await;
+        out.push((
+            "durable after the update".into(),
+            json!([
+                v["config"]["inactive_threshold"],
+                v["config"]["max_ack_pending"]
+            ]),
+        ));
+        // A fresh stream with both limits: defaults taken from them, more refused.
+        let mut lim = json!({"name": "L", "subjects": ["l.>"]});
+        lim["consumer_limits"] =
+            json!({"max_ack_pending": 10, "inactive_threshold": 5_000_000_000i64});
+        api(&nc, "$JS.API.STREAM.CREATE.L", lim).await;
+        for (name, extra) in [
+            ("defaults", json!({})),
+            ("more ack pending", json!({"max_ack_pending": 20})),
+            ("unlimited ack pending", json!({"max_ack_pending": -1})),
+            (
+                "longer threshold",
+                json!({"inactive_threshold": 10_000_000_000i64}),
+            ),
+        ] {
+            let durable = name.replace(' ', "_");
+            let mut cfg = json!({"durable_name": durable, "ack_policy": "explicit"});
+            for (k, v) in extra.as_object().unwrap() {
+                cfg[k] = v.clone();
+            }
+            let v = api(
+                &nc,
+                &format!("$JS.API.CONSUMER.CREATE.L.{durable}"),
+                json!({"stream_name": "L", "config": cfg}),
+            )
+            .await;
+            let shown = match v.get("error") {
+                Some(e) => e.clone(),
+                None => json!([
+                    v["config"]["max_ack_pending"],
+                    v["config"]["inactive_threshold"]
+                ]),
+            };
+            out.push((format!("consumer {name}"), shown));
+        }
+        let v = api(
+            &nc,
+            "$JS.API.CONSUMER.CREATE.L",
+            json!({"stream_name": "L", "config": {"ack_policy": "explicit"}}),
+        )
+        .await;
+        out.push((
+            "ephemeral defaults".into(),
+            json!([
+                v["config"]["max_ack_pending"],
+                v["config"]["inactive_threshold"]
+            ]),
+        ));
+        out
+    })
+    .await;
+    assert_eq!(
+        find(&obs, "max_ack_pending under a consumer")["description"],
+        "change to limits violates consumers: D"
+    );
+}
+
+/// The first status answers of a pull request made with `body`, within `secs`.
+async fn pull_statuses(nc: &async_nats::Client, body: Value, secs: u64) -> Value {
+    let inbox = nc.new_inbox();
+    let mut sub = nc.subscribe(inbox.clone()).await.unwrap();
+    nc.publish_with_reply(
+        "$JS.API.CONSUMER.MSG.NEXT.S.P",
+        inbox,
+        body.to_string().into(),
+    )
+    .await
+    .unwrap();
+    let mut seen = Vec::new();
+    let until = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while let Ok(Some(m)) = tokio::time::timeout_at(until, sub.next()).await {
+        let mut hdrs: Vec<String> = m
+            .headers
+            .iter()
+            .flat_map(|h| h.iter())
+            .map(|(k, v)| {
+                format!(
+                    "{k}: {}",
+                    v.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(",")
+                )
+            })
+            .collect();
+        hdrs.sort();
+        seen.push(json!({
+            "status": m.status.map(|s| s.as_u16()),
+            "description": m.description,
+            "headers": hdrs,
+        }));
+        if m.status.is_some_and(|s| s.as_u16() >= 400) {
+            break;
+        }
+    }
+    json!(seen)
+}
+
+#[tokio::test]
+async fn pull_request_heartbeats_match_reference() {
+    on_both("js-compat-pull-hb", |nc| async move {
+        let mut out = Vec::new();
+        api(
+            &nc,
+            "$JS.API.STREAM.CREATE.S",
+            json!({"name": "S", "subjects": ["s.>"]}),
+        )
+        .await;
+        api(
+            &nc,
+            "$JS.API.CONSUMER.CREATE.S.P",
+            json!({"stream_name": "S", "config": {"durable_name": "P", "ack_policy": "explicit"}}),
+        )
+        .await;
+        for (label, body) in [
+            (
+                "heartbeat without expiry",
+                json!({"batch": 1, "idle_heartbeat": 1_000_000_000}),
+            ),
+            (
+                "heartbeat with no_wait",
+                json!({"batch": 1, "no_wait": true, "idle_heartbeat": 1_000_000_000}),
+            ),
+            (
+                "heartbeat over half the expiry",
+                json!({"batch": 1, "expires": 1_000_000_000, "idle_heartbeat": 600_000_000}),
+            ),
+        ] {
+            out.push((label.to_string(), pull_statuses(&nc, body, 2).await));
+        }
+        // Half the expiry is allowed: heartbeats come, then the request expires.
+        out.push((
+            "heartbeat at half the expiry".into(),
+            pull_statuses(
+                &nc,
+                json!({"batch": 1, "expires": 2_000_000_000, "idle_heartbeat": 800_000_000}),
+                4,
+            )
+            .await,
+        ));
+        out
+    })
+    .await;
+}
+
+/// Requests with fields nats-server does not know, and a value of the wrong type.
+async fn strict_scenario(nc: async_nats::Client) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    let code = |v: &Value| match v.get("error") {
+        Some(e) => json!([e["code"], e["err_code"]]),
+        None => json!("ok"),
+    };
+    let v = api(
+        &nc,
+        "$JS.API.STREAM.CREATE.T",
+        json!({"name": "T", "subjects": ["t"], "bogus": 1}),
+    )
+    .await;
+    out.push(("stream create, unknown field".into(), error_or(&v, "name")));
+    api(
+        &nc,
+        "$JS.API.STREAM.CREATE.U",
+        json!({"name": "U", "subjects": ["u"]}),
+    )
+    .await;
+    let v = api(
+        &nc,
+        "$JS.API.STREAM.UPDATE.U",
+        json!({"name": "U", "subjects": ["u"], "bogus": 1}),
+    )
+    .await;
+    out.push(("stream update, unknown field".into(), error_or(&v, "name")));
+    let v = api(&nc, "$JS.API.STREAM.INFO.U", json!({"bogus": 1})).await;
+    out.push(("stream info, unknown field".into(), code(&v)));
+    let v = api(
+        &nc,
+        "$JS.API.CONSUMER.CREATE.U.C",
+        json!({"stream_name": "U", "config": {"durable_name": "C", "bogus": 1}}),
+    )
+    .await;
+    out.push((
+        "consumer config, unknown field".into(),
+        error_or(&v, "durable_name"),
+    ));
+    let v = api(
+        &nc,
+        "$JS.API.CONSUMER.CREATE.U.D",
+        json!({"stream_name": "U", "config": {"durable_name": "D"}, "bogus": 1}),
+    )
+    .await;
+    out.push((
+        "consumer request, unknown field".into(),
+        error_or(&v, "durable_name"),
+    ));
+    // Known request fields are never refused.
+    let v = api(
+        &nc,
+        "$JS.API.CONSUMER.CREATE.U.E",
+        json!({"stream_name": "U", "config": {"durable_name": "E"}, "action": "create", "pedantic": false}),
+    )
+    .await;
+    out.push((
+        "consumer request, known fields".into(),
+        error_or(&v, "durable_name"),
+    ));
+    let v = api(
+        &nc,
+        "$JS.API.STREAM.CREATE.V",
+        json!({"name": "V", "subjects": ["v"], "max_msgs": "x"}),
+    )
+    .await;
+    out.push(("wrong value type".into(), code(&v)));
+    out
+}
+
+#[tokio::test]
+async fn strict_api_requests_match_reference() {
+    // Strict is nats-server 2.12+'s default.
+    let obs = on_both("js-compat-strict", strict_scenario).await;
+    assert_eq!(
+        find(&obs, "stream create, unknown field")["description"],
+        "invalid JSON: json: unknown field \"bogus\""
+    );
+    let obs = on_both_conf(
+        "js-compat-lax",
+        "jetstream { store_dir: $SD, strict: false }\n",
+        strict_scenario,
+    )
+    .await;
+    assert_eq!(
+        find(&obs, "stream create, unknown field"),
+        &json!({"ok": "T"})
+    );
+}
+
+#[tokio::test]
+async fn persist_mode_matches_reference() {
+    on_both("js-compat-persist", |nc| async move {
+        let mut out = Vec::new();
+        for (name, extra) in [
+            ("A", json!({"persist_mode": "async"})),
+            ("B", json!({"persist_mode": "default"})),
+            ("C", json!({"persist_mode": ""})),
+            ("X", json!({"persist_mode": "x"})),
+            ("M", json!({"persist_mode": "async", "storage": "memory"})),
+        ] {
+            let mut cfg = json!({"name": name, "subjects": [name.to_lowercase()]});
+            for (k, v) in extra.as_object().unwrap() {
+                cfg[k] = v.clone();
+            }
+            let v = api(&nc, &format!("$JS.API.STREAM.CREATE.{name}"), cfg).await;
+            let shown = match v.get("error") {
+                Some(e) => e.clone(),
+                None => json!([
+                    v["config"]["persist_mode"],
+                    v["config"]["metadata"]["_nats.req.level"]
+                ]),
+            };
+            out.push((format!("create {name}"), shown));
+        }
+        let v = api(&nc, "$JS.API.STREAM.INFO.A", json!({})).await;
+        out.push(("info A".into(), v["config"]["persist_mode"].clone()));
+        for (name, cfg) in [
+            ("A", json!({"name": "A", "subjects": ["a"]})),
+            (
+                "B",
+                json!({"name": "B", "subjects": ["b"], "persist_mode": "async"}),
+            ),
+            (
+                "A again",
+                json!({"name": "A", "subjects": ["a", "a2"], "persist_mode": "async"}),
+            ),
+        ] {
+            let stream = &name[..1];
+            let v = api(&nc, &format!("$JS.API.STREAM.UPDATE.{stream}"), cfg).await;
+            out.push((format!("update {name}"), error_or(&v, "subjects")));
+        }
+        out
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn stream_info_pages_many_subjects_as_reference() {
+    const N: usize = 220_000;
+    let obs = on_both("js-compat-subjects", |nc| async move {
+        let mut out = Vec::new();
+        api(
+            &nc,
+            "$JS.API.STREAM.CREATE.S",
+            json!({"name": "S", "subjects": ["s.>"], "storage": "memory"}),
+        )
+        .await;
+        for i in 0..N {
+            nc.publish(format!("s.{i}"), bytes::Bytes::new())
+                .await
+                .unwrap();
+        }
+        nc.flush().await.unwrap();
+        for _ in 0..200 {
+            let v = api(&nc, "$JS.API.STREAM.INFO.S", json!({})).await;
+            if v["state"]["messages"] == json!(N) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let page = |v: &Value| {
+            let subjects = v["state"]["subjects"].as_object();
+            json!({
+                "total": v["total"], "offset": v["offset"], "limit": v["limit"],
+                "count": subjects.map_or(0, |m| m.len()),
+                "first": subjects.and_then(|m| m.keys().next().cloned()),
+            })
+        };
+        let v = api(&nc, "$JS.API.STREAM.INFO.S", json!({})).await;
+        out.push(("no filter".into(), page(&v)));
+        // A client collects every subject by paging with `offset`.
+        let mut seen = std::collections::HashSet::new();
+        let mut offset = 0;
+        loop {
+            let v = api(
+                &nc,
+                "$JS.API.STREAM.INFO.S",
+                json!({"subjects_filter": ">", "offset": offset}),
+            )
+            .await;
+            out.push((format!("page at {offset}"), page(&v)));
+            let Some(m) = v["state"]["subjects"].as_object() else {
+                break;
+            };
+            seen.extend(m.keys().cloned());
+            offset += m.len();
+            if offset >= v["total"].as_u64().unwrap() as usize {
+                break;
+            }
+        }
+        out.push(("collected".into(), json!(seen.len())));
+        let v = api(
+            &nc,
+            "$JS.API.STREAM.INFO.S",
+            json!({"subjects_filter": ">", "offset": N + 5}),
+        )
+        .await;
+        out.push(("past the end".into(), page(&v)));
+        let v = api(
+            &nc,
+            "$JS.API.STREAM.INFO.S",
+            json!({"subjects_filter": "s.1", "offset": -3}),
+        )
+        .await;
+        out.push(("one subject, negative offset".into(), page(&v)));
+        let v = api(
+            &nc,
+            "$JS.API.STREAM.INFO.S",
+            json!({"subjects_filter": "x.>", "offset": 7}),
+        )
+        .await;
+        out.push(("no match".into(), page(&v)));
+        out
+    })
+    .await;
+    assert_eq!(find(&obs, "collected"), &json!(N));
+}
