@@ -555,3 +555,52 @@ async fn stream_info_pages_many_subjects_as_reference() {
     .await;
     assert_eq!(find(&obs, "collected"), &json!(N));
 }
+
+#[tokio::test]
+async fn account_jetstream_limits_match_reference() {
+    let conf = "jetstream { store_dir: $SD }\nno_auth_user: a\naccounts {\n  A { jetstream: { max_mem: 1MB, max_file: 1MB, max_streams: 1, max_consumers: 1 }, users: [{user: a, password: a}] }\n}\n";
+    on_both_conf("js-compat-acc-limits", conf, |nc| async move {
+        let mut out = Vec::new();
+        let v = api(&nc, "$JS.API.INFO", json!({})).await;
+        out.push(("account limits".into(), v["limits"].clone()));
+        for (name, cfg) in [
+            ("file over the account", json!({"name": "BIG", "subjects": ["big"], "max_bytes": 2_097_152})),
+            (
+                "memory over the account",
+                json!({"name": "BIGM", "subjects": ["bigm"], "storage": "memory", "max_bytes": 2_097_152}),
+            ),
+            ("file at the account", json!({"name": "EX", "subjects": ["ex"], "max_bytes": 1_048_576})),
+        ] {
+            let stream = cfg["name"].as_str().unwrap().to_string();
+            let v = api(&nc, &format!("$JS.API.STREAM.CREATE.{stream}"), cfg).await;
+            out.push((name.to_string(), error_or(&v, "max_bytes")));
+        }
+        api(&nc, "$JS.API.STREAM.DELETE.EX", json!({})).await;
+        let v = api(&nc, "$JS.API.STREAM.CREATE.S1", json!({"name": "S1", "subjects": ["s1"]})).await;
+        out.push(("first stream".into(), error_or(&v, "name")));
+        let v = api(&nc, "$JS.API.STREAM.CREATE.S2", json!({"name": "S2", "subjects": ["s2"]})).await;
+        out.push(("second stream".into(), error_or(&v, "name")));
+        for (name, subject, cfg) in [
+            ("first consumer", "$JS.API.CONSUMER.CREATE.S1.C1", json!({"durable_name": "C1", "ack_policy": "explicit"})),
+            ("second consumer", "$JS.API.CONSUMER.CREATE.S1.C2", json!({"durable_name": "C2", "ack_policy": "explicit"})),
+            ("ephemeral consumer", "$JS.API.CONSUMER.CREATE.S1", json!({"ack_policy": "explicit"})),
+        ] {
+            let v = api(&nc, subject, json!({"stream_name": "S1", "config": cfg})).await;
+            out.push((name.to_string(), error_or(&v, "ack_policy")));
+        }
+        // Publishing past the account's file storage.
+        let big = "x".repeat(100_000);
+        for i in 0..12 {
+            let body = if i == 11 { "small".to_string() } else { big.clone() };
+            let m = nc.request("s1", body.into()).await.unwrap();
+            let ack: Value = serde_json::from_slice(&m.payload).unwrap();
+            let seen = match ack.get("error") {
+                Some(_) => ack.clone(),
+                None => ack["seq"].clone(),
+            };
+            out.push((format!("publish {i}"), seen));
+        }
+        out
+    })
+    .await;
+}

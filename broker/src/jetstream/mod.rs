@@ -680,11 +680,7 @@ impl JetStream {
             ));
         }
         if server_limit >= 0 && self.usage(cfg.storage) + size > server_limit as u64 {
-            return Err(ApiError::new(
-                10047,
-                500,
-                "insufficient storage resources available",
-            ));
+            return Err(insufficient(cfg.storage));
         }
         Ok(())
     }
@@ -1065,11 +1061,7 @@ impl JetStream {
         if cfg.max_bytes > 0
             && ((acc_limit >= 0 && cfg.max_bytes > acc_limit) || cfg.max_bytes > server_limit)
         {
-            return Err(ApiError::new(
-                10047,
-                500,
-                "insufficient storage resources available",
-            ));
+            return Err(insufficient(cfg.storage));
         }
         let h = self.start_stream(server, acc, cfg, crate::server::client::unix_nanos(), true)?;
         let mut v = h.info().ok_or_else(ApiError::stream_not_found)?;
@@ -1106,5 +1098,13 @@ impl JetStream {
             self.subscribe_stream(server, acc, &h);
         }
         Ok(v)
+    }
+}
+
+/// nats-server's answer when a stream would not fit in what is left of `storage`.
+fn insufficient(storage: Storage) -> ApiError {
+    match storage {
+        Storage::Memory => ApiError::new(10028, 500, "insufficient memory resources available"),
+        Storage::File => ApiError::new(10047, 500, "insufficient storage resources available"),
     }
 }
