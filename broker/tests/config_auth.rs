@@ -534,7 +534,9 @@ fn errors_with_positions() {
         ("accounts { A: { exports: [{service: s}] }, B: { imports: [{service: {account: A, subject: s}, share: true}] } }", "share"),
         ("authorization { users: [{user: a, allowed_connection_types: [STANDARD]}] }", "allowed_connection_types"),
         ("authorization { auth_callout { issuer: x } }", "auth_callout"),
-        ("no_system_account: true", "no_system_account"),
+        ("accounts { A: { users: [{user: a, proxy_required: true}] } }", "proxy_required"),
+        ("authorization { auth_hook { issuer: x } }", "auth_hook"),
+        ("feature_flags: { js_ack_fc_v2: true }", "feature_flags"),
     ] {
         let e = err(conf);
         assert!(e.ends_with(&format!("\"{key}\" is not supported yet")), "{conf}: {e}");

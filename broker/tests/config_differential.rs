@@ -1,9 +1,9 @@
 //! Differential test: our config loader accepts and rejects the same files as
 //! the reference `nats-server -t -c`.
 //!
-//! Only files where both should agree are listed: nats-server also rejects
-//! unknown keys and integer-second durations (we warn), and we reject keys it
-//! knows but we do not implement yet.
+//! Only files where both should agree are listed: we reject keys nats-server knows but we
+//! do not implement yet. (Integer-second durations load here; `-t` refuses them, as
+//! nats-server's does, which `binary.rs` checks.)
 //! nats-server -t loads TLS certificate files, so TLS cases here only use missing files
 //! or no files (certificate contents are not compared).
 
@@ -281,6 +281,26 @@ const CASES: &[(&str, &str, bool)] = &[
         "cluster { port: -1, authorization { token: abc } }\n",
         false,
     ),
+    // Key names as nats-server 2.15 knows them (aliases accepted, our old extras refused).
+    ("js-sync-alias", "jetstream { sync: always }\n", true),
+    ("js-sync-always", "jetstream { sync_always: true }\n", false),
+    ("js-jetstream-key", "jetstream { jetstream_key: abc }\n", false),
+    (
+        "js-account-aliases",
+        "accounts { A { jetstream { mem: 1MB, store: 1MB, streams: 2, consumers: 3 } } }\n",
+        true,
+    ),
+    (
+        "js-account-max-file-store",
+        "accounts { A { jetstream { max_file_store: 1MB } } }\n",
+        false,
+    ),
+    ("auth-callout-misspelt", "authorization { callout: {} }\n", false),
+    ("cluster-pinned-accounts", "cluster { port: -1, pinned_accounts: [] }\n", false),
+    ("no-system-account", "no_system_account: true\n", true),
+    ("proxy-not-required", "authorization { proxy_required: false }\n", true),
+    ("monitoring-port-typo", "monitoring_port: 8222\n", false),
+    ("tls-unknown", "tls { bogus: 1 }\n", false),
     (
         "cluster-auth-user",
         "cluster { port: -1, authorization { user: u, password: p, timeout: 2 } }\n",

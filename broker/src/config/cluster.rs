@@ -10,9 +10,12 @@ use crate::options::ClusterOptions;
 const CLUSTER_NOT_SUPPORTED: &[&str] = &[
     "pool_size",
     "accounts",
-    "pinned_accounts",
     "compression",
-    "no_system_account",
+    "connect_backoff",
+    "ping_interval",
+    "ping_max",
+    "write_deadline",
+    "write_timeout",
 ];
 
 /// Parses `cluster { ... }`; unknown keys are errors, as in nats-server.

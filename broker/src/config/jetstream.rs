@@ -59,7 +59,7 @@ pub(super) fn server(e: &Entry) -> Result<Option<JetStreamOptions>, ConfigError>
                     "max_file_store" | "max_file" => js.max_file = size(f, &f.value.kind)?,
                     "domain" => js.domain = Some(get_str(f)?).filter(|d| !d.is_empty()),
                     "enable" | "enabled" => enabled = get_bool(f)?,
-                    "sync_interval" => {
+                    "sync_interval" | "sync" => {
                         let s = get_str(f)?;
                         if s.eq_ignore_ascii_case("always") {
                             js.sync_always = true;
@@ -70,7 +70,6 @@ pub(super) fn server(e: &Entry) -> Result<Option<JetStreamOptions>, ConfigError>
                             js.sync_interval = nanos(ns);
                         }
                     }
-                    "sync_always" => js.sync_always = get_bool(f)?,
                     "strict" => js.strict = get_bool(f)?,
                     "cipher" => {
                         let c = get_str(f)?;
@@ -83,15 +82,17 @@ pub(super) fn server(e: &Entry) -> Result<Option<JetStreamOptions>, ConfigError>
                             },
                         ));
                     }
-                    "key" | "ek" | "jetstream_key" => key = Some((f, get_str(f)?)),
-                    "prev_key" | "prev_ek" | "prev_jetstream_key" => {
+                    "key" | "ek" | "encryption_key" => key = Some((f, get_str(f)?)),
+                    "prev_key" | "prev_ek" | "prev_encryption_key" => {
                         prev_key = Some((f, get_str(f)?))
                     }
                     "max_outstanding_catchup"
-                    | "max_catchup"
                     | "unique_tag"
-                    | "encryption_key"
                     | "extension_hint"
+                    | "info_queue_limit"
+                    | "meta_compact"
+                    | "meta_compact_size"
+                    | "meta_compact_sync"
                     | "limits"
                     | "max_buffered_msgs"
                     | "max_buffered_size"
@@ -147,20 +148,30 @@ pub(super) fn account(e: &Entry) -> Result<Option<JsAccountLimits>, ConfigError>
         Kind::Map(m) => {
             for f in &m.entries {
                 match f.key.to_lowercase().as_str() {
-                    "max_memory" | "max_mem" | "max_mem_store" | "max_memory_store" => {
+                    // nats-server's `parseJetStreamForAccount` names.
+                    "max_memory" | "max_mem" | "mem" | "memory" => {
                         l.max_memory = size(f, &f.value.kind)?
                     }
-                    "max_file" | "max_store" | "max_file_store" | "max_disk" => {
+                    "max_file" | "max_store" | "max_disk" | "store" | "disk" => {
                         l.max_store = size(f, &f.value.kind)?
                     }
-                    "max_streams" => l.max_streams = get_int(f)?,
-                    "max_consumers" => l.max_consumers = get_int(f)?,
-                    _ => {
+                    "max_streams" | "streams" => l.max_streams = get_int(f)?,
+                    "max_consumers" | "consumers" => l.max_consumers = get_int(f)?,
+                    "max_bytes_required"
+                    | "max_stream_bytes"
+                    | "max_bytes"
+                    | "mem_max_stream_bytes"
+                    | "memory_max_stream_bytes"
+                    | "disk_max_stream_bytes"
+                    | "store_max_stream_bytes"
+                    | "max_ack_pending"
+                    | "cluster_traffic" => {
                         return Err(ConfigError::Unsupported {
                             pos: f.key_pos.clone(),
                             key: format!("jetstream.{}", f.key),
                         })
                     }
+                    _ => return Err(super::options_map::unknown(f)),
                 }
             }
             Ok(Some(l))

@@ -152,7 +152,13 @@ pub(super) fn authorization(
             "default_permission" | "default_permissions" | "permissions" => {
                 default_perms = Some(permissions(f)?)
             }
-            "auth_callout" | "callout" => return Err(unsupported(f)),
+            "auth_callout" | "auth_hook" => return Err(unsupported(f)),
+            // Off is what this broker does; requiring a proxy is not implemented.
+            "proxy_required" => {
+                if get_bool(f)? {
+                    return Err(unsupported(f));
+                }
+            }
             _ => return Err(unknown(f, "authorization")),
         }
     }
@@ -227,6 +233,11 @@ fn parse_users(e: &Entry, account: Option<&str>) -> Result<Vec<(User, Pos)>, Con
                 }
                 "allowed_connection_types" | "connection_types" | "clients" => {
                     return Err(unsupported(f))
+                }
+                "proxy_required" => {
+                    if get_bool(f)? {
+                        return Err(unsupported(f));
+                    }
                 }
                 _ => return Err(unknown(f, "user entry")),
             }
@@ -787,7 +798,7 @@ fn import(_list: &Entry, _v: &Value, m: &Map) -> Result<Option<Import>, ConfigEr
             }
             "prefix" => prefix = Some((get_str(f)?, f)),
             "to" => to = Some((get_str(f)?, f)),
-            "share" => {
+            "share" | "allow_trace" => {
                 if get_bool(f)? {
                     return Err(unsupported(f));
                 }

@@ -214,6 +214,9 @@ pub struct Consumer {
     /// Flow control: the outstanding request's reply subject, and bytes pushed since the last.
     fc_pending: Option<String>,
     fc_bytes: usize,
+    /// Bytes a push consumer may have outstanding before it waits for the flow-control
+    /// answer: nats-server's window, which grows while the subscriber keeps up.
+    fc_window: usize,
     fc_count: u64,
     /// A push consumer with nothing subscribed to its deliver subject: polled until someone is.
     no_interest: bool,
@@ -343,6 +346,7 @@ impl Consumer {
             paused_until,
             fc_pending: None,
             fc_bytes: 0,
+            fc_window: FLOW_CONTROL_WINDOW,
             fc_count: 0,
             no_interest: false,
             pin: None,
@@ -729,7 +733,7 @@ impl Consumer {
             self.paused_until = 0;
             self.cfg.pause_until = None;
         }
-        if self.fc_pending.is_some() {
+        if self.fc_stalled() {
             return false;
         }
         if !push {
@@ -885,8 +889,10 @@ impl Consumer {
             sent = true;
             self.last_sent = Instant::now();
             if push && self.cfg.flow_control {
+                // One request outstanding, asked for at half the window; deliveries stop
+                // when a whole window is out without its answer.
                 self.fc_bytes += size;
-                if self.fc_bytes >= FLOW_CONTROL_BYTES {
+                if self.fc_pending.is_none() && self.fc_bytes >= self.fc_window / 2 {
                     self.flow_control_request(ctx, &target);
                 }
             }
@@ -941,7 +947,7 @@ impl Consumer {
                         );
                     }
                 }
-            } else if !took {
+            } else if !took || self.fc_stalled() {
                 break;
             }
         }
@@ -972,10 +978,19 @@ impl Consumer {
     /// A flow-control answer arrived; returns whether it released the consumer.
     pub fn flow_control_reply(&mut self, subject: &str) -> bool {
         if self.fc_pending.as_deref() == Some(subject) {
+            // A subscriber that answered before it was stalled earns a larger window.
+            if !self.fc_stalled() {
+                self.fc_window = (self.fc_window * 2).min(FLOW_CONTROL_MAX_WINDOW);
+            }
             self.fc_pending = None;
             return true;
         }
         false
+    }
+
+    /// Flow control holds deliveries: a window's worth is out and unanswered.
+    fn fc_stalled(&self) -> bool {
+        self.fc_pending.is_some() && self.fc_bytes >= self.fc_window / 2
     }
 
     /// The next undelivered sequence for this consumer.
@@ -1466,8 +1481,10 @@ impl Consumer {
     }
 }
 
-/// Bytes pushed to a flow-controlled consumer between flow-control requests.
-const FLOW_CONTROL_BYTES: usize = 256 << 10;
+/// The first flow-control window of a push consumer (nats-server starts at 2 MiB too).
+const FLOW_CONTROL_WINDOW: usize = 2 << 20;
+/// The largest flow-control window.
+const FLOW_CONTROL_MAX_WINDOW: usize = 32 << 20;
 
 /// Go's `time.Duration.String()` for whole units used in error texts.
 fn go_duration(ns: i64) -> String {

@@ -206,8 +206,10 @@ impl Outbound {
                     .await;
             {
                 let mut s = self.state.lock();
-                s.in_flight = 0;
-                if !matches!(res, Ok(Ok(()))) {
+                if matches!(res, Ok(Ok(()))) {
+                    s.in_flight = 0;
+                } else {
+                    // `in_flight` stays: the slow-consumer log names the bytes left unwritten.
                     s.flushing = false;
                     s.closed = true;
                     s.sock = None;
