@@ -604,3 +604,163 @@ async fn account_jetstream_limits_match_reference() {
     })
     .await;
 }
+
+/// A direct get's outcome with its headers (sorted, without the time stamp's value).
+async fn direct_with_headers(nc: &async_nats::Client, subject: &str, body: Value) -> Value {
+    let m = nc
+        .request(subject.to_string(), body.to_string().into())
+        .await
+        .unwrap();
+    let mut hdrs: Vec<String> = m
+        .headers
+        .iter()
+        .flat_map(|h| h.iter())
+        .map(|(k, v)| match k.as_ref() {
+            "Nats-Time-Stamp" => format!("{k}: <ts>"),
+            _ => format!(
+                "{k}: {}",
+                v.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(",")
+            ),
+        })
+        .collect();
+    hdrs.sort();
+    json!({"status": m.status.map(|s| s.as_u16()), "headers": hdrs, "payload": String::from_utf8_lossy(&m.payload)})
+}
+
+#[tokio::test]
+async fn strict_mode_keeps_every_field_nats_server_takes() {
+    on_both("js-compat-fields", |nc| async move {
+        let mut out = Vec::new();
+        api(
+            &nc,
+            "$JS.API.STREAM.CREATE.S",
+            json!({"name": "S", "subjects": ["s.>"], "allow_direct": true}),
+        )
+        .await;
+        api(
+            &nc,
+            "$JS.API.CONSUMER.CREATE.S.P",
+            json!({"stream_name": "S", "config": {"durable_name": "P", "ack_policy": "explicit",
+                "priority_groups": ["g"], "priority_policy": "pinned_client"}}),
+        )
+        .await;
+        let mut h = async_nats::HeaderMap::new();
+        h.insert("Custom", "1");
+        nc.publish_with_headers("s.a", h, "body".into())
+            .await
+            .unwrap();
+        nc.flush().await.unwrap();
+        let v = api(
+            &nc,
+            "$JS.API.STREAM.MSG.GET.S",
+            json!({"seq": 1, "no_hdr": true}),
+        )
+        .await;
+        out.push((
+            "msg get without headers".into(),
+            json!([
+                v.get("error"),
+                v["message"].get("hdrs"),
+                v["message"]["data"]
+            ]),
+        ));
+        let v = api(&nc, "$JS.API.STREAM.MSG.GET.S", json!({"seq": 1})).await;
+        out.push((
+            "msg get with headers".into(),
+            json!(v["message"].get("hdrs").is_some()),
+        ));
+        for (label, body) in [
+            ("direct get", json!({"seq": 1})),
+            (
+                "direct get without headers",
+                json!({"seq": 1, "no_hdr": true}),
+            ),
+            (
+                "direct batch without headers",
+                json!({"seq": 1, "batch": 1, "no_hdr": true}),
+            ),
+        ] {
+            out.push((
+                label.to_string(),
+                direct_with_headers(&nc, "$JS.API.DIRECT.GET.S", body).await,
+            ));
+        }
+        if let Ok(mut sub) = nc.subscribe("snap.out").await.map(|s| s.take(1)) {
+            let v = api(
+                &nc,
+                "$JS.API.STREAM.SNAPSHOT.S",
+                json!({"deliver_subject": "snap.out", "jsck": true}),
+            )
+            .await;
+            out.push(("snapshot with jsck".into(), json!(v.get("error"))));
+            let _ = tokio::time::timeout(Duration::from_secs(5), sub.next()).await;
+        }
+        let v = api(
+            &nc,
+            "$JS.API.STREAM.RESTORE.R",
+            json!({"config": {"name": "R", "subjects": ["r"]}, "state": {"messages": 0, "bytes": 0,
+                "first_seq": 0, "last_seq": 0, "consumer_count": 0}}),
+        )
+        .await;
+        out.push((
+            "restore with state".into(),
+            json!([v.get("error"), v["deliver_subject"].as_str().is_some()]),
+        ));
+        let v = api(
+            &nc,
+            "$JS.API.CONSUMER.UNPIN.S.P",
+            json!({"group": "g", "bogus": 1}),
+        )
+        .await;
+        out.push((
+            "unpin with an unknown field".into(),
+            json!(v.get("error").map(|e| &e["err_code"])),
+        ));
+        out
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn features_not_implemented_yet_are_refused_by_name() {
+    let dir = tempdir::TempDir::new("js-compat-refused");
+    let (_p, url) = proc::jetstream(false, dir.path());
+    let nc = async_nats::connect(&url).await.unwrap();
+    api(
+        &nc,
+        "$JS.API.STREAM.CREATE.O",
+        json!({"name": "O", "subjects": ["o"]}),
+    )
+    .await;
+    let v = api(
+        &nc,
+        "$JS.API.STREAM.CREATE.S",
+        json!({"name": "S", "sources": [{"name": "O", "consumer": {"name": "C", "deliver_subject": "d"}}]}),
+    )
+    .await;
+    assert!(
+        v["error"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("durable consumer is not supported"),
+        "{v}"
+    );
+    for cfg in [
+        json!({"ack_policy": "flow_control"}),
+        json!({"sourcing": true}),
+    ] {
+        let v = api(
+            &nc,
+            "$JS.API.CONSUMER.CREATE.O",
+            json!({"stream_name": "O", "config": cfg}),
+        )
+        .await;
+        assert!(
+            v["error"]["description"]
+                .as_str()
+                .unwrap()
+                .contains("not supported by this server yet"),
+            "{v}"
+        );
+    }
+}

@@ -213,6 +213,10 @@ pub struct StreamSource {
     pub subject_transforms: Vec<super::transform::SubjectTransform>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external: Option<External>,
+    /// `consumer { name, deliver_subject }` (2.14): read through a durable consumer on the
+    /// origin. Refused at create until implemented.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer: Option<serde_json::Value>,
 }
 
 impl StreamSource {
@@ -520,6 +524,16 @@ impl StreamConfig {
                 "batch publishing is not supported by this server yet",
             ));
         }
+        if self
+            .mirror
+            .iter()
+            .chain(self.sources.iter().flatten())
+            .any(|s| s.consumer.is_some())
+        {
+            return Err(ApiError::stream_invalid_config(
+                "sourcing through a durable consumer is not supported by this server yet",
+            ));
+        }
         if self.subject_delete_marker_ttl != 0 {
             let why = if self.mirror.is_some() {
                 Some("subject delete markers forbidden on mirrors")
@@ -677,6 +691,9 @@ pub enum AckPolicy {
     All,
     #[default]
     Explicit,
+    /// 2.14's acknowledgement by flow control (API level 4); refused until implemented.
+    #[serde(rename = "flow_control")]
+    FlowControl,
 }
 
 /// `replay_policy`.
@@ -760,6 +777,10 @@ pub struct ConsumerConfig {
     /// How long a pinned client keeps its pin without pulling (nanoseconds).
     #[serde(default, skip_serializing_if = "is_zero_i64")]
     pub priority_timeout: i64,
+    /// `sourcing` (2.14): a consumer a stream sources through. Refused until durable
+    /// sourcing is implemented.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub sourcing: bool,
 }
 
 /// `priority_policy` of a pull consumer with priority groups.
@@ -953,6 +974,11 @@ impl ConsumerConfig {
                     "PinnedTTL cannot be set when PriorityPolicy is none",
                 ));
             }
+        }
+        if self.ack_policy == AckPolicy::FlowControl || self.sourcing {
+            return Err(ApiError::consumer_create(
+                "flow control acknowledgement and sourcing consumers are not supported by this server yet",
+            ));
         }
         if self.rate_limit_bps != 0 {
             return Err(ApiError::consumer_create(

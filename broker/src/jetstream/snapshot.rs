@@ -117,6 +117,11 @@ struct SnapshotReq {
     chunk_size: i64,
     #[serde(default)]
     window_size: i64,
+    /// `jsck`: check the messages before sending them. Every message is read (and its
+    /// record checked) as it is archived, and an unreadable one ends the snapshot with an
+    /// error, so there is nothing to do first.
+    #[serde(default, rename = "jsck")]
+    _check_msgs: bool,
 }
 
 /// A random identifier like nats-server's NUIDs (22 base62 characters).
@@ -488,6 +493,10 @@ impl Transfer<'_> {
 #[derive(Debug, Deserialize)]
 struct RestoreReq {
     config: Value,
+    /// The backup's stream state, as the nats CLI sends it from `backup.json`; the archive
+    /// itself carries the state that is restored.
+    #[serde(default, rename = "state")]
+    _state: Option<Value>,
 }
 
 fn restore_error(e: ApiError) -> Value {

@@ -2049,7 +2049,7 @@ impl Stream {
                     .ok_or((K, ApiError::no_message_found()))?;
                 use data_encoding::BASE64;
                 let mut msg = json!({"subject": &*m.subject, "seq": m.seq});
-                if !m.hdr.is_empty() {
+                if !m.hdr.is_empty() && !req.no_hdr {
                     msg["hdrs"] = json!(BASE64.encode(&m.hdr));
                 }
                 if !m.data.is_empty() {
@@ -2117,7 +2117,8 @@ impl Stream {
                     #[serde(default)]
                     group: String,
                 }
-                let u: U = parse_opt(body, self.shared.strict).map_err(|e| (K, e))?;
+                // nats-server reads UNPIN leniently, strict mode or not.
+                let u: U = parse_opt(body, false).map_err(|e| (K, e))?;
                 if u.group.is_empty() {
                     return Err((K, ApiError::invalid_json("consumer group not specified")));
                 }
@@ -2236,22 +2237,24 @@ impl Stream {
                     .send(server, &self.account, reply.as_bytes(), None, Some(&h), b"");
             }
             Some(m) => {
-                let h = headers::with(
-                    &m.hdr,
-                    &[
-                        ("Nats-Stream", self.name.clone()),
-                        ("Nats-Subject", m.subject.to_string()),
-                        ("Nats-Sequence", m.seq.to_string()),
-                        ("Nats-Time-Stamp", rfc3339_nanos(m.ts)),
-                    ],
-                );
+                let h = (!req.no_hdr).then(|| {
+                    headers::with(
+                        &m.hdr,
+                        &[
+                            ("Nats-Stream", self.name.clone()),
+                            ("Nats-Subject", m.subject.to_string()),
+                            ("Nats-Sequence", m.seq.to_string()),
+                            ("Nats-Time-Stamp", rfc3339_nanos(m.ts)),
+                        ],
+                    )
+                });
                 self.sender.send_as(
                     server,
                     &self.account,
                     reply.as_bytes(),
                     reply.as_bytes(),
                     None,
-                    Some(&h),
+                    h.as_deref(),
                     &m.data,
                 );
             }
@@ -2340,24 +2343,26 @@ impl Stream {
             let Some(m) = self.store.get(seq) else {
                 continue;
             };
-            let h = headers::with(
-                &m.hdr,
-                &[
-                    ("Nats-Stream", self.name.clone()),
-                    ("Nats-Subject", m.subject.to_string()),
-                    ("Nats-Sequence", m.seq.to_string()),
-                    ("Nats-Time-Stamp", rfc3339_nanos(m.ts)),
-                    ("Nats-Num-Pending", left.to_string()),
-                    ("Nats-Last-Sequence", prev.to_string()),
-                ],
-            );
+            let h = (!req.no_hdr).then(|| {
+                headers::with(
+                    &m.hdr,
+                    &[
+                        ("Nats-Stream", self.name.clone()),
+                        ("Nats-Subject", m.subject.to_string()),
+                        ("Nats-Sequence", m.seq.to_string()),
+                        ("Nats-Time-Stamp", rfc3339_nanos(m.ts)),
+                        ("Nats-Num-Pending", left.to_string()),
+                        ("Nats-Last-Sequence", prev.to_string()),
+                    ],
+                )
+            });
             self.sender.send_as(
                 server,
                 &self.account,
                 reply.as_bytes(),
                 reply.as_bytes(),
                 None,
-                Some(&h),
+                h.as_deref(),
                 &m.data,
             );
             prev = seq;
@@ -2520,6 +2525,10 @@ pub struct GetReq {
     /// A batch from the first message at or after this time.
     #[serde(default)]
     pub start_time: Option<String>,
+    /// The message without headers: `hdrs` left out of `MSG.GET`, and direct gets sent as
+    /// plain messages (a batch's `EOB` keeps its own).
+    #[serde(default)]
+    pub no_hdr: bool,
 }
 
 /// Parses an optional JSON body (empty means defaults).
