@@ -201,8 +201,10 @@ pub struct Consumer {
     waiting: VecDeque<PullRequest>,
     /// Messages not yet delivered that match the filters.
     num_pending: u64,
-    /// Unix nanoseconds of the last delivery or request.
-    pub last_active: i64,
+    /// Unix nanoseconds of the last delivery (`delivered.last_active`).
+    last_delivered: i64,
+    /// Unix nanoseconds of the last acknowledgement (`ack_floor.last_active`).
+    last_acked: i64,
     last_sent: Instant,
     inactive_since: Option<Instant>,
     pub dirty: bool,
@@ -337,7 +339,8 @@ impl Consumer {
             redeliver: BTreeSet::new(),
             waiting: VecDeque::new(),
             num_pending: 0,
-            last_active: 0,
+            last_delivered: 0,
+            last_acked: 0,
             last_sent: now,
             inactive_since: Some(now),
             dirty: false,
@@ -426,7 +429,6 @@ impl Consumer {
 
     /// Queues a pull request; answers at once what cannot wait.
     pub fn add_request(&mut self, ctx: &mut Ctx<'_>, reply: &str, body: &[u8]) {
-        self.last_active = unix_nanos();
         self.inactive_since = None;
         let mut json = false;
         let req: NextRequest = if body.iter().all(u8::is_ascii_whitespace) {
@@ -896,7 +898,7 @@ impl Consumer {
                     self.flow_control_request(ctx, &target);
                 }
             }
-            self.last_active = now_ns;
+            self.last_delivered = now_ns;
             self.dirty = true;
             if self.cfg.ack_policy == AckPolicy::None {
                 self.st.ack_floor_sseq = seq;
@@ -1124,7 +1126,7 @@ impl Consumer {
         body: &[u8],
         reply: Option<&str>,
     ) -> Vec<u64> {
-        self.last_active = unix_nanos();
+        self.last_acked = unix_nanos();
         let body = std::str::from_utf8(body).unwrap_or("").trim();
         let (kind, arg) = match body.split_once(' ') {
             Some((k, a)) => (k, a.trim()),
@@ -1421,7 +1423,7 @@ impl Consumer {
 
     /// `CONSUMER.INFO`.
     pub fn info(&self, stream: &str) -> ConsumerInfo {
-        let last_active = (self.last_active > 0).then(|| rfc3339_nanos(self.last_active));
+        let at = |t: i64| (t > 0).then(|| rfc3339_nanos(t));
         ConsumerInfo {
             stream_name: stream.to_string(),
             name: self.name.clone(),
@@ -1430,12 +1432,12 @@ impl Consumer {
             delivered: SeqInfo {
                 consumer_seq: self.st.dseq,
                 stream_seq: self.st.last_sseq,
-                last_active: last_active.clone(),
+                last_active: at(self.last_delivered),
             },
             ack_floor: SeqInfo {
                 consumer_seq: self.st.ack_floor_dseq,
                 stream_seq: self.st.ack_floor_sseq,
-                last_active,
+                last_active: at(self.last_acked),
             },
             num_ack_pending: self.st.pending.len() as u64,
             num_redelivered: self.st.redelivered.len() as u64,
@@ -1461,6 +1463,53 @@ impl Consumer {
                 .into_iter()
                 .collect(),
         }
+    }
+
+    /// `CONSUMER.RESET`: delivery starts again at stream sequence `seq` (0: just above the
+    /// ack floor) with nothing pending, as nats-server's `resetStartingSeqLocked`; returns
+    /// the sequence it starts at.
+    pub fn reset(&mut self, seq: u64, store: &Store) -> Result<u64, super::errors::ApiError> {
+        let invalid =
+            |why: &str| super::errors::ApiError::new(10204, 400, &format!("invalid reset: {why}"));
+        let seq = if seq == 0 {
+            self.st.ack_floor_sseq + 1
+        } else {
+            match self.cfg.deliver_policy {
+                DeliverPolicy::All => {}
+                DeliverPolicy::ByStartSequence if seq < self.cfg.opt_start_seq => {
+                    return Err(invalid("below start seq"));
+                }
+                DeliverPolicy::ByStartSequence => {}
+                DeliverPolicy::ByStartTime => {
+                    let ts = self
+                        .cfg
+                        .opt_start_time
+                        .as_deref()
+                        .and_then(parse_rfc3339)
+                        .unwrap_or(0);
+                    if seq < store.seq_for_time(ts) {
+                        return Err(invalid("below start time"));
+                    }
+                }
+                _ => return Err(invalid("not allowed")),
+            }
+            seq
+        };
+        self.st.pending.clear();
+        self.st.redelivered.clear();
+        self.st.initial.clear();
+        self.redeliver.clear();
+        self.deadlines.clear();
+        self.st.next_sseq = seq;
+        self.st.dseq = 0;
+        self.st.last_sseq = seq - 1;
+        self.st.ack_floor_sseq = seq - 1;
+        self.st.ack_floor_dseq = 0;
+        self.last_delivered = 0;
+        self.last_acked = 0;
+        self.recount(store);
+        self.dirty = true;
+        Ok(seq)
     }
 
     /// Takes an updated configuration (fields nats-server lets change): new filters are

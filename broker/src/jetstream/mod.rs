@@ -966,6 +966,13 @@ impl JetStream {
                 Op::ConsumerPause(name.to_string()),
                 "consumer_pause_response",
             ),
+            // Answered by the consumer itself in nats-server: nothing when there is none.
+            ["CONSUMER", "RESET", stream, _] if acc.stream(stream).is_none() => Ok(None),
+            ["CONSUMER", "RESET", stream, name] => forward(
+                stream,
+                Op::ConsumerReset(name.to_string()),
+                "consumer_reset_response",
+            ),
             ["CONSUMER", "UNPIN", stream, name] => forward(
                 stream,
                 Op::ConsumerUnpin(name.to_string()),

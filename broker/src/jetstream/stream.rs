@@ -112,6 +112,8 @@ pub enum Op {
     ConsumerPause(String),
     /// `CONSUMER.UNPIN`.
     ConsumerUnpin(String),
+    /// `CONSUMER.RESET`.
+    ConsumerReset(String),
     ConsumerDelete(String),
     ConsumerList,
     ConsumerNames,
@@ -1724,7 +1726,8 @@ impl Stream {
         let mut v = serde_json::to_value(c.info(&self.name)).expect("serializes");
         super::config::with_server_metadata(&mut v["config"]);
         v["type"] = json!(format!("io.nats.jetstream.api.v1.{kind}"));
-        v["cluster"] = json!({"leader": self.shared.server_name});
+        // A consumer of a standalone server reports no `cluster` (nats-server's
+        // `clusterInfo` is nil without a Raft group).
         v
     }
 
@@ -2109,6 +2112,34 @@ impl Stream {
                     v["pause_remaining"] = json!(until - now);
                 }
                 Ok(Some(v))
+            }
+            Op::ConsumerReset(name) => {
+                // nats-server's consumer answers this itself: no consumer, no answer. Errors
+                // carry `reset_seq` too, and the body is read leniently.
+                let refused = |e: ApiError| json!({"type": "io.nats.jetstream.api.v1.consumer_reset_response", "error": e, "reset_seq": 0});
+                if !self.consumers.contains_key(&name) {
+                    return Ok(None);
+                }
+                #[derive(Deserialize, Default)]
+                struct R {
+                    #[serde(default)]
+                    seq: u64,
+                }
+                let r: R = match parse_opt(body, false) {
+                    Ok(r) => r,
+                    Err(e) => return Ok(Some(refused(e))),
+                };
+                let c = self.consumers.get_mut(&name).expect("checked above");
+                match c.reset(r.seq, &self.store) {
+                    Err(e) => Ok(Some(refused(e))),
+                    Ok(seq) => {
+                        self.write_consumer_meta(&name);
+                        self.wake = true;
+                        let mut v = self.consumer_response(&name, "consumer_reset_response");
+                        v["reset_seq"] = json!(seq);
+                        Ok(Some(v))
+                    }
+                }
             }
             Op::ConsumerUnpin(name) => {
                 const K: &str = "consumer_unpin_response";
