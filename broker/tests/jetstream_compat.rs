@@ -59,8 +59,7 @@ async fn direct_get_without_a_responder_matches_reference() {
             json!({"name": "D", "subjects": ["d.>"], "allow_direct": true}),
         )
         .await;
-        nc.publish("d.a", "x".into()).await.unwrap();
-        nc.flush().await.unwrap();
+        nc.request("d.a", "x".into()).await.unwrap();
         for (label, subject, body) in [
             (
                 "missing stream",
@@ -646,10 +645,10 @@ async fn strict_mode_keeps_every_field_nats_server_takes() {
         .await;
         let mut h = async_nats::HeaderMap::new();
         h.insert("Custom", "1");
-        nc.publish_with_headers("s.a", h, "body".into())
+        // Stored (acknowledged) before it is read back.
+        nc.request_with_headers("s.a", h, "body".into())
             .await
             .unwrap();
-        nc.flush().await.unwrap();
         let v = api(
             &nc,
             "$JS.API.STREAM.MSG.GET.S",
@@ -1019,4 +1018,76 @@ async fn push_flow_control_holds_back_like_reference() {
         "natrix sent {stalled} bytes without an answer"
     );
     assert!(ref_stalled < 8 << 20, "reference sent {ref_stalled} bytes");
+}
+
+/// A consumer answer without what differs by nature: names, times, the server's version.
+fn consumer_shape(v: &Value) -> Value {
+    let mut v = v.clone();
+    if let Some(o) = v.as_object_mut() {
+        for k in ["name", "created", "ts"] {
+            o.remove(k);
+        }
+    }
+    if let Some(cfg) = v["config"].as_object_mut() {
+        cfg.remove("name");
+        cfg.remove("deliver_subject");
+        if let Some(m) = cfg.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("_nats.level");
+            m.remove("_nats.ver");
+        }
+    }
+    for k in ["delivered", "ack_floor"] {
+        if let Some(t) = v[k].get_mut("last_active") {
+            *t = json!("<time>");
+        }
+    }
+    v
+}
+
+#[tokio::test]
+async fn ordered_consumer_info_matches_reference() {
+    on_both("js-compat-ordered", |nc| async move {
+        let mut out = Vec::new();
+        api(&nc, "$JS.API.STREAM.CREATE.OC", json!({"name": "OC", "subjects": ["oc.>"]})).await;
+        for i in 0..10 {
+            nc.request(format!("oc.{i}"), "x".into()).await.unwrap();
+        }
+        // What clients send for an ordered consumer: with their defaults, and with every
+        // option a user can set.
+        for (label, extra) in [
+            ("defaults", json!({"deliver_policy": "all", "idle_heartbeat": 5_000_000_000i64, "inactive_threshold": 0})),
+            (
+                "every option",
+                json!({"deliver_policy": "by_start_sequence", "opt_start_seq": 5,
+                    "idle_heartbeat": 2_000_000_000i64, "inactive_threshold": 30_000_000_000i64}),
+            ),
+        ] {
+            let inbox = nc.new_inbox();
+            let mut sub = nc.subscribe(inbox.clone()).await.unwrap();
+            let mut cfg = json!({"ack_policy": "none", "ack_wait": 79_200_000_000_000i64, "max_deliver": 1,
+                "filter_subject": "oc.>", "replay_policy": "instant", "flow_control": true,
+                "deliver_subject": inbox, "num_replicas": 1, "mem_storage": true});
+            for (k, v) in extra.as_object().unwrap() {
+                cfg[k] = v.clone();
+            }
+            let created = api(&nc, "$JS.API.CONSUMER.CREATE.OC", json!({"stream_name": "OC", "config": cfg})).await;
+            out.push((format!("{label}: created"), consumer_shape(&created)));
+            let want = if label == "defaults" { 10 } else { 6 };
+            for _ in 0..want {
+                tokio::time::timeout(Duration::from_secs(2), sub.next()).await.unwrap().unwrap();
+            }
+            let name = created["name"].as_str().unwrap().to_string();
+            let mut info = Value::Null;
+            for _ in 0..40 {
+                info = api(&nc, &format!("$JS.API.CONSUMER.INFO.OC.{name}"), json!({})).await;
+                if info["delivered"]["stream_seq"] == json!(10) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            out.push((format!("{label}: info"), consumer_shape(&info)));
+        }
+        out
+    })
+    .await;
 }

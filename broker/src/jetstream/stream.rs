@@ -1624,7 +1624,7 @@ impl Stream {
         if let Some(existing) = self.consumers.get(&name) {
             // The same configuration again is fine whatever the action (nats-server).
             if existing.cfg == cfg {
-                return Ok(self.consumer_response(&name, "consumer_create_response"));
+                return Ok(self.created_response(server, &name));
             }
             if req.action == "create" {
                 return Err(ApiError::new(10148, 400, "consumer already exists"));
@@ -1636,7 +1636,7 @@ impl Stream {
             c.reconfigure(cfg, &self.store);
             self.write_consumer_meta(&name);
             self.wake = true;
-            return Ok(self.consumer_response(&name, "consumer_create_response"));
+            return Ok(self.created_response(server, &name));
         }
         if req.action == "update" {
             return Err(ApiError::new(10149, 400, "consumer does not exist"));
@@ -1668,11 +1668,6 @@ impl Stream {
                 }
             }
         }
-        if cfg.is_push() && cfg.deliver_group.is_none() {
-            // nats-server refuses a second consumer on a deliver subject that already has one?
-            // It allows it; nothing to check.
-        }
-        let _ = server;
         let created = unix_nanos();
         let c = Consumer::new(name.clone(), cfg, &self.store, created);
         self.consumers.insert(name.clone(), c);
@@ -1687,7 +1682,7 @@ impl Stream {
             &name,
             "create",
         );
-        Ok(self.consumer_response(&name, "consumer_create_response"))
+        Ok(self.created_response(server, &name))
     }
 
     fn write_consumer_meta(&mut self, name: &str) {
@@ -1719,6 +1714,15 @@ impl Stream {
                 self.name
             );
         }
+    }
+
+    /// A create/update answer: `push_bound` as of now, as nats-server reports it there too.
+    fn created_response(&mut self, server: &Server, name: &str) -> Value {
+        let (mut ctx, consumers) = self.ctx(server);
+        if let Some(c) = consumers.get_mut(name) {
+            c.refresh_interest(&mut ctx);
+        }
+        self.consumer_response(name, "consumer_create_response")
     }
 
     fn consumer_response(&self, name: &str, kind: &str) -> Value {
