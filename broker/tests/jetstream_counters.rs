@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use jsdiff::{api, find, on_both, publish, stored};
 use serde_json::{json, Value};
-use tempdir::TempDir;
 
 /// Only what a create/update answer decides: the error, or the counter setting kept.
 fn outcome(v: &Value) -> Value {
@@ -206,29 +205,4 @@ async fn counters_match_reference() {
     let want = on_both("counters", |nc| async move { scenario(&nc).await }).await;
     // The scenario really counted: 5 + 10 - 2 + (2^64 - 1) - (2^64 - 16) + 0 = 28.
     assert_eq!(find(&want, "stored a")["data"], json!(r#"{"val":"28"}"#));
-}
-
-/// A stream feature Natrix does not implement yet (fast batch publishing) is refused at
-/// create with a clear error, never accepted and ignored.
-#[tokio::test]
-async fn unimplemented_stream_features_are_refused() {
-    let dir = TempDir::new("unimpl");
-    let (_p, url) = proc::jetstream(false, dir.path());
-    let nc = async_nats::connect(&url).await.unwrap();
-    for (field, what) in [(
-        "allow_batched",
-        "batch publishing is not supported by this server yet",
-    )] {
-        let mut cfg = json!({"name": "U", "subjects": ["u.>"]});
-        cfg[field] = json!(true);
-        let v = api(&nc, "$JS.API.STREAM.CREATE.U", cfg).await;
-        assert_eq!(v["error"]["err_code"], json!(10052), "{field}: {v}");
-        assert_eq!(v["error"]["description"], json!(what), "{field}: {v}");
-        let info = api(&nc, "$JS.API.STREAM.INFO.U", json!({})).await;
-        assert_eq!(
-            info["error"]["err_code"],
-            json!(10059),
-            "{field}: no stream made"
-        );
-    }
 }

@@ -137,7 +137,7 @@ pub struct StreamConfig {
     /// Scheduled messages: a `Nats-Schedule` message publishes to its target when due.
     #[serde(default, skip_serializing_if = "is_false")]
     pub allow_msg_schedules: bool,
-    /// Fast (non-atomic) batch publishing; refused at create until implemented.
+    /// Fast (non-atomic) batch publishing: `$FI` reply subjects, paced by flow acks.
     #[serde(default, skip_serializing_if = "is_false")]
     pub allow_batched: bool,
     /// `persist_mode` (2.12): `async` lets nats-server buffer writes. Ours writes every message
@@ -377,7 +377,9 @@ impl StreamConfig {
         if !valid_name(&self.name) {
             return Err(ApiError::stream_invalid_config("invalid stream name"));
         }
-        let level = if self.allow_msg_counter
+        let level = if self.allow_batched {
+            4
+        } else if self.allow_msg_counter
             || self.allow_atomic
             || self.allow_msg_schedules
             || self.persist_mode == PersistMode::Async
@@ -519,9 +521,11 @@ impl StreamConfig {
             self.allow_rollup_hdrs = true;
             self.deny_purge = false;
         }
-        if self.allow_batched {
-            return Err(ApiError::stream_invalid_config(
-                "batch publishing is not supported by this server yet",
+        if self.allow_batched && self.mirror.is_some() {
+            return Err(ApiError::new(
+                10209,
+                400,
+                "stream mirrors can not also use batch publishing",
             ));
         }
         if self

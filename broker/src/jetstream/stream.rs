@@ -29,6 +29,7 @@ use crate::server::client::{unix_nanos, InternalSender, Subscription};
 use crate::server::Server;
 
 mod atomic;
+mod fast_batch;
 mod schedule;
 mod snapshot;
 mod source;
@@ -282,6 +283,8 @@ pub fn spawn(s: Spawn) -> Result<Arc<StreamHandle>, ApiError> {
         markers: std::collections::HashSet::new(),
         snapshots: 0,
         atomic: HashMap::new(),
+        fast: HashMap::new(),
+        capture: None,
         schedules: BTreeMap::new(),
         firing: false,
     };
@@ -333,6 +336,10 @@ struct Stream {
     snapshots: u32,
     /// Atomic batches being staged, by `Nats-Batch-Id`.
     atomic: HashMap<String, atomic::AtomicBatch>,
+    /// Fast batches in flight, by batch id.
+    fast: HashMap<String, fast_batch::FastBatch>,
+    /// While a fast batch message is stored: its answer, kept instead of sent.
+    capture: Option<Option<Vec<u8>>>,
     /// Message schedules by subject.
     schedules: BTreeMap<String, schedule::Scheduled>,
     /// A schedule's message is being stored (its scheduler headers are the stream's own).
@@ -446,6 +453,9 @@ impl Stream {
         if let Some(t) = self.batches_deadline() {
             min(t);
         }
+        if let Some(t) = self.fast_batches_deadline() {
+            min(t);
+        }
         if let Some(t) = self.schedules_deadline() {
             min(t);
         }
@@ -511,6 +521,9 @@ impl Stream {
         let now = Instant::now();
         if !self.atomic.is_empty() {
             self.expire_batches(now);
+        }
+        if !self.fast.is_empty() {
+            self.expire_fast_batches(now);
         }
         if !self.schedules.is_empty() {
             self.fire_schedules(server);
@@ -762,6 +775,10 @@ impl Stream {
     }
 
     fn reply_now(&mut self, server: &Server, reply: &Option<String>, body: Vec<u8>) {
+        if reply.as_deref() == Some(fast_batch::CAPTURE) {
+            self.capture = Some(Some(body));
+            return;
+        }
         if let Some(r) = reply {
             if !self.cfg.no_ack {
                 self.sender
@@ -780,6 +797,11 @@ impl Stream {
         hdr: &[u8],
         data: &[u8],
     ) {
+        if let Some(r) = reply.as_deref().filter(|r| r.ends_with(".$FI")) {
+            if self.fast_batch_msg(server, subject, r, hdr, data) {
+                return;
+            }
+        }
         if !hdr.is_empty() && headers::get(hdr, "Nats-Batch-Id").is_some() {
             return self.batch_msg(server, subject, reply, hdr, data);
         }
@@ -1845,6 +1867,9 @@ impl Stream {
                     ),
                 ));
             }
+        }
+        if !cfg.allow_batched {
+            self.fast.clear();
         }
         if !cfg.allow_atomic {
             // Batches in flight can no longer commit.
