@@ -16,6 +16,9 @@ use futures::StreamExt;
 use jsdiff::{api, on_both};
 use serde_json::{json, Value};
 
+/// One message of a batch: its batch sequence, its op, and a header to send with it.
+type Frame<'a> = (u64, u8, Option<(&'a str, &'a str)>);
+
 /// Sends the frames `(batch seq, op)` of batch `id` to `subject`, each with its `$FI` reply,
 /// and returns every answer (in order) until the server goes quiet.
 async fn batch(
@@ -24,7 +27,7 @@ async fn batch(
     id: &str,
     flow: u32,
     gap: &str,
-    frames: &[(u64, u8, Option<(&str, &str)>)],
+    frames: &[Frame<'_>],
 ) -> Value {
     let mut sub = nc.subscribe(format!("fb.{id}.>")).await.unwrap();
     for (seq, op, header) in frames {
