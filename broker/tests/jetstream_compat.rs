@@ -1091,3 +1091,85 @@ async fn ordered_consumer_info_matches_reference() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn key_value_direct_gets_match_reference() {
+    on_both("js-compat-kv-direct", |nc| async move {
+        let mut out = Vec::new();
+        // A bucket as the KV clients make it.
+        api(
+            &nc,
+            "$JS.API.STREAM.CREATE.KV_b",
+            json!({"name": "KV_b", "subjects": ["$KV.b.>"], "max_msgs_per_subject": 1,
+                "allow_direct": true, "allow_rollup_hdrs": true, "deny_delete": true,
+                "discard": "new", "num_replicas": 1}),
+        )
+        .await;
+        nc.request("$KV.b.k1", "v1".into()).await.unwrap();
+        let mut del = async_nats::HeaderMap::new();
+        del.insert("KV-Operation", "DEL");
+        nc.request_with_headers("$KV.b.k2", del, "".into())
+            .await
+            .unwrap();
+        for (label, subject, body) in [
+            ("a key", "$JS.API.DIRECT.GET.KV_b.$KV.b.k1", json!(null)),
+            (
+                "a deleted key",
+                "$JS.API.DIRECT.GET.KV_b.$KV.b.k2",
+                json!(null),
+            ),
+            (
+                "a missing key",
+                "$JS.API.DIRECT.GET.KV_b.$KV.b.k3",
+                json!(null),
+            ),
+            (
+                "by last_by_subj",
+                "$JS.API.DIRECT.GET.KV_b",
+                json!({"last_by_subj": "$KV.b.k1"}),
+            ),
+            (
+                "a wildcard key",
+                "$JS.API.DIRECT.GET.KV_b.$KV.b.*",
+                json!(null),
+            ),
+            (
+                "a missing bucket",
+                "$JS.API.DIRECT.GET.KV_c.$KV.c.k1",
+                json!(null),
+            ),
+        ] {
+            let body = if body.is_null() {
+                String::new()
+            } else {
+                body.to_string()
+            };
+            let req = async_nats::Request::new()
+                .payload(body.into())
+                .timeout(Some(Duration::from_secs(2)));
+            let seen = match nc.send_request(subject.to_string(), req).await {
+                Ok(m) => {
+                    let mut hdrs: Vec<String> = m
+                        .headers
+                        .iter()
+                        .flat_map(|h| h.iter())
+                        .filter(|(k, _)| k.to_string() != "Nats-Time-Stamp")
+                        .map(|(k, v)| {
+                            format!(
+                                "{k}: {}",
+                                v.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(",")
+                            )
+                        })
+                        .collect();
+                    hdrs.sort();
+                    json!({"status": m.status.map(|s| s.as_u16()), "description": m.description,
+                        "headers": hdrs, "payload": String::from_utf8_lossy(&m.payload)})
+                }
+                Err(e) => json!(format!("{:?}", e.kind())),
+            };
+            out.push((label.to_string(), seen));
+        }
+        out
+    })
+    .await;
+}
