@@ -744,10 +744,7 @@ async fn features_not_implemented_yet_are_refused_by_name() {
             .contains("durable consumer is not supported"),
         "{v}"
     );
-    for cfg in [
-        json!({"ack_policy": "flow_control"}),
-        json!({"sourcing": true}),
-    ] {
+    for cfg in [json!({"sourcing": true})] {
         let v = api(
             &nc,
             "$JS.API.CONSUMER.CREATE.O",
@@ -1172,4 +1169,90 @@ async fn key_value_direct_gets_match_reference() {
         out
     })
     .await;
+}
+
+/// Data messages and flow-control requests on `sub` until 1 s passes without any.
+async fn drain_push(sub: &mut async_nats::Subscriber) -> (Vec<u64>, Vec<(String, String)>) {
+    let (mut data, mut fc) = (Vec::new(), Vec::new());
+    // Idle heartbeats (every second here) do not count as activity.
+    let mut quiet_until = tokio::time::Instant::now() + Duration::from_secs(1);
+    while let Ok(Some(m)) = tokio::time::timeout_at(quiet_until, sub.next()).await {
+        match (m.status, m.reply) {
+            (Some(s), Some(r)) if s.as_u16() == 100 => {
+                fc.push((r.to_string(), m.description.unwrap_or_default()))
+            }
+            (None, Some(r)) => {
+                // $JS.ACK.<stream>.<consumer>.<dc>.<sseq>...
+                data.push(r.split('.').nth(5).unwrap().parse().unwrap());
+            }
+            _ => continue,
+        }
+        quiet_until = tokio::time::Instant::now() + Duration::from_secs(1);
+    }
+    (data, fc)
+}
+
+#[tokio::test]
+async fn flow_control_ack_policy_matches_reference() {
+    let obs = on_both("js-compat-fc-ack", |nc| async move {
+        let mut out = Vec::new();
+        api(&nc, "$JS.API.STREAM.CREATE.S", json!({"name": "S", "subjects": ["s.>"]})).await;
+        for (name, extra) in [
+            ("A", json!({"deliver_subject": "d.a"})),
+            ("B", json!({"deliver_subject": "d.b", "flow_control": false, "idle_heartbeat": 5_000_000_000i64})),
+            ("D", json!({"deliver_subject": "d.d", "max_ack_pending": -1})),
+            ("E", json!({"deliver_subject": "d.e", "ack_wait": 5_000_000_000i64})),
+            ("F", json!({})),
+            ("G", json!({"deliver_subject": "d.g", "max_deliver": 3})),
+            ("H", json!({"deliver_subject": "d.h", "backoff": [1_000_000_000i64]})),
+        ] {
+            let mut cfg = json!({"durable_name": name, "ack_policy": "flow_control"});
+            for (k, v) in extra.as_object().unwrap() {
+                cfg[k] = v.clone();
+            }
+            let v = api(
+                &nc,
+                &format!("$JS.API.CONSUMER.CREATE.S.{name}"),
+                json!({"stream_name": "S", "config": cfg}),
+            )
+            .await;
+            out.push((format!("create {name}"), consumer_shape(&v)));
+        }
+        for i in 1..=10 {
+            nc.request(format!("s.{i}"), "x".into()).await.unwrap();
+        }
+        // Acknowledged only by flow-control answers: three out, then a request for one.
+        let mut sub = nc.subscribe("d.w").await.unwrap();
+        api(
+            &nc,
+            "$JS.API.CONSUMER.CREATE.S.W",
+            json!({"stream_name": "S", "config": {"durable_name": "W", "ack_policy": "flow_control",
+                "deliver_subject": "d.w", "max_ack_pending": 3}}),
+        )
+        .await;
+        let (data, fc) = drain_push(&mut sub).await;
+        out.push(("first window".into(), json!([data, fc.iter().map(|f| &f.1).collect::<Vec<_>>()])));
+        // A plain ack does nothing.
+        nc.publish("$JS.ACK.S.W.1.1.1.0.0", "+ACK".into()).await.unwrap();
+        nc.flush().await.unwrap();
+        let v = api(&nc, "$JS.API.CONSUMER.INFO.S.W", json!({})).await;
+        out.push(("after a plain ack".into(), position(&v)));
+        // The answer names the last stream sequence: everything up to it is acknowledged.
+        let mut h = async_nats::HeaderMap::new();
+        h.insert("Nats-Last-Consumer", "3");
+        h.insert("Nats-Last-Stream", data.last().copied().unwrap_or(0).to_string().as_str());
+        if let Some((reply, _)) = fc.last() {
+            nc.publish_with_headers(reply.clone(), h, "".into()).await.unwrap();
+        }
+        nc.flush().await.unwrap();
+        let (data, fc) = drain_push(&mut sub).await;
+        out.push(("second window".into(), json!([data, fc.len()])));
+        let v = api(&nc, "$JS.API.CONSUMER.INFO.S.W", json!({})).await;
+        out.push(("after the answer".into(), position(&v)));
+        out
+    })
+    .await;
+    assert_eq!(find(&obs, "first window")[0], json!([1, 2, 3]));
+    assert_eq!(find(&obs, "second window")[0], json!([4, 5, 6]));
+    assert_eq!(find(&obs, "after the answer")["ack_floor"][1], json!(3));
 }

@@ -695,7 +695,8 @@ pub enum AckPolicy {
     All,
     #[default]
     Explicit,
-    /// 2.14's acknowledgement by flow control (API level 4); refused until implemented.
+    /// 2.14's acknowledgement by flow control (API level 4): a flow-control answer carrying
+    /// `Nats-Last-Stream` acknowledges everything up to it; nothing is redelivered.
     #[serde(rename = "flow_control")]
     FlowControl,
 }
@@ -910,7 +911,11 @@ impl ConsumerConfig {
     /// and `checkConsumerCfg`).
     pub fn normalize(&mut self, stream: &StreamConfig) -> Result<(), ApiError> {
         let paused = self.pause_until.as_deref().is_some_and(|p| !p.is_empty());
-        let level = i32::from(paused || self.priority_policy != PriorityPolicy::None);
+        let level = if self.ack_policy == AckPolicy::FlowControl {
+            4
+        } else {
+            i32::from(paused || self.priority_policy != PriorityPolicy::None)
+        };
         set_required_level(&mut self.metadata, level);
         if let Some(d) = &self.durable_name {
             if !d.is_empty() && !valid_name(d) {
@@ -979,9 +984,9 @@ impl ConsumerConfig {
                 ));
             }
         }
-        if self.ack_policy == AckPolicy::FlowControl || self.sourcing {
+        if self.sourcing {
             return Err(ApiError::consumer_create(
-                "flow control acknowledgement and sourcing consumers are not supported by this server yet",
+                "sourcing consumers are not supported by this server yet",
             ));
         }
         if self.rate_limit_bps != 0 {
@@ -1042,7 +1047,35 @@ impl ConsumerConfig {
             self.deliver_group = None;
         }
         let push = self.is_push();
-        if self.ack_wait == 0 && self.ack_policy != AckPolicy::None {
+        if self.ack_policy == AckPolicy::FlowControl {
+            // 2.14's acknowledgement by flow control answers: its checks, in nats-server's
+            // order, and the settings it forces.
+            let refuse = |code: u16, what: &str| {
+                Err(ApiError::new(
+                    code,
+                    400,
+                    &format!("flow control ack policy requires {what}"),
+                ))
+            };
+            if !push {
+                return refuse(10218, "a push based consumer");
+            }
+            if self.max_ack_pending < 0 {
+                return refuse(10220, "max ack pending");
+            }
+            if self.ack_wait != 0 || !self.backoff.is_empty() {
+                return refuse(10221, "unset ack wait");
+            }
+            if self.max_deliver > 0 {
+                return refuse(10222, "unset max deliver");
+            }
+            self.flow_control = true;
+            self.idle_heartbeat = 1_000_000_000;
+        }
+        if self.ack_wait == 0
+            && self.ack_policy != AckPolicy::None
+            && self.ack_policy != AckPolicy::FlowControl
+        {
             self.ack_wait = match self.backoff.first() {
                 Some(b) => *b,
                 None => DEFAULT_ACK_WAIT,

@@ -767,6 +767,13 @@ impl Consumer {
                         && self.cfg.max_ack_pending > 0
                         && self.st.pending.len() as i64 >= self.cfg.max_ack_pending
                     {
+                        // Acknowledged only by flow control: ask for it now.
+                        if self.cfg.ack_policy == AckPolicy::FlowControl
+                            && self.fc_pending.is_none()
+                        {
+                            let target = self.cfg.deliver_subject.clone().unwrap_or_default();
+                            self.flow_control_request(ctx, &target);
+                        }
                         break;
                     }
                     match self.next_new(ctx.store) {
@@ -916,7 +923,10 @@ impl Consumer {
                 ) {
                     self.deadlines.remove(&(old.deadline, seq));
                 }
-                self.deadlines.insert((deadline, seq));
+                // Flow-control acknowledgement never redelivers: no ack deadline.
+                if self.cfg.ack_policy != AckPolicy::FlowControl {
+                    self.deadlines.insert((deadline, seq));
+                }
             }
             if !push {
                 let req = &mut self.waiting[idx];
@@ -977,8 +987,23 @@ impl Consumer {
         self.fc_pending = Some(reply);
     }
 
-    /// A flow-control answer arrived; returns whether it released the consumer.
-    pub fn flow_control_reply(&mut self, subject: &str) -> bool {
+    /// A flow-control answer with its headers: whether it released the consumer, and the
+    /// sequences it acknowledged (a `flow_control` ack policy consumer takes
+    /// `Nats-Last-Stream` as an ack of everything up to it).
+    pub fn flow_control_answer(&mut self, subject: &str, hdr: &[u8]) -> (bool, Vec<u64>) {
+        let mut acked = Vec::new();
+        if self.cfg.ack_policy == AckPolicy::FlowControl && !hdr.is_empty() {
+            if let Some(last) =
+                headers::get(hdr, "Nats-Last-Stream").and_then(|v| v.trim().parse::<u64>().ok())
+            {
+                self.last_acked = unix_nanos();
+                acked = self.ack_through(last);
+            }
+        }
+        (self.take_flow_control(subject), acked)
+    }
+
+    fn take_flow_control(&mut self, subject: &str) -> bool {
         if self.fc_pending.as_deref() == Some(subject) {
             // A subscriber that answered before it was stalled earns a larger window.
             if !self.fc_stalled() {
@@ -1126,6 +1151,10 @@ impl Consumer {
         body: &[u8],
         reply: Option<&str>,
     ) -> Vec<u64> {
+        // nats-server has no ack subscription for these: the answer goes nowhere.
+        if self.cfg.ack_policy == AckPolicy::FlowControl {
+            return Vec::new();
+        }
         self.last_acked = unix_nanos();
         let body = std::str::from_utf8(body).unwrap_or("").trim();
         let (kind, arg) = match body.split_once(' ') {
@@ -1241,6 +1270,22 @@ impl Consumer {
             .parse()
             .unwrap_or(0);
         f > 0 && fastrand::u32(0..100) < f
+    }
+
+    /// Acknowledges every pending message up to stream sequence `seq`.
+    fn ack_through(&mut self, seq: u64) -> Vec<u64> {
+        let mut acked = Vec::new();
+        let rest = self.st.pending.split_off(&(seq + 1));
+        let done = std::mem::replace(&mut self.st.pending, rest);
+        for (s, p) in done.iter() {
+            self.deadlines.remove(&(p.deadline, *s));
+            self.st.redelivered.remove(s);
+            self.redeliver.remove(s);
+            acked.push(*s);
+        }
+        self.update_floor();
+        self.dirty = true;
+        acked
     }
 
     fn do_ack(&mut self, seq: u64) -> Vec<u64> {

@@ -456,7 +456,7 @@ impl JetStream {
             }
             subs.push(self.subscribe(server, &account, "$JS.ACK.>", ack));
             let weak = Arc::downgrade(&acc);
-            let fc = InternalHandler(Arc::new(move |subject, _reply, _hdr, _payload| {
+            let fc = InternalHandler(Arc::new(move |subject, _reply, hdr, _payload| {
                 let Some(acc) = weak.upgrade() else { return };
                 let Ok(subject) = std::str::from_utf8(subject) else {
                     return;
@@ -465,6 +465,7 @@ impl JetStream {
                 if let Some(h) = subject.split('.').nth(2).and_then(|s| acc.stream(s)) {
                     h.send(Cmd::FlowControl {
                         subject: subject.to_string(),
+                        hdr: hdr.map(Bytes::copy_from_slice).unwrap_or_default(),
                     });
                 }
             }));

@@ -59,7 +59,7 @@ pub enum Cmd {
         body: Bytes,
     },
     /// A flow-control answer (`$JS.FC.<stream>.<consumer>.<n>`).
-    FlowControl { subject: String },
+    FlowControl { subject: String, hdr: Bytes },
     /// A pull request.
     Next {
         consumer: String,
@@ -669,12 +669,14 @@ impl Stream {
                 }
                 self.wake = true;
             }
-            Cmd::FlowControl { subject } => {
+            Cmd::FlowControl { subject, hdr } => {
                 let consumer = subject.split('.').nth(3).unwrap_or("");
                 if let Some(c) = self.consumers.get_mut(consumer) {
-                    if c.flow_control_reply(&subject) {
+                    let (released, acked) = c.flow_control_answer(&subject, &hdr);
+                    if released || !acked.is_empty() {
                         self.wake = true;
                     }
+                    self.retire(&acked);
                 }
             }
             Cmd::DirectGet {
