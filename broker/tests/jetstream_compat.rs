@@ -721,7 +721,9 @@ async fn strict_mode_keeps_every_field_nats_server_takes() {
 }
 
 #[tokio::test]
-async fn features_not_implemented_yet_are_refused_by_name() {
+async fn sourcing_consumers_are_refused_by_name() {
+    // `sourcing` marks the consumers nats-server makes for its own sources; ours are made
+    // without it, and a client asking for one is told plainly.
     let dir = tempdir::TempDir::new("js-compat-refused");
     let (_p, url) = proc::jetstream(false, dir.path());
     let nc = async_nats::connect(&url).await.unwrap();
@@ -733,32 +735,17 @@ async fn features_not_implemented_yet_are_refused_by_name() {
     .await;
     let v = api(
         &nc,
-        "$JS.API.STREAM.CREATE.S",
-        json!({"name": "S", "sources": [{"name": "O", "consumer": {"name": "C", "deliver_subject": "d"}}]}),
+        "$JS.API.CONSUMER.CREATE.O",
+        json!({"stream_name": "O", "config": {"sourcing": true}}),
     )
     .await;
     assert!(
         v["error"]["description"]
             .as_str()
             .unwrap()
-            .contains("durable consumer is not supported"),
+            .contains("not supported by this server yet"),
         "{v}"
     );
-    for cfg in [json!({"sourcing": true})] {
-        let v = api(
-            &nc,
-            "$JS.API.CONSUMER.CREATE.O",
-            json!({"stream_name": "O", "config": cfg}),
-        )
-        .await;
-        assert!(
-            v["error"]["description"]
-                .as_str()
-                .unwrap()
-                .contains("not supported by this server yet"),
-            "{v}"
-        );
-    }
 }
 
 /// What a reset (or info) answer says about the consumer's position.
@@ -1255,4 +1242,118 @@ async fn flow_control_ack_policy_matches_reference() {
     assert_eq!(find(&obs, "first window")[0], json!([1, 2, 3]));
     assert_eq!(find(&obs, "second window")[0], json!([4, 5, 6]));
     assert_eq!(find(&obs, "after the answer")["ack_floor"][1], json!(3));
+}
+
+#[tokio::test]
+async fn sourcing_through_a_durable_consumer_matches_reference() {
+    on_both("js-compat-durable-src", |nc| async move {
+        let mut out = Vec::new();
+        api(
+            &nc,
+            "$JS.API.STREAM.CREATE.ORIG",
+            json!({"name": "ORIG", "subjects": ["o.>"]}),
+        )
+        .await;
+        for i in 1..=20 {
+            nc.request(format!("o.{i}"), format!("m{i}").into())
+                .await
+                .unwrap();
+        }
+        for (name, deliver, policy) in [("X", "dx", "flow_control"), ("Y", "dy", "explicit")] {
+            api(
+                &nc,
+                &format!("$JS.API.CONSUMER.CREATE.ORIG.{name}"),
+                json!({"stream_name": "ORIG", "config": {"durable_name": name, "ack_policy": policy,
+                    "deliver_subject": deliver, "max_ack_pending": 5}}),
+            )
+            .await;
+        }
+        // The configuration checks.
+        for (label, cfg) in [
+            (
+                "start sequence",
+                json!({"name": "BAD1", "sources": [{"name": "ORIG", "opt_start_seq": 3,
+                "consumer": {"name": "X", "deliver_subject": "dx"}}]}),
+            ),
+            (
+                "no deliver subject",
+                json!({"name": "BAD2", "mirror": {"name": "ORIG",
+                "consumer": {"name": "X"}}}),
+            ),
+            (
+                "wildcard deliver subject",
+                json!({"name": "BAD3", "sources": [{"name": "ORIG",
+                "consumer": {"name": "X", "deliver_subject": "d.*"}}]}),
+            ),
+            (
+                "the same consumer twice",
+                json!({"name": "BAD4", "sources": [
+                {"name": "ORIG", "consumer": {"name": "X", "deliver_subject": "dx"}},
+                {"name": "ORIG", "consumer": {"name": "X", "deliver_subject": "dx"}}]}),
+            ),
+        ] {
+            let stream = cfg["name"].as_str().unwrap().to_string();
+            let v = api(&nc, &format!("$JS.API.STREAM.CREATE.{stream}"), cfg).await;
+            out.push((label.to_string(), v["error"].clone()));
+        }
+        api(
+            &nc,
+            "$JS.API.STREAM.CREATE.SRC",
+            json!({"name": "SRC", "sources": [{"name": "ORIG",
+                "consumer": {"name": "X", "deliver_subject": "dx"}}]}),
+        )
+        .await;
+        api(
+            &nc,
+            "$JS.API.STREAM.CREATE.MIR",
+            json!({"name": "MIR", "mirror": {"name": "ORIG",
+                "consumer": {"name": "Y", "deliver_subject": "dy"}}}),
+        )
+        .await;
+        let mut v = Value::Null;
+        for _ in 0..100 {
+            v = api(&nc, "$JS.API.STREAM.INFO.SRC", json!({})).await;
+            if v["state"]["messages"] == json!(20) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        out.push((
+            "sourced".into(),
+            json!([
+                v["state"]["messages"],
+                v["sources"][0]["lag"],
+                v["sources"][0].get("error")
+            ]),
+        ));
+        let m = api(&nc, "$JS.API.STREAM.MSG.GET.SRC", json!({"seq": 20})).await;
+        out.push((
+            "last sourced".into(),
+            json!([m["message"]["subject"], m["message"]["data"]]),
+        ));
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let x = api(&nc, "$JS.API.CONSUMER.INFO.ORIG.X", json!({})).await;
+        out.push((
+            "the durable consumer".into(),
+            json!([
+                x["ack_floor"]["stream_seq"],
+                x["num_ack_pending"],
+                x["num_pending"]
+            ]),
+        ));
+        let mut mir = Value::Null;
+        for _ in 0..50 {
+            mir = api(&nc, "$JS.API.STREAM.INFO.MIR", json!({})).await;
+            if mir["mirror"].get("error").is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        out.push((
+            "mirror through an explicit-ack consumer".into(),
+            json!([mir["state"]["messages"], mir["mirror"].get("error")]),
+        ));
+        out
+    })
+    .await;
 }

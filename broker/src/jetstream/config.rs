@@ -214,19 +214,34 @@ pub struct StreamSource {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external: Option<External>,
     /// `consumer { name, deliver_subject }` (2.14): read through a durable consumer on the
-    /// origin. Refused at create until implemented.
+    /// origin (with the `flow_control` ack policy) instead of one made for the purpose.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub consumer: Option<serde_json::Value>,
+    pub consumer: Option<SourceConsumer>,
+}
+
+/// `consumer` of a mirror or source: the origin's durable consumer and where it delivers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SourceConsumer {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub deliver_subject: String,
 }
 
 impl StreamSource {
     /// The name that tells two sources of one stream apart (nats-server's `iname`): the
     /// stream's name, and a hash of the external API prefix when there is one.
     pub fn iname(&self) -> String {
-        match self.external.as_ref().filter(|e| !e.api.is_empty()) {
+        let mut n = match self.external.as_ref().filter(|e| !e.api.is_empty()) {
             Some(e) => format!("{}:{}", self.name, short_hash(&e.api)),
             None => self.name.clone(),
+        };
+        // Through a durable consumer, the same origin is another source (nats-server).
+        if let Some(c) = &self.consumer {
+            n.push_str(":C=");
+            n.push_str(&short_hash(&c.name));
         }
+        n
     }
 
     /// The subject filters the consumer on the origin uses.
@@ -528,15 +543,42 @@ impl StreamConfig {
                 "stream mirrors can not also use batch publishing",
             ));
         }
-        if self
-            .mirror
-            .iter()
-            .chain(self.sources.iter().flatten())
-            .any(|s| s.consumer.is_some())
-        {
-            return Err(ApiError::stream_invalid_config(
-                "sourcing through a durable consumer is not supported by this server yet",
-            ));
+        // Durable sourcing: the consumer decides where to start and what to deliver.
+        let consumer_ok = |c: &SourceConsumer, src: &StreamSource| {
+            valid_name(&c.name)
+                && !c.deliver_subject.is_empty()
+                && crate::subject::is_valid_literal_subject(c.deliver_subject.as_str())
+                && src.opt_start_seq == 0
+                && src.opt_start_time.is_none()
+                && src.filter_subject.is_empty()
+        };
+        if let Some(m) = &self.mirror {
+            if m.consumer.as_ref().is_some_and(|c| !consumer_ok(c, m)) {
+                return Err(ApiError::new(
+                    10213,
+                    400,
+                    "stream mirror consumer config is invalid",
+                ));
+            }
+        }
+        let mut durable = std::collections::HashSet::new();
+        for s in self.sources.iter().flatten() {
+            if let Some(c) = &s.consumer {
+                if !consumer_ok(c, s) {
+                    return Err(ApiError::new(
+                        10215,
+                        400,
+                        "stream source consumer config is invalid",
+                    ));
+                }
+                if !durable.insert((s.iname(), c.name.clone())) {
+                    return Err(ApiError::new(
+                        10216,
+                        400,
+                        "duplicate stream source consumer detected",
+                    ));
+                }
+            }
         }
         if self.subject_delete_marker_ttl != 0 {
             let why = if self.mirror.is_some() {

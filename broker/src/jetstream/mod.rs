@@ -52,9 +52,9 @@ pub(crate) fn error_body(kind: &str, e: ApiError) -> Value {
     v
 }
 
-/// The JetStream API level we implement: nats-server 2.12's, whose counters, atomic batches
-/// and schedules are in (2.14's level 3 brings fast batches, which are not).
-pub const API_LEVEL: i64 = 2;
+/// The JetStream API level we implement: nats-server 2.14's level 4 (fast batches, the
+/// `flow_control` ack policy, durable sourcing and consumer reset are in). 2.15 reports 5.
+pub const API_LEVEL: i64 = 4;
 
 /// One account's JetStream: its limits, streams and API counters.
 #[derive(Debug)]

@@ -29,8 +29,9 @@ use client::{Client, Counters, Subscription};
 use info::Info;
 
 /// The version we report; clients gate features on it, so it tracks the nats-server release
-/// whose features we have (2.12: counters, atomic batches, schedules; see `API_LEVEL`).
-pub const VERSION: &str = "2.12.0";
+/// whose JetStream API level we have (2.14: fast batches, consumer reset, flow-control acks,
+/// durable sourcing; see `API_LEVEL`).
+pub const VERSION: &str = "2.14.0";
 /// Our own build tag, reported where nats-server reports its Go version.
 pub const GO_VERSION: &str = concat!("natrix-", env!("CARGO_PKG_VERSION"));
 
@@ -236,7 +237,8 @@ impl Server {
             port: opts.port.max(0) as u16,
             headers: !opts.no_header_support,
             max_payload: opts.max_payload,
-            api_lvl: 1,
+            // nats-server sends its JetStream API level whether or not JetStream is on.
+            api_lvl: crate::jetstream::API_LEVEL as i32,
             ..Default::default()
         };
         let global = Arc::new(Account::new("$G"));

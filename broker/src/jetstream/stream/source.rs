@@ -25,6 +25,9 @@ const HEARTBEAT: Duration = Duration::from_secs(1);
 const CREATE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest wait between attempts while the origin is missing.
 const MAX_RETRY: Duration = Duration::from_secs(5);
+/// How long the origin's durable consumer may take to answer a reset (nats-server's
+/// `srcConsumerWaitTime`); a missing one never answers.
+const DURABLE_WAIT: Duration = Duration::from_secs(30);
 
 /// What arrived for one origin.
 #[derive(Debug)]
@@ -60,6 +63,8 @@ pub struct Origin {
     retry_at: Instant,
     failures: u32,
     error: Option<ApiError>,
+    /// A durable consumer's delivery handler, subscribed once its reset answer came.
+    on_deliver: Option<InternalHandler>,
 }
 
 impl Origin {
@@ -79,6 +84,7 @@ impl Origin {
             retry_at: Instant::now(),
             failures: 0,
             error: None,
+            on_deliver: None,
         }
     }
 
@@ -120,7 +126,8 @@ impl Origin {
         for s in self.subs.drain(..) {
             server.remove_sub(&s);
         }
-        if let Some(c) = self.consumer.take() {
+        // A durable consumer belongs to the origin's owner: it is never deleted from here.
+        if let Some(c) = self.consumer.take().filter(|_| self.cfg.consumer.is_none()) {
             let subj = format!("{}.CONSUMER.DELETE.{}.{c}", self.api(), self.cfg.name);
             sender.send(server, account, subj.as_bytes(), None, None, b"");
         }
@@ -131,6 +138,7 @@ impl Origin {
     fn next_deadline(&self) -> Instant {
         match (&self.consumer, self.requested, self.last_active) {
             (Some(_), _, Some(t)) => t + 3 * HEARTBEAT,
+            (None, Some(t), _) if self.cfg.consumer.is_some() => t + DURABLE_WAIT,
             (None, Some(t), _) => t + CREATE_TIMEOUT,
             _ => self.retry_at,
         }
@@ -329,6 +337,26 @@ impl Stream {
             });
         }));
         let js = &self.shared.client;
+        if let Some(c) = &o.cfg.consumer {
+            // Through the origin's durable consumer: reset it to just above its ack floor
+            // (what this stream acknowledged with its flow-control answers) and take what
+            // it delivers.
+            // Its deliveries are taken only once the reset showed the consumer fits.
+            o.on_deliver = Some(on_msg);
+            o.subs
+                .push(js.subscribe_internal(server, &self.account, &reply, on_created));
+            let subj = format!("{}.CONSUMER.RESET.{}.{}", o.api(), o.cfg.name, c.name);
+            o.requested = Some(Instant::now());
+            self.sender.send(
+                server,
+                &self.account,
+                subj.as_bytes(),
+                Some(reply.as_bytes()),
+                None,
+                b"",
+            );
+            return;
+        }
         o.subs
             .push(js.subscribe_internal(server, &self.account, &deliver, on_msg));
         o.subs
@@ -400,7 +428,37 @@ impl Stream {
             OriginEvent::Created(body) => {
                 let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                 o.requested = None;
+                let wrong_policy = o.cfg.consumer.is_some()
+                    && v.get("name").is_some()
+                    && v["config"]["ack_policy"] != json!("flow_control");
+                if wrong_policy {
+                    o.error = Some(if o.mirror {
+                        ApiError::new(
+                            10214,
+                            400,
+                            "stream mirror consumer requires flow control ack policy",
+                        )
+                    } else {
+                        ApiError::new(
+                            10217,
+                            400,
+                            "stream source consumer requires flow control ack policy",
+                        )
+                    });
+                    o.failures += 1;
+                    o.retry_at = Instant::now() + (HEARTBEAT * o.failures).min(MAX_RETRY);
+                    o.cancel(server, &self.account, &mut self.sender);
+                    return;
+                }
                 if let Some(name) = v.get("name").and_then(Value::as_str) {
+                    if let (Some(c), Some(on_msg)) = (&o.cfg.consumer, o.on_deliver.take()) {
+                        o.subs.push(self.shared.client.subscribe_internal(
+                            server,
+                            &self.account,
+                            &c.deliver_subject,
+                            on_msg,
+                        ));
+                    }
                     o.consumer = Some(name.to_string());
                     o.error = None;
                     o.failures = 0;
@@ -436,8 +494,24 @@ impl Stream {
                         headers::get(&hdr, "Nats-Consumer-Stalled").map(str::to_string)
                     });
                     if let Some(r) = answer {
-                        self.sender
-                            .send(server, &self.account, r.as_bytes(), None, None, b"");
+                        // A durable consumer takes the answer as an ack of what came in.
+                        let acks = o.cfg.consumer.is_some().then(|| {
+                            headers::with(
+                                b"NATS/1.0\r\n\r\n",
+                                &[
+                                    ("Nats-Last-Consumer", o.dseq.to_string()),
+                                    ("Nats-Last-Stream", o.sseq.to_string()),
+                                ],
+                            )
+                        });
+                        self.sender.send(
+                            server,
+                            &self.account,
+                            r.as_bytes(),
+                            None,
+                            acks.as_deref(),
+                            b"",
+                        );
                     }
                     return;
                 }
