@@ -1357,3 +1357,46 @@ async fn sourcing_through_a_durable_consumer_matches_reference() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn required_api_level_matches_reference() {
+    on_both("js-compat-api-level", |nc| async move {
+        let mut out = Vec::new();
+        let with_level = |level: &str| {
+            let mut h = async_nats::HeaderMap::new();
+            h.insert("Nats-Required-Api-Level", level);
+            h
+        };
+        for (label, level) in [
+            ("create, level 1", "1"),
+            ("create, level 9", "9"),
+            ("create, not a number", "abc"),
+        ] {
+            let name = format!("L{}", out.len());
+            let cfg = json!({"name": name, "subjects": [format!("{}.>", name.to_lowercase())]});
+            let m = nc
+                .request_with_headers(
+                    format!("$JS.API.STREAM.CREATE.{name}"),
+                    with_level(level),
+                    cfg.to_string().into(),
+                )
+                .await
+                .unwrap();
+            let v: Value = serde_json::from_slice(&m.payload).unwrap();
+            out.push((label.to_string(), json!([v["type"], v.get("error")])));
+        }
+        for (label, level) in [("publish, level 1", "1"), ("publish, level 9", "9")] {
+            let m = nc
+                .request_with_headers("l0.a", with_level(level), "x".into())
+                .await
+                .unwrap();
+            let v: Value = serde_json::from_slice(&m.payload).unwrap();
+            out.push((
+                label.to_string(),
+                v.get("error").cloned().unwrap_or(v["seq"].clone()),
+            ));
+        }
+        out
+    })
+    .await;
+}

@@ -104,6 +104,8 @@ struct ApiReq {
     body: Bytes,
     /// The connection that sent it (for the API audit).
     publisher: u64,
+    /// It carried a `Nats-Required-Api-Level` above ours (or not a number).
+    too_new: bool,
 }
 
 /// The server's JetStream.
@@ -347,10 +349,11 @@ impl JetStream {
             let weak = Arc::downgrade(&acc);
             let tx = self.api_tx.lock().clone();
             let domain_prefix = domain_prefix.clone();
-            InternalHandler(Arc::new(move |subject, reply, _hdr, payload| {
+            InternalHandler(Arc::new(move |subject, reply, hdr, payload| {
                 let (Some(acc), Some(tx)) = (weak.upgrade(), tx.as_ref()) else {
                     return;
                 };
+                let too_new = hdr.is_some_and(requires_newer_api);
                 let Ok(subject) = std::str::from_utf8(subject) else {
                     return;
                 };
@@ -388,6 +391,7 @@ impl JetStream {
                             reply: Some(reply),
                             body: Bytes::new(),
                             publisher: crate::server::client::publisher_cid(),
+                            too_new,
                         });
                     }
                     return;
@@ -420,6 +424,7 @@ impl JetStream {
                     reply,
                     body: Bytes::copy_from_slice(payload),
                     publisher: crate::server::client::publisher_cid(),
+                    too_new,
                 });
             }))
         };
@@ -746,7 +751,14 @@ impl JetStream {
             &req.body,
             self.domain.as_ref(),
         );
-        let result = self.dispatch(server, &acc, api, &reply, &req.body, &audit, req.publisher);
+        let result = match response_kind(api).filter(|_| req.too_new) {
+            // nats-server refuses before looking at the request.
+            Some(kind) => Err((
+                kind,
+                ApiError::new(10185, 412, "JetStream minimum api level required"),
+            )),
+            None => self.dispatch(server, &acc, api, &reply, &req.body, &audit, req.publisher),
+        };
         // Counted once answered, as nats-server (an INFO does not count itself).
         acc.api_total.fetch_add(1, Ordering::Relaxed);
         let body = match result {
@@ -1115,4 +1127,42 @@ fn insufficient(storage: Storage) -> ApiError {
         Storage::Memory => ApiError::new(10028, 500, "insufficient memory resources available"),
         Storage::File => ApiError::new(10047, 500, "insufficient storage resources available"),
     }
+}
+
+/// Whether an API request's headers ask for a JetStream API level above ours with
+/// `Nats-Required-Api-Level` (a value that is not a number counts as above, as in
+/// nats-server; a plain publish is not checked, there either).
+pub(crate) fn requires_newer_api(hdr: &[u8]) -> bool {
+    headers::get(hdr, "Nats-Required-Api-Level")
+        .is_some_and(|v| v.trim().parse::<i64>().map_or(true, |l| l > API_LEVEL))
+}
+
+/// The response type of an API request (`STREAM.CREATE.S` → `stream_create_response`), for
+/// the requests whose answers name one.
+fn response_kind(api: &str) -> Option<&'static str> {
+    let t: Vec<&str> = api.split('.').collect();
+    Some(match t.as_slice() {
+        ["INFO"] => "account_info_response",
+        ["STREAM", "CREATE", ..] => "stream_create_response",
+        ["STREAM", "UPDATE", ..] => "stream_update_response",
+        ["STREAM", "DELETE", ..] => "stream_delete_response",
+        ["STREAM", "INFO", ..] => "stream_info_response",
+        ["STREAM", "PURGE", ..] => "stream_purge_response",
+        ["STREAM", "NAMES"] => "stream_names_response",
+        ["STREAM", "LIST"] => "stream_list_response",
+        ["STREAM", "MSG", "GET", ..] => "stream_msg_get_response",
+        ["STREAM", "MSG", "DELETE", ..] => "stream_msg_delete_response",
+        ["STREAM", "SNAPSHOT", ..] => "stream_snapshot_response",
+        ["STREAM", "RESTORE", ..] => "stream_restore_response",
+        ["CONSUMER", "CREATE", ..] | ["CONSUMER", "DURABLE", "CREATE", ..] => {
+            "consumer_create_response"
+        }
+        ["CONSUMER", "INFO", ..] => "consumer_info_response",
+        ["CONSUMER", "DELETE", ..] => "consumer_delete_response",
+        ["CONSUMER", "NAMES", ..] => "consumer_names_response",
+        ["CONSUMER", "LIST", ..] => "consumer_list_response",
+        ["CONSUMER", "PAUSE", ..] => "consumer_pause_response",
+        ["CONSUMER", "UNPIN", ..] => "consumer_unpin_response",
+        _ => return None,
+    })
 }
