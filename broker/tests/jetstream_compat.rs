@@ -43,6 +43,32 @@ fn error_or(v: &Value, field: &str) -> Value {
     }
 }
 
+/// `base` with the fields of `extra` set over it.
+fn merged(mut base: Value, extra: &Value) -> Value {
+    for (k, v) in extra.as_object().unwrap() {
+        base[k] = v.clone();
+    }
+    base
+}
+
+/// A message's headers as sorted `name: value` lines, the time stamp's value masked.
+fn header_lines(m: &async_nats::Message) -> Vec<String> {
+    let mut hdrs: Vec<String> = m
+        .headers
+        .iter()
+        .flat_map(|h| h.iter())
+        .map(|(k, v)| match k.to_string().as_str() {
+            "Nats-Time-Stamp" => format!("{k}: <ts>"),
+            _ => format!(
+                "{k}: {}",
+                v.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(",")
+            ),
+        })
+        .collect();
+    hdrs.sort();
+    hdrs
+}
+
 #[tokio::test]
 async fn direct_get_without_a_responder_matches_reference() {
     let obs = on_both("js-compat-direct", |nc| async move {
@@ -210,10 +236,10 @@ async fn stream_consumer_limits_match_reference() {
             ),
         ] {
             let durable = name.replace(' ', "_");
-            let mut cfg = json!({"durable_name": durable, "ack_policy": "explicit"});
-            for (k, v) in extra.as_object().unwrap() {
-                cfg[k] = v.clone();
-            }
+            let cfg = merged(
+                json!({"durable_name": durable, "ack_policy": "explicit"}),
+                &extra,
+            );
             let v = api(
                 &nc,
                 &format!("$JS.API.CONSUMER.CREATE.L.{durable}"),
@@ -265,18 +291,7 @@ async fn pull_statuses(nc: &async_nats::Client, body: Value, secs: u64) -> Value
     let mut seen = Vec::new();
     let until = tokio::time::Instant::now() + Duration::from_secs(secs);
     while let Ok(Some(m)) = tokio::time::timeout_at(until, sub.next()).await {
-        let mut hdrs: Vec<String> = m
-            .headers
-            .iter()
-            .flat_map(|h| h.iter())
-            .map(|(k, v)| {
-                format!(
-                    "{k}: {}",
-                    v.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(",")
-                )
-            })
-            .collect();
-        hdrs.sort();
+        let hdrs = header_lines(&m);
         seen.push(json!({
             "status": m.status.map(|s| s.as_u16()),
             "description": m.description,
@@ -437,10 +452,10 @@ async fn persist_mode_matches_reference() {
             ("X", json!({"persist_mode": "x"})),
             ("M", json!({"persist_mode": "async", "storage": "memory"})),
         ] {
-            let mut cfg = json!({"name": name, "subjects": [name.to_lowercase()]});
-            for (k, v) in extra.as_object().unwrap() {
-                cfg[k] = v.clone();
-            }
+            let cfg = merged(
+                json!({"name": name, "subjects": [name.to_lowercase()]}),
+                &extra,
+            );
             let v = api(&nc, &format!("$JS.API.STREAM.CREATE.{name}"), cfg).await;
             let shown = match v.get("error") {
                 Some(e) => e.clone(),
@@ -610,19 +625,7 @@ async fn direct_with_headers(nc: &async_nats::Client, subject: &str, body: Value
         .request(subject.to_string(), body.to_string().into())
         .await
         .unwrap();
-    let mut hdrs: Vec<String> = m
-        .headers
-        .iter()
-        .flat_map(|h| h.iter())
-        .map(|(k, v)| match k.as_ref() {
-            "Nats-Time-Stamp" => format!("{k}: <ts>"),
-            _ => format!(
-                "{k}: {}",
-                v.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(",")
-            ),
-        })
-        .collect();
-    hdrs.sort();
+    let hdrs = header_lines(&m);
     json!({"status": m.status.map(|s| s.as_u16()), "headers": hdrs, "payload": String::from_utf8_lossy(&m.payload)})
 }
 
@@ -820,10 +823,10 @@ async fn consumer_reset_matches_reference() {
             ("L", json!({"deliver_policy": "last"})),
             ("N", json!({"deliver_policy": "new"})),
         ] {
-            let mut cfg = json!({"durable_name": name, "ack_policy": "explicit"});
-            for (k, v) in extra.as_object().unwrap() {
-                cfg[k] = v.clone();
-            }
+            let cfg = merged(
+                json!({"durable_name": name, "ack_policy": "explicit"}),
+                &extra,
+            );
             api(
                 &nc,
                 &format!("$JS.API.CONSUMER.CREATE.S.{name}"),
@@ -1048,12 +1051,9 @@ async fn ordered_consumer_info_matches_reference() {
         ] {
             let inbox = nc.new_inbox();
             let mut sub = nc.subscribe(inbox.clone()).await.unwrap();
-            let mut cfg = json!({"ack_policy": "none", "ack_wait": 79_200_000_000_000i64, "max_deliver": 1,
+            let cfg = merged(json!({"ack_policy": "none", "ack_wait": 79_200_000_000_000i64, "max_deliver": 1,
                 "filter_subject": "oc.>", "replay_policy": "instant", "flow_control": true,
-                "deliver_subject": inbox, "num_replicas": 1, "mem_storage": true});
-            for (k, v) in extra.as_object().unwrap() {
-                cfg[k] = v.clone();
-            }
+                "deliver_subject": inbox, "num_replicas": 1, "mem_storage": true}), &extra);
             let created = api(&nc, "$JS.API.CONSUMER.CREATE.OC", json!({"stream_name": "OC", "config": cfg})).await;
             out.push((format!("{label}: created"), consumer_shape(&created)));
             let want = if label == "defaults" { 10 } else { 6 };
@@ -1133,19 +1133,7 @@ async fn key_value_direct_gets_match_reference() {
                 .timeout(Some(Duration::from_secs(2)));
             let seen = match nc.send_request(subject.to_string(), req).await {
                 Ok(m) => {
-                    let mut hdrs: Vec<String> = m
-                        .headers
-                        .iter()
-                        .flat_map(|h| h.iter())
-                        .filter(|(k, _)| k.to_string() != "Nats-Time-Stamp")
-                        .map(|(k, v)| {
-                            format!(
-                                "{k}: {}",
-                                v.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(",")
-                            )
-                        })
-                        .collect();
-                    hdrs.sort();
+                    let hdrs = header_lines(&m);
                     json!({"status": m.status.map(|s| s.as_u16()), "description": m.description,
                         "headers": hdrs, "payload": String::from_utf8_lossy(&m.payload)})
                 }
@@ -1193,10 +1181,7 @@ async fn flow_control_ack_policy_matches_reference() {
             ("G", json!({"deliver_subject": "d.g", "max_deliver": 3})),
             ("H", json!({"deliver_subject": "d.h", "backoff": [1_000_000_000i64]})),
         ] {
-            let mut cfg = json!({"durable_name": name, "ack_policy": "flow_control"});
-            for (k, v) in extra.as_object().unwrap() {
-                cfg[k] = v.clone();
-            }
+            let cfg = merged(json!({"durable_name": name, "ack_policy": "flow_control"}), &extra);
             let v = api(
                 &nc,
                 &format!("$JS.API.CONSUMER.CREATE.S.{name}"),

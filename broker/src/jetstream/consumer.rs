@@ -998,6 +998,8 @@ impl Consumer {
             {
                 self.last_acked = unix_nanos();
                 acked = self.ack_through(last);
+                self.update_floor();
+                self.dirty = true;
             }
         }
         (self.take_flow_control(subject), acked)
@@ -1272,35 +1274,25 @@ impl Consumer {
         f > 0 && fastrand::u32(0..100) < f
     }
 
-    /// Acknowledges every pending message up to stream sequence `seq`.
+    /// Takes every pending message up to stream sequence `seq` off the books (ack all, and a
+    /// flow-control answer's `Nats-Last-Stream`); returns their sequences.
     fn ack_through(&mut self, seq: u64) -> Vec<u64> {
-        let mut acked = Vec::new();
         let rest = self.st.pending.split_off(&(seq + 1));
         let done = std::mem::replace(&mut self.st.pending, rest);
+        let mut acked = Vec::with_capacity(done.len());
         for (s, p) in done.iter() {
             self.deadlines.remove(&(p.deadline, *s));
             self.st.redelivered.remove(s);
             self.redeliver.remove(s);
             acked.push(*s);
         }
-        self.update_floor();
-        self.dirty = true;
         acked
     }
 
     fn do_ack(&mut self, seq: u64) -> Vec<u64> {
         let mut acked = Vec::new();
         match self.cfg.ack_policy {
-            AckPolicy::All => {
-                let rest = self.st.pending.split_off(&(seq + 1));
-                let done = std::mem::replace(&mut self.st.pending, rest);
-                for (s, p) in done.iter() {
-                    self.deadlines.remove(&(p.deadline, *s));
-                    self.st.redelivered.remove(s);
-                    self.redeliver.remove(s);
-                    acked.push(*s);
-                }
-            }
+            AckPolicy::All => acked = self.ack_through(seq),
             _ => {
                 if self.remove_pending(seq).is_some() {
                     self.st.redelivered.remove(&seq);

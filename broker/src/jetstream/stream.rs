@@ -2298,29 +2298,39 @@ impl Stream {
                 self.sender
                     .send(server, &self.account, reply.as_bytes(), None, Some(&h), b"");
             }
-            Some(m) => {
-                let h = (!req.no_hdr).then(|| {
-                    headers::with(
-                        &m.hdr,
-                        &[
-                            ("Nats-Stream", self.name.clone()),
-                            ("Nats-Subject", m.subject.to_string()),
-                            ("Nats-Sequence", m.seq.to_string()),
-                            ("Nats-Time-Stamp", rfc3339_nanos(m.ts)),
-                        ],
-                    )
-                });
-                self.sender.send_as(
-                    server,
-                    &self.account,
-                    reply.as_bytes(),
-                    reply.as_bytes(),
-                    None,
-                    h.as_deref(),
-                    &m.data,
-                );
-            }
+            Some(m) => self.send_direct(server, reply, &m, req.no_hdr, Vec::new()),
         }
+    }
+
+    /// One direct-get answer: the message with `Nats-Stream`, `-Subject`, `-Sequence`,
+    /// `-Time-Stamp` and `extra` added to its headers, or bare with `no_hdr`.
+    fn send_direct(
+        &mut self,
+        server: &Server,
+        reply: &str,
+        m: &super::store::StoredMsg,
+        no_hdr: bool,
+        extra: Vec<(&str, String)>,
+    ) {
+        let h = (!no_hdr).then(|| {
+            let mut fields = vec![
+                ("Nats-Stream", self.name.clone()),
+                ("Nats-Subject", m.subject.to_string()),
+                ("Nats-Sequence", m.seq.to_string()),
+                ("Nats-Time-Stamp", rfc3339_nanos(m.ts)),
+            ];
+            fields.extend(extra);
+            headers::with(&m.hdr, &fields)
+        });
+        self.sender.send_as(
+            server,
+            &self.account,
+            reply.as_bytes(),
+            reply.as_bytes(),
+            None,
+            h.as_deref(),
+            &m.data,
+        );
     }
 
     /// Batched `DIRECT.GET` (`batch`, `multi_last`), as nats-server 2.11+: every message with
@@ -2405,28 +2415,11 @@ impl Stream {
             let Some(m) = self.store.get(seq) else {
                 continue;
             };
-            let h = (!req.no_hdr).then(|| {
-                headers::with(
-                    &m.hdr,
-                    &[
-                        ("Nats-Stream", self.name.clone()),
-                        ("Nats-Subject", m.subject.to_string()),
-                        ("Nats-Sequence", m.seq.to_string()),
-                        ("Nats-Time-Stamp", rfc3339_nanos(m.ts)),
-                        ("Nats-Num-Pending", left.to_string()),
-                        ("Nats-Last-Sequence", prev.to_string()),
-                    ],
-                )
-            });
-            self.sender.send_as(
-                server,
-                &self.account,
-                reply.as_bytes(),
-                reply.as_bytes(),
-                None,
-                h.as_deref(),
-                &m.data,
-            );
+            let extra = vec![
+                ("Nats-Num-Pending", left.to_string()),
+                ("Nats-Last-Sequence", prev.to_string()),
+            ];
+            self.send_direct(server, reply, &m, req.no_hdr, extra);
             prev = seq;
             pending = left;
             bytes += m.subject.len() + m.hdr.len() + m.data.len();

@@ -72,14 +72,7 @@ where
     F: Fn(async_nats::Client) -> Fut,
     Fut: Future<Output = Vec<(String, Value)>>,
 {
-    let mut results = Vec::new();
-    for reference in [true, false] {
-        let dir = crate::tempdir::TempDir::new(tag);
-        let (_p, url) = crate::proc::jetstream(reference, dir.path());
-        let nc = async_nats::connect(&url).await.unwrap();
-        results.push(scenario(nc).await);
-    }
-    same(results)
+    both(tag, crate::proc::jetstream, scenario).await
 }
 
 /// [`on_both`] with a configuration file: `conf` with `$SD` standing for a fresh store
@@ -89,11 +82,9 @@ where
     F: Fn(async_nats::Client) -> Fut,
     Fut: Future<Output = Vec<(String, Value)>>,
 {
-    let mut results = Vec::new();
-    for reference in [true, false] {
-        let dir = crate::tempdir::TempDir::new(tag);
-        let file = dir.path().join("js.conf");
-        let sd = dir.path().join("store");
+    let start = |reference: bool, dir: &std::path::Path| {
+        let file = dir.join("js.conf");
+        let sd = dir.join("store");
         std::fs::write(
             &file,
             conf.replace("$SD", &format!("{:?}", sd.display().to_string())),
@@ -106,9 +97,25 @@ where
         } else {
             crate::proc::Proc::natrix(&args)
         };
-        let nc = async_nats::connect(format!("nats://{}", p.ready()))
-            .await
-            .unwrap();
+        let url = format!("nats://{}", p.ready());
+        (p, url)
+    };
+    both(tag, start, scenario).await
+}
+
+/// The scenario on the server `start` makes (reference first, then natrix), each in a fresh
+/// directory; the observations compared by [`same`].
+async fn both<S, F, Fut>(tag: &str, start: S, scenario: F) -> Vec<(String, Value)>
+where
+    S: Fn(bool, &std::path::Path) -> (crate::proc::Proc, String),
+    F: Fn(async_nats::Client) -> Fut,
+    Fut: Future<Output = Vec<(String, Value)>>,
+{
+    let mut results = Vec::new();
+    for reference in [true, false] {
+        let dir = crate::tempdir::TempDir::new(tag);
+        let (_p, url) = start(reference, dir.path());
+        let nc = async_nats::connect(&url).await.unwrap();
         results.push(scenario(nc).await);
     }
     same(results)
