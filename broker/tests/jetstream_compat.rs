@@ -1354,6 +1354,8 @@ async fn required_api_level_matches_reference() {
         };
         for (label, level) in [
             ("create, level 1", "1"),
+            ("create, level 5", "5"),
+            ("create, level 6", "6"),
             ("create, level 9", "9"),
             ("create, not a number", "abc"),
         ] {
@@ -1370,6 +1372,18 @@ async fn required_api_level_matches_reference() {
             let v: Value = serde_json::from_slice(&m.payload).unwrap();
             out.push((label.to_string(), json!([v["type"], v.get("error")])));
         }
+        // The level we report, where clients read it.
+        let info = api(&nc, "$JS.API.INFO", json!({})).await;
+        let created = api(&nc, "$JS.API.STREAM.INFO.L0", json!({})).await;
+        out.push((
+            "levels".into(),
+            json!([
+                info["api"]["level"],
+                created["config"]["metadata"]["_nats.level"]
+            ]),
+        ));
+        let version = nc.server_info().version;
+        out.push(("version".into(), json!(version.rsplit_once('.').unwrap().0)));
         for (label, level) in [("publish, level 1", "1"), ("publish, level 9", "9")] {
             let m = nc
                 .request_with_headers("l0.a", with_level(level), "x".into())
@@ -1380,6 +1394,43 @@ async fn required_api_level_matches_reference() {
                 label.to_string(),
                 v.get("error").cloned().unwrap_or(v["seq"].clone()),
             ));
+        }
+        out
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn cluster_only_requests_on_a_standalone_server_match_reference() {
+    on_both("js-compat-cluster-only", |nc| async move {
+        let mut out = Vec::new();
+        api(
+            &nc,
+            "$JS.API.STREAM.CREATE.A",
+            json!({"name": "A", "subjects": ["a"]}),
+        )
+        .await;
+        api(
+            &nc,
+            "$JS.API.CONSUMER.CREATE.A.C",
+            json!({"stream_name": "A", "config": {"name": "C"}}),
+        )
+        .await;
+        for (subject, body) in [
+            ("$JS.API.STREAM.LEADER.STEPDOWN.A", json!({})),
+            ("$JS.API.STREAM.LEADER.STEPDOWN.NOPE", json!({})),
+            ("$JS.API.STREAM.PEER.REMOVE.A", json!({"peer": "x"})),
+            ("$JS.API.STREAM.PEER.EVACUATE.A", json!({})),
+            ("$JS.API.STREAM.CANCEL_MOVE.A", json!({})),
+            ("$JS.API.CONSUMER.LEADER.STEPDOWN.A.C", json!({})),
+            ("$JS.API.CONSUMER.LEADER.STEPDOWN.A.NOPE", json!({})),
+            ("$JS.API.CONSUMER.PEER.REMOVE.A.C", json!({"peer": "x"})),
+            ("$JS.API.CONSUMER.PEER.EVACUATE.A.C", json!({})),
+            // No responder for these without a cluster: both time out.
+            ("$JS.API.META.LEADER.STEPDOWN", json!({})),
+            ("$JS.API.SERVER.REMOVE", json!({"peer": "x"})),
+        ] {
+            out.push((subject.to_string(), outcome(&nc, subject, body).await));
         }
         out
     })

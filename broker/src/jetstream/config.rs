@@ -92,8 +92,8 @@ pub struct StreamConfig {
     pub no_ack: bool,
     #[serde(default, skip_serializing_if = "is_zero_i64")]
     pub duplicate_window: i64,
-    #[serde(default = "no_compression")]
-    pub compression: String,
+    #[serde(default)]
+    pub compression: Compression,
     #[serde(default, skip_serializing_if = "is_zero_u64")]
     pub first_seq: u64,
     #[serde(default)]
@@ -349,8 +349,34 @@ pub fn short_hash(s: &str) -> String {
         .collect()
 }
 
-fn no_compression() -> String {
-    "none".into()
+/// How a file stream stores its messages (`compression`): as they are, or S2-compressed.
+/// Memory streams accept the setting and keep messages as they are, as nats-server does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compression {
+    #[default]
+    None,
+    S2,
+}
+
+impl Serialize for Compression {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(match self {
+            Compression::None => "none",
+            Compression::S2 => "s2",
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Compression {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // nats-server knows exactly these two spellings; anything else (even "" or "S2")
+        // is an invalid request.
+        match String::deserialize(d)?.as_str() {
+            "none" => Ok(Compression::None),
+            "s2" => Ok(Compression::S2),
+            _ => Err(serde::de::Error::custom("unknown compression algorithm")),
+        }
+    }
 }
 
 /// Default duplicate window: two minutes.
@@ -471,14 +497,6 @@ impl StreamConfig {
                     "stream configuration for republish destination forms a cycle",
                 ));
             }
-        }
-        if self.compression.is_empty() {
-            self.compression = "none".into();
-        }
-        if self.compression != "none" {
-            return Err(ApiError::stream_invalid_config(
-                "stream compression is not supported by this server yet",
-            ));
         }
         if self.allow_msg_counter {
             if self.mirror.is_some() {

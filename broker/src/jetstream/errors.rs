@@ -75,6 +75,11 @@ impl ApiError {
     pub fn stream_store_failed(err: &str) -> ApiError {
         Self::new(10077, 503, err)
     }
+    /// A cluster-only request (leader step-down, peers, moves) on a server without
+    /// JetStream clustering.
+    pub fn clustering_required() -> ApiError {
+        Self::new(10010, 503, "JetStream clustering support required")
+    }
     pub fn sealed() -> ApiError {
         Self::new(10109, 400, "invalid operation on sealed stream")
     }

@@ -13,7 +13,6 @@ pub mod counter;
 pub mod crypt;
 pub mod errors;
 pub mod headers;
-pub mod s2;
 pub mod schedule;
 pub mod snapshot;
 pub mod store;
@@ -52,9 +51,11 @@ pub(crate) fn error_body(kind: &str, e: ApiError) -> Value {
     v
 }
 
-/// The JetStream API level we implement: nats-server 2.14's level 4 (fast batches, the
-/// `flow_control` ack policy, durable sourcing and consumer reset are in). 2.15 reports 5.
-pub const API_LEVEL: i64 = 4;
+/// The JetStream API level we implement: nats-server 2.15's level 5. Level 4 (2.14) brought
+/// fast batches, the `flow_control` ack policy, durable sourcing and consumer reset; 2.15
+/// requires level 5 of no stream or consumer feature a standalone server offers (its
+/// `_nats.req.level` stays at 4 or below), so the level is reported as 2.15 reports it.
+pub const API_LEVEL: i64 = 5;
 
 /// One account's JetStream: its limits, streams and API counters.
 #[derive(Debug)]
@@ -1002,6 +1003,15 @@ impl JetStream {
             ["CONSUMER", "LIST", stream] => {
                 forward(stream, Op::ConsumerList, "consumer_list_response")
             }
+            // Cluster-only requests about one stream or consumer: this server is not clustered.
+            ["STREAM", "LEADER", "STEPDOWN", _]
+            | ["STREAM", "PEER", "REMOVE" | "EVACUATE", _]
+            | ["STREAM", "CANCEL_MOVE", _]
+            | ["CONSUMER", "LEADER", "STEPDOWN", _, _]
+            | ["CONSUMER", "PEER", "REMOVE" | "EVACUATE", _, _] => Err((
+                response_kind(api).unwrap_or("error_response"),
+                ApiError::clustering_required(),
+            )),
             // nats-server has no subscription for unknown API subjects: no answer at all.
             _ => Ok(None),
         }
@@ -1163,6 +1173,13 @@ fn response_kind(api: &str) -> Option<&'static str> {
         ["CONSUMER", "LIST", ..] => "consumer_list_response",
         ["CONSUMER", "PAUSE", ..] => "consumer_pause_response",
         ["CONSUMER", "UNPIN", ..] => "consumer_unpin_response",
+        ["STREAM", "LEADER", "STEPDOWN", _] => "stream_leader_stepdown_response",
+        ["STREAM", "PEER", "REMOVE", _] => "stream_remove_peer_response",
+        ["STREAM", "PEER", "EVACUATE", _] => "stream_evacuate_peer_response",
+        ["STREAM", "CANCEL_MOVE", _] => "stream_cancel_move_response",
+        ["CONSUMER", "LEADER", "STEPDOWN", _, _] => "consumer_leader_stepdown_response",
+        ["CONSUMER", "PEER", "REMOVE", _, _] => "consumer_remove_peer_response",
+        ["CONSUMER", "PEER", "EVACUATE", _, _] => "consumer_evacuate_peer_response",
         _ => return None,
     })
 }

@@ -3,7 +3,7 @@
 //! backup from either server restores on the other.
 //!
 //! Backup: the answer carries the stream's config and state; then the archive
-//! ([`super::archive`], S2-compressed by [`super::s2`]) goes to the request's
+//! ([`super::archive`], an S2 stream written with `minlz`) goes to the request's
 //! `deliver_subject` in chunks (default 128 KiB, 1 KiB..1 MiB), each full chunk with a reply
 //! subject `$JS.SNAPSHOT.ACK.<stream>.<id>.<size>.<index>` the receiver answers; at most
 //! `window_size / chunk_size` chunks (default window 8 MiB, 1 KiB..32 MiB) wait for an answer,
@@ -39,7 +39,7 @@ use super::errors::ApiError;
 use super::store::StoredMsg;
 use super::stream::{self, Cmd, StreamHandle};
 use super::time::rfc3339_nanos;
-use super::{advisory, s2, JetStream, JsAccount};
+use super::{advisory, JetStream, JsAccount};
 use crate::server::client::{unix_nanos, InternalHandler, InternalSender};
 use crate::server::Server;
 
@@ -370,7 +370,8 @@ fn transfer(
         max_out,
         out: 0,
         index: 0,
-        enc: s2::Encoder::new(),
+        // 64 KiB blocks: chunks go out as the archive is written, not per megabyte.
+        enc: minlz::Writer::with_block_size(Vec::new(), 64 << 10),
         last_sent: Instant::now(),
     };
     let r = t.run(h, start);
@@ -389,7 +390,8 @@ struct Transfer<'a> {
     /// Full chunks not acknowledged yet.
     out: usize,
     index: u64,
-    enc: s2::Encoder,
+    /// The compressed archive not sent yet.
+    enc: minlz::Writer<Vec<u8>>,
     last_sent: Instant,
 }
 
@@ -434,11 +436,13 @@ impl Transfer<'_> {
         if let Some(o) = self.push(&buf) {
             return o;
         }
-        self.enc.flush();
+        if let Err(e) = self.enc.flush() {
+            return Outcome::Failed(e.to_string());
+        }
         if let Some(o) = self.send_full_chunks() {
             return o;
         }
-        let rest = self.enc.take(usize::MAX);
+        let rest = self.take(usize::MAX);
         if !rest.is_empty() {
             send(self.server, self.acc, self.deliver, None, None, &rest);
         }
@@ -449,12 +453,20 @@ impl Transfer<'_> {
 
     /// Adds archive bytes, sending the full chunks they make.
     fn push(&mut self, bytes: &[u8]) -> Option<Outcome> {
-        self.enc.write(bytes);
+        if let Err(e) = self.enc.write_all(bytes) {
+            return Some(Outcome::Failed(e.to_string()));
+        }
         self.send_full_chunks()
     }
 
+    /// Up to `max` bytes of the compressed archive, taken from the front.
+    fn take(&mut self, max: usize) -> Vec<u8> {
+        let out = self.enc.get_mut();
+        out.drain(..max.min(out.len())).collect()
+    }
+
     fn send_full_chunks(&mut self) -> Option<Outcome> {
-        while self.enc.buffered() >= self.chunk {
+        while self.enc.get_ref().len() >= self.chunk {
             // Acknowledged chunks free the window.
             while self.acks.try_recv().is_ok() {
                 self.out = self.out.saturating_sub(1);
@@ -471,7 +483,7 @@ impl Transfer<'_> {
             if !self.acc.account.has_interest(self.deliver) {
                 return Some(Outcome::NoInterest);
             }
-            let data = self.enc.take(self.chunk);
+            let data = self.take(self.chunk);
             self.index += 1;
             let reply = format!("{}.{}.{}", self.ack_subject, data.len(), self.index);
             send(
@@ -751,7 +763,9 @@ pub fn restore_archive(
     cfg: StreamConfig,
     input: impl Read,
 ) -> Result<Value, RestoreError> {
-    let mut r = archive::Reader::new(BufReader::new(s2::Decoder::new(BufReader::new(input))))?;
+    let mut r = archive::Reader::new(BufReader::new(archive::S2Reader::new(BufReader::new(
+        input,
+    ))))?;
     let e = r.next_entry()?;
     if e.name != archive::STATE {
         return Err(RestoreError::Invalid(format!(

@@ -634,6 +634,13 @@ impl Store {
         }
     }
 
+    /// Whether new messages go to disk S2-compressed (file stores; memory ignores it).
+    pub fn set_compress(&mut self, on: bool) {
+        if let Some(f) = self.file.as_mut() {
+            f.set_compress(on);
+        }
+    }
+
     /// Whether this is file storage.
     pub fn is_file(&self) -> bool {
         self.file.is_some()

@@ -15,6 +15,13 @@
 //! authenticates one record. A secure delete turns a sealed record into an `ERASED` one of the
 //! same length (zeros, no key use). Blocks written before encryption was enabled, or under
 //! another cipher, keep their format; new writes go to a new block.
+//!
+//! With `compression: s2` a message whose headers and data shrink is written as an S2 record:
+//! the same fixed fields (with the uncompressed lengths) and subject, then headers and data as
+//! one S2 block. nats-server compresses whole sealed blocks; compressing each record instead
+//! keeps `get(seq)` a read of one record, and a record says itself how it is stored, so a
+//! stream can switch compression on or off at any time. Inside an encrypted record the
+//! compressed body is what is sealed.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
@@ -41,6 +48,10 @@ const TAG_STATE: u8 = 4;
 const TAG_SEALED: u8 = 5;
 /// An encrypted message record overwritten by a secure delete.
 const TAG_ERASED: u8 = 6;
+/// A message whose headers and data are one S2 block.
+const TAG_MSG_S2: u8 = 7;
+/// Headers and data shorter than this are not worth compressing.
+const COMPRESS_FROM: usize = 64;
 /// What a sealed record adds around the tag and body: nonce, inner tag, AEAD tag.
 const SEALED_EXTRA: usize = NONCE + 1 + TAG;
 /// Tag and length before the body.
@@ -59,6 +70,8 @@ pub struct Loc {
     subj_len: u16,
     hdr_len: u32,
     data_len: u32,
+    /// Length of the S2 block holding headers and data; 0 when they are stored as they are.
+    packed: u32,
 }
 
 /// What recovery found, in write order.
@@ -113,6 +126,8 @@ pub struct FileBacking {
     scratch: Vec<u8>,
     /// The index entries of the active block's records, so sealing it needs no re-read.
     active_index: Vec<u8>,
+    /// Whether new messages are S2-compressed (`compression: s2`).
+    compress: bool,
 }
 
 fn io_err(path: &Path, source: std::io::Error) -> StoreError {
@@ -181,13 +196,16 @@ fn encode_rec(out: &mut Vec<u8>, r: &Recovered) {
 }
 
 fn encode_msg(out: &mut Vec<u8>, seq: u64, ts: i64, subject: &str, loc: &Loc) {
-    out.push(TAG_MSG);
+    out.push(if loc.packed > 0 { TAG_MSG_S2 } else { TAG_MSG });
     out.extend_from_slice(&seq.to_le_bytes());
     out.extend_from_slice(&ts.to_le_bytes());
     out.extend_from_slice(&loc.off.to_le_bytes());
     out.extend_from_slice(&loc.subj_len.to_le_bytes());
     out.extend_from_slice(&loc.hdr_len.to_le_bytes());
     out.extend_from_slice(&loc.data_len.to_le_bytes());
+    if loc.packed > 0 {
+        out.extend_from_slice(&loc.packed.to_le_bytes());
+    }
     out.extend_from_slice(subject.as_bytes());
 }
 
@@ -212,8 +230,9 @@ fn decode_index(block: u64, buf: &[u8], block_len: u64, sealed: bool) -> Option<
         i += 1;
         let need = |i: usize, n: usize| (i + n <= body.len()).then_some(());
         match tag {
-            TAG_MSG => {
-                need(i, 34)?;
+            TAG_MSG | TAG_MSG_S2 => {
+                let fixed = if tag == TAG_MSG_S2 { 38 } else { 34 };
+                need(i, fixed)?;
                 let (seq, ts, off) = (
                     u64_at(body, i),
                     u64_at(body, i + 8) as i64,
@@ -221,7 +240,12 @@ fn decode_index(block: u64, buf: &[u8], block_len: u64, sealed: bool) -> Option<
                 );
                 let subj_len = u16_at(body, i + 24);
                 let (hdr_len, data_len) = (u32_at(body, i + 26), u32_at(body, i + 30));
-                i += 34;
+                let packed = if tag == TAG_MSG_S2 {
+                    u32_at(body, i + 34)
+                } else {
+                    0
+                };
+                i += fixed;
                 need(i, subj_len as usize)?;
                 let subject = std::str::from_utf8(&body[i..i + subj_len as usize])
                     .ok()?
@@ -239,6 +263,7 @@ fn decode_index(block: u64, buf: &[u8], block_len: u64, sealed: bool) -> Option<
                         subj_len,
                         hdr_len,
                         data_len,
+                        packed,
                     },
                 });
             }
@@ -280,10 +305,16 @@ impl Loc {
     /// The whole record's length on disk.
     fn record_len(&self) -> u64 {
         let extra = if self.sealed { SEALED_EXTRA } else { 0 };
-        (HEAD + extra + MSG_FIXED + 4) as u64
-            + self.subj_len as u64
-            + self.hdr_len as u64
-            + self.data_len as u64
+        (HEAD + extra + MSG_FIXED + 4) as u64 + self.subj_len as u64 + self.payload_len() as u64
+    }
+
+    /// Bytes the headers and data take in the record.
+    fn payload_len(&self) -> usize {
+        if self.packed > 0 {
+            self.packed as usize
+        } else {
+            self.hdr_len as usize + self.data_len as usize
+        }
     }
 
     /// Offset of the record's first byte.
@@ -433,6 +464,7 @@ impl FileBacking {
             nonce_ctr: 0,
             scratch: Vec::new(),
             active_index,
+            compress: false,
         };
         if len == 0 {
             // A new (or emptied) active block: encrypted from its first byte if it is to be.
@@ -440,6 +472,11 @@ impl FileBacking {
             fb.start_block()?;
         }
         Ok((fb, out))
+    }
+
+    /// Whether new messages are S2-compressed; records already written stay as they are.
+    pub fn set_compress(&mut self, on: bool) {
+        self.compress = on;
     }
 
     /// Writes the header of the new, empty active block when the stream is encrypted.
@@ -630,7 +667,11 @@ impl FileBacking {
         fixed[16..18].copy_from_slice(&(subject.len() as u16).to_le_bytes());
         fixed[18..22].copy_from_slice(&(hdr.len() as u32).to_le_bytes());
         fixed[22..26].copy_from_slice(&(data.len() as u32).to_le_bytes());
-        let start = self.write_record(TAG_MSG, &[&fixed, subject.as_bytes(), hdr, data])?;
+        let packed = self.pack(hdr, data);
+        let start = match &packed {
+            Some(p) => self.write_record(TAG_MSG_S2, &[&fixed, subject.as_bytes(), p])?,
+            None => self.write_record(TAG_MSG, &[&fixed, subject.as_bytes(), hdr, data])?,
+        };
         let sealed = self.ciphers.contains_key(&self.active);
         let loc = Loc {
             block: self.active,
@@ -643,12 +684,27 @@ impl FileBacking {
             subj_len: subject.len() as u16,
             hdr_len: hdr.len() as u32,
             data_len: data.len() as u32,
+            packed: packed.map_or(0, |p| p.len() as u32),
         };
         let b = self.blocks.entry(self.active).or_default();
         b.live += 1;
         b.live_bytes += loc.record_len();
         encode_msg(&mut self.active_index, seq, ts, subject, &loc);
         Ok(loc)
+    }
+
+    /// Headers and data as one S2 block, when compression is on and it makes them smaller.
+    fn pack(&self, hdr: &[u8], data: &[u8]) -> Option<Vec<u8>> {
+        let len = hdr.len() + data.len();
+        if !self.compress || len < COMPRESS_FROM {
+            return None;
+        }
+        let packed = if hdr.is_empty() {
+            minlz::encode(data)
+        } else {
+            minlz::encode(&[hdr, data].concat())
+        };
+        (packed.len() < len).then_some(packed)
     }
 
     /// Records that message `seq` (at `loc`) is deleted.
@@ -824,11 +880,28 @@ impl FileBacking {
             return self.read_sealed(loc);
         }
         let start = loc.off + loc.subj_len as u64;
-        let len = loc.hdr_len as usize + loc.data_len as usize;
-        let buf = self.read_at(loc.block, start, len)?;
-        let mut all = Bytes::from(buf);
-        let data = all.split_off(loc.hdr_len as usize);
-        Ok((all, data))
+        let buf = self.read_at(loc.block, start, loc.payload_len())?;
+        let all = self.unpack(loc, &buf)?.unwrap_or_else(|| Bytes::from(buf));
+        Ok(split_payload(all, loc))
+    }
+
+    /// A compressed record's headers and data, decompressed; `None` for a plain record.
+    fn unpack(&self, loc: &Loc, payload: &[u8]) -> Result<Option<Bytes>, StoreError> {
+        if loc.packed == 0 {
+            return Ok(None);
+        }
+        match minlz::decode(payload) {
+            Ok(v) if v.len() == loc.hdr_len as usize + loc.data_len as usize => {
+                Ok(Some(Bytes::from(v)))
+            }
+            _ => Err(io_err(
+                &block_path(&self.dir, loc.block),
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("the compressed record at offset {} is corrupt", loc.off),
+                ),
+            )),
+        }
     }
 
     /// Reads and opens a sealed message record.
@@ -855,12 +928,12 @@ impl FileBacking {
             ));
         }
         let hdr_at = HEAD + NONCE + 1 + MSG_FIXED + loc.subj_len as usize;
-        let data_at = hdr_at + loc.hdr_len as usize;
-        let all = Bytes::from(buf);
-        Ok((
-            all.slice(hdr_at..data_at),
-            all.slice(data_at..data_at + loc.data_len as usize),
-        ))
+        let payload = hdr_at..hdr_at + loc.payload_len();
+        let all = match self.unpack(loc, &buf[payload.clone()])? {
+            Some(all) => all,
+            None => Bytes::from(buf).slice(payload),
+        };
+        Ok(split_payload(all, loc))
     }
 
     /// `len` bytes of `block` from `start`, handing the active block's buffer to the file
@@ -913,6 +986,12 @@ impl FileBacking {
     }
 }
 
+/// A record's headers and data, from the bytes holding both.
+fn split_payload(mut all: Bytes, loc: &Loc) -> (Bytes, Bytes) {
+    let data = all.split_off(loc.hdr_len as usize);
+    (all, data)
+}
+
 /// Replays one block's records into `out` (and their byte ranges into `spans`); returns the
 /// length of the valid prefix. A sealed block's records are opened with `cipher`; one that
 /// is intact but does not authenticate is an error, not a torn write.
@@ -962,13 +1041,22 @@ fn replay(
         };
         let len = body.len();
         let rec = match tag {
-            TAG_MSG if len >= MSG_FIXED => {
+            TAG_MSG | TAG_MSG_S2 if len >= MSG_FIXED => {
                 let subj_len = u16_at(body, 16) as usize;
                 let hdr_len = u32_at(body, 18);
                 let data_len = u32_at(body, 22);
-                if MSG_FIXED + subj_len + hdr_len as usize + data_len as usize != len {
-                    break;
-                }
+                let packed = if tag == TAG_MSG_S2 {
+                    // A compressed body is whatever follows the subject, and never empty.
+                    match len.checked_sub(MSG_FIXED + subj_len) {
+                        Some(p) if p > 0 => p as u32,
+                        _ => break,
+                    }
+                } else {
+                    if MSG_FIXED + subj_len + hdr_len as usize + data_len as usize != len {
+                        break;
+                    }
+                    0
+                };
                 let Ok(subject) = std::str::from_utf8(&body[MSG_FIXED..MSG_FIXED + subj_len])
                 else {
                     break;
@@ -985,6 +1073,7 @@ fn replay(
                         subj_len: subj_len as u16,
                         hdr_len,
                         data_len,
+                        packed,
                     },
                 }
             }
@@ -1048,6 +1137,83 @@ mod tests {
         assert_eq!((s.state().msgs, s.state().last_seq), (0, 10));
         assert_eq!(s.store("x", b"", b"y", 1).unwrap(), 11);
         let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// The bytes of every block file under `dir`.
+    fn disk_bytes(dir: &std::path::Path) -> u64 {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().extension().is_some_and(|x| x == "blk"))
+            .map(|e| e.metadata().unwrap().len())
+            .sum()
+    }
+
+    #[test]
+    fn compressed_records_read_back_after_restart_compaction_and_with_encryption() {
+        let hdr = b"NATS/1.0\r\nKV-Operation: PUT\r\n\r\n";
+        let data: Vec<u8> = (0..4000u32).flat_map(|i| (i % 17).to_le_bytes()).collect();
+        for (name, cipher) in [("s2", None), ("s2-enc", Some(Cipher::ChaChaPoly))] {
+            let d = tmp(name);
+            let m = d.join("msgs");
+            let open = || {
+                let k = cipher.and_then(|c| key(&d, c));
+                let mut s = Store::open_file_keyed(&m, false, k).unwrap();
+                s.set_compress(true);
+                s
+            };
+            {
+                let mut s = open();
+                // Compressible with and without headers, a tiny one, an incompressible one.
+                s.store("c.h", hdr, &data, 1).unwrap();
+                s.store("c.p", b"", &data, 2).unwrap();
+                s.store("c.tiny", b"", b"x", 3).unwrap();
+                let noise: Vec<u8> = (0..512).map(|_| fastrand::u8(..)).collect();
+                s.store("c.noise", b"", &noise, 4).unwrap();
+                // Enough to seal a block, so the next open reads its index.
+                for i in 0..700 {
+                    s.store(&format!("bulk.{}", i % 3), b"", &data, i).unwrap();
+                }
+                s.flush().unwrap();
+                assert_eq!(&s.get(4).unwrap().data[..], &noise[..]);
+            }
+            assert!(
+                disk_bytes(&m) < 704 * data.len() as u64 / 4,
+                "{name}: {} bytes on disk",
+                disk_bytes(&m)
+            );
+            let mut s = open();
+            let st = s.state();
+            assert_eq!((st.msgs, st.last_seq), (704, 704));
+            // Bytes are accounted uncompressed, as nats-server reports them.
+            assert!(st.bytes > 702 * data.len() as u64);
+            let m1 = s.get(1).unwrap();
+            assert_eq!((&m1.hdr[..], &m1.data[..]), (&hdr[..], &data[..]));
+            assert_eq!(&s.get(2).unwrap().data[..], &data[..]);
+            assert!(s.get(2).unwrap().hdr.is_empty());
+            assert_eq!(&s.get(3).unwrap().data[..], b"x");
+            assert_eq!(s.get(700).unwrap().data.len(), data.len());
+            // Compaction moves compressed records; a secure delete erases one.
+            for seq in 5..650 {
+                assert!(s.remove_with(seq, seq == 5).unwrap());
+            }
+            assert!(s.file.as_ref().unwrap().sparse_blocks().is_empty());
+            s.flush().unwrap();
+            drop(s);
+            let mut s = open();
+            assert_eq!(s.state().msgs, 59);
+            assert_eq!(&s.get(1).unwrap().hdr[..], &hdr[..]);
+            assert_eq!(&s.get(650).unwrap().data[..], &data[..]);
+            // Switched off: new records are plain, old ones still read.
+            s.set_compress(false);
+            let seq = s.store("c.h", hdr, &data, 9).unwrap();
+            s.flush().unwrap();
+            drop(s);
+            let mut s = open();
+            assert_eq!(&s.get(seq).unwrap().data[..], &data[..]);
+            assert_eq!(&s.get(2).unwrap().data[..], &data[..]);
+            let _ = std::fs::remove_dir_all(&d);
+        }
     }
 
     #[test]

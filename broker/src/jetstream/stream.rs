@@ -15,7 +15,9 @@ use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::config::{AckPolicy, ConsumerConfig, Discard, Retention, Storage, StreamConfig};
+use super::config::{
+    AckPolicy, Compression, ConsumerConfig, Discard, Retention, Storage, StreamConfig,
+};
 use super::consumer::{Consumer, ConsumerState, Ctx};
 use super::counter::BigInt;
 use super::crypt;
@@ -241,6 +243,7 @@ pub fn spawn(s: Spawn) -> Result<Arc<StreamHandle>, ApiError> {
         }
         None => Store::memory(),
     };
+    store.set_compress(s.cfg.compression == Compression::S2);
     if s.fresh && s.cfg.first_seq > 1 {
         store
             .set_first_seq(s.cfg.first_seq)
@@ -1877,6 +1880,7 @@ impl Stream {
             // Batches in flight can no longer commit.
             self.atomic.clear();
         }
+        self.store.set_compress(cfg.compression == Compression::S2);
         self.cfg = cfg;
         if let Some(d) = &self.dir {
             let meta = Meta {

@@ -29,9 +29,8 @@ use client::{Client, Counters, Subscription};
 use info::Info;
 
 /// The version we report; clients gate features on it, so it tracks the nats-server release
-/// whose JetStream API level we have (2.14: fast batches, consumer reset, flow-control acks,
-/// durable sourcing; see `API_LEVEL`).
-pub const VERSION: &str = "2.14.0";
+/// whose JetStream API level we have (2.15; see `API_LEVEL`).
+pub const VERSION: &str = "2.15.0";
 /// Our own build tag, reported where nats-server reports its Go version.
 pub const GO_VERSION: &str = concat!("natrix-", env!("CARGO_PKG_VERSION"));
 
