@@ -1372,6 +1372,30 @@ async fn required_api_level_matches_reference() {
             let v: Value = serde_json::from_slice(&m.payload).unwrap();
             out.push((label.to_string(), json!([v["type"], v.get("error")])));
         }
+        // A consumer reset is refused by the consumer (none, no answer); without a cluster the
+        // cluster-only requests are refused for that before the level is looked at.
+        api(
+            &nc,
+            "$JS.API.CONSUMER.CREATE.L0.C",
+            json!({"stream_name": "L0", "config": {"name": "C"}}),
+        )
+        .await;
+        for subject in [
+            "$JS.API.CONSUMER.RESET.L0.C",
+            "$JS.API.CONSUMER.RESET.L0.NOPE",
+            "$JS.API.STREAM.LEADER.STEPDOWN.L0",
+            "$JS.API.CONSUMER.PEER.REMOVE.L0.C",
+        ] {
+            let req = async_nats::Request::new()
+                .headers(with_level("9"))
+                .payload("{}".into())
+                .timeout(Some(Duration::from_secs(2)));
+            let v = match nc.send_request(subject.to_string(), req).await {
+                Ok(m) => serde_json::from_slice(&m.payload).unwrap(),
+                Err(_) => json!("no answer"),
+            };
+            out.push((format!("{subject}, level 9"), v));
+        }
         // The level we report, where clients read it.
         let info = api(&nc, "$JS.API.INFO", json!({})).await;
         let created = api(&nc, "$JS.API.STREAM.INFO.L0", json!({})).await;

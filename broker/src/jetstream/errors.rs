@@ -75,6 +75,10 @@ impl ApiError {
     pub fn stream_store_failed(err: &str) -> ApiError {
         Self::new(10077, 503, err)
     }
+    /// A request asked (`Nats-Required-Api-Level`) for a newer JetStream API level.
+    pub fn api_level_required() -> ApiError {
+        Self::new(10185, 412, "JetStream minimum api level required")
+    }
     /// A cluster-only request (leader step-down, peers, moves) on a server without
     /// JetStream clustering.
     pub fn clustering_required() -> ApiError {

@@ -752,13 +752,21 @@ impl JetStream {
             &req.body,
             self.domain.as_ref(),
         );
-        let result = match response_kind(api).filter(|_| req.too_new) {
+        let result = match (cluster_only_kind(api), response_kind(api)) {
+            // Without a cluster these are refused before anything else, the level too.
+            (Some(kind), _) => Err((kind, ApiError::clustering_required())),
             // nats-server refuses before looking at the request.
-            Some(kind) => Err((
-                kind,
-                ApiError::new(10185, 412, "JetStream minimum api level required"),
-            )),
-            None => self.dispatch(server, &acc, api, &reply, &req.body, &audit, req.publisher),
+            (None, Some(kind)) if req.too_new => Err((kind, ApiError::api_level_required())),
+            _ => self.dispatch(
+                server,
+                &acc,
+                api,
+                &reply,
+                &req.body,
+                &audit,
+                req.publisher,
+                req.too_new,
+            ),
         };
         // Counted once answered, as nats-server (an INFO does not count itself).
         acc.api_total.fetch_add(1, Ordering::Relaxed);
@@ -796,6 +804,7 @@ impl JetStream {
         body: &Bytes,
         audit: &Option<Box<advisory::Audit>>,
         publisher: u64,
+        too_new: bool,
     ) -> Result<Option<Value>, (&'static str, ApiError)> {
         let toks: Vec<&str> = api.split('.').collect();
         let forward = |stream: &str,
@@ -984,7 +993,10 @@ impl JetStream {
             ["CONSUMER", "RESET", stream, _] if acc.stream(stream).is_none() => Ok(None),
             ["CONSUMER", "RESET", stream, name] => forward(
                 stream,
-                Op::ConsumerReset(name.to_string()),
+                Op::ConsumerReset {
+                    name: name.to_string(),
+                    too_new,
+                },
                 "consumer_reset_response",
             ),
             ["CONSUMER", "UNPIN", stream, name] => forward(
@@ -1003,15 +1015,6 @@ impl JetStream {
             ["CONSUMER", "LIST", stream] => {
                 forward(stream, Op::ConsumerList, "consumer_list_response")
             }
-            // Cluster-only requests about one stream or consumer: this server is not clustered.
-            ["STREAM", "LEADER", "STEPDOWN", _]
-            | ["STREAM", "PEER", "REMOVE" | "EVACUATE", _]
-            | ["STREAM", "CANCEL_MOVE", _]
-            | ["CONSUMER", "LEADER", "STEPDOWN", _, _]
-            | ["CONSUMER", "PEER", "REMOVE" | "EVACUATE", _, _] => Err((
-                response_kind(api).unwrap_or("error_response"),
-                ApiError::clustering_required(),
-            )),
             // nats-server has no subscription for unknown API subjects: no answer at all.
             _ => Ok(None),
         }
@@ -1173,6 +1176,15 @@ fn response_kind(api: &str) -> Option<&'static str> {
         ["CONSUMER", "LIST", ..] => "consumer_list_response",
         ["CONSUMER", "PAUSE", ..] => "consumer_pause_response",
         ["CONSUMER", "UNPIN", ..] => "consumer_unpin_response",
+        _ => return None,
+    })
+}
+
+/// The response type of a request about one stream or consumer that only a JetStream cluster
+/// serves (leader step-down, peers, moves); a standalone server refuses them.
+fn cluster_only_kind(api: &str) -> Option<&'static str> {
+    let t: Vec<&str> = api.split('.').collect();
+    Some(match t.as_slice() {
         ["STREAM", "LEADER", "STEPDOWN", _] => "stream_leader_stepdown_response",
         ["STREAM", "PEER", "REMOVE", _] => "stream_remove_peer_response",
         ["STREAM", "PEER", "EVACUATE", _] => "stream_evacuate_peer_response",

@@ -116,7 +116,11 @@ pub enum Op {
     /// `CONSUMER.UNPIN`.
     ConsumerUnpin(String),
     /// `CONSUMER.RESET`.
-    ConsumerReset(String),
+    /// `CONSUMER.RESET`; `too_new`: the request asked for a newer API level.
+    ConsumerReset {
+        name: String,
+        too_new: bool,
+    },
     ConsumerDelete(String),
     ConsumerList,
     ConsumerNames,
@@ -2148,12 +2152,15 @@ impl Stream {
                 }
                 Ok(Some(v))
             }
-            Op::ConsumerReset(name) => {
+            Op::ConsumerReset { name, too_new } => {
                 // nats-server's consumer answers this itself: no consumer, no answer. Errors
                 // carry `reset_seq` too, and the body is read leniently.
                 let refused = |e: ApiError| json!({"type": "io.nats.jetstream.api.v1.consumer_reset_response", "error": e, "reset_seq": 0});
                 if !self.consumers.contains_key(&name) {
                     return Ok(None);
+                }
+                if too_new {
+                    return Ok(Some(refused(ApiError::api_level_required())));
                 }
                 #[derive(Deserialize, Default)]
                 struct R {
