@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod auth;
 pub mod cli;
+pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod jetstream;
@@ -14,6 +15,4 @@ pub mod server;
 pub mod signal;
 pub mod subject;
 pub mod sublist;
-/// TLS server configuration (lives under `server/`; declared here until the connection code adopts it).
-#[path = "server/tls.rs"]
-pub mod tls;
+pub mod transform;

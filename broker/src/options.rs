@@ -3,6 +3,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The interval `watch_config: true` polls at.
+pub const WATCH_CONFIG_INTERVAL: Duration = Duration::from_secs(5);
+
 /// Every setting the broker runs with; defaults are nats-server's.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Options {
@@ -402,8 +405,8 @@ impl Options {
         if self.lame_duck_grace_period >= self.lame_duck_duration {
             return Err(format!(
                 "lame duck grace period ({}) should be strictly lower than lame duck duration ({})",
-                crate::monitor::util::go_duration(self.lame_duck_grace_period.as_nanos() as i128),
-                crate::monitor::util::go_duration(self.lame_duck_duration.as_nanos() as i128)
+                crate::clock::go_duration(self.lame_duck_grace_period.as_nanos() as i128),
+                crate::clock::go_duration(self.lame_duck_duration.as_nanos() as i128)
             ));
         }
         Ok(())

@@ -99,7 +99,7 @@ impl Pki {
     /// A client TLS configuration trusting this CA, presenting the route certificate of
     /// `identity` (possibly another CA's) or none.
     fn client_config_as(&self, identity: Option<&Pki>) -> Arc<rustls::ClientConfig> {
-        natrix_broker::tls::install_crypto_provider();
+        natrix_broker::server::tls::install_crypto_provider();
         let b = rustls::ClientConfig::builder().with_root_certificates(self.ca.roots());
         let config = match identity {
             Some(p) => {

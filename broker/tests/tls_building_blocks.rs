@@ -11,7 +11,7 @@ use std::sync::Arc;
 use certs::{dns, email, uri, Ca, Issued, TempDir};
 use natrix_broker::auth::tls_map::{cert_identities, map_user, subject_string, Dn};
 use natrix_broker::options::TlsOptions;
-use natrix_broker::tls::{install_crypto_provider, server_config, TlsError};
+use natrix_broker::server::tls::{install_crypto_provider, server_config, TlsError};
 use rcgen::{DnType, DnValue};
 use rustls::crypto::ring::{cipher_suite, default_provider, kx_group};
 use rustls::crypto::{CryptoProvider, SupportedKxGroup};

@@ -78,7 +78,7 @@ fn cluster(v: serde_json::Value) -> NatsCluster {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_on_a_tls_cluster_with_users() {
-    natrix_broker::tls::install_crypto_provider();
+    natrix_broker::server::tls::install_crypto_provider();
     let (ca, server_cert, operator_cert) = pki();
     let dir = std::env::temp_dir().join(format!("natrix-stream-tls-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

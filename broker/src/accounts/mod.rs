@@ -53,7 +53,7 @@ impl StreamForward {
         match (&self.prefix, &self.to) {
             (Some(p), _) => format!("{p}.{subject}"),
             // A subject mapping: `>` takes what `>` matched, `*`/`$N` the wildcards.
-            (None, Some(to)) => crate::jetstream::transform::apply(&self.subject, to, subject)
+            (None, Some(to)) => crate::transform::apply(&self.subject, to, subject)
                 .unwrap_or_else(|| map_tokens(subject, &self.subject, to)),
             (None, None) => subject.to_string(),
         }
@@ -76,7 +76,7 @@ impl ServiceImport {
     pub fn map(&self, subject: &str) -> String {
         // Wildcards map in order, so `$JS.A.API.>` → `$JS.API.>` works although the token
         // counts differ.
-        crate::jetstream::transform::apply(&self.local, &self.remote, subject)
+        crate::transform::apply(&self.local, &self.remote, subject)
             .unwrap_or_else(|| map_tokens(subject, &self.local, &self.remote))
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::accounts::Account;
 use crate::options::Options;
-use crate::server::info::ConnectInfo;
+use crate::protocol::info::ConnectInfo;
 pub use permissions::Perms;
 
 /// A user a connection authenticated as, resolved to its account and compiled permissions.

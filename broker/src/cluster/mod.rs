@@ -111,7 +111,7 @@ pub struct Cluster {
     /// Route URLs (`host:port`) a reload removed: their dial loops stop.
     removed: Mutex<HashSet<String>>,
     /// Route TLS, when `cluster { tls }` is configured.
-    tls: Option<crate::tls::RouteTls>,
+    tls: Option<crate::server::tls::RouteTls>,
     /// The name to verify when dialing a route by IP address: the first host name among the
     /// configured routes (nats-server's `routeTLSName`); forgotten when a certificate does not
     /// match it.
@@ -129,11 +129,11 @@ impl std::fmt::Debug for Cluster {
 impl Cluster {
     /// The cluster state for these options (nothing is bound until [`Cluster::start`]); fails
     /// when the route TLS configuration cannot be built.
-    pub fn new(opts: ClusterOptions) -> Result<Arc<Cluster>, crate::tls::TlsError> {
+    pub fn new(opts: ClusterOptions) -> Result<Arc<Cluster>, crate::server::tls::TlsError> {
         let tls = match &opts.tls {
             Some(t) => {
-                crate::tls::install_crypto_provider();
-                Some(crate::tls::route_tls(t)?)
+                crate::server::tls::install_crypto_provider();
+                Some(crate::server::tls::route_tls(t)?)
             }
             None => None,
         };
@@ -171,7 +171,7 @@ impl Cluster {
     }
 
     /// Route TLS, when configured.
-    pub fn tls(&self) -> Option<&crate::tls::RouteTls> {
+    pub fn tls(&self) -> Option<&crate::server::tls::RouteTls> {
         self.tls.as_ref()
     }
 
@@ -300,7 +300,7 @@ impl Cluster {
                     .as_ref()
                     .is_some_and(|s| s.configured && &s.url == hp)
                 {
-                    r.close(crate::server::ClosedReason::ClientClosed);
+                    r.close(crate::protocol::ClosedReason::ClientClosed);
                 }
             }
         }
@@ -510,13 +510,13 @@ impl Cluster {
             if new_s >= old_s {
                 drop(routes);
                 drop(local);
-                r.close(crate::server::ClosedReason::DuplicateRoute);
+                r.close(crate::protocol::ClosedReason::DuplicateRoute);
                 return false;
             }
             let mut v = routes.as_ref().clone();
             v.remove(i);
             *routes = Arc::new(v);
-            existing.close(crate::server::ClosedReason::DuplicateRoute);
+            existing.close(crate::protocol::ClosedReason::DuplicateRoute);
         }
         let mut v = routes.as_ref().clone();
         v.push(r.clone());
@@ -855,9 +855,8 @@ impl Cluster {
         } else {
             2.0
         };
-        let secs = |x: f64| {
-            crate::monitor::util::go_float(&x, serde_json::value::Serializer).unwrap_or_default()
-        };
+        let secs =
+            |x: f64| crate::clock::go_float(&x, serde_json::value::Serializer).unwrap_or_default();
         let mut v = serde_json::json!({
             "name": self.name,
             "addr": if self.opts.host.is_empty() { "0.0.0.0" } else { self.opts.host.as_str() },
@@ -876,7 +875,7 @@ impl Cluster {
         if let Some(t) = &self.opts.tls {
             v["tls_required"] = true.into();
             v["tls_verify"] = true.into();
-            if let Some(na) = crate::monitor::varz::cert_not_after(&t.cert_file) {
+            if let Some(na) = crate::server::tls::cert_not_after(&t.cert_file) {
                 v["tls_cert_not_after"] = na.into();
             }
         }
@@ -887,7 +886,7 @@ impl Cluster {
     /// Closes every route (server shutdown).
     pub fn shutdown(&self) {
         for r in self.routes() {
-            r.close(crate::server::ClosedReason::ServerShutdown);
+            r.close(crate::protocol::ClosedReason::ServerShutdown);
         }
     }
 }

@@ -13,10 +13,12 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
 use super::{Cluster, RouteInfo};
+use crate::clock::unix_nanos;
 use crate::protocol::route::{parse, RouteOp};
-use crate::server::client::{unix_nanos, Counters, Tally, WakeList};
+use crate::protocol::ClosedReason;
+use crate::server::client::{Counters, Tally, WakeList};
 use crate::server::outbound::{FlushError, Outbound};
-use crate::server::{ClosedReason, Server};
+use crate::server::Server;
 use crate::sublist::{MatchResult, Sublist};
 
 /// How a route we dialed was configured.
@@ -134,7 +136,7 @@ impl Route {
     fn ping(&self) {
         let _ = self.ping_sent.compare_exchange(
             0,
-            crate::server::client::unix_nanos(),
+            crate::clock::unix_nanos(),
             Ordering::Relaxed,
             Ordering::Relaxed,
         );
@@ -234,10 +236,9 @@ impl Route {
     /// `/routez` entry for this route: with `subs` the remote subjects, with `detail` the
     /// remote subscriptions in detail (as nats-server's `subscriptions_list_detail`).
     pub fn routez(&self, subs: bool, detail: bool) -> serde_json::Value {
-        use crate::monitor::util::{go_duration, since, uptime};
+        use crate::clock::{go_duration, since, uptime};
         let now = SystemTime::now();
-        let last =
-            crate::monitor::util::from_unix_nanos(self.last_activity.load(Ordering::Relaxed));
+        let last = crate::clock::from_unix_nanos(self.last_activity.load(Ordering::Relaxed));
         let mut v = serde_json::json!({
             "rid": self.rid,
             "remote_id": self.remote_id(),
@@ -248,7 +249,7 @@ impl Route {
             "port": self.addr.port(),
             "start": chrono_like(self.start),
             "last_activity": chrono_like(last),
-            "rtt": crate::monitor::connz::rtt_string(self.rtt.load(Ordering::Relaxed)),
+            "rtt": crate::clock::rtt_string(self.rtt.load(Ordering::Relaxed)),
             "uptime": uptime(since(self.start, now)),
             "idle": go_duration(since(last, now).as_nanos() as i128),
             "pending_size": self.out.pending(),
@@ -408,7 +409,7 @@ pub(super) async fn run(
 /// remembered route name for an IP), the server side when we accepted.
 async fn tls_handshake(
     cluster: &Cluster,
-    rt: &crate::tls::RouteTls,
+    rt: &crate::server::tls::RouteTls,
     sock: &TcpStream,
     solicited: Option<&Solicited>,
 ) -> std::io::Result<crate::server::transport::Tls> {
@@ -437,7 +438,7 @@ async fn tls_handshake(
         Err(_) => Err(Error::new(ErrorKind::TimedOut, "timeout")),
     };
     if let Err(e) = res {
-        if let Some(n) = name.filter(|_| crate::tls::is_name_mismatch(&e)) {
+        if let Some(n) = name.filter(|_| crate::server::tls::is_name_mismatch(&e)) {
             cluster.tls_name_failed(&n);
         }
         return Err(e);
@@ -663,7 +664,7 @@ fn handle(
             route.pings_out.store(0, Ordering::Relaxed);
             let sent = route.ping_sent.swap(0, Ordering::Relaxed);
             if sent > 0 {
-                let now = crate::server::client::unix_nanos();
+                let now = crate::clock::unix_nanos();
                 route.rtt.store((now - sent).max(1), Ordering::Relaxed);
             }
         }

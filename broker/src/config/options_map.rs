@@ -306,7 +306,7 @@ pub fn apply(map: &Map, opts: &mut Options) -> Result<Vec<String>, ConfigError> 
             "watch_config" => {
                 opts.watch_config = match &e.value.kind {
                     Kind::Bool(false) => None,
-                    Kind::Bool(true) => Some(crate::server::config_watch::DEFAULT_INTERVAL),
+                    Kind::Bool(true) => Some(crate::options::WATCH_CONFIG_INTERVAL),
                     _ => {
                         let ns = parse_string_duration(e)?;
                         if ns < 100_000_000 {

@@ -5,7 +5,8 @@ use serde_json::{json, Value};
 
 use super::time::rfc3339_nanos;
 use crate::accounts::Account;
-use crate::server::client::{unix_nanos, InternalSender};
+use crate::clock::unix_nanos;
+use crate::server::client::InternalSender;
 use crate::server::Server;
 
 /// Publishes `body` (given `type` and the common `id`/`timestamp`) on `subject`, if anyone
@@ -67,7 +68,7 @@ impl Audit {
             return None;
         }
         let client = match server.client(cid) {
-            Some(c) => crate::server::sysreq::client_info(server, &c),
+            Some(c) => c.event_info(server),
             None => json!({"acc": account.name, "server": server.server_name}),
         };
         Some(Box::new(Audit {

@@ -8,6 +8,29 @@ use serde::{Deserialize, Serialize};
 use super::errors::ApiError;
 use crate::subject;
 
+/// `{"src": .., "dest": ..}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubjectTransform {
+    #[serde(default)]
+    pub src: String,
+    pub dest: String,
+}
+
+/// `republish`: `{"src", "dest", "headers_only"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Republish {
+    #[serde(default)]
+    pub src: String,
+    pub dest: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub headers_only: bool,
+}
+
+/// A stream transform's check, with nats-server's API error (10173).
+fn validate_transform(src: &str, dest: &str) -> Result<(), ApiError> {
+    crate::transform::check(src, dest).map_err(|e| ApiError::new(10173, 400, &e.to_string()))
+}
+
 fn is_zero_i64(v: &i64) -> bool {
     *v == 0
 }
@@ -119,9 +142,9 @@ pub struct StreamConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sources: Option<Vec<StreamSource>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subject_transform: Option<super::transform::SubjectTransform>,
+    pub subject_transform: Option<SubjectTransform>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub republish: Option<super::transform::Republish>,
+    pub republish: Option<Republish>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement: Option<serde_json::Value>,
     #[serde(default)]
@@ -210,7 +233,7 @@ pub struct StreamSource {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub filter_subject: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub subject_transforms: Vec<super::transform::SubjectTransform>,
+    pub subject_transforms: Vec<SubjectTransform>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external: Option<External>,
     /// `consumer { name, deliver_subject }` (2.14): read through a durable consumer on the
@@ -305,7 +328,7 @@ impl StreamSource {
             return Err(ApiError::stream_invalid_config("invalid subject filter"));
         }
         for t in &self.subject_transforms {
-            super::transform::validate(&t.src, &t.dest)?;
+            validate_transform(&t.src, &t.dest)?;
         }
         if let Some(e) = &self.external {
             if e.deliver.contains('*') || e.deliver.contains('>') {
@@ -483,10 +506,10 @@ impl StreamConfig {
         }
         self.placement = None;
         if let Some(t) = &self.subject_transform {
-            super::transform::validate(&t.src, &t.dest)?;
+            validate_transform(&t.src, &t.dest)?;
         }
         if let Some(r) = &self.republish {
-            super::transform::validate(&r.src, &r.dest)?;
+            validate_transform(&r.src, &r.dest)?;
             // Republishing into the stream's own subjects would loop.
             if self
                 .subjects
@@ -1265,7 +1288,7 @@ impl ConsumerConfig {
                 400,
                 &format!(
                     "consumer inactive threshold exceeds system limit of {}",
-                    crate::monitor::util::go_duration(i128::from(lim.inactive_threshold))
+                    crate::clock::go_duration(i128::from(lim.inactive_threshold))
                 ),
             ));
         }

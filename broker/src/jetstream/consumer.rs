@@ -11,7 +11,8 @@ use super::headers;
 use super::store::{filter_matches, Store};
 use super::time::{parse_rfc3339, rfc3339_nanos};
 use crate::accounts::Account;
-use crate::server::client::{unix_nanos, InternalSender};
+use crate::clock::unix_nanos;
+use crate::server::client::InternalSender;
 use crate::server::Server;
 
 /// What a consumer needs from its stream while it works.

@@ -18,7 +18,6 @@ pub mod snapshot;
 pub mod store;
 pub mod stream;
 pub mod time;
-pub mod transform;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -1096,7 +1095,7 @@ impl JetStream {
         {
             return Err(insufficient(cfg.storage));
         }
-        let h = self.start_stream(server, acc, cfg, crate::server::client::unix_nanos(), true)?;
+        let h = self.start_stream(server, acc, cfg, crate::clock::unix_nanos(), true)?;
         let mut v = h.info().ok_or_else(ApiError::stream_not_found)?;
         v["type"] = json!("io.nats.jetstream.api.v1.stream_create_response");
         if let Value::Object(m) = &mut v {

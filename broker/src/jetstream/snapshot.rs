@@ -40,7 +40,8 @@ use super::store::StoredMsg;
 use super::stream::{self, Cmd, StreamHandle};
 use super::time::rfc3339_nanos;
 use super::{advisory, JetStream, JsAccount};
-use crate::server::client::{unix_nanos, InternalHandler, InternalSender};
+use crate::clock::unix_nanos;
+use crate::server::client::{InternalHandler, InternalSender};
 use crate::server::Server;
 
 /// How long without progress ends a transfer.
@@ -135,7 +136,7 @@ fn nuid() -> String {
 /// The requester's client info for advisories.
 fn client_info(server: &Server, acc: &JsAccount, cid: u64) -> Value {
     match server.client(cid) {
-        Some(c) => crate::server::sysreq::client_info(server, &c),
+        Some(c) => c.event_info(server),
         None => json!({"acc": acc.name, "server": server.server_name}),
     }
 }

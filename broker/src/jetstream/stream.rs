@@ -27,7 +27,8 @@ use super::store::{Store, StoreState};
 use super::time::rfc3339_nanos;
 use super::JetStream as JsShared;
 use crate::accounts::Account;
-use crate::server::client::{unix_nanos, InternalSender, Subscription};
+use crate::clock::unix_nanos;
+use crate::server::client::{InternalSender, Subscription};
 use crate::server::Server;
 
 mod atomic;
@@ -834,7 +835,7 @@ impl Stream {
             .cfg
             .subject_transform
             .as_ref()
-            .and_then(|t| super::transform::apply(&t.src, &t.dest, subject));
+            .and_then(|t| crate::transform::apply(&t.src, &t.dest, subject));
         let subject = transformed.as_deref().unwrap_or(subject);
         let max_size = if self.cfg.max_msg_size > 0 {
             self.cfg.max_msg_size as usize
@@ -1244,7 +1245,7 @@ impl Stream {
         data: &[u8],
     ) {
         let Some(r) = &self.cfg.republish else { return };
-        let Some(dest) = super::transform::apply(&r.src, &r.dest, subject) else {
+        let Some(dest) = crate::transform::apply(&r.src, &r.dest, subject) else {
             return;
         };
         let mut extra = vec![
@@ -1316,10 +1317,7 @@ impl Stream {
             b"",
             &[
                 ("Nats-Marker-Reason", "MaxAge".to_string()),
-                (
-                    "Nats-TTL",
-                    crate::monitor::util::go_duration(i128::from(ttl)),
-                ),
+                ("Nats-TTL", crate::clock::go_duration(i128::from(ttl))),
                 ("Nats-Rollup", "sub".to_string()),
             ],
         );

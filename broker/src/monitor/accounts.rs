@@ -10,8 +10,8 @@ use std::sync::atomic::Ordering;
 
 use serde::Serialize;
 
-use super::util::go_float;
 use crate::accounts::Account;
+use crate::clock::go_float;
 use crate::log::rfc3339;
 use crate::options::{AccountConfig, Export, Import, ResponseType};
 use crate::server::Server;

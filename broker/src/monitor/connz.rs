@@ -6,9 +6,11 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use super::util::{from_unix_nanos, go_duration, since, unix_nanos, uptime, Params};
+use super::util::Params;
+use crate::clock::unix_nanos as now_nanos;
+use crate::clock::{from_unix_nanos, nanos_of, rtt_string, since, uptime};
 use crate::log::rfc3339;
-use crate::server::client::{unix_nanos as now_nanos, Client, Subscription};
+use crate::server::client::{Client, Subscription};
 use crate::server::{ClosedClient, Server};
 
 /// nats-server's `DefaultConnListSize`.
@@ -251,16 +253,6 @@ fn rtt_nanos(c: &Client) -> i64 {
     }
 }
 
-/// Go's `getRTT` truncation: microseconds between 1µs and 1ms.
-pub(crate) fn rtt_string(rtt: i64) -> String {
-    let rtt = if rtt > 1_000 && rtt < 1_000_000 {
-        rtt - rtt % 1_000
-    } else {
-        rtt
-    };
-    go_duration(rtt as i128)
-}
-
 impl Server {
     /// nats-server's `getRTT` side effect: a client with a known `lang` and no RTT yet gets a
     /// PING now, so the next `/connz` can report a round trip.
@@ -313,7 +305,7 @@ impl Server {
             subscriptions_list_detail: Vec::new(),
             name_tag: String::new(),
             keys: SortKeys {
-                last: unix_nanos(last),
+                last: nanos_of(last),
                 stop: 0,
                 rtt,
                 uptime: since(c.start, now).as_nanos(),
@@ -364,8 +356,8 @@ impl Server {
             subscriptions_list_detail: Vec::new(),
             name_tag: String::new(),
             keys: SortKeys {
-                last: unix_nanos(last),
-                stop: unix_nanos(cc.stop),
+                last: nanos_of(last),
+                stop: nanos_of(cc.stop),
                 rtt,
                 uptime: since(c.start, cc.stop).as_nanos(),
                 idle: since(last, cc.stop).as_nanos(),

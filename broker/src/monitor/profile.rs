@@ -98,7 +98,7 @@ async fn collect(length: Duration) -> Result<Vec<u8>, pprof::Error> {
         .frequency(FREQUENCY)
         .blocklist(&["libc", "libgcc", "pthread", "vdso"])
         .build()?;
-    let start = crate::server::client::unix_nanos();
+    let start = crate::clock::unix_nanos();
     tokio::time::sleep(length).await;
     let report = guard.report().build()?;
     drop(guard);

@@ -5,7 +5,8 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use super::connz::SubDetail;
-use super::util::{go_float, Params};
+use super::util::Params;
+use crate::clock::go_float;
 use crate::log::rfc3339;
 use crate::server::Server;
 use crate::subject;

@@ -7,8 +7,9 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use super::proc;
-use super::util::{go_float, since, uptime};
+use crate::clock::{go_float, since, uptime};
 use crate::log::rfc3339;
+use crate::server::tls::cert_not_after;
 use crate::server::Server;
 
 /// An object with no fields set (`cluster`, `gateway`, ... while those are not configured).
@@ -239,19 +240,4 @@ impl Server {
             tls_cert_not_after: tls.and_then(|t| cert_not_after(&t.cert_file)),
         }
     }
-}
-
-/// The `notAfter` time of the first certificate in a PEM file, as Go's RFC 3339.
-pub(crate) fn cert_not_after(path: &std::path::Path) -> Option<String> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::CertificateDer;
-    let der = CertificateDer::pem_file_iter(path).ok()?.next()?.ok()?;
-    let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
-    let secs = cert.validity().not_after.timestamp();
-    let t = if secs >= 0 {
-        SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs as u64)
-    } else {
-        SystemTime::UNIX_EPOCH - std::time::Duration::from_secs(secs.unsigned_abs())
-    };
-    Some(rfc3339(t))
 }

@@ -60,8 +60,8 @@ pub enum ParseError {
 
 impl ParseError {
     /// The reason `/connz` reports for a connection closed by this error.
-    pub fn closed_reason(&self) -> crate::server::ClosedReason {
-        use crate::server::ClosedReason;
+    pub fn closed_reason(&self) -> super::ClosedReason {
+        use super::ClosedReason;
         match self {
             ParseError::ControlLineTooLong | ParseError::PartialControlLineTooLong => {
                 ClosedReason::MaxControlLineExceeded

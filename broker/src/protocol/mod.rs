@@ -1,7 +1,11 @@
 //! Wire parsing and encoding for the client protocol.
 
 pub mod client;
+pub mod closed;
+pub mod info;
 pub mod route;
+
+pub use closed::ClosedReason;
 
 use bytes::{BufMut, BytesMut};
 

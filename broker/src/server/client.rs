@@ -13,14 +13,16 @@ use parking_lot::{Mutex, RwLock};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
-use super::info::ConnectInfo;
 use super::outbound::{FlushError, Outbound};
 use super::transport::{self, ReadOutcome, Tls};
-use super::{ClosedReason, Server};
+use super::Server;
 use crate::accounts::Account;
 use crate::auth::{AuthUser, Perms, Presented};
+use crate::clock::unix_nanos;
 use crate::protocol::client::{parse, ClientOp, Limits, ParseError};
 use crate::protocol::encode_msg;
+use crate::protocol::info::ConnectInfo;
+use crate::protocol::ClosedReason;
 use crate::subject;
 use crate::sublist::{LocalCache, MatchResult};
 
@@ -516,14 +518,6 @@ pub fn decline_delivery() {
 /// server itself published): who asked, for the JetStream API audit.
 pub fn publisher_cid() -> u64 {
     PUBLISHER.with(|p| p.get())
-}
-
-/// Unix time in nanoseconds.
-pub fn unix_nanos() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
 }
 
 /// Connections woken during one read batch, each once at the end (write coalescing).
@@ -1910,4 +1904,41 @@ fn send_ping(server: &Server, client: &Client, ping_max: u32) {
         client.rtt_nanos.store(-unix_nanos(), Ordering::Relaxed);
     }
     client.send_proto(b"PING\r\n");
+}
+
+impl Client {
+    /// The `client` block of nats-server's events and advisories (`ClientInfo`).
+    pub fn event_info(&self, server: &Server) -> serde_json::Value {
+        let c = self;
+        let meta = c.meta.lock().clone();
+        let mut v = serde_json::json!({
+            "start": crate::log::rfc3339(c.start),
+            "host": c.addr.ip().to_string(),
+            "id": c.cid,
+            "acc": c.account().name,
+        });
+        if let Some(u) = c.user_name().filter(|u| !u.is_empty()) {
+            v["user"] = serde_json::json!(u);
+        }
+        v["name"] = serde_json::json!(meta.name);
+        v["lang"] = serde_json::json!(meta.lang);
+        v["ver"] = serde_json::json!(meta.version);
+        let rtt = c.rtt_nanos.load(Ordering::Relaxed);
+        if rtt > 0 {
+            v["rtt"] = serde_json::json!(rtt);
+        } else if rtt == 0
+            && !meta.lang.is_empty()
+            && c.rtt_nanos
+                .compare_exchange(0, -unix_nanos(), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            // nats-server's getRTT: a real client without a round trip yet gets a PING, so
+            // later events carry one.
+            c.send_proto(b"PING\r\n");
+        }
+        v["server"] = serde_json::json!(server.server_name);
+        v["kind"] = serde_json::json!("Client");
+        v["client_type"] = serde_json::json!("nats");
+        v
+    }
 }

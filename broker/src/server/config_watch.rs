@@ -6,12 +6,8 @@
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::path::Path;
-use std::time::Duration;
 
 use crate::options::{Options, TlsOptions};
-
-/// The interval `watch_config: true` polls at.
-pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
 
 /// A digest of everything a reload would read: the config file parsed with its includes
 /// (or the parse error, so a broken file is reported once, not on every poll), and the
@@ -44,6 +40,7 @@ fn hash_tls_files(t: &TlsOptions, h: &mut DefaultHasher) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn temp(tag: &str) -> std::path::PathBuf {
         let d = std::env::temp_dir().join(format!(

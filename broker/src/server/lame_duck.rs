@@ -8,7 +8,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::{ClosedReason, Server};
+use super::Server;
+use crate::protocol::ClosedReason;
 
 /// Not in lame duck mode.
 const RUNNING: u8 = 0;

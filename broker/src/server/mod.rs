@@ -2,13 +2,13 @@
 
 pub mod client;
 pub mod config_watch;
-pub mod info;
 pub mod interfaces;
 mod lame_duck;
 pub mod outbound;
 pub mod reload;
 pub mod resolver;
 pub mod sysreq;
+pub mod tls;
 pub mod transport;
 
 use std::collections::{HashMap, VecDeque};
@@ -25,8 +25,9 @@ use tokio::sync::watch;
 use crate::accounts::Account;
 use crate::auth::{AuthError, Authenticator};
 use crate::options::Options;
+use crate::protocol::info::Info;
+use crate::protocol::ClosedReason;
 use client::{Client, Counters, Subscription};
-use info::Info;
 
 /// The version we report; clients gate features on it, so it tracks the nats-server release
 /// whose JetStream API level we have (2.15; see `API_LEVEL`).
@@ -36,90 +37,6 @@ pub const GO_VERSION: &str = concat!("natrix-", env!("CARGO_PKG_VERSION"));
 
 /// How many closed connections `/connz?state=closed` remembers.
 pub const MAX_CLOSED_CLIENTS: usize = 10_000;
-
-/// Why a connection closed, with nats-server's wording for `/connz`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClosedReason {
-    ClientClosed,
-    AuthenticationTimeout,
-    AuthenticationViolation,
-    TlsHandshakeError,
-    SlowConsumerPendingBytes,
-    SlowConsumerWriteDeadline,
-    WriteError,
-    ReadError,
-    ParseError,
-    StaleConnection,
-    ProtocolViolation,
-    BadClientProtocolVersion,
-    WrongPort,
-    MaxAccountConnectionsExceeded,
-    MaxConnectionsExceeded,
-    MaxPayloadExceeded,
-    MaxControlLineExceeded,
-    MaxSubscriptionsExceeded,
-    DuplicateRoute,
-    RouteRemoved,
-    ServerShutdown,
-    AuthenticationExpired,
-    WrongGateway,
-    MissingAccount,
-    Revocation,
-    InternalClient,
-    MsgHeaderViolation,
-    NoRespondersRequiresHeaders,
-    ClusterNameConflict,
-    DuplicateRemoteLeafnodeConnection,
-    DuplicateClientID,
-    DuplicateServerName,
-    MinimumVersionRequired,
-    ClusterNamesIdentical,
-    Kicked,
-}
-
-impl ClosedReason {
-    /// The `reason` string nats-server reports in `/connz`.
-    pub fn as_str(self) -> &'static str {
-        use ClosedReason::*;
-        match self {
-            ClientClosed => "Client Closed",
-            AuthenticationTimeout => "Authentication Timeout",
-            AuthenticationViolation => "Authorization Violation",
-            TlsHandshakeError => "TLS Handshake Failure",
-            SlowConsumerPendingBytes => "Slow Consumer (Pending Bytes)",
-            SlowConsumerWriteDeadline => "Slow Consumer (Write Deadline)",
-            WriteError => "Write Error",
-            ReadError => "Read Error",
-            ParseError => "Parse Error",
-            StaleConnection => "Stale Connection",
-            ProtocolViolation => "Protocol Violation",
-            BadClientProtocolVersion => "Bad Client Protocol Version",
-            WrongPort => "Incorrect Port",
-            MaxAccountConnectionsExceeded => "Maximum Account Connections Exceeded",
-            MaxConnectionsExceeded => "Maximum Connections Exceeded",
-            MaxPayloadExceeded => "Maximum Message Payload Exceeded",
-            MaxControlLineExceeded => "Maximum Control Line Exceeded",
-            MaxSubscriptionsExceeded => "Maximum Subscriptions Exceeded",
-            DuplicateRoute => "Duplicate Route",
-            RouteRemoved => "Route Removed",
-            ServerShutdown => "Server Shutdown",
-            AuthenticationExpired => "Authentication Expired",
-            WrongGateway => "Wrong Gateway",
-            MissingAccount => "Missing Account",
-            Revocation => "Credentials Revoked",
-            InternalClient => "Internal Client",
-            MsgHeaderViolation => "Message Header Violation",
-            NoRespondersRequiresHeaders => "No Responders Requires Headers",
-            ClusterNameConflict => "Cluster Name Conflict",
-            DuplicateRemoteLeafnodeConnection => "Duplicate Remote LeafNode Connection",
-            DuplicateClientID => "Duplicate Client ID",
-            DuplicateServerName => "Duplicate Server Name",
-            MinimumVersionRequired => "Minimum Version Required",
-            ClusterNamesIdentical => "Cluster Names Identical",
-            Kicked => "Kicked",
-        }
-    }
-}
 
 /// A connection kept for `/connz?state=closed`, frozen at close time.
 #[derive(Debug, Clone)]
@@ -652,8 +569,8 @@ impl Server {
             let mut mon_tls = tls.clone();
             mon_tls.verify = false;
             mon_tls.verify_and_map = false;
-            crate::tls::install_crypto_provider();
-            let config = crate::tls::server_config(&mon_tls)
+            crate::server::tls::install_crypto_provider();
+            let config = crate::server::tls::server_config(&mon_tls)
                 .map_err(|e| std::io::Error::other(format!("Can't start monitoring: {e}")))?;
             let https_port = if opts.https_port < 0 {
                 0
@@ -765,10 +682,10 @@ pub enum ServerError {
     #[error(transparent)]
     Auth(#[from] AuthError),
     #[error(transparent)]
-    Tls(#[from] crate::tls::TlsError),
+    Tls(#[from] crate::server::tls::TlsError),
     /// The route TLS of `cluster { tls }` cannot be built.
     #[error("cluster tls: {0}")]
-    ClusterTls(#[source] crate::tls::TlsError),
+    ClusterTls(#[source] crate::server::tls::TlsError),
 }
 
 /// Builds the client TLS setup from the options and sets INFO's TLS fields to match.
@@ -779,8 +696,8 @@ fn tls_setup(opts: &Options, info: &mut Info) -> Result<Option<TlsSetup>, Server
         info.tls_verify = None;
         return Ok(None);
     };
-    crate::tls::install_crypto_provider();
-    let config = crate::tls::server_config(t)?;
+    crate::server::tls::install_crypto_provider();
+    let config = crate::server::tls::server_config(t)?;
     if opts.allow_non_tls {
         info.tls_required = None;
         info.tls_available = Some(true);

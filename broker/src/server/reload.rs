@@ -7,11 +7,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::{tls_setup, ClosedReason, Server};
+use super::{tls_setup, Server};
 use crate::accounts::Account;
 use crate::auth::Authenticator;
-use crate::monitor::util::go_duration;
+use crate::clock::go_duration;
 use crate::options::{ClusterOptions, Options};
+use crate::protocol::ClosedReason;
 
 /// nats-server's error when the server was started without a config file.
 pub const NO_CONFIG_FILE: &str =

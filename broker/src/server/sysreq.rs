@@ -11,7 +11,7 @@ use std::sync::{Arc, Weak};
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use super::client::{unix_nanos, Client, InternalHandler, InternalSender};
+use super::client::{Client, InternalHandler, InternalSender};
 use super::Server;
 use crate::monitor::connz::ConnzOptions;
 use crate::monitor::subsz::SubszOptions;
@@ -282,44 +282,14 @@ fn answer(server: &Server, req: &Req) -> Option<String> {
     Some(v.to_string())
 }
 
-/// The `client` block of nats-server's events and advisories (`ClientInfo`).
-pub fn client_info(server: &Server, c: &Client) -> Value {
-    let meta = c.meta.lock().clone();
-    let mut v = json!({
-        "start": crate::log::rfc3339(c.start),
-        "host": c.addr.ip().to_string(),
-        "id": c.cid,
-        "acc": c.account().name,
-    });
-    if let Some(u) = c.user_name().filter(|u| !u.is_empty()) {
-        v["user"] = json!(u);
-    }
-    v["name"] = json!(meta.name);
-    v["lang"] = json!(meta.lang);
-    v["ver"] = json!(meta.version);
-    let rtt = c.rtt_nanos.load(Ordering::Relaxed);
-    if rtt > 0 {
-        v["rtt"] = json!(rtt);
-    } else if rtt == 0
-        && !meta.lang.is_empty()
-        && c.rtt_nanos
-            .compare_exchange(0, -unix_nanos(), Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-    {
-        // nats-server's getRTT: a real client without a round trip yet gets a PING, so
-        // later events carry one.
-        c.send_proto(b"PING\r\n");
-    }
-    v["server"] = json!(server.server_name);
-    v["kind"] = json!("Client");
-    v["client_type"] = json!("nats");
-    v
-}
-
 /// Publishes `$SYS.ACCOUNT.<account>.CONNECT` or `.DISCONNECT` for a client connection, as
 /// nats-server's `client_connect`/`client_disconnect` advisories (only when someone in the
 /// system account listens).
-pub fn client_event(server: &Server, c: &Client, disconnect: Option<super::ClosedReason>) {
+pub fn client_event(
+    server: &Server,
+    c: &Client,
+    disconnect: Option<crate::protocol::ClosedReason>,
+) {
     let acc = c.account().name.clone();
     let kind = if disconnect.is_some() {
         "DISCONNECT"
@@ -331,7 +301,7 @@ pub fn client_event(server: &Server, c: &Client, disconnect: Option<super::Close
         return;
     }
     let now = crate::log::rfc3339(std::time::SystemTime::now());
-    let mut client = client_info(server, c);
+    let mut client = c.event_info(server);
     let mut event = json!({
         "type": if disconnect.is_some() {
             "io.nats.server.advisory.v1.client_disconnect"

@@ -535,6 +535,20 @@ pub fn is_name_mismatch(err: &std::io::Error) -> bool {
     )
 }
 
+/// The `notAfter` time of the first certificate in a PEM file, as Go's RFC 3339.
+pub fn cert_not_after(path: &Path) -> Option<String> {
+    use std::time::SystemTime;
+    let der = CertificateDer::pem_file_iter(path).ok()?.next()?.ok()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
+    let secs = cert.validity().not_after.timestamp();
+    let t = if secs >= 0 {
+        SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs as u64)
+    } else {
+        SystemTime::UNIX_EPOCH - std::time::Duration::from_secs(secs.unsigned_abs())
+    };
+    Some(crate::log::rfc3339(t))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

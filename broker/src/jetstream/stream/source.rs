@@ -13,10 +13,11 @@ use serde_json::{json, Value};
 
 use super::{Cmd, Stream};
 use crate::accounts::Account;
+use crate::clock::unix_nanos;
 use crate::jetstream::config::{short_hash, StreamSource};
 use crate::jetstream::errors::ApiError;
 use crate::jetstream::headers;
-use crate::server::client::{unix_nanos, InternalHandler, InternalSender, Subscription};
+use crate::server::client::{InternalHandler, InternalSender, Subscription};
 use crate::server::Server;
 
 /// The origin consumer's heartbeat; three missed ones restart it.
@@ -601,7 +602,7 @@ fn transform_for(cfg: &StreamSource, subject: &str) -> (String, (String, String)
     for t in &cfg.subject_transforms {
         let src = if t.src.is_empty() { ">" } else { &t.src };
         if crate::jetstream::store::filter_matches(subject, src) {
-            let dest = crate::jetstream::transform::apply(src, &t.dest, subject)
+            let dest = crate::transform::apply(src, &t.dest, subject)
                 .unwrap_or_else(|| subject.to_string());
             return (dest, (src.to_string(), t.dest.clone()));
         }

@@ -1,27 +1,19 @@
-//! Subject transforms (`subject_transform`, `republish`): a source pattern and a destination
-//! whose `*`/`>` positions, `$N` or `{{wildcard(N)}}` tokens take the source's wildcard tokens.
+//! Subject transforms, as nats-server's `subject_transform.go` has them: a source pattern and
+//! a destination whose `*`/`>` positions, `$N` or `{{wildcard(N)}}` tokens take the source's
+//! wildcard tokens. Account mappings and imports, stream transforms, sources and republish
+//! all map subjects with them.
 
-use serde::{Deserialize, Serialize};
-
-use super::errors::ApiError;
 use crate::subject;
 
-/// `{"src": .., "dest": ..}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SubjectTransform {
-    #[serde(default)]
-    pub src: String,
-    pub dest: String,
-}
-
-/// `republish`: `{"src", "dest", "headers_only"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Republish {
-    #[serde(default)]
-    pub src: String,
-    pub dest: String,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub headers_only: bool,
+/// Why a transform's destination cannot be used with its source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TransformError {
+    /// An invalid subject, or a wildcard the source does not have.
+    #[error("invalid subject transform")]
+    Invalid,
+    /// A `{{...}}` function this server does not know.
+    #[error("invalid subject transform function")]
+    UnknownFunction,
 }
 
 /// Which source wildcard a destination token takes, if any.
@@ -34,24 +26,20 @@ fn wildcard_index(tok: &str) -> Option<usize> {
     args.trim().parse().ok()
 }
 
-/// Checks that `dest` only refers to wildcards `src` has.
-pub fn validate(src: &str, dest: &str) -> Result<(), ApiError> {
+/// Checks that `dest` only refers to wildcards `src` has (an empty `src` is `>`).
+pub fn check(src: &str, dest: &str) -> Result<(), TransformError> {
     let src = if src.is_empty() { ">" } else { src };
     if !subject::is_valid_subject(src) || !subject::is_valid_subject(dest) && !dest.contains("{{") {
-        return Err(ApiError::new(10173, 400, "invalid subject transform"));
+        return Err(TransformError::Invalid);
     }
     let stars = src.split('.').filter(|t| *t == "*").count();
     for t in dest.split('.') {
         if let Some(i) = wildcard_index(t) {
             if i == 0 || i > stars {
-                return Err(ApiError::new(10173, 400, "invalid subject transform"));
+                return Err(TransformError::Invalid);
             }
         } else if t.starts_with("{{") {
-            return Err(ApiError::new(
-                10173,
-                400,
-                "invalid subject transform function",
-            ));
+            return Err(TransformError::UnknownFunction);
         }
     }
     Ok(())
@@ -111,7 +99,11 @@ mod tests {
         assert_eq!(apply("", "r.>", "a.b").as_deref(), Some("r.a.b"));
         assert_eq!(apply("a.*", "x.*", "a.z").as_deref(), Some("x.z"));
         assert_eq!(apply("a.*", "x", "b.z"), None);
-        assert!(validate("a.*", "x.$2").is_err());
-        assert!(validate("a.*", "x.$1").is_ok());
+        assert_eq!(check("a.*", "x.$2"), Err(TransformError::Invalid));
+        assert_eq!(
+            check("a.*", "x.{{nope(1)}}"),
+            Err(TransformError::UnknownFunction)
+        );
+        assert!(check("a.*", "x.$1").is_ok());
     }
 }
