@@ -109,7 +109,7 @@ fn passwd() -> ExitCode {
 async fn run(opts: Options, flags: cli::Cli) -> ExitCode {
     let pid_file = opts.pid_file.clone();
     let ports_file = opts.ports_file_dir.as_deref().map(ports_file_path);
-    let server = match Server::try_new(opts) {
+    let server = match natrix_broker::node::build(opts) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!("{e}");
@@ -137,7 +137,7 @@ async fn run(opts: Options, flags: cli::Cli) -> ExitCode {
     // Trap the signals before announcing readiness: a harness may stop the server the moment
     // it sees `Server is ready`.
     let mut signals = Signals::new();
-    if let Err(e) = server.start().await {
+    if let Err(e) = natrix_broker::node::start(&server).await {
         tracing::error!("Error listening on port: {e}");
         if let Some(p) = &pid_file {
             let _ = std::fs::remove_file(p);
@@ -150,20 +150,20 @@ async fn run(opts: Options, flags: cli::Cli) -> ExitCode {
         .options()
         .config_file
         .as_ref()
-        .map(|f| natrix_broker::server::config_watch::fingerprint(f, &server.options()));
+        .map(|f| natrix_broker::system::config_watch::fingerprint(f, &server.options()));
     loop {
         let watch = server.options().watch_config.filter(|_| seen.is_some());
         tokio::select! {
             _ = tokio::time::sleep(watch.unwrap_or(Duration::from_secs(3600))), if watch.is_some() => {
                 let opts = server.options();
                 let Some(file) = opts.config_file.as_ref() else { continue };
-                let now = natrix_broker::server::config_watch::fingerprint(file, &opts);
+                let now = natrix_broker::system::config_watch::fingerprint(file, &opts);
                 if seen != Some(now) {
                     tracing::info!("Configuration change detected on disk, reloading");
                     reload(&server, &flags).await;
                     // What the reload itself changed (e.g. the TLS files named) is the new base.
                     let opts = server.options();
-                    seen = Some(natrix_broker::server::config_watch::fingerprint(file, &opts));
+                    seen = Some(natrix_broker::system::config_watch::fingerprint(file, &opts));
                 }
             }
             sig = signals.recv() => {
@@ -185,7 +185,7 @@ async fn run(opts: Options, flags: cli::Cli) -> ExitCode {
                     Sig::Hup => {
                         reload(&server, &flags).await;
                         if let Some(f) = server.options().config_file.as_ref() {
-                            seen = Some(natrix_broker::server::config_watch::fingerprint(f, &server.options()));
+                            seen = Some(natrix_broker::system::config_watch::fingerprint(f, &server.options()));
                         }
                     }
                 }
@@ -216,7 +216,7 @@ async fn reload(server: &std::sync::Arc<Server>, flags: &cli::Cli) {
             .options()
             .config_file
             .clone()
-            .ok_or_else(|| natrix_broker::server::reload::NO_CONFIG_FILE.to_string())?;
+            .ok_or_else(|| natrix_broker::system::reload::NO_CONFIG_FILE.to_string())?;
         let (mut opts, warnings) =
             natrix_broker::config::load_file(&path).map_err(|e| e.to_string())?;
         for w in &warnings {

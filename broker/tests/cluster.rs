@@ -28,24 +28,30 @@ async fn node(name: &str, routes: Vec<String>) -> TestServer {
 }
 
 fn route_url(s: &TestServer) -> String {
-    let c = s.server.cluster().expect("clustered");
+    let c = natrix_broker::cluster::Cluster::of(&s.server).expect("clustered");
     format!("nats-route://{}", c.listen_addr.read().expect("listening"))
 }
 
 /// Waits until every server has `n` routes.
 async fn wait_routes(servers: &[&TestServer], n: usize) {
     for _ in 0..200 {
-        if servers
-            .iter()
-            .all(|s| s.server.cluster().unwrap().num_routes() == n)
-        {
+        if servers.iter().all(|s| {
+            natrix_broker::cluster::Cluster::of(&s.server)
+                .unwrap()
+                .num_routes()
+                == n
+        }) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     let got: Vec<usize> = servers
         .iter()
-        .map(|s| s.server.cluster().unwrap().num_routes())
+        .map(|s| {
+            natrix_broker::cluster::Cluster::of(&s.server)
+                .unwrap()
+                .num_routes()
+        })
         .collect();
     panic!("routes never reached {n}: {got:?}");
 }
@@ -53,7 +59,7 @@ async fn wait_routes(servers: &[&TestServer], n: usize) {
 /// Waits until `s` sees remote interest for `subject` on `routes` routes.
 async fn wait_interest(s: &TestServer, subject: &str, routes: usize) {
     for _ in 0..200 {
-        let c = s.server.cluster().unwrap();
+        let c = natrix_broker::cluster::Cluster::of(&s.server).unwrap();
         let n = c
             .routes()
             .iter()
@@ -88,7 +94,7 @@ async fn count(sub: &mut async_nats::Subscriber, wait: Duration) -> usize {
 async fn full_mesh_from_one_seed() {
     let (a, b, c) = three().await;
     for s in [&a, &b, &c] {
-        let cl = s.server.cluster().unwrap();
+        let cl = natrix_broker::cluster::Cluster::of(&s.server).unwrap();
         let mut ids: Vec<String> = cl.routes().iter().map(|r| r.remote_id()).collect();
         ids.sort();
         ids.dedup();
@@ -178,9 +184,7 @@ async fn unsubscribe_stops_remote_delivery() {
     sb.unsubscribe().await.unwrap();
     sync(&cb).await;
     for _ in 0..200 {
-        let still = a
-            .server
-            .cluster()
+        let still = natrix_broker::cluster::Cluster::of(&a.server)
             .unwrap()
             .routes()
             .iter()
@@ -190,9 +194,7 @@ async fn unsubscribe_stops_remote_delivery() {
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    let before: u64 = a
-        .server
-        .cluster()
+    let before: u64 = natrix_broker::cluster::Cluster::of(&a.server)
         .unwrap()
         .routes()
         .iter()
@@ -200,9 +202,7 @@ async fn unsubscribe_stops_remote_delivery() {
         .sum();
     ca.publish("gone", "x".into()).await.unwrap();
     ca.flush().await.unwrap();
-    let after: u64 = a
-        .server
-        .cluster()
+    let after: u64 = natrix_broker::cluster::Cluster::of(&a.server)
         .unwrap()
         .routes()
         .iter()
@@ -243,7 +243,7 @@ async fn connect_urls_gossiped_to_clients() {
     }
     assert_eq!(a.server.info().cluster.as_deref(), Some("test"));
     // /routez and /varz report the routes.
-    let cl = a.server.cluster().unwrap();
+    let cl = natrix_broker::cluster::Cluster::of(&a.server).unwrap();
     let rz = cl.routez(false, false);
     assert_eq!(rz.len(), 2);
     assert!(rz.iter().all(|r| r["remote_id"].as_str().is_some()));
@@ -279,12 +279,21 @@ async fn natrix_and_reference_server_route_both_ways() {
     );
     // nats-server dials Natrix; its INFO registers it here.
     for _ in 0..200 {
-        if a.server.cluster().unwrap().num_routes() == 1 {
+        if natrix_broker::cluster::Cluster::of(&a.server)
+            .unwrap()
+            .num_routes()
+            == 1
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    assert_eq!(a.server.cluster().unwrap().num_routes(), 1);
+    assert_eq!(
+        natrix_broker::cluster::Cluster::of(&a.server)
+            .unwrap()
+            .num_routes(),
+        1
+    );
     let ca = async_nats::connect(a.url()).await.unwrap();
     let cr = async_nats::connect(format!("nats://{}", r.addr))
         .await
@@ -369,7 +378,12 @@ async fn routes_listing_ourselves_are_ignored() {
     wait_routes(&[&a, &b, &c], 2).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     for s in [&a, &b, &c] {
-        assert_eq!(s.server.cluster().unwrap().num_routes(), 2);
+        assert_eq!(
+            natrix_broker::cluster::Cluster::of(&s.server)
+                .unwrap()
+                .num_routes(),
+            2
+        );
     }
 }
 
@@ -417,12 +431,18 @@ async fn auth_node(name: &str, routes: Vec<String>) -> TestServer {
 /// Waits (bounded) for `s` to have `n` routes; returns how many it has.
 async fn routes_after(s: &TestServer, n: usize) -> usize {
     for _ in 0..120 {
-        if s.server.cluster().unwrap().num_routes() == n {
+        if natrix_broker::cluster::Cluster::of(&s.server)
+            .unwrap()
+            .num_routes()
+            == n
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    s.server.cluster().unwrap().num_routes()
+    natrix_broker::cluster::Cluster::of(&s.server)
+        .unwrap()
+        .num_routes()
 }
 
 #[tokio::test]
@@ -464,7 +484,9 @@ async fn route_authorization_with_the_reference_server() {
     );
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(
-        a.server.cluster().unwrap().num_routes(),
+        natrix_broker::cluster::Cluster::of(&a.server)
+            .unwrap()
+            .num_routes(),
         0,
         "wrong credentials are refused"
     );
@@ -521,7 +543,9 @@ async fn lame_duck_server_leaves_connect_urls() {
         b.server.info().connect_urls
     );
     assert_eq!(
-        b.server.cluster().unwrap().num_routes(),
+        natrix_broker::cluster::Cluster::of(&b.server)
+            .unwrap()
+            .num_routes(),
         1,
         "the route stays during the grace period"
     );
@@ -531,7 +555,12 @@ async fn lame_duck_server_leaves_connect_urls() {
 async fn reload_adds_and_removes_routes() {
     let a = node("A", Vec::new()).await;
     let b = node("B", Vec::new()).await;
-    assert_eq!(a.server.cluster().unwrap().num_routes(), 0);
+    assert_eq!(
+        natrix_broker::cluster::Cluster::of(&a.server)
+            .unwrap()
+            .num_routes(),
+        0
+    );
     let mut opts = (*a.server.options()).clone();
     opts.cluster.as_mut().unwrap().routes = vec![route_url(&b)];
     a.server.reload(opts.clone()).await.unwrap();
@@ -550,7 +579,9 @@ async fn reload_adds_and_removes_routes() {
     );
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(
-        a.server.cluster().unwrap().num_routes(),
+        natrix_broker::cluster::Cluster::of(&a.server)
+            .unwrap()
+            .num_routes(),
         0,
         "and not redialed"
     );

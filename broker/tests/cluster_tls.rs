@@ -139,12 +139,16 @@ async fn natrix(pki: &Pki, name: &str, tls: bool, routes: &[String]) -> TestServ
 }
 
 fn route_url(s: &TestServer) -> String {
-    let c = s.server.cluster().expect("clustered");
+    let c = natrix_broker::cluster::Cluster::of(&s.server).expect("clustered");
     format!("nats-route://{}", c.listen_addr.read().expect("listening"))
 }
 
 fn route_addr(s: &TestServer) -> SocketAddr {
-    s.server.cluster().unwrap().listen_addr.read().unwrap()
+    natrix_broker::cluster::Cluster::of(&s.server)
+        .unwrap()
+        .listen_addr
+        .read()
+        .unwrap()
 }
 
 /// A server process started from a config file, with its client, monitoring and route ports.
@@ -383,7 +387,12 @@ async fn route_port_speaks_tls_first_and_requires_a_certificate() {
         "INFO in the clear: {read:?} {got:?}"
     );
     // The cluster still has no route.
-    assert_eq!(a.server.cluster().unwrap().num_routes(), 0);
+    assert_eq!(
+        natrix_broker::cluster::Cluster::of(&a.server)
+            .unwrap()
+            .num_routes(),
+        0
+    );
 }
 
 #[tokio::test]
@@ -577,7 +586,7 @@ fn broken_route_tls_fails_at_startup() {
     let tls = broken.cluster.as_mut().unwrap().tls.as_mut().unwrap();
     // A key that is not the certificate's.
     tls.key_file = other.key.clone();
-    let err = natrix_broker::server::Server::try_new(broken)
+    let err = natrix_broker::node::build(broken)
         .map(|_| ())
         .unwrap_err()
         .to_string();
@@ -595,7 +604,7 @@ fn broken_route_tls_fails_at_startup() {
         .as_mut()
         .unwrap()
         .ca_file = None;
-    let err = natrix_broker::server::Server::try_new(no_ca)
+    let err = natrix_broker::node::build(no_ca)
         .map(|_| ())
         .unwrap_err()
         .to_string();

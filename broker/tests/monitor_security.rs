@@ -20,7 +20,6 @@ use std::time::Duration;
 use common::{Raw, RefServer, TestServer};
 use monitor_common::{get, get_json, wait_json};
 use natrix_broker::options::{Options, TlsOptions};
-use natrix_broker::server::Server;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -221,7 +220,9 @@ async fn https_port_needs_tls_and_excludes_http() {
         https_port: -1,
         ..Options::default()
     };
-    let err = Server::new(opts).start().await.unwrap_err();
+    let err = natrix_broker::node::start(&natrix_broker::node::build(opts).unwrap())
+        .await
+        .unwrap_err();
     assert_eq!(
         err.to_string(),
         "Can't start monitoring: TLS cert and key required for HTTPS"
@@ -237,7 +238,9 @@ async fn https_port_needs_tls_and_excludes_http() {
         tls: Some(files.options()),
         ..Options::default()
     };
-    let err = Server::new(opts).start().await.unwrap_err();
+    let err = natrix_broker::node::start(&natrix_broker::node::build(opts).unwrap())
+        .await
+        .unwrap_err();
     assert_eq!(
         err.to_string(),
         "Can't start monitoring: can't specify both HTTP (8222) and HTTPs (8223) ports"
@@ -254,8 +257,8 @@ async fn https_from_config_file() {
     opts.host = "127.0.0.1".into();
     opts.port = -1;
     assert_eq!(opts.https_port, -1);
-    let server = Server::new(opts);
-    server.start().await.expect("starts");
+    let server = natrix_broker::node::build(opts).expect("valid server options");
+    natrix_broker::node::start(&server).await.expect("starts");
     let addr = server.https_addr.read().expect("https bound");
     let (status, body) = https_get(files.client_config(), addr, "/healthz").await;
     server.shutdown();

@@ -265,7 +265,7 @@ async fn invalid_account_jwt_is_a_startup_error() {
         1,
     );
     let opts = conf::load_conf(&config);
-    let Err(err) = natrix_broker::server::Server::try_new(opts) else {
+    let Err(err) = natrix_broker::node::build(opts) else {
         panic!("untrusted account JWT refused");
     };
     assert!(err.to_string().contains(&x.public_key()), "{err}");

@@ -58,7 +58,7 @@ async fn natrix(k: &Keys, name: &str, dir: &Path, interval: &str, routes: &[Stri
 }
 
 fn route_url(s: &TestServer) -> String {
-    let c = s.server.cluster().expect("clustered");
+    let c = natrix_broker::cluster::Cluster::of(&s.server).expect("clustered");
     format!("nats-route://{}", c.listen_addr.read().expect("listening"))
 }
 
@@ -73,9 +73,12 @@ async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 
 async fn wait_routes(servers: &[&TestServer], n: usize) {
     eventually(&format!("every server has {n} routes"), || {
-        servers
-            .iter()
-            .all(|s| s.server.cluster().unwrap().num_routes() == n)
+        servers.iter().all(|s| {
+            natrix_broker::cluster::Cluster::of(&s.server)
+                .unwrap()
+                .num_routes()
+                == n
+        })
     })
     .await;
 }
@@ -84,7 +87,7 @@ async fn wait_routes(servers: &[&TestServer], n: usize) {
 async fn wait_sys_interest(s: &TestServer, k: &Keys, subject: &str, n: usize) {
     let sys = k.sys.public_key();
     eventually(&format!("{subject} interest on {n} routes"), || {
-        let c = s.server.cluster().unwrap();
+        let c = natrix_broker::cluster::Cluster::of(&s.server).unwrap();
         c.routes()
             .iter()
             .filter(|r| r.matches(&sys, subject).is_some_and(|m| !m.is_empty()))

@@ -28,7 +28,7 @@ async fn node(name: &str, routes: Vec<String>) -> TestServer {
 }
 
 fn route_url(s: &TestServer) -> String {
-    let c = s.server.cluster().expect("clustered");
+    let c = natrix_broker::cluster::Cluster::of(&s.server).expect("clustered");
     format!("nats-route://{}", c.listen_addr.read().expect("listening"))
 }
 

@@ -153,7 +153,11 @@ async fn statsz_is_published_when_a_route_comes_up() {
     common::sync(&sys).await;
     let route = format!(
         "nats-route://{}",
-        a.server.cluster().unwrap().listen_addr.read().unwrap()
+        natrix_broker::cluster::Cluster::of(&a.server)
+            .unwrap()
+            .listen_addr
+            .read()
+            .unwrap()
     );
     let _b = conf::start_conf(
         &format!(

@@ -21,8 +21,10 @@ use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::context::FIELD_MANAGER;
 use crate::error::{Error, Result};
+
+/// Field manager of every server-side apply, and the events' reporting controller.
+pub const FIELD_MANAGER: &str = "natrix-controller";
 
 /// Parameters of every apply: our field manager, taking over conflicting fields.
 pub fn apply_params() -> PatchParams {

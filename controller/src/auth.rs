@@ -12,7 +12,7 @@ use nkeys::KeyPair;
 use sha2::{Digest, Sha256};
 
 use crate::crd::{AccountSpec, ExportType, User};
-use crate::render::{parse_duration, parse_size};
+use crate::units::{parse_duration, parse_size};
 
 /// Operator Secret key: the operator identity seed (`SO...`).
 pub const OPERATOR_SEED_KEY: &str = "operator.seed";
@@ -21,7 +21,7 @@ pub const SIGNING_SEED_KEY: &str = "signing-key.seed";
 /// Operator Secret key: the operator JWT (mounted in the pods).
 pub const OPERATOR_JWT_KEY: &str = "operator.jwt";
 /// Operator Secret key: the system account's public key (`$SYSTEM_ACCOUNT` in the pods).
-pub const SYSTEM_ACCOUNT_KEY: &str = crate::render::SYSTEM_ACCOUNT_KEY;
+pub const SYSTEM_ACCOUNT_KEY: &str = "system-account";
 /// Operator Secret key: the system account seed.
 pub const SYSTEM_ACCOUNT_SEED_KEY: &str = "system-account.seed";
 /// Operator Secret key: the system account JWT.

@@ -9,13 +9,10 @@ use kube::core::ApiResource;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource};
 
-use crate::apply::Applied;
+use crate::apply::{Applied, FIELD_MANAGER};
 use crate::client_auth::ClientAuth;
 use crate::cluster::health::{HealthCheck, HttpHealth};
 use crate::metrics::Metrics;
-
-/// Field manager of every server-side apply, and the events' reporting controller.
-pub const FIELD_MANAGER: &str = "natrix-controller";
 
 /// Operator settings that are not per resource.
 #[derive(Clone, Debug)]

@@ -16,3 +16,4 @@ pub mod operator;
 pub mod render;
 pub mod stream;
 pub mod telemetry;
+pub mod units;

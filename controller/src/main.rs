@@ -131,7 +131,7 @@ fn main() -> ExitCode {
 
 /// A duration flag: `10m`, `1h30m`, `600s` (Go/Kubernetes spelling).
 fn parse_deadline(s: &str) -> Result<Duration, String> {
-    natrix_controller::render::parse_duration(s)
+    natrix_controller::units::parse_duration(s)
         .filter(|d| *d >= 1.0)
         .map(Duration::from_secs_f64)
         .ok_or_else(|| format!("{s:?}: expected a duration of at least 1s such as 10m or 1h30m"))

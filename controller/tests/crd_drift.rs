@@ -59,15 +59,9 @@ fn stream_storage_defaults_to_file_and_durations_are_validated() {
     let ok = ["24h", "1h30m", "500ms", "1.5s"];
     let bad = ["1d", "", "10", "5 m"];
     for d in ok {
-        assert!(
-            natrix_controller::render::parse_duration(d).is_some(),
-            "{d}"
-        );
+        assert!(natrix_controller::units::parse_duration(d).is_some(), "{d}");
     }
     for d in bad {
-        assert!(
-            natrix_controller::render::parse_duration(d).is_none(),
-            "{d}"
-        );
+        assert!(natrix_controller::units::parse_duration(d).is_none(), "{d}");
     }
 }

@@ -1,14 +1,13 @@
 //! The scale-down guard's stream listing against an in-process natrix-broker with JetStream.
 
 use natrix_broker::options::{JetStreamOptions, Options};
-use natrix_broker::server::Server;
 use natrix_controller::cluster::scale::{self, Scale, StreamReplicas};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lists_every_stream_with_its_replicas() {
     let dir = std::env::temp_dir().join(format!("natrix-scale-streams-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let server = Server::new(Options {
+    let server = natrix_broker::node::build(Options {
         host: "127.0.0.1".into(),
         port: -1,
         jetstream: Some(JetStreamOptions {
@@ -16,8 +15,9 @@ async fn lists_every_stream_with_its_replicas() {
             ..Default::default()
         }),
         ..Options::default()
-    });
-    server.start().await.unwrap();
+    })
+    .expect("valid server options");
+    natrix_broker::node::start(&server).await.unwrap();
     let url = format!("nats://{}", server.client_addr.read().unwrap());
     let client = async_nats::connect(&url).await.unwrap();
     let js = async_nats::jetstream::new(client.clone());

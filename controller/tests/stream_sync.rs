@@ -17,7 +17,7 @@ fn spec(v: serde_json::Value) -> StreamSpec {
 }
 
 async fn broker(dir: &std::path::Path) -> (std::sync::Arc<Server>, String) {
-    let server = Server::new(Options {
+    let server = natrix_broker::node::build(Options {
         host: "127.0.0.1".into(),
         port: -1,
         jetstream: Some(JetStreamOptions {
@@ -25,8 +25,9 @@ async fn broker(dir: &std::path::Path) -> (std::sync::Arc<Server>, String) {
             ..Default::default()
         }),
         ..Options::default()
-    });
-    server.start().await.unwrap();
+    })
+    .expect("valid server options");
+    natrix_broker::node::start(&server).await.unwrap();
     let addr = server.client_addr.read().unwrap();
     (server, format!("nats://{addr}"))
 }

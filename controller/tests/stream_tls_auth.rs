@@ -9,7 +9,6 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::ByteString;
 use natrix_broker::options::{JetStreamOptions, Options, TlsOptions, User};
-use natrix_broker::server::Server;
 use natrix_controller::client_auth::{self, ClientAuth, Login};
 use natrix_controller::context::NatsClients;
 use natrix_controller::crd::{NatsCluster, StreamSpec};
@@ -87,7 +86,7 @@ async fn streams_on_a_tls_cluster_with_users() {
         std::fs::write(&p, text).unwrap();
         p
     };
-    let server = Server::new(Options {
+    let server = natrix_broker::node::build(Options {
         host: "127.0.0.1".into(),
         port: -1,
         tls: Some(TlsOptions {
@@ -108,8 +107,9 @@ async fn streams_on_a_tls_cluster_with_users() {
             ..Default::default()
         }),
         ..Options::default()
-    });
-    server.start().await.unwrap();
+    })
+    .expect("valid server options");
+    natrix_broker::node::start(&server).await.unwrap();
     let url = format!("nats://{}", server.client_addr.read().unwrap());
 
     // What a user writes: client TLS verifying clients, the CA, and the operator's Secrets.

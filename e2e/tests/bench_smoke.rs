@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use natrix_broker::options::{JetStreamOptions, Options};
-use natrix_broker::server::Server;
 
 fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     line.split_whitespace()
@@ -14,12 +13,13 @@ fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_mode_runs_without_loss() {
-    let server = Server::new(Options {
+    let server = natrix_broker::node::build(Options {
         host: "127.0.0.1".into(),
         port: -1,
         ..Options::default()
-    });
-    server.start().await.unwrap();
+    })
+    .expect("valid server options");
+    natrix_broker::node::start(&server).await.unwrap();
     let addr = server.client_addr.read().unwrap();
     let url = format!("nats://{addr}");
     for (mode, msgs) in [
@@ -61,12 +61,13 @@ async fn every_mode_runs_without_loss() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_messages_are_reported_not_waited_for() {
-    let server = Server::new(Options {
+    let server = natrix_broker::node::build(Options {
         host: "127.0.0.1".into(),
         port: -1,
         ..Options::default()
-    });
-    server.start().await.unwrap();
+    })
+    .expect("valid server options");
+    natrix_broker::node::start(&server).await.unwrap();
     let url = format!("nats://{}", server.client_addr.read().unwrap());
     // A one-message client buffer makes async-nats drop most deliveries.
     let out = tokio::task::spawn_blocking(move || {
@@ -123,7 +124,7 @@ impl Drop for TempDir {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jetstream_modes_store_and_fetch_every_message() {
     let dir = TempDir::new("js");
-    let server = Server::new(Options {
+    let server = natrix_broker::node::build(Options {
         host: "127.0.0.1".into(),
         port: -1,
         jetstream: Some(JetStreamOptions {
@@ -131,8 +132,9 @@ async fn jetstream_modes_store_and_fetch_every_message() {
             ..Default::default()
         }),
         ..Options::default()
-    });
-    server.start().await.unwrap();
+    })
+    .expect("valid server options");
+    natrix_broker::node::start(&server).await.unwrap();
     let url = format!("nats://{}", server.client_addr.read().unwrap());
     let runs: [&[&str]; 4] = [
         &["jspub", "--msgs", "3000", "--window", "64"],

@@ -126,7 +126,41 @@ impl std::fmt::Debug for Cluster {
     }
 }
 
+impl crate::server::links::Routes for Cluster {
+    fn forward(
+        &self,
+        account: &Account,
+        subject: &str,
+        reply: Option<&[u8]>,
+        headers: Option<&[u8]>,
+        payload: &[u8],
+        local: &MatchResult<Subscription>,
+    ) -> (bool, Option<MatchResult<Subscription>>) {
+        Cluster::forward(self, account, subject, reply, headers, payload, local)
+    }
+    fn sub_added(&self, sub: &Subscription) {
+        Cluster::sub_added(self, sub)
+    }
+    fn sub_removed(&self, sub: &Subscription) {
+        Cluster::sub_removed(self, sub)
+    }
+    fn set_import_interest(&self, keys: Vec<(String, String)>) {
+        Cluster::set_import_interest(self, keys)
+    }
+    fn announce_lame_duck(&self, server: &Server) {
+        Cluster::announce_lame_duck(self, server)
+    }
+    fn as_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
+        self
+    }
+}
+
 impl Cluster {
+    /// The server's cluster, when it is clustered.
+    pub fn of(server: &Server) -> Option<Arc<Cluster>> {
+        server.routes()?.clone().as_any().downcast().ok()
+    }
+
     /// The cluster state for these options (nothing is bound until [`Cluster::start`]); fails
     /// when the route TLS configuration cannot be built.
     pub fn new(opts: ClusterOptions) -> Result<Arc<Cluster>, crate::server::tls::TlsError> {

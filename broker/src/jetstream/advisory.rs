@@ -19,7 +19,7 @@ pub fn publish(
     kind: &str,
     mut body: Value,
 ) {
-    if !account.has_interest(subject) && server.cluster().is_none() {
+    if !account.has_interest(subject) && crate::cluster::Cluster::of(server).is_none() {
         return;
     }
     let mut v = json!({
@@ -64,7 +64,7 @@ impl Audit {
         request: &bytes::Bytes,
         domain: Option<&String>,
     ) -> Option<Box<Audit>> {
-        if !account.has_interest(API_AUDIT) && server.cluster().is_none() {
+        if !account.has_interest(API_AUDIT) && crate::cluster::Cluster::of(server).is_none() {
             return None;
         }
         let client = match server.client(cid) {

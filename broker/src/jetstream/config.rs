@@ -928,7 +928,10 @@ pub fn with_server_metadata(config: &mut serde_json::Value) {
         .get_mut("metadata")
         .and_then(serde_json::Value::as_object_mut)
     {
-        m.insert("_nats.level".into(), super::API_LEVEL.to_string().into());
+        m.insert(
+            "_nats.level".into(),
+            crate::server::API_LEVEL.to_string().into(),
+        );
         m.insert(
             "_nats.ver".into(),
             crate::server::VERSION.to_string().into(),

@@ -1049,7 +1049,7 @@ impl Consumer {
         let Some(ds) = self.cfg.deliver_subject.as_deref() else {
             return false;
         };
-        ctx.account.has_interest(ds) || ctx.server.cluster().is_some()
+        ctx.account.has_interest(ds) || ctx.server.routes().is_some()
     }
 
     /// Ends expired requests (408) at the front of the queue; the loop in `deliver` calls
@@ -1097,7 +1097,7 @@ impl Consumer {
         let now = Instant::now();
         // In a cluster the requester may sit behind a route; replies to imported requests
         // (`_R_.`) are routed without a subscription here.
-        let check_interest = ctx.server.cluster().is_none();
+        let check_interest = ctx.server.routes().is_none();
         let mut keep = VecDeque::with_capacity(self.waiting.len());
         while let Some(r) = self.waiting.pop_front() {
             if r.expires.is_some_and(|e| e <= now) {

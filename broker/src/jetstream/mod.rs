@@ -34,7 +34,7 @@ use serde_json::{json, Value};
 use crate::accounts::Account;
 use crate::options::{JetStreamOptions, JsAccountLimits};
 use crate::server::client::{Client, InternalHandler, InternalSender, Subscription};
-use crate::server::Server;
+use crate::server::{Server, API_LEVEL};
 use config::{Storage, StreamConfig};
 use errors::ApiError;
 use stream::{Cmd, Op, StreamHandle};
@@ -49,12 +49,6 @@ pub(crate) fn error_body(kind: &str, e: ApiError) -> Value {
     }
     v
 }
-
-/// The JetStream API level we implement: nats-server 2.15's level 5. Level 4 (2.14) brought
-/// fast batches, the `flow_control` ack policy, durable sourcing and consumer reset; 2.15
-/// requires level 5 of no stream or consumer feature a standalone server offers (its
-/// `_nats.req.level` stays at 4 or below), so the level is reported as 2.15 reports it.
-pub const API_LEVEL: i64 = 5;
 
 /// One account's JetStream: its limits, streams and API counters.
 #[derive(Debug)]
@@ -170,7 +164,21 @@ fn effective_max_store(configured: i64) -> i64 {
     }
 }
 
+impl crate::server::links::Service for JetStream {
+    fn shutdown(&self) {
+        JetStream::shutdown(self)
+    }
+    fn as_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
+        self
+    }
+}
+
 impl JetStream {
+    /// The server's JetStream, when it is enabled and started.
+    pub fn of(server: &Server) -> Option<Arc<JetStream>> {
+        server.jetstream_service()?.clone().as_any().downcast().ok()
+    }
+
     /// The server-wide memory storage limit.
     pub fn max_memory(&self) -> i64 {
         self.max_memory.load(Ordering::Relaxed)

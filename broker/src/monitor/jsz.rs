@@ -43,16 +43,16 @@ fn api(js: &JetStream) -> Value {
             e + a.api_errors.load(std::sync::atomic::Ordering::Relaxed),
         )
     });
-    json!({"level": crate::jetstream::API_LEVEL, "total": total, "errors": errors})
+    json!({"level": crate::server::API_LEVEL, "total": total, "errors": errors})
 }
 
 /// The `jetstream` object of `/varz` (`{}` without JetStream).
 pub fn varz_section(s: &Server) -> Value {
-    let Some(js) = s.jetstream() else {
+    let Some(js) = crate::jetstream::JetStream::of(s) else {
         return json!({});
     };
     json!({
-        "config": config(js),
+        "config": config(&js),
         "stats": {
             "memory": js.usage(Storage::Memory),
             "storage": js.usage(Storage::File),
@@ -60,7 +60,7 @@ pub fn varz_section(s: &Server) -> Value {
             "reserved_storage": 0,
             "accounts": js.accounts().len(),
             "ha_assets": 0,
-            "api": api(js),
+            "api": api(&js),
         },
         "limits": {},
     })
@@ -69,7 +69,7 @@ pub fn varz_section(s: &Server) -> Value {
 /// The `/jsz` document, or `None` when JetStream is off (the caller serves the disabled form).
 /// Stream details ask each stream's thread, so call it off the async workers.
 pub fn jsz(s: &Server, o: &JszOptions) -> Option<Value> {
-    let js = s.jetstream()?;
+    let js = crate::jetstream::JetStream::of(s)?;
     let accounts = js.accounts();
     let (mut streams, mut consumers, mut messages, mut bytes) = (0u64, 0u64, 0u64, 0u64);
     for a in &accounts {
@@ -87,10 +87,10 @@ pub fn jsz(s: &Server, o: &JszOptions) -> Option<Value> {
         "reserved_storage": 0,
         "accounts": accounts.len(),
         "ha_assets": 0,
-        "api": api(js),
+        "api": api(&js),
         "server_id": s.server_id,
         "now": crate::log::rfc3339(std::time::SystemTime::now()),
-        "config": config(js),
+        "config": config(&js),
         "limits": {},
         "streams": streams,
         "consumers": consumers,

@@ -32,7 +32,7 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
 use crate::log::rfc3339;
-use crate::server::{Server, VERSION};
+use crate::server::{host_str, Server, VERSION};
 use connz::ConnzOptions;
 use subsz::SubszOptions;
 use util::{go_escape, Params};
@@ -106,6 +106,90 @@ fn normalize_base_path(p: &str) -> String {
     } else {
         format!("/{}", parts.join("/"))
     }
+}
+
+/// Opens what the options ask for: the HTTP and HTTPS monitoring ports and the profiling
+/// port, each serving in its own task; nats-server's startup checks and log lines.
+pub async fn start(server: &Arc<Server>) -> std::io::Result<()> {
+    let opts = server.options();
+    // nats-server's StartMonitoring checks, with its messages.
+    if opts.http_port != 0 && opts.https_port != 0 {
+        return Err(std::io::Error::other(format!(
+            "Can't start monitoring: can't specify both HTTP ({}) and HTTPs ({}) ports",
+            opts.http_port, opts.https_port
+        )));
+    }
+    if opts.http_port != 0 {
+        let http_port = if opts.http_port < 0 {
+            0
+        } else {
+            opts.http_port as u16
+        };
+        let http = TcpListener::bind((opts.http_host.as_str(), http_port)).await?;
+        let haddr = http.local_addr()?;
+        *server.http_addr.write() = Some(haddr);
+        tracing::info!(
+            "Starting http monitor on {}:{}",
+            host_str(&opts.http_host),
+            haddr.port()
+        );
+        tracing::info!(
+            "Listening for monitoring connections on http://{}:{}",
+            host_str(&opts.http_host),
+            haddr.port()
+        );
+        let me = server.clone();
+        tokio::spawn(async move { serve(me, http).await });
+    }
+    if opts.prof_port != 0 {
+        // As nats-server: on the client listen host.
+        let port = if opts.prof_port < 0 {
+            0
+        } else {
+            opts.prof_port as u16
+        };
+        let prof = TcpListener::bind((opts.host.as_str(), port)).await?;
+        tracing::info!("profiling port: {}", prof.local_addr()?.port());
+        let me = server.clone();
+        tokio::spawn(async move { profile::serve(me, prof).await });
+    }
+    if opts.https_port != 0 {
+        let Some(tls) = &opts.tls else {
+            return Err(std::io::Error::other(
+                "Can't start monitoring: TLS cert and key required for HTTPS",
+            ));
+        };
+        // The client certificate and settings, but never asking for client certificates
+        // (nats-server sets ClientAuth = NoClientCert on its clone of the config).
+        let mut mon_tls = tls.clone();
+        mon_tls.verify = false;
+        mon_tls.verify_and_map = false;
+        crate::server::tls::install_crypto_provider();
+        let config = crate::server::tls::server_config(&mon_tls)
+            .map_err(|e| std::io::Error::other(format!("Can't start monitoring: {e}")))?;
+        let https_port = if opts.https_port < 0 {
+            0
+        } else {
+            opts.https_port as u16
+        };
+        let https = TcpListener::bind((opts.http_host.as_str(), https_port)).await?;
+        let haddr = https.local_addr()?;
+        *server.https_addr.write() = Some(haddr);
+        tracing::info!(
+            "Starting https monitor on {}:{}",
+            host_str(&opts.http_host),
+            haddr.port()
+        );
+        let me = server.clone();
+        // nats-server's default handshake timeout when none is set.
+        let timeout = if tls.timeout.is_zero() {
+            std::time::Duration::from_secs(2)
+        } else {
+            tls.timeout
+        };
+        tokio::spawn(async move { serve_tls(me, https, config, timeout).await });
+    }
+    Ok(())
 }
 
 /// Serves monitoring on an already bound listener until the server shuts down.
@@ -432,7 +516,7 @@ fn healthz_status(s: &Server) -> &'static str {
 
 /// Why the server is unhealthy, if it is.
 pub(crate) fn healthz_error(s: &Server) -> Option<String> {
-    s.jetstream()?.unhealthy()
+    crate::jetstream::JetStream::of(s)?.unhealthy()
 }
 
 /// The `/routez` document; `subs` adds each route's `subscriptions_list`, `detail` its
@@ -442,9 +526,8 @@ pub(crate) fn routez_doc(s: &Server, subs: bool, detail: bool) -> Routez {
         server_id: s.server_id.clone(),
         server_name: s.server_name.clone(),
         now: now(),
-        num_routes: s.cluster().map_or(0, |c| c.num_routes()),
-        routes: s
-            .cluster()
+        num_routes: crate::cluster::Cluster::of(s).map_or(0, |c| c.num_routes()),
+        routes: crate::cluster::Cluster::of(s)
             .map(|c| c.routez(subs, detail))
             .unwrap_or_default(),
     }

@@ -182,8 +182,7 @@ impl Server {
             max_control_line: opts.max_control_line,
             max_payload: opts.max_payload,
             max_pending: opts.max_pending,
-            cluster: self
-                .cluster()
+            cluster: crate::cluster::Cluster::of(self)
                 .map_or_else(|| serde_json::json!({}), |c| c.varz()),
             gateway: Empty {},
             leaf: Empty {},
@@ -201,8 +200,8 @@ impl Server {
             cpu: proc::pcpu(),
             connections: self.num_clients(),
             total_connections: self.total_connections.load(Ordering::Relaxed),
-            routes: self.cluster().map_or(0, |c| c.num_routes()),
-            remotes: self.cluster().map_or(0, |c| c.num_routes()),
+            routes: crate::cluster::Cluster::of(self).map_or(0, |c| c.num_routes()),
+            remotes: crate::cluster::Cluster::of(self).map_or(0, |c| c.num_routes()),
             leafnodes: 0,
             in_msgs,
             in_bytes,

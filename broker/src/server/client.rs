@@ -718,7 +718,7 @@ fn deliver_in_account(
     wakes: &mut WakeList,
 ) -> bool {
     let result = cache.get_ref(m.subject, &account.sublist);
-    let (forwarded, filtered) = match server.cluster() {
+    let (forwarded, filtered) = match server.routes() {
         Some(c) => c.forward(account, m.subject, m.reply, m.headers, m.payload, result),
         None => (false, None),
     };
@@ -861,7 +861,7 @@ fn cross_accounts(
             // The responder may be on another server: the request travels the routes in the
             // exporter's account (queue groups decided cluster-wide, as for a publish).
             let result = si.exporter.sublist.match_subject(&mapped);
-            let (forwarded, filtered) = match server.cluster() {
+            let (forwarded, filtered) = match server.routes() {
                 Some(c) => c.forward(
                     &si.exporter,
                     &mapped,
@@ -1575,7 +1575,9 @@ async fn finish_connect(
     ci: ConnectInfo,
 ) {
     // A user of an account this server has not got yet: the cluster's resolvers may have it.
-    super::resolver::fetch_missing(server, ci.jwt.as_deref()).await;
+    if let Some(h) = server.hooks() {
+        h.fetch_account(server, ci.jwt.as_deref()).await;
+    }
     let auth = server.authenticator();
     let user = if r.user.is_some() && !auth.required() {
         r.user.clone()
@@ -1657,7 +1659,9 @@ async fn finish_connect(
             r.connect_info = Some(format!("INFO {v}\r\n").into_bytes());
         }
     }
-    super::sysreq::client_event(server, client, None);
+    if let Some(h) = server.hooks() {
+        h.client_event(server, client, None);
+    }
 }
 
 /// Binds the connection to an authenticated user: its account, permissions and replies.

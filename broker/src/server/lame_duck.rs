@@ -103,7 +103,7 @@ impl Server {
             return;
         }
         tracing::info!("Entering lame duck mode, stop accepting new clients");
-        if let Some(c) = self.cluster() {
+        if let Some(c) = self.routes() {
             c.announce_lame_duck(self);
         }
         // No client can connect once the accept loop has dropped the listener.

@@ -1,20 +1,17 @@
 //! The server: listeners, the set of live and closed connections, server-wide counters.
 
 pub mod client;
-pub mod config_watch;
 pub mod interfaces;
 mod lame_duck;
+pub mod links;
 pub mod outbound;
-pub mod reload;
-pub mod resolver;
-pub mod sysreq;
 pub mod tls;
 pub mod transport;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use parking_lot::{Mutex, RwLock};
@@ -28,10 +25,16 @@ use crate::options::Options;
 use crate::protocol::info::Info;
 use crate::protocol::ClosedReason;
 use client::{Client, Counters, Subscription};
+use links::{Routes, Service, SystemHooks};
 
 /// The version we report; clients gate features on it, so it tracks the nats-server release
 /// whose JetStream API level we have (2.15; see `API_LEVEL`).
 pub const VERSION: &str = "2.15.0";
+/// The JetStream API level we implement: nats-server 2.15's level 5. Level 4 (2.14) brought
+/// fast batches, the `flow_control` ack policy, durable sourcing and consumer reset; 2.15
+/// requires level 5 of no stream or consumer feature a standalone server offers (its
+/// `_nats.req.level` stays at 4 or below), so the level is reported as 2.15 reports it.
+pub const API_LEVEL: i64 = 5;
 /// Our own build tag, reported where nats-server reports its Go version.
 pub const GO_VERSION: &str = concat!("natrix-", env!("CARGO_PKG_VERSION"));
 
@@ -76,7 +79,7 @@ pub struct TlsSetup {
 
 /// The running broker, shared by every connection task and the monitoring server.
 pub struct Server {
-    opts: RwLock<Arc<Options>>,
+    pub(crate) opts: RwLock<Arc<Options>>,
     info: RwLock<Info>,
     pub server_id: String,
     pub server_name: String,
@@ -89,13 +92,13 @@ pub struct Server {
     pub stale_connections: AtomicU64,
     pub total_connections: AtomicU64,
     next_cid: AtomicU64,
-    global: Arc<Account>,
-    accounts: RwLock<HashMap<String, Arc<Account>>>,
+    pub(crate) global: Arc<Account>,
+    pub(crate) accounts: RwLock<HashMap<String, Arc<Account>>>,
     /// The system account (`system_account`, or `$SYS`).
     pub system_account: Arc<Account>,
-    auth: RwLock<Arc<Authenticator>>,
+    pub(crate) auth: RwLock<Arc<Authenticator>>,
     /// Client TLS: the rustls config, whether the handshake comes before INFO, its timeout.
-    tls: RwLock<Option<TlsSetup>>,
+    pub(crate) tls: RwLock<Option<TlsSetup>>,
     /// Bumped by every applied config reload; connections compare it once per read batch and
     /// then re-read their limits and permissions.
     pub(crate) reload_epoch: AtomicU64,
@@ -108,13 +111,15 @@ pub struct Server {
     /// HTTPS monitoring listener address once bound.
     pub https_addr: RwLock<Option<SocketAddr>>,
     /// JetStream, once started.
-    jetstream: std::sync::OnceLock<Arc<crate::jetstream::JetStream>>,
-    shutdown: watch::Sender<bool>,
+    jetstream: OnceLock<Arc<dyn Service>>,
+    pub(crate) shutdown: watch::Sender<bool>,
     /// A route came up: publish STATSZ now, so peers (nats-server's resolver among them)
     /// learn of this server without waiting for the 30 s tick.
     pub(crate) statsz_now: tokio::sync::Notify,
     /// Routes to the other servers of the cluster, when `cluster` is configured.
-    cluster: Option<Arc<crate::cluster::Cluster>>,
+    routes: OnceLock<Arc<dyn Routes>>,
+    /// The system layer's hooks, once the node has set them.
+    hooks: OnceLock<Arc<dyn SystemHooks>>,
     /// Lame duck mode state.
     ldm: lame_duck::LameDuck,
 }
@@ -128,14 +133,8 @@ impl std::fmt::Debug for Server {
 }
 
 impl Server {
-    /// Builds a server from options; nothing is bound until [`Server::start`].
-    ///
-    /// Panics on an inconsistent configuration; binaries use [`Server::try_new`].
-    pub fn new(opts: Options) -> Arc<Server> {
-        Self::try_new(opts).expect("valid server options")
-    }
-
-    /// Builds a server from options, or says what in them is inconsistent.
+    /// Builds the core server from options, or says what in them is inconsistent; nothing
+    /// listens yet. A whole broker is built and started by `crate::node`.
     pub fn try_new(opts: Options) -> Result<Arc<Server>, ServerError> {
         let server_id = nkeys::KeyPair::new_server().public_key();
         let server_name = opts
@@ -154,7 +153,7 @@ impl Server {
             headers: !opts.no_header_support,
             max_payload: opts.max_payload,
             // nats-server sends its JetStream API level whether or not JetStream is on.
-            api_lvl: crate::jetstream::API_LEVEL as i32,
+            api_lvl: API_LEVEL as i32,
             ..Default::default()
         };
         let global = Arc::new(Account::new("$G"));
@@ -189,13 +188,7 @@ impl Server {
         }
         let tls = tls_setup(&opts, &mut info)?;
         let now = SystemTime::now();
-        let opts_cluster = opts.cluster.clone();
-        let cluster = opts_cluster
-            .clone()
-            .map(crate::cluster::Cluster::new)
-            .transpose()
-            .map_err(ServerError::ClusterTls)?;
-        if let Some(c) = &opts_cluster {
+        if let Some(c) = &opts.cluster {
             info.cluster = Some(c.name.clone().unwrap_or_default()).filter(|n| !n.is_empty());
         }
         Ok(Arc::new(Server {
@@ -222,27 +215,50 @@ impl Server {
             client_addr: RwLock::new(None),
             http_addr: RwLock::new(None),
             https_addr: RwLock::new(None),
-            jetstream: std::sync::OnceLock::new(),
+            jetstream: OnceLock::new(),
             shutdown: watch::channel(false).0,
             statsz_now: tokio::sync::Notify::new(),
-            cluster,
+            routes: OnceLock::new(),
+            hooks: OnceLock::new(),
             ldm: lame_duck::LameDuck::default(),
         }))
     }
 
-    /// JetStream, when enabled and started.
-    pub fn jetstream(&self) -> Option<&Arc<crate::jetstream::JetStream>> {
+    /// JetStream, once the node started it.
+    pub fn jetstream_service(&self) -> Option<&Arc<dyn Service>> {
         self.jetstream.get()
+    }
+
+    /// Keeps JetStream (started by the node) and tells clients it is there.
+    pub fn set_jetstream(&self, js: Arc<dyn Service>) {
+        if self.jetstream.set(js).is_ok() {
+            self.info.write().jetstream = Some(true);
+        }
+    }
+
+    /// The cluster's routes, when clustered.
+    pub fn routes(&self) -> Option<&Arc<dyn Routes>> {
+        self.routes.get()
+    }
+
+    /// Connects the cluster's routes (once, when the node is built).
+    pub fn set_routes(&self, routes: Arc<dyn Routes>) {
+        let _ = self.routes.set(routes);
+    }
+
+    /// Hands the server the system layer's hooks (once, when the node is built).
+    pub fn set_hooks(&self, hooks: Arc<dyn SystemHooks>) {
+        let _ = self.hooks.set(hooks);
+    }
+
+    /// The system layer's hooks, when set.
+    pub(crate) fn hooks(&self) -> Option<&Arc<dyn SystemHooks>> {
+        self.hooks.get()
     }
 
     /// Client TLS settings, when TLS is configured.
     pub fn tls_config(&self) -> Option<TlsSetup> {
         self.tls.read().clone()
-    }
-
-    /// The cluster (routes), when configured.
-    pub fn cluster(&self) -> Option<&Arc<crate::cluster::Cluster>> {
-        self.cluster.as_ref()
     }
 
     /// Changes the INFO sent to new clients (cluster `connect_urls`).
@@ -304,7 +320,7 @@ impl Server {
     /// Tells the cluster which exporters' subjects this server's imports need (see
     /// [`crate::cluster::Cluster::set_import_interest`]).
     pub(crate) fn refresh_import_interest(&self) {
-        let Some(c) = self.cluster() else { return };
+        let Some(c) = self.routes() else { return };
         let mut keys = Vec::new();
         for a in self.accounts.read().values() {
             for f in a.stream_forwards.all() {
@@ -354,7 +370,7 @@ impl Server {
         for s in &subs {
             if s.account.sublist.remove(&s.subject, s.queue.as_deref(), s) {
                 s.account.num_subs.fetch_sub(1, Ordering::Relaxed);
-                if let Some(c) = &self.cluster {
+                if let Some(c) = self.routes() {
                     c.sub_removed(s);
                 }
             }
@@ -363,8 +379,8 @@ impl Server {
             c.account().num_connections.fetch_sub(1, Ordering::Relaxed);
         }
         let reason = c.closed_reason().unwrap_or(ClosedReason::ClientClosed);
-        if c.meta.lock().connected {
-            sysreq::client_event(self, c, Some(reason));
+        if let Some(h) = self.hooks().filter(|_| c.meta.lock().connected) {
+            h.client_event(self, c, Some(reason));
         }
         tracing::debug!(
             "{} - Client connection closed: {}",
@@ -410,7 +426,7 @@ impl Server {
             .is_ok()
         {
             acc.num_subs.fetch_add(1, Ordering::Relaxed);
-            if let Some(c) = &self.cluster {
+            if let Some(c) = self.routes() {
                 c.sub_added(sub);
             }
         }
@@ -421,7 +437,7 @@ impl Server {
         let acc = &sub.account;
         if acc.sublist.remove(&sub.subject, sub.queue.as_deref(), sub) {
             acc.num_subs.fetch_sub(1, Ordering::Relaxed);
-            if let Some(c) = &self.cluster {
+            if let Some(c) = self.routes() {
                 c.sub_removed(sub);
             }
         }
@@ -482,28 +498,10 @@ impl Server {
         }
     }
 
-    /// Binds the listeners and spawns the accept loops; returns once they are listening.
-    pub async fn start(self: &Arc<Self>) -> std::io::Result<()> {
+    /// Binds the client port and puts the address in INFO; the accept loop starts with
+    /// [`Server::accept`].
+    pub async fn listen(self: &Arc<Self>) -> std::io::Result<TcpListener> {
         let opts = self.options();
-        sysreq::start(self)?;
-        sysreq::spawn_statsz(self, Duration::from_secs(30));
-        if let Some(r) = &opts.full_resolver {
-            resolver::start(self, r.clone())?;
-        }
-        if let Some(js_opts) = &opts.jetstream {
-            if self.jetstream.get().is_none() {
-                let js = crate::jetstream::JetStream::start(self, js_opts)
-                    .map_err(|e| std::io::Error::other(format!("Can't start JetStream: {e}")))?;
-                if opts.cluster.is_some() {
-                    // Clustered (replicated) JetStream is not implemented: say so loudly.
-                    tracing::warn!(
-                        "JetStream is not clustered yet: each server keeps its own streams and answers the JetStream API itself; run JetStream on a single server"
-                    );
-                }
-                let _ = self.jetstream.set(js);
-                self.info.write().jetstream = Some(true);
-            }
-        }
         let port = if opts.port < 0 { 0 } else { opts.port as u16 };
         let listener = TcpListener::bind((opts.host.as_str(), port)).await?;
         let addr = listener.local_addr()?;
@@ -517,85 +515,16 @@ impl Server {
                 info.port = port.unwrap_or(addr.port());
             }
         }
-        // nats-server's StartMonitoring checks, with its messages.
-        if opts.http_port != 0 && opts.https_port != 0 {
-            return Err(std::io::Error::other(format!(
-                "Can't start monitoring: can't specify both HTTP ({}) and HTTPs ({}) ports",
-                opts.http_port, opts.https_port
-            )));
-        }
-        if opts.http_port != 0 {
-            let http_port = if opts.http_port < 0 {
-                0
-            } else {
-                opts.http_port as u16
-            };
-            let http = TcpListener::bind((opts.http_host.as_str(), http_port)).await?;
-            let haddr = http.local_addr()?;
-            *self.http_addr.write() = Some(haddr);
-            tracing::info!(
-                "Starting http monitor on {}:{}",
-                host_str(&opts.http_host),
-                haddr.port()
-            );
-            tracing::info!(
-                "Listening for monitoring connections on http://{}:{}",
-                host_str(&opts.http_host),
-                haddr.port()
-            );
-            let me = self.clone();
-            tokio::spawn(async move { crate::monitor::serve(me, http).await });
-        }
-        if opts.prof_port != 0 {
-            // As nats-server: on the client listen host.
-            let port = if opts.prof_port < 0 {
-                0
-            } else {
-                opts.prof_port as u16
-            };
-            let prof = TcpListener::bind((opts.host.as_str(), port)).await?;
-            tracing::info!("profiling port: {}", prof.local_addr()?.port());
-            let me = self.clone();
-            tokio::spawn(async move { crate::monitor::profile::serve(me, prof).await });
-        }
-        if opts.https_port != 0 {
-            let Some(tls) = &opts.tls else {
-                return Err(std::io::Error::other(
-                    "Can't start monitoring: TLS cert and key required for HTTPS",
-                ));
-            };
-            // The client certificate and settings, but never asking for client certificates
-            // (nats-server sets ClientAuth = NoClientCert on its clone of the config).
-            let mut mon_tls = tls.clone();
-            mon_tls.verify = false;
-            mon_tls.verify_and_map = false;
-            crate::server::tls::install_crypto_provider();
-            let config = crate::server::tls::server_config(&mon_tls)
-                .map_err(|e| std::io::Error::other(format!("Can't start monitoring: {e}")))?;
-            let https_port = if opts.https_port < 0 {
-                0
-            } else {
-                opts.https_port as u16
-            };
-            let https = TcpListener::bind((opts.http_host.as_str(), https_port)).await?;
-            let haddr = https.local_addr()?;
-            *self.https_addr.write() = Some(haddr);
-            tracing::info!(
-                "Starting https monitor on {}:{}",
-                host_str(&opts.http_host),
-                haddr.port()
-            );
-            let me = self.clone();
-            // nats-server's default handshake timeout when none is set.
-            let timeout = if tls.timeout.is_zero() {
-                std::time::Duration::from_secs(2)
-            } else {
-                tls.timeout
-            };
-            tokio::spawn(
-                async move { crate::monitor::serve_tls(me, https, config, timeout).await },
-            );
-        }
+        Ok(listener)
+    }
+
+    /// Says where clients connect (the log line and the ports file nats-server writes).
+    pub fn announce_listening(&self) -> std::io::Result<()> {
+        let opts = self.options();
+        let addr = self
+            .client_addr
+            .read()
+            .unwrap_or_else(|| ([0, 0, 0, 0], 0).into());
         tracing::info!(
             "Listening for client connections on {}:{}",
             host_str(&opts.host),
@@ -604,14 +533,15 @@ impl Server {
         if let Some(dir) = &opts.ports_file_dir {
             self.write_ports_file(dir)?;
         }
-        if let Some(c) = &self.cluster {
-            c.start(self).await?;
-        }
+        Ok(())
+    }
+
+    /// Starts taking clients on `listener` (from [`Server::listen`]).
+    pub fn accept(self: &Arc<Self>, listener: TcpListener) {
         self.refresh_import_interest();
         let me = self.clone();
         tokio::spawn(async move { me.accept_loop(listener).await });
         tracing::info!("Server is ready");
-        Ok(())
     }
 
     fn write_ports_file(&self, dir: &std::path::Path) -> std::io::Result<()> {
@@ -689,7 +619,7 @@ pub enum ServerError {
 }
 
 /// Builds the client TLS setup from the options and sets INFO's TLS fields to match.
-fn tls_setup(opts: &Options, info: &mut Info) -> Result<Option<TlsSetup>, ServerError> {
+pub(crate) fn tls_setup(opts: &Options, info: &mut Info) -> Result<Option<TlsSetup>, ServerError> {
     let Some(t) = &opts.tls else {
         info.tls_required = None;
         info.tls_available = None;
@@ -815,7 +745,8 @@ fn split_host_port(s: &str) -> (String, Option<u16>) {
     }
 }
 
-fn host_str(h: &str) -> &str {
+/// A listen host as nats-server logs it (`0.0.0.0` for all interfaces).
+pub fn host_str(h: &str) -> &str {
     if h.is_empty() {
         "0.0.0.0"
     } else {

@@ -30,8 +30,10 @@ impl TestServer {
         if std::env::var_os("NATRIX_TEST_LOG").is_some() {
             let _ = natrix_broker::log::init(true, true, true, None);
         }
-        let server = Server::new(opts);
-        server.start().await.expect("server starts");
+        let server = natrix_broker::node::build(opts).expect("valid server options");
+        natrix_broker::node::start(&server)
+            .await
+            .expect("server starts");
         let addr = server.client_addr.read().expect("bound");
         TestServer { server, addr }
     }

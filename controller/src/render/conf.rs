@@ -4,7 +4,8 @@ use std::fmt::Write;
 
 use crate::crd::NatsCluster;
 
-use super::{names, parse_duration, parse_size, RenderError};
+use super::{names, RenderError};
+use crate::units::{parse_duration, parse_size};
 
 /// Directory of the JetStream store (the `data` PVC).
 pub const STORE_DIR: &str = "/data";

@@ -24,6 +24,7 @@ use kube::{Resource, ResourceExt};
 use sha2::{Digest, Sha256};
 
 use crate::crd::{NatsCluster, StorageSpec};
+use crate::units::parse_duration;
 
 /// Annotation on the pod template with the checksum of the restart-only configuration.
 pub const CONFIG_HASH_ANNOTATION: &str = "natrix.io/config-hash";
@@ -34,8 +35,6 @@ pub const TEMPLATE_HASH_ANNOTATION: &str = "natrix.io/template-hash";
 pub const CONF_KEY: &str = "nats.conf";
 /// Directory the ConfigMap is mounted at.
 pub const CONF_DIR: &str = "/etc/nats";
-/// Key of the system account's public key in the operator Secret.
-pub const SYSTEM_ACCOUNT_KEY: &str = "system-account";
 /// User and group the broker runs as.
 pub const RUN_AS: i64 = 1000;
 /// Name of the container (and Service) port of the HTTP monitor: probes and metrics.
@@ -118,60 +117,6 @@ pub fn names(nc: &NatsCluster) -> Result<Names, RenderError> {
         pod_monitor: name.clone(),
         statefulset: name,
     })
-}
-
-/// Parse a Go/Kubernetes duration (`1h30m`, `10s`, `500ms`) into seconds.
-pub fn parse_duration(s: &str) -> Option<f64> {
-    let mut total = 0.0;
-    let mut rest = s;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let num_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let num: f64 = rest[..num_end].parse().ok()?;
-        rest = &rest[num_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let mult = match &rest[..unit_end] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        rest = &rest[unit_end..];
-        total += num * mult;
-    }
-    Some(total)
-}
-
-/// Parse a Kubernetes quantity like `10Gi` or `500M` into bytes.
-pub fn parse_size(s: &str) -> Option<i64> {
-    let end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let n: i64 = s[..end].parse().ok()?;
-    let mult: i64 = match &s[end..] {
-        "" => 1,
-        "k" => 1_000,
-        "M" => 1_000_000,
-        "G" => 1_000_000_000,
-        "T" => 1_000_000_000_000,
-        "P" => 1_000_000_000_000_000,
-        "E" => 1_000_000_000_000_000_000,
-        "Ki" => 1 << 10,
-        "Mi" => 1 << 20,
-        "Gi" => 1 << 30,
-        "Ti" => 1 << 40,
-        "Pi" => 1 << 50,
-        "Ei" => 1 << 60,
-        _ => return None,
-    };
-    n.checked_mul(mult)
 }
 
 /// Labels shared by every child; the first two select the pods.
@@ -481,7 +426,7 @@ fn statefulset(nc: &NatsCluster, config_hash: &str) -> Result<StatefulSet, Rende
             value_from: Some(EnvVarSource {
                 secret_key_ref: Some(SecretKeySelector {
                     name: n.operator_secret.clone(),
-                    key: SYSTEM_ACCOUNT_KEY.into(),
+                    key: crate::auth::SYSTEM_ACCOUNT_KEY.into(),
                     ..Default::default()
                 }),
                 ..Default::default()

@@ -31,7 +31,7 @@ fn default_conf_parses_and_loads_in_the_broker() {
     assert!(opts.lame_duck_on_sigterm);
     assert_eq!(
         opts.watch_config,
-        Some(natrix_broker::server::config_watch::DEFAULT_INTERVAL),
+        Some(natrix_broker::options::WATCH_CONFIG_INTERVAL),
         "brokers reload a changed ConfigMap by themselves"
     );
     assert_eq!(opts.lame_duck_grace_period.as_secs(), 10);
@@ -288,16 +288,6 @@ fn config_hash_ignores_reloadable_changes() {
     assert_eq!(base.config_hash, scaled.config_hash);
     let port = render(&cluster(serde_json::json!({"ports": {"cluster": 7222}}))).unwrap();
     assert_ne!(base.config_hash, port.config_hash);
-}
-
-#[test]
-fn sizes_and_durations() {
-    assert_eq!(parse_size("10Gi"), Some(10 << 30));
-    assert_eq!(parse_size("1k"), Some(1000));
-    assert_eq!(parse_size("12"), Some(12));
-    assert_eq!(parse_size("1GB"), None);
-    assert_eq!(parse_duration("1h30m"), Some(5400.0));
-    assert_eq!(parse_duration("1d"), None);
 }
 
 #[test]

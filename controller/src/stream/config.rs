@@ -10,7 +10,7 @@ use async_nats::jetstream::stream::{
 };
 
 use crate::crd::{Compression, Discard, Retention, Storage, StreamSource, StreamSpec};
-use crate::render::parse_duration;
+use crate::units::parse_duration;
 
 /// Metadata keys the server adds by itself (`_nats.req.level`, ...): never drift.
 pub const SERVER_METADATA_PREFIX: &str = "_nats.";

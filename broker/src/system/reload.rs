@@ -7,12 +7,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::{tls_setup, Server};
 use crate::accounts::Account;
 use crate::auth::Authenticator;
 use crate::clock::go_duration;
 use crate::options::{ClusterOptions, Options};
 use crate::protocol::ClosedReason;
+use crate::server::{tls_setup, Server};
 
 /// nats-server's error when the server was started without a config file.
 pub const NO_CONFIG_FILE: &str =
@@ -366,13 +366,13 @@ impl Server {
             i.auth_required = auth.advertise_required().then_some(true);
         });
         *self.opts.write() = Arc::new(new);
-        if let Some(c) = self.cluster() {
+        if let Some(c) = crate::cluster::Cluster::of(self) {
             if c.auth() != new_route_auth {
                 tracing::info!("Reloaded: cluster authorization");
                 c.set_auth(new_route_auth);
             }
         }
-        if let (Some(c), Some(routes)) = (self.cluster(), new_routes) {
+        if let (Some(c), Some(routes)) = (crate::cluster::Cluster::of(self), new_routes) {
             if c.configured_routes() != routes {
                 tracing::info!("Reloaded: cluster routes");
                 c.set_routes(self, routes);
@@ -389,7 +389,10 @@ impl Server {
         for c in self.clients() {
             c.out.wake.notify_one();
         }
-        if let (Some(js), Some(j)) = (self.jetstream(), &self.options().jetstream) {
+        if let (Some(js), Some(j)) = (
+            crate::jetstream::JetStream::of(self),
+            &self.options().jetstream,
+        ) {
             js.set_limits(j.max_memory, j.max_file);
         }
         *self.config_load_time.write() = SystemTime::now();
@@ -412,7 +415,7 @@ impl Server {
         let auth =
             Authenticator::new(&opts, &accounts, self.global.clone()).map_err(|e| e.to_string())?;
         let auth = Arc::new(auth);
-        super::wire_all_imports(&opts, &accounts);
+        crate::server::wire_all_imports(&opts, &accounts);
         *self.accounts.write() = accounts;
         self.refresh_import_interest();
         *self.auth.write() = auth.clone();

@@ -11,11 +11,11 @@ use std::sync::{Arc, Weak};
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use super::client::{Client, InternalHandler, InternalSender};
-use super::Server;
 use crate::monitor::connz::ConnzOptions;
 use crate::monitor::subsz::SubszOptions;
 use crate::monitor::util::Params;
+use crate::server::client::{Client, InternalHandler, InternalSender};
+use crate::server::Server;
 
 struct Req {
     subject: String,
@@ -79,8 +79,8 @@ pub fn server_info(server: &Server) -> Value {
         "name": server.server_name,
         "host": server.options().host,
         "id": server.server_id,
-        "ver": super::VERSION,
-        "jetstream": server.jetstream().is_some(),
+        "ver": crate::server::VERSION,
+        "jetstream": crate::jetstream::JetStream::of(server).is_some(),
         "flags": 0,
         "seq": SEQ.fetch_add(1, Ordering::Relaxed) + 1,
         "time": crate::log::rfc3339(std::time::SystemTime::now()),
@@ -172,7 +172,7 @@ pub fn statsz(server: &Server) -> Value {
         "received": {"msgs": in_msgs, "bytes": in_bytes},
         "received_from_clients": {"msgs": in_msgs, "bytes": in_bytes},
         "slow_consumers": server.slow_consumers.load(Ordering::Relaxed),
-        "active_servers": 1 + server.cluster().map_or(0, |c| c.num_routes()),
+        "active_servers": 1 + crate::cluster::Cluster::of(server).map_or(0, |c| c.num_routes()),
         "gomaxprocs": cores,
     })
 }
@@ -361,7 +361,7 @@ pub fn spawn_statsz(server: &Arc<Server>, every: std::time::Duration) {
             }
             let subject = format!("$SYS.SERVER.{}.STATSZ", server.server_id);
             // Subscribers on other servers count: their interest is the cluster's to match.
-            if !server.system_account.sublist.has_interest(&subject) && server.cluster().is_none() {
+            if !server.system_account.sublist.has_interest(&subject) && server.routes().is_none() {
                 continue;
             }
             let body = json!({"server": server_info(&server), "statsz": statsz(&server)});

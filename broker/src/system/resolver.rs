@@ -25,10 +25,10 @@ use bytes::Bytes;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::client::{Client, InternalHandler, InternalSender, Subscription};
-use super::Server;
 use crate::auth::jwt::{stored_jwts, verify_any};
 use crate::options::FullResolverOptions;
+use crate::server::client::{Client, InternalHandler, InternalSender, Subscription};
+use crate::server::Server;
 
 /// The update subjects every server subscribes (nats-server's old and new forms).
 const UPDATE_SUBJECTS: [&str; 3] = [
@@ -237,7 +237,7 @@ fn store_hash(stored: &[(String, Vec<u8>)]) -> [u8; 32] {
 
 /// Every `interval`: asks one server of the cluster to compare stores.
 fn request_pack(server: &Arc<Server>, cfg: &FullResolverOptions, sender: &mut InternalSender) {
-    if server.cluster().is_none_or(|c| c.num_routes() == 0) {
+    if crate::cluster::Cluster::of(server).is_none_or(|c| c.num_routes() == 0) {
         return;
     }
     let hash = store_hash(&stored_raw(&cfg.dir));
@@ -335,7 +335,7 @@ fn save_if_newer(
     }
     store(&path, jwt).map_err(|e| format!("writing {}: {e}", path.display()))?;
     server.refresh_accounts()?;
-    if let Some(js) = server.jetstream() {
+    if let Some(js) = crate::jetstream::JetStream::of(server) {
         js.enable_from_claims(server, &claims);
     }
     Ok(true)
@@ -365,7 +365,7 @@ pub async fn fetch_missing(server: &Arc<Server>, user_jwt: Option<&str>) {
     let (Some(cfg), Some(user_jwt)) = (opts.full_resolver.clone(), user_jwt) else {
         return;
     };
-    let Some(cluster) = server.cluster() else {
+    let Some(cluster) = crate::cluster::Cluster::of(server) else {
         return;
     };
     let Some(acc) = connect_account(user_jwt).filter(|a| is_account_key(a)) else {
@@ -606,7 +606,7 @@ fn update(
     if let Err(e) = server.refresh_accounts() {
         return answer(server, &acc, "jwt update resulted in error", Some(e));
     }
-    if let Some(js) = server.jetstream() {
+    if let Some(js) = crate::jetstream::JetStream::of(server) {
         js.enable_from_claims(server, &claims);
     }
     tracing::info!("resolver: account {acc} updated");
