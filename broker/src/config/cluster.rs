@@ -1,6 +1,6 @@
 //! The `cluster { ... }` block: routes to the other servers of a cluster.
 
-use super::options_map::{bad, get_bool, get_int, get_str, split_host_port, type_err, unknown};
+use super::read::{bad, get_bool, get_int, get_str, split_host_port, type_err, unknown};
 use super::value::{Entry, Kind};
 use super::ConfigError;
 use crate::options::ClusterOptions;

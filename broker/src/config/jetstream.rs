@@ -1,7 +1,7 @@
 //! The `jetstream` block, server-wide and per account, as nats-server's `parseJetStream` and
 //! `parseJetStreamForAccount` read it.
 
-use super::options_map::{bad, get_bool, get_int, get_str, nanos, type_err};
+use super::read::{bad, get_bool, get_int, get_str, nanos, type_err};
 use super::value::{Entry, Kind};
 use super::ConfigError;
 use crate::options::{JetStreamOptions, JsAccountLimits, JsCipher, JsEncryption};
@@ -103,7 +103,7 @@ pub(super) fn server(e: &Entry) -> Result<Option<JetStreamOptions>, ConfigError>
                             key: format!("jetstream.{}", f.key),
                         })
                     }
-                    _ => return Err(super::options_map::unknown(f)),
+                    _ => return Err(super::read::unknown(f)),
                 }
             }
             if let (Some((f, _)), None) = (&prev_key, &key) {
@@ -171,7 +171,7 @@ pub(super) fn account(e: &Entry) -> Result<Option<JsAccountLimits>, ConfigError>
                             key: format!("jetstream.{}", f.key),
                         })
                     }
-                    _ => return Err(super::options_map::unknown(f)),
+                    _ => return Err(super::read::unknown(f)),
                 }
             }
             Ok(Some(l))

@@ -11,6 +11,7 @@ pub mod lexer;
 mod operator;
 mod options_map;
 pub mod parser;
+mod read;
 mod security;
 pub mod value;
 

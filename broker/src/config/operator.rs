@@ -1,6 +1,6 @@
 //! Operator mode: `operator`, `resolver: MEMORY` and `resolver_preload`.
 
-use super::options_map::{bad, get_str};
+use super::read::{bad, get_str};
 use super::value::{Entry, Kind, Value};
 use super::ConfigError;
 use crate::options::Options;
@@ -141,10 +141,10 @@ fn full_resolver(
             "type" => kind = Some(get_str(f)?.to_lowercase()),
             "dir" => r.dir = get_str(f)?.into(),
             "allow_delete" => {
-                r.allow_delete = super::options_map::get_bool(f)?;
+                r.allow_delete = super::read::get_bool(f)?;
                 full_only = Some(f);
             }
-            "limit" => r.limit = super::options_map::get_int(f)?,
+            "limit" => r.limit = super::read::get_int(f)?,
             "interval" => {
                 r.interval = resolver_duration(f)?;
                 full_only = Some(f);

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::duration::parse_go_duration;
-use super::options_map::{bad, get_bool, get_str, type_err};
+use super::read::{bad, get_bool, get_str, type_err};
 use super::value::{Entry, Kind, Map, Pos, Value};
 use super::ConfigError;
 use crate::options::{
@@ -65,7 +65,7 @@ fn unsupported(e: &Entry) -> ConfigError {
 
 /// nats-server names the key only; `_ctx` (the block) is kept for readers of the call sites.
 fn unknown(e: &Entry, _ctx: &str) -> ConfigError {
-    super::options_map::unknown(e)
+    super::read::unknown(e)
 }
 
 fn as_map<'a>(e: &'a Entry, what: &str) -> Result<&'a Map, ConfigError> {

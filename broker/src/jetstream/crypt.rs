@@ -357,6 +357,13 @@ pub fn read_file(key: Option<&StreamKey>, path: &Path) -> Result<Vec<u8>, CryptE
     open_bytes(key, bytes, path)
 }
 
+/// Writes `bytes` to `path` atomically (temp file, then rename).
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
 /// Writes a metadata file atomically (temp file, then rename), sealed when there is a key.
 pub fn write_file(key: Option<&StreamKey>, path: &Path, plain: &[u8]) -> std::io::Result<()> {
     let sealed;
@@ -367,7 +374,7 @@ pub fn write_file(key: Option<&StreamKey>, path: &Path, plain: &[u8]) -> std::io
         }
         None => plain,
     };
-    super::stream::write_atomic(path, bytes)
+    write_atomic(path, bytes)
 }
 
 /// Name of a stream's key file.

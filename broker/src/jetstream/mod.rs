@@ -7,14 +7,14 @@
 
 pub mod advisory;
 pub mod archive;
+pub mod backup;
 pub mod config;
 pub mod consumer;
 pub mod counter;
+pub mod cron;
 pub mod crypt;
 pub mod errors;
 pub mod headers;
-pub mod schedule;
-pub mod snapshot;
 pub mod store;
 pub mod stream;
 pub mod time;
@@ -543,7 +543,7 @@ impl JetStream {
             }
         }
         // Backups placed in `restore/` while the broker was down.
-        for msg in snapshot::restore_offline(self, server, &acc) {
+        for msg in backup::restore_offline(self, server, &acc) {
             tracing::error!("{msg}");
             self.failed.lock().push(msg);
         }
@@ -882,9 +882,9 @@ impl JetStream {
             }
             ["STREAM", "INFO", name] => forward(name, Op::Info, "stream_info_response"),
             ["STREAM", "SNAPSHOT", name] => {
-                snapshot::snapshot_request(self, server, acc, name, reply, body, publisher)
+                backup::snapshot_request(self, server, acc, name, reply, body, publisher)
             }
-            ["STREAM", "RESTORE", name] => Ok(Some(snapshot::restore_request(
+            ["STREAM", "RESTORE", name] => Ok(Some(backup::restore_request(
                 self, server, acc, name, body, publisher,
             ))),
             ["STREAM", "PURGE", name] => forward(name, Op::Purge, "stream_purge_response"),

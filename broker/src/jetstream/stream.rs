@@ -4,7 +4,7 @@
 //! the store (group commit), then sends the publish acks and the consumer deliveries.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::{Arc, Weak};
@@ -34,7 +34,7 @@ use crate::server::Server;
 mod atomic;
 mod fast_batch;
 mod schedule;
-mod snapshot;
+pub mod snapshot;
 mod source;
 use source::{Origin, OriginEvent};
 
@@ -95,7 +95,7 @@ pub enum Cmd {
     /// Stop the thread; with `delete`, remove the stream's files.
     Stop { delete: bool, done: SyncSender<()> },
     /// A step of a backup or a restore.
-    Snapshot(super::snapshot::SnapCmd),
+    Snapshot(snapshot::SnapCmd),
 }
 
 /// Stream-level API operations.
@@ -190,13 +190,6 @@ impl StreamHandle {
 struct Meta<C> {
     config: C,
     created: i64,
-}
-
-/// Writes `bytes` to `path` atomically (temp file, then rename).
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
 }
 
 /// Everything a stream thread starts with.

@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::jetstream::config::subjects_overlap;
-use crate::jetstream::schedule::{self, Pattern, PatternError};
+use crate::jetstream::cron::{self, Pattern, PatternError};
 
 /// A schedule message in the stream and when it fires next (Unix nanoseconds).
 #[derive(Debug)]
@@ -70,7 +70,7 @@ impl Stream {
             return Ok(None);
         };
         let zone = headers::get(hdr, "Nats-Schedule-Time-Zone").unwrap_or("");
-        match schedule::parse(pattern, zone) {
+        match cron::parse(pattern, zone) {
             Ok(_) if !allowed => return Err(disabled()),
             Err(_) if !allowed => return Err(disabled()),
             Ok(_) => {}
@@ -134,7 +134,7 @@ impl Stream {
             return;
         };
         let zone = headers::get(hdr, "Nats-Schedule-Time-Zone").unwrap_or("");
-        let Ok(pattern) = schedule::parse(p, zone) else {
+        let Ok(pattern) = cron::parse(p, zone) else {
             return;
         };
         let first = match &pattern {

@@ -1,10 +1,56 @@
-//! The stream thread's side of backups and restores ([`crate::jetstream::snapshot`]): the
+//! The stream thread's side of backups and restores ([`crate::jetstream::backup`]): the
 //! state and consumers a backup starts with, messages handed out in bounded batches (so the
 //! thread is never held for long), retention paused while a backup runs, and a restored
 //! stream filled with its messages and consumers before anyone can see it.
 
 use super::*;
-use crate::jetstream::snapshot::{SnapCmd, SnapStart};
+use std::sync::mpsc::SyncSender;
+
+use crate::jetstream::archive::Entry;
+use crate::jetstream::store::StoredMsg;
+
+/// What a stream's thread does for a backup or a restore.
+pub enum SnapCmd {
+    /// A backup begins: its config, state and consumers (retention pauses until `End`).
+    Start {
+        no_consumers: bool,
+        done: SyncSender<SnapStart>,
+    },
+    /// Messages from `from` up to `to`, a bounded batch.
+    Read {
+        from: u64,
+        to: u64,
+        done: SyncSender<Vec<StoredMsg>>,
+    },
+    /// A backup ended.
+    End,
+    /// Restore: store these messages at their sequences.
+    Restore {
+        msgs: Vec<Entry>,
+        done: SyncSender<Result<(), String>>,
+    },
+    /// Restore: sequences through `last_seq` taken, consumers in place; answers the stream's
+    /// `stream_create_response`.
+    RestoreFinish {
+        last_seq: u64,
+        consumers: Vec<(String, ConsumerConfig, ConsumerState)>,
+        done: SyncSender<Result<Value, String>>,
+    },
+}
+
+/// What a backup starts with.
+#[derive(Debug)]
+pub struct SnapStart {
+    pub config: Value,
+    /// The state the API answer reports.
+    pub state: Value,
+    /// The state the archive carries (its consumer count is the consumers included).
+    pub archived: Value,
+    pub first_seq: u64,
+    pub last_seq: u64,
+    /// Consumer name and `{"config", "state"}`.
+    pub consumers: Vec<(String, Value)>,
+}
 
 /// The most message bytes one batch for a backup carries.
 const BATCH_BYTES: usize = 1 << 20;

@@ -24,7 +24,7 @@
 
 use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,7 +36,7 @@ use super::archive::{self, ArchiveError, Entry};
 use super::config::{ConsumerConfig, Storage, StreamConfig};
 use super::consumer::ConsumerState;
 use super::errors::ApiError;
-use super::store::StoredMsg;
+use super::stream::snapshot::{SnapCmd, SnapStart};
 use super::stream::{self, Cmd, StreamHandle};
 use super::time::rfc3339_nanos;
 use super::{advisory, JetStream, JsAccount};
@@ -50,49 +50,6 @@ const STALL: Duration = Duration::from_secs(5);
 const INTEREST_WAIT: Duration = Duration::from_secs(2);
 /// Messages handed to a restoring stream per step.
 const RESTORE_BATCH: usize = 1024;
-
-/// What a stream's thread does for a backup or a restore.
-pub enum SnapCmd {
-    /// A backup begins: its config, state and consumers (retention pauses until `End`).
-    Start {
-        no_consumers: bool,
-        done: SyncSender<SnapStart>,
-    },
-    /// Messages from `from` up to `to`, a bounded batch.
-    Read {
-        from: u64,
-        to: u64,
-        done: SyncSender<Vec<StoredMsg>>,
-    },
-    /// A backup ended.
-    End,
-    /// Restore: store these messages at their sequences.
-    Restore {
-        msgs: Vec<Entry>,
-        done: SyncSender<Result<(), String>>,
-    },
-    /// Restore: sequences through `last_seq` taken, consumers in place; answers the stream's
-    /// `stream_create_response`.
-    RestoreFinish {
-        last_seq: u64,
-        consumers: Vec<(String, ConsumerConfig, ConsumerState)>,
-        done: SyncSender<Result<Value, String>>,
-    },
-}
-
-/// What a backup starts with.
-#[derive(Debug)]
-pub struct SnapStart {
-    pub config: Value,
-    /// The state the API answer reports.
-    pub state: Value,
-    /// The state the archive carries (its consumer count is the consumers included).
-    pub archived: Value,
-    pub first_seq: u64,
-    pub last_seq: u64,
-    /// Consumer name and `{"config", "state"}`.
-    pub consumers: Vec<(String, Value)>,
-}
 
 /// Errors of a restore, as the final answer reports them (`restore failed: ...`).
 #[derive(Debug, thiserror::Error)]
