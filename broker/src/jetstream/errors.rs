@@ -130,3 +130,14 @@ pub fn from_json<T: serde::de::DeserializeOwned>(body: &[u8], strict: bool) -> R
         None => Ok(parsed),
     }
 }
+
+/// Parses an optional JSON body (empty means defaults).
+pub fn parse_opt<T: serde::de::DeserializeOwned + Default>(
+    body: &[u8],
+    strict: bool,
+) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    from_json(body, strict)
+}

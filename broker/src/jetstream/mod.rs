@@ -906,7 +906,7 @@ impl JetStream {
                 } else {
                     "stream_names_response"
                 };
-                let l: L = stream::parse_opt(body, self.strict).map_err(|e| (kind, e))?;
+                let l: L = errors::parse_opt(body, self.strict).map_err(|e| (kind, e))?;
                 let all: Vec<Arc<StreamHandle>> = acc
                     .streams
                     .read()

@@ -2,7 +2,17 @@
 //! until the one with `Nats-Batch-Commit`, then checked together and stored all or none, as
 //! nats-server 2.12+ does.
 
-use super::*;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::ingest::parse_ttl;
+use super::Stream;
+use crate::clock::unix_nanos;
+use crate::jetstream::config::Discard;
+use crate::jetstream::errors::ApiError;
+use crate::jetstream::headers;
+use crate::server::Server;
 
 /// Most messages in one batch.
 const MAX_BATCH_MSGS: u64 = 1000;

@@ -3,7 +3,13 @@
 //! state, and the server paces the publisher with flow acks, as nats-server's
 //! `jetstream_batching.go` does (ADR-50).
 
-use super::*;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::Stream;
+use crate::jetstream::errors::ApiError;
+use crate::server::Server;
 
 /// A batch with no new message for this long is dropped without a word.
 const TIMEOUT: Duration = Duration::from_secs(10);

@@ -2,9 +2,16 @@
 //! message is checked and kept (one per subject), and when it is due the stream publishes
 //! its payload to the target subject in itself, as nats-server does.
 
-use super::*;
+use std::time::{Duration, Instant};
+
+use super::ingest::parse_ttl;
+use super::Stream;
+use crate::clock::unix_nanos;
 use crate::jetstream::config::subjects_overlap;
 use crate::jetstream::cron::{self, Pattern, PatternError};
+use crate::jetstream::errors::ApiError;
+use crate::jetstream::headers;
+use crate::server::Server;
 
 /// A schedule message in the stream and when it fires next (Unix nanoseconds).
 #[derive(Debug)]

@@ -3,8 +3,16 @@
 //! thread is never held for long), retention paused while a backup runs, and a restored
 //! stream filled with its messages and consumers before anyone can see it.
 
-use super::*;
 use std::sync::mpsc::SyncSender;
+
+use serde_json::{json, Value};
+
+use super::api::InfoReq;
+use super::Stream;
+use crate::clock::unix_nanos;
+use crate::jetstream::config::{ConsumerConfig, Retention};
+use crate::jetstream::consumer::{Consumer, ConsumerState};
+use crate::jetstream::time::rfc3339_nanos;
 
 use crate::jetstream::archive::Entry;
 use crate::jetstream::store::StoredMsg;
