@@ -9,7 +9,6 @@ use bytes::Bytes;
 
 use crate::subject;
 
-#[path = "store_file.rs"]
 pub mod file;
 
 /// One stored message.
