@@ -12,7 +12,7 @@
 //!   salt)`, nonce zero (a new salt on every write).
 //! - message blocks: a header `NXB1 | cipher u8 | salt[16]`, then records each sealed on its
 //!   own under `HMAC(seed, "natrix-block" | salt)` with a nonce stored in the record, so any
-//!   record can be read and authenticated alone (see `store_file.rs`).
+//!   record can be read and authenticated alone (see `store/file.rs`).
 //!
 //! Files without these magics are plain (written before encryption was enabled) and stay
 //! readable; the cipher byte makes data written under another cipher readable too.
