@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use crate::options::ResponseType;
-use crate::server::client::{Counters, Subscription};
+use crate::server::subscription::{Counters, Subscription};
 use crate::sublist::Sublist;
 
 /// How long a service response route lives when no response (or no final one) comes, as

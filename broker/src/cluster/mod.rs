@@ -28,7 +28,7 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::accounts::Account;
 use crate::options::ClusterOptions;
 use crate::protocol::route::{encode_rmsg, encode_sub, encode_unsub};
-use crate::server::client::Subscription;
+use crate::server::subscription::Subscription;
 use crate::server::Server;
 use crate::sublist::MatchResult;
 pub use route::Route;

@@ -16,8 +16,9 @@ use super::{Cluster, RouteInfo};
 use crate::clock::unix_nanos;
 use crate::protocol::route::{parse, RouteOp};
 use crate::protocol::ClosedReason;
-use crate::server::client::{Counters, Tally, WakeList};
+use crate::server::deliver::WakeList;
 use crate::server::outbound::{FlushError, Outbound};
+use crate::server::subscription::{Counters, Tally};
 use crate::server::Server;
 use crate::sublist::{MatchResult, Sublist};
 
@@ -762,7 +763,7 @@ fn deliver_routed(
         return;
     };
     if account.has_stream_forwards() || account.has_response_routes() {
-        crate::server::client::routed_cross_accounts(
+        crate::server::deliver::routed_cross_accounts(
             server, account, subj, reply, headers, payload, wakes,
         );
     }
@@ -780,7 +781,7 @@ fn deliver_routed(
             m.qnames.push(result.qnames[i].clone());
         }
     }
-    crate::server::client::deliver_result(
+    crate::server::deliver::deliver_result(
         server, &m, None, true, subject, reply, headers, payload, wakes,
     );
 }

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use super::time::rfc3339_nanos;
 use crate::accounts::Account;
 use crate::clock::unix_nanos;
-use crate::server::client::InternalSender;
+use crate::server::internal::InternalSender;
 use crate::server::Server;
 
 /// Publishes `body` (given `type` and the common `id`/`timestamp`) on `subject`, if anyone

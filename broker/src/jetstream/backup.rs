@@ -41,7 +41,8 @@ use super::stream::{self, Cmd, StreamHandle};
 use super::time::rfc3339_nanos;
 use super::{advisory, JetStream, JsAccount};
 use crate::clock::unix_nanos;
-use crate::server::client::{InternalHandler, InternalSender};
+use crate::server::internal::InternalSender;
+use crate::server::subscription::InternalHandler;
 use crate::server::Server;
 
 /// How long without progress ends a transfer.

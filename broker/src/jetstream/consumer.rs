@@ -11,7 +11,7 @@ use super::store::{filter_matches, Store};
 use super::time::{parse_rfc3339, rfc3339_nanos};
 use crate::accounts::Account;
 use crate::clock::unix_nanos;
-use crate::server::client::InternalSender;
+use crate::server::internal::InternalSender;
 use crate::server::Server;
 
 mod ack;

@@ -33,7 +33,9 @@ use serde_json::{json, Value};
 
 use crate::accounts::Account;
 use crate::options::{JetStreamOptions, JsAccountLimits};
-use crate::server::client::{Client, InternalHandler, InternalSender, Subscription};
+use crate::server::client::Client;
+use crate::server::internal::InternalSender;
+use crate::server::subscription::{InternalHandler, Subscription};
 use crate::server::{Server, API_LEVEL};
 use config::{Storage, StreamConfig};
 use errors::ApiError;
@@ -398,7 +400,7 @@ impl JetStream {
                             subject: subject.to_string(),
                             reply: Some(reply),
                             body: Bytes::new(),
-                            publisher: crate::server::client::publisher_cid(),
+                            publisher: crate::server::internal::publisher_cid(),
                             too_new,
                         });
                     }
@@ -422,7 +424,7 @@ impl JetStream {
                         }
                         // nats-server subscribes direct gets per stream that allows them:
                         // for any other name there is no responder.
-                        _ => crate::server::client::decline_delivery(),
+                        _ => crate::server::internal::decline_delivery(),
                     }
                     return;
                 }
@@ -431,7 +433,7 @@ impl JetStream {
                     subject: subject.to_string(),
                     reply,
                     body: Bytes::copy_from_slice(payload),
-                    publisher: crate::server::client::publisher_cid(),
+                    publisher: crate::server::internal::publisher_cid(),
                     too_new,
                 });
             }))

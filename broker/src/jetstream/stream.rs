@@ -24,7 +24,8 @@ use super::store::Store;
 use super::JetStream as JsShared;
 use crate::accounts::Account;
 use crate::clock::unix_nanos;
-use crate::server::client::{InternalSender, Subscription};
+use crate::server::internal::InternalSender;
+use crate::server::subscription::Subscription;
 use crate::server::Server;
 
 mod api;

@@ -10,7 +10,8 @@ use super::util::Params;
 use crate::clock::unix_nanos as now_nanos;
 use crate::clock::{from_unix_nanos, nanos_of, rtt_string, since, uptime};
 use crate::log::rfc3339;
-use crate::server::client::{Client, Subscription};
+use crate::server::client::Client;
+use crate::server::subscription::Subscription;
 use crate::server::{ClosedClient, Server};
 
 /// nats-server's `DefaultConnListSize`.

@@ -9,7 +9,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use super::client::{Client, Subscription};
+use super::client::Client;
+use super::subscription::Subscription;
 use super::Server;
 use crate::accounts::Account;
 use crate::protocol::ClosedReason;

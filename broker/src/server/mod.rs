@@ -1,10 +1,15 @@
 //! The server: listeners, the set of live and closed connections, server-wide counters.
 
 pub mod client;
+mod connect;
+pub mod deliver;
 pub mod interfaces;
+pub mod internal;
 mod lame_duck;
 pub mod links;
 pub mod outbound;
+mod reader;
+pub mod subscription;
 pub mod tls;
 pub mod transport;
 
@@ -24,8 +29,9 @@ use crate::auth::{AuthError, Authenticator};
 use crate::options::Options;
 use crate::protocol::info::Info;
 use crate::protocol::ClosedReason;
-use client::{Client, Counters, Subscription};
+use client::Client;
 use links::{Routes, Service, SystemHooks};
+use subscription::{Counters, Subscription};
 
 /// The version we report; clients gate features on it, so it tracks the nats-server release
 /// whose JetStream API level we have (2.15; see `API_LEVEL`).

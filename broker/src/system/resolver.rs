@@ -27,7 +27,9 @@ use sha2::{Digest, Sha256};
 
 use crate::auth::jwt::{stored_jwts, verify_any};
 use crate::options::FullResolverOptions;
-use crate::server::client::{Client, InternalHandler, InternalSender, Subscription};
+use crate::server::client::Client;
+use crate::server::internal::InternalSender;
+use crate::server::subscription::{InternalHandler, Subscription};
 use crate::server::Server;
 
 /// The update subjects every server subscribes (nats-server's old and new forms).

@@ -14,7 +14,9 @@ use serde_json::{json, Value};
 use crate::monitor::connz::ConnzOptions;
 use crate::monitor::subsz::SubszOptions;
 use crate::monitor::util::Params;
-use crate::server::client::{Client, InternalHandler, InternalSender};
+use crate::server::client::Client;
+use crate::server::internal::InternalSender;
+use crate::server::subscription::InternalHandler;
 use crate::server::Server;
 
 struct Req {

@@ -17,7 +17,8 @@ use crate::clock::unix_nanos;
 use crate::jetstream::config::{short_hash, StreamSource};
 use crate::jetstream::errors::ApiError;
 use crate::jetstream::headers;
-use crate::server::client::{InternalHandler, InternalSender, Subscription};
+use crate::server::internal::InternalSender;
+use crate::server::subscription::{InternalHandler, Subscription};
 use crate::server::Server;
 
 /// The origin consumer's heartbeat; three missed ones restart it.
