@@ -1460,3 +1460,124 @@ async fn cluster_only_requests_on_a_standalone_server_match_reference() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn consumer_config_checks_match_reference() {
+    on_both("js-compat-consumer-checks", |nc| async move {
+        let mut out = Vec::new();
+        for (name, cfg) in [
+            (
+                "E",
+                json!({"name": "E", "subjects": ["e.>"], "deny_purge": true}),
+            ),
+            (
+                "W",
+                json!({"name": "W", "subjects": ["w.>"], "retention": "workqueue"}),
+            ),
+            (
+                "NR",
+                json!({"name": "NR", "subjects": ["nr"], "num_replicas": -1}),
+            ),
+        ] {
+            let v = api(&nc, &format!("$JS.API.STREAM.CREATE.{name}"), cfg).await;
+            out.push((format!("stream {name}"), error_or(&v, "name")));
+        }
+        let v = api(&nc, "$JS.API.STREAM.PURGE.E", json!({})).await;
+        out.push(("purge denied".into(), v["error"].clone()));
+        for (label, stream, cfg) in [
+            ("deliver wildcard", "E", json!({"deliver_subject": "a.*"})),
+            (
+                "push max_expires",
+                "E",
+                json!({"deliver_subject": "d1", "max_expires": 1_000_000_000}),
+            ),
+            (
+                "push max_batch",
+                "E",
+                json!({"deliver_subject": "d2", "max_batch": 5, "max_bytes": 100}),
+            ),
+            (
+                "push max_waiting",
+                "E",
+                json!({"deliver_subject": "d3", "max_waiting": 3}),
+            ),
+            (
+                "push fc without hb",
+                "E",
+                json!({"deliver_subject": "d4", "flow_control": true}),
+            ),
+            ("pull hb", "E", json!({"idle_heartbeat": 1_000_000_000})),
+            (
+                "pull fc and hb",
+                "E",
+                json!({"flow_control": true, "idle_heartbeat": 1_000_000_000}),
+            ),
+            ("pull fc", "E", json!({"flow_control": true})),
+            ("wq pull ack none", "W", json!({"ack_policy": "none"})),
+            (
+                "wq push ack none",
+                "W",
+                json!({"ack_policy": "none", "deliver_subject": "d5"}),
+            ),
+            (
+                "by seq without seq",
+                "E",
+                json!({"deliver_policy": "by_start_sequence"}),
+            ),
+            (
+                "by time without time",
+                "E",
+                json!({"deliver_policy": "by_start_time"}),
+            ),
+            (
+                "last per subject unfiltered",
+                "E",
+                json!({"deliver_policy": "last_per_subject"}),
+            ),
+            (
+                "all with seq",
+                "E",
+                json!({"deliver_policy": "all", "opt_start_seq": 5}),
+            ),
+            ("sampling word", "E", json!({"sample_freq": "abc"})),
+            ("sampling two %", "E", json!({"sample_freq": "5%%"})),
+            ("sampling negative", "E", json!({"sample_freq": "-5%"})),
+            ("sampling over 100", "E", json!({"sample_freq": "150%"})),
+            ("replicas negative", "E", json!({"num_replicas": -1})),
+        ] {
+            let v = api(
+                &nc,
+                &format!("$JS.API.CONSUMER.CREATE.{stream}"),
+                json!({"stream_name": stream, "config": cfg}),
+            )
+            .await;
+            let shown = match v.get("error") {
+                Some(e) => e.clone(),
+                None => json!({
+                    "max_expires": v["config"]["max_expires"],
+                    "max_batch": v["config"]["max_batch"],
+                    "max_bytes": v["config"]["max_bytes"],
+                    "sample_freq": v["config"]["sample_freq"],
+                }),
+            };
+            out.push((label.to_string(), shown));
+        }
+        // No config at all, and an empty one: an ephemeral consumer with the defaults (no
+        // ack policy means none, Go's zero value).
+        for (label, body) in [
+            ("no config", json!({"stream_name": "E"})),
+            ("empty config", json!({"stream_name": "E", "config": {}})),
+        ] {
+            let v = api(&nc, "$JS.API.CONSUMER.CREATE.E", body).await;
+            out.push((
+                label.into(),
+                match v.get("error") {
+                    Some(e) => e.clone(),
+                    None => json!([v["config"]["ack_policy"], v["config"]["deliver_policy"]]),
+                },
+            ));
+        }
+        out
+    })
+    .await;
+}

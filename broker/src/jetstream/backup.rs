@@ -509,11 +509,7 @@ pub(super) fn restore_request(
         Ok(f) => f,
         Err(e) => {
             tracing::warn!("JetStream restore staging in {} failed: {e}", dir.display());
-            return restore_error(ApiError::new(
-                10033,
-                500,
-                "JetStream unable to open temp storage for restore",
-            ));
+            return restore_error(ApiError::temp_storage_failed());
         }
     };
     let client = client_info(server, acc, publisher);

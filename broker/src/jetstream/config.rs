@@ -661,9 +661,7 @@ impl StreamConfig {
             ));
         }
         if self.num_replicas < 0 {
-            return Err(ApiError::stream_invalid_config(
-                "replicas count cannot be negative",
-            ));
+            return Err(ApiError::replicas_count_cannot_be_negative());
         }
         if self.max_msgs == 0 {
             self.max_msgs = -1;
@@ -774,9 +772,10 @@ pub enum DeliverPolicy {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum AckPolicy {
+    /// The default when a request leaves `ack_policy` out, as Go's zero value in nats-server.
+    #[default]
     None,
     All,
-    #[default]
     Explicit,
     /// 2.14's acknowledgement by flow control (API level 4): a flow-control answer carrying
     /// `Nats-Last-Stream` acknowledges everything up to it; nothing is redelivered.
@@ -1122,11 +1121,7 @@ impl ConsumerConfig {
             if ds.is_empty() {
                 self.deliver_subject = None;
             } else if !subject::is_valid_literal_subject(ds.as_str()) {
-                return Err(ApiError::new(
-                    10038,
-                    400,
-                    "consumer deliver subject has wildcards",
-                ));
+                return Err(ApiError::consumer_deliver_to_wildcards());
             }
         }
         if self.deliver_group.as_deref().is_some_and(str::is_empty) {
@@ -1195,72 +1190,39 @@ impl ConsumerConfig {
             self.max_waiting = DEFAULT_MAX_WAITING;
         }
         if push {
+            // nats-server takes `max_batch` and `max_expires` on a push consumer (and keeps them).
             if self.max_waiting != 0 {
-                return Err(ApiError::new(
-                    10080,
-                    400,
-                    "consumer in push mode can not set max waiting",
-                ));
-            }
-            if self.max_batch != 0 {
-                return Err(ApiError::new(
-                    10082,
-                    400,
-                    "consumer in push mode can not set max batch",
-                ));
-            }
-            if self.max_expires != 0 {
-                return Err(ApiError::new(
-                    10081,
-                    400,
-                    "consumer in push mode can not set max expires",
-                ));
+                return Err(ApiError::consumer_push_max_waiting());
             }
         } else {
-            if self.flow_control {
-                return Err(ApiError::new(
-                    10089,
-                    400,
-                    "consumer with flow control also needs heartbeats",
-                ));
-            }
             if self.idle_heartbeat != 0 {
-                return Err(ApiError::new(
-                    10088,
-                    400,
-                    "consumer idle heartbeat requires a push based consumer",
-                ));
+                return Err(ApiError::consumer_hb_requires_push());
+            }
+            if self.flow_control {
+                return Err(ApiError::consumer_fc_requires_push());
             }
         }
         if self.flow_control && self.idle_heartbeat == 0 {
-            return Err(ApiError::new(
-                10089,
-                400,
-                "consumer with flow control also needs heartbeats",
-            ));
+            return Err(ApiError::consumer_with_flow_control_needs_heartbeats());
         }
         if self.num_replicas < 0 {
-            return Err(ApiError::new(
-                10127,
-                400,
-                "replicas count cannot be negative",
-            ));
+            return Err(ApiError::replicas_count_cannot_be_negative());
         }
         match self.deliver_policy {
             DeliverPolicy::ByStartSequence if self.opt_start_seq == 0 => {
-                return Err(ApiError::new(10091, 400, "consumer delivery policy is deliver by start sequence, but optional start sequence is not set"))
+                return Err(ApiError::consumer_invalid_policy("consumer delivery policy is deliver by start sequence, but optional start sequence is not set"))
             }
             DeliverPolicy::ByStartTime if self.opt_start_time.is_none() => {
-                return Err(ApiError::new(10092, 400, "consumer delivery policy is deliver by start time, but optional start time is not set"))
+                return Err(ApiError::consumer_invalid_policy("consumer delivery policy is deliver by start time, but optional start time is not set"))
             }
             DeliverPolicy::ByStartSequence | DeliverPolicy::ByStartTime => {}
             DeliverPolicy::LastPerSubject
                 if self.filter_subject.is_empty() && self.filter_subjects.is_empty() =>
             {
-                return Err(ApiError::new(10094, 400, "consumer delivery policy is deliver last per subject, but optional filter subject is not set"))
+                return Err(ApiError::consumer_invalid_policy("consumer delivery policy is deliver last per subject, but optional filter subject is not set"))
             }
             _ if self.opt_start_seq != 0 || self.opt_start_time.is_some() => {
-                return Err(ApiError::new(10090, 400, "consumer delivery policy is deliver all, but optional start sequence is also set"))
+                return Err(ApiError::consumer_invalid_policy("consumer delivery policy is deliver all, but optional start sequence is also set"))
             }
             _ => {}
         }
@@ -1270,11 +1232,11 @@ impl ConsumerConfig {
             }
         }
         if stream.retention == Retention::WorkQueue && self.ack_policy != AckPolicy::Explicit {
-            return Err(ApiError::new(
-                10084,
-                400,
-                "workqueue stream requires explicit ack",
-            ));
+            return Err(if push {
+                ApiError::consumer_wq_requires_explicit_ack()
+            } else {
+                ApiError::consumer_pull_requires_ack()
+            });
         }
         let lim = &stream.consumer_limits;
         if self.inactive_threshold == 0 {
@@ -1306,13 +1268,25 @@ impl ConsumerConfig {
             ));
         }
         if !self.sample_freq.is_empty() {
-            let f = self.sample_freq.trim_end_matches('%');
-            if f.parse::<u32>().map_or(true, |v| v > 100) {
-                return Err(ApiError::new(
-                    10112,
-                    400,
-                    "consumer sample frequency is invalid",
-                ));
+            // nats-server: one `%` trimmed, then Go's `strconv.Atoi`; a negative number fails
+            // with a nil error, which Go prints as `<nil>`.
+            let f = self
+                .sample_freq
+                .strip_suffix('%')
+                .unwrap_or(&self.sample_freq);
+            match f.parse::<i64>() {
+                Ok(v) if v >= 0 => {}
+                Ok(_) => return Err(ApiError::consumer_invalid_sampling("<nil>")),
+                Err(e) => {
+                    let why = match e.kind() {
+                        std::num::IntErrorKind::PosOverflow
+                        | std::num::IntErrorKind::NegOverflow => "value out of range",
+                        _ => "invalid syntax",
+                    };
+                    return Err(ApiError::consumer_invalid_sampling(&format!(
+                        "strconv.Atoi: parsing {f:?}: {why}"
+                    )));
+                }
             }
         }
         Ok(())

@@ -16,6 +16,54 @@ impl std::fmt::Display for ApiError {
     }
 }
 
+/// nats-server's API errors (its `server/errors.json`) as named constructors: each line holds
+/// the constructor, `err_code`, HTTP-like status and nats-server's text, so a code or a word
+/// cannot drift at a call site. A `{}` in the text takes the constructor's argument.
+macro_rules! catalog {
+    ($($name:ident => $err_code:literal, $code:literal, $text:literal;)*) => {
+        impl ApiError {
+            $(
+                #[doc = concat!("`", stringify!($err_code), "`: ", $text)]
+                pub fn $name() -> ApiError {
+                    ApiError::new($err_code, $code, $text)
+                }
+            )*
+        }
+    };
+}
+
+/// [`catalog!`] for the texts that carry a detail.
+macro_rules! catalog_with {
+    ($($name:ident => $err_code:literal, $code:literal, $text:literal;)*) => {
+        impl ApiError {
+            $(
+                #[doc = concat!("`", stringify!($err_code), "`: ", $text)]
+                pub fn $name(detail: &str) -> ApiError {
+                    ApiError::new($err_code, $code, &format!($text, detail))
+                }
+            )*
+        }
+    };
+}
+
+catalog! {
+    consumer_deliver_to_wildcards => 10079, 400, "consumer deliver subject has wildcards";
+    consumer_push_max_waiting => 10080, 400, "consumer in push mode can not set max waiting";
+    consumer_pull_requires_ack => 10084, 400, "consumer in pull mode requires explicit ack policy on workqueue stream";
+    consumer_hb_requires_push => 10088, 400, "consumer idle heartbeat requires a push based consumer";
+    consumer_fc_requires_push => 10089, 400, "consumer flow control requires a push based consumer";
+    consumer_wq_requires_explicit_ack => 10098, 400, "workqueue stream requires explicit ack";
+    consumer_with_flow_control_needs_heartbeats => 10108, 400, "consumer with flow control also needs heartbeats";
+    replicas_count_cannot_be_negative => 10133, 400, "replicas count cannot be negative";
+    temp_storage_failed => 10072, 500, "JetStream unable to open temp storage for restore";
+}
+
+catalog_with! {
+    consumer_invalid_policy => 10094, 400, "{}";
+    consumer_invalid_sampling => 10095, 400, "failed to parse consumer sampling configuration: {}";
+    stream_purge_failed => 10110, 500, "{}";
+}
+
 impl ApiError {
     /// An error with nats-server's `err_code`, HTTP-like `code` and description.
     pub fn new(err_code: u16, code: u16, description: &str) -> ApiError {

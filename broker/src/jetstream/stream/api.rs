@@ -251,7 +251,10 @@ impl Stream {
                     return Err((K, ApiError::sealed()));
                 }
                 if self.cfg.deny_purge {
-                    return Err((K, ApiError::new(10083, 400, "stream purge not permitted")));
+                    return Err((
+                        K,
+                        ApiError::stream_purge_failed("stream purge not permitted"),
+                    ));
                 }
                 #[derive(Deserialize, Default)]
                 struct P {

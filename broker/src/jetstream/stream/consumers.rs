@@ -174,9 +174,11 @@ impl Stream {
         if !req.stream_name.is_empty() && req.stream_name != self.name {
             return Err(ApiError::stream_mismatch());
         }
-        let mut cfg = req
-            .config
-            .ok_or_else(|| ApiError::new(10003, 400, "consumer config required"))?;
+        // No config at all is an empty one, as nats-server reads it.
+        let mut cfg = match req.config {
+            Some(c) => c,
+            None => crate::jetstream::errors::from_json(b"{}", false)?,
+        };
         if durable_api {
             let name = subj_name.clone().unwrap_or_default();
             match cfg.durable_name.as_deref() {
