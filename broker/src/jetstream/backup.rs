@@ -154,7 +154,7 @@ pub(super) fn snapshot_request(
         .ok_or((KIND, ApiError::stream_not_found()))?;
     let req: SnapshotReq = super::errors::from_json(body, js.strict).map_err(|e| (KIND, e))?;
     if !crate::subject::is_valid_publish_subject(&req.deliver_subject) {
-        return Err((KIND, ApiError::new(10015, 400, "deliver subject not valid")));
+        return Err((KIND, ApiError::snapshot_deliver_subject_invalid()));
     }
     let (js, server, acc) = (js.clone(), server.clone(), acc.clone());
     let reply = reply.to_string();
@@ -496,11 +496,7 @@ pub(super) fn restore_request(
         Err(e) => return restore_error(e),
     };
     if acc.stream(&cfg.name).is_some() {
-        return restore_error(ApiError::new(
-            10130,
-            400,
-            "stream name already in use, cannot restore",
-        ));
+        return restore_error(ApiError::stream_name_exist_restore_failed());
     }
     let dir = js.store_dir.join("_restore");
     let path = dir.join(format!("js-restore-{}", nuid()));
@@ -581,9 +577,7 @@ pub(super) fn restore_request(
                         cfg.name
                     );
                     let e = match e {
-                        RestoreError::Exists => {
-                            ApiError::new(10130, 400, "stream name already in use, cannot restore")
-                        }
+                        RestoreError::Exists => ApiError::stream_name_exist_restore_failed(),
                         e => ApiError::new(10062, 500, &format!("restore failed: {e}")),
                     };
                     super::error_body("stream_create_response", e)

@@ -309,20 +309,16 @@ impl StreamSource {
     fn check(&self, mirror: bool, own: &str) -> Result<(), ApiError> {
         if !valid_name(&self.name) {
             return Err(if mirror {
-                ApiError::new(10142, 400, "mirrored stream name is invalid")
+                ApiError::mirror_invalid_stream_name()
             } else {
-                ApiError::new(10141, 400, "sourced stream name is invalid")
+                ApiError::source_invalid_stream_name()
             });
         }
         if self.name == own && self.external.is_none() {
             return Err(ApiError::stream_invalid_config("detected cycle"));
         }
         if mirror && !self.filter_subject.is_empty() && !self.subject_transforms.is_empty() {
-            return Err(ApiError::new(
-                10150,
-                400,
-                "mirror with multiple subject transforms cannot also have a single subject filter",
-            ));
+            return Err(ApiError::mirror_multiple_filters_not_allowed());
         }
         if !self.filter_subject.is_empty() && !subject::is_valid_subject(&self.filter_subject) {
             return Err(ApiError::stream_invalid_config("invalid subject filter"));
@@ -467,25 +463,13 @@ impl StreamConfig {
         }
         if let Some(m) = &self.mirror {
             if !self.subjects.is_empty() {
-                return Err(ApiError::new(
-                    10034,
-                    400,
-                    "stream mirrors can not contain subjects",
-                ));
+                return Err(ApiError::mirror_with_subjects());
             }
             if self.sources.is_some() {
-                return Err(ApiError::new(
-                    10031,
-                    400,
-                    "stream mirrors can not also contain other sources",
-                ));
+                return Err(ApiError::mirror_with_sources());
             }
             if self.first_seq > 0 {
-                return Err(ApiError::new(
-                    10143,
-                    400,
-                    "stream mirrors can not have first sequence configured",
-                ));
+                return Err(ApiError::mirror_with_first_seq());
             }
             m.check(true, &self.name)?;
         }
@@ -495,11 +479,7 @@ impl StreamConfig {
                 s.check(false, &self.name)?;
                 for k in s.header_keys() {
                     if !seen.insert((s.iname(), k)) {
-                        return Err(ApiError::new(
-                            10140,
-                            400,
-                            "duplicate source configuration detected",
-                        ));
+                        return Err(ApiError::source_duplicate_detected());
                     }
                 }
             }
@@ -523,11 +503,7 @@ impl StreamConfig {
         }
         if self.allow_msg_counter {
             if self.mirror.is_some() {
-                return Err(ApiError::new(
-                    10173,
-                    400,
-                    "stream mirrors can not also calculate counters",
-                ));
+                return Err(ApiError::mirror_with_counters());
             }
             let why = if self.discard == Discard::New {
                 Some("counter stream cannot use discard new")
@@ -545,28 +521,16 @@ impl StreamConfig {
             }
         }
         if self.allow_atomic && self.mirror.is_some() {
-            return Err(ApiError::new(
-                10198,
-                400,
-                "stream mirrors can not also use atomic publishing",
-            ));
+            return Err(ApiError::mirror_with_atomic_publish());
         }
         // Accepted and ignored would be worse than refused: a client relying on them would
         // silently lose their guarantees.
         if self.allow_msg_schedules {
             if self.mirror.is_some() {
-                return Err(ApiError::new(
-                    10186,
-                    400,
-                    "stream mirrors can not also schedule messages",
-                ));
+                return Err(ApiError::mirror_with_msg_schedules());
             }
             if self.sources.as_ref().is_some_and(|s| !s.is_empty()) {
-                return Err(ApiError::new(
-                    10187,
-                    400,
-                    "stream source can not also schedule messages",
-                ));
+                return Err(ApiError::source_with_msg_schedules());
             }
             if self.discard == Discard::New {
                 return Err(ApiError::stream_invalid_config(
@@ -578,11 +542,7 @@ impl StreamConfig {
             self.deny_purge = false;
         }
         if self.allow_batched && self.mirror.is_some() {
-            return Err(ApiError::new(
-                10209,
-                400,
-                "stream mirrors can not also use batch publishing",
-            ));
+            return Err(ApiError::mirror_with_batch_publish());
         }
         // Durable sourcing: the consumer decides where to start and what to deliver.
         let consumer_ok = |c: &SourceConsumer, src: &StreamSource| {
@@ -595,29 +555,17 @@ impl StreamConfig {
         };
         if let Some(m) = &self.mirror {
             if m.consumer.as_ref().is_some_and(|c| !consumer_ok(c, m)) {
-                return Err(ApiError::new(
-                    10213,
-                    400,
-                    "stream mirror consumer config is invalid",
-                ));
+                return Err(ApiError::mirror_durable_consumer_cfg_invalid());
             }
         }
         let mut durable = std::collections::HashSet::new();
         for s in self.sources.iter().flatten() {
             if let Some(c) = &s.consumer {
                 if !consumer_ok(c, s) {
-                    return Err(ApiError::new(
-                        10215,
-                        400,
-                        "stream source consumer config is invalid",
-                    ));
+                    return Err(ApiError::source_durable_consumer_cfg_invalid());
                 }
                 if !durable.insert((s.iname(), c.name.clone())) {
-                    return Err(ApiError::new(
-                        10216,
-                        400,
-                        "duplicate stream source consumer detected",
-                    ));
+                    return Err(ApiError::source_durable_consumer_duplicate_detected());
                 }
             }
         }
@@ -654,11 +602,7 @@ impl StreamConfig {
             }
         }
         if self.num_replicas > 1 {
-            return Err(ApiError::new(
-                10074,
-                500,
-                "replicas > 1 not supported in non-clustered mode",
-            ));
+            return Err(ApiError::stream_replicas_not_supported());
         }
         if self.num_replicas < 0 {
             return Err(ApiError::replicas_count_cannot_be_negative());
@@ -950,11 +894,7 @@ pub fn valid_group_name(g: &str) -> bool {
 
 /// nats-server's error for a bad priority group name.
 pub fn invalid_group_name() -> ApiError {
-    ApiError::new(
-        10162,
-        400,
-        "Valid priority group name must match A-Z, a-z, 0-9, -_/=)+ and may not exceed 16 characters",
-    )
+    ApiError::consumer_invalid_group_name()
 }
 
 /// Default `ack_wait`: 30 seconds.
@@ -1022,26 +962,14 @@ impl ConsumerConfig {
         }
         if self.priority_policy != PriorityPolicy::None {
             if self.is_push() {
-                return Err(ApiError::new(
-                    10178,
-                    400,
-                    "priority groups can not be used with push consumers",
-                ));
+                return Err(ApiError::consumer_push_with_priority_group());
             }
             if self.priority_groups.is_empty() {
-                return Err(ApiError::new(
-                    10159,
-                    400,
-                    "Setting PriorityPolicy requires at least one PriorityGroup to be set",
-                ));
+                return Err(ApiError::consumer_priority_policy_without_group());
             }
             for g in &self.priority_groups {
                 if g.is_empty() {
-                    return Err(ApiError::new(
-                        10161,
-                        400,
-                        "Group name cannot be an empty string",
-                    ));
+                    return Err(ApiError::consumer_empty_group_name());
                 }
                 if !valid_group_name(g) {
                     return Err(invalid_group_name());
@@ -1055,18 +983,10 @@ impl ConsumerConfig {
             }
         } else {
             if !self.priority_groups.is_empty() {
-                return Err(ApiError::new(
-                    10196,
-                    400,
-                    "consumer can not have priority groups when policy is none",
-                ));
+                return Err(ApiError::consumer_priority_group_with_policy_none());
             }
             if self.priority_timeout > 0 {
-                return Err(ApiError::new(
-                    10197,
-                    400,
-                    "PinnedTTL cannot be set when PriorityPolicy is none",
-                ));
+                return Err(ApiError::consumer_pinned_ttl_without_priority_policy());
             }
         }
         if self.sourcing {
@@ -1087,18 +1007,10 @@ impl ConsumerConfig {
         // nats-server's `checkConsumerCfg`: filters need not lie inside the stream's
         // subjects (such a filter simply matches nothing), but they must not overlap.
         if !self.filter_subject.is_empty() && !self.filter_subjects.is_empty() {
-            return Err(ApiError::new(
-                10136,
-                400,
-                "consumer cannot have both FilterSubject and FilterSubjects specified",
-            ));
+            return Err(ApiError::consumer_duplicate_filter_subjects());
         }
         if self.filter_subjects.iter().any(String::is_empty) {
-            return Err(ApiError::new(
-                10139,
-                400,
-                "consumer filter in FilterSubjects cannot be empty",
-            ));
+            return Err(ApiError::consumer_empty_filter());
         }
         for f in self.filters() {
             if !subject::is_valid_subject(f.as_str()) {
@@ -1110,11 +1022,7 @@ impl ConsumerConfig {
                 .iter()
                 .any(|b| subjects_overlap(a, b))
             {
-                return Err(ApiError::new(
-                    10138,
-                    400,
-                    "consumer subject filters cannot overlap",
-                ));
+                return Err(ApiError::consumer_overlapping_subject_filters());
             }
         }
         if let Some(ds) = &self.deliver_subject {
@@ -1169,11 +1077,7 @@ impl ConsumerConfig {
             && self.max_deliver != -1
             && self.max_deliver <= self.backoff.len() as i64
         {
-            return Err(ApiError::new(
-                10116,
-                400,
-                "max deliver is required to be > length of backoff values",
-            ));
+            return Err(ApiError::consumer_max_deliver_backoff());
         }
         if self.ack_policy != AckPolicy::None && self.max_ack_pending == 0 {
             self.max_ack_pending = if stream.consumer_limits.max_ack_pending > 0 {

@@ -689,11 +689,7 @@ impl JetStream {
         };
         let used = acc.usage(cfg.storage);
         if acc_limit >= 0 && used + size > acc_limit as u64 {
-            return Err(ApiError::new(
-                10002,
-                400,
-                "resource limits exceeded for account",
-            ));
+            return Err(ApiError::account_resources_exceeded());
         }
         if server_limit >= 0 && self.usage(cfg.storage) + size > server_limit as u64 {
             return Err(insufficient(cfg.storage));
@@ -1146,8 +1142,8 @@ impl JetStream {
 /// nats-server's answer when a stream would not fit in what is left of `storage`.
 fn insufficient(storage: Storage) -> ApiError {
     match storage {
-        Storage::Memory => ApiError::new(10028, 500, "insufficient memory resources available"),
-        Storage::File => ApiError::new(10047, 500, "insufficient storage resources available"),
+        Storage::Memory => ApiError::memory_resources_exceeded(),
+        Storage::File => ApiError::storage_resources_exceeded(),
     }
 }
 

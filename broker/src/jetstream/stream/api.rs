@@ -67,11 +67,7 @@ impl Stream {
         }
         // A mirror can be promoted to a plain stream (mirror removed), not changed or added.
         if cfg.mirror.is_some() && cfg.mirror != old.mirror {
-            return Err(ApiError::new(
-                10055,
-                400,
-                "stream mirror configuration can not be updated",
-            ));
+            return Err(ApiError::stream_mirror_not_updatable());
         }
         // New consumer limits must hold for the consumers there are (nats-server names them).
         let lim = &cfg.consumer_limits;
@@ -426,14 +422,7 @@ impl Stream {
                     return Err((K, ApiError::consumer_not_found()));
                 };
                 if !c.cfg.priority_groups.contains(&u.group) {
-                    return Err((
-                        K,
-                        ApiError::new(
-                            10160,
-                            400,
-                            "Provided priority group does not exist for this consumer",
-                        ),
-                    ));
+                    return Err((K, ApiError::consumer_invalid_priority_group()));
                 }
                 c.unpin(&mut ctx, &u.group, "admin");
                 self.wake = true;

@@ -182,58 +182,32 @@ impl Stream {
         if durable_api {
             let name = subj_name.clone().unwrap_or_default();
             match cfg.durable_name.as_deref() {
-                None | Some("") => {
-                    return Err(ApiError::new(
-                        10018,
-                        400,
-                        "consumer expected to be durable but a durable name was not set",
-                    ))
-                }
+                None | Some("") => return Err(ApiError::consumer_durable_name_not_set()),
                 Some(d) if d != name => {
-                    return Err(ApiError::new(
-                        10017,
-                        400,
-                        "consumer name in subject does not match durable name in request",
-                    ))
+                    return Err(ApiError::consumer_durable_name_not_match_subject())
                 }
                 _ => {}
             }
         } else if let Some(n) = &subj_name {
             if let Some(d) = cfg.durable_name.as_deref().filter(|d| !d.is_empty()) {
                 if d != n {
-                    return Err(ApiError::new(
-                        10017,
-                        400,
-                        "consumer name in subject does not match durable name in request",
-                    ));
+                    return Err(ApiError::consumer_durable_name_not_match_subject());
                 }
             }
             if let Some(cn) = cfg.name.as_deref().filter(|d| !d.is_empty()) {
                 if cn != n {
-                    return Err(ApiError::new(
-                        10017,
-                        400,
-                        "consumer name in subject does not match durable name in request",
-                    ));
+                    return Err(ApiError::consumer_durable_name_not_match_subject());
                 }
             }
             if cfg.name.as_deref().is_none_or(str::is_empty) {
                 cfg.name = Some(n.clone());
             }
         } else if cfg.durable_name.as_deref().is_some_and(|d| !d.is_empty()) {
-            return Err(ApiError::new(
-                10020,
-                400,
-                "consumer expected to be ephemeral but a durable name was set in request",
-            ));
+            return Err(ApiError::consumer_ephemeral_with_durable_name());
         }
         if let Some(f) = &subj_filter {
             if cfg.filter_subject != *f || !cfg.filter_subjects.is_empty() {
-                return Err(ApiError::new(
-                    10131,
-                    400,
-                    "Consumer create request did not match filtered subject from create subject",
-                ));
+                return Err(ApiError::consumer_create_filter_subject_mismatch());
             }
         }
         cfg.normalize(&self.cfg)?;
@@ -251,7 +225,7 @@ impl Stream {
                 return Ok(self.created_response(server, &name));
             }
             if req.action == "create" {
-                return Err(ApiError::new(10148, 400, "consumer already exists"));
+                return Err(ApiError::consumer_already_exists());
             }
             if let Some(why) = refused_update(&existing.cfg, &cfg) {
                 return Err(ApiError::new(10012, 500, why));
@@ -263,7 +237,7 @@ impl Stream {
             return Ok(self.created_response(server, &name));
         }
         if req.action == "update" {
-            return Err(ApiError::new(10149, 400, "consumer does not exist"));
+            return Err(ApiError::consumer_does_not_exist());
         }
         if self.cfg.max_consumers > 0 && self.consumers.len() as i64 >= self.cfg.max_consumers {
             return Err(ApiError::max_consumers());

@@ -54,7 +54,7 @@ fn frame(reply: &str) -> Option<Result<Frame<'_>, ApiError>> {
     let rest = reply.strip_suffix(".$FI")?;
     let mut t = rest.rsplitn(6, '.');
     let (op, seq, gap, flow, id) = (t.next(), t.next(), t.next(), t.next(), t.next());
-    let invalid = || ApiError::new(10206, 400, "batch publish pattern is invalid");
+    let invalid = || ApiError::batch_publish_invalid_pattern();
     let parsed = (|| {
         let op: u8 = op?.parse().ok()?;
         let seq: u64 = seq?.parse().ok().filter(|s| *s != 0 && *s != u64::MAX)?;
@@ -112,7 +112,7 @@ impl Stream {
             return true;
         }
         if !self.cfg.allow_batched {
-            refuse(self, ApiError::new(10205, 400, "batch publish is disabled"));
+            refuse(self, ApiError::batch_publish_disabled());
             return true;
         }
         let f = match frame {
@@ -123,14 +123,11 @@ impl Stream {
             }
         };
         if f.id.len() > MAX_ID_LEN {
-            refuse(
-                self,
-                ApiError::new(10207, 400, "batch publish ID is invalid"),
-            );
+            refuse(self, ApiError::batch_publish_invalid_batch_id());
             return true;
         }
         let known = self.fast.contains_key(f.id);
-        let invalid = || ApiError::new(10206, 400, "batch publish pattern is invalid");
+        let invalid = || ApiError::batch_publish_invalid_pattern();
         match f.op {
             0 if f.seq != 1 => {
                 refuse(self, invalid());
@@ -138,10 +135,7 @@ impl Stream {
             }
             0 | 2 if f.seq == 1 => {
                 if !known && self.fast.len() >= MAX_INFLIGHT {
-                    refuse(
-                        self,
-                        ApiError::new(10211, 429, "batch publish too many inflight"),
-                    );
+                    refuse(self, ApiError::batch_publish_too_many_inflight());
                     return true;
                 }
                 self.start_fast_batch(reply, &f);
@@ -151,7 +145,7 @@ impl Stream {
                 return true;
             }
             1..=4 if !known => {
-                refuse(self, ApiError::new(10208, 400, "batch publish ID unknown"));
+                refuse(self, ApiError::batch_publish_unknown_batch_id());
                 return true;
             }
             1..=4 => {}

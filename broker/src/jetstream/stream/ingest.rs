@@ -100,11 +100,7 @@ impl Stream {
             usize::MAX
         };
         if hdr.len() + data.len() > max_size {
-            let b = self.ack_err(ApiError::new(
-                10054,
-                400,
-                "message size exceeds maximum allowed",
-            ));
+            let b = self.ack_err(ApiError::stream_message_exceeds_maximum());
             return self.reply_now(server, &reply, b);
         }
         // A copy from a source: stored whatever its TTL, rollup and counter headers say; they
@@ -139,20 +135,18 @@ impl Stream {
                     (true, Some(t)) => ttl = t,
                     _ if sourced => {}
                     (false, _) => {
-                        let b =
-                            self.ack_err(ApiError::new(10166, 400, "per-message TTL is disabled"));
+                        let b = self.ack_err(ApiError::message_ttl_disabled());
                         return self.reply_now(server, &reply, b);
                     }
                     (true, None) => {
-                        let b = self.ack_err(ApiError::new(10165, 400, "invalid per-message TTL"));
+                        let b = self.ack_err(ApiError::message_ttl_invalid());
                         return self.reply_now(server, &reply, b);
                     }
                 }
             }
             if let Some(s) = headers::get(hdr, "Nats-Expected-Stream") {
                 if s != self.name {
-                    let b =
-                        self.ack_err(ApiError::new(10060, 400, "expected stream does not match"));
+                    let b = self.ack_err(ApiError::stream_not_match());
                     return self.reply_now(server, &reply, b);
                 }
             }
@@ -249,11 +243,7 @@ impl Stream {
             _ => (hdr, data, None),
         };
         if hdr.len() + data.len() > max_size {
-            let b = self.ack_err(ApiError::new(
-                10054,
-                400,
-                "message size exceeds maximum allowed",
-            ));
+            let b = self.ack_err(ApiError::stream_message_exceeds_maximum());
             return self.reply_now(server, &reply, b);
         }
         // Discard new: reject instead of making room.
@@ -373,7 +363,7 @@ impl Stream {
         data: &[u8],
         sourced: bool,
     ) -> Result<Option<BigInt>, ApiError> {
-        let invalid = || ApiError::new(10171, 400, "message counter increment is invalid");
+        let invalid = || ApiError::message_incr_invalid();
         let raw = if hdr.is_empty() {
             None
         } else {
@@ -385,11 +375,11 @@ impl Stream {
         };
         match &incr {
             Some(_) if !sourced && !self.cfg.allow_msg_counter => {
-                Err(ApiError::new(10168, 400, "message counters is disabled"))
+                Err(ApiError::message_incr_disabled())
             }
             Some(_) if !sourced => {
                 if !data.is_empty() {
-                    return Err(ApiError::new(10170, 400, "message counter has payload"));
+                    return Err(ApiError::message_incr_payload());
                 }
                 const ORDERED: [&str; 6] = [
                     "Nats-Rollup",
@@ -404,11 +394,7 @@ impl Stream {
                 }
                 Ok(incr)
             }
-            None if self.cfg.allow_msg_counter => Err(ApiError::new(
-                10169,
-                400,
-                "message counter increment is missing",
-            )),
+            None if self.cfg.allow_msg_counter => Err(ApiError::message_incr_missing()),
             _ => Ok(incr),
         }
     }
@@ -423,7 +409,7 @@ impl Stream {
         data: &[u8],
         incr: BigInt,
     ) -> Result<(Vec<u8>, Vec<u8>, String), ApiError> {
-        let broken = || ApiError::new(10172, 400, "message counter is broken");
+        let broken = || ApiError::message_counter_broken();
         type Sources = BTreeMap<String, BTreeMap<String, String>>;
         let last = self.store.last_for(subject).and_then(|s| self.store.get(s));
         let (total, mut sources) = match &last {

@@ -435,17 +435,9 @@ impl Stream {
                     && v["config"]["ack_policy"] != json!("flow_control");
                 if wrong_policy {
                     o.error = Some(if o.mirror {
-                        ApiError::new(
-                            10214,
-                            400,
-                            "stream mirror consumer requires flow control ack policy",
-                        )
+                        ApiError::mirror_consumer_requires_ack_fc()
                     } else {
-                        ApiError::new(
-                            10217,
-                            400,
-                            "stream source consumer requires flow control ack policy",
-                        )
+                        ApiError::source_consumer_requires_ack_fc()
                     });
                     o.failures += 1;
                     o.retry_at = Instant::now() + (HEARTBEAT * o.failures).min(MAX_RETRY);
