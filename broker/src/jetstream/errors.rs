@@ -55,6 +55,14 @@ catalog! {
     consumer_wq_requires_explicit_ack => 10098, 400, "workqueue stream requires explicit ack";
     consumer_with_flow_control_needs_heartbeats => 10108, 400, "consumer with flow control also needs heartbeats";
     replicas_count_cannot_be_negative => 10133, 400, "replicas count cannot be negative";
+    stream_wrong_last_sequence_constant => 10164, 400, "wrong last sequence";
+    atomic_publish_disabled => 10174, 400, "atomic publish is disabled";
+    atomic_publish_missing_seq => 10175, 400, "atomic publish sequence is missing";
+    atomic_publish_incomplete_batch => 10176, 400, "atomic publish batch is incomplete";
+    atomic_publish_invalid_batch_id => 10179, 400, "atomic publish batch ID is invalid";
+    atomic_publish_invalid_batch_commit => 10200, 400, "atomic publish batch commit is invalid";
+    atomic_publish_contains_duplicate_message => 10201, 400, "atomic publish batch contains duplicate message id";
+    atomic_publish_too_many_inflight => 10210, 429, "atomic publish too many inflight";
     temp_storage_failed => 10072, 500, "JetStream unable to open temp storage for restore";
     account_resources_exceeded => 10002, 400, "resource limits exceeded for account";
     snapshot_deliver_subject_invalid => 10015, 400, "deliver subject not valid";
@@ -114,9 +122,14 @@ catalog! {
 }
 
 catalog_with! {
+    atomic_publish_unsupported_header => 10177, 400, "atomic publish unsupported header used: {}";
+    atomic_publish_too_large_batch => 10199, 400, "atomic publish batch is too large: {}";
+    stream_wrong_last_msg_id => 10070, 400, "wrong last msg ID: {}";
+    stream_wrong_last_sequence => 10071, 400, "wrong last sequence: {}";
     consumer_invalid_policy => 10094, 400, "{}";
     consumer_invalid_sampling => 10095, 400, "failed to parse consumer sampling configuration: {}";
     stream_purge_failed => 10110, 500, "{}";
+    stream_rollup_failed => 10111, 500, "{}";
 }
 
 impl ApiError {

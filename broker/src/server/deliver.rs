@@ -277,23 +277,44 @@ pub(crate) fn routed_cross_accounts(
             );
         }
     }
-    if account.has_stream_forwards() {
-        let forwards = account.stream_forwards.match_subject(subject);
-        for f in forwards.psubs.iter() {
-            let mapped = f.map(subject);
-            let result = f.target.sublist.match_subject(&mapped);
-            delivered |= deliver_result(
-                server,
-                &result,
-                None,
-                true,
-                mapped.as_bytes(),
-                reply,
-                headers,
-                payload,
-                wakes,
-            );
-        }
+    delivered |= deliver_forwards(
+        server, account, subject, None, reply, headers, payload, wakes,
+    );
+    delivered
+}
+
+/// Delivers to the accounts that import `subject` as a stream (one hop, as nats-server's
+/// delivery does), under the mapped subject or, with `wire`, under that one.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn deliver_forwards(
+    server: &Server,
+    account: &Account,
+    subject: &str,
+    wire: Option<&[u8]>,
+    reply: Option<&[u8]>,
+    headers: Option<&[u8]>,
+    payload: &[u8],
+    wakes: &mut WakeList,
+) -> bool {
+    if !account.has_stream_forwards() {
+        return false;
+    }
+    let mut delivered = false;
+    let forwards = account.stream_forwards.match_subject(subject);
+    for f in forwards.psubs.iter() {
+        let mapped = f.map(subject);
+        let result = f.target.sublist.match_subject(&mapped);
+        delivered |= deliver_result(
+            server,
+            &result,
+            None,
+            true,
+            wire.unwrap_or(mapped.as_bytes()),
+            reply,
+            headers,
+            payload,
+            wakes,
+        );
     }
     delivered
 }

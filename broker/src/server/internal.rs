@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::deliver::{deliver_in_account, deliver_result, route_message, LocalMsg, WakeList};
+use super::deliver::{deliver_forwards, deliver_in_account, route_message, LocalMsg, WakeList};
 use super::subscription::Subscription;
 use super::Server;
 use crate::accounts::Account;
@@ -91,24 +91,16 @@ impl InternalSender {
         // A deliver subject exported to another account (a cross-account mirror or
         // source, or a consumer shared by export): the importer's subscribers get it, still
         // showing the stored subject. One hop, as nats-server's delivery does.
-        if account.has_stream_forwards() {
-            let forwards = account.stream_forwards.match_subject(subj);
-            for f in forwards.psubs.iter() {
-                let mapped = f.map(subj);
-                let result = f.target.sublist.match_subject(&mapped);
-                delivered |= deliver_result(
-                    server,
-                    &result,
-                    None,
-                    true,
-                    wire_subject,
-                    reply,
-                    headers,
-                    payload,
-                    &mut self.wakes,
-                );
-            }
-        }
+        delivered |= deliver_forwards(
+            server,
+            account,
+            subj,
+            Some(wire_subject),
+            reply,
+            headers,
+            payload,
+            &mut self.wakes,
+        );
         delivered
     }
 

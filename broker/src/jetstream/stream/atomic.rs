@@ -38,14 +38,6 @@ struct Staged {
     data: Vec<u8>,
 }
 
-fn err(err_code: u16, code: u16, text: &str) -> ApiError {
-    ApiError::new(err_code, code, text)
-}
-
-fn incomplete() -> ApiError {
-    err(10176, 400, "atomic publish batch is incomplete")
-}
-
 impl Stream {
     /// A message of an atomic batch (it has `Nats-Batch-Id`). Staged messages get an empty
     /// reply; the commit gets the pub ack for the whole batch, or the error that stopped it.
@@ -82,19 +74,19 @@ impl Stream {
             .unwrap_or_default()
             .to_string();
         if !self.cfg.allow_atomic {
-            return Err(err(10174, 400, "atomic publish is disabled"));
+            return Err(ApiError::atomic_publish_disabled());
         }
         if id.is_empty() || id.len() > MAX_ID_LEN {
-            return Err(err(10179, 400, "atomic publish batch ID is invalid"));
+            return Err(ApiError::atomic_publish_invalid_batch_id());
         }
         let Some(seq) = headers::get(hdr, "Nats-Batch-Sequence") else {
-            return Err(err(10175, 400, "atomic publish sequence is missing"));
+            return Err(ApiError::atomic_publish_missing_seq());
         };
         let seq: u64 = match seq.trim().parse() {
             Ok(s) if s > 0 => s,
             _ => {
                 self.atomic.remove(&id);
-                return Err(incomplete());
+                return Err(ApiError::atomic_publish_incomplete_batch());
             }
         };
         let commit = match headers::get(hdr, "Nats-Batch-Commit") {
@@ -103,22 +95,20 @@ impl Stream {
             Some("eob") => Some(false),
             Some(_) => {
                 self.atomic.remove(&id);
-                return Err(err(10200, 400, "atomic publish batch commit is invalid"));
+                return Err(ApiError::atomic_publish_invalid_batch_commit());
             }
         };
         // The end-of-batch marker is not stored, so it does not count toward the limit.
         let stored_seq = if commit == Some(false) { seq - 1 } else { seq };
         if stored_seq > MAX_BATCH_MSGS {
             self.atomic.remove(&id);
-            return Err(err(
-                10199,
-                400,
-                &format!("atomic publish batch is too large: {MAX_BATCH_MSGS}"),
+            return Err(ApiError::atomic_publish_too_large_batch(
+                &MAX_BATCH_MSGS.to_string(),
             ));
         }
         if seq == 1 {
             if !self.atomic.contains_key(&id) && self.atomic.len() >= MAX_INFLIGHT {
-                return Err(err(10210, 429, "atomic publish too many inflight"));
+                return Err(ApiError::atomic_publish_too_many_inflight());
             }
             self.atomic.insert(
                 id.clone(),
@@ -129,11 +119,11 @@ impl Stream {
             );
         }
         let Some(batch) = self.atomic.get_mut(&id) else {
-            return Err(incomplete());
+            return Err(ApiError::atomic_publish_incomplete_batch());
         };
         if batch.msgs.len() as u64 + 1 != seq && !(commit == Some(false) && seq == 1) {
             self.atomic.remove(&id);
-            return Err(incomplete());
+            return Err(ApiError::atomic_publish_incomplete_batch());
         }
         batch.last = Instant::now();
         match commit {
@@ -156,11 +146,11 @@ impl Stream {
     /// stores every message or none.
     fn commit(&mut self, server: &Server, id: &str, reply: Option<String>) {
         let Some(batch) = self.atomic.remove(id) else {
-            let b = self.ack_err(incomplete());
+            let b = self.ack_err(ApiError::atomic_publish_incomplete_batch());
             return self.reply_now(server, &reply, b);
         };
         if batch.msgs.is_empty() {
-            let b = self.ack_err(incomplete());
+            let b = self.ack_err(ApiError::atomic_publish_incomplete_batch());
             return self.reply_now(server, &reply, b);
         }
         if let Err(e) = self.check_batch(&batch.msgs) {
@@ -209,37 +199,31 @@ impl Stream {
         for (i, m) in msgs.iter().enumerate() {
             let hdr = &m.hdr[..];
             if m.hdr.len() + m.data.len() > max_size {
-                return Err(err(10054, 400, "message size exceeds maximum allowed"));
+                return Err(ApiError::stream_message_exceeds_maximum());
             }
             if headers::get(hdr, "Nats-Expected-Last-Msg-Id").is_some() {
-                return Err(err(
-                    10177,
-                    400,
-                    "atomic publish unsupported header used: Nats-Expected-Last-Msg-Id",
+                return Err(ApiError::atomic_publish_unsupported_header(
+                    "Nats-Expected-Last-Msg-Id",
                 ));
             }
             if let Some(id) = headers::get(hdr, "Nats-Msg-Id") {
                 if !ids.insert(id.to_string()) || self.dedupe.contains_key(id) {
-                    return Err(err(
-                        10201,
-                        400,
-                        "atomic publish batch contains duplicate message id",
-                    ));
+                    return Err(ApiError::atomic_publish_contains_duplicate_message());
                 }
             }
             if let Some(s) = headers::get(hdr, "Nats-Expected-Stream") {
                 if s != self.name {
-                    return Err(err(10060, 400, "expected stream does not match"));
+                    return Err(ApiError::stream_not_match());
                 }
             }
             if let Some(v) = headers::get(hdr, "Nats-Expected-Last-Sequence") {
                 // Only the first message may expect a last sequence: the stream's own.
                 if i > 0 {
-                    return Err(err(10164, 400, "wrong last sequence"));
+                    return Err(ApiError::stream_wrong_last_sequence_constant());
                 }
                 let last = st.last_seq;
                 if v.parse::<u64>().ok() != Some(last) {
-                    return Err(err(10071, 400, &format!("wrong last sequence: {last}")));
+                    return Err(ApiError::stream_wrong_last_sequence(&last.to_string()));
                 }
             }
             if let Some(v) = headers::get(hdr, "Nats-Expected-Last-Subject-Sequence") {
@@ -247,27 +231,29 @@ impl Stream {
                     .unwrap_or(&m.subject);
                 // A subject this batch already wrote has no stored answer yet.
                 if written.contains(filter) {
-                    return Err(err(10164, 400, "wrong last sequence"));
+                    return Err(ApiError::stream_wrong_last_sequence_constant());
                 }
                 let last = self.store.last_for(filter).unwrap_or(0);
                 if v.parse::<u64>().ok() != Some(last) {
-                    return Err(err(10071, 400, &format!("wrong last sequence: {last}")));
+                    return Err(ApiError::stream_wrong_last_sequence(&last.to_string()));
                 }
             }
             if let Some(v) = headers::get(hdr, "Nats-TTL") {
                 if !self.cfg.allow_msg_ttl {
-                    return Err(err(10166, 400, "per-message TTL is disabled"));
+                    return Err(ApiError::message_ttl_disabled());
                 }
                 if parse_ttl(v).is_none() {
-                    return Err(err(10165, 400, "invalid per-message TTL"));
+                    return Err(ApiError::message_ttl_invalid());
                 }
             }
             if let Some(r) = headers::get(hdr, "Nats-Rollup") {
                 if !self.cfg.allow_rollup_hdrs {
-                    return Err(err(10111, 500, "rollup not permitted"));
+                    return Err(ApiError::stream_rollup_failed("rollup not permitted"));
                 }
                 if !matches!(r, "sub" | "all") {
-                    return Err(err(10111, 500, &format!("rollup value invalid: {r:?}")));
+                    return Err(ApiError::stream_rollup_failed(&format!(
+                        "rollup value invalid: {r:?}"
+                    )));
                 }
             }
             // (copies from sources arrive without batch headers: never sourced here)

@@ -162,11 +162,7 @@ impl Stream {
                 let want: u64 = v.parse().unwrap_or(u64::MAX);
                 let last = self.store.state().last_seq;
                 if want != last {
-                    let b = self.ack_err(ApiError::new(
-                        10071,
-                        400,
-                        &format!("wrong last sequence: {last}"),
-                    ));
+                    let b = self.ack_err(ApiError::stream_wrong_last_sequence(&last.to_string()));
                     return self.reply_now(server, &reply, b);
                 }
             }
@@ -176,22 +172,14 @@ impl Stream {
                     .unwrap_or(subject);
                 let last = self.store.last_for(filter).unwrap_or(0);
                 if want != last {
-                    let b = self.ack_err(ApiError::new(
-                        10071,
-                        400,
-                        &format!("wrong last sequence: {last}"),
-                    ));
+                    let b = self.ack_err(ApiError::stream_wrong_last_sequence(&last.to_string()));
                     return self.reply_now(server, &reply, b);
                 }
             }
             if let Some(v) = headers::get(hdr, "Nats-Expected-Last-Msg-Id") {
                 let last = self.last_msg_id.clone().unwrap_or_default();
                 if v != last {
-                    let b = self.ack_err(ApiError::new(
-                        10070,
-                        400,
-                        &format!("wrong last msg ID: {last}"),
-                    ));
+                    let b = self.ack_err(ApiError::stream_wrong_last_msg_id(&last));
                     return self.reply_now(server, &reply, b);
                 }
             }
@@ -199,7 +187,7 @@ impl Stream {
                 headers::get(hdr, "Nats-Rollup").filter(|_| !sourced || self.cfg.allow_rollup_hdrs)
             {
                 if !self.cfg.allow_rollup_hdrs {
-                    let b = self.ack_err(ApiError::new(10111, 500, "rollup not permitted"));
+                    let b = self.ack_err(ApiError::stream_rollup_failed("rollup not permitted"));
                     return self.reply_now(server, &reply, b);
                 }
                 match r {
@@ -216,11 +204,9 @@ impl Stream {
                         rollup = Some(true)
                     }
                     _ => {
-                        let b = self.ack_err(ApiError::new(
-                            10111,
-                            500,
-                            &format!("rollup value invalid: {r:?}"),
-                        ));
+                        let b = self.ack_err(ApiError::stream_rollup_failed(&format!(
+                            "rollup value invalid: {r:?}"
+                        )));
                         return self.reply_now(server, &reply, b);
                     }
                 }
