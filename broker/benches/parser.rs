@@ -1,7 +1,7 @@
 //! Criterion benches for the client protocol parser.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use natrix_broker::protocol::client::{parse, ClientOp, Limits};
+use natrix_broker::protocol::client_wire::{parse, ClientOp, Limits};
 
 const LIMITS: Limits = Limits {
     max_control_line: 4096,

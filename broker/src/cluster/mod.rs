@@ -27,7 +27,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::accounts::Account;
 use crate::options::ClusterOptions;
-use crate::protocol::route::{encode_rmsg, encode_sub, encode_unsub};
+use crate::protocol::route_wire::{encode_rmsg, encode_sub, encode_unsub};
 use crate::server::subscription::Subscription;
 use crate::server::Server;
 use crate::sublist::MatchResult;

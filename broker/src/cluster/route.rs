@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 
 use super::{Cluster, RouteInfo};
 use crate::clock::unix_nanos;
-use crate::protocol::route::{parse, RouteOp};
+use crate::protocol::route_wire::{parse, RouteOp};
 use crate::protocol::ClosedReason;
 use crate::server::deliver::WakeList;
 use crate::server::outbound::{FlushError, Outbound};

@@ -15,7 +15,7 @@ use crate::server::internal::InternalSender;
 use crate::server::Server;
 
 mod ack;
-mod deliver;
+mod dispatch;
 mod pull;
 
 /// What a consumer needs from its stream while it works.

@@ -1,9 +1,9 @@
 //! Wire parsing and encoding for the client protocol.
 
-pub mod client;
+pub mod client_wire;
 pub mod closed;
 pub mod info;
-pub mod route;
+pub mod route_wire;
 
 pub use closed::ClosedReason;
 

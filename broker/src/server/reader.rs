@@ -20,7 +20,7 @@ use super::Server;
 use crate::accounts::Account;
 use crate::auth::{AuthUser, Perms};
 use crate::clock::unix_nanos;
-use crate::protocol::client::{parse, ClientOp, Limits, ParseError};
+use crate::protocol::client_wire::{parse, ClientOp, Limits, ParseError};
 use crate::protocol::encode_msg;
 use crate::protocol::ClosedReason;
 use crate::subject;
