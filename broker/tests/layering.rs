@@ -185,3 +185,54 @@ fn the_reader_sees_climbing_paths() {
     assert_eq!(layer_of("cluster::Cluster"), Some(4));
     assert_eq!(layer_of("monitor::util"), Some(5));
 }
+
+/// Lines of a file before its `#[cfg(test)]` module: what a reader of the code itself meets.
+fn code_lines(text: &str) -> usize {
+    text.lines()
+        .take_while(|l| !l.starts_with("#[cfg(test)]"))
+        .count()
+}
+
+/// The limit on a source file's size (without its tests), so a concern gets a file of its own.
+const MAX_LINES: usize = 900;
+
+#[test]
+fn files_are_easy_to_find() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut seen = std::collections::BTreeMap::<String, Vec<String>>::new();
+    let mut faults = Vec::new();
+    for file in &files {
+        let rel = file.strip_prefix(&src).unwrap().display().to_string();
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        if !["mod.rs", "lib.rs", "main.rs", "tests.rs"].contains(&name.as_str()) {
+            seen.entry(name).or_default().push(rel.clone());
+        }
+        let text = std::fs::read_to_string(file).expect("read source");
+        let lines = code_lines(&text);
+        if lines > MAX_LINES {
+            faults.push(format!(
+                "{rel}: {lines} lines before its tests (limit {MAX_LINES})"
+            ));
+        }
+        let code = code_only(&text);
+        if code.contains("#[path") {
+            faults.push(format!("{rel}: mounts a module with #[path]"));
+        }
+        let before_tests = &code[..code.find("#[cfg(test)]").unwrap_or(code.len())];
+        if before_tests.contains("use super::*") {
+            faults.push(format!("{rel}: `use super::*` outside its tests"));
+        }
+    }
+    for (name, paths) in seen {
+        if paths.len() > 1 {
+            faults.push(format!("{name} names two modules: {paths:?}"));
+        }
+    }
+    assert!(
+        faults.is_empty(),
+        "house rules broken:\n{}",
+        faults.join("\n")
+    );
+}

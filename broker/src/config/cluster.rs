@@ -93,7 +93,7 @@ pub(super) fn cluster(e: &Entry) -> Result<ClusterOptions, ConfigError> {
                 c.auth = Some(auth);
             }
             "tls" => {
-                let t = super::security::cluster_tls(f)?;
+                let t = super::tls_block::cluster_tls(f)?;
                 if t.ca_file.is_none() {
                     return Err(bad(
                         f,

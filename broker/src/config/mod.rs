@@ -4,6 +4,7 @@
 //! [`Value`] tree with positions; [`apply`] maps a tree onto [`Options`];
 //! [`load_file`] does both.
 
+mod accounts;
 pub mod cluster;
 pub mod duration;
 mod jetstream;
@@ -13,6 +14,7 @@ mod options_map;
 pub mod parser;
 mod read;
 mod security;
+mod tls_block;
 pub mod value;
 
 use std::path::Path;

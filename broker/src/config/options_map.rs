@@ -129,7 +129,7 @@ pub fn apply(map: &Map, opts: &mut Options) -> Result<Vec<String>, ConfigError> 
                 }
             }
             "authorization" => security::authorization(e, opts, &mut sec)?,
-            "accounts" => security::accounts(e, opts, &mut sec)?,
+            "accounts" => super::accounts::accounts(e, opts, &mut sec)?,
             "system_account" | "system" => {
                 let name = match &e.value.kind {
                     Kind::String(s) => s.clone(),
@@ -142,7 +142,7 @@ pub fn apply(map: &Map, opts: &mut Options) -> Result<Vec<String>, ConfigError> 
                 opts.no_auth_user = Some(get_str(e)?);
                 sec.no_auth_user_pos = Some(e.key_pos.clone());
             }
-            "tls" => opts.tls = Some(security::tls(e)?),
+            "tls" => opts.tls = Some(super::tls_block::tls(e)?),
             "jetstream" => opts.jetstream = super::jetstream::server(e)?,
             "store_dir" | "storedir" => {
                 // nats-server: a top-level store_dir sets the directory (and does not enable).
