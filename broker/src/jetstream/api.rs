@@ -1,0 +1,506 @@
+//! The `$JS.API` requests: each one's answer kind, its dispatch to the account, stream or consumer
+//! that answers it, and stream create/update checks that need the whole account.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::account::JsAccount;
+use super::config::{Storage, StreamConfig};
+use super::errors::ApiError;
+use super::stream::{Cmd, Op, StreamHandle};
+use super::{advisory, backup, config, errors, headers, JetStream};
+use crate::server::internal::InternalSender;
+use crate::server::{Server, API_LEVEL};
+
+impl JetStream {
+    /// Serves one account-level API request on the API thread.
+    pub(super) fn serve(
+        self: &Arc<Self>,
+        server: &Arc<Server>,
+        sender: &mut InternalSender,
+        req: ApiReq,
+    ) {
+        let Some(reply) = req.reply.clone() else {
+            return;
+        };
+        let acc = req.acc.clone();
+        let api = req.subject.strip_prefix("$JS.API.").unwrap_or("");
+        let audit = advisory::Audit::new(
+            server,
+            &acc.account,
+            req.publisher,
+            &req.subject,
+            &req.body,
+            self.domain.as_ref(),
+        );
+        let result = match (cluster_only_kind(api), response_kind(api)) {
+            // Without a cluster these are refused before anything else, the level too.
+            (Some(kind), _) => Err((kind, ApiError::clustering_required())),
+            // nats-server refuses before looking at the request.
+            (None, Some(kind)) if req.too_new => Err((kind, ApiError::api_level_required())),
+            _ => self.dispatch(
+                server,
+                &acc,
+                api,
+                &reply,
+                &req.body,
+                &audit,
+                req.publisher,
+                req.too_new,
+            ),
+        };
+        // Counted once answered, as nats-server (an INFO does not count itself).
+        acc.api_total.fetch_add(1, Ordering::Relaxed);
+        let body = match result {
+            Ok(None) => return,
+            Ok(Some(v)) => v,
+            Err((kind, e)) => {
+                acc.api_errors.fetch_add(1, Ordering::Relaxed);
+                error_body(kind, e)
+            }
+        };
+        let body = body.to_string();
+        sender.send(
+            server,
+            &acc.account,
+            reply.as_bytes(),
+            None,
+            None,
+            body.as_bytes(),
+        );
+        if let Some(a) = &audit {
+            advisory::api_audit(server, &acc.account, sender, a, &body);
+        }
+    }
+
+    /// Routes an API request: account-level ones are answered here (`Ok(Some)`), stream-level
+    /// ones are handed to the stream, which answers itself (`Ok(None)`).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn dispatch(
+        self: &Arc<Self>,
+        server: &Arc<Server>,
+        acc: &Arc<JsAccount>,
+        api: &str,
+        reply: &str,
+        body: &Bytes,
+        audit: &Option<Box<advisory::Audit>>,
+        publisher: u64,
+        too_new: bool,
+    ) -> Result<Option<Value>, (&'static str, ApiError)> {
+        let toks: Vec<&str> = api.split('.').collect();
+        let forward = |stream: &str,
+                       op: Op,
+                       kind: &'static str|
+         -> Result<Option<Value>, (&'static str, ApiError)> {
+            match acc.stream(stream) {
+                Some(h) => {
+                    h.send(Cmd::Api {
+                        op,
+                        reply: Some(reply.to_string()),
+                        body: body.clone(),
+                        audit: audit.clone(),
+                    });
+                    Ok(None)
+                }
+                None => Err((kind, ApiError::stream_not_found())),
+            }
+        };
+        match toks.as_slice() {
+            ["INFO"] => Ok(Some(self.account_info(acc))),
+            ["CONSUMER", "MSG", "NEXT", ..] => {
+                let h = headers::with(
+                    b"NATS/1.0 503\r\n\r\n",
+                    &[("Nats-Subject", format!("$JS.API.{api}"))],
+                );
+                let mut sender = InternalSender::default();
+                sender.send(server, &acc.account, reply.as_bytes(), None, Some(&h), b"");
+                sender.flush(server);
+                Ok(None)
+            }
+            ["STREAM", "CREATE", name] => {
+                let existed = acc.stream(name).is_some();
+                let r = self.create_stream(server, acc, name, body);
+                if r.is_ok() && !existed {
+                    let mut sender = InternalSender::default();
+                    advisory::stream_action(server, &acc.account, &mut sender, name, "create");
+                    sender.flush(server);
+                }
+                r.map(Some).map_err(|e| ("stream_create_response", e))
+            }
+            ["STREAM", "UPDATE", name] => {
+                let r = self.update_stream(server, acc, name, body);
+                if r.is_ok() {
+                    let mut sender = InternalSender::default();
+                    advisory::stream_action(server, &acc.account, &mut sender, name, "modify");
+                    sender.flush(server);
+                }
+                r.map(Some).map_err(|e| ("stream_update_response", e))
+            }
+            ["STREAM", "DELETE", name] => {
+                let h = acc.streams.write().remove(*name);
+                match h {
+                    Some(h) => {
+                        for s in h.subs.lock().drain(..) {
+                            server.remove_sub(&s);
+                        }
+                        h.stop(true);
+                        let mut sender = InternalSender::default();
+                        advisory::stream_action(server, &acc.account, &mut sender, name, "delete");
+                        sender.flush(server);
+                        Ok(Some(
+                            json!({"type": "io.nats.jetstream.api.v1.stream_delete_response", "success": true}),
+                        ))
+                    }
+                    None => Err(("stream_delete_response", ApiError::stream_not_found())),
+                }
+            }
+            ["STREAM", "INFO", name] => forward(name, Op::Info, "stream_info_response"),
+            ["STREAM", "SNAPSHOT", name] => {
+                backup::snapshot_request(self, server, acc, name, reply, body, publisher)
+            }
+            ["STREAM", "RESTORE", name] => Ok(Some(backup::restore_request(
+                self, server, acc, name, body, publisher,
+            ))),
+            ["STREAM", "PURGE", name] => forward(name, Op::Purge, "stream_purge_response"),
+            ["STREAM", "MSG", "GET", name] => forward(name, Op::MsgGet, "stream_msg_get_response"),
+            ["STREAM", "MSG", "DELETE", name] => {
+                forward(name, Op::MsgDelete, "stream_msg_delete_response")
+            }
+            ["STREAM", "NAMES"] | ["STREAM", "LIST"] => {
+                let list = toks[1] == "LIST";
+                #[derive(Deserialize, Default)]
+                struct L {
+                    #[serde(default)]
+                    offset: usize,
+                    #[serde(default)]
+                    subject: String,
+                }
+                let kind = if list {
+                    "stream_list_response"
+                } else {
+                    "stream_names_response"
+                };
+                let l: L = errors::parse_opt(body, self.strict).map_err(|e| (kind, e))?;
+                let all: Vec<Arc<StreamHandle>> = acc
+                    .streams
+                    .read()
+                    .values()
+                    .filter(|h| {
+                        l.subject.is_empty()
+                            || h.cfg
+                                .read()
+                                .subjects
+                                .iter()
+                                .any(|s| config::subjects_overlap(s, &l.subject))
+                    })
+                    .cloned()
+                    .collect();
+                let total = all.len();
+                let limit = if list { 256 } else { 1024 };
+                let page: Vec<Arc<StreamHandle>> =
+                    all.into_iter().skip(l.offset).take(limit).collect();
+                if list {
+                    let infos: Vec<Value> = page
+                        .iter()
+                        .filter_map(|h| h.info())
+                        .map(|mut v| {
+                            if let Value::Object(m) = &mut v {
+                                m.remove("type");
+                                m.remove("total");
+                                m.remove("offset");
+                                m.remove("limit");
+                            }
+                            // A list shows the stored metadata only, as nats-server's.
+                            if let Some(md) = v["config"]["metadata"].as_object_mut() {
+                                md.remove("_nats.level");
+                                md.remove("_nats.ver");
+                            }
+                            v
+                        })
+                        .collect();
+                    Ok(Some(
+                        json!({"type": "io.nats.jetstream.api.v1.stream_list_response", "total": total, "offset": l.offset, "limit": limit, "streams": infos, "missing": null}),
+                    ))
+                } else {
+                    let names: Vec<&str> = page.iter().map(|h| h.name.as_str()).collect();
+                    let names = if names.is_empty() {
+                        Value::Null
+                    } else {
+                        json!(names)
+                    };
+                    Ok(Some(
+                        json!({"type": "io.nats.jetstream.api.v1.stream_names_response", "total": total, "offset": l.offset, "limit": limit, "streams": names}),
+                    ))
+                }
+            }
+            ["CONSUMER", "CREATE", stream] => forward(
+                stream,
+                Op::ConsumerCreate {
+                    name: None,
+                    filter: None,
+                    durable_api: false,
+                },
+                "consumer_create_response",
+            ),
+            ["CONSUMER", "CREATE", stream, name, filter @ ..] => forward(
+                stream,
+                Op::ConsumerCreate {
+                    name: Some(name.to_string()),
+                    filter: (!filter.is_empty()).then(|| filter.join(".")),
+                    durable_api: false,
+                },
+                "consumer_create_response",
+            ),
+            ["CONSUMER", "DURABLE", "CREATE", stream, name] => forward(
+                stream,
+                Op::ConsumerCreate {
+                    name: Some(name.to_string()),
+                    filter: None,
+                    durable_api: true,
+                },
+                "consumer_create_response",
+            ),
+            ["CONSUMER", "INFO", stream, name] => forward(
+                stream,
+                Op::ConsumerInfo(name.to_string()),
+                "consumer_info_response",
+            ),
+            ["CONSUMER", "PAUSE", stream, name] => forward(
+                stream,
+                Op::ConsumerPause(name.to_string()),
+                "consumer_pause_response",
+            ),
+            // Answered by the consumer itself in nats-server: nothing when there is none.
+            ["CONSUMER", "RESET", stream, _] if acc.stream(stream).is_none() => Ok(None),
+            ["CONSUMER", "RESET", stream, name] => forward(
+                stream,
+                Op::ConsumerReset {
+                    name: name.to_string(),
+                    too_new,
+                },
+                "consumer_reset_response",
+            ),
+            ["CONSUMER", "UNPIN", stream, name] => forward(
+                stream,
+                Op::ConsumerUnpin(name.to_string()),
+                "consumer_unpin_response",
+            ),
+            ["CONSUMER", "DELETE", stream, name] => forward(
+                stream,
+                Op::ConsumerDelete(name.to_string()),
+                "consumer_delete_response",
+            ),
+            ["CONSUMER", "NAMES", stream] => {
+                forward(stream, Op::ConsumerNames, "consumer_names_response")
+            }
+            ["CONSUMER", "LIST", stream] => {
+                forward(stream, Op::ConsumerList, "consumer_list_response")
+            }
+            // nats-server has no subscription for unknown API subjects: no answer at all.
+            _ => Ok(None),
+        }
+    }
+
+    pub(super) fn parse_stream_config(
+        name: &str,
+        body: &[u8],
+        max_payload: i32,
+        strict: bool,
+    ) -> Result<StreamConfig, ApiError> {
+        // An empty body is `{}`, whose empty name does not match the subject's.
+        let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            body
+        };
+        let cfg: StreamConfig = errors::from_json(body, strict)?;
+        let mut cfg = cfg;
+        if cfg.name != name {
+            return Err(ApiError::stream_mismatch());
+        }
+        cfg.normalize(max_payload)?;
+        Ok(cfg)
+    }
+
+    pub(super) fn check_overlap(acc: &JsAccount, cfg: &StreamConfig) -> Result<(), ApiError> {
+        for h in acc.streams.read().values() {
+            if h.name == cfg.name {
+                continue;
+            }
+            let other = h.cfg.read();
+            if cfg.subjects.iter().any(|a| {
+                other
+                    .subjects
+                    .iter()
+                    .any(|b| config::subjects_overlap(a, b))
+            }) {
+                return Err(ApiError::subject_overlap());
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn create_stream(
+        self: &Arc<Self>,
+        server: &Arc<Server>,
+        acc: &Arc<JsAccount>,
+        name: &str,
+        body: &[u8],
+    ) -> Result<Value, ApiError> {
+        let cfg = Self::parse_stream_config(name, body, server.options().max_payload, self.strict)?;
+        if let Some(h) = acc.stream(name) {
+            if *h.cfg.read() == cfg {
+                // Idempotent: the same answer as the first create.
+                let mut v = h.info().ok_or_else(ApiError::stream_not_found)?;
+                v["type"] = json!("io.nats.jetstream.api.v1.stream_create_response");
+                if let Value::Object(m) = &mut v {
+                    for k in ["total", "offset", "limit", "cluster"] {
+                        m.remove(k);
+                    }
+                }
+                v["did_create"] = json!(true);
+                return Ok(v);
+            }
+            return Err(ApiError::stream_name_exists());
+        }
+        Self::check_overlap(acc, &cfg)?;
+        if acc.limits.max_streams >= 0 && acc.streams.read().len() as i64 >= acc.limits.max_streams
+        {
+            return Err(ApiError::max_streams());
+        }
+        let (acc_limit, server_limit) = match cfg.storage {
+            Storage::Memory => (acc.limits.max_memory, self.max_memory()),
+            Storage::File => (acc.limits.max_store, self.max_store()),
+        };
+        if cfg.max_bytes > 0
+            && ((acc_limit >= 0 && cfg.max_bytes > acc_limit) || cfg.max_bytes > server_limit)
+        {
+            return Err(insufficient(cfg.storage));
+        }
+        let h = self.start_stream(server, acc, cfg, crate::clock::unix_nanos(), true)?;
+        let mut v = h.info().ok_or_else(ApiError::stream_not_found)?;
+        v["type"] = json!("io.nats.jetstream.api.v1.stream_create_response");
+        if let Value::Object(m) = &mut v {
+            for k in ["total", "offset", "limit", "cluster"] {
+                m.remove(k);
+            }
+        }
+        v["did_create"] = json!(true);
+        Ok(v)
+    }
+
+    pub(super) fn update_stream(
+        self: &Arc<Self>,
+        server: &Arc<Server>,
+        acc: &Arc<JsAccount>,
+        name: &str,
+        body: &[u8],
+    ) -> Result<Value, ApiError> {
+        let cfg = Self::parse_stream_config(name, body, server.options().max_payload, self.strict)?;
+        let h = acc.stream(name).ok_or_else(ApiError::stream_not_found)?;
+        Self::check_overlap(acc, &cfg)?;
+        let subjects_changed = h.cfg.read().subjects != cfg.subjects;
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        h.send(Cmd::Update {
+            cfg: Box::new(cfg),
+            done: tx,
+        });
+        let v = rx
+            .recv_timeout(Duration::from_secs(10))
+            .map_err(|_| ApiError::new(10069, 500, "stream did not answer"))??;
+        if subjects_changed {
+            self.subscribe_stream(server, acc, &h);
+        }
+        Ok(v)
+    }
+}
+
+/// An API error response: the type, the error, and the paging fields some types always carry.
+pub(crate) fn error_body(kind: &str, e: ApiError) -> Value {
+    let mut v = json!({"type": format!("io.nats.jetstream.api.v1.{kind}"), "error": e});
+    if kind == "stream_info_response" {
+        v["total"] = json!(0);
+        v["offset"] = json!(0);
+        v["limit"] = json!(0);
+    }
+    v
+}
+
+/// An API request handed to the API thread.
+pub(super) struct ApiReq {
+    pub(super) acc: Arc<JsAccount>,
+    pub(super) subject: String,
+    pub(super) reply: Option<String>,
+    pub(super) body: Bytes,
+    /// The connection that sent it (for the API audit).
+    pub(super) publisher: u64,
+    /// It carried a `Nats-Required-Api-Level` above ours (or not a number).
+    pub(super) too_new: bool,
+}
+
+/// nats-server's answer when a stream would not fit in what is left of `storage`.
+pub(super) fn insufficient(storage: Storage) -> ApiError {
+    match storage {
+        Storage::Memory => ApiError::memory_resources_exceeded(),
+        Storage::File => ApiError::storage_resources_exceeded(),
+    }
+}
+
+/// Whether an API request's headers ask for a JetStream API level above ours with
+/// `Nats-Required-Api-Level` (a value that is not a number counts as above, as in
+/// nats-server; a plain publish is not checked, there either).
+pub(crate) fn requires_newer_api(hdr: &[u8]) -> bool {
+    headers::get(hdr, "Nats-Required-Api-Level")
+        .is_some_and(|v| v.trim().parse::<i64>().map_or(true, |l| l > API_LEVEL))
+}
+
+/// The response type of an API request (`STREAM.CREATE.S` → `stream_create_response`), for
+/// the requests whose answers name one.
+pub(super) fn response_kind(api: &str) -> Option<&'static str> {
+    let t: Vec<&str> = api.split('.').collect();
+    Some(match t.as_slice() {
+        ["INFO"] => "account_info_response",
+        ["STREAM", "CREATE", ..] => "stream_create_response",
+        ["STREAM", "UPDATE", ..] => "stream_update_response",
+        ["STREAM", "DELETE", ..] => "stream_delete_response",
+        ["STREAM", "INFO", ..] => "stream_info_response",
+        ["STREAM", "PURGE", ..] => "stream_purge_response",
+        ["STREAM", "NAMES"] => "stream_names_response",
+        ["STREAM", "LIST"] => "stream_list_response",
+        ["STREAM", "MSG", "GET", ..] => "stream_msg_get_response",
+        ["STREAM", "MSG", "DELETE", ..] => "stream_msg_delete_response",
+        ["STREAM", "SNAPSHOT", ..] => "stream_snapshot_response",
+        ["STREAM", "RESTORE", ..] => "stream_restore_response",
+        ["CONSUMER", "CREATE", ..] | ["CONSUMER", "DURABLE", "CREATE", ..] => {
+            "consumer_create_response"
+        }
+        ["CONSUMER", "INFO", ..] => "consumer_info_response",
+        ["CONSUMER", "DELETE", ..] => "consumer_delete_response",
+        ["CONSUMER", "NAMES", ..] => "consumer_names_response",
+        ["CONSUMER", "LIST", ..] => "consumer_list_response",
+        ["CONSUMER", "PAUSE", ..] => "consumer_pause_response",
+        ["CONSUMER", "UNPIN", ..] => "consumer_unpin_response",
+        _ => return None,
+    })
+}
+
+/// The response type of a request about one stream or consumer that only a JetStream cluster
+/// serves (leader step-down, peers, moves); a standalone server refuses them.
+pub(super) fn cluster_only_kind(api: &str) -> Option<&'static str> {
+    let t: Vec<&str> = api.split('.').collect();
+    Some(match t.as_slice() {
+        ["STREAM", "LEADER", "STEPDOWN", _] => "stream_leader_stepdown_response",
+        ["STREAM", "PEER", "REMOVE", _] => "stream_remove_peer_response",
+        ["STREAM", "PEER", "EVACUATE", _] => "stream_evacuate_peer_response",
+        ["STREAM", "CANCEL_MOVE", _] => "stream_cancel_move_response",
+        ["CONSUMER", "LEADER", "STEPDOWN", _, _] => "consumer_leader_stepdown_response",
+        ["CONSUMER", "PEER", "REMOVE", _, _] => "consumer_remove_peer_response",
+        ["CONSUMER", "PEER", "EVACUATE", _, _] => "consumer_evacuate_peer_response",
+        _ => return None,
+    })
+}
