@@ -33,8 +33,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::archive::{self, ArchiveError, Entry};
-use super::config::{ConsumerConfig, Storage, StreamConfig};
+use super::config::{Storage, StreamConfig};
 use super::consumer::ConsumerState;
+use super::consumer_config::ConsumerConfig;
 use super::errors::ApiError;
 use super::stream::snapshot::{SnapCmd, SnapStart};
 use super::stream::{self, Cmd, StreamHandle};

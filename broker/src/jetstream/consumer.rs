@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::config::{ConsumerConfig, DeliverPolicy, ReplayPolicy};
+use super::consumer_config::{ConsumerConfig, DeliverPolicy, ReplayPolicy};
 use super::store::{filter_matches, Store};
 use super::time::{parse_rfc3339, rfc3339_nanos};
 use crate::accounts::Account;

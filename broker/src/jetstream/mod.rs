@@ -12,6 +12,7 @@ pub mod archive;
 pub mod backup;
 pub mod config;
 pub mod consumer;
+pub mod consumer_config;
 pub mod counter;
 pub mod cron;
 pub mod crypt;

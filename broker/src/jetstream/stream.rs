@@ -15,8 +15,9 @@ use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::config::{AckPolicy, Compression, Retention, Storage, StreamConfig};
+use super::config::{Compression, Retention, Storage, StreamConfig};
 use super::consumer::{Consumer, Ctx};
+use super::consumer_config::AckPolicy;
 use super::crypt;
 use super::errors::ApiError;
 use super::headers;

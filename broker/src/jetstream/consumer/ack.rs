@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::{parse_go_duration, Consumer, Ctx};
 use crate::clock::unix_nanos;
-use crate::jetstream::config::AckPolicy;
+use crate::jetstream::consumer_config::AckPolicy;
 use crate::jetstream::headers;
 
 impl Consumer {

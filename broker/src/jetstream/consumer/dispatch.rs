@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::{Consumer, Ctx, Pending, FLOW_CONTROL_MAX_WINDOW};
 use crate::clock::unix_nanos;
-use crate::jetstream::config::{AckPolicy, PriorityPolicy};
+use crate::jetstream::consumer_config::{AckPolicy, PriorityPolicy};
 use crate::jetstream::headers;
 use crate::jetstream::store::Store;
 

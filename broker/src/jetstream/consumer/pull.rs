@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::{go_duration, Consumer, Ctx, NextRequest, Pin, Priority, PullRequest};
 use crate::clock::unix_nanos;
-use crate::jetstream::config::PriorityPolicy;
+use crate::jetstream::consumer_config::PriorityPolicy;
 
 impl Consumer {
     /// Queues a pull request; answers at once what cannot wait.

@@ -414,8 +414,8 @@ impl Stream {
                 if u.group.is_empty() {
                     return Err((K, ApiError::invalid_json("consumer group not specified")));
                 }
-                if !crate::jetstream::config::valid_group_name(&u.group) {
-                    return Err((K, crate::jetstream::config::invalid_group_name()));
+                if !crate::jetstream::consumer_config::valid_group_name(&u.group) {
+                    return Err((K, crate::jetstream::consumer_config::invalid_group_name()));
                 }
                 let (mut ctx, consumers) = self.ctx(server);
                 let Some(c) = consumers.get_mut(&name) else {

@@ -9,8 +9,9 @@ use serde_json::{json, Value};
 
 use super::{Meta, Stream};
 use crate::clock::unix_nanos;
-use crate::jetstream::config::{ConsumerConfig, Retention};
+use crate::jetstream::config::Retention;
 use crate::jetstream::consumer::{Consumer, ConsumerState, Ctx};
+use crate::jetstream::consumer_config::ConsumerConfig;
 use crate::jetstream::crypt;
 use crate::jetstream::errors::ApiError;
 use crate::server::Server;

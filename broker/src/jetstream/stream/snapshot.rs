@@ -10,8 +10,9 @@ use serde_json::{json, Value};
 use super::api::InfoReq;
 use super::Stream;
 use crate::clock::unix_nanos;
-use crate::jetstream::config::{ConsumerConfig, Retention};
+use crate::jetstream::config::Retention;
 use crate::jetstream::consumer::{Consumer, ConsumerState};
+use crate::jetstream::consumer_config::ConsumerConfig;
 use crate::jetstream::time::rfc3339_nanos;
 
 use crate::jetstream::archive::Entry;
