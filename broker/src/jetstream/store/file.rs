@@ -23,6 +23,13 @@
 //! stream can switch compression on or off at any time. Inside an encrypted record the
 //! compressed body is what is sealed.
 
+mod index;
+mod replay;
+
+use index::{
+    decode_index, encode_index, encode_mark, encode_msg, encode_rec, finish_index, u64_at,
+};
+use replay::replay;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Read, Write};
@@ -150,155 +157,6 @@ fn crypt_err(path: &Path, source: CryptError) -> StoreError {
         path: path.display().to_string(),
         source,
     }
-}
-
-/// The per-block index: every record of a sealed block without the message contents, so a
-/// restart reads indexes instead of whole blocks. `NIX1 | block length | records | crc32`.
-const INDEX_MAGIC: &[u8; 4] = b"NIX1";
-
-fn encode_index(block_len: u64, recs: &[Recovered]) -> Vec<u8> {
-    let mut body = Vec::with_capacity(recs.len() * 48);
-    for r in recs {
-        encode_rec(&mut body, r);
-    }
-    finish_index(block_len, &body)
-}
-
-/// The index file of a block of `block_len` bytes from its encoded records.
-fn finish_index(block_len: u64, body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(16 + body.len());
-    out.extend_from_slice(INDEX_MAGIC);
-    out.extend_from_slice(&block_len.to_le_bytes());
-    out.extend_from_slice(body);
-    let crc = crc32fast::hash(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
-    out
-}
-
-/// Appends one record's index entry.
-fn encode_rec(out: &mut Vec<u8>, r: &Recovered) {
-    match r {
-        Recovered::Msg {
-            seq,
-            ts,
-            subject,
-            loc,
-            ..
-        } => encode_msg(out, *seq, *ts, subject, loc),
-        Recovered::Delete(s) => encode_mark(out, TAG_DEL, *s),
-        Recovered::Purge(s) => encode_mark(out, TAG_PURGE, *s),
-        Recovered::State { first, last } => {
-            out.push(TAG_STATE);
-            out.extend_from_slice(&first.to_le_bytes());
-            out.extend_from_slice(&last.to_le_bytes());
-        }
-    }
-}
-
-fn encode_msg(out: &mut Vec<u8>, seq: u64, ts: i64, subject: &str, loc: &Loc) {
-    out.push(if loc.packed > 0 { TAG_MSG_S2 } else { TAG_MSG });
-    out.extend_from_slice(&seq.to_le_bytes());
-    out.extend_from_slice(&ts.to_le_bytes());
-    out.extend_from_slice(&loc.off.to_le_bytes());
-    out.extend_from_slice(&loc.subj_len.to_le_bytes());
-    out.extend_from_slice(&loc.hdr_len.to_le_bytes());
-    out.extend_from_slice(&loc.data_len.to_le_bytes());
-    if loc.packed > 0 {
-        out.extend_from_slice(&loc.packed.to_le_bytes());
-    }
-    out.extend_from_slice(subject.as_bytes());
-}
-
-fn encode_mark(out: &mut Vec<u8>, tag: u8, seq: u64) {
-    out.push(tag);
-    out.extend_from_slice(&seq.to_le_bytes());
-}
-
-/// The records of an index, if it is intact and describes a block of `block_len` bytes.
-fn decode_index(block: u64, buf: &[u8], block_len: u64, sealed: bool) -> Option<Vec<Recovered>> {
-    if buf.len() < 16 || &buf[..4] != INDEX_MAGIC {
-        return None;
-    }
-    let body = &buf[..buf.len() - 4];
-    if crc32fast::hash(body) != u32_at(buf, buf.len() - 4) || u64_at(buf, 4) != block_len {
-        return None;
-    }
-    let mut out = Vec::new();
-    let mut i = 12;
-    while i < body.len() {
-        let tag = body[i];
-        i += 1;
-        let need = |i: usize, n: usize| (i + n <= body.len()).then_some(());
-        match tag {
-            TAG_MSG | TAG_MSG_S2 => {
-                let fixed = if tag == TAG_MSG_S2 { 38 } else { 34 };
-                need(i, fixed)?;
-                let (seq, ts, off) = (
-                    u64_at(body, i),
-                    u64_at(body, i + 8) as i64,
-                    u64_at(body, i + 16),
-                );
-                let subj_len = u16_at(body, i + 24);
-                let (hdr_len, data_len) = (u32_at(body, i + 26), u32_at(body, i + 30));
-                let packed = if tag == TAG_MSG_S2 {
-                    u32_at(body, i + 34)
-                } else {
-                    0
-                };
-                i += fixed;
-                need(i, subj_len as usize)?;
-                let subject = std::str::from_utf8(&body[i..i + subj_len as usize])
-                    .ok()?
-                    .to_string();
-                i += subj_len as usize;
-                out.push(Recovered::Msg {
-                    seq,
-                    ts,
-                    subject,
-                    size: super::file_size(subj_len as usize, hdr_len as usize, data_len as usize),
-                    loc: Loc {
-                        block,
-                        off,
-                        sealed,
-                        subj_len,
-                        hdr_len,
-                        data_len,
-                        packed,
-                    },
-                });
-            }
-            TAG_DEL | TAG_PURGE => {
-                need(i, 8)?;
-                let v = u64_at(body, i);
-                i += 8;
-                out.push(if tag == TAG_DEL {
-                    Recovered::Delete(v)
-                } else {
-                    Recovered::Purge(v)
-                });
-            }
-            TAG_STATE => {
-                need(i, 16)?;
-                out.push(Recovered::State {
-                    first: u64_at(body, i),
-                    last: u64_at(body, i + 8),
-                });
-                i += 16;
-            }
-            _ => return None,
-        }
-    }
-    Some(out)
-}
-
-fn u16_at(b: &[u8], i: usize) -> u16 {
-    u16::from_le_bytes(b[i..i + 2].try_into().expect("2 bytes"))
-}
-fn u32_at(b: &[u8], i: usize) -> u32 {
-    u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"))
-}
-fn u64_at(b: &[u8], i: usize) -> u64 {
-    u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"))
 }
 
 impl Loc {
@@ -992,111 +850,10 @@ fn split_payload(mut all: Bytes, loc: &Loc) -> (Bytes, Bytes) {
     (all, data)
 }
 
-/// Replays one block's records into `out` (and their byte ranges into `spans`); returns the
-/// length of the valid prefix. A sealed block's records are opened with `cipher`; one that
-/// is intact but does not authenticate is an error, not a torn write.
-fn replay(
-    block: u64,
-    buf: &[u8],
-    cipher: Option<&BlockCipher>,
-    out: &mut Vec<Recovered>,
-    mut spans: Option<&mut Vec<(usize, usize)>>,
-) -> Result<usize, CryptError> {
-    let mut i = if cipher.is_some() { BLOCK_HEADER } else { 0 };
-    let mut plain = Vec::new();
-    while i + HEAD <= buf.len() {
-        let tag = buf[i];
-        let len = u32_at(buf, i + 1) as usize;
-        let end = i + HEAD + len + 4;
-        if end > buf.len() {
-            break;
-        }
-        let crc = crc32fast::hash(&buf[i..i + HEAD + len]);
-        if crc != u32_at(buf, i + HEAD + len) {
-            break;
-        }
-        let (tag, body, off) = match (cipher, tag) {
-            (None, _) => (
-                tag,
-                &buf[i + HEAD..i + HEAD + len],
-                (i + HEAD + MSG_FIXED) as u64,
-            ),
-            (Some(_), TAG_ERASED) => {
-                i = end;
-                continue;
-            }
-            (Some(c), TAG_SEALED) if len >= SEALED_EXTRA => {
-                let nonce: [u8; NONCE] = buf[i + HEAD..i + HEAD + NONCE].try_into().expect("nonce");
-                let ct_end = i + HEAD + len - TAG;
-                plain.clear();
-                plain.extend_from_slice(&buf[i + HEAD + NONCE..ct_end]);
-                if !c.aead.open(&nonce, &mut plain, &buf[ct_end..ct_end + TAG]) {
-                    return Err(CryptError::Open(format!(
-                        "the record at offset {i} of block {block}"
-                    )));
-                }
-                (plain[0], &plain[1..], i as u64)
-            }
-            (Some(_), _) => break,
-        };
-        let len = body.len();
-        let rec = match tag {
-            TAG_MSG | TAG_MSG_S2 if len >= MSG_FIXED => {
-                let subj_len = u16_at(body, 16) as usize;
-                let hdr_len = u32_at(body, 18);
-                let data_len = u32_at(body, 22);
-                let packed = if tag == TAG_MSG_S2 {
-                    // A compressed body is whatever follows the subject, and never empty.
-                    match len.checked_sub(MSG_FIXED + subj_len) {
-                        Some(p) if p > 0 => p as u32,
-                        _ => break,
-                    }
-                } else {
-                    if MSG_FIXED + subj_len + hdr_len as usize + data_len as usize != len {
-                        break;
-                    }
-                    0
-                };
-                let Ok(subject) = std::str::from_utf8(&body[MSG_FIXED..MSG_FIXED + subj_len])
-                else {
-                    break;
-                };
-                Recovered::Msg {
-                    seq: u64_at(body, 0),
-                    ts: u64_at(body, 8) as i64,
-                    subject: subject.to_string(),
-                    size: super::file_size(subj_len, hdr_len as usize, data_len as usize),
-                    loc: Loc {
-                        block,
-                        off,
-                        sealed: cipher.is_some(),
-                        subj_len: subj_len as u16,
-                        hdr_len,
-                        data_len,
-                        packed,
-                    },
-                }
-            }
-            TAG_DEL if len == 8 => Recovered::Delete(u64_at(body, 0)),
-            TAG_PURGE if len == 8 => Recovered::Purge(u64_at(body, 0)),
-            TAG_STATE if len == 16 => Recovered::State {
-                first: u64_at(body, 0),
-                last: u64_at(body, 8),
-            },
-            _ => break,
-        };
-        out.push(rec);
-        if let Some(sp) = spans.as_deref_mut() {
-            sp.push((i, end));
-        }
-        i = end;
-    }
-    Ok(i)
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::Store;
+    use super::index::u32_at;
     use super::*;
     use crate::jetstream::crypt::{Cipher, MasterKey};
     use crate::options::JsEncryption;
