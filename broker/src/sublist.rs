@@ -17,13 +17,18 @@
 //! while it stores its result, and writers update the cache while holding
 //! the trie write lock, so the cache never holds a stale result.
 
-use std::collections::HashMap;
+mod hash;
+mod local_cache;
+
+pub use local_cache::LocalCache;
+
 use std::fmt;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
+
+use hash::{FastMap, Seeded};
 
 use crate::subject::{matches, subject_is_literal, tokenize};
 
@@ -54,93 +59,6 @@ pub enum SublistError {
 // Hashing: a small seeded folded-multiply hash (much cheaper than SipHash for
 // short subject tokens; the per-instance random seed keeps collisions from
 // being precomputed).
-
-const HK: u64 = 0x9E37_79B9_7F4A_7C15;
-
-#[inline(always)]
-fn fold_mul(a: u64, b: u64) -> u64 {
-    let f = (a as u128).wrapping_mul(b as u128);
-    (f as u64) ^ ((f >> 64) as u64)
-}
-
-#[inline(always)]
-fn r64(b: &[u8], i: usize) -> u64 {
-    u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"))
-}
-
-#[inline(always)]
-fn r32(b: &[u8], i: usize) -> u64 {
-    u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes")) as u64
-}
-
-/// Hasher builder with two random per-instance seeds.
-#[derive(Clone, Copy)]
-struct Seeded(u64, u64);
-
-impl Seeded {
-    fn random() -> Self {
-        Seeded(fastrand::u64(..), fastrand::u64(..) | 1)
-    }
-}
-
-impl BuildHasher for Seeded {
-    type Hasher = FoldHasher;
-    #[inline]
-    fn build_hasher(&self) -> FoldHasher {
-        FoldHasher(self.0, self.1)
-    }
-}
-
-struct FoldHasher(u64, u64);
-
-impl Hasher for FoldHasher {
-    #[inline]
-    fn write(&mut self, b: &[u8]) {
-        // Overlapping unaligned loads, no per-byte loop and no memcpy.
-        let len = b.len();
-        let mut h = self.0 ^ (len as u64).wrapping_mul(HK);
-        let s = self.1;
-        if len <= 16 {
-            let (x, y) = if len >= 8 {
-                (r64(b, 0), r64(b, len - 8))
-            } else if len >= 4 {
-                (r32(b, 0), r32(b, len - 4))
-            } else if len > 0 {
-                let x = ((b[0] as u64) << 16) | ((b[len / 2] as u64) << 8) | b[len - 1] as u64;
-                (x, 0)
-            } else {
-                (0, 0)
-            };
-            h = fold_mul(x ^ h, y ^ s);
-        } else {
-            let mut i = 0;
-            while i + 16 < len {
-                h = fold_mul(r64(b, i) ^ h, r64(b, i + 8) ^ s);
-                i += 16;
-            }
-            h = fold_mul(r64(b, len - 16) ^ h, r64(b, len - 8) ^ s.rotate_left(29));
-        }
-        self.0 = h;
-    }
-
-    #[inline]
-    fn write_u8(&mut self, i: u8) {
-        // Only used as the `str` terminator: cheap mixing is enough.
-        self.0 = self.0.rotate_left(8) ^ i as u64;
-    }
-
-    #[inline]
-    fn write_usize(&mut self, i: usize) {
-        self.0 = fold_mul(self.0 ^ i as u64, self.1);
-    }
-
-    #[inline]
-    fn finish(&self) -> u64 {
-        fold_mul(self.0, self.1 ^ HK)
-    }
-}
-
-type FastMap<K, V> = HashMap<K, V, Seeded>;
 
 // ---------------------------------------------------------------------------
 // Results.
@@ -894,145 +812,6 @@ impl<S: ?Sized> Sublist<S> {
 
 // ---------------------------------------------------------------------------
 // Per-connection cache.
-
-struct Slot<S: ?Sized> {
-    hash: u64,
-    key: Box<str>,
-    val: Arc<MatchResult<S>>,
-}
-
-/// Two slots and which one to replace next.
-struct Set<S: ?Sized> {
-    ways: [Option<Slot<S>>; 2],
-    victim: u8,
-}
-
-/// A small per-connection cache of match results, valid for one [`Sublist::genid`].
-///
-/// Not shared: a connection task owns one and consults it before the
-/// sublist. It is a two-way set-associative table (one hash per lookup, no
-/// allocation on a hit); when the sublist's generation moves on, everything
-/// is dropped.
-pub struct LocalCache<S: ?Sized> {
-    genid: u64,
-    len: usize,
-    hs: Seeded,
-    sets: Box<[Set<S>]>,
-}
-
-impl<S: ?Sized> fmt::Debug for LocalCache<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LocalCache")
-            .field("genid", &self.genid)
-            .field("len", &self.len)
-            .field("capacity", &self.capacity())
-            .finish()
-    }
-}
-
-impl<S: ?Sized> Default for LocalCache<S> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl<S: ?Sized> LocalCache<S> {
-    /// Creates a cache holding up to [`LOCAL_CACHE_MAX`] subjects.
-    pub fn new() -> Self {
-        Self::with_max(LOCAL_CACHE_MAX)
-    }
-
-    /// Creates a cache holding up to `max` subjects (rounded up to a power of two, at least 2).
-    pub fn with_max(max: usize) -> Self {
-        let nsets = max.div_ceil(2).max(1).next_power_of_two();
-        LocalCache {
-            genid: u64::MAX,
-            len: 0,
-            hs: Seeded::random(),
-            sets: (0..nsets)
-                .map(|_| Set {
-                    ways: [None, None],
-                    victim: 0,
-                })
-                .collect(),
-        }
-    }
-
-    /// Maximum number of cached subjects.
-    pub fn capacity(&self) -> usize {
-        self.sets.len() * 2
-    }
-
-    /// Number of cached subjects.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Returns true if nothing is cached.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Forgets everything.
-    pub fn clear(&mut self) {
-        if self.len > 0 {
-            for set in self.sets.iter_mut() {
-                set.ways = [None, None];
-            }
-            self.len = 0;
-        }
-    }
-
-    /// Returns the match result for `subject`, from this cache if still valid, else from `sl`.
-    #[inline]
-    pub fn get(&mut self, subject: &str, sl: &Sublist<S>) -> Arc<MatchResult<S>> {
-        self.get_ref(subject, sl).clone()
-    }
-
-    /// Like [`LocalCache::get`] but borrows the result, saving the shared refcount update.
-    #[inline]
-    pub fn get_ref(&mut self, subject: &str, sl: &Sublist<S>) -> &Arc<MatchResult<S>> {
-        // Read the generation before matching: a result computed during a
-        // concurrent change is stored under the older generation and is
-        // dropped on the next call.
-        let g = sl.genid();
-        if g != self.genid {
-            self.clear();
-            self.genid = g;
-        }
-        let hash = self.hs.hash_one(subject);
-        let mask = self.sets.len() - 1;
-        let set = &mut self.sets[(hash as usize) & mask];
-        let hit = set.ways.iter().position(|w| {
-            w.as_ref()
-                .is_some_and(|w| w.hash == hash && &*w.key == subject)
-        });
-        let way = match hit {
-            Some(w) => {
-                set.victim = (w ^ 1) as u8;
-                w
-            }
-            None => {
-                let w = set
-                    .ways
-                    .iter()
-                    .position(Option::is_none)
-                    .unwrap_or(set.victim as usize);
-                if set.ways[w].is_none() {
-                    self.len += 1;
-                }
-                set.ways[w] = Some(Slot {
-                    hash,
-                    key: subject.into(),
-                    val: sl.match_subject(subject),
-                });
-                set.victim = (w ^ 1) as u8;
-                w
-            }
-        };
-        &set.ways[way].as_ref().expect("filled").val
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -4,7 +4,7 @@
 //! [`Value`] tree with positions; [`apply`] maps a tree onto [`Options`];
 //! [`load_file`] does both.
 
-mod accounts;
+mod accounts_block;
 pub mod cluster;
 pub mod duration;
 mod jetstream;

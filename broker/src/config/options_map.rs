@@ -129,7 +129,7 @@ pub fn apply(map: &Map, opts: &mut Options) -> Result<Vec<String>, ConfigError> 
                 }
             }
             "authorization" => security::authorization(e, opts, &mut sec)?,
-            "accounts" => super::accounts::accounts(e, opts, &mut sec)?,
+            "accounts" => super::accounts_block::accounts(e, opts, &mut sec)?,
             "system_account" | "system" => {
                 let name = match &e.value.kind {
                     Kind::String(s) => s.clone(),

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use super::accounts::import_authorized;
+use super::accounts_block::import_authorized;
 use super::duration::parse_go_duration;
 use super::read::{bad, get_bool, get_str, type_err};
 use super::value::{Entry, Kind, Map, Pos};

@@ -11,7 +11,7 @@ use parking_lot::{Mutex, RwLock};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::api::{insufficient, requires_newer_api, ApiReq};
+use super::requests::{insufficient, requires_newer_api, ApiReq};
 use super::config::{Storage, StreamConfig};
 use super::errors::ApiError;
 use super::stream::{Cmd, StreamHandle};

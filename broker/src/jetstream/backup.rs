@@ -207,7 +207,7 @@ fn run_snapshot(
     }));
     let Ok(start) = rx.recv_timeout(Duration::from_secs(10)) else {
         let e = ApiError::new(10064, 500, "snapshot failed: stream did not answer");
-        let body = super::api::error_body("stream_snapshot_response", e).to_string();
+        let body = super::requests::error_body("stream_snapshot_response", e).to_string();
         send(server, acc, reply, None, None, body.as_bytes());
         return;
     };
@@ -581,7 +581,7 @@ pub(super) fn restore_request(
                         RestoreError::Exists => ApiError::stream_name_exist_restore_failed(),
                         e => ApiError::new(10062, 500, &format!("restore failed: {e}")),
                     };
-                    super::api::error_body("stream_create_response", e)
+                    super::requests::error_body("stream_create_response", e)
                 }
             };
             if let Some(r) = reply {

@@ -7,7 +7,7 @@
 
 pub mod account;
 pub mod advisory;
-pub mod api;
+pub mod requests;
 pub mod archive;
 pub mod backup;
 pub mod config;
@@ -39,7 +39,7 @@ use crate::server::internal::InternalSender;
 use crate::server::subscription::{InternalHandler, Subscription};
 use crate::server::{Server, API_LEVEL};
 pub use account::JsAccount;
-use api::ApiReq;
+use requests::ApiReq;
 use config::{Storage, StreamConfig};
 use errors::ApiError;
 use stream::{Cmd, StreamHandle};
