@@ -12,25 +12,22 @@
 //! verifies the other's certificate against `ca_file`. A route whose handshake fails closes
 //! with `TLS Handshake Failure`, so a TLS server and a plaintext one never form a route.
 
+mod forward;
 pub mod route;
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::accounts::Account;
 use crate::options::ClusterOptions;
-use crate::protocol::route_wire::{encode_rmsg, encode_sub, encode_unsub};
-use crate::server::subscription::Subscription;
+use crate::protocol::route_wire::{encode_sub, encode_unsub};
 use crate::server::Server;
-use crate::sublist::MatchResult;
 pub use route::Route;
 
 /// How long to wait between attempts to dial a route (nats-server's `DEFAULT_ROUTE_CONNECT`).
@@ -123,183 +120,6 @@ pub struct Cluster {
 impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cluster").field("name", &self.name).finish()
-    }
-}
-
-impl crate::server::links::Routes for Cluster {
-    /// Forwards a locally published message to the routes with matching interest, once per
-    /// route, and decides queue groups cluster-wide. Returns whether anything was forwarded,
-    /// and the local match without the queue groups handed to a route (when there are any).
-    fn forward(
-        &self,
-        account: &Account,
-        subject: &str,
-        reply: Option<&[u8]>,
-        headers: Option<&[u8]>,
-        payload: &[u8],
-        local: &MatchResult<Subscription>,
-    ) -> (bool, Option<MatchResult<Subscription>>) {
-        let routes = self.routes.read().clone();
-        if routes.is_empty() || self.export_denies(subject) {
-            return (false, None);
-        }
-        struct Target<'a> {
-            route: &'a Arc<Route>,
-            plain: bool,
-            queues: Vec<Arc<str>>,
-            m: Arc<MatchResult<route::RemoteSub>>,
-        }
-        let mut targets: Vec<Target<'_>> = Vec::new();
-        for r in routes.iter() {
-            if let Some(m) = r.matches(&account.name, subject) {
-                if !m.is_empty() {
-                    targets.push(Target {
-                        route: r,
-                        plain: !m.psubs.is_empty(),
-                        queues: Vec::new(),
-                        m,
-                    });
-                }
-            }
-        }
-        if targets.is_empty() {
-            return (false, None);
-        }
-        // Queue groups: local members and each route compete by weight.
-        let mut names: Vec<Arc<str>> = Vec::new();
-        for t in &targets {
-            for n in &t.m.qnames {
-                if !names.contains(n) {
-                    names.push(n.clone());
-                }
-            }
-        }
-        let mut removed: Vec<usize> = Vec::new();
-        for name in &names {
-            let li = local.qnames.iter().position(|n| n == name);
-            let lw = li.map_or(0, |i| local.qsubs[i].len() as u64);
-            let weights: Vec<u64> = targets
-                .iter()
-                .map(|t| {
-                    t.m.qnames.iter().position(|n| n == name).map_or(0, |i| {
-                        t.m.qsubs[i]
-                            .iter()
-                            .map(|s| s.weight.load(Ordering::Relaxed).max(1) as u64)
-                            .sum()
-                    })
-                })
-                .collect();
-            let total = lw + weights.iter().sum::<u64>();
-            if total == 0 {
-                continue;
-            }
-            let mut pick = fastrand::u64(..total);
-            if pick < lw {
-                continue;
-            }
-            pick -= lw;
-            for (t, w) in targets.iter_mut().zip(&weights) {
-                if pick < *w {
-                    t.queues.push(name.clone());
-                    break;
-                }
-                pick -= w;
-            }
-            if let Some(i) = li {
-                removed.push(i);
-            }
-        }
-        let mut sent = false;
-        let mut buf = BytesMut::new();
-        for t in &targets {
-            if !t.plain && t.queues.is_empty() {
-                continue;
-            }
-            buf.clear();
-            let qs: Vec<&[u8]> = t.queues.iter().map(|q| q.as_bytes()).collect();
-            encode_rmsg(
-                &mut buf,
-                account.name.as_bytes(),
-                subject.as_bytes(),
-                reply,
-                &qs,
-                headers,
-                payload,
-            );
-            t.route
-                .send_msg(&buf, headers.map_or(0, |h| h.len()) + payload.len());
-            // Counted on one subscription per route (and per queue group), as nats-server
-            // delivers once per route.
-            if t.plain {
-                if let Some(s) = t.m.psubs.first() {
-                    s.msgs.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            for q in &t.queues {
-                if let Some(i) = t.m.qnames.iter().position(|n| n == q) {
-                    if let Some(s) = t.m.qsubs[i].first() {
-                        s.msgs.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }
-            sent = true;
-        }
-        if removed.is_empty() {
-            return (sent, None);
-        }
-        let mut filtered = MatchResult {
-            psubs: local.psubs.clone(),
-            ..MatchResult::default()
-        };
-        for (i, (g, n)) in local.qsubs.iter().zip(&local.qnames).enumerate() {
-            if !removed.contains(&i) {
-                filtered.qsubs.push(g.clone());
-                filtered.qnames.push(n.clone());
-            }
-        }
-        (sent, Some(filtered))
-    }
-
-    /// A local subscription was added: tell the routes on first interest (and queue weights).
-    fn sub_added(&self, sub: &Subscription) {
-        self.interest_added(&sub.account.name, &sub.subject, sub.queue.clone());
-    }
-
-    /// A local subscription went away: tell the routes on last interest (and queue weights).
-    fn sub_removed(&self, sub: &Subscription) {
-        self.interest_removed(&sub.account.name, &sub.subject, sub.queue.clone());
-    }
-
-    /// The interest this server's imports need from the routes, replacing the previous set:
-    /// `(exporting account, subject)` for stream imports (the messages are imported here) and
-    /// the exporter's reply prefix for service imports (responses come back here).
-    fn set_import_interest(&self, mut keys: Vec<(String, String)>) {
-        keys.sort();
-        keys.dedup();
-        let mut held = self.import_interest.lock();
-        for k in held.iter().filter(|k| !keys.contains(k)) {
-            self.interest_removed(&k.0, &k.1, None);
-        }
-        for k in keys.iter().filter(|k| !held.contains(k)) {
-            self.interest_added(&k.0, &k.1, None);
-        }
-        *held = keys;
-    }
-
-    /// Recomputes the client `connect_urls` and tells clients that take asynchronous INFOs.
-    /// Tells every route this server entered lame duck mode (an INFO with `ldm`), so the
-    /// other servers stop advertising its client URLs.
-    fn announce_lame_duck(&self, server: &Server) {
-        for r in self.routes.read().iter() {
-            let mut info = self.route_info(server, r.local_addr);
-            info.lame_duck_mode = true;
-            info.connect_urls.clear();
-            r.send(&route::info_line(&info));
-        }
-    }
-
-    fn as_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
-        self
     }
 }
 

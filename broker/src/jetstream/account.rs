@@ -11,11 +11,11 @@ use parking_lot::{Mutex, RwLock};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::requests::{insufficient, requires_newer_api, ApiReq};
 use super::config::{Storage, StreamConfig};
 use super::errors::ApiError;
+use super::requests::{insufficient, requires_newer_api, ApiReq};
 use super::stream::{Cmd, StreamHandle};
-use super::{backup, crypt, JetStream};
+use super::{crypt, restore, JetStream};
 use crate::accounts::Account;
 use crate::options::JsAccountLimits;
 use crate::server::subscription::{InternalHandler, Subscription};
@@ -233,7 +233,7 @@ impl JetStream {
             }
         }
         // Backups placed in `restore/` while the broker was down.
-        for msg in backup::restore_offline(self, server, &acc) {
+        for msg in restore::restore_offline(self, server, &acc) {
             tracing::error!("{msg}");
             self.failed.lock().push(msg);
         }

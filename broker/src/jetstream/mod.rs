@@ -7,7 +7,6 @@
 
 pub mod account;
 pub mod advisory;
-pub mod requests;
 pub mod archive;
 pub mod backup;
 pub mod config;
@@ -18,6 +17,8 @@ pub mod cron;
 pub mod crypt;
 pub mod errors;
 pub mod headers;
+pub mod requests;
+pub mod restore;
 pub mod store;
 pub mod stream;
 pub mod time;
@@ -39,9 +40,9 @@ use crate::server::internal::InternalSender;
 use crate::server::subscription::{InternalHandler, Subscription};
 use crate::server::{Server, API_LEVEL};
 pub use account::JsAccount;
-use requests::ApiReq;
 use config::{Storage, StreamConfig};
 use errors::ApiError;
+use requests::ApiReq;
 use stream::{Cmd, StreamHandle};
 
 /// The server's JetStream.

@@ -13,7 +13,7 @@ use super::account::JsAccount;
 use super::config::{Storage, StreamConfig};
 use super::errors::ApiError;
 use super::stream::{Cmd, Op, StreamHandle};
-use super::{advisory, backup, config, errors, headers, JetStream};
+use super::{advisory, backup, config, errors, headers, restore, JetStream};
 use crate::server::internal::InternalSender;
 use crate::server::{Server, API_LEVEL};
 
@@ -163,7 +163,7 @@ impl JetStream {
             ["STREAM", "SNAPSHOT", name] => {
                 backup::snapshot_request(self, server, acc, name, reply, body, publisher)
             }
-            ["STREAM", "RESTORE", name] => Ok(Some(backup::restore_request(
+            ["STREAM", "RESTORE", name] => Ok(Some(restore::restore_request(
                 self, server, acc, name, body, publisher,
             ))),
             ["STREAM", "PURGE", name] => forward(name, Op::Purge, "stream_purge_response"),
