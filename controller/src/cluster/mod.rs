@@ -6,8 +6,7 @@ pub mod rollout;
 pub mod scale;
 pub mod status;
 
-use std::sync::Arc;
-use std::time::Instant;
+use std::future::Future;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
@@ -26,22 +25,25 @@ use crate::crd::{
     CONDITION_PROGRESSING, CONDITION_READY, CONDITION_RECONCILIATION_PAUSED,
 };
 use crate::error::{Error, Result};
+use crate::reconcile::Reconciled;
 use crate::render;
 
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "natscluster";
 
-/// Reconcile one NatsCluster (the `Controller::run` callback).
-pub async fn reconcile(nc: Arc<NatsCluster>, ctx: Arc<Context>) -> Result<Action> {
-    let start = Instant::now();
-    let res = crate::telemetry::traced("NatsCluster", &*nc, reconcile_inner(&nc, &ctx)).await;
-    ctx.finished(CONTROLLER, &*nc, start, &res);
-    res
-}
+impl Reconciled for NatsCluster {
+    const CONTROLLER: &'static str = CONTROLLER;
+    // Its children are owned: the garbage collector removes them.
+    const FINALIZER: Option<&'static str> = None;
 
-/// Retry a failed reconcile with per-object exponential backoff.
-pub fn error_policy(nc: Arc<NatsCluster>, err: &Error, ctx: Arc<Context>) -> Action {
-    ctx.retry(CONTROLLER, "NatsCluster", &*nc, err)
+    fn apply(nc: &Self, ctx: &Context) -> impl Future<Output = Result<Action>> + Send {
+        reconcile_inner(nc, ctx)
+    }
+
+    fn cleanup(_: &Self, _: &Context) -> impl Future<Output = Result<Action>> + Send {
+        // Never called without a finalizer.
+        std::future::ready(Ok(Action::await_change()))
+    }
 }
 
 async fn write_status(
