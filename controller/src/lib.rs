@@ -13,6 +13,7 @@ pub mod error;
 pub mod leader;
 pub mod metrics;
 pub mod operator;
+pub mod reconcile;
 pub mod render;
 pub mod stream;
 pub mod telemetry;

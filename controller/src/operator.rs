@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 use crate::context::Context;
 use crate::crd::{Account, NatsCluster, Stream};
-use crate::{account, cluster, stream};
+use crate::reconcile::{error_policy, reconcile};
 
 fn api<K>(client: &Client, ns: Option<&str>) -> Api<K>
 where
@@ -74,7 +74,11 @@ pub async fn run(ctx: Arc<Context>, namespaces: Vec<String>, shutdown: watch::Re
             .owns(api::<StatefulSet>(&client, ns), wc.clone())
             .owns_with(dyn_api(&client, ns, &ctx.pdb), ctx.pdb.clone(), wc.clone())
             .graceful_shutdown_on(stopped(shutdown.clone()))
-            .run(cluster::reconcile, cluster::error_policy, ctx.clone())
+            .run(
+                reconcile::<NatsCluster>,
+                error_policy::<NatsCluster>,
+                ctx.clone(),
+            )
             .for_each(|res| async move {
                 match res {
                     Ok((o, _)) => tracing::debug!("reconciled NatsCluster {o}"),
@@ -83,7 +87,7 @@ pub async fn run(ctx: Arc<Context>, namespaces: Vec<String>, shutdown: watch::Re
             });
         let streams = Controller::new(api::<Stream>(&client, ns), wc)
             .graceful_shutdown_on(stopped(shutdown.clone()))
-            .run(stream::reconcile, stream::error_policy, ctx.clone())
+            .run(reconcile::<Stream>, error_policy::<Stream>, ctx.clone())
             .for_each(|res| async move {
                 match res {
                     Ok((o, _)) => tracing::debug!("reconciled Stream {o}"),
@@ -92,7 +96,7 @@ pub async fn run(ctx: Arc<Context>, namespaces: Vec<String>, shutdown: watch::Re
             });
         let accounts = Controller::new(api::<Account>(&client, ns), watcher::Config::default())
             .graceful_shutdown_on(stopped(shutdown.clone()))
-            .run(account::reconcile, account::error_policy, ctx.clone())
+            .run(reconcile::<Account>, error_policy::<Account>, ctx.clone())
             .for_each(|res| async move {
                 if let Err(e) = res {
                     log_error("Account", &e);

@@ -678,7 +678,7 @@ fn http_client() -> Result<HttpClient, String> {
 
 /// The span of one reconcile, carrying the object's kind, namespace and name; the
 /// reconcile's error is recorded on it by [`record_result`].
-pub fn reconcile_span(kind: &'static str, namespace: &str, name: &str) -> tracing::Span {
+pub fn reconcile_span(kind: &str, namespace: &str, name: &str) -> tracing::Span {
     tracing::info_span!(
         "reconcile",
         otel.name = %format!("reconcile {kind}"),
@@ -697,7 +697,7 @@ pub fn record_result<T, E: std::fmt::Display>(span: &tracing::Span, res: &Result
 }
 
 /// Run `fut` (a reconcile of `kind` `o`) inside its [`reconcile_span`].
-pub async fn traced<K, T, E, F>(kind: &'static str, o: &K, fut: F) -> Result<T, E>
+pub async fn traced<K, T, E, F>(kind: &str, o: &K, fut: F) -> Result<T, E>
 where
     K: kube::ResourceExt,
     E: std::fmt::Display,

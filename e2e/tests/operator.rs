@@ -1,37 +1,46 @@
-//! The operator against a real Kubernetes API server (1.20 from ../shared/k8s, or $KUBECONFIG):
-//! CRDs installed from crds/, the operator run in-process, e2e/examples/ applied; the children,
-//! owner references, conditions, pause and events of a NatsCluster; then a natrix-broker
-//! process standing in for the pods, and a Stream's create, update, drift correction, restore,
-//! verbatim errors, deletion (and preventDelete) through the JetStream API; the Lease.
+//! The operator against a real Kubernetes API server (1.20 from ../shared/k8s, or $KUBECONFIG),
+//! CRDs installed from crds/ and e2e/examples/ applied, in four tests that fail separately:
+//! - `scenario`: the operator in-process; the children, owner references, conditions, pause and
+//!   events of a NatsCluster; then a natrix-broker process standing in for the pods, and a
+//!   Stream's create, update, drift correction, restore, verbatim errors, deletion (and
+//!   preventDelete) through the JetStream API; an Account outside operator mode; the Lease;
+//! - `the_binary`: natrix-controller as a child process (leader election, /healthz, /metrics,
+//!   OTLP traces, SIGTERM);
+//! - `pod_monitor`: `metrics.podMonitor` without and with the PodMonitor CRD;
+//! - `rolling_upgrade_and_scale_down`: a health-gated rolling upgrade driven by the real
+//!   StatefulSet controller, then the scale-down guard (only on a control plane of its own).
 //!
 //! Skipped (passes with a message) unless NATRIX_K8S_E2E=1. With it set:
-//! - NATRIX_E2E_KUBECONFIG=<file> uses that cluster (the test works in its own namespace);
-//! - otherwise the test starts etcd + kube-apiserver + kube-controller-manager with
+//! - NATRIX_E2E_KUBECONFIG=<file> uses that cluster (each test works in its own namespace,
+//!   one test at a time);
+//! - otherwise each test starts etcd + kube-apiserver + kube-controller-manager of its own with
 //!   start-test-cluster.sh from NATRIX_K8S_SCRIPTS (default ../shared/k8s next to the repo)
 //!   and the binaries in NATRIX_K8S_BIN (default /var/cache/k8s-apiserver-build/bin, built by
 //!   build-kube-apiserver.sh), on free ports in a temporary directory; skipped when they are missing.
 //!
-//! The natrix-broker binary must be built (`cargo build -p natrix-broker`), or set NATRIX_BROKER_BIN.
+//! The natrix-broker binary must be built (`cargo build -p natrix-broker`), or set
+//! NATRIX_BROKER_BIN; `the_binary` needs natrix-controller's (or NATRIX_CONTROLLER_BIN).
 
 mod common;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{
-    cond, controller_bin, eventually, example, free_port, gone, install_crds, k8s_bin,
-    operator_rbac, run_e2e, server_minor, show, Broker, Operator,
+use common::stand_ins::{
+    fake_kubelet, otlp_attr, otlp_collector, pod_monitor_crd, StatefulSetController,
 };
-use futures::FutureExt;
+use common::{
+    cond, controller_bin, eventually, example, free_port, gone, http_get, install_crds,
+    operator_rbac, owned_by, run_e2e, server_minor, show, Broker, Operator, Setup,
+};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use natrix_controller::context::Settings;
@@ -39,103 +48,14 @@ use natrix_controller::crd::{NatsCluster, Stream};
 use natrix_controller::leader::LeaseLock;
 use natrix_controller::metrics::Metrics;
 
-fn owned_by(refs: &[OwnerReference], uid: &str) -> bool {
-    refs.iter().any(|o| {
-        o.uid == uid
-            && o.kind == "NatsCluster"
-            && o.api_version == "natrix.io/v1alpha1"
-            && o.controller == Some(true)
-    })
-}
-
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    out
-}
-
-/// A string attribute of an OTLP JSON attribute list.
-fn otlp_attr<'a>(attrs: &'a serde_json::Value, key: &str) -> Option<&'a str> {
-    attrs.as_array()?.iter().find(|a| a["key"] == key)?["value"]["stringValue"].as_str()
-}
-
-/// A minimal OTLP/HTTP collector on 127.0.0.1 (HTTP/1.1 keep-alive, `Content-Length` bodies):
-/// its base URL and every JSON body POSTed to `/v1/traces`.
-async fn otlp_collector() -> (String, Arc<std::sync::Mutex<Vec<serde_json::Value>>>) {
-    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    let got = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let sink = got.clone();
-    tokio::spawn(async move {
-        while let Ok((s, _)) = l.accept().await {
-            let sink = sink.clone();
-            tokio::spawn(async move {
-                let mut s = tokio::io::BufReader::new(s);
-                loop {
-                    let (mut path, mut len, mut line) = (String::new(), 0usize, String::new());
-                    loop {
-                        line.clear();
-                        if s.read_line(&mut line).await.unwrap_or(0) == 0 {
-                            return;
-                        }
-                        let l = line.trim_end();
-                        if l.is_empty() {
-                            break;
-                        }
-                        if path.is_empty() {
-                            path = l.split_whitespace().nth(1).unwrap_or_default().into();
-                        } else if let Some((k, v)) = l.split_once(':') {
-                            if k.eq_ignore_ascii_case("content-length") {
-                                len = v.trim().parse().unwrap_or(0);
-                            }
-                        }
-                    }
-                    let mut body = vec![0; len];
-                    if s.read_exact(&mut body).await.is_err() {
-                        return;
-                    }
-                    if path == "/v1/traces" {
-                        if let Ok(v) = serde_json::from_slice(&body) {
-                            sink.lock().unwrap().push(v);
-                        }
-                    }
-                    let ok = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
-                    if s.get_mut().write_all(ok.as_bytes()).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    (format!("http://{addr}"), got)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn operator_against_a_real_api_server() {
-    run_e2e("e2e", "operator e2e", |setup| {
-        async move {
-            run_operator_and_scenario(&setup.client, &setup.ns, &setup.kubeconfig).await;
-            the_binary(&setup.client, &setup.ns, &setup.kubeconfig).await;
-            let gc = setup.owns_cluster();
-            pod_monitor(&setup.client, &setup.ns, &setup.kubeconfig, gc).await;
-            // Needs the StatefulSet controller of our own control plane (pods are simulated).
-            if setup.owns_cluster() {
-                rolling_upgrade_and_scale_down(&setup.client, &setup.ns, &setup.kubeconfig).await;
-            }
-        }
-        .boxed_local()
-    })
-    .await;
+async fn scenario() {
+    run_e2e("scenario", "operator scenario e2e", run_scenario).await;
 }
 
 /// CRDs, a broker, the operator in-process; the scenario; the operator stopped.
-async fn run_operator_and_scenario(client: &Client, ns: &str, kubeconfig: &Path) {
+async fn run_scenario(setup: &Setup) {
+    let (client, ns, kubeconfig) = (&setup.client, setup.ns.as_str(), &setup.kubeconfig);
     install_crds(client).await;
     // The operator runs as the ServiceAccount of e2e/examples/operator-rbac.yaml: the
     // ClusterRole there is what it needs.
@@ -156,13 +76,20 @@ async fn run_operator_and_scenario(client: &Client, ns: &str, kubeconfig: &Path)
     };
     // Stops the operator even when the scenario panics.
     let operator = Operator::start(&operator_client, ns, settings, metrics).await;
-    scenario(client, ns, &broker, &pdb_ar, maddr).await;
+    scenario_steps(client, ns, &broker, &pdb_ar, maddr).await;
     operator.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary() {
+    run_e2e("binary", "operator binary e2e", run_binary).await;
 }
 
 /// The binary as a child process: flags, leader election with a Lease, /healthz and
 /// /metrics on its own port, reconciling, and a SIGTERM that releases the Lease.
-async fn the_binary(client: &Client, ns: &str, kubeconfig: &Path) {
+async fn run_binary(setup: &Setup) {
+    let (client, ns, kubeconfig) = (&setup.client, setup.ns.as_str(), &setup.kubeconfig);
+    install_crds(client).await;
     let port = free_port();
     let maddr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let (otlp, exports) = otlp_collector().await;
@@ -321,7 +248,7 @@ async fn stream_ready(
     }
 }
 
-async fn scenario(
+async fn scenario_steps(
     client: &Client,
     ns: &str,
     broker: &Broker,
@@ -770,46 +697,6 @@ async fn scenario(
     .await;
 }
 
-/// kube-controller-manager running only the StatefulSet controller (the shared test
-/// control plane runs garbage collection and service accounts only); killed on drop.
-struct StatefulSetController(Child);
-
-impl StatefulSetController {
-    fn start(kubeconfig: &Path) -> Option<StatefulSetController> {
-        let bin = k8s_bin().join("kube-controller-manager");
-        if !bin.exists() {
-            eprintln!(
-                "SKIPPED rolling upgrade e2e: no {} (the StatefulSet controller)",
-                bin.display()
-            );
-            return None;
-        }
-        let log = kubeconfig.with_file_name("statefulset-controller.log");
-        let child = Command::new(bin)
-            .arg(format!("--kubeconfig={}", kubeconfig.display()))
-            .args([
-                "--bind-address=127.0.0.1",
-                "--secure-port=0",
-                "--port=0",
-                "--controllers=statefulset",
-                "--leader-elect=false",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(log).unwrap())
-            .spawn()
-            .unwrap();
-        Some(StatefulSetController(child))
-    }
-}
-
-impl Drop for StatefulSetController {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn partition(sts: &StatefulSet) -> Option<i32> {
     sts.spec
         .as_ref()?
@@ -820,60 +707,24 @@ fn partition(sts: &StatefulSet) -> Option<i32> {
         .partition
 }
 
-/// (pod, revision) of the pods the fake kubelet made Ready, in order.
-type BecameReady = Arc<std::sync::Mutex<Vec<(String, String)>>>;
-
-/// Stands in for the kubelet: every pod of `instance` that is not Ready becomes Running and
-/// Ready; returns (pod, revision) in the order they became Ready.
-fn fake_kubelet(
-    client: &Client,
-    ns: &str,
-    instance: &str,
-) -> (tokio::task::JoinHandle<()>, BecameReady) {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let out = seen.clone();
-    let lp = ListParams::default().labels(&format!("app.kubernetes.io/instance={instance}"));
-    let task = tokio::spawn(async move {
-        loop {
-            if let Ok(list) = pods.list(&lp).await {
-                for p in list.items {
-                    let ready = p
-                        .status
-                        .as_ref()
-                        .and_then(|s| s.conditions.as_ref())
-                        .is_some_and(|c| {
-                            c.iter().any(|c| c.type_ == "Ready" && c.status == "True")
-                        });
-                    if ready || p.metadata.deletion_timestamp.is_some() {
-                        continue;
-                    }
-                    let name = p.name_any();
-                    let rev = p.labels().get("controller-revision-hash").cloned();
-                    let patch = serde_json::json!({"status": {
-                        "phase": "Running", "podIP": "127.0.0.1",
-                        "conditions": [{"type": "Ready", "status": "True"}]}});
-                    if pods
-                        .patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
-                        .await
-                        .is_ok()
-                    {
-                        seen.lock().unwrap().push((name, rev.unwrap_or_default()));
-                    }
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    });
-    (task, out)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_upgrade_and_scale_down() {
+    run_e2e("roll", "operator rolling upgrade e2e", run_rolling).await;
 }
 
 /// A health-gated rolling upgrade driven by the real StatefulSet controller (pods made Ready
 /// by the test, `/healthz` from real brokers, one per pod), then the scale-down guard.
-async fn rolling_upgrade_and_scale_down(client: &Client, ns: &str, kubeconfig: &Path) {
+async fn run_rolling(setup: &Setup) {
+    let (client, ns, kubeconfig) = (&setup.client, setup.ns.as_str(), &setup.kubeconfig);
+    // Needs the StatefulSet controller of our own control plane (pods are simulated).
+    if !setup.owns_cluster() {
+        eprintln!("SKIPPED rolling upgrade e2e: needs a control plane of its own");
+        return;
+    }
     let Some(_stsc) = StatefulSetController::start(kubeconfig) else {
         return;
     };
+    install_crds(client).await;
     let operator_client = operator_rbac(client, ns, kubeconfig).await;
     // One broker per pod; `/healthz` of pod roll-i is broker i's.
     let mports: Vec<u16> = (0..3).map(|_| free_port()).collect();
@@ -1119,32 +970,20 @@ async fn rolling_upgrade_and_scale_down(client: &Client, ns: &str, kubeconfig: &
     operator.shutdown().await;
 }
 
-/// A minimal `monitoring.coreos.com/v1` PodMonitor CRD (the Prometheus Operator's group,
-/// version, kind and plural; a schema keeping every field).
-fn pod_monitor_crd() -> CustomResourceDefinition {
-    serde_json::from_value(serde_json::json!({
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": "podmonitors.monitoring.coreos.com"},
-        "spec": {
-            "group": "monitoring.coreos.com",
-            "scope": "Namespaced",
-            "names": {"kind": "PodMonitor", "listKind": "PodMonitorList",
-                      "plural": "podmonitors", "singular": "podmonitor"},
-            "versions": [{"name": "v1", "served": true, "storage": true,
-                          "schema": {"openAPIV3Schema": {
-                              "type": "object",
-                              "x-kubernetes-preserve-unknown-fields": true}}}]
-        }
-    }))
-    .unwrap()
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_monitor() {
+    run_e2e("podmon", "operator PodMonitor e2e", run_pod_monitor).await;
 }
 
 /// `metrics`: the pods' scrape annotations; `metrics.podMonitor` without the PodMonitor CRD
 /// (Degraded PodMonitorUnavailable and a Warning event, the rest reconciled), then with a
 /// minimal CRD installed (the PodMonitor applied, owned, selecting the pods), turned off
 /// (deleted), and garbage-collected with its NatsCluster.
-async fn pod_monitor(client: &Client, ns: &str, kubeconfig: &Path, gc: bool) {
+async fn run_pod_monitor(setup: &Setup) {
+    let (client, ns, kubeconfig) = (&setup.client, setup.ns.as_str(), &setup.kubeconfig);
+    // Garbage collection needs the kube-controller-manager of our own control plane.
+    let gc = setup.owns_cluster();
+    install_crds(client).await;
     let operator_client = operator_rbac(client, ns, kubeconfig).await;
     let settings = Settings {
         // The operator does not watch PodMonitors (their CRD may be missing): a short

@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{cond, eventually, install_crds, operator_rbac, repo, run_e2e, secret_data, show};
-use common::{gone, operator_secret_and_conf, Broker, Operator};
-use futures::{FutureExt, StreamExt};
+use common::{gone, operator_secret_and_conf, Broker, Operator, Setup};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -77,8 +77,8 @@ fn the_account_example_parses() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accounts_in_operator_mode() {
-    run_e2e("acc", "operator accounts e2e", |setup| {
-        scenario(&setup.client, &setup.ns, &setup.kubeconfig).boxed_local()
+    run_e2e("acc", "operator accounts e2e", async |setup: &Setup| {
+        scenario(&setup.client, &setup.ns, &setup.kubeconfig).await
     })
     .await;
 }

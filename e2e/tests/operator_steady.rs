@@ -17,7 +17,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use common::{cond, eventually, example, example_value, free_port, install_crds};
-use common::{operator_config, operator_secret_and_conf, run_e2e, show, Broker, Operator};
+use common::{operator_config, operator_secret_and_conf, run_e2e, show, Broker, Operator, Setup};
 use futures::FutureExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
@@ -170,9 +170,11 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_writes_in_steady_state() {
-    run_e2e("steady", "operator steady-state e2e", |setup| {
-        scenario(&setup.client, &setup.ns, &setup.kubeconfig).boxed_local()
-    })
+    run_e2e(
+        "steady",
+        "operator steady-state e2e",
+        async |setup: &Setup| scenario(&setup.client, &setup.ns, &setup.kubeconfig).await,
+    )
     .await;
 }
 

@@ -7,15 +7,13 @@
 pub mod push;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{finalizer, Event as Finalizer};
 use kube::{Resource, ResourceExt};
 use nkeys::KeyPair;
 
@@ -27,6 +25,7 @@ use crate::crd::{
     Account, AccountStatus, NatsCluster, PushResult, CONDITION_DEGRADED, CONDITION_READY,
 };
 use crate::error::{Error, Result};
+use crate::reconcile::Reconciled;
 use crate::render;
 
 /// Name of this controller in metrics and logs.
@@ -56,31 +55,6 @@ pub fn account_secret_name(account: &str) -> String {
 /// Name of the creds Secret of a user of an Account.
 pub fn creds_secret_name(account: &str, user: &str) -> String {
     format!("{account}-{user}-creds")
-}
-
-/// Reconcile one Account (the `Controller::run` callback).
-pub async fn reconcile(a: Arc<Account>, ctx: Arc<Context>) -> Result<Action> {
-    let start = Instant::now();
-    let ns = a.namespace().ok_or(Error::MissingMetadata("namespace"))?;
-    let api: Api<Account> = Api::namespaced(ctx.client.clone(), &ns);
-    let work = async {
-        finalizer(&api, FINALIZER, a.clone(), |ev| async {
-            match ev {
-                Finalizer::Apply(a) => apply(&a, &ctx).await,
-                Finalizer::Cleanup(a) => cleanup(&a, &ctx).await,
-            }
-        })
-        .await
-        .map_err(Error::from)
-    };
-    let res = crate::telemetry::traced("Account", &*a, work).await;
-    ctx.finished(CONTROLLER, &*a, start, &res);
-    res
-}
-
-/// Retry a failed reconcile with per-object exponential backoff.
-pub fn error_policy(a: Arc<Account>, err: &Error, ctx: Arc<Context>) -> Action {
-    ctx.retry(CONTROLLER, "Account", &*a, err)
 }
 
 /// Write `new` as the status if it differs; push results no longer present are removed.
@@ -409,292 +383,297 @@ async fn operator_keys(
     })
 }
 
-async fn apply(a: &Account, ctx: &Context) -> Result<Action> {
-    let ns = a.namespace().ok_or(Error::MissingMetadata("namespace"))?;
-    let name = a.name_any();
-    let resync = Action::requeue(ctx.settings.account_resync);
-    let wait = Action::requeue(WAIT);
-    if a.spec.users.iter().any(|u| u.name == auth::OPERATOR_USER) {
-        let msg = format!(
+impl Reconciled for Account {
+    const CONTROLLER: &'static str = CONTROLLER;
+    const FINALIZER: Option<&'static str> = Some(FINALIZER);
+
+    async fn apply(a: &Account, ctx: &Context) -> Result<Action> {
+        let ns = a.namespace().ok_or(Error::MissingMetadata("namespace"))?;
+        let name = a.name_any();
+        let resync = Action::requeue(ctx.settings.account_resync);
+        let wait = Action::requeue(WAIT);
+        if a.spec.users.iter().any(|u| u.name == auth::OPERATOR_USER) {
+            let msg = format!(
             "spec.users: the name {:?} is reserved for the operator's own user; rename the user",
             auth::OPERATOR_USER
         );
-        blocked(a, ctx, "InvalidSpec", msg).await?;
-        return Ok(Action::await_change());
-    }
-    let nc = match cluster(a, ctx).await? {
-        Ok(nc) => nc,
-        Err(msg) => {
-            blocked(a, ctx, "ClusterNotReady", msg).await?;
-            return Ok(resync);
+            blocked(a, ctx, "InvalidSpec", msg).await?;
+            return Ok(Action::await_change());
         }
-    };
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-    let keys = match operator_keys(&nc, &secrets).await? {
-        Ok(k) => k,
-        Err((reason, msg)) => {
-            blocked(a, ctx, reason, msg).await?;
-            return Ok(wait);
-        }
-    };
-    let (account, revoked, last) = account_key(a, &secrets).await?;
-    let accounts: Api<Account> = Api::namespaced(ctx.client.clone(), &ns);
-    let mut exporters = BTreeMap::new();
-    for imp in &a.spec.imports {
-        let key = accounts
-            .get_opt(&imp.account)
-            .await?
-            .and_then(|x| x.status)
-            .and_then(|s| s.account_public_key);
-        match key {
-            Some(k) => {
-                exporters.insert(imp.account.clone(), k);
+        let nc = match cluster(a, ctx).await? {
+            Ok(nc) => nc,
+            Err(msg) => {
+                blocked(a, ctx, "ClusterNotReady", msg).await?;
+                return Ok(resync);
             }
-            None => {
-                let msg = format!(
+        };
+        let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+        let keys = match operator_keys(&nc, &secrets).await? {
+            Ok(k) => k,
+            Err((reason, msg)) => {
+                blocked(a, ctx, reason, msg).await?;
+                return Ok(wait);
+            }
+        };
+        let (account, revoked, last) = account_key(a, &secrets).await?;
+        let accounts: Api<Account> = Api::namespaced(ctx.client.clone(), &ns);
+        let mut exporters = BTreeMap::new();
+        for imp in &a.spec.imports {
+            let key = accounts
+                .get_opt(&imp.account)
+                .await?
+                .and_then(|x| x.status)
+                .and_then(|s| s.account_public_key);
+            match key {
+                Some(k) => {
+                    exporters.insert(imp.account.clone(), k);
+                }
+                None => {
+                    let msg = format!(
                     "import of {:?} from Account {ns}/{}: that Account does not exist or has no \
                      key yet; create it (same namespace) or fix spec.imports",
                     imp.subject, imp.account
                 );
-                blocked(a, ctx, "ImportNotResolved", msg).await?;
-                return Ok(wait);
+                    blocked(a, ctx, "ImportNotResolved", msg).await?;
+                    return Ok(wait);
+                }
             }
         }
-    }
-    let revoked = sync_users(a, ctx, &secrets, &account, revoked).await?;
-    let mut claims = match auth::account_claims(&name, &account.public_key(), &a.spec, &exporters) {
-        Ok(c) => c,
-        Err(e) => {
-            blocked(a, ctx, "InvalidSpec", format!("{e}; fix the Account spec")).await?;
-            return Ok(Action::await_change());
-        }
-    };
-    claims.nats.revocations = revoked;
-    let hash = auth::claims_hash(&claims);
-    // The same JWT while nothing changed: brokers see one issue time per change.
-    let signed_for = format!("{hash}/{}", keys.signing.public_key());
-    let jwt = match last {
-        Some((f, jwt)) if f == signed_for => jwt,
-        _ => {
-            let jwt = natrix_jwt::encode(&claims, &keys.signing)
-                .map_err(|e| Error::Auth(e.to_string()))?;
-            secrets
-                .patch(
-                    &account_secret_name(&name),
-                    &PatchParams::default(),
-                    &Patch::Merge(serde_json::json!({
-                        "stringData": {JWT_KEY: jwt, JWT_FOR_KEY: signed_for},
-                    })),
-                )
-                .await?;
-            jwt
-        }
-    };
-
-    let servers = push::servers(&nc, &ctx.settings)?;
-    let sys = match client_auth::for_cluster(&ctx.client, &nc).await? {
-        Ok(mut auth) => {
-            auth.login = Login::Creds(keys.system_user_creds.clone());
-            auth
-        }
-        Err(msg) => {
-            blocked(a, ctx, "ClientAuthInvalid", msg).await?;
-            return Ok(Action::requeue(ctx.settings.account_resync));
-        }
-    };
-    let results: Vec<PushResult> = futures::future::join_all(servers.iter().map(|s| {
-        push::request(
-            &ctx.nats,
-            s,
-            &sys,
-            push::UPDATE_SUBJECT,
-            jwt.clone(),
-            ctx.settings.nats_timeout,
-        )
-    }))
-    .await;
-    let push_results: BTreeMap<String, PushResult> = servers
-        .iter()
-        .map(|s| s.name.clone())
-        .zip(results)
-        .collect();
-
-    let old = a.status.clone().unwrap_or_default();
-    let mut st = old.clone();
-    let gen = a.metadata.generation;
-    let now = Timestamp::now();
-    let total = push_results.len();
-    let failed: Vec<String> = push_results
-        .iter()
-        .filter(|(_, r)| !r.ok)
-        .map(|(n, r)| format!("{n}: {}", r.message.clone().unwrap_or_default()))
-        .collect();
-    let short = &hash[..12];
-    let all_ok = failed.is_empty() && total > 0;
-    if all_ok {
-        conditions::set(
-            &mut st.common.conditions,
-            &Cond::new(
-                CONDITION_READY,
-                true,
-                "Pushed",
-                format!("account JWT (claims {short}) accepted by all {total} servers"),
-            ),
-            gen,
-            now,
-        );
-        conditions::set(
-            &mut st.common.conditions,
-            &Cond::new(
-                CONDITION_DEGRADED,
-                false,
-                "AllServersAccepted",
-                "every server has the current account JWT",
-            ),
-            gen,
-            now,
-        );
-    } else {
-        let msg = if total == 0 {
-            "the NatsCluster has no servers to push to".to_string()
-        } else {
-            format!(
-                "{} of {total} servers did not accept the account JWT (claims {short}): {}; \
-                 retrying every {:?}",
-                failed.len(),
-                failed.join("; "),
-                WAIT * 2
-            )
+        let revoked = sync_users(a, ctx, &secrets, &account, revoked).await?;
+        let mut claims =
+            match auth::account_claims(&name, &account.public_key(), &a.spec, &exporters) {
+                Ok(c) => c,
+                Err(e) => {
+                    blocked(a, ctx, "InvalidSpec", format!("{e}; fix the Account spec")).await?;
+                    return Ok(Action::await_change());
+                }
+            };
+        claims.nats.revocations = revoked;
+        let hash = auth::claims_hash(&claims);
+        // The same JWT while nothing changed: brokers see one issue time per change.
+        let signed_for = format!("{hash}/{}", keys.signing.public_key());
+        let jwt = match last {
+            Some((f, jwt)) if f == signed_for => jwt,
+            _ => {
+                let jwt = natrix_jwt::encode(&claims, &keys.signing)
+                    .map_err(|e| Error::Auth(e.to_string()))?;
+                secrets
+                    .patch(
+                        &account_secret_name(&name),
+                        &PatchParams::default(),
+                        &Patch::Merge(serde_json::json!({
+                            "stringData": {JWT_KEY: jwt, JWT_FOR_KEY: signed_for},
+                        })),
+                    )
+                    .await?;
+                jwt
+            }
         };
-        conditions::set(
-            &mut st.common.conditions,
-            &Cond::new(
-                CONDITION_READY,
-                false,
-                "PushFailed",
-                format!("{msg}; see status.pushResults"),
-            ),
-            gen,
-            now,
-        );
-        conditions::set(
-            &mut st.common.conditions,
-            &Cond::new(CONDITION_DEGRADED, true, "PushFailed", msg),
-            gen,
-            now,
-        );
-    }
-    st.account_public_key = Some(account.public_key());
-    st.claims_hash = Some(hash.clone());
-    st.push_results = push_results;
-    st.common.observed_generation = gen;
-    write_status(a, ctx, &st).await?;
 
-    let was_ready = conditions::is_true(&old.common.conditions, CONDITION_READY);
-    let changed = old.claims_hash.as_deref() != Some(hash.as_str());
-    if all_ok && (changed || !was_ready) {
-        ctx.event(
-            a,
-            false,
-            "Pushed",
-            "Push",
-            format!("pushed account JWT (claims {short}) to {total} servers"),
-        )
+        let servers = push::servers(&nc, &ctx.settings)?;
+        let sys = match client_auth::for_cluster(&ctx.client, &nc).await? {
+            Ok(mut auth) => {
+                auth.login = Login::Creds(keys.system_user_creds.clone());
+                auth
+            }
+            Err(msg) => {
+                blocked(a, ctx, "ClientAuthInvalid", msg).await?;
+                return Ok(Action::requeue(ctx.settings.account_resync));
+            }
+        };
+        let results: Vec<PushResult> = futures::future::join_all(servers.iter().map(|s| {
+            push::request(
+                &ctx.nats,
+                s,
+                &sys,
+                push::UPDATE_SUBJECT,
+                jwt.clone(),
+                ctx.settings.nats_timeout,
+            )
+        }))
         .await;
-    } else if !all_ok && (changed || was_ready || old.push_results != st.push_results) {
-        let msg = conditions::get(&st.common.conditions, CONDITION_DEGRADED)
-            .map(|c| c.message.clone())
-            .unwrap_or_default();
-        ctx.event(a, true, "PushFailed", "Push", msg).await;
-    }
-    Ok(if all_ok {
-        resync
-    } else {
-        Action::requeue(WAIT * 2)
-    })
-}
+        let push_results: BTreeMap<String, PushResult> = servers
+            .iter()
+            .map(|s| s.name.clone())
+            .zip(results)
+            .collect();
 
-async fn cleanup(a: &Account, ctx: &Context) -> Result<Action> {
-    let ns = a.namespace().ok_or(Error::MissingMetadata("namespace"))?;
-    let done = Action::await_change();
-    let nc = match cluster(a, ctx).await? {
-        Ok(nc) => nc,
-        Err(msg) => {
+        let old = a.status.clone().unwrap_or_default();
+        let mut st = old.clone();
+        let gen = a.metadata.generation;
+        let now = Timestamp::now();
+        let total = push_results.len();
+        let failed: Vec<String> = push_results
+            .iter()
+            .filter(|(_, r)| !r.ok)
+            .map(|(n, r)| format!("{n}: {}", r.message.clone().unwrap_or_default()))
+            .collect();
+        let short = &hash[..12];
+        let all_ok = failed.is_empty() && total > 0;
+        if all_ok {
+            conditions::set(
+                &mut st.common.conditions,
+                &Cond::new(
+                    CONDITION_READY,
+                    true,
+                    "Pushed",
+                    format!("account JWT (claims {short}) accepted by all {total} servers"),
+                ),
+                gen,
+                now,
+            );
+            conditions::set(
+                &mut st.common.conditions,
+                &Cond::new(
+                    CONDITION_DEGRADED,
+                    false,
+                    "AllServersAccepted",
+                    "every server has the current account JWT",
+                ),
+                gen,
+                now,
+            );
+        } else {
+            let msg = if total == 0 {
+                "the NatsCluster has no servers to push to".to_string()
+            } else {
+                format!(
+                    "{} of {total} servers did not accept the account JWT (claims {short}): {}; \
+                 retrying every {:?}",
+                    failed.len(),
+                    failed.join("; "),
+                    WAIT * 2
+                )
+            };
+            conditions::set(
+                &mut st.common.conditions,
+                &Cond::new(
+                    CONDITION_READY,
+                    false,
+                    "PushFailed",
+                    format!("{msg}; see status.pushResults"),
+                ),
+                gen,
+                now,
+            );
+            conditions::set(
+                &mut st.common.conditions,
+                &Cond::new(CONDITION_DEGRADED, true, "PushFailed", msg),
+                gen,
+                now,
+            );
+        }
+        st.account_public_key = Some(account.public_key());
+        st.claims_hash = Some(hash.clone());
+        st.push_results = push_results;
+        st.common.observed_generation = gen;
+        write_status(a, ctx, &st).await?;
+
+        let was_ready = conditions::is_true(&old.common.conditions, CONDITION_READY);
+        let changed = old.claims_hash.as_deref() != Some(hash.as_str());
+        if all_ok && (changed || !was_ready) {
             ctx.event(
                 a,
                 false,
-                "DeleteSkipped",
-                "Delete",
-                format!("{msg}; nothing to delete"),
+                "Pushed",
+                "Push",
+                format!("pushed account JWT (claims {short}) to {total} servers"),
             )
             .await;
-            return Ok(done);
+        } else if !all_ok && (changed || was_ready || old.push_results != st.push_results) {
+            let msg = conditions::get(&st.common.conditions, CONDITION_DEGRADED)
+                .map(|c| c.message.clone())
+                .unwrap_or_default();
+            ctx.event(a, true, "PushFailed", "Push", msg).await;
         }
-    };
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-    let keys = match operator_keys(&nc, &secrets).await? {
-        Ok(k) => k,
-        Err((_, msg)) => {
-            ctx.event(a, true, "DeleteSkipped", "Delete", msg).await;
-            return Ok(done);
-        }
-    };
-    let pubkey = match a.status.as_ref().and_then(|s| s.account_public_key.clone()) {
-        Some(k) => k,
-        None => match account_key(a, &secrets).await {
-            Ok((kp, _, _)) => kp.public_key(),
-            Err(_) => return Ok(done),
-        },
-    };
-    let req =
-        auth::delete_request(&keys.operator, std::slice::from_ref(&pubkey)).map_err(auth_err)?;
-    let servers = push::servers(&nc, &ctx.settings)?;
-    let sys = match client_auth::for_cluster(&ctx.client, &nc).await? {
-        Ok(mut auth) => {
-            auth.login = Login::Creds(keys.system_user_creds.clone());
-            auth
-        }
-        Err(msg) => {
-            ctx.event(a, true, "DeleteSkipped", "Delete", msg).await;
-            return Ok(done);
-        }
-    };
-    let results = futures::future::join_all(servers.iter().map(|s| {
-        push::request(
-            &ctx.nats,
-            s,
-            &sys,
-            push::DELETE_SUBJECT,
-            req.clone(),
-            ctx.settings.nats_timeout,
-        )
-    }))
-    .await;
-    let refused: Vec<String> = servers
-        .iter()
-        .zip(&results)
-        .filter(|(_, r)| !r.ok)
-        .map(|(s, r)| format!("{}: {}", s.name, r.message.clone().unwrap_or_default()))
-        .collect();
-    if refused.is_empty() {
-        ctx.event(
-            a,
-            false,
-            "Deleted",
-            "Delete",
-            format!(
-                "account {pubkey} deleted from the resolver of {} servers",
-                servers.len()
-            ),
-        )
+        Ok(if all_ok {
+            resync
+        } else {
+            Action::requeue(WAIT * 2)
+        })
+    }
+
+    async fn cleanup(a: &Account, ctx: &Context) -> Result<Action> {
+        let ns = a.namespace().ok_or(Error::MissingMetadata("namespace"))?;
+        let done = Action::await_change();
+        let nc = match cluster(a, ctx).await? {
+            Ok(nc) => nc,
+            Err(msg) => {
+                ctx.event(
+                    a,
+                    false,
+                    "DeleteSkipped",
+                    "Delete",
+                    format!("{msg}; nothing to delete"),
+                )
+                .await;
+                return Ok(done);
+            }
+        };
+        let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+        let keys = match operator_keys(&nc, &secrets).await? {
+            Ok(k) => k,
+            Err((_, msg)) => {
+                ctx.event(a, true, "DeleteSkipped", "Delete", msg).await;
+                return Ok(done);
+            }
+        };
+        let pubkey = match a.status.as_ref().and_then(|s| s.account_public_key.clone()) {
+            Some(k) => k,
+            None => match account_key(a, &secrets).await {
+                Ok((kp, _, _)) => kp.public_key(),
+                Err(_) => return Ok(done),
+            },
+        };
+        let req = auth::delete_request(&keys.operator, std::slice::from_ref(&pubkey))
+            .map_err(auth_err)?;
+        let servers = push::servers(&nc, &ctx.settings)?;
+        let sys = match client_auth::for_cluster(&ctx.client, &nc).await? {
+            Ok(mut auth) => {
+                auth.login = Login::Creds(keys.system_user_creds.clone());
+                auth
+            }
+            Err(msg) => {
+                ctx.event(a, true, "DeleteSkipped", "Delete", msg).await;
+                return Ok(done);
+            }
+        };
+        let results = futures::future::join_all(servers.iter().map(|s| {
+            push::request(
+                &ctx.nats,
+                s,
+                &sys,
+                push::DELETE_SUBJECT,
+                req.clone(),
+                ctx.settings.nats_timeout,
+            )
+        }))
         .await;
-    } else {
-        ctx.event(
-            a,
-            true,
-            "DeleteRefused",
-            "Delete",
-            format!(
+        let refused: Vec<String> = servers
+            .iter()
+            .zip(&results)
+            .filter(|(_, r)| !r.ok)
+            .map(|(s, r)| format!("{}: {}", s.name, r.message.clone().unwrap_or_default()))
+            .collect();
+        if refused.is_empty() {
+            ctx.event(
+                a,
+                false,
+                "Deleted",
+                "Delete",
+                format!(
+                    "account {pubkey} deleted from the resolver of {} servers",
+                    servers.len()
+                ),
+            )
+            .await;
+        } else {
+            ctx.event(
+                a,
+                true,
+                "DeleteRefused",
+                "Delete",
+                format!(
                 "account {pubkey} could not be deleted from {} of {} servers ({}); its JWT stays \
                  in their resolver directory (is allow_delete off?) and its users can still log \
                  in there until it is removed by hand",
@@ -702,10 +681,11 @@ async fn cleanup(a: &Account, ctx: &Context) -> Result<Action> {
                 servers.len(),
                 refused.join("; ")
             ),
-        )
-        .await;
+            )
+            .await;
+        }
+        Ok(done)
     }
-    Ok(done)
 }
 
 #[cfg(test)]

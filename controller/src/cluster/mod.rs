@@ -6,12 +6,11 @@ pub mod rollout;
 pub mod scale;
 pub mod status;
 
-use std::sync::Arc;
-use std::time::Instant;
+use std::future::Future;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
@@ -19,29 +18,32 @@ use kube::{Resource, ResourceExt};
 
 use crate::apply::{apply, apply_pdb};
 use crate::auth;
-use crate::conditions::{self, Cond};
+use crate::conditions;
 use crate::context::Context;
 use crate::crd::{
-    Account, NatsCluster, NatsClusterStatus, RolloutWait, Stream, CONDITION_DEGRADED,
-    CONDITION_PROGRESSING, CONDITION_READY, CONDITION_RECONCILIATION_PAUSED,
+    Account, NatsCluster, NatsClusterStatus, Stream, CONDITION_DEGRADED, CONDITION_PROGRESSING,
+    CONDITION_READY, CONDITION_RECONCILIATION_PAUSED,
 };
 use crate::error::{Error, Result};
+use crate::reconcile::Reconciled;
 use crate::render;
 
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "natscluster";
 
-/// Reconcile one NatsCluster (the `Controller::run` callback).
-pub async fn reconcile(nc: Arc<NatsCluster>, ctx: Arc<Context>) -> Result<Action> {
-    let start = Instant::now();
-    let res = crate::telemetry::traced("NatsCluster", &*nc, reconcile_inner(&nc, &ctx)).await;
-    ctx.finished(CONTROLLER, &*nc, start, &res);
-    res
-}
+impl Reconciled for NatsCluster {
+    const CONTROLLER: &'static str = CONTROLLER;
+    // Its children are owned: the garbage collector removes them.
+    const FINALIZER: Option<&'static str> = None;
 
-/// Retry a failed reconcile with per-object exponential backoff.
-pub fn error_policy(nc: Arc<NatsCluster>, err: &Error, ctx: Arc<Context>) -> Action {
-    ctx.retry(CONTROLLER, "NatsCluster", &*nc, err)
+    fn apply(nc: &Self, ctx: &Context) -> impl Future<Output = Result<Action>> + Send {
+        reconcile_inner(nc, ctx)
+    }
+
+    fn cleanup(_: &Self, _: &Context) -> impl Future<Output = Result<Action>> + Send {
+        // Never called without a finalizer.
+        std::future::ready(Ok(Action::await_change()))
+    }
 }
 
 async fn write_status(
@@ -69,28 +71,16 @@ async fn write_status(
 
 async fn reconcile_inner(nc: &NatsCluster, ctx: &Context) -> Result<Action> {
     let ns = nc.namespace().ok_or(Error::MissingMetadata("namespace"))?;
-    let name = nc.name_any();
     let api: Api<NatsCluster> = Api::namespaced(ctx.client.clone(), &ns);
     let gen = nc.metadata.generation;
     let now = Timestamp::now();
     let old = nc.status.clone().unwrap_or_default();
     let mut status = old.clone();
-    let conds = &mut status.common.conditions;
     let was_paused = conditions::is_true(&old.common.conditions, CONDITION_RECONCILIATION_PAUSED);
 
+    let paused = status::paused(nc.spec.paused);
+    conditions::set(&mut status.common.conditions, &paused, gen, now);
     if nc.spec.paused {
-        conditions::set(
-            conds,
-            &Cond::new(
-                CONDITION_RECONCILIATION_PAUSED,
-                true,
-                "SpecPaused",
-                "spec.paused is true: the operator makes no changes to this cluster's ConfigMap, \
-                 Services, StatefulSet or PodDisruptionBudget; set spec.paused to false to resume",
-            ),
-            gen,
-            now,
-        );
         write_status(&api, nc, &status).await?;
         if !was_paused {
             ctx.event(
@@ -104,17 +94,6 @@ async fn reconcile_inner(nc: &NatsCluster, ctx: &Context) -> Result<Action> {
         }
         return Ok(Action::await_change());
     }
-    conditions::set(
-        conds,
-        &Cond::new(
-            CONDITION_RECONCILIATION_PAUSED,
-            false,
-            "NotPaused",
-            "reconciling (set spec.paused to true to stop the operator's writes)",
-        ),
-        gen,
-        now,
-    );
     if was_paused {
         ctx.event(
             nc,
@@ -131,17 +110,8 @@ async fn reconcile_inner(nc: &NatsCluster, ctx: &Context) -> Result<Action> {
         Err(e) => {
             let msg =
                 format!("{e}; fix the NatsCluster spec (existing objects are left as they are)");
-            for (t, s) in [
-                (CONDITION_READY, false),
-                (CONDITION_PROGRESSING, false),
-                (CONDITION_DEGRADED, true),
-            ] {
-                conditions::set(
-                    conds,
-                    &Cond::new(t, s, "InvalidSpec", msg.clone()),
-                    gen,
-                    now,
-                );
+            for c in status::invalid_spec(&msg) {
+                conditions::set(&mut status.common.conditions, &c, gen, now);
             }
             status.common.observed_generation = gen;
             write_status(&api, nc, &status).await?;
@@ -152,25 +122,7 @@ async fn reconcile_inner(nc: &NatsCluster, ctx: &Context) -> Result<Action> {
 
     let (plan, mut rendered) = match plan(nc, ctx, rendered).await {
         Ok(p) => p,
-        Err(e) => {
-            let msg = e.to_string();
-            conditions::set(
-                conds,
-                &Cond::new(
-                    CONDITION_READY,
-                    false,
-                    "ObserveFailed",
-                    format!("{msg}; retrying with backoff"),
-                ),
-                gen,
-                now,
-            );
-            status.common.observed_generation = gen;
-            if let Err(se) = write_status(&api, nc, &status).await {
-                tracing::warn!("NatsCluster {ns}/{name}: writing status: {se}");
-            }
-            return Err(e);
-        }
+        Err(e) => return Err(failed(&api, nc, status, "ObserveFailed", e, now).await),
     };
     render::set_rollout(
         &mut rendered.statefulset,
@@ -178,158 +130,131 @@ async fn reconcile_inner(nc: &NatsCluster, ctx: &Context) -> Result<Action> {
         plan.rollout.partition,
     );
 
-    match apply_children(nc, ctx, &rendered).await {
-        Ok((sts, pod_monitor)) => {
-            let first = old.config_hash.is_none();
-            let changed = old
-                .config_hash
-                .as_deref()
-                .is_some_and(|h| h != rendered.config_hash);
-            let replicas = plan.scale.replicas();
-            for c in status::rollout(&ns, &name, replicas, &sts) {
-                conditions::set(&mut status.common.conditions, &c, gen, now);
-            }
-            if plan.rollout.rolling() {
-                conditions::set(
-                    &mut status.common.conditions,
-                    &Cond::new(
-                        CONDITION_PROGRESSING,
-                        true,
-                        "RollingUpdate",
-                        plan.rollout.message(replicas),
-                    ),
-                    gen,
-                    now,
-                );
-            }
-            if let scale::Scale::Blocked { message, .. } = &plan.scale {
-                conditions::set(
-                    &mut status.common.conditions,
-                    &Cond::new(
-                        CONDITION_DEGRADED,
-                        true,
-                        "ScaleDownBlocked",
-                        message.clone(),
-                    ),
-                    gen,
-                    now,
-                );
-            }
-            let previous = old.rollout_wait.as_ref().map(|w| rollout::WaitClock {
-                pod: w.pod.clone(),
-                since: w.since.0,
-            });
-            let (clock, stuck) = rollout::stuck(
-                &plan.rollout,
-                previous.as_ref(),
-                now,
-                ctx.settings.rollout_deadline,
-            );
-            status.rollout_wait = clock.map(|c| RolloutWait {
-                pod: c.pod,
-                since: Time(c.since),
-            });
-            if let Some(st) = &stuck {
-                conditions::set(
-                    &mut status.common.conditions,
-                    &Cond::new(
-                        CONDITION_DEGRADED,
-                        true,
-                        "RollingUpdateStuck",
-                        st.message.clone(),
-                    ),
-                    gen,
-                    now,
-                );
-            }
-            if let monitor::Outcome::Unavailable(msg) = &pod_monitor {
-                monitor::degrade(&mut status.common.conditions, msg, gen, now);
-            }
-            let st = sts.status.clone().unwrap_or_default();
-            status.replicas = Some(st.replicas);
-            status.ready_replicas = Some(st.ready_replicas.unwrap_or(0));
-            status.config_hash = Some(rendered.config_hash.clone());
-            status.common.observed_generation = gen;
-            write_status(&api, nc, &status).await?;
-            if first {
-                let mut pdb = if rendered.pdb.is_some() {
-                    ", PodDisruptionBudget".to_string()
-                } else {
-                    String::new()
-                };
-                if matches!(pod_monitor, monitor::Outcome::Applied { .. }) {
-                    pdb.push_str(&format!(", PodMonitor {name}"));
-                }
-                ctx.event(
-                    nc,
-                    false,
-                    "Created",
-                    "Apply",
-                    format!(
-                        "applied ConfigMap {name}-config, Services {name} and {name}-headless, StatefulSet {name}{pdb}"
-                    ),
-                )
-                .await;
-            } else if changed {
-                ctx.event(
-                    nc,
-                    false,
-                    "ConfigChanged",
-                    "Apply",
-                    format!(
-                        "settings that need a restart changed (config hash {}); the pods restart one \
-                         at a time, each after the previous one is Ready and healthy",
-                        &rendered.config_hash[..12]
-                    ),
-                )
-                .await;
-            }
-            if !(first && matches!(pod_monitor, monitor::Outcome::Applied { .. })) {
-                monitor::events(nc, ctx, &old.common.conditions, &pod_monitor).await;
-            }
-            rollout_events(nc, ctx, &old, &plan).await;
-            // A new stuck rollout is announced by `transitions` (a Degraded Warning event).
-            if let scale::Scale::Blocked { message, .. } = &plan.scale {
-                let same = conditions::get(&old.common.conditions, CONDITION_DEGRADED)
-                    .is_some_and(|c| c.reason == "ScaleDownBlocked" && &c.message == message);
-                if !same {
-                    ctx.event(nc, true, "ScaleDownBlocked", "Scale", message.clone())
-                        .await;
-                }
-            }
-            transitions(nc, ctx, &old, &status).await;
-            let ready = conditions::is_true(&status.common.conditions, CONDITION_READY);
-            Ok(Action::requeue(if plan.rollout.rolling() {
-                ctx.settings.rollout_poll
-            } else if ready && matches!(plan.scale, scale::Scale::Allow(_)) {
-                ctx.settings.cluster_resync
-            } else {
-                ctx.settings
-                    .cluster_resync
-                    .min(std::time::Duration::from_secs(60))
-            }))
-        }
+    let (sts, pod_monitor) = match apply_children(nc, ctx, &rendered).await {
+        Ok(applied) => applied,
         Err(e) => {
-            let msg = e.to_string();
-            conditions::set(
-                &mut status.common.conditions,
-                &Cond::new(
-                    CONDITION_READY,
-                    false,
-                    "ApplyFailed",
-                    format!("{msg}; retrying with backoff"),
-                ),
-                gen,
-                now,
-            );
-            status.common.observed_generation = gen;
-            if let Err(se) = write_status(&api, nc, &status).await {
-                tracing::warn!("NatsCluster {ns}/{name}: writing status: {se}");
-            }
-            ctx.event(nc, true, "ApplyFailed", "Apply", msg).await;
-            Err(e)
+            let e = failed(&api, nc, status, "ApplyFailed", e, now).await;
+            ctx.event(nc, true, "ApplyFailed", "Apply", e.to_string())
+                .await;
+            return Err(e);
+        }
+    };
+    let applied = status::Applied {
+        sts: &sts,
+        scale: &plan.scale,
+        rollout: &plan.rollout,
+        pod_monitor: &pod_monitor,
+        config_hash: &rendered.config_hash,
+    };
+    status::applied(
+        &mut status,
+        nc,
+        &applied,
+        ctx.settings.rollout_deadline,
+        now,
+    );
+    write_status(&api, nc, &status).await?;
+    applied_events(nc, ctx, &old, &status, &applied, &rendered).await;
+    let ready = conditions::is_true(&status.common.conditions, CONDITION_READY);
+    Ok(Action::requeue(if plan.rollout.rolling() {
+        ctx.settings.rollout_poll
+    } else if ready && matches!(plan.scale, scale::Scale::Allow(_)) {
+        ctx.settings.cluster_resync
+    } else {
+        ctx.settings
+            .cluster_resync
+            .min(std::time::Duration::from_secs(60))
+    }))
+}
+
+/// Report the step that failed with `e` (`reason`) as Ready false, and return `e` to retry
+/// on; a status that cannot be written is only logged, as `e` is the cause.
+async fn failed(
+    api: &Api<NatsCluster>,
+    nc: &NatsCluster,
+    mut status: NatsClusterStatus,
+    reason: &str,
+    e: Error,
+    now: Timestamp,
+) -> Error {
+    let gen = nc.metadata.generation;
+    let c = status::failed(reason, &e.to_string());
+    conditions::set(&mut status.common.conditions, &c, gen, now);
+    status.common.observed_generation = gen;
+    if let Err(se) = write_status(api, nc, &status).await {
+        tracing::warn!(
+            "NatsCluster {}/{}: writing status: {se}",
+            nc.namespace().unwrap_or_default(),
+            nc.name_any()
+        );
+    }
+    e
+}
+
+/// Events for what a reconcile applied: the children created, a config change, the
+/// PodMonitor, the rollout's steps, a refused scale-down, and Ready and Degraded transitions.
+async fn applied_events(
+    nc: &NatsCluster,
+    ctx: &Context,
+    old: &NatsClusterStatus,
+    new: &NatsClusterStatus,
+    applied: &status::Applied<'_>,
+    rendered: &render::Rendered,
+) {
+    let name = nc.name_any();
+    let first = old.config_hash.is_none();
+    let changed = old
+        .config_hash
+        .as_deref()
+        .is_some_and(|h| h != rendered.config_hash);
+    let pod_monitor = applied.pod_monitor;
+    if first {
+        let mut pdb = if rendered.pdb.is_some() {
+            ", PodDisruptionBudget".to_string()
+        } else {
+            String::new()
+        };
+        if matches!(pod_monitor, monitor::Outcome::Applied { .. }) {
+            pdb.push_str(&format!(", PodMonitor {name}"));
+        }
+        ctx.event(
+            nc,
+            false,
+            "Created",
+            "Apply",
+            format!(
+                "applied ConfigMap {name}-config, Services {name} and {name}-headless, StatefulSet {name}{pdb}"
+            ),
+        )
+        .await;
+    } else if changed {
+        ctx.event(
+            nc,
+            false,
+            "ConfigChanged",
+            "Apply",
+            format!(
+                "settings that need a restart changed (config hash {}); the pods restart one \
+                 at a time, each after the previous one is Ready and healthy",
+                &rendered.config_hash[..12]
+            ),
+        )
+        .await;
+    }
+    if !(first && matches!(pod_monitor, monitor::Outcome::Applied { .. })) {
+        monitor::events(nc, ctx, &old.common.conditions, pod_monitor).await;
+    }
+    rollout_events(nc, ctx, old, applied.rollout, applied.scale.replicas()).await;
+    // A new stuck rollout is announced by `transitions` (a Degraded Warning event).
+    if let scale::Scale::Blocked { message, .. } = applied.scale {
+        let same = conditions::get(&old.common.conditions, CONDITION_DEGRADED)
+            .is_some_and(|c| c.reason == "ScaleDownBlocked" && &c.message == message);
+        if !same {
+            ctx.event(nc, true, "ScaleDownBlocked", "Scale", message.clone())
+                .await;
         }
     }
+    transitions(nc, ctx, old, new).await;
 }
 
 /// What this reconcile applies to the StatefulSet: its replicas (the scale-down guard) and
@@ -416,13 +341,18 @@ async fn plan(
 }
 
 /// Events for the rollout's decisions: started, each pod rolled, a new wait, complete.
-async fn rollout_events(nc: &NatsCluster, ctx: &Context, old: &NatsClusterStatus, plan: &Plan) {
-    let replicas = plan.scale.replicas();
-    let msg = plan.rollout.message(replicas);
+async fn rollout_events(
+    nc: &NatsCluster,
+    ctx: &Context,
+    old: &NatsClusterStatus,
+    d: &rollout::Decision,
+    replicas: i32,
+) {
+    let msg = d.message(replicas);
     let before = conditions::get(&old.common.conditions, CONDITION_PROGRESSING)
         .filter(|c| c.reason == "RollingUpdate")
         .map(|c| c.message.as_str());
-    let (warning, reason) = match &plan.rollout.step {
+    let (warning, reason) = match &d.step {
         rollout::Step::TemplateChanged => (false, "RollingUpdateStarted"),
         rollout::Step::Rolling { .. } => (false, "RollingUpdate"),
         rollout::Step::Waiting { why, .. } if why.contains("/healthz") => {
@@ -435,7 +365,7 @@ async fn rollout_events(nc: &NatsCluster, ctx: &Context, old: &NatsClusterStatus
         _ => return,
     };
     if before != Some(msg.as_str()) {
-        let msg = match plan.rollout.step {
+        let msg = match d.step {
             rollout::Step::Idle => format!("rolling update complete: all {replicas} pods updated"),
             _ => msg,
         };

@@ -4,13 +4,9 @@
 pub mod config;
 pub mod sync;
 
-use std::sync::Arc;
-use std::time::Instant;
-
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{finalizer, Event as Finalizer};
 use kube::ResourceExt;
 
 use crate::client_auth::{self, ClientAuth, Login};
@@ -18,6 +14,7 @@ use crate::conditions::{self, Cond};
 use crate::context::Context;
 use crate::crd::{Account, NatsCluster, Stream, StreamStatus, CONDITION_READY};
 use crate::error::{Error, Result};
+use crate::reconcile::Reconciled;
 use crate::render;
 use crate::{account, auth};
 use k8s_openapi::api::core::v1::Secret;
@@ -27,31 +24,6 @@ use sync::{Outcome, SyncError};
 pub const CONTROLLER: &str = "stream";
 /// Finalizer that deletes the JetStream stream before the resource goes.
 pub const FINALIZER: &str = "natrix.io/stream";
-
-/// Reconcile one Stream (the `Controller::run` callback).
-pub async fn reconcile(s: Arc<Stream>, ctx: Arc<Context>) -> Result<Action> {
-    let start = Instant::now();
-    let ns = s.namespace().ok_or(Error::MissingMetadata("namespace"))?;
-    let api: Api<Stream> = Api::namespaced(ctx.client.clone(), &ns);
-    let work = async {
-        finalizer(&api, FINALIZER, s.clone(), |ev| async {
-            match ev {
-                Finalizer::Apply(s) => apply(&s, &ctx).await,
-                Finalizer::Cleanup(s) => cleanup(&s, &ctx).await,
-            }
-        })
-        .await
-        .map_err(Error::from)
-    };
-    let res = crate::telemetry::traced("Stream", &*s, work).await;
-    ctx.finished(CONTROLLER, &*s, start, &res);
-    res
-}
-
-/// Retry a failed reconcile with per-object exponential backoff.
-pub fn error_policy(s: Arc<Stream>, err: &Error, ctx: Arc<Context>) -> Action {
-    ctx.retry(CONTROLLER, "Stream", &*s, err)
-}
 
 /// Where the Stream's cluster is (the override URL or the NatsCluster's client Service) and
 /// what the operator presents there (the cluster's TLS; outside operator mode its login).
@@ -207,207 +179,212 @@ async fn set_ready(
     Ok(())
 }
 
-async fn apply(s: &Stream, ctx: &Context) -> Result<Action> {
-    let resync = Action::requeue(ctx.settings.stream_resync);
-    let name = &s.spec.name;
-    let desired = match config::to_config(&s.spec) {
-        Ok(c) => c,
-        Err(msg) => {
-            set_ready(s, ctx, false, "InvalidSpec", msg.clone()).await?;
-            ctx.event(s, true, "InvalidSpec", "Validate", msg).await;
-            return Ok(Action::await_change());
-        }
-    };
-    let (url, auth) = match target(s, ctx).await? {
-        Target::Url(u, a) => (u, a),
-        Target::ClusterGone(msg) => {
-            set_ready(s, ctx, false, "ClusterNotFound", msg).await?;
-            return Ok(resync);
-        }
-        Target::AuthInvalid(msg) => {
-            set_ready(s, ctx, false, "ClientAuthInvalid", msg).await?;
-            return Ok(resync);
-        }
-    };
-    let creds = match account_creds(s, ctx).await? {
-        Ok(c) => c,
-        Err(msg) => {
-            set_ready(s, ctx, false, "AccountNotReady", msg).await?;
-            return Ok(resync);
-        }
-    };
-    let js = match jetstream(&url, auth, creds.as_deref(), ctx).await {
-        Ok(js) => js,
-        Err(e) => {
-            set_ready(
-                s,
-                ctx,
-                false,
-                "ConnectFailed",
-                format!("{e}; retrying with backoff"),
-            )
-            .await?;
-            return Err(e);
-        }
-    };
-    let conds = s
-        .status
-        .as_ref()
-        .map(|st| st.common.conditions.clone())
-        .unwrap_or_default();
-    let existed = conditions::is_true(&conds, CONDITION_READY);
-    let generation_changed = s
-        .status
-        .as_ref()
-        .and_then(|st| st.common.observed_generation)
-        != s.metadata.generation;
-    match sync::sync(&js, &desired, existed, s.spec.prevent_update).await {
-        Ok(outcome) => {
-            let (reason, msg, event) = match outcome {
-                Outcome::Created => (
-                    "Created",
-                    format!("stream {name} created"),
-                    Some((false, format!("created stream {name} on {url}"))),
-                ),
-                Outcome::Restored => (
-                    "Restored",
-                    format!(
+impl Reconciled for Stream {
+    const CONTROLLER: &'static str = CONTROLLER;
+    const FINALIZER: Option<&'static str> = Some(FINALIZER);
+
+    async fn apply(s: &Stream, ctx: &Context) -> Result<Action> {
+        let resync = Action::requeue(ctx.settings.stream_resync);
+        let name = &s.spec.name;
+        let desired = match config::to_config(&s.spec) {
+            Ok(c) => c,
+            Err(msg) => {
+                set_ready(s, ctx, false, "InvalidSpec", msg.clone()).await?;
+                ctx.event(s, true, "InvalidSpec", "Validate", msg).await;
+                return Ok(Action::await_change());
+            }
+        };
+        let (url, auth) = match target(s, ctx).await? {
+            Target::Url(u, a) => (u, a),
+            Target::ClusterGone(msg) => {
+                set_ready(s, ctx, false, "ClusterNotFound", msg).await?;
+                return Ok(resync);
+            }
+            Target::AuthInvalid(msg) => {
+                set_ready(s, ctx, false, "ClientAuthInvalid", msg).await?;
+                return Ok(resync);
+            }
+        };
+        let creds = match account_creds(s, ctx).await? {
+            Ok(c) => c,
+            Err(msg) => {
+                set_ready(s, ctx, false, "AccountNotReady", msg).await?;
+                return Ok(resync);
+            }
+        };
+        let js = match jetstream(&url, auth, creds.as_deref(), ctx).await {
+            Ok(js) => js,
+            Err(e) => {
+                set_ready(
+                    s,
+                    ctx,
+                    false,
+                    "ConnectFailed",
+                    format!("{e}; retrying with backoff"),
+                )
+                .await?;
+                return Err(e);
+            }
+        };
+        let conds = s
+            .status
+            .as_ref()
+            .map(|st| st.common.conditions.clone())
+            .unwrap_or_default();
+        let existed = conditions::is_true(&conds, CONDITION_READY);
+        let generation_changed = s
+            .status
+            .as_ref()
+            .and_then(|st| st.common.observed_generation)
+            != s.metadata.generation;
+        match sync::sync(&js, &desired, existed, s.spec.prevent_update).await {
+            Ok(outcome) => {
+                let (reason, msg, event) = match outcome {
+                    Outcome::Created => (
+                        "Created",
+                        format!("stream {name} created"),
+                        Some((false, format!("created stream {name} on {url}"))),
+                    ),
+                    Outcome::Restored => (
+                        "Restored",
+                        format!(
                         "stream {name} was missing on the server (deleted outside the operator?) \
                          and was created again from the spec; its messages are lost"
                     ),
-                    Some((
-                        true,
-                        format!("stream {name} was missing on the server; created it again"),
-                    )),
-                ),
-                Outcome::InSync => {
-                    let keep = conditions::get(&conds, CONDITION_READY)
-                        .filter(|c| c.status == "True" && !generation_changed)
-                        .map(|c| (c.reason.clone(), c.message.clone()));
-                    match keep {
-                        // Keep the last decision's reason (Created, DriftCorrected, ...) visible.
-                        Some((r, m)) => {
-                            set_ready(s, ctx, true, &r, m).await?;
-                            return Ok(resync);
+                        Some((
+                            true,
+                            format!("stream {name} was missing on the server; created it again"),
+                        )),
+                    ),
+                    Outcome::InSync => {
+                        let keep = conditions::get(&conds, CONDITION_READY)
+                            .filter(|c| c.status == "True" && !generation_changed)
+                            .map(|c| (c.reason.clone(), c.message.clone()));
+                        match keep {
+                            // Keep the last decision's reason (Created, DriftCorrected, ...) visible.
+                            Some((r, m)) => {
+                                set_ready(s, ctx, true, &r, m).await?;
+                                return Ok(resync);
+                            }
+                            None => ("InSync", format!("stream {name} matches the spec"), None),
                         }
-                        None => ("InSync", format!("stream {name} matches the spec"), None),
                     }
-                }
-                Outcome::Updated(fields) if generation_changed => (
-                    "Updated",
-                    format!("stream {name} updated to the spec: {}", fields.join("; ")),
-                    Some((
-                        false,
-                        format!("updated stream {name}: {}", fields.join("; ")),
-                    )),
-                ),
-                Outcome::Updated(fields) => (
-                    "DriftCorrected",
-                    format!(
+                    Outcome::Updated(fields) if generation_changed => (
+                        "Updated",
+                        format!("stream {name} updated to the spec: {}", fields.join("; ")),
+                        Some((
+                            false,
+                            format!("updated stream {name}: {}", fields.join("; ")),
+                        )),
+                    ),
+                    Outcome::Updated(fields) => (
+                        "DriftCorrected",
+                        format!(
                         "stream {name} had been changed outside the operator and was put back: {}",
                         fields.join("; ")
                     ),
-                    Some((
-                        true,
+                        Some((
+                            true,
+                            format!(
+                                "stream {name} drifted and was put back: {}",
+                                fields.join("; ")
+                            ),
+                        )),
+                    ),
+                    Outcome::UpdatePrevented(fields) => (
+                        "UpdatePrevented",
                         format!(
-                            "stream {name} drifted and was put back: {}",
+                            "stream {name} differs from the spec but spec.preventUpdate is set: {}",
                             fields.join("; ")
                         ),
-                    )),
-                ),
-                Outcome::UpdatePrevented(fields) => (
-                    "UpdatePrevented",
-                    format!(
-                        "stream {name} differs from the spec but spec.preventUpdate is set: {}",
-                        fields.join("; ")
+                        None,
                     ),
-                    None,
-                ),
-            };
-            set_ready(s, ctx, true, reason, msg).await?;
-            if let Some((warning, note)) = event {
-                ctx.event(s, warning, reason, "Sync", note).await;
+                };
+                set_ready(s, ctx, true, reason, msg).await?;
+                if let Some((warning, note)) = event {
+                    ctx.event(s, warning, reason, "Sync", note).await;
+                }
+                Ok(resync)
             }
-            Ok(resync)
-        }
-        Err(e) => {
-            let reason = e.reason();
-            let msg = e.to_string();
-            set_ready(s, ctx, false, reason, msg.clone()).await?;
-            ctx.event(s, true, reason, "Sync", msg.clone()).await;
-            Err(Error::JetStream(msg))
+            Err(e) => {
+                let reason = e.reason();
+                let msg = e.to_string();
+                set_ready(s, ctx, false, reason, msg.clone()).await?;
+                ctx.event(s, true, reason, "Sync", msg.clone()).await;
+                Err(Error::JetStream(msg))
+            }
         }
     }
-}
 
-async fn cleanup(s: &Stream, ctx: &Context) -> Result<Action> {
-    let name = &s.spec.name;
-    if s.spec.prevent_delete {
-        ctx.event(
-            s,
-            false,
-            "DeleteSkipped",
-            "Delete",
-            format!("spec.preventDelete is set: stream {name} is left on the server"),
-        )
-        .await;
-        return Ok(Action::await_change());
-    }
-    let (url, auth) = match target(s, ctx).await? {
-        Target::Url(u, a) => (u, a),
-        Target::AuthInvalid(msg) => {
-            ctx.event(
-                s,
-                true,
-                "DeleteSkipped",
-                "Delete",
-                format!("{msg}; stream {name} is left on the server"),
-            )
-            .await;
-            return Ok(Action::await_change());
-        }
-        Target::ClusterGone(msg) => {
+    async fn cleanup(s: &Stream, ctx: &Context) -> Result<Action> {
+        let name = &s.spec.name;
+        if s.spec.prevent_delete {
             ctx.event(
                 s,
                 false,
                 "DeleteSkipped",
                 "Delete",
-                format!("{msg}; nothing to delete"),
+                format!("spec.preventDelete is set: stream {name} is left on the server"),
             )
             .await;
             return Ok(Action::await_change());
         }
-    };
-    let creds = match account_creds(s, ctx).await? {
-        Ok(c) => c,
-        Err(msg) => {
-            ctx.event(
-                s,
-                true,
-                "DeleteSkipped",
-                "Delete",
-                format!("{msg}; stream {name} is left on the server"),
-            )
-            .await;
-            return Ok(Action::await_change());
-        }
-    };
-    let js = jetstream(&url, auth, creds.as_deref(), ctx).await?;
-    match sync::delete(&js, name).await {
-        Ok(existed) => {
-            let note = if existed {
-                format!("deleted stream {name}")
-            } else {
-                format!("stream {name} was already gone")
-            };
-            ctx.event(s, false, "Deleted", "Delete", note).await;
-            Ok(Action::await_change())
-        }
-        Err(e) => {
-            let msg = e.to_string();
-            let _ = set_ready(s, ctx, false, e.reason(), msg.clone()).await;
-            ctx.event(s, true, e.reason(), "Delete", msg.clone()).await;
-            Err(Error::JetStream(msg))
+        let (url, auth) = match target(s, ctx).await? {
+            Target::Url(u, a) => (u, a),
+            Target::AuthInvalid(msg) => {
+                ctx.event(
+                    s,
+                    true,
+                    "DeleteSkipped",
+                    "Delete",
+                    format!("{msg}; stream {name} is left on the server"),
+                )
+                .await;
+                return Ok(Action::await_change());
+            }
+            Target::ClusterGone(msg) => {
+                ctx.event(
+                    s,
+                    false,
+                    "DeleteSkipped",
+                    "Delete",
+                    format!("{msg}; nothing to delete"),
+                )
+                .await;
+                return Ok(Action::await_change());
+            }
+        };
+        let creds = match account_creds(s, ctx).await? {
+            Ok(c) => c,
+            Err(msg) => {
+                ctx.event(
+                    s,
+                    true,
+                    "DeleteSkipped",
+                    "Delete",
+                    format!("{msg}; stream {name} is left on the server"),
+                )
+                .await;
+                return Ok(Action::await_change());
+            }
+        };
+        let js = jetstream(&url, auth, creds.as_deref(), ctx).await?;
+        match sync::delete(&js, name).await {
+            Ok(existed) => {
+                let note = if existed {
+                    format!("deleted stream {name}")
+                } else {
+                    format!("stream {name} was already gone")
+                };
+                ctx.event(s, false, "Deleted", "Delete", note).await;
+                Ok(Action::await_change())
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                let _ = set_ready(s, ctx, false, e.reason(), msg.clone()).await;
+                ctx.event(s, true, e.reason(), "Delete", msg.clone()).await;
+                Err(Error::JetStream(msg))
+            }
         }
     }
 }

@@ -12,16 +12,17 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::future::LocalBoxFuture;
 use futures::FutureExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, OwnerReference};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, ResourceExt};
 use natrix_controller::context::{Context, Settings};
 use natrix_controller::metrics::Metrics;
+
+pub mod stand_ins;
 
 /// How long [`eventually`] waits.
 pub const WAIT: Duration = Duration::from_secs(60);
@@ -101,7 +102,14 @@ pub struct Setup {
     pub ns: String,
     pub kubeconfig: PathBuf,
     cluster: Option<TestCluster>,
+    /// This test's turn on a cluster that is not ours (see [`SHARED_CLUSTER`]).
+    _turn: Option<tokio::sync::MutexGuard<'static, ()>>,
 }
+
+/// Taken by each test of a binary that works on a cluster it does not own: tests run in
+/// parallel threads, and cluster-scoped objects (the operator's ClusterRoleBinding names one
+/// namespace, the PodMonitor CRD comes and goes) would change under each other.
+static SHARED_CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 impl Setup {
     /// Whether the test started the control plane itself (rather than NATRIX_E2E_KUBECONFIG's).
@@ -154,6 +162,10 @@ pub async fn setup(tag: &str) -> Option<Setup> {
         return None;
     }
     let (kubeconfig, cluster) = kubeconfig_and_cluster(tag).await?;
+    let turn = match cluster {
+        Some(_) => None,
+        None => Some(SHARED_CLUSTER.lock().await),
+    };
     let config = kube_config(&kubeconfig).await;
     let kubeconfig = kubeconfig.canonicalize().unwrap_or(kubeconfig);
     let client = Client::try_from(config).unwrap();
@@ -167,6 +179,7 @@ pub async fn setup(tag: &str) -> Option<Setup> {
         ns,
         kubeconfig,
         cluster,
+        _turn: turn,
     })
 }
 
@@ -174,7 +187,7 @@ pub async fn setup(tag: &str) -> Option<Setup> {
 /// how long `what` took and passes its panic on.
 pub async fn run_e2e<F>(tag: &str, what: &str, scenario: F)
 where
-    F: for<'a> FnOnce(&'a Setup) -> LocalBoxFuture<'a, ()>,
+    F: AsyncFnOnce(&Setup),
 {
     let Some(setup) = setup(tag).await else {
         return;
@@ -219,6 +232,28 @@ where
         None => Ok(()),
         Some(_) => Err("still there".to_string()),
     }
+}
+
+/// Whether `refs` has the controller reference of the NatsCluster `uid`.
+pub fn owned_by(refs: &[OwnerReference], uid: &str) -> bool {
+    refs.iter().any(|o| {
+        o.uid == uid
+            && o.kind == "NatsCluster"
+            && o.api_version == "natrix.io/v1alpha1"
+            && o.controller == Some(true)
+    })
+}
+
+/// The response (status line, headers and body) to an HTTP/1.1 GET of `path` on `addr`.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
 }
 
 /// The condition of type `t`.
