@@ -10,6 +10,7 @@ use super::route::{self, Route};
 use super::Cluster;
 use crate::accounts::Account;
 use crate::protocol::route_wire::encode_rmsg;
+use crate::protocol::Msg;
 use crate::server::subscription::Subscription;
 use crate::server::Server;
 use crate::sublist::MatchResult;
@@ -21,12 +22,10 @@ impl crate::server::links::Routes for Cluster {
     fn forward(
         &self,
         account: &Account,
-        subject: &str,
-        reply: Option<&[u8]>,
-        headers: Option<&[u8]>,
-        payload: &[u8],
+        msg: &Msg<'_>,
         local: &MatchResult<Subscription>,
     ) -> (bool, Option<MatchResult<Subscription>>) {
+        let subject = msg.subject;
         let routes = self.routes.read().clone();
         if routes.is_empty() || self.export_denies(subject) {
             return (false, None);
@@ -105,17 +104,8 @@ impl crate::server::links::Routes for Cluster {
             }
             buf.clear();
             let qs: Vec<&[u8]> = t.queues.iter().map(|q| q.as_bytes()).collect();
-            encode_rmsg(
-                &mut buf,
-                account.name.as_bytes(),
-                subject.as_bytes(),
-                reply,
-                &qs,
-                headers,
-                payload,
-            );
-            t.route
-                .send_msg(&buf, headers.map_or(0, |h| h.len()) + payload.len());
+            encode_rmsg(&mut buf, account.name.as_bytes(), msg, &qs);
+            t.route.send_msg(&buf, msg.size());
             // Counted on one subscription per route (and per queue group), as nats-server
             // delivers once per route.
             if t.plain {

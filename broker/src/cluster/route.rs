@@ -15,8 +15,8 @@ use tokio::sync::Notify;
 use super::{Cluster, RouteInfo};
 use crate::clock::unix_nanos;
 use crate::protocol::route_wire::{parse, RouteOp};
-use crate::protocol::ClosedReason;
-use crate::server::deliver::WakeList;
+use crate::protocol::{ClosedReason, Msg};
+use crate::server::deliver::{Origin, WakeList};
 use crate::server::outbound::{FlushError, Outbound};
 use crate::server::subscription::{Counters, Tally};
 use crate::server::Server;
@@ -731,9 +731,16 @@ fn handle(
                 return true;
             };
             let before = wakes.tally;
-            deliver_routed(
-                server, &acc, subject, reply, &queues, headers, payload, wakes,
-            );
+            // A subject that is not UTF-8 matches no subscription.
+            if let Ok(subject) = std::str::from_utf8(subject) {
+                let msg = Msg {
+                    subject,
+                    reply,
+                    headers,
+                    payload,
+                };
+                deliver_routed(server, &acc, &msg, &queues, wakes);
+            }
             acc.stats.add(&Tally {
                 in_msgs: 1,
                 in_bytes: size as u64,
@@ -748,26 +755,17 @@ fn handle(
 
 /// Delivers a routed message to local plain subscribers and, for each queue group the sender
 /// named, one local member.
-#[allow(clippy::too_many_arguments)]
 fn deliver_routed(
     server: &Server,
     account: &crate::accounts::Account,
-    subject: &[u8],
-    reply: Option<&[u8]>,
+    msg: &Msg<'_>,
     queues: &[&[u8]],
-    headers: Option<&[u8]>,
-    payload: &[u8],
     wakes: &mut WakeList,
 ) {
-    let Ok(subj) = std::str::from_utf8(subject) else {
-        return;
-    };
     if account.has_stream_forwards() || account.has_response_routes() {
-        crate::server::deliver::routed_cross_accounts(
-            server, account, subj, reply, headers, payload, wakes,
-        );
+        crate::server::deliver::routed_cross_accounts(server, account, msg, wakes);
     }
-    let result = account.sublist.match_subject(subj);
+    let result = account.sublist.match_subject(msg.subject);
     if result.is_empty() {
         return;
     }
@@ -781,9 +779,7 @@ fn deliver_routed(
             m.qnames.push(result.qnames[i].clone());
         }
     }
-    crate::server::deliver::deliver_result(
-        server, &m, None, true, subject, reply, headers, payload, wakes,
-    );
+    crate::server::deliver::deliver_result(server, &m, Origin::SERVER, msg, wakes);
 }
 
 /// The bit marking a route reader's [`WakeList`] owner apart from client ids.

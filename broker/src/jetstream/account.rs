@@ -18,6 +18,7 @@ use super::stream::{Cmd, StreamHandle};
 use super::{crypt, restore, JetStream};
 use crate::accounts::Account;
 use crate::options::JsAccountLimits;
+use crate::protocol::Msg;
 use crate::server::subscription::{InternalHandler, Subscription};
 use crate::server::{Server, API_LEVEL};
 
@@ -47,14 +48,12 @@ impl JetStream {
             let weak = Arc::downgrade(&acc);
             let tx = self.api_tx.lock().clone();
             let domain_prefix = domain_prefix.clone();
-            InternalHandler(Arc::new(move |subject, reply, hdr, payload| {
+            InternalHandler(Arc::new(move |m: &Msg<'_>| {
+                let (subject, reply, hdr, payload) = (m.subject, m.reply, m.headers, m.payload);
                 let (Some(acc), Some(tx)) = (weak.upgrade(), tx.as_ref()) else {
                     return;
                 };
                 let too_new = hdr.is_some_and(requires_newer_api);
-                let Ok(subject) = std::str::from_utf8(subject) else {
-                    return;
-                };
                 let local;
                 let subject = match domain_prefix
                     .as_deref()
@@ -128,11 +127,9 @@ impl JetStream {
         };
         let ack = {
             let weak = Arc::downgrade(&acc);
-            InternalHandler(Arc::new(move |subject, reply, _hdr, payload| {
+            InternalHandler(Arc::new(move |m: &Msg<'_>| {
+                let (subject, reply, payload) = (m.subject, m.reply, m.payload);
                 let Some(acc) = weak.upgrade() else { return };
-                let Ok(subject) = std::str::from_utf8(subject) else {
-                    return;
-                };
                 let toks: Vec<&str> = subject.splitn(6, '.').collect();
                 let stream = match subject.split('.').count() {
                     9 => toks.get(2),
@@ -159,11 +156,9 @@ impl JetStream {
             }
             subs.push(self.subscribe(server, &account, "$JS.ACK.>", ack));
             let weak = Arc::downgrade(&acc);
-            let fc = InternalHandler(Arc::new(move |subject, _reply, hdr, _payload| {
+            let fc = InternalHandler(Arc::new(move |m: &Msg<'_>| {
+                let (subject, hdr) = (m.subject, m.headers);
                 let Some(acc) = weak.upgrade() else { return };
-                let Ok(subject) = std::str::from_utf8(subject) else {
-                    return;
-                };
                 // $JS.FC.<stream>.<consumer>.<n>
                 if let Some(h) = subject.split('.').nth(2).and_then(|s| acc.stream(s)) {
                     h.send(Cmd::FlowControl {

@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 use super::time::rfc3339_nanos;
 use crate::accounts::Account;
 use crate::clock::unix_nanos;
+use crate::protocol::Msg;
 use crate::server::internal::InternalSender;
 use crate::server::Server;
 
@@ -30,14 +31,7 @@ pub fn publish(
     if let (Value::Object(m), Value::Object(b)) = (&mut v, &mut body) {
         m.append(b);
     }
-    sender.send(
-        server,
-        account,
-        subject.as_bytes(),
-        None,
-        None,
-        v.to_string().as_bytes(),
-    );
+    sender.send(server, account, Msg::new(subject, v.to_string().as_bytes()));
 }
 
 /// The subject of the JetStream API audit advisory.

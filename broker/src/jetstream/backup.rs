@@ -38,6 +38,7 @@ use super::stream::{Cmd, StreamHandle};
 use super::time::rfc3339_nanos;
 use super::{advisory, JetStream, JsAccount};
 use crate::clock::unix_nanos;
+use crate::protocol::Msg;
 use crate::server::internal::InternalSender;
 use crate::server::subscription::InternalHandler;
 use crate::server::Server;
@@ -93,10 +94,12 @@ pub(super) fn send(
     s.send(
         server,
         &acc.account,
-        subject.as_bytes(),
-        reply.map(str::as_bytes),
-        hdr,
-        body,
+        Msg {
+            subject,
+            reply: reply.map(str::as_bytes),
+            headers: hdr,
+            payload: body,
+        },
     );
     s.flush(server);
 }
@@ -297,7 +300,7 @@ fn transfer(
     let ack_subject = format!("$JS.SNAPSHOT.ACK.{}.{}", h.name, nuid());
     let (ack_tx, ack_rx) = std::sync::mpsc::channel::<()>();
     let ack_tx = parking_lot::Mutex::new(ack_tx);
-    let handler = InternalHandler(Arc::new(move |_s, _r, _h, _p| {
+    let handler = InternalHandler(Arc::new(move |_m: &Msg<'_>| {
         let _ = ack_tx.lock().send(());
     }));
     let sub = js.subscribe(server, &acc.account, &format!("{ack_subject}.>"), handler);

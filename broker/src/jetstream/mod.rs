@@ -35,6 +35,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::accounts::Account;
 use crate::options::{JetStreamOptions, JsAccountLimits};
+use crate::protocol::Msg;
 use crate::server::client::Client;
 use crate::server::internal::InternalSender;
 use crate::server::subscription::{InternalHandler, Subscription};
@@ -303,10 +304,11 @@ impl JetStream {
         let mut subs = Vec::new();
         for s in subjects {
             let weak = Arc::downgrade(h);
-            let handler = InternalHandler(Arc::new(move |subject, reply, hdr, payload| {
+            let handler = InternalHandler(Arc::new(move |m: &Msg<'_>| {
+                let (subject, reply, hdr, payload) = (m.subject, m.reply, m.headers, m.payload);
                 let Some(h) = weak.upgrade() else { return };
                 h.send(Cmd::Msg {
-                    subject: String::from_utf8_lossy(subject).into_owned(),
+                    subject: subject.to_string(),
                     reply: reply.map(|r| String::from_utf8_lossy(r).into_owned()),
                     hdr: hdr.map(Bytes::copy_from_slice).unwrap_or_default(),
                     data: Bytes::copy_from_slice(payload),

@@ -14,6 +14,7 @@ use super::config::{Storage, StreamConfig};
 use super::errors::ApiError;
 use super::stream::{Cmd, Op, StreamHandle};
 use super::{advisory, backup, config, errors, headers, restore, JetStream};
+use crate::protocol::Msg;
 use crate::server::internal::InternalSender;
 use crate::server::{Server, API_LEVEL};
 
@@ -43,16 +44,7 @@ impl JetStream {
             (Some(kind), _) => Err((kind, ApiError::clustering_required())),
             // nats-server refuses before looking at the request.
             (None, Some(kind)) if req.too_new => Err((kind, ApiError::api_level_required())),
-            _ => self.dispatch(
-                server,
-                &acc,
-                api,
-                &reply,
-                &req.body,
-                &audit,
-                req.publisher,
-                req.too_new,
-            ),
+            _ => self.dispatch(server, &req, api, &reply, &audit),
         };
         // Counted once answered, as nats-server (an INFO does not count itself).
         acc.api_total.fetch_add(1, Ordering::Relaxed);
@@ -65,14 +57,7 @@ impl JetStream {
             }
         };
         let body = body.to_string();
-        sender.send(
-            server,
-            &acc.account,
-            reply.as_bytes(),
-            None,
-            None,
-            body.as_bytes(),
-        );
+        sender.send(server, &acc.account, Msg::new(&reply, body.as_bytes()));
         if let Some(a) = &audit {
             advisory::api_audit(server, &acc.account, sender, a, &body);
         }
@@ -80,18 +65,22 @@ impl JetStream {
 
     /// Routes an API request: account-level ones are answered here (`Ok(Some)`), stream-level
     /// ones are handed to the stream, which answers itself (`Ok(None)`).
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn dispatch(
         self: &Arc<Self>,
         server: &Arc<Server>,
-        acc: &Arc<JsAccount>,
+        req: &ApiReq,
         api: &str,
         reply: &str,
-        body: &Bytes,
         audit: &Option<Box<advisory::Audit>>,
-        publisher: u64,
-        too_new: bool,
     ) -> Result<Option<Value>, (&'static str, ApiError)> {
+        let ApiReq {
+            acc,
+            body,
+            publisher,
+            too_new,
+            ..
+        } = req;
+        let (publisher, too_new) = (*publisher, *too_new);
         let toks: Vec<&str> = api.split('.').collect();
         let forward = |stream: &str,
                        op: Op,
@@ -118,7 +107,7 @@ impl JetStream {
                     &[("Nats-Subject", format!("$JS.API.{api}"))],
                 );
                 let mut sender = InternalSender::default();
-                sender.send(server, &acc.account, reply.as_bytes(), None, Some(&h), b"");
+                sender.send(server, &acc.account, Msg::new(reply, b"").with_headers(&h));
                 sender.flush(server);
                 Ok(None)
             }

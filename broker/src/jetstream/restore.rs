@@ -23,6 +23,7 @@ use super::stream::{self, Cmd, StreamHandle};
 use super::time::rfc3339_nanos;
 use super::{JetStream, JsAccount};
 use crate::clock::unix_nanos;
+use crate::protocol::Msg;
 use crate::server::subscription::InternalHandler;
 use crate::server::Server;
 
@@ -104,7 +105,8 @@ pub(super) fn restore_request(
     let deliver = format!("$JS.SNAPSHOT.RESTORE.{}.{}", cfg.name, nuid());
     let (tx, rx) = std::sync::mpsc::channel::<(Option<String>, Vec<u8>)>();
     let tx = parking_lot::Mutex::new(tx);
-    let handler = InternalHandler(Arc::new(move |_s, reply, _h, payload| {
+    let handler = InternalHandler(Arc::new(move |m: &Msg<'_>| {
+        let (reply, payload) = (m.reply, m.payload);
         let reply = reply.map(|r| String::from_utf8_lossy(r).into_owned());
         let _ = tx.lock().send((reply, payload.to_vec()));
     }));

@@ -25,6 +25,7 @@ use super::store::Store;
 use super::JetStream as JsShared;
 use crate::accounts::Account;
 use crate::clock::unix_nanos;
+use crate::protocol::Msg;
 use crate::server::internal::InternalSender;
 use crate::server::subscription::Subscription;
 use crate::server::Server;
@@ -400,19 +401,13 @@ impl Stream {
             let err = ApiError::stream_store_failed(&e.to_string());
             for (reply, _) in std::mem::take(&mut self.acks) {
                 let body = json!({"error": err}).to_string();
-                self.sender.send(
-                    server,
-                    &self.account,
-                    reply.as_bytes(),
-                    None,
-                    None,
-                    body.as_bytes(),
-                );
+                self.sender
+                    .send(server, &self.account, Msg::new(&reply, body.as_bytes()));
             }
         }
         for (reply, body) in std::mem::take(&mut self.acks) {
             self.sender
-                .send(server, &self.account, reply.as_bytes(), None, None, &body);
+                .send(server, &self.account, Msg::new(&reply, &body));
         }
         self.timers(server);
         if self.wake {
@@ -632,14 +627,8 @@ impl Stream {
                 // Counts others read (jsz, account info) are current before the answer.
                 self.publish_numbers();
                 if let (Some(r), Some(resp)) = (reply, resp) {
-                    self.sender.send(
-                        server,
-                        &self.account,
-                        r.as_bytes(),
-                        None,
-                        None,
-                        resp.as_bytes(),
-                    );
+                    self.sender
+                        .send(server, &self.account, Msg::new(&r, resp.as_bytes()));
                     if let Some(a) = &audit {
                         super::advisory::api_audit(
                             server,
@@ -669,8 +658,11 @@ impl Stream {
                         // requester gets the core no-responders status.
                         let subj = format!("$JS.API.CONSUMER.MSG.NEXT.{}.{consumer}", ctx.stream);
                         let h = headers::with(b"NATS/1.0 503\r\n\r\n", &[("Nats-Subject", subj)]);
-                        ctx.sender
-                            .send(server, ctx.account, reply.as_bytes(), None, Some(&h), b"");
+                        ctx.sender.send(
+                            server,
+                            ctx.account,
+                            Msg::new(&reply, b"").with_headers(&h),
+                        );
                     }
                 }
                 self.wake = true;

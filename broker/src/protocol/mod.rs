@@ -3,9 +3,11 @@
 pub mod client_wire;
 pub mod closed;
 pub mod info;
+pub mod msg;
 pub mod route_wire;
 
 pub use closed::ClosedReason;
+pub use msg::Msg;
 
 use bytes::{BufMut, BytesMut};
 

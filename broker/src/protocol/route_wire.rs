@@ -3,6 +3,8 @@
 
 use bytes::{BufMut, BytesMut};
 
+use super::Msg;
+
 use super::put_usize;
 
 /// One operation read from a route.
@@ -193,16 +195,9 @@ fn trim(b: &[u8]) -> &[u8] {
 }
 
 /// Encodes `RMSG`/`HMSG <account> <subject> [+ <reply> <queues>| | <queues> | <reply>] <size>`.
-#[allow(clippy::too_many_arguments)]
-pub fn encode_rmsg(
-    out: &mut BytesMut,
-    account: &[u8],
-    subject: &[u8],
-    reply: Option<&[u8]>,
-    queues: &[&[u8]],
-    headers: Option<&[u8]>,
-    payload: &[u8],
-) {
+pub fn encode_rmsg(out: &mut BytesMut, account: &[u8], msg: &Msg<'_>, queues: &[&[u8]]) {
+    let (subject, reply) = (msg.subject.as_bytes(), msg.reply);
+    let (headers, payload) = (msg.headers, msg.payload);
     let hlen = headers.map_or(0, |h| h.len());
     out.reserve(account.len() + subject.len() + hlen + payload.len() + 64);
     out.put_slice(if headers.is_some() {
@@ -306,11 +301,8 @@ mod tests {
         encode_rmsg(
             &mut b,
             b"$G",
-            b"x",
-            Some(b"r"),
+            &Msg::new("x", b"hi").with_reply("r"),
             &[b"q1", b"q2"],
-            None,
-            b"hi",
         );
         assert_eq!(&b[..], b"RMSG $G x + r q1 q2 2\r\nhi\r\n");
         match one(&b) {
@@ -327,17 +319,14 @@ mod tests {
             o => panic!("{o:?}"),
         }
         let mut b = BytesMut::new();
-        encode_rmsg(&mut b, b"$G", b"y", None, &[b"qq"], None, b"yo");
+        encode_rmsg(&mut b, b"$G", &Msg::new("y", b"yo"), &[b"qq"]);
         assert_eq!(&b[..], b"RMSG $G y | qq 2\r\nyo\r\n");
         let mut b = BytesMut::new();
         encode_rmsg(
             &mut b,
             b"$G",
-            b"x",
-            None,
+            &Msg::new("x", b"hi").with_headers(b"NATS/1.0\r\n\r\n"),
             &[],
-            Some(b"NATS/1.0\r\n\r\n"),
-            b"hi",
         );
         assert_eq!(&b[..], b"HMSG $G x 12 14\r\nNATS/1.0\r\n\r\nhi\r\n");
         match one(&b) {

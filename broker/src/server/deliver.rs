@@ -11,8 +11,8 @@ use super::internal::{DECLINED, PUBLISHER};
 use super::subscription::{Subscription, Tally};
 use super::Server;
 use crate::accounts::Account;
-use crate::protocol::encode_msg;
 use crate::protocol::ClosedReason;
+use crate::protocol::{encode_msg, Msg};
 use crate::subject;
 use crate::sublist::{LocalCache, MatchResult};
 
@@ -82,10 +82,7 @@ impl WakeList {
 pub(super) fn deliver(
     server: &Server,
     sub: &Arc<Subscription>,
-    subject: &[u8],
-    reply: Option<&[u8]>,
-    headers: Option<&[u8]>,
-    payload: &[u8],
+    msg: &Msg<'_>,
     wakes: &mut WakeList,
 ) -> bool {
     let max = sub.max.load(Ordering::Relaxed);
@@ -101,17 +98,21 @@ pub(super) fn deliver(
         sub.delivered.fetch_add(1, Ordering::Relaxed);
     }
     if let Some(deny) = &sub.deny {
-        if let Ok(s) = std::str::from_utf8(subject) {
-            if deny.iter().any(|d| subject::matches(s, d)) {
-                return false;
-            }
+        if deny.iter().any(|d| subject::matches(msg.subject, d)) {
+            return false;
         }
     }
     if let Some(h) = &sub.internal {
         DECLINED.with(|d| d.set(false));
-        (h.0)(subject, reply, headers, payload);
+        (h.0)(msg);
         return !DECLINED.with(|d| d.replace(false));
     }
+    let Msg {
+        subject,
+        reply,
+        headers,
+        payload,
+    } = *msg;
     let client = &sub.client;
     if let Some(r) = reply {
         if client.track_replies.load(Ordering::Relaxed) {
@@ -125,7 +126,7 @@ pub(super) fn deliver(
     };
     let size = payload.len() + hdr.map_or(0, |h| h.len());
     let Some((pending, first)) = client.out.append(wakes.mark, |buf| {
-        encode_msg(buf, subject, &sub.sid, reply, hdr, payload)
+        encode_msg(buf, subject.as_bytes(), &sub.sid, reply, hdr, payload)
     }) else {
         return false;
     };
@@ -151,94 +152,69 @@ pub(super) fn deliver(
     true
 }
 
+/// Who published a message, and whether they see it themselves (`echo`).
+#[derive(Clone, Copy)]
+pub struct Origin<'a> {
+    /// The publishing connection; `None` for the server's own messages.
+    pub client: Option<&'a Client>,
+    /// Whether the publisher's own subscriptions get the message.
+    pub echo: bool,
+}
+
+impl Origin<'_> {
+    /// The server itself, which sees its own messages.
+    pub const SERVER: Origin<'static> = Origin {
+        client: None,
+        echo: true,
+    };
+}
+
 /// Routes one published message through `account` to every matching subscription.
-#[allow(clippy::too_many_arguments)]
 pub fn route_message(
     server: &Server,
     cache: &mut LocalCache<Subscription>,
     account: &Account,
-    sender: Option<&Client>,
-    echo: bool,
-    subject: &[u8],
-    reply: Option<&[u8]>,
-    headers: Option<&[u8]>,
-    payload: &[u8],
+    from: Origin<'_>,
+    msg: &Msg<'_>,
     wakes: &mut WakeList,
 ) -> bool {
-    let Ok(subj) = std::str::from_utf8(subject) else {
-        return false;
-    };
-    let local = LocalMsg {
-        subject: subj,
-        wire_subject: subject,
-        reply,
-        headers,
-        payload,
-    };
-    let mut delivered = deliver_in_account(server, cache, account, sender, echo, &local, wakes);
+    let mut delivered = deliver_in_account(server, cache, account, from, msg.subject, msg, wakes);
     if account.has_stream_forwards()
         || account.has_service_imports()
         || account.has_response_routes()
     {
-        let msg = CrossMsg {
-            subject: subj,
-            reply,
-            headers,
-            payload,
-        };
-        delivered |= cross_accounts(server, account, sender, echo, &msg, wakes, 0);
+        delivered |= cross_accounts(server, account, from, msg, wakes, 0);
     }
     delivered
 }
 
-/// A message delivered in its own account: matched by `subject`, shown to subscribers as
-/// `wire_subject` (the same, except for JetStream deliveries).
-pub(super) struct LocalMsg<'a> {
-    pub(super) subject: &'a str,
-    pub(super) wire_subject: &'a [u8],
-    pub(super) reply: Option<&'a [u8]>,
-    pub(super) headers: Option<&'a [u8]>,
-    pub(super) payload: &'a [u8],
-}
-
-/// Matches a message in `account`, forwards it to the routes with interest and delivers it to
-/// the local subscriptions.
+/// Matches a message in `account` by `route_by`, forwards it to the routes with interest and
+/// delivers it to the local subscriptions, who see `msg` (the same subject, except for
+/// JetStream deliveries).
 #[inline]
 pub(super) fn deliver_in_account(
     server: &Server,
     cache: &mut LocalCache<Subscription>,
     account: &Account,
-    sender: Option<&Client>,
-    echo: bool,
-    m: &LocalMsg<'_>,
+    from: Origin<'_>,
+    route_by: &str,
+    msg: &Msg<'_>,
     wakes: &mut WakeList,
 ) -> bool {
-    let result = cache.get_ref(m.subject, &account.sublist);
+    let result = cache.get_ref(route_by, &account.sublist);
     let (forwarded, filtered) = match server.routes() {
-        Some(c) => c.forward(account, m.subject, m.reply, m.headers, m.payload, result),
+        Some(c) => c.forward(
+            account,
+            &Msg {
+                subject: route_by,
+                ..*msg
+            },
+            result,
+        ),
         None => (false, None),
     };
     let result = filtered.as_ref().unwrap_or(result);
-    forwarded
-        | deliver_result(
-            server,
-            result,
-            sender,
-            echo,
-            m.wire_subject,
-            m.reply,
-            m.headers,
-            m.payload,
-            wakes,
-        )
-}
-
-/// A message on its way across accounts.
-pub(super) struct CrossMsg<'a> {
-    subject: &'a str,
-    reply: Option<&'a [u8]>,
-    headers: Option<&'a [u8]>,
-    payload: &'a [u8],
+    forwarded | deliver_result(server, result, from, msg, wakes)
 }
 
 /// How many account hops a message may take (imports of imports), so a cycle of imports
@@ -251,70 +227,48 @@ pub(super) const MAX_ACCOUNT_HOPS: u32 = 4;
 pub(crate) fn routed_cross_accounts(
     server: &Server,
     account: &Account,
-    subject: &str,
-    reply: Option<&[u8]>,
-    headers: Option<&[u8]>,
-    payload: &[u8],
+    msg: &Msg<'_>,
     wakes: &mut WakeList,
 ) -> bool {
     let mut delivered = false;
     if account.has_response_routes() {
-        if let Some(route) = account.take_response_route(subject) {
-            let result = route
-                .target
-                .sublist
-                .match_subject(std::str::from_utf8(&route.reply).unwrap_or_default());
-            delivered |= deliver_result(
-                server,
-                &result,
-                None,
-                true,
-                &route.reply,
-                reply,
-                headers,
-                payload,
-                wakes,
-            );
+        if let Some(route) = account.take_response_route(msg.subject) {
+            let reply = std::str::from_utf8(&route.reply).unwrap_or_default();
+            let result = route.target.sublist.match_subject(reply);
+            let back = Msg {
+                subject: reply,
+                ..*msg
+            };
+            delivered |= deliver_result(server, &result, Origin::SERVER, &back, wakes);
         }
     }
-    delivered |= deliver_forwards(
-        server, account, subject, None, reply, headers, payload, wakes,
-    );
+    delivered |= deliver_forwards(server, account, msg.subject, msg, false, wakes);
     delivered
 }
 
-/// Delivers to the accounts that import `subject` as a stream (one hop, as nats-server's
-/// delivery does), under the mapped subject or, with `wire`, under that one.
-#[allow(clippy::too_many_arguments)]
+/// Delivers to the accounts that import `route_by` as a stream (one hop, as nats-server's
+/// delivery does), under the mapped subject or, with `keep_subject`, under `msg`'s own.
 pub(super) fn deliver_forwards(
     server: &Server,
     account: &Account,
-    subject: &str,
-    wire: Option<&[u8]>,
-    reply: Option<&[u8]>,
-    headers: Option<&[u8]>,
-    payload: &[u8],
+    route_by: &str,
+    msg: &Msg<'_>,
+    keep_subject: bool,
     wakes: &mut WakeList,
 ) -> bool {
     if !account.has_stream_forwards() {
         return false;
     }
     let mut delivered = false;
-    let forwards = account.stream_forwards.match_subject(subject);
+    let forwards = account.stream_forwards.match_subject(route_by);
     for f in forwards.psubs.iter() {
-        let mapped = f.map(subject);
+        let mapped = f.map(route_by);
         let result = f.target.sublist.match_subject(&mapped);
-        delivered |= deliver_result(
-            server,
-            &result,
-            None,
-            true,
-            wire.unwrap_or(mapped.as_bytes()),
-            reply,
-            headers,
-            payload,
-            wakes,
-        );
+        let shown = Msg {
+            subject: if keep_subject { msg.subject } else { &mapped },
+            ..*msg
+        };
+        delivered |= deliver_result(server, &result, Origin::SERVER, &shown, wakes);
     }
     delivered
 }
@@ -324,9 +278,8 @@ pub(super) fn deliver_forwards(
 pub(super) fn cross_accounts(
     server: &Server,
     account: &Account,
-    sender: Option<&Client>,
-    echo: bool,
-    msg: &CrossMsg<'_>,
+    from: Origin<'_>,
+    msg: &Msg<'_>,
     wakes: &mut WakeList,
     hops: u32,
 ) -> bool {
@@ -339,22 +292,22 @@ pub(super) fn cross_accounts(
     if account.has_response_routes() {
         if let Some(route) = account.take_response_route(msg.subject) {
             let reply = String::from_utf8_lossy(&route.reply).into_owned();
-            let back = CrossMsg {
+            let back = Msg {
                 subject: &reply,
                 ..*msg
             };
-            delivered |= deliver_in(server, &route.target, sender, echo, &back, wakes, hops + 1);
+            delivered |= deliver_in(server, &route.target, from, &back, wakes, hops + 1);
         }
     }
     if account.has_stream_forwards() {
         let forwards = account.stream_forwards.match_subject(msg.subject);
         for f in forwards.psubs.iter() {
             let mapped = f.map(msg.subject);
-            let fwd = CrossMsg {
+            let fwd = Msg {
                 subject: &mapped,
                 ..*msg
             };
-            delivered |= deliver_in(server, &f.target, sender, echo, &fwd, wakes, hops + 1);
+            delivered |= deliver_in(server, &f.target, from, &fwd, wakes, hops + 1);
         }
     }
     if account.has_service_imports() {
@@ -370,7 +323,7 @@ pub(super) fn cross_accounts(
                     si.response_type,
                 )))
             });
-            let req = CrossMsg {
+            let req = Msg {
                 subject: &mapped,
                 reply: reply.as_deref().map(str::as_bytes),
                 ..*msg
@@ -379,29 +332,18 @@ pub(super) fn cross_accounts(
             // exporter's account (queue groups decided cluster-wide, as for a publish).
             let result = si.exporter.sublist.match_subject(&mapped);
             let (forwarded, filtered) = match server.routes() {
-                Some(c) => c.forward(
-                    &si.exporter,
-                    &mapped,
-                    req.reply,
-                    req.headers,
-                    req.payload,
-                    &result,
-                ),
+                Some(c) => c.forward(&si.exporter, &req, &result),
                 None => (false, None),
             };
             delivered |= forwarded
                 | deliver_result(
                     server,
                     filtered.as_ref().unwrap_or(&result),
-                    sender,
-                    echo,
-                    mapped.as_bytes(),
-                    req.reply,
-                    req.headers,
-                    req.payload,
+                    from,
+                    &req,
                     wakes,
                 );
-            delivered |= cross_accounts(server, &si.exporter, sender, echo, &req, wakes, hops + 1);
+            delivered |= cross_accounts(server, &si.exporter, from, &req, wakes, hops + 1);
         }
     }
     delivered
@@ -411,51 +353,35 @@ pub(super) fn cross_accounts(
 pub(super) fn deliver_in(
     server: &Server,
     account: &Account,
-    sender: Option<&Client>,
-    echo: bool,
-    msg: &CrossMsg<'_>,
+    from: Origin<'_>,
+    msg: &Msg<'_>,
     wakes: &mut WakeList,
     hops: u32,
 ) -> bool {
     let result = account.sublist.match_subject(msg.subject);
-    let subject = msg.subject.as_bytes();
-    let mut delivered = deliver_result(
-        server,
-        &result,
-        sender,
-        echo,
-        subject,
-        msg.reply,
-        msg.headers,
-        msg.payload,
-        wakes,
-    );
-    delivered |= cross_accounts(server, account, sender, echo, msg, wakes, hops);
+    let mut delivered = deliver_result(server, &result, from, msg, wakes);
+    delivered |= cross_accounts(server, account, from, msg, wakes, hops);
     delivered
 }
 
 /// Delivers to every plain subscription and one member of each queue group of a match.
-#[allow(clippy::too_many_arguments)]
 #[inline]
 pub(crate) fn deliver_result(
     server: &Server,
     result: &MatchResult<Subscription>,
-    sender: Option<&Client>,
-    echo: bool,
-    subject: &[u8],
-    reply: Option<&[u8]>,
-    headers: Option<&[u8]>,
-    payload: &[u8],
+    from: Origin<'_>,
+    msg: &Msg<'_>,
     wakes: &mut WakeList,
 ) -> bool {
     let mut delivered = false;
-    let sender_cid = sender.map_or(0, |c| c.cid);
+    let echo = from.echo;
+    let sender_cid = from.client.map_or(0, |c| c.cid);
     PUBLISHER.with(|p| p.set(sender_cid));
     for sub in result.psubs.iter() {
         if !echo && sub.client.cid == sender_cid {
             continue;
         }
-        delivered |= deliver(server, sub, subject, reply, headers, payload, wakes);
+        delivered |= deliver(server, sub, msg, wakes);
     }
     for group in result.qsubs.iter() {
         if group.is_empty() {
@@ -468,7 +394,7 @@ pub(crate) fn deliver_result(
             if !echo && sub.client.cid == sender_cid {
                 continue;
             }
-            if deliver(server, sub, subject, reply, headers, payload, wakes) {
+            if deliver(server, sub, msg, wakes) {
                 delivered = true;
                 break;
             }

@@ -3,10 +3,11 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::deliver::{deliver_forwards, deliver_in_account, route_message, LocalMsg, WakeList};
+use super::deliver::{deliver_forwards, deliver_in_account, route_message, Origin, WakeList};
 use super::subscription::Subscription;
 use super::Server;
 use crate::accounts::Account;
+use crate::protocol::Msg;
 use crate::sublist::LocalCache;
 
 /// Publishes from inside the server (JetStream acks, API responses, consumer deliveries):
@@ -32,75 +33,39 @@ impl Default for InternalSender {
 
 impl InternalSender {
     /// Routes one message in `account`; returns whether anyone took it.
-    #[allow(clippy::too_many_arguments)]
-    pub fn send(
-        &mut self,
-        server: &Server,
-        account: &Account,
-        subject: &[u8],
-        reply: Option<&[u8]>,
-        headers: Option<&[u8]>,
-        payload: &[u8],
-    ) -> bool {
+    pub fn send(&mut self, server: &Server, account: &Account, msg: Msg<'_>) -> bool {
         route_message(
             server,
             &mut self.cache,
             account,
-            None,
-            true,
-            subject,
-            reply,
-            headers,
-            payload,
+            Origin::SERVER,
+            &msg,
             &mut self.wakes,
         )
     }
 
-    /// Routes a message by `route_subject` but shows subscribers `wire_subject` (JetStream
+    /// Routes a message by `route_by` but shows subscribers `msg`'s subject (JetStream
     /// deliveries keep the stored subject while they go to a deliver or reply subject).
-    #[allow(clippy::too_many_arguments)]
     pub fn send_as(
         &mut self,
         server: &Server,
         account: &Account,
-        route_subject: &[u8],
-        wire_subject: &[u8],
-        reply: Option<&[u8]>,
-        headers: Option<&[u8]>,
-        payload: &[u8],
+        route_by: &str,
+        msg: Msg<'_>,
     ) -> bool {
-        let Ok(subj) = std::str::from_utf8(route_subject) else {
-            return false;
-        };
-        let msg = LocalMsg {
-            subject: subj,
-            wire_subject,
-            reply,
-            headers,
-            payload,
-        };
         let mut delivered = deliver_in_account(
             server,
             &mut self.cache,
             account,
-            None,
-            true,
+            Origin::SERVER,
+            route_by,
             &msg,
             &mut self.wakes,
         );
         // A deliver subject exported to another account (a cross-account mirror or
         // source, or a consumer shared by export): the importer's subscribers get it, still
         // showing the stored subject. One hop, as nats-server's delivery does.
-        delivered |= deliver_forwards(
-            server,
-            account,
-            subj,
-            Some(wire_subject),
-            reply,
-            headers,
-            payload,
-            &mut self.wakes,
-        );
+        delivered |= deliver_forwards(server, account, route_by, &msg, true, &mut self.wakes);
         delivered
     }
 

@@ -14,6 +14,7 @@ use super::subscription::Subscription;
 use super::Server;
 use crate::accounts::Account;
 use crate::protocol::ClosedReason;
+use crate::protocol::Msg;
 use crate::sublist::MatchResult;
 
 /// What connections need from the cluster.
@@ -21,14 +22,10 @@ pub trait Routes: Send + Sync {
     /// Forwards a locally published message to the routes with matching interest; returns
     /// whether anything was forwarded, and the local match without the queue groups handed
     /// to a route (when there are any).
-    #[allow(clippy::too_many_arguments)]
     fn forward(
         &self,
         account: &Account,
-        subject: &str,
-        reply: Option<&[u8]>,
-        headers: Option<&[u8]>,
-        payload: &[u8],
+        msg: &Msg<'_>,
         local: &MatchResult<Subscription>,
     ) -> (bool, Option<MatchResult<Subscription>>);
     /// A local subscription was added.

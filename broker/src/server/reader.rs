@@ -13,7 +13,7 @@ use super::client::{Client, ClientMeta};
 use super::connect::{
     auth_violation, finish_connect, parse_connect, redact_connect, set_user, user_desc,
 };
-use super::deliver::{route_message, WakeList};
+use super::deliver::{route_message, Origin, WakeList};
 use super::subscription::{Subscription, Tally};
 use super::transport::{self, ReadOutcome, Tls};
 use super::Server;
@@ -21,8 +21,8 @@ use crate::accounts::Account;
 use crate::auth::{AuthUser, Perms};
 use crate::clock::unix_nanos;
 use crate::protocol::client_wire::{parse, ClientOp, Limits, ParseError};
-use crate::protocol::encode_msg;
 use crate::protocol::ClosedReason;
+use crate::protocol::{encode_msg, Msg};
 use crate::subject;
 use crate::sublist::LocalCache;
 
@@ -359,18 +359,20 @@ pub(super) fn process_op(
             if r.meta.verbose {
                 client.queue_proto(b"+OK\r\n");
             }
-            let delivered = route_message(
-                server,
-                &mut r.cache,
-                &r.account,
-                Some(client),
-                r.meta.echo,
-                subject,
-                reply,
-                headers,
-                payload,
-                &mut r.wakes,
-            );
+            // A subject that is not UTF-8 matches no subscription.
+            let delivered = std::str::from_utf8(subject).is_ok_and(|subject| {
+                let msg = Msg {
+                    subject,
+                    reply,
+                    headers,
+                    payload,
+                };
+                let from = Origin {
+                    client: Some(client),
+                    echo: r.meta.echo,
+                };
+                route_message(server, &mut r.cache, &r.account, from, &msg, &mut r.wakes)
+            });
             if !delivered && r.meta.no_responders {
                 if let Some(reply) = reply {
                     no_responders(client, reply, subject);

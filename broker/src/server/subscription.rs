@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::client::Client;
 use crate::accounts::Account;
+use crate::protocol::Msg;
 
 /// One subscription: what the sublist stores and deliveries are made to.
 #[derive(Debug)]
@@ -27,13 +28,13 @@ pub struct Subscription {
     pub internal: Option<InternalHandler>,
 }
 
-/// What an internal subscription does with a message: `(subject, reply, headers, payload)`.
-/// It runs on the publisher's task, so it only hands the message on.
+/// What an internal subscription does with a message. It runs on the publisher's task, so it
+/// only hands the message on.
 #[derive(Clone)]
 pub struct InternalHandler(pub Arc<InternalFn>);
 
 /// The function behind an [`InternalHandler`].
-pub type InternalFn = dyn Fn(&[u8], Option<&[u8]>, Option<&[u8]>, &[u8]) + Send + Sync;
+pub type InternalFn = dyn Fn(&Msg<'_>) + Send + Sync;
 
 impl std::fmt::Debug for InternalHandler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

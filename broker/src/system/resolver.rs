@@ -27,6 +27,7 @@ use sha2::{Digest, Sha256};
 
 use crate::auth::jwt::{stored_jwts, verify_any};
 use crate::options::FullResolverOptions;
+use crate::protocol::Msg;
 use crate::server::client::Client;
 use crate::server::internal::InternalSender;
 use crate::server::subscription::{InternalHandler, Subscription};
@@ -97,9 +98,10 @@ pub fn start(server: &Arc<Server>, cfg: FullResolverOptions) -> std::io::Result<
     };
     let send = Arc::new(send);
     let to_thread = send.clone();
-    let handler = InternalHandler(Arc::new(move |subject, reply, _hdr, payload| {
+    let handler = InternalHandler(Arc::new(move |m: &Msg<'_>| {
+        let (subject, reply, payload) = (m.subject, m.reply, m.payload);
         to_thread(Work::Req(Req {
-            subject: String::from_utf8_lossy(subject).into_owned(),
+            subject: subject.to_string(),
             reply: reply.map(|r| String::from_utf8_lossy(r).into_owned()),
             body: Bytes::copy_from_slice(payload),
         }));
@@ -138,11 +140,12 @@ pub fn start(server: &Arc<Server>, cfg: FullResolverOptions) -> std::io::Result<
     // Answers to our lookups and store comparisons.
     let prefix = inbox(server);
     let pack_reply = format!("{prefix}.pack");
-    let answers = InternalHandler(Arc::new(move |subject, _reply, _hdr, payload| {
+    let answers = InternalHandler(Arc::new(move |m: &Msg<'_>| {
+        let (subject, payload) = (m.subject, m.payload);
         let payload = Bytes::copy_from_slice(payload);
-        if subject == pack_reply.as_bytes() {
+        if subject == pack_reply {
             send(Work::Pack(payload));
-        } else if let Some(tx) = WAITERS.lock().get(&*String::from_utf8_lossy(subject)) {
+        } else if let Some(tx) = WAITERS.lock().get(subject) {
             let _ = tx.send(payload);
         }
     }));
@@ -248,10 +251,7 @@ fn request_pack(server: &Arc<Server>, cfg: &FullResolverOptions, sender: &mut In
     sender.send(
         server,
         &sys,
-        PACK_SUBJECT.as_bytes(),
-        Some(reply.as_bytes()),
-        None,
-        &hash,
+        Msg::new(PACK_SUBJECT, &hash).with_reply(&reply),
     );
 }
 
@@ -280,10 +280,10 @@ fn answer_pack(
             msg.extend_from_slice(key.as_bytes());
             msg.push(b'|');
             msg.extend_from_slice(jwt);
-            sender.send(server, &sys, reply.as_bytes(), None, None, &msg);
+            sender.send(server, &sys, Msg::new(reply, &msg));
         }
     }
-    sender.send(server, &sys, reply.as_bytes(), None, None, b"");
+    sender.send(server, &sys, Msg::new(reply, b""));
 }
 
 /// One message of another server's pack: keeps each valid JWT newer than ours.
@@ -393,14 +393,7 @@ pub async fn fetch_missing(server: &Arc<Server>, user_jwt: Option<&str>) {
     let sys = server.system_account.clone();
     let mut sender = InternalSender::default();
     let subject = format!("$SYS.REQ.ACCOUNT.{acc}.CLAIMS.LOOKUP");
-    sender.send(
-        server,
-        &sys,
-        subject.as_bytes(),
-        Some(reply.as_bytes()),
-        None,
-        b"",
-    );
+    sender.send(server, &sys, Msg::new(&subject, b"").with_reply(&reply));
     sender.flush(server);
     let mut expected = peers.len();
     let deadline = tokio::time::Instant::now() + cfg.timeout;
@@ -496,7 +489,7 @@ fn serve(server: &Arc<Server>, cfg: &FullResolverOptions, sender: &mut InternalS
         _ => None,
     };
     if let (Some(reply), Some(resp)) = (req.reply.as_deref(), response) {
-        sender.send(server, &sys, reply.as_bytes(), None, None, resp.as_bytes());
+        sender.send(server, &sys, Msg::new(reply, resp.as_bytes()));
     }
 }
 

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use crate::monitor::connz::ConnzOptions;
 use crate::monitor::subsz::SubszOptions;
 use crate::monitor::util::Params;
+use crate::protocol::Msg;
 use crate::server::client::Client;
 use crate::server::internal::InternalSender;
 use crate::server::subscription::InternalHandler;
@@ -30,10 +31,11 @@ pub fn start(server: &Arc<Server>) -> std::io::Result<()> {
     let (tx, rx) = std::sync::mpsc::channel::<Req>();
     let tx = std::sync::Mutex::new(tx);
     let client = Client::internal(server.next_cid(), server.system_account.clone());
-    let handler = InternalHandler(Arc::new(move |subject, reply, _hdr, payload| {
+    let handler = InternalHandler(Arc::new(move |m: &Msg<'_>| {
+        let (subject, reply, payload) = (m.subject, m.reply, m.payload);
         let Some(reply) = reply else { return };
         let req = Req {
-            subject: String::from_utf8_lossy(subject).into_owned(),
+            subject: subject.to_string(),
             reply: String::from_utf8_lossy(reply).into_owned(),
             body: Bytes::copy_from_slice(payload),
         };
@@ -59,14 +61,7 @@ pub fn start(server: &Arc<Server>) -> std::io::Result<()> {
                 let Some(server) = weak.upgrade() else { break };
                 if let Some(body) = answer(&server, &req) {
                     let sys = server.system_account.clone();
-                    sender.send(
-                        &server,
-                        &sys,
-                        req.reply.as_bytes(),
-                        None,
-                        None,
-                        body.as_bytes(),
-                    );
+                    sender.send(&server, &sys, Msg::new(&req.reply, body.as_bytes()));
                     sender.flush(&server);
                 }
             }
@@ -333,10 +328,7 @@ pub fn client_event(
     sender.send(
         server,
         &sys,
-        subject.as_bytes(),
-        None,
-        None,
-        event.to_string().as_bytes(),
+        Msg::new(&subject, event.to_string().as_bytes()),
     );
     sender.flush(server);
 }
@@ -372,10 +364,7 @@ pub fn spawn_statsz(server: &Arc<Server>, every: std::time::Duration) {
             sender.send(
                 &server,
                 &sys,
-                subject.as_bytes(),
-                None,
-                None,
-                body.to_string().as_bytes(),
+                Msg::new(&subject, body.to_string().as_bytes()),
             );
             sender.flush(&server);
         }

@@ -7,6 +7,7 @@ use super::{parse_go_duration, Consumer, Ctx};
 use crate::clock::unix_nanos;
 use crate::jetstream::consumer_config::AckPolicy;
 use crate::jetstream::headers;
+use crate::protocol::Msg;
 
 impl Consumer {
     /// Handles an acknowledgement for stream sequence `seq`; returns the sequences that are now
@@ -122,8 +123,7 @@ impl Consumer {
         self.dirty = true;
         self.update_floor();
         if let Some(r) = reply {
-            ctx.sender
-                .send(ctx.server, ctx.account, r.as_bytes(), None, None, b"");
+            ctx.sender.send(ctx.server, ctx.account, Msg::new(r, b""));
         }
         acked
     }
@@ -253,7 +253,7 @@ impl Consumer {
                 }
                 let h = headers::status(100, "Idle Heartbeat", &extra);
                 ctx.sender
-                    .send(ctx.server, ctx.account, ds.as_bytes(), None, Some(&h), b"");
+                    .send(ctx.server, ctx.account, Msg::new(&ds, b"").with_headers(&h));
             }
         }
         dropped

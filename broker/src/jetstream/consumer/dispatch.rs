@@ -8,6 +8,7 @@ use crate::clock::unix_nanos;
 use crate::jetstream::consumer_config::{AckPolicy, PriorityPolicy};
 use crate::jetstream::headers;
 use crate::jetstream::store::Store;
+use crate::protocol::Msg;
 
 impl Consumer {
     pub(super) fn status(
@@ -20,7 +21,7 @@ impl Consumer {
     ) {
         let h = headers::status(code, text, extra);
         ctx.sender
-            .send(ctx.server, ctx.account, to.as_bytes(), None, Some(&h), b"");
+            .send(ctx.server, ctx.account, Msg::new(to, b"").with_headers(&h));
     }
 
     /// Delivers what it can: redeliveries first, then new messages, to the push subject or the
@@ -192,11 +193,13 @@ impl Consumer {
             let took = ctx.sender.send_as(
                 ctx.server,
                 ctx.account,
-                target.as_bytes(),
-                msg.subject.as_bytes(),
-                Some(ack.as_bytes()),
-                hdr,
-                data,
+                &target,
+                Msg {
+                    subject: &msg.subject,
+                    reply: Some(ack.as_bytes()),
+                    headers: hdr,
+                    payload: data,
+                },
             );
             sent = true;
             self.last_sent = Instant::now();
@@ -281,10 +284,12 @@ impl Consumer {
         ctx.sender.send(
             ctx.server,
             ctx.account,
-            deliver.as_bytes(),
-            Some(reply.as_bytes()),
-            Some(&h),
-            b"",
+            Msg {
+                subject: deliver,
+                reply: Some(reply.as_bytes()),
+                headers: Some(&h),
+                payload: b"",
+            },
         );
         self.fc_bytes = 0;
         self.fc_pending = Some(reply);

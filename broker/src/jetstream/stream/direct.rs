@@ -7,6 +7,7 @@ use super::Stream;
 use crate::jetstream::errors::ApiError;
 use crate::jetstream::headers;
 use crate::jetstream::time::rfc3339_nanos;
+use crate::protocol::Msg;
 use crate::server::Server;
 
 impl Stream {
@@ -39,7 +40,7 @@ impl Stream {
             Err(why) => {
                 let h = headers::status(408, why, &[]);
                 self.sender
-                    .send(server, &self.account, reply.as_bytes(), None, Some(&h), b"");
+                    .send(server, &self.account, Msg::new(reply, b"").with_headers(&h));
                 return;
             }
         };
@@ -51,7 +52,7 @@ impl Stream {
             None => {
                 let h = headers::status(404, "Message Not Found", &[]);
                 self.sender
-                    .send(server, &self.account, reply.as_bytes(), None, Some(&h), b"");
+                    .send(server, &self.account, Msg::new(reply, b"").with_headers(&h));
             }
             Some(m) => self.send_direct(server, reply, &m, req.no_hdr, Vec::new()),
         }
@@ -80,11 +81,13 @@ impl Stream {
         self.sender.send_as(
             server,
             &self.account,
-            reply.as_bytes(),
-            reply.as_bytes(),
-            None,
-            h.as_deref(),
-            &m.data,
+            reply,
+            Msg {
+                subject: reply,
+                reply: None,
+                headers: h.as_deref(),
+                payload: &m.data,
+            },
         );
     }
 
@@ -163,7 +166,7 @@ impl Stream {
             };
             let h = headers::status(404, text, &[]);
             self.sender
-                .send(server, &self.account, reply.as_bytes(), None, Some(&h), b"");
+                .send(server, &self.account, Msg::new(reply, b"").with_headers(&h));
             return;
         }
         let (mut prev, mut pending, mut bytes) = (0u64, 0u64, 0usize);
@@ -192,7 +195,7 @@ impl Stream {
         }
         let h = headers::status(204, "EOB", &extra);
         self.sender
-            .send(server, &self.account, reply.as_bytes(), None, Some(&h), b"");
+            .send(server, &self.account, Msg::new(reply, b"").with_headers(&h));
     }
 
     pub(super) fn find(&self, req: &GetReq) -> Result<u64, ApiError> {

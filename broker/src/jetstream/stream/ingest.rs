@@ -13,6 +13,7 @@ use crate::jetstream::counter::BigInt;
 use crate::jetstream::errors::ApiError;
 use crate::jetstream::headers;
 use crate::jetstream::time::rfc3339_nanos;
+use crate::protocol::Msg;
 use crate::server::Server;
 
 impl Stream {
@@ -48,8 +49,7 @@ impl Stream {
         }
         if let Some(r) = reply {
             if !self.cfg.no_ack {
-                self.sender
-                    .send(server, &self.account, r.as_bytes(), None, None, &body);
+                self.sender.send(server, &self.account, Msg::new(r, &body));
             }
         }
     }
@@ -491,8 +491,11 @@ impl Stream {
             data
         };
         let h = headers::with(hdr, &extra);
-        self.sender
-            .send(server, &self.account, dest.as_bytes(), None, Some(&h), body);
+        self.sender.send(
+            server,
+            &self.account,
+            Msg::new(&dest, body).with_headers(&h),
+        );
     }
 }
 

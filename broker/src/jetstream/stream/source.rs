@@ -17,6 +17,7 @@ use crate::clock::unix_nanos;
 use crate::jetstream::config::{short_hash, StreamSource};
 use crate::jetstream::errors::ApiError;
 use crate::jetstream::headers;
+use crate::protocol::Msg;
 use crate::server::internal::InternalSender;
 use crate::server::subscription::{InternalHandler, Subscription};
 use crate::server::Server;
@@ -131,7 +132,7 @@ impl Origin {
         // A durable consumer belongs to the origin's owner: it is never deleted from here.
         if let Some(c) = self.consumer.take().filter(|_| self.cfg.consumer.is_none()) {
             let subj = format!("{}.CONSUMER.DELETE.{}.{c}", self.api(), self.cfg.name);
-            sender.send(server, account, subj.as_bytes(), None, None, b"");
+            sender.send(server, account, Msg::new(&subj, b""));
         }
         self.requested = None;
         self.last_active = None;
@@ -316,13 +317,14 @@ impl Stream {
         let generation = o.generation;
         let on_msg = InternalHandler(Arc::new({
             let weak = weak.clone();
-            move |subject, reply, hdr, payload| {
+            move |m: &Msg<'_>| {
+                let (subject, reply, hdr, payload) = (m.subject, m.reply, m.headers, m.payload);
                 let Some(h) = weak.upgrade() else { return };
                 h.send(Cmd::Origin {
                     idx,
                     generation,
                     event: OriginEvent::Msg {
-                        subject: String::from_utf8_lossy(subject).into_owned(),
+                        subject: subject.to_string(),
                         reply: reply.map(|r| String::from_utf8_lossy(r).into_owned()),
                         hdr: Bytes::copy_from_slice(hdr.unwrap_or_default()),
                         data: Bytes::copy_from_slice(payload),
@@ -330,7 +332,8 @@ impl Stream {
                 });
             }
         }));
-        let on_created = InternalHandler(Arc::new(move |_subject, _reply, _hdr, payload| {
+        let on_created = InternalHandler(Arc::new(move |m: &Msg<'_>| {
+            let payload = m.payload;
             let Some(h) = weak.upgrade() else { return };
             h.send(Cmd::Origin {
                 idx,
@@ -352,10 +355,7 @@ impl Stream {
             self.sender.send(
                 server,
                 &self.account,
-                subj.as_bytes(),
-                Some(reply.as_bytes()),
-                None,
-                b"",
+                Msg::new(&subj, b"").with_reply(&reply),
             );
             return;
         }
@@ -405,10 +405,7 @@ impl Stream {
         self.sender.send(
             server,
             &self.account,
-            subj.as_bytes(),
-            Some(reply.as_bytes()),
-            None,
-            body.as_bytes(),
+            Msg::new(&subj, body.as_bytes()).with_reply(&reply),
         );
     }
 
@@ -501,10 +498,12 @@ impl Stream {
                         self.sender.send(
                             server,
                             &self.account,
-                            r.as_bytes(),
-                            None,
-                            acks.as_deref(),
-                            b"",
+                            Msg {
+                                subject: &r,
+                                reply: None,
+                                headers: acks.as_deref(),
+                                payload: b"",
+                            },
                         );
                     }
                     return;
