@@ -12,6 +12,7 @@ pub mod monitor;
 pub mod node;
 pub mod options;
 pub mod protocol;
+pub mod raft;
 pub mod server;
 pub mod signal;
 pub mod subject;

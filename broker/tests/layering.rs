@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[(&str, &[&str])] = &[
     (
         "ground",
-        &["subject", "protocol", "options", "log", "signal", "clock"],
+        &[
+            "subject", "protocol", "options", "log", "signal", "clock", "raft",
+        ],
     ),
     ("routing", &["sublist", "transform"]),
     ("config", &["config"]),

@@ -1,0 +1,486 @@
+//! A deterministic simulation of the Raft core (`natrix_broker::raft`): seeded schedules of
+//! ticks, message drops, duplicates and reorders, partitions, crashes (losing everything not
+//! persisted) and leadership transfers, checked after every step for election safety (one
+//! leader per term), leader completeness (a new leader holds every committed entry), state
+//! machine safety (every member applies the same entry at each index, in order) and, once the
+//! network heals, liveness (a new proposal commits everywhere).
+//!
+//! `RAFT_SIM_SEEDS` (default 400) and `RAFT_SIM_STEPS` (default 3000) size the run; a failure
+//! names its seed, and `RAFT_SIM_SEED=<n>` replays just that one.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bytes::Bytes;
+use natrix_broker::raft::{Config, Entry, HardState, Index, Message, NodeId, Raft, Role, Term};
+
+/// What survives a crash.
+#[derive(Clone, Default)]
+struct Disk {
+    hs: HardState,
+    entries: Vec<Entry>,
+}
+
+struct Node {
+    raft: Option<Raft>,
+    disk: Disk,
+    /// The last index this incarnation applied.
+    applied: Index,
+}
+
+struct Sim {
+    rng: fastrand::Rng,
+    seed: u64,
+    ids: Vec<NodeId>,
+    nodes: BTreeMap<NodeId, Node>,
+    net: Vec<Message>,
+    /// Links that drop everything: (from, to).
+    cut: BTreeSet<(NodeId, NodeId)>,
+    leaders: BTreeMap<Term, NodeId>,
+    /// Every entry applied anywhere: index → (term, data).
+    committed: BTreeMap<Index, (Term, Bytes)>,
+    next_value: u64,
+    /// Out of 480: how many delivery turns deliver (the rest tick), chosen per schedule.
+    deliver_share: u32,
+    stats: Stats,
+}
+
+#[derive(Default, Debug)]
+struct Stats {
+    elections: u64,
+    crashes: u64,
+    transfers: u64,
+    committed: u64,
+}
+
+fn config(id: NodeId, ids: &[NodeId], seed: u64) -> Config {
+    Config {
+        id,
+        peers: ids.to_vec(),
+        election_ticks: 10,
+        heartbeat_ticks: 2,
+        max_append: 8,
+        seed,
+    }
+}
+
+impl Sim {
+    fn new(seed: u64, n: u64) -> Sim {
+        let ids: Vec<NodeId> = (1..=n).collect();
+        let nodes = ids
+            .iter()
+            .map(|&id| {
+                let raft = Raft::new(config(id, &ids, seed), HardState::default(), Vec::new());
+                (
+                    id,
+                    Node {
+                        raft: Some(raft),
+                        disk: Disk::default(),
+                        applied: 0,
+                    },
+                )
+            })
+            .collect();
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let deliver_share = rng.u32(60..=480);
+        Sim {
+            rng,
+            deliver_share,
+            seed,
+            ids,
+            nodes,
+            net: Vec::new(),
+            cut: BTreeSet::new(),
+            leaders: BTreeMap::new(),
+            committed: BTreeMap::new(),
+            next_value: 0,
+            stats: Stats::default(),
+        }
+    }
+
+    fn fail(&self, what: String) -> ! {
+        panic!("seed {}: {what}", self.seed);
+    }
+
+    /// Persists, sends and applies what `id` has ready, then checks the invariants.
+    fn process(&mut self, id: NodeId) {
+        loop {
+            let node = self.nodes.get_mut(&id).unwrap();
+            let Some(raft) = node.raft.as_mut() else {
+                return;
+            };
+            if !raft.has_ready() {
+                break;
+            }
+            let rd = raft.ready();
+            if let Some(hs) = rd.hard_state {
+                node.disk.hs = hs;
+            }
+            if let Some(first) = rd.entries.first() {
+                node.disk.entries.truncate(first.index as usize - 1);
+                node.disk.entries.extend(rd.entries.iter().cloned());
+            }
+            for m in &rd.messages {
+                if !self.cut.contains(&(m.from, m.to)) {
+                    self.net.push(m.clone());
+                }
+            }
+            let mut applied = node.applied;
+            for e in &rd.committed {
+                if e.index != applied + 1 {
+                    let msg = format!("node {id} applied {} after {applied}", e.index);
+                    self.fail(msg);
+                }
+                applied = e.index;
+                match self.committed.get(&e.index) {
+                    Some((t, d)) if (*t, d) != (e.term, &e.data) => {
+                        let msg = format!(
+                            "node {id} applied ({}, {:?}) at {} where another applied ({t}, {d:?})",
+                            e.term, e.data, e.index
+                        );
+                        self.fail(msg);
+                    }
+                    Some(_) => {}
+                    None => {
+                        self.committed.insert(e.index, (e.term, e.data.clone()));
+                        self.stats.committed += 1;
+                    }
+                }
+            }
+            let node = self.nodes.get_mut(&id).unwrap();
+            node.applied = applied;
+            node.raft.as_mut().unwrap().advance(&rd);
+        }
+        self.check_leader(id);
+    }
+
+    fn check_leader(&mut self, id: NodeId) {
+        let raft = self.nodes[&id].raft.as_ref().unwrap();
+        if raft.role() != Role::Leader {
+            return;
+        }
+        let term = raft.term();
+        match self.leaders.get(&term) {
+            Some(&other) if other != id => {
+                self.fail(format!("two leaders in term {term}: {other} and {id}"))
+            }
+            Some(_) => {}
+            None => {
+                self.stats.elections += 1;
+                for (i, (t, _)) in &self.committed {
+                    if raft.term_at(*i) != Some(*t) {
+                        let msg = format!(
+                            "leader {id} of term {term} lacks committed entry {i} (term {t}); has {:?}",
+                            raft.term_at(*i)
+                        );
+                        self.fail(msg);
+                    }
+                }
+                self.leaders.insert(term, id);
+            }
+        }
+    }
+
+    fn live(&self) -> Vec<NodeId> {
+        self.ids
+            .iter()
+            .copied()
+            .filter(|id| self.nodes[id].raft.is_some())
+            .collect()
+    }
+
+    fn deliver(&mut self, i: usize, keep: bool) {
+        let m = if keep {
+            self.net[i].clone()
+        } else {
+            self.net.swap_remove(i)
+        };
+        let to = m.to;
+        if self.cut.contains(&(m.from, m.to)) {
+            return;
+        }
+        let Some(raft) = self.nodes.get_mut(&to).and_then(|n| n.raft.as_mut()) else {
+            return;
+        };
+        raft.step(m);
+        self.process(to);
+    }
+
+    fn crash(&mut self, id: NodeId) {
+        let node = self.nodes.get_mut(&id).unwrap();
+        if node.raft.take().is_some() {
+            self.stats.crashes += 1;
+        }
+    }
+
+    fn restart(&mut self, id: NodeId) {
+        let cfg = config(id, &self.ids, self.seed.wrapping_add(self.stats.crashes));
+        let node = self.nodes.get_mut(&id).unwrap();
+        if node.raft.is_none() {
+            node.raft = Some(Raft::new(cfg, node.disk.hs, node.disk.entries.clone()));
+            node.applied = 0;
+            self.process(id);
+        }
+    }
+
+    fn partition(&mut self) {
+        self.cut.clear();
+        match self.rng.u8(0..3) {
+            0 => {}
+            1 => {
+                // One member cut off from all others.
+                let x = self.ids[self.rng.usize(0..self.ids.len())];
+                for &y in &self.ids {
+                    if y != x {
+                        self.cut.insert((x, y));
+                        self.cut.insert((y, x));
+                    }
+                }
+            }
+            _ => {
+                // A random split.
+                let side: BTreeSet<NodeId> = self
+                    .ids
+                    .iter()
+                    .copied()
+                    .filter(|_| self.rng.bool())
+                    .collect();
+                for &a in &self.ids {
+                    for &b in &self.ids {
+                        if side.contains(&a) != side.contains(&b) {
+                            self.cut.insert((a, b));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn leader(&self) -> Option<NodeId> {
+        self.live()
+            .into_iter()
+            .find(|id| self.nodes[id].raft.as_ref().unwrap().role() == Role::Leader)
+    }
+
+    fn propose(&mut self) {
+        let Some(id) = self.leader() else { return };
+        self.next_value += 1;
+        let data = Bytes::from(self.next_value.to_string());
+        let raft = self.nodes.get_mut(&id).unwrap().raft.as_mut().unwrap();
+        if raft.propose(data).is_ok() {
+            self.process(id);
+        }
+    }
+
+    fn step(&mut self) {
+        let mut roll = self.rng.u32(0..1000);
+        // Slow networks (deliveries turned into ticks) make elections collide: split votes.
+        if roll < 480 && self.rng.u32(0..480) >= self.deliver_share {
+            roll = 540 + self.rng.u32(0..290);
+        }
+        match roll {
+            0..=479 if !self.net.is_empty() => {
+                let i = self.rng.usize(0..self.net.len());
+                self.deliver(i, false);
+            }
+            480..=519 if !self.net.is_empty() => {
+                let i = self.rng.usize(0..self.net.len());
+                self.net.swap_remove(i);
+            }
+            520..=539 if !self.net.is_empty() => {
+                let i = self.rng.usize(0..self.net.len());
+                self.deliver(i, true);
+            }
+            540..=829 => {
+                let live = self.live();
+                if !live.is_empty() {
+                    let id = live[self.rng.usize(0..live.len())];
+                    self.nodes
+                        .get_mut(&id)
+                        .unwrap()
+                        .raft
+                        .as_mut()
+                        .unwrap()
+                        .tick();
+                    self.process(id);
+                }
+            }
+            830..=939 => self.propose(),
+            940..=949 => {
+                let id = self.ids[self.rng.usize(0..self.ids.len())];
+                self.crash(id);
+            }
+            950..=979 => {
+                let id = self.ids[self.rng.usize(0..self.ids.len())];
+                self.restart(id);
+            }
+            980..=989 => self.partition(),
+            _ => {
+                if let Some(id) = self.leader() {
+                    let to = self.ids[self.rng.usize(0..self.ids.len())];
+                    self.stats.transfers += 1;
+                    self.nodes
+                        .get_mut(&id)
+                        .unwrap()
+                        .raft
+                        .as_mut()
+                        .unwrap()
+                        .transfer_leader(to);
+                    self.process(id);
+                }
+            }
+        }
+        // A network holding too much is a congested one: drop the oldest.
+        if self.net.len() > 500 {
+            self.net.drain(..100);
+        }
+    }
+
+    /// Heals everything and runs until a fresh proposal is applied by every member.
+    fn settle(&mut self) {
+        self.cut.clear();
+        for id in self.ids.clone() {
+            self.restart(id);
+        }
+        // A proposal can be lost with its leader's term; another is made until one commits.
+        let mut finals: Vec<Bytes> = Vec::new();
+        let mut proposed_at = 0;
+        for round in 0..20_000 {
+            let done = self.committed.iter().any(|(i, (_, d))| {
+                finals.contains(d) && self.ids.iter().all(|id| self.nodes[id].applied >= *i)
+            });
+            if done {
+                return;
+            }
+            if finals.is_empty() || round - proposed_at > 2_000 {
+                if let Some(id) = self.leader() {
+                    self.next_value += 1;
+                    let data = Bytes::from(format!("final-{}", self.next_value));
+                    let raft = self.nodes.get_mut(&id).unwrap().raft.as_mut().unwrap();
+                    if raft.propose(data.clone()).is_ok() {
+                        finals.push(data);
+                        proposed_at = round;
+                    }
+                    self.process(id);
+                }
+            }
+            if !self.net.is_empty() {
+                let m = self.net.remove(0);
+                let to = m.to;
+                if let Some(r) = self.nodes.get_mut(&to).and_then(|n| n.raft.as_mut()) {
+                    r.step(m);
+                    self.process(to);
+                }
+            } else if round % 2 == 0 {
+                for id in self.ids.clone() {
+                    self.nodes
+                        .get_mut(&id)
+                        .unwrap()
+                        .raft
+                        .as_mut()
+                        .unwrap()
+                        .tick();
+                    self.process(id);
+                }
+            }
+        }
+        let states: Vec<String> = self
+            .ids
+            .iter()
+            .map(|id| {
+                let r = self.nodes[id].raft.as_ref().unwrap();
+                format!(
+                    "{id}: {:?} term {} last {} commit {} applied {} leader {:?} matched {:?}",
+                    r.role(),
+                    r.term(),
+                    r.last_index(),
+                    r.committed(),
+                    self.nodes[id].applied,
+                    r.leader(),
+                    self.ids.iter().map(|p| r.matched(*p)).collect::<Vec<_>>()
+                )
+            })
+            .collect();
+        self.fail(format!(
+            "no progress after healing: proposed {finals:?}\n{}",
+            states.join("\n")
+        ));
+    }
+}
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn run(seed: u64, steps: u64) -> Stats {
+    let n = if seed.is_multiple_of(3) { 5 } else { 3 };
+    let mut sim = Sim::new(seed, n);
+    for _ in 0..steps {
+        sim.step();
+    }
+    sim.settle();
+    sim.stats
+}
+
+#[test]
+fn raft_is_safe_and_live_under_faults() {
+    let steps = env_u64("RAFT_SIM_STEPS", 3000);
+    let seeds: Vec<u64> = match std::env::var("RAFT_SIM_SEED") {
+        Ok(s) => vec![s.parse().expect("RAFT_SIM_SEED is a number")],
+        Err(_) => (0..env_u64("RAFT_SIM_SEEDS", 400)).collect(),
+    };
+    let mut total = Stats::default();
+    for &seed in &seeds {
+        let s = run(seed, steps);
+        total.elections += s.elections;
+        total.crashes += s.crashes;
+        total.transfers += s.transfers;
+        total.committed += s.committed;
+    }
+    println!(
+        "figure: raft-sim schedules={} steps={steps} elections={} crashes={} transfers={} committed={} violations=0",
+        seeds.len(),
+        total.elections,
+        total.crashes,
+        total.transfers,
+        total.committed
+    );
+    assert!(
+        total.elections >= seeds.len() as u64,
+        "every schedule elects"
+    );
+    assert!(total.committed > 0, "entries commit");
+}
+
+#[test]
+fn a_transfer_hands_leadership_over_without_an_election_timeout() {
+    let mut sim = Sim::new(7, 3);
+    sim.settle();
+    let old = sim.leader().expect("a leader");
+    let to = *sim.ids.iter().find(|&&i| i != old).unwrap();
+    let term = sim.nodes[&old].raft.as_ref().unwrap().term();
+    sim.nodes
+        .get_mut(&old)
+        .unwrap()
+        .raft
+        .as_mut()
+        .unwrap()
+        .transfer_leader(to);
+    sim.process(old);
+    // Deliver messages only, no ticks: the new leader must emerge from messages alone.
+    for _ in 0..1000 {
+        if sim.net.is_empty() {
+            break;
+        }
+        sim.deliver(0, false);
+    }
+    let new = sim.leader().expect("a leader after the transfer");
+    assert_eq!(new, to, "the transferee leads");
+    assert_eq!(
+        sim.nodes[&new].raft.as_ref().unwrap().term(),
+        term + 1,
+        "one election, no pre-vote round"
+    );
+}
