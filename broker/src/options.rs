@@ -409,6 +409,17 @@ impl Options {
                 crate::clock::go_duration(self.lame_duck_duration.as_nanos() as i128)
             ));
         }
+        // A clustered JetStream names its peers by server name, and its groups by cluster.
+        let clustered = self.cluster.as_ref().is_some_and(|c| c.port != 0);
+        if self.jetstream.is_some() && clustered {
+            if self.server_name.as_deref().unwrap_or("").is_empty() {
+                return Err("jetstream cluster requires `server_name` to be set".into());
+            }
+            let name = self.cluster.as_ref().and_then(|c| c.name.as_deref());
+            if name.unwrap_or("").is_empty() {
+                return Err("jetstream cluster requires `cluster.name` to be set".into());
+            }
+        }
         Ok(())
     }
 }

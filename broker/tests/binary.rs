@@ -646,3 +646,39 @@ fn passwd_prints_a_password_and_its_bcrypt_hash() {
     let _ = std::fs::remove_dir_all(&dir);
     assert!(status.success(), "{stderr}");
 }
+
+#[test]
+fn clustered_jetstream_needs_server_and_cluster_names_as_reference() {
+    let dir = TempDir::new();
+    let store = dir.path("js");
+    let no_server_name = dir.file(
+        "a.conf",
+        &format!(
+            "listen: 127.0.0.1:-1\njetstream {{ store_dir: {store:?} }}\n\
+             cluster {{ name: c1, listen: 127.0.0.1:-1 }}\n"
+        ),
+    );
+    let no_cluster_name = dir.file(
+        "b.conf",
+        &format!(
+            "listen: 127.0.0.1:-1\nserver_name: s1\njetstream {{ store_dir: {store:?} }}\n\
+             cluster {{ listen: 127.0.0.1:-1 }}\n"
+        ),
+    );
+    for (file, words) in [
+        (
+            &no_server_name,
+            "jetstream cluster requires `server_name` to be set",
+        ),
+        (
+            &no_cluster_name,
+            "jetstream cluster requires `cluster.name` to be set",
+        ),
+    ] {
+        for bin in [PathBuf::from(NATRIX), common::nats_server_bin()] {
+            let (status, _, err) = run_to_end(&bin, &["-c", file]);
+            assert!(!status.success(), "{} started: {err}", bin.display());
+            assert!(err.contains(words), "{}: {err}", bin.display());
+        }
+    }
+}
