@@ -17,6 +17,7 @@
 //! sources on every clean build (`protobuf-build` → `protobuf-src`), which the two-core CI
 //! machine pays on every run; the algorithm is small, and the simulation is what earns trust.
 
+pub mod codec;
 pub mod message;
 pub mod raft_log;
 
