@@ -20,6 +20,7 @@
 pub mod codec;
 pub mod message;
 pub mod raft_log;
+pub mod wal;
 
 use std::collections::BTreeMap;
 
