@@ -2,12 +2,10 @@
 //! interest propagation, queue groups across servers, and gossip of client URLs.
 
 mod common;
-#[path = "common/conf.rs"]
-mod conf;
 
 use std::time::Duration;
 
-use common::{sync, TestServer};
+use common::{conf, sync, TestServer};
 use futures::StreamExt;
 use natrix_broker::options::ClusterOptions;
 

@@ -18,15 +18,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_nats::{Client, ConnectOptions, Event};
+use common::{proc, tempdir::TempDir};
 use futures::StreamExt;
-use tempdir::TempDir;
 use tokio::sync::mpsc;
 
 mod common;
-#[path = "common/proc.rs"]
-mod proc;
-#[path = "common/tempdir.rs"]
-mod tempdir;
 
 const NATRIX: &str = env!("CARGO_BIN_EXE_natrix-broker");
 

@@ -18,27 +18,22 @@
 //! Every port is ephemeral; every wait is a bounded poll for a state, never a sleep that
 //! decides the outcome.
 
-#[path = "common/certs.rs"]
-mod certs;
 mod common;
-#[path = "common/conf.rs"]
-mod conf;
-mod monitor_common;
-#[path = "common/proc.rs"]
-mod proc;
-#[path = "common/tempdir.rs"]
-mod tempdir;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use certs::{dn, Ca, TempDir};
-use common::TestServer;
+use common::{
+    certs::{dn, Ca},
+    conf,
+    http::get_json,
+    proc::{addr_after, Proc},
+    tempdir::TempDir,
+    TestServer,
+};
 use futures::StreamExt;
-use monitor_common::get_json;
-use proc::{addr_after, Proc};
 use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, SanType};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

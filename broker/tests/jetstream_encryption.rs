@@ -5,18 +5,16 @@
 //! enabled and data stays readable when the cipher changes.
 
 mod common;
-#[path = "common/proc.rs"]
-mod proc;
-#[path = "common/tempdir.rs"]
-mod tempdir;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use async_nats::jetstream::{self, consumer, stream};
+use common::{
+    proc::{addr_after, http_get, Proc},
+    tempdir::TempDir,
+};
 use futures::StreamExt;
-use proc::{addr_after, http_get, Proc};
-use tempdir::TempDir;
 
 const PAYLOAD: &str = "PAYLOAD-MARKER-7c1f";
 const SUBJECT: &str = "subjmarker";

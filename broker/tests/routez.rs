@@ -1,12 +1,13 @@
 //! `/routez?subs=1` and `subs=detail`: the remote interest of each route, as nats-server.
 
 mod common;
-mod monitor_common;
 
 use std::time::Duration;
 
-use common::{sync, TestServer};
-use monitor_common::{get, get_json};
+use common::{
+    http::{get, get_json},
+    sync, TestServer,
+};
 use natrix_broker::options::ClusterOptions;
 use serde_json::Value;
 

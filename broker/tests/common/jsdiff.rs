@@ -1,6 +1,5 @@
 //! JetStream differential scenarios: the same scenario on a fresh reference nats-server and
-//! a fresh natrix, its labelled observations compared one by one. Includers also declare
-//! `proc` and `tempdir` (`#[path = "common/..."]`).
+//! a fresh natrix, its labelled observations compared one by one.
 #![allow(dead_code)]
 
 use std::future::Future;
@@ -72,7 +71,7 @@ where
     F: Fn(async_nats::Client) -> Fut,
     Fut: Future<Output = Vec<(String, Value)>>,
 {
-    both(tag, crate::proc::jetstream, scenario).await
+    both(tag, super::proc::jetstream, scenario).await
 }
 
 /// [`on_both`] with a configuration file: `conf` with `$SD` standing for a fresh store
@@ -93,9 +92,9 @@ where
         let f = file.display().to_string();
         let args = ["-c", &f, "-a", "127.0.0.1", "-p", "-1"];
         let p = if reference {
-            crate::proc::Proc::reference(&args)
+            super::proc::Proc::reference(&args)
         } else {
-            crate::proc::Proc::natrix(&args)
+            super::proc::Proc::natrix(&args)
         };
         let url = format!("nats://{}", p.ready());
         (p, url)
@@ -107,13 +106,13 @@ where
 /// directory; the observations compared by [`same`].
 async fn both<S, F, Fut>(tag: &str, start: S, scenario: F) -> Vec<(String, Value)>
 where
-    S: Fn(bool, &std::path::Path) -> (crate::proc::Proc, String),
+    S: Fn(bool, &std::path::Path) -> (super::proc::Proc, String),
     F: Fn(async_nats::Client) -> Fut,
     Fut: Future<Output = Vec<(String, Value)>>,
 {
     let mut results = Vec::new();
     for reference in [true, false] {
-        let dir = crate::tempdir::TempDir::new(tag);
+        let dir = super::tempdir::TempDir::new(tag);
         let (_p, url) = start(reference, dir.path());
         let nc = async_nats::connect(&url).await.unwrap();
         results.push(scenario(nc).await);

@@ -1,5 +1,15 @@
-//! Test support: an in-process broker on an ephemeral port and a raw protocol client.
+//! Test support: an in-process broker on an ephemeral port and a raw protocol client; the
+//! submodules hold the rest. Each test file mounts it with `mod common;` and uses what it needs
+//! (hence `dead_code` allowed for all of it).
 #![allow(dead_code)]
+
+pub mod certs;
+pub mod conf;
+pub mod http;
+pub mod jsdiff;
+pub mod operator;
+pub mod proc;
+pub mod tempdir;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

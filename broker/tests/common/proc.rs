@@ -72,7 +72,7 @@ impl Proc {
 
     /// The reference nats-server with `args`.
     pub fn reference(args: &[&str]) -> Proc {
-        Proc::spawn(&crate::common::nats_server_bin(), args)
+        Proc::spawn(&super::nats_server_bin(), args)
     }
 
     pub fn pid(&self) -> u32 {

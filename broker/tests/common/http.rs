@@ -1,4 +1,5 @@
-//! Helpers for the monitoring tests: a minimal HTTP/1.0 GET over a tokio TcpStream.
+//! HTTP GETs against a monitoring port: a minimal HTTP/1.0 GET over a tokio TcpStream, its
+//! body as text or JSON.
 #![allow(dead_code)]
 
 use std::time::Duration;
