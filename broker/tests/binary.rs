@@ -14,7 +14,8 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use common::proc::{addr_after, http_get, Proc, NATRIX, WAIT};
+use common::http::http_get;
+use common::proc::{addr_after, Proc, NATRIX, WAIT};
 
 /// Runs a command that is expected to exit by itself; returns (status, stdout, stderr).
 fn run_to_end(bin: &Path, args: &[&str]) -> (ExitStatus, String, String) {

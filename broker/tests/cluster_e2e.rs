@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_nats::{Client, ConnectOptions, Event};
-use common::{proc, tempdir::TempDir};
+use common::{http, tempdir::TempDir};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
@@ -156,7 +156,7 @@ impl Broker {
     async fn monitor(&self, path: &str) -> serde_json::Value {
         let addr = self.http;
         let path = path.to_string();
-        let (status, body) = tokio::task::spawn_blocking(move || proc::http_get(addr, &path))
+        let (status, body) = tokio::task::spawn_blocking(move || http::http_get(addr, &path))
             .await
             .unwrap();
         assert!(

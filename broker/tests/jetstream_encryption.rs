@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 
 use async_nats::jetstream::{self, consumer, stream};
 use common::{
-    proc::{addr_after, http_get, Proc},
+    http::http_get,
+    proc::{addr_after, Proc},
     tempdir::TempDir,
 };
 use futures::StreamExt;

@@ -7,7 +7,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    proc::{addr_after, http_get, Proc},
+    http::http_get,
+    proc::{addr_after, Proc},
     tempdir::TempDir,
 };
 use serde_json::{json, Value};

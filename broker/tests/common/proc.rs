@@ -2,8 +2,8 @@
 //! child process with its stderr collected line by line, killed when the guard drops.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
@@ -156,25 +156,6 @@ impl Drop for Proc {
         }
         let _ = self.child.wait();
     }
-}
-
-/// `GET path` over HTTP/1.1 with `Connection: close`; returns (status line, body).
-pub fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
-    let mut s = TcpStream::connect(addr).expect("connect to monitor");
-    s.set_read_timeout(Some(WAIT)).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).expect("HTTP response");
-    let status = resp.lines().next().unwrap_or_default().to_string();
-    let body = resp
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
 }
 
 /// Starts the reference nats-server or natrix-broker with JetStream storing under `store_dir`
