@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use common::{
     certs::{dn, Ca},
+    cluster::{num_routes, route_addr, route_url},
     conf,
     http::get_json,
     proc::{addr_after, Proc},
@@ -131,19 +132,6 @@ fn cluster_conf(pki: &Pki, name: &str, tls: bool, routes: &[String]) -> String {
 /// An in-process Natrix server with monitoring, from the config text.
 async fn natrix(pki: &Pki, name: &str, tls: bool, routes: &[String]) -> TestServer {
     conf::start_conf(&cluster_conf(pki, name, tls, routes), true).await
-}
-
-fn route_url(s: &TestServer) -> String {
-    let c = natrix_broker::cluster::Cluster::of(&s.server).expect("clustered");
-    format!("nats-route://{}", c.listen_addr.read().expect("listening"))
-}
-
-fn route_addr(s: &TestServer) -> SocketAddr {
-    natrix_broker::cluster::Cluster::of(&s.server)
-        .unwrap()
-        .listen_addr
-        .read()
-        .unwrap()
 }
 
 /// A server process started from a config file, with its client, monitoring and route ports.
@@ -382,12 +370,7 @@ async fn route_port_speaks_tls_first_and_requires_a_certificate() {
         "INFO in the clear: {read:?} {got:?}"
     );
     // The cluster still has no route.
-    assert_eq!(
-        natrix_broker::cluster::Cluster::of(&a.server)
-            .unwrap()
-            .num_routes(),
-        0
-    );
+    assert_eq!(num_routes(&a), 0);
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod cluster;
 pub mod conf;
 pub mod http;
 pub mod jsdiff;
