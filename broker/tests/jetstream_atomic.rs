@@ -6,7 +6,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::jsdiff::{api, find, on_both, publish, stored};
+use common::{
+    js::{api, publish, stored},
+    jsdiff::{find, on_both},
+};
 use serde_json::{json, Value};
 
 /// Stream state and each stored message's subject, payload and sorted headers.

@@ -7,7 +7,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    jsdiff::{api, find, on_both, on_both_conf},
+    js::api,
+    jsdiff::{find, on_both, on_both_conf},
     proc, tempdir,
 };
 use futures::StreamExt;

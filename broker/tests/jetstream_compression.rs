@@ -5,7 +5,8 @@
 mod common;
 
 use common::{
-    jsdiff::{api, on_both, stored},
+    js::{api, stored},
+    jsdiff::on_both,
     proc, tempdir,
 };
 use serde_json::{json, Value};

@@ -6,7 +6,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::jsdiff::{api, find, on_both, publish, stored};
+use common::{
+    js::{api, publish, stored},
+    jsdiff::{find, on_both},
+};
 use serde_json::{json, Value};
 
 /// Only what a create/update answer decides: the error, or the counter setting kept.

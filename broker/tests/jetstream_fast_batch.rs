@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::jsdiff::{api, on_both};
+use common::{js::api, jsdiff::on_both};
 use futures::StreamExt;
 use serde_json::{json, Value};
 

@@ -5,7 +5,10 @@
 
 mod common;
 
-use common::jsdiff::{api, find, on_both};
+use common::{
+    js::api,
+    jsdiff::{find, on_both},
+};
 use serde_json::{json, Value};
 
 /// The metadata with the server's level and version reduced to their presence.

@@ -7,7 +7,10 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::jsdiff::{api, find, on_both};
+use common::{
+    js::api,
+    jsdiff::{find, on_both},
+};
 use futures::StreamExt;
 use serde_json::{json, Value};
 

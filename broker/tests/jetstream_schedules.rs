@@ -8,7 +8,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    jsdiff::{self, api, find, on_both, stored},
+    js::{self, api, stored},
+    jsdiff::{find, on_both},
     proc, tempdir,
 };
 use serde_json::{json, Value};
@@ -21,7 +22,7 @@ async fn publish(
     hdrs: &[(&str, &str)],
     body: &str,
 ) -> Value {
-    let mut v = jsdiff::publish(nc, subject, hdrs, body).await;
+    let mut v = js::publish(nc, subject, hdrs, body).await;
     if let Some(o) = v.as_object_mut() {
         o.remove("seq");
     }

@@ -7,6 +7,7 @@ pub mod certs;
 pub mod cluster;
 pub mod conf;
 pub mod http;
+pub mod js;
 pub mod jsdiff;
 pub mod operator;
 pub mod proc;
