@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_nats::{Client, ConnectOptions, Event};
-use common::{http, tempdir::TempDir};
+use common::{http, proc::kill, tempdir::TempDir};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
@@ -185,16 +185,6 @@ impl Drop for Broker {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// `kill -<sig> <pid>`.
-fn kill(sig: &str, pid: u32) {
-    let st = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status()
-        .unwrap();
-    assert!(st.success(), "kill -{sig} {pid}");
 }
 
 /// The server ids of a `/routez` document's routes.

@@ -355,13 +355,7 @@ async fn client(ts: &TestServer, name: &str, subs: &[&str]) -> Raw {
 /// Sends PING and reads (deliveries included) until PONG.
 async fn ping(raw: &mut Raw) {
     raw.send("PING\r\n").await;
-    loop {
-        match raw.line().await.as_deref() {
-            Some("PONG") => return,
-            Some(_) => continue,
-            None => panic!("no PONG"),
-        }
-    }
+    raw.until_pong().await;
 }
 
 #[tokio::test]

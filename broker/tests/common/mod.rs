@@ -147,6 +147,17 @@ impl Raw {
         s
     }
 
+    /// Reads lines (deliveries of our own messages included) until PONG.
+    pub async fn until_pong(&mut self) {
+        loop {
+            match self.line().await.as_deref() {
+                Some("PONG") => return,
+                Some(_) => continue,
+                None => panic!("no PONG"),
+            }
+        }
+    }
+
     /// True when the server has closed the connection (EOF within 5 s).
     pub async fn is_closed(&mut self) -> bool {
         let mut tmp = [0u8; 4096];
@@ -295,6 +306,33 @@ pub async fn exchange(addr: SocketAddr, chunks: &[&[u8]], wait: Duration) -> (St
         }
     }
     (String::from_utf8_lossy(&got).into_owned(), closed)
+}
+
+/// Runs every scenario (name, chunks) through [`exchange`] against both servers and fails
+/// listing all differences.
+pub async fn compare_exchanges<C: AsRef<[u8]>>(
+    reference: SocketAddr,
+    natrix: SocketAddr,
+    scenarios: &[(&str, Vec<C>)],
+    wait: Duration,
+) {
+    let mut diffs = Vec::new();
+    for (name, chunks) in scenarios {
+        let chunks: Vec<&[u8]> = chunks.iter().map(|c| c.as_ref()).collect();
+        let want = exchange(reference, &chunks, wait).await;
+        let got = exchange(natrix, &chunks, wait).await;
+        if want != got {
+            diffs.push(format!(
+                "{name}:\n  reference: {want:?}\n  natrix:    {got:?}"
+            ));
+        }
+    }
+    assert!(
+        diffs.is_empty(),
+        "{} scenario(s) differ:\n{}",
+        diffs.len(),
+        diffs.join("\n")
+    );
 }
 
 /// Waits until the server has processed everything this client sent before: async-nats's

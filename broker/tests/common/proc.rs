@@ -114,12 +114,7 @@ impl Proc {
 
     /// Sends a signal by name (`TERM`, `INT`) with the `kill` command.
     pub fn signal(&self, sig: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.pid().to_string())
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{sig} failed");
+        kill(sig, self.pid());
     }
 
     /// Waits (up to [`WAIT`]) for the process to exit and for its stderr to be fully read.
@@ -156,6 +151,16 @@ impl Drop for Proc {
         }
         let _ = self.child.wait();
     }
+}
+
+/// Sends signal `sig` (by name: `TERM`, `USR2`, `KILL`) to `pid` with the `kill` command.
+pub fn kill(sig: &str, pid: u32) {
+    let status = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{sig} {pid}");
 }
 
 /// Starts the reference nats-server or natrix-broker with JetStream storing under `store_dir`
