@@ -9,14 +9,11 @@
 //! subscription's queue is polled without waiting.
 
 mod common;
-#[path = "common/conf.rs"]
-mod conf;
 
 use std::time::Duration;
 
 use async_nats::{Client, ConnectErrorKind, ConnectOptions, Event, Subscriber};
-use common::TestServer;
-use conf::start_conf;
+use common::{conf::start_conf, TestServer};
 use futures::{FutureExt, StreamExt};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 

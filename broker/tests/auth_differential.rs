@@ -8,13 +8,11 @@
 //! closed it. Nothing random reaches the compared bytes: the nonce is only signed, never echoed.
 
 mod common;
-#[path = "common/conf.rs"]
-mod conf;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{RefServer, TestServer};
+use common::{conf, RefServer, TestServer};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

@@ -3,7 +3,7 @@
 //! subscribe; then the password, token and seed must appear nowhere in the log file, `/varz`, or
 //! `/connz?auth=1`, while `/connz?auth=1` still names the authorized user.
 
-mod monitor_common;
+mod common;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,8 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use async_nats::{Client, ConnectOptions};
+use common::http::get;
 use futures::StreamExt;
-use monitor_common::get;
 
 const NATRIX: &str = env!("CARGO_BIN_EXE_natrix-broker");
 const WAIT: Duration = Duration::from_secs(10);

@@ -6,8 +6,6 @@
 //! Every process listens on 127.0.0.1 with ephemeral ports and is killed when its guard drops.
 
 mod common;
-#[path = "common/proc.rs"]
-mod proc;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -16,7 +14,8 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use proc::{addr_after, http_get, Proc, NATRIX, WAIT};
+use common::http::http_get;
+use common::proc::{addr_after, Proc, NATRIX, WAIT};
 
 /// Runs a command that is expected to exit by itself; returns (status, stdout, stderr).
 fn run_to_end(bin: &Path, args: &[&str]) -> (ExitStatus, String, String) {

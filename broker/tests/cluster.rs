@@ -2,59 +2,15 @@
 //! interest propagation, queue groups across servers, and gossip of client URLs.
 
 mod common;
-#[path = "common/conf.rs"]
-mod conf;
 
 use std::time::Duration;
 
-use common::{sync, TestServer};
+use common::{
+    cluster::{node, node_with, num_routes, route_url, wait_routes},
+    conf, sync, TestServer,
+};
 use futures::StreamExt;
 use natrix_broker::options::ClusterOptions;
-
-/// Starts a clustered server on ephemeral ports with `routes` as its seeds.
-async fn node(name: &str, routes: Vec<String>) -> TestServer {
-    let name = name.to_string();
-    TestServer::start_with(move |o| {
-        o.server_name = Some(name);
-        o.cluster = Some(ClusterOptions {
-            name: Some("test".into()),
-            host: "127.0.0.1".into(),
-            port: -1,
-            routes,
-            ..ClusterOptions::default()
-        });
-    })
-    .await
-}
-
-fn route_url(s: &TestServer) -> String {
-    let c = natrix_broker::cluster::Cluster::of(&s.server).expect("clustered");
-    format!("nats-route://{}", c.listen_addr.read().expect("listening"))
-}
-
-/// Waits until every server has `n` routes.
-async fn wait_routes(servers: &[&TestServer], n: usize) {
-    for _ in 0..200 {
-        if servers.iter().all(|s| {
-            natrix_broker::cluster::Cluster::of(&s.server)
-                .unwrap()
-                .num_routes()
-                == n
-        }) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    let got: Vec<usize> = servers
-        .iter()
-        .map(|s| {
-            natrix_broker::cluster::Cluster::of(&s.server)
-                .unwrap()
-                .num_routes()
-        })
-        .collect();
-    panic!("routes never reached {n}: {got:?}");
-}
 
 /// Waits until `s` sees remote interest for `subject` on `routes` routes.
 async fn wait_interest(s: &TestServer, subject: &str, routes: usize) {
@@ -279,21 +235,12 @@ async fn natrix_and_reference_server_route_both_ways() {
     );
     // nats-server dials Natrix; its INFO registers it here.
     for _ in 0..200 {
-        if natrix_broker::cluster::Cluster::of(&a.server)
-            .unwrap()
-            .num_routes()
-            == 1
-        {
+        if num_routes(&a) == 1 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    assert_eq!(
-        natrix_broker::cluster::Cluster::of(&a.server)
-            .unwrap()
-            .num_routes(),
-        1
-    );
+    assert_eq!(num_routes(&a), 1);
     let ca = async_nats::connect(a.url()).await.unwrap();
     let cr = async_nats::connect(format!("nats://{}", r.addr))
         .await
@@ -378,12 +325,7 @@ async fn routes_listing_ourselves_are_ignored() {
     wait_routes(&[&a, &b, &c], 2).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     for s in [&a, &b, &c] {
-        assert_eq!(
-            natrix_broker::cluster::Cluster::of(&s.server)
-                .unwrap()
-                .num_routes(),
-            2
-        );
+        assert_eq!(num_routes(s), 2);
     }
 }
 
@@ -410,19 +352,10 @@ async fn no_advertise_keeps_connect_urls_out() {
 
 /// A route-authorized server: `authorization { user: ruser, password: rpass }` in `cluster`.
 async fn auth_node(name: &str, routes: Vec<String>) -> TestServer {
-    let name = name.to_string();
-    TestServer::start_with(move |o| {
-        o.server_name = Some(name);
-        o.cluster = Some(ClusterOptions {
-            name: Some("test".into()),
-            host: "127.0.0.1".into(),
-            port: -1,
-            routes,
-            auth: Some(natrix_broker::options::RouteAuth {
-                user: "ruser".into(),
-                password: "rpass".into(),
-            }),
-            ..ClusterOptions::default()
+    node_with(name, routes, |o| {
+        o.cluster.as_mut().unwrap().auth = Some(natrix_broker::options::RouteAuth {
+            user: "ruser".into(),
+            password: "rpass".into(),
         });
     })
     .await
@@ -431,18 +364,12 @@ async fn auth_node(name: &str, routes: Vec<String>) -> TestServer {
 /// Waits (bounded) for `s` to have `n` routes; returns how many it has.
 async fn routes_after(s: &TestServer, n: usize) -> usize {
     for _ in 0..120 {
-        if natrix_broker::cluster::Cluster::of(&s.server)
-            .unwrap()
-            .num_routes()
-            == n
-        {
+        if num_routes(s) == n {
             break;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    natrix_broker::cluster::Cluster::of(&s.server)
-        .unwrap()
-        .num_routes()
+    num_routes(s)
 }
 
 #[tokio::test]
@@ -483,13 +410,7 @@ async fn route_authorization_with_the_reference_server() {
         ],
     );
     tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(
-        natrix_broker::cluster::Cluster::of(&a.server)
-            .unwrap()
-            .num_routes(),
-        0,
-        "wrong credentials are refused"
-    );
+    assert_eq!(num_routes(&a), 0, "wrong credentials are refused");
     // Natrix dialing an authorized nats-server presents the cluster's credentials.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -542,25 +463,14 @@ async fn lame_duck_server_leaves_connect_urls() {
         "A in lame duck mode leaves B's connect_urls: {:?}",
         b.server.info().connect_urls
     );
-    assert_eq!(
-        natrix_broker::cluster::Cluster::of(&b.server)
-            .unwrap()
-            .num_routes(),
-        1,
-        "the route stays during the grace period"
-    );
+    assert_eq!(num_routes(&b), 1, "the route stays during the grace period");
 }
 
 #[tokio::test]
 async fn reload_adds_and_removes_routes() {
     let a = node("A", Vec::new()).await;
     let b = node("B", Vec::new()).await;
-    assert_eq!(
-        natrix_broker::cluster::Cluster::of(&a.server)
-            .unwrap()
-            .num_routes(),
-        0
-    );
+    assert_eq!(num_routes(&a), 0);
     let mut opts = (*a.server.options()).clone();
     opts.cluster.as_mut().unwrap().routes = vec![route_url(&b)];
     a.server.reload(opts.clone()).await.unwrap();
@@ -578,13 +488,7 @@ async fn reload_adds_and_removes_routes() {
         "a route removed by reload is closed"
     );
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(
-        natrix_broker::cluster::Cluster::of(&a.server)
-            .unwrap()
-            .num_routes(),
-        0,
-        "and not redialed"
-    );
+    assert_eq!(num_routes(&a), 0, "and not redialed");
 }
 
 /// Reloading the route `authorization` applies at once: accepted routes that no longer pass

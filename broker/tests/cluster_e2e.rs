@@ -18,15 +18,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_nats::{Client, ConnectOptions, Event};
+use common::{http, proc::kill, tempdir::TempDir};
 use futures::StreamExt;
-use tempdir::TempDir;
 use tokio::sync::mpsc;
 
 mod common;
-#[path = "common/proc.rs"]
-mod proc;
-#[path = "common/tempdir.rs"]
-mod tempdir;
 
 const NATRIX: &str = env!("CARGO_BIN_EXE_natrix-broker");
 
@@ -160,7 +156,7 @@ impl Broker {
     async fn monitor(&self, path: &str) -> serde_json::Value {
         let addr = self.http;
         let path = path.to_string();
-        let (status, body) = tokio::task::spawn_blocking(move || proc::http_get(addr, &path))
+        let (status, body) = tokio::task::spawn_blocking(move || http::http_get(addr, &path))
             .await
             .unwrap();
         assert!(
@@ -189,16 +185,6 @@ impl Drop for Broker {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// `kill -<sig> <pid>`.
-fn kill(sig: &str, pid: u32) {
-    let st = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status()
-        .unwrap();
-    assert!(st.success(), "kill -{sig} {pid}");
 }
 
 /// The server ids of a `/routez` document's routes.

@@ -3,16 +3,14 @@
 //! its routes; the same subscriptions and publications must reach the same subscribers.
 
 mod common;
-#[path = "common/proc.rs"]
-mod proc;
-#[path = "common/tempdir.rs"]
-mod tempdir;
 
 use std::time::Duration;
 
+use common::{
+    proc::{addr_after, Proc},
+    tempdir::TempDir,
+};
 use futures::StreamExt;
-use proc::{addr_after, Proc};
-use tempdir::TempDir;
 
 const RESTRICTED: &str = r#"
 cluster {

@@ -18,27 +18,23 @@
 //! Every port is ephemeral; every wait is a bounded poll for a state, never a sleep that
 //! decides the outcome.
 
-#[path = "common/certs.rs"]
-mod certs;
 mod common;
-#[path = "common/conf.rs"]
-mod conf;
-mod monitor_common;
-#[path = "common/proc.rs"]
-mod proc;
-#[path = "common/tempdir.rs"]
-mod tempdir;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use certs::{dn, Ca, TempDir};
-use common::TestServer;
+use common::{
+    certs::{dn, Ca},
+    cluster::{num_routes, route_addr, route_url},
+    conf,
+    http::get_json,
+    proc::{addr_after, Proc},
+    tempdir::TempDir,
+    TestServer,
+};
 use futures::StreamExt;
-use monitor_common::get_json;
-use proc::{addr_after, Proc};
 use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, SanType};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -136,19 +132,6 @@ fn cluster_conf(pki: &Pki, name: &str, tls: bool, routes: &[String]) -> String {
 /// An in-process Natrix server with monitoring, from the config text.
 async fn natrix(pki: &Pki, name: &str, tls: bool, routes: &[String]) -> TestServer {
     conf::start_conf(&cluster_conf(pki, name, tls, routes), true).await
-}
-
-fn route_url(s: &TestServer) -> String {
-    let c = natrix_broker::cluster::Cluster::of(&s.server).expect("clustered");
-    format!("nats-route://{}", c.listen_addr.read().expect("listening"))
-}
-
-fn route_addr(s: &TestServer) -> SocketAddr {
-    natrix_broker::cluster::Cluster::of(&s.server)
-        .unwrap()
-        .listen_addr
-        .read()
-        .unwrap()
 }
 
 /// A server process started from a config file, with its client, monitoring and route ports.
@@ -387,12 +370,7 @@ async fn route_port_speaks_tls_first_and_requires_a_certificate() {
         "INFO in the clear: {read:?} {got:?}"
     );
     // The cluster still has no route.
-    assert_eq!(
-        natrix_broker::cluster::Cluster::of(&a.server)
-            .unwrap()
-            .num_routes(),
-        0
-    );
+    assert_eq!(num_routes(&a), 0);
 }
 
 #[tokio::test]

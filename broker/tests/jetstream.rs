@@ -2,19 +2,13 @@
 //! and de-duplication, pull and push consumers with acks and redelivery.
 
 mod common;
-#[path = "common/conf.rs"]
-mod conf;
-mod monitor_common;
-#[path = "common/tempdir.rs"]
-mod tempdir;
 
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, stream};
-use common::TestServer;
+use common::{conf, http, tempdir::TempDir, TestServer};
 use futures::StreamExt;
 use natrix_broker::options::JetStreamOptions;
-use tempdir::TempDir;
 
 async fn js_server(dir: &TempDir) -> TestServer {
     let d = dir.path().to_path_buf();
@@ -357,7 +351,7 @@ async fn jsz_and_varz_report_streams_and_consumers() {
     .await
     .unwrap();
     let base = s.http();
-    let jsz = monitor_common::get_json(&base, "/jsz").await;
+    let jsz = http::get_json(&base, "/jsz").await;
     assert_eq!(jsz["streams"], 1);
     assert_eq!(jsz["consumers"], 1);
     assert_eq!(jsz["messages"], 3);
@@ -367,7 +361,7 @@ async fn jsz_and_varz_report_streams_and_consumers() {
         .unwrap()
         .ends_with("jetstream"));
     assert!(jsz.get("account_details").is_none());
-    let jsz = monitor_common::get_json(&base, "/jsz?streams=true&consumers=true&config=true").await;
+    let jsz = http::get_json(&base, "/jsz?streams=true&consumers=true&config=true").await;
     let acc = &jsz["account_details"][0];
     assert_eq!(acc["name"], "$G");
     let sd = &acc["stream_detail"][0];
@@ -376,10 +370,10 @@ async fn jsz_and_varz_report_streams_and_consumers() {
     assert_eq!(sd["config"]["subjects"][0], "m.>");
     assert_eq!(sd["consumer_detail"][0]["name"], "MC");
     assert_eq!(sd["consumer_detail"][0]["num_pending"], 3);
-    let varz = monitor_common::get_json(&base, "/varz").await;
+    let varz = http::get_json(&base, "/varz").await;
     assert_eq!(varz["jetstream"]["stats"]["accounts"], 1);
     // The exporter's JetStream families on /metrics.
-    let metrics = monitor_common::get(&base, "/metrics").await.body;
+    let metrics = http::get(&base, "/metrics").await.body;
     let line = |name: &str| {
         metrics
             .lines()
@@ -833,7 +827,7 @@ async fn healthz_reports_streams_that_cannot_be_recovered() {
         })
     })
     .await;
-    let r = monitor_common::get(&s.http(), "/healthz").await;
+    let r = http::get(&s.http(), "/healthz").await;
     assert_eq!(r.status, 503);
     let v = r.json();
     assert_eq!(v["status"], "unavailable");

@@ -3,16 +3,13 @@
 //! refusals and limits, what is stored, and sources copying without the batch headers.
 
 mod common;
-#[path = "common/jsdiff.rs"]
-mod jsdiff;
-#[path = "common/proc.rs"]
-mod proc;
-#[path = "common/tempdir.rs"]
-mod tempdir;
 
 use std::time::{Duration, Instant};
 
-use jsdiff::{api, find, on_both, publish, stored};
+use common::{
+    js::{api, publish, stored},
+    jsdiff::{find, on_both},
+};
 use serde_json::{json, Value};
 
 /// Stream state and each stored message's subject, payload and sorted headers.

@@ -3,17 +3,15 @@
 //! consumer filter checks, stream consumer limits, pull request heartbeats.
 
 mod common;
-#[path = "common/jsdiff.rs"]
-mod jsdiff;
-#[path = "common/proc.rs"]
-mod proc;
-#[path = "common/tempdir.rs"]
-mod tempdir;
 
 use std::time::Duration;
 
+use common::{
+    js::api,
+    jsdiff::{find, on_both, on_both_conf},
+    proc, tempdir,
+};
 use futures::StreamExt;
-use jsdiff::{api, find, on_both, on_both_conf};
 use serde_json::{json, Value};
 
 /// A request's outcome: the status line of a header-only answer, `no responders`, the

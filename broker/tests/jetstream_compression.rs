@@ -3,14 +3,12 @@
 //! the same after the server is killed (`kill -9`) and started again on its store.
 
 mod common;
-#[path = "common/jsdiff.rs"]
-mod jsdiff;
-#[path = "common/proc.rs"]
-mod proc;
-#[path = "common/tempdir.rs"]
-mod tempdir;
 
-use jsdiff::{api, on_both, stored};
+use common::{
+    js::{api, stored},
+    jsdiff::on_both,
+    proc, tempdir,
+};
 use serde_json::{json, Value};
 
 /// The error of an answer, or what `pick` takes from its config.

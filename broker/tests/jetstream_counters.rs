@@ -3,16 +3,13 @@
 //! message, and totals aggregated from sourced counter streams.
 
 mod common;
-#[path = "common/jsdiff.rs"]
-mod jsdiff;
-#[path = "common/proc.rs"]
-mod proc;
-#[path = "common/tempdir.rs"]
-mod tempdir;
 
 use std::time::{Duration, Instant};
 
-use jsdiff::{api, find, on_both, publish, stored};
+use common::{
+    js::{api, publish, stored},
+    jsdiff::{find, on_both},
+};
 use serde_json::{json, Value};
 
 /// Only what a create/update answer decides: the error, or the counter setting kept.

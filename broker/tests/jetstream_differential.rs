@@ -3,16 +3,13 @@
 //! stream state, pub acks, pull statuses and ack subjects), timestamps and ids aside.
 
 mod common;
-#[path = "common/tempdir.rs"]
-mod tempdir;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{RefServer, TestServer};
+use common::{tempdir::TempDir, RefServer, TestServer};
 use natrix_broker::options::JetStreamOptions;
 use serde_json::Value;
-use tempdir::TempDir;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 

@@ -2,16 +2,12 @@
 //! the same messages, headers and end-of-batch statuses as the reference nats-server.
 
 mod common;
-#[path = "common/proc.rs"]
-mod proc;
-#[path = "common/tempdir.rs"]
-mod tempdir;
 
 use std::time::Duration;
 
+use common::{proc, tempdir::TempDir};
 use futures::StreamExt;
 use serde_json::{json, Value};
-use tempdir::TempDir;
 
 /// One reply as comparable data: status, description, headers (the timestamp left out),
 /// payload.

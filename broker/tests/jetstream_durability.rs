@@ -2,17 +2,12 @@
 //! and consumer positions; repeated `kill -9` while publishing loses no acknowledged message.
 
 mod common;
-#[path = "common/proc.rs"]
-mod proc;
-#[path = "common/tempdir.rs"]
-mod tempdir;
 
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, stream};
+use common::{proc::Proc, tempdir::TempDir};
 use futures::StreamExt;
-use proc::Proc;
-use tempdir::TempDir;
 
 fn start(dir: &TempDir) -> (Proc, String) {
     let p = Proc::natrix(&[

@@ -5,18 +5,17 @@
 //! enabled and data stays readable when the cipher changes.
 
 mod common;
-#[path = "common/proc.rs"]
-mod proc;
-#[path = "common/tempdir.rs"]
-mod tempdir;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use async_nats::jetstream::{self, consumer, stream};
+use common::{
+    http::http_get,
+    proc::{addr_after, Proc},
+    tempdir::TempDir,
+};
 use futures::StreamExt;
-use proc::{addr_after, http_get, Proc};
-use tempdir::TempDir;
 
 const PAYLOAD: &str = "PAYLOAD-MARKER-7c1f";
 const SUBJECT: &str = "subjmarker";
@@ -99,16 +98,7 @@ async fn fill(url: &str, name: &str, payload: &str, n: usize, acked: usize) {
         })
         .await
         .unwrap();
-    for i in 0..n {
-        js.publish(
-            format!("{SUBJECT}.{name}.{i}"),
-            format!("{payload}-{i}").into(),
-        )
-        .await
-        .unwrap()
-        .await
-        .unwrap();
-    }
+    publish_numbered(&js, name, payload, 0..n).await;
     let c = st
         .create_consumer(consumer::pull::Config {
             durable_name: Some(CONSUMER.into()),
@@ -127,7 +117,17 @@ async fn fill(url: &str, name: &str, payload: &str, n: usize, acked: usize) {
 /// Publishes more messages `<payload>-<i>` (numbered from `from`) to an existing stream.
 async fn publish_more(url: &str, name: &str, payload: &str, from: usize, n: usize) {
     let js = jetstream::new(async_nats::connect(url).await.unwrap());
-    for i in from..from + n {
+    publish_numbered(&js, name, payload, from..from + n).await;
+}
+
+/// Publishes `<payload>-<i>` to `<SUBJECT>.<name>.<i>` for each `i` in `range`, acknowledged.
+async fn publish_numbered(
+    js: &jetstream::Context,
+    name: &str,
+    payload: &str,
+    range: std::ops::Range<usize>,
+) {
+    for i in range {
         js.publish(
             format!("{SUBJECT}.{name}.{i}"),
             format!("{payload}-{i}").into(),

@@ -3,17 +3,11 @@
 //! the same messages stored.
 
 mod common;
-#[path = "common/jsdiff.rs"]
-mod jsdiff;
-#[path = "common/proc.rs"]
-mod proc;
-#[path = "common/tempdir.rs"]
-mod tempdir;
 
 use std::time::Duration;
 
+use common::{js::api, jsdiff::on_both};
 use futures::StreamExt;
-use jsdiff::{api, on_both};
 use serde_json::{json, Value};
 
 /// One message of a batch: its batch sequence, its op, and a header to send with it.

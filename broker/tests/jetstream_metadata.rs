@@ -4,14 +4,11 @@
 //! are the server's own: only their presence is compared).
 
 mod common;
-#[path = "common/jsdiff.rs"]
-mod jsdiff;
-#[path = "common/proc.rs"]
-mod proc;
-#[path = "common/tempdir.rs"]
-mod tempdir;
 
-use jsdiff::{api, find, on_both};
+use common::{
+    js::api,
+    jsdiff::{find, on_both},
+};
 use serde_json::{json, Value};
 
 /// The metadata with the server's level and version reduced to their presence.

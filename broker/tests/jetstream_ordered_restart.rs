@@ -3,17 +3,12 @@
 //! server comes back on the same port and store.
 
 mod common;
-#[path = "common/proc.rs"]
-mod proc;
-#[path = "common/tempdir.rs"]
-mod tempdir;
 
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::push::OrderedConfig, stream};
+use common::{proc::Proc, tempdir::TempDir};
 use futures::StreamExt;
-use proc::Proc;
-use tempdir::TempDir;
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

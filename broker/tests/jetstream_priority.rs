@@ -3,18 +3,15 @@
 //! advisories), overflow (`min_pending`) and prioritized (`priority`) delivery.
 
 mod common;
-#[path = "common/jsdiff.rs"]
-mod jsdiff;
-#[path = "common/proc.rs"]
-mod proc;
-#[path = "common/tempdir.rs"]
-mod tempdir;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
+use common::{
+    js::api,
+    jsdiff::{find, on_both},
+};
 use futures::StreamExt;
-use jsdiff::{api, find, on_both};
 use serde_json::{json, Value};
 
 /// Pin ids are random: each distinct one becomes `pin1`, `pin2`, ... in order of appearance.

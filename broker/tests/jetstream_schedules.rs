@@ -4,16 +4,14 @@
 //! and that schedules cannot be turned off.
 
 mod common;
-#[path = "common/jsdiff.rs"]
-mod jsdiff;
-#[path = "common/proc.rs"]
-mod proc;
-#[path = "common/tempdir.rs"]
-mod tempdir;
 
 use std::time::{Duration, Instant};
 
-use jsdiff::{api, find, on_both, stored};
+use common::{
+    js::{self, api, stored},
+    jsdiff::{find, on_both},
+    proc, tempdir,
+};
 use serde_json::{json, Value};
 
 /// A publish's answer without its sequence (which depends on how often a repeating schedule
@@ -24,7 +22,7 @@ async fn publish(
     hdrs: &[(&str, &str)],
     body: &str,
 ) -> Value {
-    let mut v = jsdiff::publish(nc, subject, hdrs, body).await;
+    let mut v = js::publish(nc, subject, hdrs, body).await;
     if let Some(o) = v.as_object_mut() {
         o.remove("seq");
     }

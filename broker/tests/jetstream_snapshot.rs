@@ -9,20 +9,19 @@
 //! sends each chunk as a request and ends with an empty one.
 
 mod common;
-#[path = "common/proc.rs"]
-mod proc;
-#[path = "common/tempdir.rs"]
-mod tempdir;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_nats::{Client, HeaderMap};
 use bytes::Bytes;
+use common::{
+    js::publish_acked,
+    proc::{Proc, WAIT},
+    tempdir::TempDir,
+};
 use futures::StreamExt;
-use proc::{Proc, WAIT};
 use serde_json::{json, Value};
-use tempdir::TempDir;
 
 /// A running server (either binary) with JetStream in `<dir>/store`.
 struct Srv {
@@ -70,19 +69,6 @@ async fn req(c: &Client, subject: &str, body: Value) -> Value {
     serde_json::from_slice(&m.payload).unwrap_or(Value::Null)
 }
 
-/// Publishes and waits for the stream's ack.
-async fn publish(c: &Client, subject: &str, hdr: Option<HeaderMap>, data: Vec<u8>) {
-    let m = match hdr {
-        Some(h) => c
-            .request_with_headers(subject.to_string(), h, data.into())
-            .await
-            .unwrap(),
-        None => c.request(subject.to_string(), data.into()).await.unwrap(),
-    };
-    let v: Value = serde_json::from_slice(&m.payload).unwrap();
-    assert!(v["seq"].as_u64().is_some(), "publish ack: {v}");
-}
-
 /// Stream `S` on `s.>` with `n` messages (every third with headers, payloads of random bytes
 /// when `big`), seq 5 and the last one deleted, and durable `D` that took 4 messages and
 /// acknowledged 1, 2 and 4.
@@ -107,7 +93,7 @@ async fn fill(c: &Client, n: usize, big: bool) {
             h.insert("Foo", format!("bar{i}").as_str());
             h
         });
-        publish(c, &format!("s.{}", i % 7), hdr, data).await;
+        publish_acked(c, &format!("s.{}", i % 7), hdr, data.into()).await;
     }
     for seq in [5, n as u64] {
         let v = req(c, "$JS.API.STREAM.MSG.DELETE.S", json!({ "seq": seq })).await;
@@ -337,7 +323,7 @@ async fn both_ways(big: bool) {
     let reply = m.reply.unwrap().to_string();
     assert_eq!(reply.split('.').nth(5), Some("6"), "{reply}");
     // And the restored stream takes new messages after the last sequence.
-    publish(&nx.client, "s.new", None, b"after".to_vec()).await;
+    publish_acked(&nx.client, "s.new", None, b"after".to_vec().into()).await;
     let info = req(&nx.client, "$JS.API.STREAM.INFO.S", Value::Null).await;
     assert_eq!(info["state"]["last_seq"], json!(n + 1));
 }
@@ -478,7 +464,7 @@ async fn change_during_backup(c: &Client, natrix: bool) {
     assert!(v["error"].is_null(), "{v}");
     for i in 0..40 {
         let data: Vec<u8> = (0..1000).map(|_| fastrand::u8(..)).collect();
-        publish(c, &format!("s.{i}"), None, data).await;
+        publish_acked(c, &format!("s.{i}"), None, data.into()).await;
     }
     let opts = json!({"chunk_size": 1024, "window_size": 1024});
     let c2 = c.clone();
@@ -489,7 +475,7 @@ async fn change_during_backup(c: &Client, natrix: bool) {
         assert!(v["error"].is_null(), "{v}");
         assert_eq!(v["config"]["description"], json!("changed"));
         for i in 0..10 {
-            publish(&c2, "s.more", None, format!("more-{i}").into_bytes()).await;
+            publish_acked(&c2, "s.more", None, format!("more-{i}").into_bytes().into()).await;
         }
         let info = req(&c2, "$JS.API.STREAM.INFO.S", Value::Null).await;
         let held = info["state"]["messages"].as_u64().unwrap();

@@ -4,16 +4,15 @@
 //! errors.
 
 mod common;
-#[path = "common/proc.rs"]
-mod proc;
-#[path = "common/tempdir.rs"]
-mod tempdir;
 
 use std::time::{Duration, Instant};
 
-use proc::Proc;
+use common::{
+    js::{api, headers, publish_acked},
+    proc::{self, Proc},
+    tempdir::TempDir,
+};
 use serde_json::{json, Value};
-use tempdir::TempDir;
 
 #[derive(Clone, Copy, Debug)]
 enum Kind {
@@ -25,14 +24,6 @@ const BOTH: [Kind; 2] = [Kind::Reference, Kind::Natrix];
 
 fn start(kind: Kind, dir: &TempDir) -> (Proc, String) {
     proc::jetstream(matches!(kind, Kind::Reference), dir.path())
-}
-
-async fn api(nc: &async_nats::Client, subject: &str, body: Value) -> Value {
-    let m = nc
-        .request(subject.to_string(), body.to_string().into())
-        .await
-        .unwrap_or_else(|e| panic!("{subject}: {e}"));
-    serde_json::from_slice(&m.payload).unwrap()
 }
 
 async fn create(nc: &async_nats::Client, cfg: Value) -> Value {
@@ -60,16 +51,10 @@ async fn wait_msgs(nc: &async_nats::Client, name: &str, n: u64) -> Value {
     }
 }
 
+/// Publishes `n` messages `m<i>` to `subject`, each acknowledged.
 async fn publish(nc: &async_nats::Client, subject: &str, n: usize) {
     for i in 0..n {
-        let ack: Value = serde_json::from_slice(
-            &nc.request(subject.to_string(), format!("m{i}").into())
-                .await
-                .unwrap()
-                .payload,
-        )
-        .unwrap();
-        assert!(ack["seq"].as_u64().is_some(), "{ack}");
+        publish_acked(nc, subject, None, format!("m{i}").into()).await;
     }
 }
 
@@ -371,16 +356,7 @@ async fn copies_obey_ttl_and_rollup_only_where_allowed() {
             |subject: &'static str, body: &'static str, hdrs: Vec<(&'static str, &'static str)>| {
                 let nc = nc.clone();
                 async move {
-                    let mut h = async_nats::HeaderMap::new();
-                    for (k, v) in hdrs {
-                        h.insert(k, v);
-                    }
-                    let m = nc
-                        .request_with_headers(subject, h, body.into())
-                        .await
-                        .unwrap();
-                    let ack: Value = serde_json::from_slice(&m.payload).unwrap();
-                    assert!(ack["seq"].as_u64().is_some(), "{ack}");
+                    publish_acked(&nc, subject, Some(headers(&hdrs)), body.into()).await;
                 }
             };
         pubh(

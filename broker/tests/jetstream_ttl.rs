@@ -3,34 +3,20 @@
 //! and (natrix) TTLs still honoured after a restart.
 
 mod common;
-#[path = "common/proc.rs"]
-mod proc;
-#[path = "common/tempdir.rs"]
-mod tempdir;
 
 use std::time::{Duration, Instant};
 
+use common::{
+    js::{self, api},
+    proc,
+    tempdir::TempDir,
+};
 use serde_json::{json, Value};
-use tempdir::TempDir;
 
-async fn api(nc: &async_nats::Client, subject: &str, body: Value) -> Value {
-    let m = nc
-        .request(subject.to_string(), body.to_string().into())
-        .await
-        .unwrap();
-    serde_json::from_slice(&m.payload).unwrap()
-}
-
+/// Publishes `x` with `Nats-TTL: ttl` (when given); the stream's answer.
 async fn publish(nc: &async_nats::Client, subject: &str, ttl: Option<&str>) -> Value {
-    let mut h = async_nats::HeaderMap::new();
-    if let Some(t) = ttl {
-        h.insert("Nats-TTL", t);
-    }
-    let m = nc
-        .request_with_headers(subject.to_string(), h, "x".into())
-        .await
-        .unwrap();
-    serde_json::from_slice(&m.payload).unwrap()
+    let hdrs: Vec<(&str, &str)> = ttl.map(|t| ("Nats-TTL", t)).into_iter().collect();
+    js::publish(nc, subject, &hdrs, "x").await
 }
 
 async fn messages(nc: &async_nats::Client, stream: &str) -> u64 {

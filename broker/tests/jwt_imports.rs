@@ -3,12 +3,10 @@
 //! import without the token that must not work.
 
 mod common;
-#[path = "common/conf.rs"]
-mod conf;
 
 use std::time::Duration;
 
-use common::RefServer;
+use common::{conf, RefServer};
 use futures::StreamExt as _;
 use natrix_jwt::{
     encode, format_user_creds, AccountClaims, ActivationClaims, Export, Import, OperatorClaims,

@@ -3,13 +3,11 @@
 //! observed on the wire.
 
 mod common;
-#[path = "common/conf.rs"]
-mod conf;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{Raw, RefServer};
+use common::{conf, Raw, RefServer};
 use natrix_jwt::{encode, AccountClaims, OperatorClaims, UserClaims};
 use nkeys::KeyPair;
 use tokio::io::AsyncReadExt;

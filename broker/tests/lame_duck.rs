@@ -16,6 +16,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use common::{proc::kill, tempdir::TempDir};
+
 /// Upper bound for anything the tests wait for.
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -31,30 +33,6 @@ const LDM_LINES: &[&str] = &[
 
 /// The stderr lines of a child so far, with a condvar to wait on.
 type Lines = Arc<(Mutex<Vec<String>>, Condvar)>;
-
-/// A temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let d = std::env::temp_dir().join(format!(
-            "natrix-ldm-{tag}-{}-{}",
-            std::process::id(),
-            fastrand::u64(..)
-        ));
-        std::fs::create_dir_all(&d).unwrap();
-        TempDir(d)
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A broker process started from a config file; killed (if still running) on drop.
 struct Broker {
@@ -72,9 +50,9 @@ impl Broker {
     /// Starts `bin -c <conf>` where the config listens on 127.0.0.1:-1, writes a pid file, and
     /// adds `extra_conf`; `args` are extra flags.
     fn start(bin: &Path, extra_conf: &str, args: &[&str]) -> Broker {
-        let dir = TempDir::new("srv");
-        let pid_file = dir.path("broker.pid");
-        let conf = dir.path("broker.conf");
+        let dir = TempDir::new("ldm-srv");
+        let pid_file = dir.path().join("broker.pid");
+        let conf = dir.path().join("broker.conf");
         std::fs::write(
             &conf,
             format!(
@@ -186,16 +164,6 @@ impl Drop for Broker {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// `kill -<sig> <pid>`.
-fn kill(sig: &str, pid: u32) {
-    let st = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status()
-        .unwrap();
-    assert!(st.success(), "kill -{sig} {pid}");
 }
 
 /// Runs `bin args...` to completion: (exit code, stderr).
@@ -323,7 +291,7 @@ fn scenario(bin: &Path, trigger: Trigger, extra_conf: &str, args: &[&str]) -> (O
     std::thread::sleep(Duration::from_millis(100));
     let pid = b.pid().to_string();
     let pid_file = b.pid_file.display().to_string();
-    let glob = b.dir.path("*.pid").display().to_string();
+    let glob = b.dir.path().join("*.pid").display().to_string();
     match trigger {
         Trigger::Usr2 => kill("USR2", b.pid()),
         Trigger::Term => kill("TERM", b.pid()),
@@ -448,9 +416,9 @@ fn ldm_on_sigterm_flag() {
 
 #[test]
 fn sigusr1_reopens_the_log_file() {
-    let dir = TempDir::new("log");
-    let log = dir.path("natrix.log");
-    let rotated = dir.path("natrix.log.1");
+    let dir = TempDir::new("ldm-log");
+    let log = dir.path().join("natrix.log");
+    let rotated = dir.path().join("natrix.log.1");
     let mut b = Broker::start(Path::new(NATRIX), "", &["-l", log.to_str().unwrap()]);
     b.wait_line("Server is ready");
     let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
@@ -598,8 +566,8 @@ async fn async_nats_client_is_told_and_disconnected() {
 
 #[test]
 fn grace_period_must_be_below_duration_as_reference() {
-    let dir = TempDir::new("bad");
-    let conf = dir.path("bad.conf");
+    let dir = TempDir::new("ldm-bad");
+    let conf = dir.path().join("bad.conf");
     std::fs::write(
         &conf,
         "listen: 127.0.0.1:-1\nlame_duck_duration: 30s\nlame_duck_grace_period: 40s\n",

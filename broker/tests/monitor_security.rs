@@ -3,22 +3,17 @@
 //! TLS/auth fields of `/varz` — with differential checks against the reference nats-server.
 
 mod common;
-mod monitor_common;
-
-#[path = "common/certs.rs"]
-mod certs;
-#[path = "common/conf.rs"]
-mod conf;
-#[path = "common/tempdir.rs"]
-mod tempdir;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Raw, RefServer, TestServer};
-use monitor_common::{get, get_json, wait_json};
+use common::{
+    certs, conf,
+    http::{get, get_json, https_get, wait_json, HttpResponse},
+    tempdir, Raw, RefServer, TestServer,
+};
 use natrix_broker::options::{Options, TlsOptions};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -52,14 +47,14 @@ accounts {
 /// Server certificate files signed by a fresh CA (also written as `ca.pem`).
 struct TlsFiles {
     ca: certs::Ca,
-    dir: certs::TempDir,
+    dir: tempdir::TempDir,
 }
 
 impl TlsFiles {
     fn new() -> TlsFiles {
         let ca = certs::Ca::new("Natrix Test CA");
         let server = ca.server();
-        let dir = certs::TempDir::new("monsec");
+        let dir = tempdir::TempDir::new("monsec");
         dir.write("server.pem", &server.cert_pem);
         dir.write("server-key.pem", &server.key_pem);
         dir.write("ca.pem", &ca.cert_pem);
@@ -89,33 +84,6 @@ impl TlsFiles {
     }
 }
 
-/// `GET path` over TLS without a client certificate: (status, body).
-async fn https_get(cfg: Arc<rustls::ClientConfig>, addr: SocketAddr, path: &str) -> (u16, String) {
-    let fut = async {
-        let tcp = TcpStream::connect(addr).await.expect("connect");
-        let connector = tokio_rustls::TlsConnector::from(cfg);
-        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-        let mut tls = connector.connect(name, tcp).await.expect("TLS handshake");
-        let req = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
-        tls.write_all(req.as_bytes()).await.expect("write");
-        let mut raw = Vec::new();
-        // Servers may close without close_notify; what was read is enough.
-        let _ = tls.read_to_end(&mut raw).await;
-        raw
-    };
-    let raw = tokio::time::timeout(Duration::from_secs(10), fut)
-        .await
-        .expect("HTTPS GET in time");
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("bad response {head:?}"));
-    (status, body.to_string())
-}
-
 async fn start_https(files: &TlsFiles) -> (TestServer, SocketAddr) {
     let tls = files.options();
     let ts = TestServer::start_with(move |o| {
@@ -134,7 +102,7 @@ async fn https_monitoring_serves_endpoints_without_client_certificates() {
     assert!(ts.server.http_addr.read().is_none(), "no plain http");
     let cfg = files.client_config();
 
-    let (status, body) = https_get(cfg.clone(), addr, "/varz").await;
+    let HttpResponse { status, body, .. } = https_get(cfg.clone(), addr, "/varz").await;
     assert_eq!(status, 200, "{body}");
     let varz: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(varz["https_port"], json!(addr.port()));
@@ -158,10 +126,10 @@ async fn https_monitoring_serves_endpoints_without_client_certificates() {
         "/accstatz",
         "/healthz",
     ] {
-        let (status, body) = https_get(cfg.clone(), addr, path).await;
+        let HttpResponse { status, body, .. } = https_get(cfg.clone(), addr, path).await;
         assert_eq!(status, 200, "{path}: {body}");
     }
-    let (status, _) = https_get(cfg.clone(), addr, "/nope").await;
+    let HttpResponse { status, .. } = https_get(cfg.clone(), addr, "/nope").await;
     assert_eq!(status, 404);
 
     let ports = ts.server.ports();
@@ -206,7 +174,7 @@ async fn failed_or_stalled_handshakes_do_not_stop_the_listener() {
         .is_err());
 
     for _ in 0..3 {
-        let (status, body) = https_get(cfg.clone(), addr, "/varz").await;
+        let HttpResponse { status, body, .. } = https_get(cfg.clone(), addr, "/varz").await;
         assert_eq!(status, 200, "{body}");
     }
 }
@@ -260,7 +228,8 @@ async fn https_from_config_file() {
     let server = natrix_broker::node::build(opts).expect("valid server options");
     natrix_broker::node::start(&server).await.expect("starts");
     let addr = server.https_addr.read().expect("https bound");
-    let (status, body) = https_get(files.client_config(), addr, "/healthz").await;
+    let HttpResponse { status, body, .. } =
+        https_get(files.client_config(), addr, "/healthz").await;
     server.shutdown();
     assert_eq!((status, body.as_str()), (200, r#"{"status":"ok"}"#));
 }

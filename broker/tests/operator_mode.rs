@@ -2,14 +2,13 @@
 //! against the reference nats-server with the same config.
 
 mod common;
-#[path = "common/conf.rs"]
-mod conf;
-mod monitor_common;
 
 use std::time::Duration;
 
-use common::{Raw, RefServer};
-use conf::start_conf;
+use common::{
+    conf::{self, start_conf},
+    http, Raw, RefServer,
+};
 use futures::StreamExt as _;
 use natrix_jwt::{encode, format_user_creds, AccountClaims, OperatorClaims, UserClaims};
 use nkeys::KeyPair;
@@ -236,8 +235,8 @@ async fn expired_user_is_disconnected_like_reference() {
     let path = "/connz?state=closed";
     let is_one = |v: &serde_json::Value| v["num_connections"] == 1;
     let ref_base = format!("http://{}", reference.http.expect("reference monitor"));
-    let ours_v = monitor_common::wait_json(&ours.http(), path, is_one).await;
-    let ref_v = monitor_common::wait_json(&ref_base, path, is_one).await;
+    let ours_v = http::wait_json(&ours.http(), path, is_one).await;
+    let ref_v = http::wait_json(&ref_base, path, is_one).await;
     assert_eq!(reason(ours_v), "Authentication Expired");
     assert_eq!(reason(ref_v), "Authentication Expired");
 

@@ -2,43 +2,18 @@
 //! protobuf format, next to what the reference nats-server's profiling port answers.
 
 mod common;
-#[path = "common/proc.rs"]
-mod proc;
 
 use std::time::Duration;
 
-use proc::Proc;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use common::http::get_within;
+use common::proc::Proc;
 
-/// `GET path` over HTTP/1.0: (status, content type, body bytes).
+/// `GET path` over HTTP/1.0 (20 s at most): (status, content type, body bytes).
 async fn get(port: u16, path: &str) -> (u16, String, Vec<u8>) {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut raw))
-        .await
-        .expect("response in time")
-        .unwrap();
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("header end");
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let body = raw[split + 4..].to_vec();
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let ctype = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-type:")
-                .map(|v| v.trim().to_string())
-        })
-        .unwrap_or_default();
-    (status, ctype, body)
+    let base = format!("http://127.0.0.1:{port}");
+    let r = get_within(&base, path, Duration::from_secs(20)).await;
+    let ctype = r.header("content-type").unwrap_or_default().to_string();
+    (r.status, ctype, r.bytes)
 }
 
 /// The strings of a pprof `Profile` message (field 6), gunzipping nothing: Natrix sends the

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{exchange, RefServer, TestServer};
+use common::{compare_exchanges, RefServer, TestServer};
 
 /// (name, chunks sent in order)
 fn scenarios() -> Vec<(&'static str, Vec<&'static [u8]>)> {
@@ -61,21 +61,6 @@ async fn raw_exchanges_match_reference() {
         o.max_control_line = 512;
     })
     .await;
-    let mut diffs = Vec::new();
-    for (name, chunks) in scenarios() {
-        let wait = Duration::from_millis(300);
-        let want = exchange(reference.addr, &chunks, wait).await;
-        let got = exchange(natrix.addr, &chunks, wait).await;
-        if want != got {
-            diffs.push(format!(
-                "{name}:\n  reference: {want:?}\n  natrix:    {got:?}"
-            ));
-        }
-    }
-    assert!(
-        diffs.is_empty(),
-        "{} scenario(s) differ:\n{}",
-        diffs.len(),
-        diffs.join("\n")
-    );
+    let wait = Duration::from_millis(300);
+    compare_exchanges(reference.addr, natrix.addr, &scenarios(), wait).await;
 }

@@ -4,17 +4,16 @@
 //! revocations disconnect, and the JWTs survive a restart in the directory.
 
 mod common;
-#[path = "common/conf.rs"]
-mod conf;
-#[path = "common/operator.rs"]
-mod operator;
 
 use std::time::Duration;
 
-use common::RefServer;
+use common::{
+    conf,
+    operator::{connect, creds, keys, Keys},
+    RefServer,
+};
 use natrix_jwt::{encode, encode_at, format_user_creds, AccountClaims, OperatorClaims, UserClaims};
 use nkeys::KeyPair;
-use operator::{connect, creds, keys, Keys};
 use serde_json::Value;
 
 fn config(k: &Keys, dir: &std::path::Path) -> String {

@@ -5,20 +5,20 @@
 //! lookups, pushes and store comparisons work both ways.
 
 mod common;
-#[path = "common/conf.rs"]
-mod conf;
-#[path = "common/operator.rs"]
-mod operator;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use common::{RefServer, TestServer};
+use common::{
+    cluster::{route_url, wait_routes_within},
+    conf,
+    operator::{connect, creds, keys, Keys},
+    RefServer, TestServer,
+};
 use futures::StreamExt;
 use natrix_jwt::{encode_at, AccountClaims};
 use nkeys::KeyPair;
-use operator::{connect, creds, keys, Keys};
 use serde_json::{json, Value};
 
 /// Upper bound for anything the tests wait for.
@@ -57,11 +57,6 @@ async fn natrix(k: &Keys, name: &str, dir: &Path, interval: &str, routes: &[Stri
     conf::start_conf(&config(k, name, dir, interval, routes), false).await
 }
 
-fn route_url(s: &TestServer) -> String {
-    let c = natrix_broker::cluster::Cluster::of(&s.server).expect("clustered");
-    format!("nats-route://{}", c.listen_addr.read().expect("listening"))
-}
-
 /// Polls `check` until it holds, panicking with `what` after [`DEADLINE`].
 async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     let end = tokio::time::Instant::now() + DEADLINE;
@@ -69,18 +64,6 @@ async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
         assert!(tokio::time::Instant::now() < end, "timed out: {what}");
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-}
-
-async fn wait_routes(servers: &[&TestServer], n: usize) {
-    eventually(&format!("every server has {n} routes"), || {
-        servers.iter().all(|s| {
-            natrix_broker::cluster::Cluster::of(&s.server)
-                .unwrap()
-                .num_routes()
-                == n
-        })
-    })
-    .await;
 }
 
 /// Waits until `n` of `s`'s routes carry system-account interest in `subject`.
@@ -145,7 +128,7 @@ async fn three(k: &Keys, dirs: &[PathBuf; 3], interval: &str) -> [TestServer; 3]
     let seed = route_url(&a);
     let b = natrix(k, "B", &dirs[1], interval, std::slice::from_ref(&seed)).await;
     let c = natrix(k, "C", &dirs[2], interval, &[seed]).await;
-    wait_routes(&[&a, &b, &c], 2).await;
+    wait_routes_within(&[&a, &b, &c], 2, DEADLINE).await;
     [a, b, c]
 }
 
@@ -229,14 +212,14 @@ async fn a_server_without_the_account_looks_it_up_when_a_user_connects() {
     let a = natrix(&k, "A", &da, "1h", &[]).await;
     let seed = route_url(&a);
     let b = natrix(&k, "B", &db, "1h", std::slice::from_ref(&seed)).await;
-    wait_routes(&[&a, &b], 1).await;
+    wait_routes_within(&[&a, &b], 1, DEADLINE).await;
     let u = KeyPair::new_user();
     let nc = connect(&b.url(), &creds(&acc, &u)).await;
     assert!(nc.is_ok(), "B looked the account up on A: {nc:?}");
     assert_eq!(stored(&db, &acc).as_deref(), Some(v0.as_str()));
     // A server started later with an empty directory: the first user brings the account.
     let d = natrix(&k, "D", &dd, "1h", &[seed]).await;
-    wait_routes(&[&a, &b, &d], 2).await;
+    wait_routes_within(&[&a, &b, &d], 2, DEADLINE).await;
     assert_eq!(stored(&dd, &acc), None);
     assert!(connect(&d.url(), &creds(&acc, &u)).await.is_ok());
     assert_eq!(stored(&dd, &acc).as_deref(), Some(v0.as_str()));
@@ -261,7 +244,7 @@ async fn the_store_comparison_brings_back_a_server_that_was_down_or_lost_its_dir
     answers(&sys_a, "$SYS.REQ.CLAIMS.UPDATE", &v0, 3).await;
     // C goes down and misses the revocation.
     drop(c);
-    wait_routes(&[&a, &b], 1).await;
+    wait_routes_within(&[&a, &b], 1, DEADLINE).await;
     let got = answers(&sys_a, "$SYS.REQ.CLAIMS.UPDATE", &v1, 2).await;
     assert!(
         got.iter().all(|v| v["data"]["message"] == "jwt updated"),
@@ -329,7 +312,7 @@ async fn mixed(
         Some(&reference_config(k, &dr, interval, &route_url(&n))),
         &[],
     );
-    wait_routes(&[&n], 1).await;
+    wait_routes_within(&[&n], 1, DEADLINE).await;
     (n, r, dn, dr, x, y)
 }
 
@@ -448,7 +431,7 @@ async fn cache_resolver_matches_reference() {
             let url = b.url();
             (None, Some(b), url)
         };
-        wait_routes(&[&a], 1).await;
+        wait_routes_within(&[&a], 1, DEADLINE).await;
         wait_sys_interest(&a, &k, "$SYS.REQ.CLAIMS.UPDATE", 1).await;
         let sys = sys_client(&a.url(), &k).await;
         let of_b = |got: Vec<Value>| {

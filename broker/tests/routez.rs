@@ -1,35 +1,19 @@
 //! `/routez?subs=1` and `subs=detail`: the remote interest of each route, as nats-server.
 
 mod common;
-mod monitor_common;
 
 use std::time::Duration;
 
-use common::{sync, TestServer};
-use monitor_common::{get, get_json};
-use natrix_broker::options::ClusterOptions;
+use common::{
+    cluster::{node_with, route_url},
+    http::{get, get_json},
+    sync, TestServer,
+};
 use serde_json::Value;
 
 /// Starts a clustered, monitored server on ephemeral ports with `routes` as its seeds.
 async fn node(name: &str, routes: Vec<String>) -> TestServer {
-    let name = name.to_string();
-    TestServer::start_with(move |o| {
-        o.server_name = Some(name);
-        o.http_port = -1;
-        o.cluster = Some(ClusterOptions {
-            name: Some("test".into()),
-            host: "127.0.0.1".into(),
-            port: -1,
-            routes,
-            ..ClusterOptions::default()
-        });
-    })
-    .await
-}
-
-fn route_url(s: &TestServer) -> String {
-    let c = natrix_broker::cluster::Cluster::of(&s.server).expect("clustered");
-    format!("nats-route://{}", c.listen_addr.read().expect("listening"))
+    node_with(name, routes, |o| o.http_port = -1).await
 }
 
 /// Polls `base` `/routez?{q}` until the route whose remote is `remote_id` satisfies `ok`.

@@ -3,16 +3,15 @@
 //! (in `/varz` `metadata`) and an account's `nkey` in a config-defined account.
 
 mod common;
-#[path = "common/proc.rs"]
-mod proc;
-#[path = "common/tempdir.rs"]
-mod tempdir;
 
 use std::time::Duration;
 
-use proc::{addr_after, http_get, Proc};
+use common::{
+    http::http_get,
+    proc::{addr_after, Proc},
+    tempdir::TempDir,
+};
 use serde_json::{json, Value};
-use tempdir::TempDir;
 
 const CONF: &str = r#"
 no_sys_acc: true

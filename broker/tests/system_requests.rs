@@ -3,13 +3,11 @@
 //! that leave a server silent.
 
 mod common;
-#[path = "common/conf.rs"]
-mod conf;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::RefServer;
+use common::{conf, RefServer};
 use serde_json::Value;
 
 const CONF: &str = r#"

@@ -1,14 +1,14 @@
 //! TLS building blocks: server configurations from `tls { ... }` options, real handshakes
 //! against a rustls client (in memory), and certificate-to-user mapping.
 
-#[path = "common/certs.rs"]
-mod certs;
-#[path = "common/tempdir.rs"]
-mod tempdir;
+mod common;
 
 use std::sync::Arc;
 
-use certs::{dns, email, uri, Ca, Issued, TempDir};
+use common::{
+    certs::{self, dns, email, uri, Ca, Issued},
+    tempdir::TempDir,
+};
 use natrix_broker::auth::tls_map::{cert_identities, map_user, subject_string, Dn};
 use natrix_broker::options::TlsOptions;
 use natrix_broker::server::tls::{install_crypto_provider, server_config, TlsError};

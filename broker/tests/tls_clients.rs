@@ -2,19 +2,17 @@
 //! certificate-to-user mapping (the two examples of the TLS docs), handshake-first, and the
 //! same clients accepted or refused by the reference nats-server.
 
-#[path = "common/certs.rs"]
-mod certs;
 mod common;
-#[path = "common/conf.rs"]
-mod conf;
-#[path = "common/tempdir.rs"]
-mod tempdir;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use certs::{dn, email, Ca, TempDir};
-use common::{sync, RefServer};
+use common::{
+    certs::{dn, email, Ca},
+    conf, sync,
+    tempdir::TempDir,
+    RefServer,
+};
 use futures::StreamExt;
 use rcgen::DnType;
 

@@ -11,8 +11,6 @@ use rcgen::{
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-pub use crate::tempdir::TempDir;
-
 /// A certificate with its key, in PEM and DER.
 pub struct Issued {
     pub cert_pem: String,

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use natrix_broker::options::Options;
 
-use crate::common::TestServer;
+use super::TestServer;
 
 /// Loads `body` as a config file (written to a temporary file) onto default options; panics on
 /// errors, and on warnings unless `allow_warnings`.

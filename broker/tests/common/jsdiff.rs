@@ -1,68 +1,10 @@
 //! JetStream differential scenarios: the same scenario on a fresh reference nats-server and
-//! a fresh natrix, its labelled observations compared one by one. Includers also declare
-//! `proc` and `tempdir` (`#[path = "common/..."]`).
+//! a fresh natrix, its labelled observations compared one by one.
 #![allow(dead_code)]
 
 use std::future::Future;
 
 use serde_json::Value;
-
-/// A JetStream API request; the JSON answer.
-pub async fn api(nc: &async_nats::Client, subject: &str, body: Value) -> Value {
-    let m = nc
-        .request(subject.to_string(), body.to_string().into())
-        .await
-        .unwrap_or_else(|e| panic!("{subject}: {e}"));
-    serde_json::from_slice(&m.payload).unwrap()
-}
-
-/// Publishes `body` with `hdrs` as a request; the answer parsed as JSON (`""` when it is
-/// empty, as an atomic batch's staged messages are answered).
-pub async fn publish(
-    nc: &async_nats::Client,
-    subject: &str,
-    hdrs: &[(&str, &str)],
-    body: &str,
-) -> Value {
-    let mut h = async_nats::HeaderMap::new();
-    for (k, v) in hdrs {
-        h.insert(*k, *v);
-    }
-    let m = nc
-        .request_with_headers(subject.to_string(), h, body.to_string().into())
-        .await
-        .unwrap();
-    if m.payload.is_empty() {
-        return Value::String(String::new());
-    }
-    serde_json::from_slice(&m.payload).unwrap()
-}
-
-/// The message at `seq` (or `last_by_subj`, with `by`) of `stream`: `{seq, subject, data,
-/// hdrs}` with the headers decoded and sorted (clients do not keep the order they were set
-/// in); the API error when there is none.
-pub async fn stored(nc: &async_nats::Client, stream: &str, by: Value) -> Value {
-    let v = api(nc, &format!("$JS.API.STREAM.MSG.GET.{stream}"), by).await;
-    let Some(m) = v.get("message") else {
-        return v["error"].clone();
-    };
-    let text = |k: &str| {
-        m.get(k)
-            .and_then(Value::as_str)
-            .map(|s| {
-                String::from_utf8(data_encoding::BASE64.decode(s.as_bytes()).unwrap()).unwrap()
-            })
-            .unwrap_or_default()
-    };
-    let mut hdrs: Vec<String> = text("hdrs")
-        .split("\r\n")
-        .skip(1)
-        .filter(|l| !l.is_empty())
-        .map(str::to_string)
-        .collect();
-    hdrs.sort();
-    serde_json::json!({"seq": m["seq"], "subject": m["subject"], "data": text("data"), "hdrs": hdrs})
-}
 
 /// Runs `scenario` on the reference nats-server, then on natrix (each JetStream-enabled on
 /// its own fresh store), asserts every labelled observation is the same, and returns the
@@ -72,7 +14,7 @@ where
     F: Fn(async_nats::Client) -> Fut,
     Fut: Future<Output = Vec<(String, Value)>>,
 {
-    both(tag, crate::proc::jetstream, scenario).await
+    both(tag, super::proc::jetstream, scenario).await
 }
 
 /// [`on_both`] with a configuration file: `conf` with `$SD` standing for a fresh store
@@ -93,9 +35,9 @@ where
         let f = file.display().to_string();
         let args = ["-c", &f, "-a", "127.0.0.1", "-p", "-1"];
         let p = if reference {
-            crate::proc::Proc::reference(&args)
+            super::proc::Proc::reference(&args)
         } else {
-            crate::proc::Proc::natrix(&args)
+            super::proc::Proc::natrix(&args)
         };
         let url = format!("nats://{}", p.ready());
         (p, url)
@@ -107,13 +49,13 @@ where
 /// directory; the observations compared by [`same`].
 async fn both<S, F, Fut>(tag: &str, start: S, scenario: F) -> Vec<(String, Value)>
 where
-    S: Fn(bool, &std::path::Path) -> (crate::proc::Proc, String),
+    S: Fn(bool, &std::path::Path) -> (super::proc::Proc, String),
     F: Fn(async_nats::Client) -> Fut,
     Fut: Future<Output = Vec<(String, Value)>>,
 {
     let mut results = Vec::new();
     for reference in [true, false] {
-        let dir = crate::tempdir::TempDir::new(tag);
+        let dir = super::tempdir::TempDir::new(tag);
         let (_p, url) = start(reference, dir.path());
         let nc = async_nats::connect(&url).await.unwrap();
         results.push(scenario(nc).await);

@@ -1,5 +1,17 @@
-//! Test support: an in-process broker on an ephemeral port and a raw protocol client.
+//! Test support: an in-process broker on an ephemeral port and a raw protocol client; the
+//! submodules hold the rest. Each test file mounts it with `mod common;` and uses what it needs
+//! (hence `dead_code` allowed for all of it).
 #![allow(dead_code)]
+
+pub mod certs;
+pub mod cluster;
+pub mod conf;
+pub mod http;
+pub mod js;
+pub mod jsdiff;
+pub mod operator;
+pub mod proc;
+pub mod tempdir;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -133,6 +145,17 @@ impl Raw {
         let s = String::from_utf8_lossy(&self.buf).into_owned();
         self.buf.clear();
         s
+    }
+
+    /// Reads lines (deliveries of our own messages included) until PONG.
+    pub async fn until_pong(&mut self) {
+        loop {
+            match self.line().await.as_deref() {
+                Some("PONG") => return,
+                Some(_) => continue,
+                None => panic!("no PONG"),
+            }
+        }
     }
 
     /// True when the server has closed the connection (EOF within 5 s).
@@ -283,6 +306,33 @@ pub async fn exchange(addr: SocketAddr, chunks: &[&[u8]], wait: Duration) -> (St
         }
     }
     (String::from_utf8_lossy(&got).into_owned(), closed)
+}
+
+/// Runs every scenario (name, chunks) through [`exchange`] against both servers and fails
+/// listing all differences.
+pub async fn compare_exchanges<C: AsRef<[u8]>>(
+    reference: SocketAddr,
+    natrix: SocketAddr,
+    scenarios: &[(&str, Vec<C>)],
+    wait: Duration,
+) {
+    let mut diffs = Vec::new();
+    for (name, chunks) in scenarios {
+        let chunks: Vec<&[u8]> = chunks.iter().map(|c| c.as_ref()).collect();
+        let want = exchange(reference, &chunks, wait).await;
+        let got = exchange(natrix, &chunks, wait).await;
+        if want != got {
+            diffs.push(format!(
+                "{name}:\n  reference: {want:?}\n  natrix:    {got:?}"
+            ));
+        }
+    }
+    assert!(
+        diffs.is_empty(),
+        "{} scenario(s) differ:\n{}",
+        diffs.len(),
+        diffs.join("\n")
+    );
 }
 
 /// Waits until the server has processed everything this client sent before: async-nats's

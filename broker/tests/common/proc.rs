@@ -2,8 +2,8 @@
 //! child process with its stderr collected line by line, killed when the guard drops.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
@@ -72,7 +72,7 @@ impl Proc {
 
     /// The reference nats-server with `args`.
     pub fn reference(args: &[&str]) -> Proc {
-        Proc::spawn(&crate::common::nats_server_bin(), args)
+        Proc::spawn(&super::nats_server_bin(), args)
     }
 
     pub fn pid(&self) -> u32 {
@@ -114,12 +114,7 @@ impl Proc {
 
     /// Sends a signal by name (`TERM`, `INT`) with the `kill` command.
     pub fn signal(&self, sig: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.pid().to_string())
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{sig} failed");
+        kill(sig, self.pid());
     }
 
     /// Waits (up to [`WAIT`]) for the process to exit and for its stderr to be fully read.
@@ -158,23 +153,14 @@ impl Drop for Proc {
     }
 }
 
-/// `GET path` over HTTP/1.1 with `Connection: close`; returns (status line, body).
-pub fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
-    let mut s = TcpStream::connect(addr).expect("connect to monitor");
-    s.set_read_timeout(Some(WAIT)).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).expect("HTTP response");
-    let status = resp.lines().next().unwrap_or_default().to_string();
-    let body = resp
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+/// Sends signal `sig` (by name: `TERM`, `USR2`, `KILL`) to `pid` with the `kill` command.
+pub fn kill(sig: &str, pid: u32) {
+    let status = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{sig} {pid}");
 }
 
 /// Starts the reference nats-server or natrix-broker with JetStream storing under `store_dir`
