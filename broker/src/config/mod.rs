@@ -16,6 +16,7 @@ mod read;
 mod security;
 mod tls_block;
 pub mod value;
+mod whole_file;
 
 use std::path::Path;
 

@@ -202,7 +202,7 @@ pub fn apply(map: &Map, opts: &mut Options) -> Result<Vec<String>, ConfigError> 
         }
     }
     super::operator::apply(&operator_entries, opts)?;
-    security::finish(opts, &sec)?;
+    super::whole_file::finish(opts, &sec)?;
     // nats-server: the monitoring host defaults to the client host.
     if !http_host_set {
         opts.http_host = opts.host.clone();

@@ -11,9 +11,10 @@ use parking_lot::{Mutex, RwLock};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::config::insufficient;
 use super::config::{Storage, StreamConfig};
 use super::errors::ApiError;
-use super::requests::{insufficient, requires_newer_api, ApiReq};
+use super::headers::requires_newer_api;
 use super::stream::{Cmd, StreamHandle};
 use super::{crypt, restore, JetStream};
 use crate::accounts::Account;
@@ -379,4 +380,16 @@ impl JsAccount {
             .map(|s| s.consumers.load(Ordering::Relaxed))
             .sum()
     }
+}
+
+/// An API request handed to the API thread.
+pub(super) struct ApiReq {
+    pub(super) acc: Arc<JsAccount>,
+    pub(super) subject: String,
+    pub(super) reply: Option<String>,
+    pub(super) body: Bytes,
+    /// The connection that sent it (for the API audit).
+    pub(super) publisher: u64,
+    /// It carried a `Nats-Required-Api-Level` above ours (or not a number).
+    pub(super) too_new: bool,
 }

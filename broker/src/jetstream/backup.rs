@@ -191,7 +191,7 @@ fn run_snapshot(
     }));
     let Ok(start) = rx.recv_timeout(Duration::from_secs(10)) else {
         let e = ApiError::new(10064, 500, "snapshot failed: stream did not answer");
-        let body = super::requests::error_body("stream_snapshot_response", e).to_string();
+        let body = super::errors::error_body("stream_snapshot_response", e).to_string();
         send(server, acc, reply, None, None, body.as_bytes());
         return;
     };

@@ -728,6 +728,14 @@ pub fn with_server_metadata(config: &mut serde_json::Value) {
     }
 }
 
+/// nats-server's answer when a stream would not fit in what is left of `storage`.
+pub(crate) fn insufficient(storage: Storage) -> ApiError {
+    match storage {
+        Storage::Memory => ApiError::memory_resources_exceeded(),
+        Storage::File => ApiError::storage_resources_exceeded(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

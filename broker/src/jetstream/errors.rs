@@ -1,6 +1,7 @@
 //! JetStream API errors: nats-server's `{"code", "err_code", "description"}` triples.
 
 use serde::Serialize;
+use serde_json::{json, Value};
 
 /// One API error as it goes on the wire.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -256,4 +257,15 @@ pub fn parse_opt<T: serde::de::DeserializeOwned + Default>(
         return Ok(T::default());
     }
     from_json(body, strict)
+}
+
+/// An API error response: the type, the error, and the paging fields some types always carry.
+pub(crate) fn error_body(kind: &str, e: ApiError) -> Value {
+    let mut v = json!({"type": format!("io.nats.jetstream.api.v1.{kind}"), "error": e});
+    if kind == "stream_info_response" {
+        v["total"] = json!(0);
+        v["offset"] = json!(0);
+        v["limit"] = json!(0);
+    }
+    v
 }

@@ -1,5 +1,7 @@
 //! Reading and writing NATS header blocks (`NATS/1.0\r\nKey: value\r\n\r\n`).
 
+use crate::server::API_LEVEL;
+
 /// The value of header `name` (case-insensitive name), the first if repeated.
 pub fn get<'a>(hdr: &'a [u8], name: &str) -> Option<&'a str> {
     let text = std::str::from_utf8(hdr).ok()?;
@@ -65,6 +67,14 @@ pub fn without(hdr: &[u8], name: &str) -> Vec<u8> {
     // The split leaves the block's final empty line and one extra terminator.
     out.truncate(out.len() - 2);
     out.into_bytes()
+}
+
+/// Whether an API request's headers ask for a JetStream API level above ours with
+/// `Nats-Required-Api-Level` (a value that is not a number counts as above, as in
+/// nats-server; a plain publish is not checked, there either).
+pub(crate) fn requires_newer_api(hdr: &[u8]) -> bool {
+    get(hdr, "Nats-Required-Api-Level")
+        .is_some_and(|v| v.trim().parse::<i64>().map_or(true, |l| l > API_LEVEL))
 }
 
 #[cfg(test)]

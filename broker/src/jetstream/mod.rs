@@ -40,10 +40,10 @@ use crate::server::client::Client;
 use crate::server::internal::InternalSender;
 use crate::server::subscription::{InternalHandler, Subscription};
 use crate::server::{Server, API_LEVEL};
+use account::ApiReq;
 pub use account::JsAccount;
 use config::{Storage, StreamConfig};
 use errors::ApiError;
-use requests::ApiReq;
 use stream::{Cmd, StreamHandle};
 
 /// The server's JetStream.

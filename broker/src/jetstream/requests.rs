@@ -5,18 +5,19 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::account::JsAccount;
+use super::account::{ApiReq, JsAccount};
+use super::config::insufficient;
 use super::config::{Storage, StreamConfig};
+use super::errors::error_body;
 use super::errors::ApiError;
 use super::stream::{Cmd, Op, StreamHandle};
 use super::{advisory, backup, config, errors, headers, restore, JetStream};
 use crate::protocol::Msg;
 use crate::server::internal::InternalSender;
-use crate::server::{Server, API_LEVEL};
+use crate::server::Server;
 
 impl JetStream {
     /// Serves one account-level API request on the API thread.
@@ -407,45 +408,6 @@ impl JetStream {
         }
         Ok(v)
     }
-}
-
-/// An API error response: the type, the error, and the paging fields some types always carry.
-pub(crate) fn error_body(kind: &str, e: ApiError) -> Value {
-    let mut v = json!({"type": format!("io.nats.jetstream.api.v1.{kind}"), "error": e});
-    if kind == "stream_info_response" {
-        v["total"] = json!(0);
-        v["offset"] = json!(0);
-        v["limit"] = json!(0);
-    }
-    v
-}
-
-/// An API request handed to the API thread.
-pub(super) struct ApiReq {
-    pub(super) acc: Arc<JsAccount>,
-    pub(super) subject: String,
-    pub(super) reply: Option<String>,
-    pub(super) body: Bytes,
-    /// The connection that sent it (for the API audit).
-    pub(super) publisher: u64,
-    /// It carried a `Nats-Required-Api-Level` above ours (or not a number).
-    pub(super) too_new: bool,
-}
-
-/// nats-server's answer when a stream would not fit in what is left of `storage`.
-pub(super) fn insufficient(storage: Storage) -> ApiError {
-    match storage {
-        Storage::Memory => ApiError::memory_resources_exceeded(),
-        Storage::File => ApiError::storage_resources_exceeded(),
-    }
-}
-
-/// Whether an API request's headers ask for a JetStream API level above ours with
-/// `Nats-Required-Api-Level` (a value that is not a number counts as above, as in
-/// nats-server; a plain publish is not checked, there either).
-pub(crate) fn requires_newer_api(hdr: &[u8]) -> bool {
-    headers::get(hdr, "Nats-Required-Api-Level")
-        .is_some_and(|v| v.trim().parse::<i64>().map_or(true, |l| l > API_LEVEL))
 }
 
 /// The response type of an API request (`STREAM.CREATE.S` → `stream_create_response`), for

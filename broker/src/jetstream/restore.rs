@@ -164,7 +164,7 @@ pub(super) fn restore_request(
                         RestoreError::Exists => ApiError::stream_name_exist_restore_failed(),
                         e => ApiError::new(10062, 500, &format!("restore failed: {e}")),
                     };
-                    super::requests::error_body("stream_create_response", e)
+                    super::errors::error_body("stream_create_response", e)
                 }
             };
             if let Some(r) = reply {

@@ -225,7 +225,7 @@ impl Stream {
         Some(match r {
             Ok(None) => return None,
             Ok(Some(v)) => v.to_string(),
-            Err((kind, e)) => crate::jetstream::requests::error_body(kind, e).to_string(),
+            Err((kind, e)) => crate::jetstream::errors::error_body(kind, e).to_string(),
         })
     }
 
