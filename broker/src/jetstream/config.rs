@@ -329,14 +329,7 @@ impl StreamSource {
         }
         if let Some(e) = &self.external {
             if e.deliver.contains('*') || e.deliver.contains('>') {
-                return Err(ApiError::new(
-                    10024,
-                    400,
-                    &format!(
-                        "stream external delivery prefix {} must not contain wildcards",
-                        e.deliver
-                    ),
-                ));
+                return Err(ApiError::stream_invalid_external_delivery_subj(&e.deliver));
             }
             if e.api.contains('*') || e.api.contains('>') {
                 return Err(ApiError::new(

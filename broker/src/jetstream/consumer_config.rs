@@ -302,7 +302,7 @@ impl ConsumerConfig {
         }
         for f in self.filters() {
             if !subject::is_valid_subject(f.as_str()) {
-                return Err(ApiError::new(10052, 500, "invalid subject"));
+                return Err(ApiError::stream_invalid_config("invalid subject"));
             }
         }
         for (i, a) in self.filter_subjects.iter().enumerate() {
@@ -327,24 +327,17 @@ impl ConsumerConfig {
         if self.ack_policy == AckPolicy::FlowControl {
             // 2.14's acknowledgement by flow control answers: its checks, in nats-server's
             // order, and the settings it forces.
-            let refuse = |code: u16, what: &str| {
-                Err(ApiError::new(
-                    code,
-                    400,
-                    &format!("flow control ack policy requires {what}"),
-                ))
-            };
             if !push {
-                return refuse(10218, "a push based consumer");
+                return Err(ApiError::consumer_ack_fc_requires_push());
             }
             if self.max_ack_pending < 0 {
-                return refuse(10220, "max ack pending");
+                return Err(ApiError::consumer_ack_fc_requires_max_ack_pending());
             }
             if self.ack_wait != 0 || !self.backoff.is_empty() {
-                return refuse(10221, "unset ack wait");
+                return Err(ApiError::consumer_ack_fc_requires_no_ack_wait());
             }
             if self.max_deliver > 0 {
-                return refuse(10222, "unset max deliver");
+                return Err(ApiError::consumer_ack_fc_requires_no_max_deliver());
             }
             self.flow_control = true;
             self.idle_heartbeat = 1_000_000_000;
@@ -440,23 +433,13 @@ impl ConsumerConfig {
             }
         }
         if lim.inactive_threshold > 0 && self.inactive_threshold > lim.inactive_threshold {
-            return Err(ApiError::new(
-                10153,
-                400,
-                &format!(
-                    "consumer inactive threshold exceeds system limit of {}",
-                    crate::clock::go_duration(i128::from(lim.inactive_threshold))
-                ),
+            return Err(ApiError::consumer_inactive_threshold_excess(
+                &crate::clock::go_duration(i128::from(lim.inactive_threshold)),
             ));
         }
         if lim.max_ack_pending > 0 && self.max_ack_pending > lim.max_ack_pending {
-            return Err(ApiError::new(
-                10121,
-                400,
-                &format!(
-                    "consumer max ack pending exceeds system limit of {}",
-                    lim.max_ack_pending
-                ),
+            return Err(ApiError::consumer_max_pending_ack_excess(
+                &lim.max_ack_pending.to_string(),
             ));
         }
         if !self.sample_freq.is_empty() {

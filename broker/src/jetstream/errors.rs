@@ -119,6 +119,20 @@ catalog! {
     source_durable_consumer_cfg_invalid => 10215, 400, "stream source consumer config is invalid";
     source_durable_consumer_duplicate_detected => 10216, 400, "duplicate stream source consumer detected";
     source_consumer_requires_ack_fc => 10217, 400, "stream source consumer requires flow control ack policy";
+    consumer_wq_multiple_unfiltered => 10099, 400, "multiple non-filtered consumers not allowed on workqueue stream";
+    consumer_wq_consumer_not_unique => 10100, 400, "filtered consumer not unique on workqueue stream";
+    message_schedules_disabled => 10188, 400, "message schedules is disabled";
+    message_schedules_pattern_invalid => 10189, 400, "message schedules pattern is invalid";
+    message_schedules_target_invalid => 10190, 400, "message schedules target is invalid";
+    message_schedules_ttl_invalid => 10191, 400, "message schedules invalid per-message TTL";
+    message_schedules_rollup_invalid => 10192, 400, "message schedules invalid rollup";
+    message_schedules_source_invalid => 10203, 400, "message schedules source is invalid";
+    message_schedules_scheduler_invalid => 10212, 400, "message schedules invalid scheduler";
+    message_schedules_time_zone_invalid => 10223, 400, "message schedules time zone is invalid";
+    consumer_ack_fc_requires_push => 10218, 400, "flow control ack policy requires a push based consumer";
+    consumer_ack_fc_requires_max_ack_pending => 10220, 400, "flow control ack policy requires max ack pending";
+    consumer_ack_fc_requires_no_ack_wait => 10221, 400, "flow control ack policy requires unset ack wait";
+    consumer_ack_fc_requires_no_max_deliver => 10222, 400, "flow control ack policy requires unset max deliver";
 }
 
 catalog_with! {
@@ -130,6 +144,16 @@ catalog_with! {
     consumer_invalid_sampling => 10095, 400, "failed to parse consumer sampling configuration: {}";
     stream_purge_failed => 10110, 500, "{}";
     stream_rollup_failed => 10111, 500, "{}";
+    stream_invalid_external_delivery_subj => 10024, 400, "stream external delivery prefix {} must not contain wildcards";
+    sequence_not_found => 10043, 400, "sequence {} not found";
+    stream_create => 10049, 500, "{}";
+    stream_msg_delete_failed => 10057, 500, "{}";
+    stream_restore => 10062, 500, "restore failed: {}";
+    stream_snapshot => 10064, 500, "snapshot failed: {}";
+    stream_update => 10069, 500, "{}";
+    consumer_max_pending_ack_excess => 10121, 400, "consumer max ack pending exceeds system limit of {}";
+    consumer_inactive_threshold_excess => 10153, 400, "consumer inactive threshold exceeds system limit of {}";
+    consumer_invalid_reset => 10204, 400, "invalid reset: {}";
 }
 
 impl ApiError {

@@ -216,14 +216,10 @@ pub fn spawn(s: Spawn) -> Result<Arc<StreamHandle>, ApiError> {
     let mut store = match &s.dir {
         Some(dir) => {
             std::fs::create_dir_all(dir).map_err(|e| {
-                ApiError::new(
-                    10049,
-                    500,
-                    &format!("could not create stream directory: {e}"),
-                )
+                ApiError::stream_create(&format!("could not create stream directory: {e}"))
             })?;
             key = crypt::stream_key(dir, &s.cfg.name, s.shared.encryption.as_ref())
-                .map_err(|e| ApiError::new(10049, 500, &e.to_string()))?;
+                .map_err(|e| ApiError::stream_create(&e.to_string()))?;
             // Metadata written before encryption was enabled is sealed now.
             let plain_meta = key.is_some()
                 && std::fs::read(dir.join("meta.inf")).is_ok_and(|b| !crypt::is_sealed(&b));
@@ -238,11 +234,11 @@ pub fn spawn(s: Spawn) -> Result<Arc<StreamHandle>, ApiError> {
                     &serde_json::to_vec(&meta).expect("config serializes"),
                 )
                 .map_err(|e| {
-                    ApiError::new(10049, 500, &format!("could not write stream metadata: {e}"))
+                    ApiError::stream_create(&format!("could not write stream metadata: {e}"))
                 })?;
             }
             Store::open_file_keyed(&dir.join("msgs"), s.shared.sync_always, key.clone())
-                .map_err(|e| ApiError::new(10049, 500, &e.to_string()))?
+                .map_err(|e| ApiError::stream_create(&e.to_string()))?
         }
         None => Store::memory(),
     };
@@ -250,7 +246,7 @@ pub fn spawn(s: Spawn) -> Result<Arc<StreamHandle>, ApiError> {
     if s.fresh && s.cfg.first_seq > 1 {
         store
             .set_first_seq(s.cfg.first_seq)
-            .map_err(|e| ApiError::new(10049, 500, &e.to_string()))?;
+            .map_err(|e| ApiError::stream_create(&e.to_string()))?;
     }
     let (tx, rx) = std::sync::mpsc::channel();
     let handle = Arc::new(StreamHandle {
@@ -303,7 +299,7 @@ pub fn spawn(s: Spawn) -> Result<Arc<StreamHandle>, ApiError> {
     let t = std::thread::Builder::new()
         .name(format!("js-{}", stream.name))
         .spawn(move || stream.run(rx))
-        .map_err(|e| ApiError::new(10049, 500, &format!("could not start stream: {e}")))?;
+        .map_err(|e| ApiError::stream_create(&format!("could not start stream: {e}")))?;
     *handle.thread.lock() = Some(t);
     Ok(handle)
 }

@@ -159,11 +159,7 @@ impl Stream {
             _pedantic: bool,
         }
         if body.is_empty() {
-            return Err(ApiError::new(
-                10025,
-                400,
-                "invalid JSON: unexpected end of JSON input",
-            ));
+            return Err(ApiError::invalid_json("unexpected end of JSON input"));
         }
         let req: Req = crate::jetstream::errors::from_json(body, self.shared.strict)?;
         if !matches!(req.action.as_str(), "" | "create" | "update") {
@@ -229,7 +225,7 @@ impl Stream {
                 return Err(ApiError::consumer_already_exists());
             }
             if let Some(why) = refused_update(&existing.cfg, &cfg) {
-                return Err(ApiError::new(10012, 500, why));
+                return Err(ApiError::consumer_create(why));
             }
             let c = self.consumers.get_mut(&name).expect("exists");
             c.reconfigure(cfg, &self.store);
@@ -249,22 +245,14 @@ impl Stream {
             for c in self.consumers.values() {
                 let theirs = c.cfg.filters();
                 if mine.is_empty() || theirs.is_empty() {
-                    return Err(ApiError::new(
-                        10099,
-                        400,
-                        "multiple non-filtered consumers not allowed on workqueue stream",
-                    ));
+                    return Err(ApiError::consumer_wq_multiple_unfiltered());
                 }
                 if mine.iter().any(|a| {
                     theirs
                         .iter()
                         .any(|b| crate::jetstream::config::subjects_overlap(a, b))
                 }) {
-                    return Err(ApiError::new(
-                        10100,
-                        400,
-                        "filtered consumer not unique on workqueue stream",
-                    ));
+                    return Err(ApiError::consumer_wq_consumer_not_unique());
                 }
             }
         }
