@@ -1581,3 +1581,83 @@ async fn consumer_config_checks_match_reference() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn invalid_stream_transforms_match_reference() {
+    // Each place a transform sits has its own errors: the stream's (10155/10156), a source's
+    // (10145/10146), a mirror's (10151/10154) and republish's (10052, after its cycle check).
+    on_both("js-compat-transforms", |nc| async move {
+        let mut out = Vec::new();
+        api(
+            &nc,
+            "$JS.API.STREAM.CREATE.O",
+            json!({"name": "O", "subjects": ["o.>"]}),
+        )
+        .await;
+        let transform = |src: &str, dest: &str| json!({"src": src, "dest": dest});
+        let mut cases = Vec::new();
+        for (label, src, dest) in [
+            ("index out of range", "a.*", "b.{{wildcard(2)}}"),
+            ("dollar out of range", "a.*", "b.$2"),
+            ("no wildcard to take", "a.b", "b.{{wildcard(1)}}"),
+            ("unknown function", "a.*", "b.{{foo(1)}}"),
+            ("no argument", "a.*", "b.{{wildcard()}}"),
+            ("two arguments", "a.*", "b.{{wildcard(1,2)}}"),
+            ("word argument", "a.*", "b.{{wildcard(x)}}"),
+            ("empty token", "a.*", "b..c"),
+            ("token after >", "a.*", "b.>.c"),
+            ("blank in token", "a.*", "b.c d"),
+            ("* in destination", "a.*", "b.*"),
+            ("> only in source", "a.>", "b"),
+            ("> only in destination", "a.*", "b.>"),
+            ("invalid source", "a..b", "b"),
+            ("valid", "a.*.*", "b.{{wildcard(2)}}.$1"),
+        ] {
+            let t = transform(src, dest);
+            cases.push((
+                format!("stream: {label}"),
+                json!({"subjects": ["a.>"], "subject_transform": t}),
+            ));
+            let src = src.replacen('a', "o", 1);
+            let t = transform(&src, dest);
+            cases.push((
+                format!("source: {label}"),
+                json!({"sources": [{"name": "O", "subject_transforms": [t]}]}),
+            ));
+            cases.push((
+                format!("mirror: {label}"),
+                json!({"mirror": {"name": "O", "subject_transforms": [t]}}),
+            ));
+        }
+        for (label, src, dest) in [
+            ("index out of range", "r.*", "x.{{wildcard(2)}}"),
+            ("invalid source", "r..x", "x"),
+            ("* in destination", "r.*", "x.*"),
+            ("cycle before the transform", "r.*", "r.{{wildcard(2)}}"),
+            ("empty source", "", "x.>"),
+            ("empty source, literal destination", "", "x"),
+        ] {
+            cases.push((
+                format!("republish: {label}"),
+                json!({"subjects": ["r.>"], "republish": transform(src, dest)}),
+            ));
+        }
+        cases.push((
+            "the stream transform before republish".into(),
+            json!({
+                "subjects": ["r.>"],
+                "subject_transform": transform("r.*", "y.$2"),
+                "republish": transform("r.*", "x.$2"),
+            }),
+        ));
+        for (i, (label, cfg)) in cases.into_iter().enumerate() {
+            let name = format!("T{i}");
+            let cfg = merged(cfg, &json!({"name": name}));
+            let v = api(&nc, &format!("$JS.API.STREAM.CREATE.{name}"), cfg).await;
+            out.push((label, error_or(&v, "name")));
+            api(&nc, &format!("$JS.API.STREAM.DELETE.{name}"), json!(null)).await;
+        }
+        out
+    })
+    .await;
+}

@@ -154,6 +154,12 @@ catalog_with! {
     consumer_max_pending_ack_excess => 10121, 400, "consumer max ack pending exceeds system limit of {}";
     consumer_inactive_threshold_excess => 10153, 400, "consumer inactive threshold exceeds system limit of {}";
     consumer_invalid_reset => 10204, 400, "invalid reset: {}";
+    source_invalid_subject_filter => 10145, 400, "source transform source: {}";
+    source_invalid_transform_destination => 10146, 400, "source transform: {}";
+    mirror_invalid_subject_filter => 10151, 400, "mirror transform source: {}";
+    mirror_invalid_transform_destination => 10154, 400, "mirror transform: {}";
+    stream_transform_invalid_source => 10155, 400, "stream transform source: {}";
+    stream_transform_invalid_destination => 10156, 400, "stream transform: {}";
 }
 
 impl ApiError {
