@@ -1582,6 +1582,13 @@ async fn consumer_config_checks_match_reference() {
     .await;
 }
 
+/// Deletes stream `name` (an empty request: nats-server refuses a `null` body).
+async fn delete_stream(nc: &async_nats::Client, name: &str) {
+    nc.request(format!("$JS.API.STREAM.DELETE.{name}"), "".into())
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn invalid_stream_transforms_match_reference() {
     // Each place a transform sits has its own errors: the stream's (10155/10156), a source's
@@ -1655,7 +1662,60 @@ async fn invalid_stream_transforms_match_reference() {
             let cfg = merged(cfg, &json!({"name": name}));
             let v = api(&nc, &format!("$JS.API.STREAM.CREATE.{name}"), cfg).await;
             out.push((label, error_or(&v, "name")));
-            api(&nc, &format!("$JS.API.STREAM.DELETE.{name}"), json!(null)).await;
+            delete_stream(&nc, &name).await;
+        }
+        out
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn external_prefix_checks_match_reference() {
+    // A mirror's or source's `external` prefixes: the deliver prefix must be a subject without
+    // wildcards (10024), the API prefix too (10052, quoted) and must not be `$JS.API` (10021);
+    // every deliver prefix is checked before any API prefix.
+    on_both("js-compat-external", |nc| async move {
+        let mut out = Vec::new();
+        let mut cases = Vec::new();
+        for (label, external) in [
+            ("api wildcard", json!({"api": "$JS.*.API", "deliver": "dl"})),
+            ("api full wildcard", json!({"api": "x.>"})),
+            ("api empty token", json!({"api": "a..b"})),
+            ("api is the JetStream API", json!({"api": "$JS.API"})),
+            ("api under the JetStream API", json!({"api": "$JS.API.x"})),
+            (
+                "deliver wildcard",
+                json!({"api": "$JS.H.API", "deliver": "d.*"}),
+            ),
+            (
+                "deliver empty token",
+                json!({"api": "$JS.H.API", "deliver": "d..x"}),
+            ),
+            ("both wildcards", json!({"api": "a.*", "deliver": "d.*"})),
+            ("valid", json!({"api": "$JS.H.API", "deliver": "dd"})),
+        ] {
+            cases.push((
+                format!("source: {label}"),
+                json!({"subjects": ["s.>"], "sources": [{"name": "O", "external": external}]}),
+            ));
+            cases.push((
+                format!("mirror: {label}"),
+                json!({"mirror": {"name": "O", "external": external}}),
+            ));
+        }
+        cases.push((
+            "deliver prefixes before api prefixes".into(),
+            json!({"sources": [
+                {"name": "O", "external": {"api": "a.*"}},
+                {"name": "P", "external": {"api": "$JS.H.API", "deliver": "d.*"}},
+            ]}),
+        ));
+        for (i, (label, cfg)) in cases.into_iter().enumerate() {
+            let name = format!("X{i}");
+            let cfg = merged(cfg, &json!({"name": name}));
+            let v = api(&nc, &format!("$JS.API.STREAM.CREATE.{name}"), cfg).await;
+            out.push((label, error_or(&v, "name")));
+            delete_stream(&nc, &name).await;
         }
         out
     })

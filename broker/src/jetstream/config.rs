@@ -365,21 +365,6 @@ impl StreamSource {
         for t in &self.subject_transforms {
             validate_transform(at, &t.src, &t.dest)?;
         }
-        if let Some(e) = &self.external {
-            if e.deliver.contains('*') || e.deliver.contains('>') {
-                return Err(ApiError::stream_invalid_external_delivery_subj(&e.deliver));
-            }
-            if e.api.contains('*') || e.api.contains('>') {
-                return Err(ApiError::new(
-                    10021,
-                    400,
-                    &format!(
-                        "stream external api prefix {} must not contain wildcards",
-                        e.api
-                    ),
-                ));
-            }
-        }
         if let Some(t) = &self.opt_start_time {
             if super::time::parse_rfc3339(t).is_none() {
                 return Err(ApiError::invalid_json("invalid start time"));
@@ -464,6 +449,35 @@ pub fn subjects_overlap(a: &str, b: &str) -> bool {
 }
 
 impl StreamConfig {
+    /// The mirror's and sources' `external` prefixes, after their other checks, as nats-server
+    /// has them: every deliver prefix, then every API prefix.
+    fn check_external_prefixes(&self) -> Result<(), ApiError> {
+        let externals: Vec<&External> = self
+            .mirror
+            .iter()
+            .chain(self.sources.iter().flatten())
+            .filter_map(|s| s.external.as_ref())
+            .collect();
+        for e in externals.iter().filter(|e| !e.deliver.is_empty()) {
+            if !subject::is_valid_publish_subject(&e.deliver) {
+                return Err(ApiError::stream_invalid_external_delivery_subj(&e.deliver));
+            }
+        }
+        for e in externals.iter().filter(|e| !e.api.is_empty()) {
+            if !subject::is_valid_publish_subject(&e.api) {
+                return Err(ApiError::stream_invalid_config(&format!(
+                    "stream external api prefix {:?} must be a valid subject without wildcards",
+                    e.api
+                )));
+            }
+            // nats-server's `SubjectsCollide` with a literal is equality here.
+            if e.api == "$JS.API" {
+                return Err(ApiError::stream_external_api_overlap(&e.api, "$JS.API"));
+            }
+        }
+        Ok(())
+    }
+
     /// Fills nats-server's defaults and checks the configuration (`checkStreamCfg`).
     pub fn normalize(&mut self, max_payload: i32) -> Result<(), ApiError> {
         if !valid_name(&self.name) {
@@ -516,6 +530,7 @@ impl StreamConfig {
                 }
             }
         }
+        self.check_external_prefixes()?;
         self.placement = None;
         if let Some(t) = &self.subject_transform {
             validate_transform(TransformAt::Stream, &t.src, &t.dest)?;

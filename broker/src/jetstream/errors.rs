@@ -230,6 +230,14 @@ impl ApiError {
     pub fn clustering_required() -> ApiError {
         Self::new(10010, 503, "JetStream clustering support required")
     }
+    /// `10021`: stream external api prefix {prefix} must not overlap with {subject}
+    pub fn stream_external_api_overlap(prefix: &str, subject: &str) -> ApiError {
+        Self::new(
+            10021,
+            400,
+            &format!("stream external api prefix {prefix} must not overlap with {subject}"),
+        )
+    }
     pub fn sealed() -> ApiError {
         Self::new(10109, 400, "invalid operation on sealed stream")
     }
