@@ -1721,3 +1721,134 @@ async fn external_prefix_checks_match_reference() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn consumer_name_checks_match_reference() {
+    // A path separator in the consumer's name is 10127, before the durable checks; other bad
+    // names are 10052/500 from the configuration's check, the name before the durable name; a
+    // subject's name wins over the configuration's; a name too long for the file system fails
+    // when the store is made (10012).
+    let obs = on_both("js-compat-consumer-names", |nc| async move {
+        let mut out = Vec::new();
+        for (name, storage) in [("S", "file"), ("M", "memory")] {
+            let cfg = json!({"name": name, "subjects": [format!("{name}.>")], "storage": storage});
+            api(&nc, &format!("$JS.API.STREAM.CREATE.{name}"), cfg).await;
+        }
+        let long = |c: &str, n: usize| c.repeat(n);
+        for (label, subject, cfg) in [
+            ("name dot", "CREATE.S", json!({"name": "a.b"})),
+            ("name star", "CREATE.S", json!({"name": "a*"})),
+            ("name gt", "CREATE.S", json!({"name": "a>"})),
+            ("name blank", "CREATE.S", json!({"name": "a b"})),
+            ("name tab", "CREATE.S", json!({"name": "a\tb"})),
+            (
+                "name control character",
+                "CREATE.S",
+                json!({"name": "a\u{1}b"}),
+            ),
+            ("name slash", "CREATE.S", json!({"name": "a/b"})),
+            ("name backslash", "CREATE.S", json!({"name": "a\\b"})),
+            ("name dot and slash", "CREATE.S", json!({"name": "a./b"})),
+            (
+                "bad name before other checks",
+                "CREATE.S",
+                json!({"name": "a*", "deliver_policy": "by_start_sequence"}),
+            ),
+            ("durable dot", "CREATE.S", json!({"durable_name": "a.b"})),
+            (
+                "slash name and durable",
+                "CREATE.S",
+                json!({"name": "a/b", "durable_name": "c"}),
+            ),
+            (
+                "dot name and durable",
+                "CREATE.S",
+                json!({"name": "a.b", "durable_name": "c"}),
+            ),
+            ("subject slash", "CREATE.S.a/b", json!({"name": "x"})),
+            (
+                "subject slash, filter mismatch",
+                "CREATE.S.a/b.f",
+                json!({"name": "a/b", "filter_subject": "g"}),
+            ),
+            ("subject star", "CREATE.S.a*", json!({"name": "a*"})),
+            (
+                "subject star, durable",
+                "CREATE.S.a*",
+                json!({"durable_name": "a*"}),
+            ),
+            ("subject name wins", "CREATE.S.ab", json!({"name": "x"})),
+            (
+                "subject name wins over a bad one",
+                "CREATE.S.ac",
+                json!({"name": "a/b"}),
+            ),
+            (
+                "subject durable mismatch",
+                "CREATE.S.ad",
+                json!({"durable_name": "x"}),
+            ),
+            (
+                "durable subject slash",
+                "DURABLE.CREATE.S.a/b",
+                json!({"durable_name": "x"}),
+            ),
+            (
+                "durable subject slash, no durable",
+                "DURABLE.CREATE.S.a/b",
+                json!({}),
+            ),
+            (
+                "durable subject star",
+                "DURABLE.CREATE.S.a*",
+                json!({"durable_name": "a*"}),
+            ),
+            (
+                "durable subject wins over the name",
+                "DURABLE.CREATE.S.ae",
+                json!({"durable_name": "ae", "name": "a.b"}),
+            ),
+            (
+                "255 characters",
+                "CREATE.S",
+                json!({"name": long("y", 255)}),
+            ),
+            (
+                "256 characters",
+                "CREATE.S",
+                json!({"name": long("z", 256)}),
+            ),
+            (
+                "300 characters in memory",
+                "CREATE.M",
+                json!({"name": long("x", 300)}),
+            ),
+        ] {
+            let stream = subject
+                .split('.')
+                .nth(if subject.starts_with("DURABLE") { 2 } else { 1 });
+            let v = api(
+                &nc,
+                &format!("$JS.API.CONSUMER.{subject}"),
+                json!({"stream_name": stream, "config": cfg}),
+            )
+            .await;
+            out.push((label.to_string(), error_or(&v, "name")));
+        }
+        out
+    })
+    .await;
+    for (label, code) in [
+        ("name dot", 10052),
+        ("name slash", 10127),
+        ("slash name and durable", 10127),
+        ("256 characters", 10012),
+    ] {
+        assert_eq!(find(&obs, label)["err_code"], json!(code), "{label}");
+    }
+    assert_eq!(find(&obs, "subject name wins"), &json!({"ok": "ab"}));
+    assert_eq!(
+        find(&obs, "255 characters"),
+        &json!({"ok": "y".repeat(255)})
+    );
+}

@@ -6,11 +6,18 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::config::{
-    is_false, is_zero_i64, is_zero_u64, set_required_level, subjects_overlap, valid_name,
-    Retention, StreamConfig,
+    is_false, is_zero_i64, is_zero_u64, set_required_level, subjects_overlap, Retention,
+    StreamConfig,
 };
 use super::errors::ApiError;
 use crate::subject;
+
+/// nats-server's check on a consumer's name or durable name (empty is none): no blank, `.`,
+/// `*`, `>` or path separator. There is no length limit; a name too long for the file system
+/// fails when the consumer's store is made.
+fn valid_consumer_name(name: &str) -> bool {
+    !name.contains([' ', '\t', '\r', '\n', '\x0c', '.', '*', '>', '\\', '/'])
+}
 
 /// `deliver_policy`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -230,23 +237,24 @@ impl ConsumerConfig {
             i32::from(paused || self.priority_policy != PriorityPolicy::None)
         };
         set_required_level(&mut self.metadata, level);
-        if let Some(d) = &self.durable_name {
-            if !d.is_empty() && !valid_name(d) {
-                return Err(ApiError::new(
-                    10103,
-                    400,
-                    "durable name can not contain '.', '*', '>'",
-                ));
-            }
+        // `checkConsumerCfg` begins with the name, then the durable name.
+        if self
+            .name
+            .as_deref()
+            .is_some_and(|n| !valid_consumer_name(n))
+        {
+            return Err(ApiError::stream_invalid_config(
+                "consumer name can not contain '.', '*', '>', '\\', '/'",
+            ));
         }
-        if let Some(n) = &self.name {
-            if !n.is_empty() && !valid_name(n) {
-                return Err(ApiError::new(
-                    10103,
-                    400,
-                    "consumer name can not contain '.', '*', '>'",
-                ));
-            }
+        if self
+            .durable_name
+            .as_deref()
+            .is_some_and(|d| !valid_consumer_name(d))
+        {
+            return Err(ApiError::stream_invalid_config(
+                "consumer durable name can not contain '.', '*', '>', '\\', '/'",
+            ));
         }
         if self.priority_policy != PriorityPolicy::None {
             if self.is_push() {

@@ -120,6 +120,7 @@ catalog! {
     source_durable_consumer_duplicate_detected => 10216, 400, "duplicate stream source consumer detected";
     source_consumer_requires_ack_fc => 10217, 400, "stream source consumer requires flow control ack policy";
     consumer_wq_multiple_unfiltered => 10099, 400, "multiple non-filtered consumers not allowed on workqueue stream";
+    consumer_name_contains_path_separators => 10127, 400, "Consumer name can not contain path separators";
     consumer_wq_consumer_not_unique => 10100, 400, "filtered consumer not unique on workqueue stream";
     message_schedules_disabled => 10188, 400, "message schedules is disabled";
     message_schedules_pattern_invalid => 10189, 400, "message schedules pattern is invalid";

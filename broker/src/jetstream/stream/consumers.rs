@@ -176,6 +176,15 @@ impl Stream {
             Some(c) => c,
             None => crate::jetstream::errors::from_json(b"{}", false)?,
         };
+        // The subject's consumer name, else the configuration's, must not hold a path
+        // separator; nats-server checks it before the durable name.
+        if subj_name
+            .as_deref()
+            .or(cfg.name.as_deref())
+            .is_some_and(|n| n.contains(['/', '\\']))
+        {
+            return Err(ApiError::consumer_name_contains_path_separators());
+        }
         if durable_api {
             let name = subj_name.clone().unwrap_or_default();
             match cfg.durable_name.as_deref() {
@@ -185,20 +194,15 @@ impl Stream {
                 }
                 _ => {}
             }
+            cfg.name = Some(name);
         } else if let Some(n) = &subj_name {
             if let Some(d) = cfg.durable_name.as_deref().filter(|d| !d.is_empty()) {
                 if d != n {
                     return Err(ApiError::consumer_durable_name_not_match_subject());
                 }
             }
-            if let Some(cn) = cfg.name.as_deref().filter(|d| !d.is_empty()) {
-                if cn != n {
-                    return Err(ApiError::consumer_durable_name_not_match_subject());
-                }
-            }
-            if cfg.name.as_deref().is_none_or(str::is_empty) {
-                cfg.name = Some(n.clone());
-            }
+            // The subject's name wins over the configuration's (nats-server).
+            cfg.name = Some(n.clone());
         } else if cfg.durable_name.as_deref().is_some_and(|d| !d.is_empty()) {
             return Err(ApiError::consumer_ephemeral_with_durable_name());
         }
@@ -255,6 +259,12 @@ impl Stream {
                     return Err(ApiError::consumer_wq_consumer_not_unique());
                 }
             }
+        }
+        // nats-server makes the consumer's store here; a name the file system refuses (too
+        // long) fails with its words.
+        if let Some(d) = self.dir.as_ref().filter(|_| !cfg.mem_storage) {
+            std::fs::create_dir_all(d.join("obs").join(&name))
+                .map_err(|_| ApiError::consumer_create("error creating store for consumer"))?;
         }
         let created = unix_nanos();
         let c = Consumer::new(name.clone(), cfg, &self.store, created);
