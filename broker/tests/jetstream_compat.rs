@@ -1852,3 +1852,86 @@ async fn consumer_name_checks_match_reference() {
         &json!({"ok": "y".repeat(255)})
     );
 }
+
+#[tokio::test]
+async fn rollups_and_deny_purge_match_reference() {
+    // Roll-ups need the purge permission: a configuration with both is refused (10052) at
+    // create and update, before the discard-new-per-subject check; subject delete markers
+    // imply purges; a stream without roll-ups refuses every Nats-Rollup value (10111).
+    let obs = on_both("js-compat-rollup", |nc| async move {
+        let mut out = Vec::new();
+        for (label, subject, cfg) in [
+            (
+                "create with both",
+                "CREATE.A",
+                json!({"name": "A", "subjects": ["a.>"], "deny_purge": true, "allow_rollup_hdrs": true}),
+            ),
+            (
+                "both before discard new per subject",
+                "CREATE.G",
+                json!({"name": "G", "subjects": ["g.>"], "deny_purge": true,
+                    "allow_rollup_hdrs": true, "discard_new_per_subject": true}),
+            ),
+            (
+                "deny purge",
+                "CREATE.B",
+                json!({"name": "B", "subjects": ["b.>"], "deny_purge": true}),
+            ),
+            (
+                "update to add roll-ups",
+                "UPDATE.B",
+                json!({"name": "B", "subjects": ["b.>"], "deny_purge": true, "allow_rollup_hdrs": true}),
+            ),
+            (
+                "roll-ups",
+                "CREATE.C",
+                json!({"name": "C", "subjects": ["c.>"], "allow_rollup_hdrs": true}),
+            ),
+            (
+                "update to deny purges",
+                "UPDATE.C",
+                json!({"name": "C", "subjects": ["c.>"], "allow_rollup_hdrs": true, "deny_purge": true}),
+            ),
+            (
+                "update to delete markers cancels deny purge",
+                "UPDATE.B",
+                json!({"name": "B", "subjects": ["b.>"], "deny_purge": true,
+                    "allow_msg_ttl": true, "subject_delete_marker_ttl": 1_000_000_000}),
+            ),
+            (
+                "delete markers with deny purge",
+                "CREATE.D",
+                json!({"name": "D", "subjects": ["d.>"], "deny_purge": true,
+                    "allow_msg_ttl": true, "subject_delete_marker_ttl": 1_000_000_000}),
+            ),
+        ] {
+            let v = api(&nc, &format!("$JS.API.STREAM.{subject}"), cfg).await;
+            let shown = match v.get("error") {
+                Some(e) => e.clone(),
+                None => json!({
+                    "deny_purge": v["config"]["deny_purge"],
+                    "allow_rollup_hdrs": v["config"]["allow_rollup_hdrs"],
+                }),
+            };
+            out.push((label.to_string(), shown));
+        }
+        for stream in ["b", "c"] {
+            for value in ["sub", "all", "foo"] {
+                let v = jsdiff::publish(&nc, &format!("{stream}.x"), &[("Nats-Rollup", value)], "x")
+                    .await;
+                let shown = match v.get("error") {
+                    Some(e) => e.clone(),
+                    None => json!({"seq": v["seq"]}),
+                };
+                out.push((format!("{stream}: Nats-Rollup {value}"), shown));
+            }
+        }
+        out
+    })
+    .await;
+    assert_eq!(find(&obs, "create with both")["err_code"], json!(10052));
+    assert_eq!(
+        find(&obs, "b: Nats-Rollup sub")["description"],
+        json!("rollup not permitted")
+    );
+}

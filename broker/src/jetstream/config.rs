@@ -638,9 +638,10 @@ impl StreamConfig {
             if let Some(why) = why {
                 return Err(ApiError::stream_invalid_config(why));
             }
-            // Markers are TTL'd rollup messages: both are implied.
+            // Markers are TTL'd rollup messages: both are implied, and purges (nats-server).
             self.allow_msg_ttl = true;
             self.allow_rollup_hdrs = true;
+            self.deny_purge = false;
         }
         if self.num_replicas == 0 {
             self.num_replicas = 1;
@@ -705,6 +706,11 @@ impl StreamConfig {
         if self.max_msg_size > 0 && self.max_msg_size > max_payload {
             return Err(ApiError::stream_invalid_config(
                 "max message size can not be larger than max payload",
+            ));
+        }
+        if self.deny_purge && self.allow_rollup_hdrs {
+            return Err(ApiError::stream_invalid_config(
+                "roll-ups require the purge permission",
             ));
         }
         if self.discard_new_per_subject
