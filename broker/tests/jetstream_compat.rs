@@ -1935,3 +1935,42 @@ async fn rollups_and_deny_purge_match_reference() {
         json!("rollup not permitted")
     );
 }
+
+#[tokio::test]
+async fn stream_store_failure_matches_reference() {
+    // A stream's directory that cannot be made (a file is in its place): nats-server answers
+    // 10049 "error creating store for stream", keeps no such stream, and goes on working.
+    let mut results = Vec::new();
+    for reference in [true, false] {
+        let dir = tempdir::TempDir::new("js-compat-store-failure");
+        let streams = dir.path().join("jetstream").join("$G").join("streams");
+        std::fs::create_dir_all(&streams).unwrap();
+        std::fs::write(streams.join("S"), "in the way").unwrap();
+        let (_p, url) = proc::jetstream(reference, dir.path());
+        let nc = async_nats::connect(&url).await.unwrap();
+        let mut out = Vec::new();
+        let v = api(
+            &nc,
+            "$JS.API.STREAM.CREATE.S",
+            json!({"name": "S", "subjects": ["s.>"]}),
+        )
+        .await;
+        out.push(("file stream".to_string(), error_or(&v, "name")));
+        let v = api(
+            &nc,
+            "$JS.API.STREAM.CREATE.T",
+            json!({"name": "T", "subjects": ["t.>"], "storage": "memory"}),
+        )
+        .await;
+        out.push(("memory stream after".to_string(), error_or(&v, "name")));
+        let v = api(&nc, "$JS.API.STREAM.NAMES", json!({})).await;
+        out.push(("names".to_string(), v["streams"].clone()));
+        results.push(out);
+    }
+    let (natrix, reference) = (results.pop().unwrap(), results.pop().unwrap());
+    assert_eq!(reference, natrix);
+    assert_eq!(
+        reference[0].1,
+        json!({"code": 500, "err_code": 10049, "description": "error creating store for stream"})
+    );
+}

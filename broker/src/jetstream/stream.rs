@@ -210,16 +210,22 @@ pub struct Spawn {
     pub fresh: bool,
 }
 
+/// A stream's files could not be set up: logged with the cause, answered with nats-server's
+/// words (10049 "error creating store for stream").
+fn store_failed(stream: &str, what: &str, e: impl std::fmt::Display) -> ApiError {
+    tracing::error!("JetStream stream '{stream}': {what}: {e}");
+    ApiError::stream_create("error creating store for stream")
+}
+
 /// Opens the store, restores consumers and starts the thread.
 pub fn spawn(s: Spawn) -> Result<Arc<StreamHandle>, ApiError> {
     let mut key = None;
     let mut store = match &s.dir {
         Some(dir) => {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                ApiError::stream_create(&format!("could not create stream directory: {e}"))
-            })?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| store_failed(&s.cfg.name, "could not create stream directory", e))?;
             key = crypt::stream_key(dir, &s.cfg.name, s.shared.encryption.as_ref())
-                .map_err(|e| ApiError::stream_create(&e.to_string()))?;
+                .map_err(|e| store_failed(&s.cfg.name, "could not set up the stream key", e))?;
             // Metadata written before encryption was enabled is sealed now.
             let plain_meta = key.is_some()
                 && std::fs::read(dir.join("meta.inf")).is_ok_and(|b| !crypt::is_sealed(&b));
@@ -233,12 +239,10 @@ pub fn spawn(s: Spawn) -> Result<Arc<StreamHandle>, ApiError> {
                     &dir.join("meta.inf"),
                     &serde_json::to_vec(&meta).expect("config serializes"),
                 )
-                .map_err(|e| {
-                    ApiError::stream_create(&format!("could not write stream metadata: {e}"))
-                })?;
+                .map_err(|e| store_failed(&s.cfg.name, "could not write stream metadata", e))?;
             }
             Store::open_file_keyed(&dir.join("msgs"), s.shared.sync_always, key.clone())
-                .map_err(|e| ApiError::stream_create(&e.to_string()))?
+                .map_err(|e| store_failed(&s.cfg.name, "could not open the stream store", e))?
         }
         None => Store::memory(),
     };
