@@ -1579,3 +1579,396 @@ async fn consumer_config_checks_match_reference() {
     })
     .await;
 }
+
+/// Deletes stream `name` (an empty request: nats-server refuses a `null` body).
+async fn delete_stream(nc: &async_nats::Client, name: &str) {
+    nc.request(format!("$JS.API.STREAM.DELETE.{name}"), "".into())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn invalid_stream_transforms_match_reference() {
+    // Each place a transform sits has its own errors: the stream's (10155/10156), a source's
+    // (10145/10146), a mirror's (10151/10154) and republish's (10052, after its cycle check).
+    on_both("js-compat-transforms", |nc| async move {
+        let mut out = Vec::new();
+        api(
+            &nc,
+            "$JS.API.STREAM.CREATE.O",
+            json!({"name": "O", "subjects": ["o.>"]}),
+        )
+        .await;
+        let transform = |src: &str, dest: &str| json!({"src": src, "dest": dest});
+        let mut cases = Vec::new();
+        for (label, src, dest) in [
+            ("index out of range", "a.*", "b.{{wildcard(2)}}"),
+            ("dollar out of range", "a.*", "b.$2"),
+            ("no wildcard to take", "a.b", "b.{{wildcard(1)}}"),
+            ("unknown function", "a.*", "b.{{foo(1)}}"),
+            ("no argument", "a.*", "b.{{wildcard()}}"),
+            ("two arguments", "a.*", "b.{{wildcard(1,2)}}"),
+            ("word argument", "a.*", "b.{{wildcard(x)}}"),
+            ("empty token", "a.*", "b..c"),
+            ("token after >", "a.*", "b.>.c"),
+            ("blank in token", "a.*", "b.c d"),
+            ("* in destination", "a.*", "b.*"),
+            ("> only in source", "a.>", "b"),
+            ("> only in destination", "a.*", "b.>"),
+            ("invalid source", "a..b", "b"),
+            ("valid", "a.*.*", "b.{{wildcard(2)}}.$1"),
+        ] {
+            let t = transform(src, dest);
+            cases.push((
+                format!("stream: {label}"),
+                json!({"subjects": ["a.>"], "subject_transform": t}),
+            ));
+            let src = src.replacen('a', "o", 1);
+            let t = transform(&src, dest);
+            cases.push((
+                format!("source: {label}"),
+                json!({"sources": [{"name": "O", "subject_transforms": [t]}]}),
+            ));
+            cases.push((
+                format!("mirror: {label}"),
+                json!({"mirror": {"name": "O", "subject_transforms": [t]}}),
+            ));
+        }
+        for (label, src, dest) in [
+            ("index out of range", "r.*", "x.{{wildcard(2)}}"),
+            ("invalid source", "r..x", "x"),
+            ("* in destination", "r.*", "x.*"),
+            ("cycle before the transform", "r.*", "r.{{wildcard(2)}}"),
+            ("empty source", "", "x.>"),
+            ("empty source, literal destination", "", "x"),
+        ] {
+            cases.push((
+                format!("republish: {label}"),
+                json!({"subjects": ["r.>"], "republish": transform(src, dest)}),
+            ));
+        }
+        cases.push((
+            "the stream transform before republish".into(),
+            json!({
+                "subjects": ["r.>"],
+                "subject_transform": transform("r.*", "y.$2"),
+                "republish": transform("r.*", "x.$2"),
+            }),
+        ));
+        for (i, (label, cfg)) in cases.into_iter().enumerate() {
+            let name = format!("T{i}");
+            let cfg = merged(cfg, &json!({"name": name}));
+            let v = api(&nc, &format!("$JS.API.STREAM.CREATE.{name}"), cfg).await;
+            out.push((label, error_or(&v, "name")));
+            delete_stream(&nc, &name).await;
+        }
+        out
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn external_prefix_checks_match_reference() {
+    // A mirror's or source's `external` prefixes: the deliver prefix must be a subject without
+    // wildcards (10024), the API prefix too (10052, quoted) and must not be `$JS.API` (10021);
+    // every deliver prefix is checked before any API prefix.
+    on_both("js-compat-external", |nc| async move {
+        let mut out = Vec::new();
+        let mut cases = Vec::new();
+        for (label, external) in [
+            ("api wildcard", json!({"api": "$JS.*.API", "deliver": "dl"})),
+            ("api full wildcard", json!({"api": "x.>"})),
+            ("api empty token", json!({"api": "a..b"})),
+            ("api is the JetStream API", json!({"api": "$JS.API"})),
+            ("api under the JetStream API", json!({"api": "$JS.API.x"})),
+            (
+                "deliver wildcard",
+                json!({"api": "$JS.H.API", "deliver": "d.*"}),
+            ),
+            (
+                "deliver empty token",
+                json!({"api": "$JS.H.API", "deliver": "d..x"}),
+            ),
+            ("both wildcards", json!({"api": "a.*", "deliver": "d.*"})),
+            ("valid", json!({"api": "$JS.H.API", "deliver": "dd"})),
+        ] {
+            cases.push((
+                format!("source: {label}"),
+                json!({"subjects": ["s.>"], "sources": [{"name": "O", "external": external}]}),
+            ));
+            cases.push((
+                format!("mirror: {label}"),
+                json!({"mirror": {"name": "O", "external": external}}),
+            ));
+        }
+        cases.push((
+            "deliver prefixes before api prefixes".into(),
+            json!({"sources": [
+                {"name": "O", "external": {"api": "a.*"}},
+                {"name": "P", "external": {"api": "$JS.H.API", "deliver": "d.*"}},
+            ]}),
+        ));
+        for (i, (label, cfg)) in cases.into_iter().enumerate() {
+            let name = format!("X{i}");
+            let cfg = merged(cfg, &json!({"name": name}));
+            let v = api(&nc, &format!("$JS.API.STREAM.CREATE.{name}"), cfg).await;
+            out.push((label, error_or(&v, "name")));
+            delete_stream(&nc, &name).await;
+        }
+        out
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn consumer_name_checks_match_reference() {
+    // A path separator in the consumer's name is 10127, before the durable checks; other bad
+    // names are 10052/500 from the configuration's check, the name before the durable name; a
+    // subject's name wins over the configuration's; a name too long for the file system fails
+    // when the store is made (10012).
+    let obs = on_both("js-compat-consumer-names", |nc| async move {
+        let mut out = Vec::new();
+        for (name, storage) in [("S", "file"), ("M", "memory")] {
+            let cfg = json!({"name": name, "subjects": [format!("{name}.>")], "storage": storage});
+            api(&nc, &format!("$JS.API.STREAM.CREATE.{name}"), cfg).await;
+        }
+        let long = |c: &str, n: usize| c.repeat(n);
+        for (label, subject, cfg) in [
+            ("name dot", "CREATE.S", json!({"name": "a.b"})),
+            ("name star", "CREATE.S", json!({"name": "a*"})),
+            ("name gt", "CREATE.S", json!({"name": "a>"})),
+            ("name blank", "CREATE.S", json!({"name": "a b"})),
+            ("name tab", "CREATE.S", json!({"name": "a\tb"})),
+            (
+                "name control character",
+                "CREATE.S",
+                json!({"name": "a\u{1}b"}),
+            ),
+            ("name slash", "CREATE.S", json!({"name": "a/b"})),
+            ("name backslash", "CREATE.S", json!({"name": "a\\b"})),
+            ("name dot and slash", "CREATE.S", json!({"name": "a./b"})),
+            (
+                "bad name before other checks",
+                "CREATE.S",
+                json!({"name": "a*", "deliver_policy": "by_start_sequence"}),
+            ),
+            ("durable dot", "CREATE.S", json!({"durable_name": "a.b"})),
+            (
+                "slash name and durable",
+                "CREATE.S",
+                json!({"name": "a/b", "durable_name": "c"}),
+            ),
+            (
+                "dot name and durable",
+                "CREATE.S",
+                json!({"name": "a.b", "durable_name": "c"}),
+            ),
+            ("subject slash", "CREATE.S.a/b", json!({"name": "x"})),
+            (
+                "subject slash, filter mismatch",
+                "CREATE.S.a/b.f",
+                json!({"name": "a/b", "filter_subject": "g"}),
+            ),
+            ("subject star", "CREATE.S.a*", json!({"name": "a*"})),
+            (
+                "subject star, durable",
+                "CREATE.S.a*",
+                json!({"durable_name": "a*"}),
+            ),
+            ("subject name wins", "CREATE.S.ab", json!({"name": "x"})),
+            (
+                "subject name wins over a bad one",
+                "CREATE.S.ac",
+                json!({"name": "a/b"}),
+            ),
+            (
+                "subject durable mismatch",
+                "CREATE.S.ad",
+                json!({"durable_name": "x"}),
+            ),
+            (
+                "durable subject slash",
+                "DURABLE.CREATE.S.a/b",
+                json!({"durable_name": "x"}),
+            ),
+            (
+                "durable subject slash, no durable",
+                "DURABLE.CREATE.S.a/b",
+                json!({}),
+            ),
+            (
+                "durable subject star",
+                "DURABLE.CREATE.S.a*",
+                json!({"durable_name": "a*"}),
+            ),
+            (
+                "durable subject wins over the name",
+                "DURABLE.CREATE.S.ae",
+                json!({"durable_name": "ae", "name": "a.b"}),
+            ),
+            (
+                "255 characters",
+                "CREATE.S",
+                json!({"name": long("y", 255)}),
+            ),
+            (
+                "256 characters",
+                "CREATE.S",
+                json!({"name": long("z", 256)}),
+            ),
+            (
+                "300 characters in memory",
+                "CREATE.M",
+                json!({"name": long("x", 300)}),
+            ),
+        ] {
+            let stream = subject
+                .split('.')
+                .nth(if subject.starts_with("DURABLE") { 2 } else { 1 });
+            let v = api(
+                &nc,
+                &format!("$JS.API.CONSUMER.{subject}"),
+                json!({"stream_name": stream, "config": cfg}),
+            )
+            .await;
+            out.push((label.to_string(), error_or(&v, "name")));
+        }
+        out
+    })
+    .await;
+    for (label, code) in [
+        ("name dot", 10052),
+        ("name slash", 10127),
+        ("slash name and durable", 10127),
+        ("256 characters", 10012),
+    ] {
+        assert_eq!(find(&obs, label)["err_code"], json!(code), "{label}");
+    }
+    assert_eq!(find(&obs, "subject name wins"), &json!({"ok": "ab"}));
+    assert_eq!(
+        find(&obs, "255 characters"),
+        &json!({"ok": "y".repeat(255)})
+    );
+}
+
+#[tokio::test]
+async fn rollups_and_deny_purge_match_reference() {
+    // Roll-ups need the purge permission: a configuration with both is refused (10052) at
+    // create and update, before the discard-new-per-subject check; subject delete markers
+    // imply purges; a stream without roll-ups refuses every Nats-Rollup value (10111).
+    let obs = on_both("js-compat-rollup", |nc| async move {
+        let mut out = Vec::new();
+        for (label, subject, cfg) in [
+            (
+                "create with both",
+                "CREATE.A",
+                json!({"name": "A", "subjects": ["a.>"], "deny_purge": true, "allow_rollup_hdrs": true}),
+            ),
+            (
+                "both before discard new per subject",
+                "CREATE.G",
+                json!({"name": "G", "subjects": ["g.>"], "deny_purge": true,
+                    "allow_rollup_hdrs": true, "discard_new_per_subject": true}),
+            ),
+            (
+                "deny purge",
+                "CREATE.B",
+                json!({"name": "B", "subjects": ["b.>"], "deny_purge": true}),
+            ),
+            (
+                "update to add roll-ups",
+                "UPDATE.B",
+                json!({"name": "B", "subjects": ["b.>"], "deny_purge": true, "allow_rollup_hdrs": true}),
+            ),
+            (
+                "roll-ups",
+                "CREATE.C",
+                json!({"name": "C", "subjects": ["c.>"], "allow_rollup_hdrs": true}),
+            ),
+            (
+                "update to deny purges",
+                "UPDATE.C",
+                json!({"name": "C", "subjects": ["c.>"], "allow_rollup_hdrs": true, "deny_purge": true}),
+            ),
+            (
+                "update to delete markers cancels deny purge",
+                "UPDATE.B",
+                json!({"name": "B", "subjects": ["b.>"], "deny_purge": true,
+                    "allow_msg_ttl": true, "subject_delete_marker_ttl": 1_000_000_000}),
+            ),
+            (
+                "delete markers with deny purge",
+                "CREATE.D",
+                json!({"name": "D", "subjects": ["d.>"], "deny_purge": true,
+                    "allow_msg_ttl": true, "subject_delete_marker_ttl": 1_000_000_000}),
+            ),
+        ] {
+            let v = api(&nc, &format!("$JS.API.STREAM.{subject}"), cfg).await;
+            let shown = match v.get("error") {
+                Some(e) => e.clone(),
+                None => json!({
+                    "deny_purge": v["config"]["deny_purge"],
+                    "allow_rollup_hdrs": v["config"]["allow_rollup_hdrs"],
+                }),
+            };
+            out.push((label.to_string(), shown));
+        }
+        for stream in ["b", "c"] {
+            for value in ["sub", "all", "foo"] {
+                let v = common::js::publish(&nc, &format!("{stream}.x"), &[("Nats-Rollup", value)], "x")
+                    .await;
+                let shown = match v.get("error") {
+                    Some(e) => e.clone(),
+                    None => json!({"seq": v["seq"]}),
+                };
+                out.push((format!("{stream}: Nats-Rollup {value}"), shown));
+            }
+        }
+        out
+    })
+    .await;
+    assert_eq!(find(&obs, "create with both")["err_code"], json!(10052));
+    assert_eq!(
+        find(&obs, "b: Nats-Rollup sub")["description"],
+        json!("rollup not permitted")
+    );
+}
+
+#[tokio::test]
+async fn stream_store_failure_matches_reference() {
+    // A stream's directory that cannot be made (a file is in its place): nats-server answers
+    // 10049 "error creating store for stream", keeps no such stream, and goes on working.
+    let mut results = Vec::new();
+    for reference in [true, false] {
+        let dir = tempdir::TempDir::new("js-compat-store-failure");
+        let streams = dir.path().join("jetstream").join("$G").join("streams");
+        std::fs::create_dir_all(&streams).unwrap();
+        std::fs::write(streams.join("S"), "in the way").unwrap();
+        let (_p, url) = proc::jetstream(reference, dir.path());
+        let nc = async_nats::connect(&url).await.unwrap();
+        let mut out = Vec::new();
+        let v = api(
+            &nc,
+            "$JS.API.STREAM.CREATE.S",
+            json!({"name": "S", "subjects": ["s.>"]}),
+        )
+        .await;
+        out.push(("file stream".to_string(), error_or(&v, "name")));
+        let v = api(
+            &nc,
+            "$JS.API.STREAM.CREATE.T",
+            json!({"name": "T", "subjects": ["t.>"], "storage": "memory"}),
+        )
+        .await;
+        out.push(("memory stream after".to_string(), error_or(&v, "name")));
+        let v = api(&nc, "$JS.API.STREAM.NAMES", json!({})).await;
+        out.push(("names".to_string(), v["streams"].clone()));
+        results.push(out);
+    }
+    let (natrix, reference) = (results.pop().unwrap(), results.pop().unwrap());
+    assert_eq!(reference, natrix);
+    assert_eq!(
+        reference[0].1,
+        json!({"code": 500, "err_code": 10049, "description": "error creating store for stream"})
+    );
+}

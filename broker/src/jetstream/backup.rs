@@ -148,10 +148,7 @@ pub(super) fn snapshot_request(
         .spawn(move || run_snapshot(&js, &server, &acc, &h, &reply, req, publisher));
     match spawned {
         Ok(_) => Ok(None),
-        Err(e) => Err((
-            KIND,
-            ApiError::new(10064, 500, &format!("snapshot failed: {e}")),
-        )),
+        Err(e) => Err((KIND, ApiError::stream_snapshot(&e.to_string()))),
     }
 }
 
@@ -190,7 +187,7 @@ fn run_snapshot(
         done: tx,
     }));
     let Ok(start) = rx.recv_timeout(Duration::from_secs(10)) else {
-        let e = ApiError::new(10064, 500, "snapshot failed: stream did not answer");
+        let e = ApiError::stream_snapshot("stream did not answer");
         let body = super::errors::error_body("stream_snapshot_response", e).to_string();
         send(server, acc, reply, None, None, body.as_bytes());
         return;

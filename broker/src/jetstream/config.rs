@@ -27,9 +27,42 @@ pub struct Republish {
     pub headers_only: bool,
 }
 
-/// A stream transform's check, with nats-server's API error (10173).
-fn validate_transform(src: &str, dest: &str) -> Result<(), ApiError> {
-    crate::transform::check(src, dest).map_err(|e| ApiError::new(10173, 400, &e.to_string()))
+/// Where a subject transform sits in a stream's configuration, which picks nats-server's
+/// API errors for it.
+#[derive(Clone, Copy)]
+enum TransformAt {
+    Stream,
+    Source,
+    Mirror,
+}
+
+/// A stream, source or mirror transform's check, as nats-server's `checkStreamCfg`: an invalid
+/// source subject, then `ValidateMapping`'s verdict on the destination. A destination
+/// nats-server takes but `crate::transform` cannot map (a function other than `wildcard`)
+/// is refused as an invalid destination, with our words.
+fn validate_transform(at: TransformAt, src: &str, dest: &str) -> Result<(), ApiError> {
+    type Error = fn(&str) -> ApiError;
+    let (bad_src, bad_dest): (Error, Error) = match at {
+        TransformAt::Stream => (
+            ApiError::stream_transform_invalid_source,
+            ApiError::stream_transform_invalid_destination,
+        ),
+        TransformAt::Source => (
+            ApiError::source_invalid_subject_filter,
+            ApiError::source_invalid_transform_destination,
+        ),
+        TransformAt::Mirror => (
+            ApiError::mirror_invalid_subject_filter,
+            ApiError::mirror_invalid_transform_destination,
+        ),
+    };
+    if !src.is_empty() && !subject::is_valid_subject(src) {
+        return Err(bad_src(&format!("invalid subject {src}")));
+    }
+    if let Some(e) = super::mapping::mapping_error(src, dest) {
+        return Err(bad_dest(&e));
+    }
+    crate::transform::check(src, dest).map_err(|e| bad_dest(&e.to_string()))
 }
 
 pub(super) fn is_zero_i64(v: &i64) -> bool {
@@ -324,30 +357,13 @@ impl StreamSource {
         if !self.filter_subject.is_empty() && !subject::is_valid_subject(&self.filter_subject) {
             return Err(ApiError::stream_invalid_config("invalid subject filter"));
         }
+        let at = if mirror {
+            TransformAt::Mirror
+        } else {
+            TransformAt::Source
+        };
         for t in &self.subject_transforms {
-            validate_transform(&t.src, &t.dest)?;
-        }
-        if let Some(e) = &self.external {
-            if e.deliver.contains('*') || e.deliver.contains('>') {
-                return Err(ApiError::new(
-                    10024,
-                    400,
-                    &format!(
-                        "stream external delivery prefix {} must not contain wildcards",
-                        e.deliver
-                    ),
-                ));
-            }
-            if e.api.contains('*') || e.api.contains('>') {
-                return Err(ApiError::new(
-                    10021,
-                    400,
-                    &format!(
-                        "stream external api prefix {} must not contain wildcards",
-                        e.api
-                    ),
-                ));
-            }
+            validate_transform(at, &t.src, &t.dest)?;
         }
         if let Some(t) = &self.opt_start_time {
             if super::time::parse_rfc3339(t).is_none() {
@@ -433,6 +449,35 @@ pub fn subjects_overlap(a: &str, b: &str) -> bool {
 }
 
 impl StreamConfig {
+    /// The mirror's and sources' `external` prefixes, after their other checks, as nats-server
+    /// has them: every deliver prefix, then every API prefix.
+    fn check_external_prefixes(&self) -> Result<(), ApiError> {
+        let externals: Vec<&External> = self
+            .mirror
+            .iter()
+            .chain(self.sources.iter().flatten())
+            .filter_map(|s| s.external.as_ref())
+            .collect();
+        for e in externals.iter().filter(|e| !e.deliver.is_empty()) {
+            if !subject::is_valid_publish_subject(&e.deliver) {
+                return Err(ApiError::stream_invalid_external_delivery_subj(&e.deliver));
+            }
+        }
+        for e in externals.iter().filter(|e| !e.api.is_empty()) {
+            if !subject::is_valid_publish_subject(&e.api) {
+                return Err(ApiError::stream_invalid_config(&format!(
+                    "stream external api prefix {:?} must be a valid subject without wildcards",
+                    e.api
+                )));
+            }
+            // nats-server's `SubjectsCollide` with a literal is equality here.
+            if e.api == "$JS.API" {
+                return Err(ApiError::stream_external_api_overlap(&e.api, "$JS.API"));
+            }
+        }
+        Ok(())
+    }
+
     /// Fills nats-server's defaults and checks the configuration (`checkStreamCfg`).
     pub fn normalize(&mut self, max_payload: i32) -> Result<(), ApiError> {
         if !valid_name(&self.name) {
@@ -485,12 +530,12 @@ impl StreamConfig {
                 }
             }
         }
+        self.check_external_prefixes()?;
         self.placement = None;
         if let Some(t) = &self.subject_transform {
-            validate_transform(&t.src, &t.dest)?;
+            validate_transform(TransformAt::Stream, &t.src, &t.dest)?;
         }
         if let Some(r) = &self.republish {
-            validate_transform(&r.src, &r.dest)?;
             // Republishing into the stream's own subjects would loop.
             if self
                 .subjects
@@ -500,6 +545,16 @@ impl StreamConfig {
                 return Err(ApiError::stream_invalid_config(
                     "stream configuration for republish destination forms a cycle",
                 ));
+            }
+            // nats-server builds the transform (no `ValidateMapping`), after the cycle check.
+            let src = if r.src.is_empty() { ">" } else { &r.src };
+            if super::mapping::transform_error(src, &r.dest).is_some()
+                || crate::transform::check(src, &r.dest).is_err()
+            {
+                return Err(ApiError::stream_invalid_config(&format!(
+                    "stream configuration for republish with transform from '{src}' to '{}' not valid",
+                    r.dest
+                )));
             }
         }
         if self.allow_msg_counter {
@@ -583,9 +638,10 @@ impl StreamConfig {
             if let Some(why) = why {
                 return Err(ApiError::stream_invalid_config(why));
             }
-            // Markers are TTL'd rollup messages: both are implied.
+            // Markers are TTL'd rollup messages: both are implied, and purges (nats-server).
             self.allow_msg_ttl = true;
             self.allow_rollup_hdrs = true;
+            self.deny_purge = false;
         }
         if self.num_replicas == 0 {
             self.num_replicas = 1;
@@ -650,6 +706,11 @@ impl StreamConfig {
         if self.max_msg_size > 0 && self.max_msg_size > max_payload {
             return Err(ApiError::stream_invalid_config(
                 "max message size can not be larger than max payload",
+            ));
+        }
+        if self.deny_purge && self.allow_rollup_hdrs {
+            return Err(ApiError::stream_invalid_config(
+                "roll-ups require the purge permission",
             ));
         }
         if self.discard_new_per_subject

@@ -487,8 +487,7 @@ impl Consumer {
     /// ack floor) with nothing pending, as nats-server's `resetStartingSeqLocked`; returns
     /// the sequence it starts at.
     pub fn reset(&mut self, seq: u64, store: &Store) -> Result<u64, super::errors::ApiError> {
-        let invalid =
-            |why: &str| super::errors::ApiError::new(10204, 400, &format!("invalid reset: {why}"));
+        let invalid = super::errors::ApiError::consumer_invalid_reset;
         let seq = if seq == 0 {
             self.st.ack_floor_sseq + 1
         } else {

@@ -6,11 +6,18 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::config::{
-    is_false, is_zero_i64, is_zero_u64, set_required_level, subjects_overlap, valid_name,
-    Retention, StreamConfig,
+    is_false, is_zero_i64, is_zero_u64, set_required_level, subjects_overlap, Retention,
+    StreamConfig,
 };
 use super::errors::ApiError;
 use crate::subject;
+
+/// nats-server's check on a consumer's name or durable name (empty is none): no blank, `.`,
+/// `*`, `>` or path separator. There is no length limit; a name too long for the file system
+/// fails when the consumer's store is made.
+fn valid_consumer_name(name: &str) -> bool {
+    !name.contains([' ', '\t', '\r', '\n', '\x0c', '.', '*', '>', '\\', '/'])
+}
 
 /// `deliver_policy`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -230,23 +237,24 @@ impl ConsumerConfig {
             i32::from(paused || self.priority_policy != PriorityPolicy::None)
         };
         set_required_level(&mut self.metadata, level);
-        if let Some(d) = &self.durable_name {
-            if !d.is_empty() && !valid_name(d) {
-                return Err(ApiError::new(
-                    10103,
-                    400,
-                    "durable name can not contain '.', '*', '>'",
-                ));
-            }
+        // `checkConsumerCfg` begins with the name, then the durable name.
+        if self
+            .name
+            .as_deref()
+            .is_some_and(|n| !valid_consumer_name(n))
+        {
+            return Err(ApiError::stream_invalid_config(
+                "consumer name can not contain '.', '*', '>', '\\', '/'",
+            ));
         }
-        if let Some(n) = &self.name {
-            if !n.is_empty() && !valid_name(n) {
-                return Err(ApiError::new(
-                    10103,
-                    400,
-                    "consumer name can not contain '.', '*', '>'",
-                ));
-            }
+        if self
+            .durable_name
+            .as_deref()
+            .is_some_and(|d| !valid_consumer_name(d))
+        {
+            return Err(ApiError::stream_invalid_config(
+                "consumer durable name can not contain '.', '*', '>', '\\', '/'",
+            ));
         }
         if self.priority_policy != PriorityPolicy::None {
             if self.is_push() {
@@ -302,7 +310,7 @@ impl ConsumerConfig {
         }
         for f in self.filters() {
             if !subject::is_valid_subject(f.as_str()) {
-                return Err(ApiError::new(10052, 500, "invalid subject"));
+                return Err(ApiError::stream_invalid_config("invalid subject"));
             }
         }
         for (i, a) in self.filter_subjects.iter().enumerate() {
@@ -327,24 +335,17 @@ impl ConsumerConfig {
         if self.ack_policy == AckPolicy::FlowControl {
             // 2.14's acknowledgement by flow control answers: its checks, in nats-server's
             // order, and the settings it forces.
-            let refuse = |code: u16, what: &str| {
-                Err(ApiError::new(
-                    code,
-                    400,
-                    &format!("flow control ack policy requires {what}"),
-                ))
-            };
             if !push {
-                return refuse(10218, "a push based consumer");
+                return Err(ApiError::consumer_ack_fc_requires_push());
             }
             if self.max_ack_pending < 0 {
-                return refuse(10220, "max ack pending");
+                return Err(ApiError::consumer_ack_fc_requires_max_ack_pending());
             }
             if self.ack_wait != 0 || !self.backoff.is_empty() {
-                return refuse(10221, "unset ack wait");
+                return Err(ApiError::consumer_ack_fc_requires_no_ack_wait());
             }
             if self.max_deliver > 0 {
-                return refuse(10222, "unset max deliver");
+                return Err(ApiError::consumer_ack_fc_requires_no_max_deliver());
             }
             self.flow_control = true;
             self.idle_heartbeat = 1_000_000_000;
@@ -440,23 +441,13 @@ impl ConsumerConfig {
             }
         }
         if lim.inactive_threshold > 0 && self.inactive_threshold > lim.inactive_threshold {
-            return Err(ApiError::new(
-                10153,
-                400,
-                &format!(
-                    "consumer inactive threshold exceeds system limit of {}",
-                    crate::clock::go_duration(i128::from(lim.inactive_threshold))
-                ),
+            return Err(ApiError::consumer_inactive_threshold_excess(
+                &crate::clock::go_duration(i128::from(lim.inactive_threshold)),
             ));
         }
         if lim.max_ack_pending > 0 && self.max_ack_pending > lim.max_ack_pending {
-            return Err(ApiError::new(
-                10121,
-                400,
-                &format!(
-                    "consumer max ack pending exceeds system limit of {}",
-                    lim.max_ack_pending
-                ),
+            return Err(ApiError::consumer_max_pending_ack_excess(
+                &lim.max_ack_pending.to_string(),
             ));
         }
         if !self.sample_freq.is_empty() {

@@ -120,6 +120,21 @@ catalog! {
     source_durable_consumer_cfg_invalid => 10215, 400, "stream source consumer config is invalid";
     source_durable_consumer_duplicate_detected => 10216, 400, "duplicate stream source consumer detected";
     source_consumer_requires_ack_fc => 10217, 400, "stream source consumer requires flow control ack policy";
+    consumer_wq_multiple_unfiltered => 10099, 400, "multiple non-filtered consumers not allowed on workqueue stream";
+    consumer_name_contains_path_separators => 10127, 400, "Consumer name can not contain path separators";
+    consumer_wq_consumer_not_unique => 10100, 400, "filtered consumer not unique on workqueue stream";
+    message_schedules_disabled => 10188, 400, "message schedules is disabled";
+    message_schedules_pattern_invalid => 10189, 400, "message schedules pattern is invalid";
+    message_schedules_target_invalid => 10190, 400, "message schedules target is invalid";
+    message_schedules_ttl_invalid => 10191, 400, "message schedules invalid per-message TTL";
+    message_schedules_rollup_invalid => 10192, 400, "message schedules invalid rollup";
+    message_schedules_source_invalid => 10203, 400, "message schedules source is invalid";
+    message_schedules_scheduler_invalid => 10212, 400, "message schedules invalid scheduler";
+    message_schedules_time_zone_invalid => 10223, 400, "message schedules time zone is invalid";
+    consumer_ack_fc_requires_push => 10218, 400, "flow control ack policy requires a push based consumer";
+    consumer_ack_fc_requires_max_ack_pending => 10220, 400, "flow control ack policy requires max ack pending";
+    consumer_ack_fc_requires_no_ack_wait => 10221, 400, "flow control ack policy requires unset ack wait";
+    consumer_ack_fc_requires_no_max_deliver => 10222, 400, "flow control ack policy requires unset max deliver";
 }
 
 catalog_with! {
@@ -131,6 +146,22 @@ catalog_with! {
     consumer_invalid_sampling => 10095, 400, "failed to parse consumer sampling configuration: {}";
     stream_purge_failed => 10110, 500, "{}";
     stream_rollup_failed => 10111, 500, "{}";
+    stream_invalid_external_delivery_subj => 10024, 400, "stream external delivery prefix {} must not contain wildcards";
+    sequence_not_found => 10043, 400, "sequence {} not found";
+    stream_create => 10049, 500, "{}";
+    stream_msg_delete_failed => 10057, 500, "{}";
+    stream_restore => 10062, 500, "restore failed: {}";
+    stream_snapshot => 10064, 500, "snapshot failed: {}";
+    stream_update => 10069, 500, "{}";
+    consumer_max_pending_ack_excess => 10121, 400, "consumer max ack pending exceeds system limit of {}";
+    consumer_inactive_threshold_excess => 10153, 400, "consumer inactive threshold exceeds system limit of {}";
+    consumer_invalid_reset => 10204, 400, "invalid reset: {}";
+    source_invalid_subject_filter => 10145, 400, "source transform source: {}";
+    source_invalid_transform_destination => 10146, 400, "source transform: {}";
+    mirror_invalid_subject_filter => 10151, 400, "mirror transform source: {}";
+    mirror_invalid_transform_destination => 10154, 400, "mirror transform: {}";
+    stream_transform_invalid_source => 10155, 400, "stream transform source: {}";
+    stream_transform_invalid_destination => 10156, 400, "stream transform: {}";
 }
 
 impl ApiError {
@@ -200,6 +231,14 @@ impl ApiError {
     /// JetStream clustering.
     pub fn clustering_required() -> ApiError {
         Self::new(10010, 503, "JetStream clustering support required")
+    }
+    /// `10021`: stream external api prefix {prefix} must not overlap with {subject}
+    pub fn stream_external_api_overlap(prefix: &str, subject: &str) -> ApiError {
+        Self::new(
+            10021,
+            400,
+            &format!("stream external api prefix {prefix} must not overlap with {subject}"),
+        )
     }
     pub fn sealed() -> ApiError {
         Self::new(10109, 400, "invalid operation on sealed stream")

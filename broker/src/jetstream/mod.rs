@@ -17,6 +17,7 @@ pub mod cron;
 pub mod crypt;
 pub mod errors;
 pub mod headers;
+mod mapping;
 pub mod requests;
 pub mod restore;
 pub mod store;

@@ -402,7 +402,7 @@ impl JetStream {
         });
         let v = rx
             .recv_timeout(Duration::from_secs(10))
-            .map_err(|_| ApiError::new(10069, 500, "stream did not answer"))??;
+            .map_err(|_| ApiError::stream_update("stream did not answer"))??;
         if subjects_changed {
             self.subscribe_stream(server, acc, &h);
         }

@@ -162,7 +162,7 @@ pub(super) fn restore_request(
                     );
                     let e = match e {
                         RestoreError::Exists => ApiError::stream_name_exist_restore_failed(),
-                        e => ApiError::new(10062, 500, &format!("restore failed: {e}")),
+                        e => ApiError::stream_restore(&e.to_string()),
                     };
                     super::errors::error_body("stream_create_response", e)
                 }
@@ -179,7 +179,7 @@ pub(super) fn restore_request(
             }
         });
     if let Err(e) = spawned {
-        return restore_error(ApiError::new(10062, 500, &format!("restore failed: {e}")));
+        return restore_error(ApiError::stream_restore(&e.to_string()));
     }
     json!({"type": "io.nats.jetstream.api.v1.stream_restore_response", "deliver_subject": deliver})
 }

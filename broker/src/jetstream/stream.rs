@@ -211,20 +211,22 @@ pub struct Spawn {
     pub fresh: bool,
 }
 
+/// A stream's files could not be set up: logged with the cause, answered with nats-server's
+/// words (10049 "error creating store for stream").
+fn store_failed(stream: &str, what: &str, e: impl std::fmt::Display) -> ApiError {
+    tracing::error!("JetStream stream '{stream}': {what}: {e}");
+    ApiError::stream_create("error creating store for stream")
+}
+
 /// Opens the store, restores consumers and starts the thread.
 pub fn spawn(s: Spawn) -> Result<Arc<StreamHandle>, ApiError> {
     let mut key = None;
     let mut store = match &s.dir {
         Some(dir) => {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                ApiError::new(
-                    10049,
-                    500,
-                    &format!("could not create stream directory: {e}"),
-                )
-            })?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| store_failed(&s.cfg.name, "could not create stream directory", e))?;
             key = crypt::stream_key(dir, &s.cfg.name, s.shared.encryption.as_ref())
-                .map_err(|e| ApiError::new(10049, 500, &e.to_string()))?;
+                .map_err(|e| store_failed(&s.cfg.name, "could not set up the stream key", e))?;
             // Metadata written before encryption was enabled is sealed now.
             let plain_meta = key.is_some()
                 && std::fs::read(dir.join("meta.inf")).is_ok_and(|b| !crypt::is_sealed(&b));
@@ -238,12 +240,10 @@ pub fn spawn(s: Spawn) -> Result<Arc<StreamHandle>, ApiError> {
                     &dir.join("meta.inf"),
                     &serde_json::to_vec(&meta).expect("config serializes"),
                 )
-                .map_err(|e| {
-                    ApiError::new(10049, 500, &format!("could not write stream metadata: {e}"))
-                })?;
+                .map_err(|e| store_failed(&s.cfg.name, "could not write stream metadata", e))?;
             }
             Store::open_file_keyed(&dir.join("msgs"), s.shared.sync_always, key.clone())
-                .map_err(|e| ApiError::new(10049, 500, &e.to_string()))?
+                .map_err(|e| store_failed(&s.cfg.name, "could not open the stream store", e))?
         }
         None => Store::memory(),
     };
@@ -251,7 +251,7 @@ pub fn spawn(s: Spawn) -> Result<Arc<StreamHandle>, ApiError> {
     if s.fresh && s.cfg.first_seq > 1 {
         store
             .set_first_seq(s.cfg.first_seq)
-            .map_err(|e| ApiError::new(10049, 500, &e.to_string()))?;
+            .map_err(|e| ApiError::stream_create(&e.to_string()))?;
     }
     let (tx, rx) = std::sync::mpsc::channel();
     let handle = Arc::new(StreamHandle {
@@ -304,7 +304,7 @@ pub fn spawn(s: Spawn) -> Result<Arc<StreamHandle>, ApiError> {
     let t = std::thread::Builder::new()
         .name(format!("js-{}", stream.name))
         .spawn(move || stream.run(rx))
-        .map_err(|e| ApiError::new(10049, 500, &format!("could not start stream: {e}")))?;
+        .map_err(|e| ApiError::stream_create(&format!("could not start stream: {e}")))?;
     *handle.thread.lock() = Some(t);
     Ok(handle)
 }

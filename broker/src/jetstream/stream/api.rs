@@ -83,14 +83,10 @@ impl Stream {
                 .map(|(n, _)| n.as_str())
                 .collect();
             if !violators.is_empty() {
-                return Err(ApiError::new(
-                    10069,
-                    500,
-                    &format!(
-                        "change to limits violates consumers: {}",
-                        violators.join(", ")
-                    ),
-                ));
+                return Err(ApiError::stream_update(&format!(
+                    "change to limits violates consumers: {}",
+                    violators.join(", ")
+                )));
             }
         }
         if !cfg.allow_batched {
@@ -112,7 +108,7 @@ impl Stream {
                 &d.join("meta.inf"),
                 &serde_json::to_vec(&meta).expect("serializes"),
             )
-            .map_err(|e| ApiError::new(10069, 500, &e.to_string()))?;
+            .map_err(|e| ApiError::stream_update(&e.to_string()))?;
         }
         if let Some(h) = self.handle.upgrade() {
             *h.cfg.write() = self.cfg.clone();
@@ -263,7 +259,7 @@ impl Stream {
                 }
                 let p: P = parse_opt(body, self.shared.strict).map_err(|e| (K, e))?;
                 if p.seq > 0 && p.keep > 0 {
-                    return Err((K, ApiError::new(10003, 400, "bad request")));
+                    return Err((K, ApiError::bad_request()));
                 }
                 let n = self.purge(&p.filter, p.seq, p.keep);
                 Ok(Some(
@@ -276,7 +272,10 @@ impl Stream {
                     return Err((K, ApiError::sealed()));
                 }
                 if self.cfg.deny_delete {
-                    return Err((K, ApiError::new(10057, 500, "message delete not permitted")));
+                    return Err((
+                        K,
+                        ApiError::stream_msg_delete_failed("message delete not permitted"),
+                    ));
                 }
                 #[derive(Deserialize)]
                 struct D {
@@ -291,12 +290,9 @@ impl Stream {
                         json!({"type": "io.nats.jetstream.api.v1.stream_msg_delete_response", "success": true}),
                     ))
                 } else if d.seq > self.store.state().last_seq {
-                    Err((K, ApiError::new(10057, 500, "stream store EOF")))
+                    Err((K, ApiError::stream_msg_delete_failed("stream store EOF")))
                 } else {
-                    Err((
-                        K,
-                        ApiError::new(10043, 400, &format!("sequence {} not found", d.seq)),
-                    ))
+                    Err((K, ApiError::sequence_not_found(&d.seq.to_string())))
                 }
             }
             Op::MsgGet => {

@@ -159,11 +159,7 @@ impl Stream {
             _pedantic: bool,
         }
         if body.is_empty() {
-            return Err(ApiError::new(
-                10025,
-                400,
-                "invalid JSON: unexpected end of JSON input",
-            ));
+            return Err(ApiError::invalid_json("unexpected end of JSON input"));
         }
         let req: Req = crate::jetstream::errors::from_json(body, self.shared.strict)?;
         if !matches!(req.action.as_str(), "" | "create" | "update") {
@@ -180,6 +176,15 @@ impl Stream {
             Some(c) => c,
             None => crate::jetstream::errors::from_json(b"{}", false)?,
         };
+        // The subject's consumer name, else the configuration's, must not hold a path
+        // separator; nats-server checks it before the durable name.
+        if subj_name
+            .as_deref()
+            .or(cfg.name.as_deref())
+            .is_some_and(|n| n.contains(['/', '\\']))
+        {
+            return Err(ApiError::consumer_name_contains_path_separators());
+        }
         if durable_api {
             let name = subj_name.clone().unwrap_or_default();
             match cfg.durable_name.as_deref() {
@@ -189,20 +194,15 @@ impl Stream {
                 }
                 _ => {}
             }
+            cfg.name = Some(name);
         } else if let Some(n) = &subj_name {
             if let Some(d) = cfg.durable_name.as_deref().filter(|d| !d.is_empty()) {
                 if d != n {
                     return Err(ApiError::consumer_durable_name_not_match_subject());
                 }
             }
-            if let Some(cn) = cfg.name.as_deref().filter(|d| !d.is_empty()) {
-                if cn != n {
-                    return Err(ApiError::consumer_durable_name_not_match_subject());
-                }
-            }
-            if cfg.name.as_deref().is_none_or(str::is_empty) {
-                cfg.name = Some(n.clone());
-            }
+            // The subject's name wins over the configuration's (nats-server).
+            cfg.name = Some(n.clone());
         } else if cfg.durable_name.as_deref().is_some_and(|d| !d.is_empty()) {
             return Err(ApiError::consumer_ephemeral_with_durable_name());
         }
@@ -229,7 +229,7 @@ impl Stream {
                 return Err(ApiError::consumer_already_exists());
             }
             if let Some(why) = refused_update(&existing.cfg, &cfg) {
-                return Err(ApiError::new(10012, 500, why));
+                return Err(ApiError::consumer_create(why));
             }
             let c = self.consumers.get_mut(&name).expect("exists");
             c.reconfigure(cfg, &self.store);
@@ -249,24 +249,22 @@ impl Stream {
             for c in self.consumers.values() {
                 let theirs = c.cfg.filters();
                 if mine.is_empty() || theirs.is_empty() {
-                    return Err(ApiError::new(
-                        10099,
-                        400,
-                        "multiple non-filtered consumers not allowed on workqueue stream",
-                    ));
+                    return Err(ApiError::consumer_wq_multiple_unfiltered());
                 }
                 if mine.iter().any(|a| {
                     theirs
                         .iter()
                         .any(|b| crate::jetstream::config::subjects_overlap(a, b))
                 }) {
-                    return Err(ApiError::new(
-                        10100,
-                        400,
-                        "filtered consumer not unique on workqueue stream",
-                    ));
+                    return Err(ApiError::consumer_wq_consumer_not_unique());
                 }
             }
+        }
+        // nats-server makes the consumer's store here; a name the file system refuses (too
+        // long) fails with its words.
+        if let Some(d) = self.dir.as_ref().filter(|_| !cfg.mem_storage) {
+            std::fs::create_dir_all(d.join("obs").join(&name))
+                .map_err(|_| ApiError::consumer_create("error creating store for consumer"))?;
         }
         let created = unix_nanos();
         let c = Consumer::new(name.clone(), cfg, &self.store, created);

@@ -186,23 +186,15 @@ impl Stream {
             if let Some(r) =
                 headers::get(hdr, "Nats-Rollup").filter(|_| !sourced || self.cfg.allow_rollup_hdrs)
             {
-                if !self.cfg.allow_rollup_hdrs {
+                // A configuration no longer takes both (nats-server), but one stored before
+                // may have them.
+                if !self.cfg.allow_rollup_hdrs || self.cfg.deny_purge {
                     let b = self.ack_err(ApiError::stream_rollup_failed("rollup not permitted"));
                     return self.reply_now(server, &reply, b);
                 }
                 match r {
                     "sub" => rollup = Some(false),
-                    "all" => {
-                        if self.cfg.deny_purge {
-                            let b = self.ack_err(ApiError::new(
-                                10111,
-                                500,
-                                "roll-ups not permitted with deny purge",
-                            ));
-                            return self.reply_now(server, &reply, b);
-                        }
-                        rollup = Some(true)
-                    }
+                    "all" => rollup = Some(true),
                     _ => {
                         let b = self.ack_err(ApiError::stream_rollup_failed(&format!(
                             "rollup value invalid: {r:?}"

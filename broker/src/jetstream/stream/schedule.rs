@@ -21,10 +21,6 @@ pub(super) struct Scheduled {
     next: i64,
 }
 
-fn err(err_code: u16, text: &str) -> ApiError {
-    ApiError::new(err_code, 400, text)
-}
-
 /// `hdr` without the headers `drop` names (matched case-insensitively).
 fn filtered(hdr: &[u8], drop: impl Fn(&str) -> bool) -> Vec<u8> {
     let text = String::from_utf8_lossy(hdr);
@@ -52,8 +48,8 @@ impl Stream {
             return Ok(None);
         }
         let allowed = self.cfg.allow_msg_schedules;
-        let disabled = || err(10188, "message schedules is disabled");
-        let bad_scheduler = || err(10212, "message schedules invalid scheduler");
+        let disabled = ApiError::message_schedules_disabled;
+        let bad_scheduler = ApiError::message_schedules_scheduler_invalid;
         match (
             headers::get(hdr, "Nats-Schedule-Next"),
             headers::get(hdr, "Nats-Scheduler"),
@@ -81,19 +77,17 @@ impl Stream {
             Ok(_) if !allowed => return Err(disabled()),
             Err(_) if !allowed => return Err(disabled()),
             Ok(_) => {}
-            Err(PatternError::Invalid) => {
-                return Err(err(10189, "message schedules pattern is invalid"))
-            }
+            Err(PatternError::Invalid) => return Err(ApiError::message_schedules_pattern_invalid()),
             Err(PatternError::BadZone) => {
-                return Err(err(10223, "message schedules time zone is invalid"))
+                return Err(ApiError::message_schedules_time_zone_invalid())
             }
         }
         if let Some(ttl) = headers::get(hdr, "Nats-Schedule-TTL") {
             if parse_ttl(ttl).is_none() {
-                return Err(err(10191, "message schedules invalid per-message TTL"));
+                return Err(ApiError::message_schedules_ttl_invalid());
             }
             if !self.cfg.allow_msg_ttl {
-                return Err(err(10166, "per-message TTL is disabled"));
+                return Err(ApiError::message_ttl_disabled());
             }
         }
         let target = headers::get(hdr, "Nats-Schedule-Target").unwrap_or("");
@@ -106,17 +100,17 @@ impl Stream {
                 .iter()
                 .any(|s| subjects_overlap(s, target))
         {
-            return Err(err(10190, "message schedules target is invalid"));
+            return Err(ApiError::message_schedules_target_invalid());
         }
         if let Some(src) = headers::get(hdr, "Nats-Schedule-Source") {
             if !crate::subject::is_valid_literal_subject(src) {
-                return Err(err(10203, "message schedules source is invalid"));
+                return Err(ApiError::message_schedules_source_invalid());
             }
         }
         match headers::get(hdr, "Nats-Rollup") {
             None => Ok(Some(headers::with(hdr, &[("Nats-Rollup", "sub".into())]))),
             Some("sub") => Ok(None),
-            Some(_) => Err(err(10192, "message schedules invalid rollup")),
+            Some(_) => Err(ApiError::message_schedules_rollup_invalid()),
         }
     }
 

@@ -459,13 +459,14 @@ impl Stream {
                 let err = v
                     .get("error")
                     .and_then(|e| {
+                        // The upstream's own error, passed on as it came on the wire.
                         Some(ApiError::new(
                             e.get("err_code")?.as_u64()? as u16,
                             e.get("code")?.as_u64()? as u16,
                             e.get("description")?.as_str()?,
                         ))
                     })
-                    .unwrap_or_else(|| ApiError::new(10003, 400, "bad request"));
+                    .unwrap_or_else(ApiError::bad_request);
                 o.error = Some(err);
                 o.failures += 1;
                 o.retry_at = Instant::now() + (HEARTBEAT * o.failures).min(MAX_RETRY);
