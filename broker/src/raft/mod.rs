@@ -18,6 +18,7 @@
 //! machine pays on every run; the algorithm is small, and the simulation is what earns trust.
 
 pub mod codec;
+pub mod driver;
 pub mod message;
 pub mod raft_log;
 pub mod wal;
