@@ -1972,3 +1972,30 @@ async fn stream_store_failure_matches_reference() {
         json!({"code": 500, "err_code": 10049, "description": "error creating store for stream"})
     );
 }
+
+#[tokio::test]
+async fn stream_max_age_floor_matches_reference() {
+    // max_age has a floor of 100ms (0 is "no limit").
+    on_both("js-compat-max-age", |nc| async move {
+        let mut out = Vec::new();
+        for (i, age) in [
+            0i64,
+            1,
+            50_000_000,
+            99_999_999,
+            100_000_000,
+            3_600_000_000_000,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let name = format!("A{i}");
+            let cfg = json!({"name": name, "subjects": [format!("a{i}.>")], "max_age": age});
+            let v = api(&nc, &format!("$JS.API.STREAM.CREATE.{name}"), cfg).await;
+            out.push((format!("max_age {age}"), error_or(&v, "max_age")));
+            delete_stream(&nc, &name).await;
+        }
+        out
+    })
+    .await;
+}

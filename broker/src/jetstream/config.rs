@@ -418,6 +418,9 @@ impl<'de> Deserialize<'de> for Compression {
 /// Default duplicate window: two minutes.
 const DEFAULT_DUPLICATE_WINDOW: i64 = 120_000_000_000;
 
+/// The shortest `max_age` nats-server takes (100ms), in nanoseconds; 0 means no limit.
+const MIN_MAX_AGE: i64 = 100_000_000;
+
 /// Whether `name` is a valid stream or consumer name (no whitespace, `.`, `*`, `>`, path
 /// separators).
 pub fn valid_name(name: &str) -> bool {
@@ -681,6 +684,11 @@ impl StreamConfig {
         }
         if self.max_age < 0 {
             return Err(ApiError::stream_invalid_config("max age needs to be >= 0"));
+        }
+        if self.max_age != 0 && self.max_age < MIN_MAX_AGE {
+            return Err(ApiError::stream_invalid_config(
+                "max age needs to be >= 100ms",
+            ));
         }
         if self.duplicate_window < 0 {
             return Err(ApiError::stream_invalid_config(
