@@ -1999,3 +1999,43 @@ async fn stream_max_age_floor_matches_reference() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn requests_that_take_no_body_match_reference() {
+    // Deletes and INFO take no request; a body that is not empty (nothing, `{}` or an empty
+    // JSON object) is answered as nats-server answers it.
+    on_both("js-compat-empty-requests", |nc| async move {
+        let mut out = Vec::new();
+        let bodies = ["", "{}", " { } ", "null", "[]", "{\"a\":1}", "x"];
+        for (i, body) in bodies.into_iter().enumerate() {
+            let s = format!("E{i}");
+            let cfg = json!({"name": s, "subjects": [format!("e{i}.>")]});
+            api(&nc, &format!("$JS.API.STREAM.CREATE.{s}"), cfg).await;
+            api(
+                &nc,
+                &format!("$JS.API.CONSUMER.CREATE.{s}"),
+                json!({"stream_name": s, "config": {"durable_name": "D"}}),
+            )
+            .await;
+            for subject in [
+                format!("$JS.API.CONSUMER.DELETE.{s}.D"),
+                format!("$JS.API.STREAM.DELETE.{s}"),
+                "$JS.API.INFO".to_string(),
+            ] {
+                let m = nc
+                    .request(subject.clone(), body.to_string().into())
+                    .await
+                    .unwrap();
+                let v: Value = serde_json::from_slice(&m.payload).unwrap();
+                let answer = v
+                    .get("error")
+                    .cloned()
+                    .unwrap_or_else(|| json!({"success": v.get("success"), "type": v.get("type")}));
+                out.push((format!("{subject} with {body:?}"), answer));
+            }
+            delete_stream(&nc, &s).await;
+        }
+        out
+    })
+    .await;
+}

@@ -131,6 +131,10 @@ impl JetStream {
                 }
                 r.map(Some).map_err(|e| ("stream_update_response", e))
             }
+            ["STREAM", "DELETE", _] | ["CONSUMER", "DELETE", _, _] if !is_empty_request(body) => {
+                let kind = response_kind(api).unwrap_or("error_response");
+                Err((kind, ApiError::not_empty_request()))
+            }
             ["STREAM", "DELETE", name] => {
                 let h = acc.streams.write().remove(*name);
                 match h {
@@ -454,4 +458,12 @@ pub(super) fn cluster_only_kind(api: &str) -> Option<&'static str> {
         ["CONSUMER", "PEER", "EVACUATE", _, _] => "consumer_evacuate_peer_response",
         _ => return None,
     })
+}
+
+/// nats-server's `isEmptyRequest`: no payload, `{}`, or JSON that is an empty object.
+fn is_empty_request(body: &[u8]) -> bool {
+    body.is_empty()
+        || body == b"{}"
+        || serde_json::from_slice::<serde_json::Map<String, Value>>(body)
+            .is_ok_and(|m| m.is_empty())
 }
