@@ -2039,3 +2039,44 @@ async fn requests_that_take_no_body_match_reference() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn work_queue_consumer_updates_match_reference() {
+    // An update on a work-queue stream must keep the consumers' filters apart, as a create.
+    on_both("js-compat-wq-update", |nc| async move {
+        let mut out = Vec::new();
+        let cfg = json!({"name": "W", "subjects": ["wq.>"], "retention": "workqueue"});
+        api(&nc, "$JS.API.STREAM.CREATE.W", cfg).await;
+        for (name, filter) in [("A", "wq.a"), ("B", "wq.b")] {
+            let v = api(
+                &nc,
+                &format!("$JS.API.CONSUMER.CREATE.W.{name}"),
+                json!({"stream_name": "W", "config": {"durable_name": name,
+                    "ack_policy": "explicit", "filter_subject": filter}}),
+            )
+            .await;
+            out.push((format!("create {name}"), error_or(&v, "name")));
+        }
+        for (label, cfg) in [
+            ("B onto A's subject", json!({"filter_subject": "wq.a"})),
+            ("B over everything", json!({"filter_subject": "wq.>"})),
+            ("B unfiltered", json!({})),
+            ("B elsewhere", json!({"filter_subject": "wq.c"})),
+            ("B by several filters", json!({"filter_subjects": ["wq.d", "wq.a"]})),
+        ] {
+            let v = api(
+                &nc,
+                "$JS.API.CONSUMER.CREATE.W.B",
+                json!({"stream_name": "W", "action": "update", "config": merged(
+                    json!({"durable_name": "B", "ack_policy": "explicit"}), &cfg)}),
+            )
+            .await;
+            let answer = v.get("error").cloned().unwrap_or_else(|| {
+                json!({"filter": v["config"]["filter_subject"], "filters": v["config"]["filter_subjects"]})
+            });
+            out.push((label.to_string(), answer));
+        }
+        out
+    })
+    .await;
+}

@@ -231,6 +231,7 @@ impl Stream {
             if let Some(why) = refused_update(&existing.cfg, &cfg) {
                 return Err(ApiError::consumer_create(why));
             }
+            self.check_work_queue(&cfg, Some(&name))?;
             let c = self.consumers.get_mut(&name).expect("exists");
             c.reconfigure(cfg, &self.store);
             self.write_consumer_meta(&name);
@@ -244,22 +245,7 @@ impl Stream {
             return Err(ApiError::max_consumers());
         }
         self.shared.check_consumer_limit(&self.account.name)?;
-        if self.cfg.retention == Retention::WorkQueue {
-            let mine = cfg.filters();
-            for c in self.consumers.values() {
-                let theirs = c.cfg.filters();
-                if mine.is_empty() || theirs.is_empty() {
-                    return Err(ApiError::consumer_wq_multiple_unfiltered());
-                }
-                if mine.iter().any(|a| {
-                    theirs
-                        .iter()
-                        .any(|b| crate::jetstream::config::subjects_overlap(a, b))
-                }) {
-                    return Err(ApiError::consumer_wq_consumer_not_unique());
-                }
-            }
-        }
+        self.check_work_queue(&cfg, None)?;
         // nats-server makes the consumer's store here; a name the file system refuses (too
         // long) fails with its words.
         if let Some(d) = self.dir.as_ref().filter(|_| !cfg.mem_storage) {
@@ -281,6 +267,40 @@ impl Stream {
             "create",
         );
         Ok(self.created_response(server, &name))
+    }
+
+    /// A work-queue stream hands each message to one consumer: filters must not overlap, and
+    /// an unfiltered consumer must be alone. An update is checked for overlapping filters only
+    /// (nats-server lets an update drop a consumer's filter).
+    fn check_work_queue(
+        &self,
+        cfg: &ConsumerConfig,
+        updating: Option<&str>,
+    ) -> Result<(), ApiError> {
+        if self.cfg.retention != Retention::WorkQueue {
+            return Ok(());
+        }
+        let mine = cfg.filters();
+        for (name, c) in &self.consumers {
+            if Some(name.as_str()) == updating {
+                continue;
+            }
+            let theirs = c.cfg.filters();
+            if mine.is_empty() || theirs.is_empty() {
+                if updating.is_some() {
+                    continue;
+                }
+                return Err(ApiError::consumer_wq_multiple_unfiltered());
+            }
+            if mine.iter().any(|a| {
+                theirs
+                    .iter()
+                    .any(|b| crate::jetstream::config::subjects_overlap(a, b))
+            }) {
+                return Err(ApiError::consumer_wq_consumer_not_unique());
+            }
+        }
+        Ok(())
     }
 
     pub(super) fn write_consumer_meta(&mut self, name: &str) {
