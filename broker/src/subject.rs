@@ -225,9 +225,44 @@ impl<'a> Iterator for ByteTokens<'a> {
     }
 }
 
+/// Whether every subject matched by `sub` is matched by the pattern `export`
+/// (nats-server's `isSubsetMatch`).
+pub fn is_subset_match(sub: &str, export: &str) -> bool {
+    let s: Vec<&str> = sub.split('.').collect();
+    let x: Vec<&str> = export.split('.').collect();
+    for (i, xt) in x.iter().enumerate() {
+        if *xt == ">" {
+            return i < s.len();
+        }
+        let Some(st) = s.get(i) else { return false };
+        if *st == ">" {
+            return false;
+        }
+        if *xt == "*" {
+            continue;
+        }
+        if *st == "*" || st != xt {
+            return false;
+        }
+    }
+    s.len() == x.len()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subset_match() {
+        assert!(is_subset_match("foo.bar", "foo.>"));
+        assert!(is_subset_match("foo.*", "foo.>"));
+        assert!(is_subset_match("foo.*", "foo.*"));
+        assert!(!is_subset_match("foo.*", "foo.bar"));
+        assert!(!is_subset_match("foo", "foo.>"));
+        assert!(!is_subset_match("foo.>", "foo.*"));
+        assert!(is_subset_match("foo.bar", "foo.bar"));
+        assert!(!is_subset_match("foo.bar.baz", "foo.*"));
+    }
 
     #[test]
     fn valid_subjects() {

@@ -2080,3 +2080,47 @@ async fn work_queue_consumer_updates_match_reference() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn stream_subject_checks_match_reference() {
+    // A stream's subjects: duplicates, validity, capturing everything, the JetStream and
+    // system namespaces without no_ack, and subjects overlapping each other.
+    on_both("js-compat-stream-subjects", |nc| async move {
+        let mut out = Vec::new();
+        let cases = [
+            json!([">"]),
+            json!(["*.x"]),
+            json!(["*"]),
+            json!(["*.*"]),
+            json!(["$JS.API.>"]),
+            json!(["$JS.foo"]),
+            json!(["$JS.EVENT.x"]),
+            json!(["$JS.EVENT.>"]),
+            json!(["$JSC.x"]),
+            json!(["$NRG.x"]),
+            json!(["$SYS.x"]),
+            json!(["$SYS.ACCOUNT.x.CONNECT"]),
+            json!(["$SYS.ACCOUNT.>"]),
+            json!(["a.>", "a.b"]),
+            json!(["a.b", "a.*"]),
+            json!(["a", "a"]),
+            json!(["a..b"]),
+            json!(["a", "b..c", "a"]),
+            json!(["ok.1", "ok.2"]),
+        ];
+        for (i, subjects) in cases.into_iter().enumerate() {
+            for no_ack in [false, true] {
+                let name = format!("S{i}{}", no_ack as u8);
+                let cfg = json!({"name": name, "subjects": subjects, "no_ack": no_ack});
+                let v = api(&nc, &format!("$JS.API.STREAM.CREATE.{name}"), cfg).await;
+                out.push((
+                    format!("{subjects} no_ack={no_ack}"),
+                    error_or(&v, "subjects"),
+                ));
+                delete_stream(&nc, &name).await;
+            }
+        }
+        out
+    })
+    .await;
+}

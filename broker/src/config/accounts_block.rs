@@ -11,6 +11,7 @@ use super::security::{
 };
 use super::value::{Entry, Kind, Map, Pos, Value};
 use crate::options::{AccountConfig, Export, Import, Options, ResponseType};
+use crate::subject::is_subset_match;
 use crate::subject::is_valid_subject;
 
 /// The global account's reserved name.
@@ -372,29 +373,6 @@ pub(super) fn import(_list: &Entry, _v: &Value, m: &Map) -> Result<Option<Import
     }))
 }
 
-/// Whether every subject matched by `sub` is matched by the export pattern `export`
-/// (nats-server's `isSubsetMatch`).
-pub(super) fn is_subset_match(sub: &str, export: &str) -> bool {
-    let s: Vec<&str> = sub.split('.').collect();
-    let x: Vec<&str> = export.split('.').collect();
-    for (i, xt) in x.iter().enumerate() {
-        if *xt == ">" {
-            return i < s.len();
-        }
-        let Some(st) = s.get(i) else { return false };
-        if *st == ">" {
-            return false;
-        }
-        if *xt == "*" {
-            continue;
-        }
-        if *st == "*" || st != xt {
-            return false;
-        }
-    }
-    s.len() == x.len()
-}
-
 /// nats-server's stream/service import authorization: a matching export that is public or
 /// lists the importing account.
 pub(super) fn import_authorized(
@@ -422,21 +400,4 @@ pub(super) fn import_authorized(
                 || accounts.iter().any(|a| a == importer)
                 || exporter.name == importer)
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn subset_match() {
-        assert!(is_subset_match("foo.bar", "foo.>"));
-        assert!(is_subset_match("foo.*", "foo.>"));
-        assert!(is_subset_match("foo.*", "foo.*"));
-        assert!(!is_subset_match("foo.*", "foo.bar"));
-        assert!(!is_subset_match("foo", "foo.>"));
-        assert!(!is_subset_match("foo.>", "foo.*"));
-        assert!(is_subset_match("foo.bar", "foo.bar"));
-        assert!(!is_subset_match("foo.bar.baz", "foo.*"));
-    }
 }

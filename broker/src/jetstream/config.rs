@@ -731,35 +731,46 @@ impl StreamConfig {
         if self.subjects.is_empty() && self.mirror.is_none() && self.sources.is_none() {
             self.subjects.push(self.name.clone());
         }
-        let mut seen = std::collections::HashSet::new();
-        for s in &self.subjects {
-            if !seen.insert(s.as_str()) {
-                return Err(ApiError::stream_invalid_config(
-                    "duplicate subjects detected",
-                ));
-            }
+        // nats-server's order: each subject in turn is valid, does not capture everything or
+        // JetStream's and the system's namespaces without no_ack, and overlaps none after it.
+        for (i, s) in self.subjects.iter().enumerate() {
             if !subject::is_valid_subject(s.as_str()) {
                 return Err(ApiError::stream_invalid_config("invalid subject"));
             }
-            if !self.no_ack {
-                if s == ">" {
+            if s == ">" {
+                if !self.no_ack {
                     return Err(ApiError::stream_invalid_config(
                         "capturing all subjects requires no-ack to be true",
                     ));
                 }
-                if subjects_overlap(s, "$JS.API.>") {
+                if self.num_replicas > 1 {
+                    return Err(ApiError::stream_invalid_config(
+                        "capturing all subjects requires replicas of 1",
+                    ));
+                }
+            }
+            if !self.no_ack {
+                let js = ["$JS.>", "$JSC.>", "$NRG.>"]
+                    .iter()
+                    .any(|ns| subjects_overlap(s, ns));
+                if js && !subject::is_subset_match(s, "$JS.EVENT.>") {
                     return Err(ApiError::stream_invalid_config(
                         "subjects that overlap with jetstream api require no-ack to be true",
                     ));
                 }
-            }
-        }
-        let subs: Vec<&String> = self.subjects.iter().collect();
-        for (i, a) in subs.iter().enumerate() {
-            for b in &subs[i + 1..] {
-                if subjects_overlap(a, b) {
-                    return Err(ApiError::stream_invalid_config("subjects overlap"));
+                if subjects_overlap(s, "$SYS.>") && !subject::is_subset_match(s, "$SYS.ACCOUNT.>") {
+                    return Err(ApiError::stream_invalid_config(
+                        "subjects that overlap with system api require no-ack to be true",
+                    ));
                 }
+            }
+            if let Some(t) = self.subjects[i + 1..]
+                .iter()
+                .find(|t| subjects_overlap(t, s))
+            {
+                return Err(ApiError::stream_invalid_config(&format!(
+                    "subject {s:?} overlaps with {t:?}"
+                )));
             }
         }
         Ok(())
