@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 use natrix_broker::raft::{
-    Body, Config, Entry, HardState, Index, Message, NodeId, Raft, Role, Term,
+    Body, Config, Entry, EntryKind, HardState, Index, Message, NodeId, Raft, Role, Term,
 };
 
 /// What survives a crash.
@@ -32,7 +32,10 @@ struct Node {
 struct Sim {
     rng: fastrand::Rng,
     seed: u64,
+    /// Every member that exists; the first `initial` are the group's voters at the start, the
+    /// others wait to be added.
     ids: Vec<NodeId>,
+    initial: Vec<NodeId>,
     nodes: BTreeMap<NodeId, Node>,
     net: Vec<Message>,
     /// Links that drop everything: (from, to).
@@ -51,6 +54,7 @@ struct Stats {
     elections: u64,
     crashes: u64,
     transfers: u64,
+    changes: u64,
     committed: u64,
 }
 
@@ -69,11 +73,17 @@ fn config(id: NodeId, ids: &[NodeId], seed: u64) -> Config {
 
 impl Sim {
     fn new(seed: u64, n: u64) -> Sim {
-        let ids: Vec<NodeId> = (1..=n).collect();
+        Sim::with_spares(seed, n, 0)
+    }
+
+    /// A group of `n` voters and `spares` members that may be added later.
+    fn with_spares(seed: u64, n: u64, spares: u64) -> Sim {
+        let ids: Vec<NodeId> = (1..=n + spares).collect();
+        let initial: Vec<NodeId> = (1..=n).collect();
         let nodes = ids
             .iter()
             .map(|&id| {
-                let raft = Raft::new(config(id, &ids, seed), HardState::default(), Vec::new());
+                let raft = Raft::new(config(id, &initial, seed), HardState::default(), Vec::new());
                 (
                     id,
                     Node {
@@ -91,6 +101,7 @@ impl Sim {
             deliver_share,
             seed,
             ids,
+            initial,
             nodes,
             net: Vec::new(),
             cut: BTreeSet::new(),
@@ -222,7 +233,7 @@ impl Sim {
         } else {
             self.seed.wrapping_add(self.stats.crashes)
         };
-        let cfg = config(id, &self.ids, seed);
+        let cfg = config(id, &self.initial, seed);
         let node = self.nodes.get_mut(&id).unwrap();
         if node.raft.is_none() {
             node.raft = Some(Raft::new(cfg, node.disk.hs, node.disk.entries.clone()));
@@ -323,7 +334,7 @@ impl Sim {
                 self.restart(id);
             }
             980..=989 => self.partition(),
-            _ => {
+            990..=993 => {
                 if let Some(id) = self.leader() {
                     let to = self.ids[self.rng.usize(0..self.ids.len())];
                     self.stats.transfers += 1;
@@ -337,6 +348,7 @@ impl Sim {
                     self.process(id);
                 }
             }
+            _ => self.change_membership(),
         }
         // A network holding too much is a congested one: drop the oldest.
         if self.net.len() > 500 {
@@ -344,7 +356,36 @@ impl Sim {
         }
     }
 
-    /// Heals everything and runs until a fresh proposal is applied by every member.
+    /// The leader adds a member that is not a voter, or removes a voter other than itself,
+    /// keeping three to five voters.
+    fn change_membership(&mut self) {
+        let Some(id) = self.leader() else { return };
+        let voters = self.raft(id).voters().to_vec();
+        let add = self.rng.bool();
+        let change = if add && voters.len() < 5 {
+            let out: Vec<NodeId> = self
+                .ids
+                .iter()
+                .copied()
+                .filter(|p| !voters.contains(p))
+                .collect();
+            if out.is_empty() {
+                return;
+            }
+            EntryKind::AddPeer(out[self.rng.usize(0..out.len())])
+        } else if !add && voters.len() > 3 {
+            let rest: Vec<NodeId> = voters.iter().copied().filter(|p| *p != id).collect();
+            EntryKind::RemovePeer(rest[self.rng.usize(0..rest.len())])
+        } else {
+            return;
+        };
+        if self.raft(id).propose_change(change).is_ok() {
+            self.stats.changes += 1;
+            self.process(id);
+        }
+    }
+
+    /// Heals everything and runs until a fresh proposal is applied by every voter.
     fn settle(&mut self) {
         self.cut.clear();
         for id in self.ids.clone() {
@@ -354,8 +395,12 @@ impl Sim {
         let mut finals: Vec<Bytes> = Vec::new();
         let mut proposed_at = 0;
         for round in 0..20_000 {
+            let voters = self
+                .leader()
+                .map(|l| self.nodes[&l].raft.as_ref().unwrap().voters().to_vec())
+                .unwrap_or_else(|| self.ids.clone());
             let done = self.committed.iter().any(|(i, (_, d))| {
-                finals.contains(d) && self.ids.iter().all(|id| self.nodes[id].applied >= *i)
+                finals.contains(d) && voters.iter().all(|id| self.nodes[id].applied >= *i)
             });
             if done {
                 return;
@@ -521,7 +566,7 @@ fn env_u64(name: &str, default: u64) -> u64 {
 
 fn run(seed: u64, steps: u64) -> Stats {
     let n = if seed.is_multiple_of(3) { 5 } else { 3 };
-    let mut sim = Sim::new(seed, n);
+    let mut sim = Sim::with_spares(seed, n, 2);
     for _ in 0..steps {
         sim.step();
     }
@@ -543,13 +588,15 @@ fn raft_is_safe_and_live_under_faults() {
         total.crashes += s.crashes;
         total.transfers += s.transfers;
         total.committed += s.committed;
+        total.changes += s.changes;
     }
     println!(
-        "figure: raft-sim schedules={} steps={steps} elections={} crashes={} transfers={} committed={} violations=0",
+        "figure: raft-sim schedules={} steps={steps} elections={} crashes={} transfers={} membership_changes={} committed={} violations=0",
         seeds.len(),
         total.elections,
         total.crashes,
         total.transfers,
+        total.changes,
         total.committed
     );
     assert!(

@@ -4,13 +4,13 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::message::{Body, Entry, Message};
+use super::message::{Body, Entry, EntryKind, Message, NodeId};
 
 /// The encoding's version byte; a peer speaking another one is refused, not misread.
 const VERSION: u8 = 1;
 
-/// Fixed bytes of one entry: term, index, data length.
-const ENTRY_HEAD: usize = 8 + 8 + 4;
+/// Fixed bytes of one entry: term, index, kind, peer, data length.
+const ENTRY_HEAD: usize = 8 + 8 + 1 + 8 + 4;
 
 /// Why bytes are not a message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -24,6 +24,9 @@ pub enum CodecError {
     /// The kind byte names no message.
     #[error("raft message kind {0} unknown")]
     Kind(u8),
+    /// An entry's kind byte names no kind.
+    #[error("raft entry kind unknown")]
+    EntryKind,
     /// Bytes after the message.
     #[error("raft message has {0} trailing bytes")]
     Trailing(usize),
@@ -36,6 +39,25 @@ const VOTE_RESP: u8 = 4;
 const APPEND: u8 = 5;
 const APPEND_RESP: u8 = 6;
 const TIMEOUT_NOW: u8 = 7;
+
+/// An entry kind as its byte and peer id (0 when it has none).
+pub fn kind_code(kind: EntryKind) -> (u8, NodeId) {
+    match kind {
+        EntryKind::Normal => (0, 0),
+        EntryKind::AddPeer(p) => (1, p),
+        EntryKind::RemovePeer(p) => (2, p),
+    }
+}
+
+/// The entry kind of a byte and peer id, if it names one.
+pub fn kind_of(code: u8, peer: NodeId) -> Option<EntryKind> {
+    match code {
+        0 => Some(EntryKind::Normal),
+        1 => Some(EntryKind::AddPeer(peer)),
+        2 => Some(EntryKind::RemovePeer(peer)),
+        _ => None,
+    }
+}
 
 /// Appends `m`'s encoding to `out`.
 pub fn encode(m: &Message, out: &mut BytesMut) {
@@ -84,6 +106,9 @@ pub fn encode(m: &Message, out: &mut BytesMut) {
             for e in entries {
                 out.put_u64_le(e.term);
                 out.put_u64_le(e.index);
+                let (kind, peer) = kind_code(e.kind);
+                out.put_u8(kind);
+                out.put_u64_le(peer);
                 out.put_u32_le(e.data.len() as u32);
                 out.put_slice(&e.data);
             }
@@ -165,9 +190,15 @@ pub fn decode(buf: Bytes) -> Result<Message, CodecError> {
             for _ in 0..n {
                 let term = r.u64()?;
                 let index = r.u64()?;
+                let kind = kind_of(r.u8()?, r.u64()?).ok_or(CodecError::EntryKind)?;
                 let len = r.u32()? as usize;
                 let data = r.take(len)?;
-                entries.push(Entry { term, index, data });
+                entries.push(Entry {
+                    term,
+                    index,
+                    kind,
+                    data,
+                });
             }
             Body::Append {
                 prev_index,
@@ -203,12 +234,20 @@ mod tests {
             Entry {
                 term: 3,
                 index: 7,
+                kind: EntryKind::Normal,
                 data: Bytes::new(),
             },
             Entry {
                 term: 3,
                 index: 8,
+                kind: EntryKind::AddPeer(9),
                 data: Bytes::from_static(b"payload"),
+            },
+            Entry {
+                term: 3,
+                index: 9,
+                kind: EntryKind::RemovePeer(2),
+                data: Bytes::new(),
             },
         ];
         [

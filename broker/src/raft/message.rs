@@ -9,15 +9,29 @@ pub type Term = u64;
 /// A position in the log (the first entry is 1; 0 means "before the log").
 pub type Index = u64;
 
-/// One log entry. An empty `data` is the no-op a new leader appends to commit its term.
+/// One log entry. An empty normal entry is the no-op a new leader appends to commit its term.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
     /// The term of the leader that appended it.
     pub term: Term,
     /// Its place in the log.
     pub index: Index,
+    /// A command for the state machine, or a change of the group's voters.
+    pub kind: EntryKind,
     /// What the state machine applies.
     pub data: Bytes,
+}
+
+/// What an entry does to the group itself.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A command for the state machine.
+    #[default]
+    Normal,
+    /// The peer becomes a voter (from the moment the entry is in a member's log).
+    AddPeer(NodeId),
+    /// The peer stops being a voter.
+    RemovePeer(NodeId),
 }
 
 /// What must be on disk before a node answers anyone: its term, whom it voted for in that term,

@@ -9,8 +9,10 @@
 //! It is Raft as in Ongaro's thesis with the parts a server fleet needs: pre-vote (a node cut
 //! off and rejoining does not disturb a healthy leader), check-quorum with leader leases (a
 //! leader that loses a majority steps down; followers hearing from a leader ignore
-//! campaigns), leadership transfer (`TimeoutNow`, for stepdowns and lame duck mode) and a no-op
-//! entry at the start of each term (§5.4.2: a leader commits only entries of its own term).
+//! campaigns), leadership transfer (`TimeoutNow`, for stepdowns and lame duck mode), a no-op
+//! entry at the start of each term (§5.4.2: a leader commits only entries of its own term) and
+//! single-server membership changes (one at a time, effective once in the log, proposed only
+//! after the leader has committed in its term: the thesis' fix for that algorithm's known bug).
 //! Its safety is checked by a deterministic simulation (`broker/tests/raft_sim.rs`).
 //!
 //! Why our own rather than TiKV's `raft` crate: its only codec path builds `protoc` from C++
@@ -27,7 +29,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
-pub use message::{Body, Entry, HardState, Index, Message, NodeId, Term};
+pub use message::{Body, Entry, EntryKind, HardState, Index, Message, NodeId, Term};
 use raft_log::Log;
 
 /// A group member's settings.
@@ -35,7 +37,8 @@ use raft_log::Log;
 pub struct Config {
     /// This member.
     pub id: NodeId,
-    /// Every voter of the group, this member included.
+    /// The group's voters before any membership change in the log (this member among them,
+    /// unless it is waiting to be added).
     pub peers: Vec<NodeId>,
     /// Ticks without a leader before campaigning; the real timeout is random in `[n, 2n)`.
     pub election_ticks: u32,
@@ -105,6 +108,13 @@ pub enum ProposeError {
     /// The leader is handing its leadership over.
     #[error("leadership transfer in progress")]
     Transferring,
+    /// A membership change waits: the previous one is not committed, or this leader has not
+    /// committed an entry of its own term yet (both needed for one-at-a-time changes to be safe).
+    #[error("a membership change is pending")]
+    ChangePending,
+    /// A leader does not remove itself: it hands its leadership over first.
+    #[error("the leader cannot remove itself")]
+    RemoveLeader,
 }
 
 /// One member of one Raft group.
@@ -115,6 +125,10 @@ pub struct Raft {
     role: Role,
     leader: Option<NodeId>,
     log: Log,
+    /// The voters as of the last membership entry in the log (committed or not).
+    voters: Vec<NodeId>,
+    /// The index and term of that entry (0, 0: none).
+    conf: (Index, Term),
     progress: BTreeMap<NodeId, Progress>,
     votes: BTreeMap<NodeId, bool>,
     /// Ticks since the last election timeout reset (or, for a leader, the last quorum check).
@@ -138,6 +152,8 @@ impl Raft {
             role: Role::Follower,
             leader: None,
             log: Log::restore(entries, hs.commit),
+            voters: Vec::new(),
+            conf: (0, 0),
             progress: BTreeMap::new(),
             votes: BTreeMap::new(),
             elapsed: 0,
@@ -150,7 +166,44 @@ impl Raft {
             cfg,
         };
         r.reset_timeout();
+        r.recompute_voters();
         r
+    }
+
+    /// The voters: the configured ones changed by every membership entry in the log, in order
+    /// (an entry counts from the moment it is in the log, as in Ongaro's single-server changes).
+    fn recompute_voters(&mut self) {
+        let mut voters = self.cfg.peers.clone();
+        let mut conf = (0, 0);
+        for e in self.log.entries() {
+            match e.kind {
+                EntryKind::Normal => continue,
+                EntryKind::AddPeer(p) if !voters.contains(&p) => voters.push(p),
+                EntryKind::AddPeer(_) => {}
+                EntryKind::RemovePeer(p) => voters.retain(|v| *v != p),
+            }
+            conf = (e.index, e.term);
+        }
+        voters.sort_unstable();
+        self.voters = voters;
+        self.conf = conf;
+        if self.role == Role::Leader {
+            let next = self.log.last_index() + 1;
+            let others = self.others();
+            self.progress.retain(|p, _| others.contains(p));
+            for p in others {
+                self.progress.entry(p).or_insert(Progress {
+                    matched: 0,
+                    next,
+                    active: true,
+                });
+            }
+        }
+    }
+
+    /// The group's voters as this member knows them.
+    pub fn voters(&self) -> &[NodeId] {
+        &self.voters
     }
 
     /// This member's id.
@@ -200,12 +253,11 @@ impl Raft {
     }
 
     fn quorum(&self) -> usize {
-        self.cfg.peers.len() / 2 + 1
+        self.voters.len() / 2 + 1
     }
 
     fn others(&self) -> Vec<NodeId> {
-        self.cfg
-            .peers
+        self.voters
             .iter()
             .copied()
             .filter(|p| *p != self.cfg.id)
@@ -247,7 +299,7 @@ impl Raft {
 
     /// Starts an election: with a pre-vote round first unless a leader asked for it.
     pub fn campaign(&mut self, transfer: bool) {
-        if !self.cfg.peers.contains(&self.cfg.id) {
+        if !self.voters.contains(&self.cfg.id) {
             return;
         }
         if transfer {
@@ -299,8 +351,12 @@ impl Raft {
 
     /// Counts the votes of a (pre-)campaign and moves on when they decide it.
     fn tally(&mut self) {
-        let yes = self.votes.values().filter(|v| **v).count();
-        let no = self.votes.len() - yes;
+        // Only the voters of this member's configuration count.
+        let counted = self.votes.iter().filter(|(p, _)| self.voters.contains(p));
+        let (yes, no) = counted.fold(
+            (0, 0),
+            |(y, n), (_, v)| if *v { (y + 1, n) } else { (y, n + 1) },
+        );
         if yes >= self.quorum() {
             match self.role {
                 Role::PreCandidate => self.start_election(false),
@@ -335,7 +391,7 @@ impl Raft {
             })
             .collect();
         // §5.4.2: entries of earlier terms commit only once one of this term does.
-        self.log.push(self.term, Bytes::new());
+        self.log.push(self.term, EntryKind::Normal, Bytes::new());
         self.broadcast();
         self.maybe_commit();
     }
@@ -414,8 +470,32 @@ impl Raft {
         if self.transferee.is_some() {
             return Err(ProposeError::Transferring);
         }
-        let i = self.log.push(self.term, data);
+        let i = self.log.push(self.term, EntryKind::Normal, data);
         self.broadcast();
+        Ok(i)
+    }
+
+    /// Proposes a membership change (adding or removing one voter); it takes effect as soon
+    /// as it is in the log. One change at a time, and only once this leader has committed an
+    /// entry of its own term.
+    pub fn propose_change(&mut self, change: EntryKind) -> Result<Index, ProposeError> {
+        if self.role != Role::Leader {
+            return Err(ProposeError::NotLeader(self.leader));
+        }
+        if self.transferee.is_some() {
+            return Err(ProposeError::Transferring);
+        }
+        if change == EntryKind::RemovePeer(self.cfg.id) {
+            return Err(ProposeError::RemoveLeader);
+        }
+        if self.conf.0 > self.log.committed || self.log.term(self.log.committed) != Some(self.term)
+        {
+            return Err(ProposeError::ChangePending);
+        }
+        let i = self.log.push(self.term, change, Bytes::new());
+        self.recompute_voters();
+        self.broadcast();
+        self.maybe_commit();
         Ok(i)
     }
 
@@ -522,7 +602,12 @@ impl Raft {
                 }
                 self.elapsed = 0;
                 let t = self.term;
-                match self.log.accept(prev_index, prev_term, &entries) {
+                let changes = entries.iter().any(|e| e.kind != EntryKind::Normal);
+                let accepted = self.log.accept(prev_index, prev_term, &entries);
+                if changes || self.log.term(self.conf.0) != Some(self.conf.1) {
+                    self.recompute_voters();
+                }
+                match accepted {
                     Some(last) => {
                         let c = commit.min(last);
                         if c > self.log.committed {

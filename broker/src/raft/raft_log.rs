@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use super::message::{Entry, Index, Term};
+use super::message::{Entry, EntryKind, Index, Term};
 
 /// The log in memory, from index 1. `stable` marks what the owner has persisted; everything
 /// after it goes out in the next [`super::Ready`].
@@ -54,10 +54,20 @@ impl Log {
     }
 
     /// Appends a new entry as leader; returns its index.
-    pub fn push(&mut self, term: Term, data: Bytes) -> Index {
+    pub fn push(&mut self, term: Term, kind: EntryKind, data: Bytes) -> Index {
         let index = self.last_index() + 1;
-        self.entries.push(Entry { term, index, data });
+        self.entries.push(Entry {
+            term,
+            index,
+            kind,
+            data,
+        });
         index
+    }
+
+    /// Every entry, from index 1.
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
     }
 
     /// A follower takes `entries` after `(prev_index, prev_term)`: `None` when its log has no

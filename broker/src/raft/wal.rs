@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
+use super::codec::{kind_code, kind_of};
 use super::message::{Entry, HardState};
 use super::Ready;
 
@@ -24,6 +25,8 @@ const KIND_STATE: u8 = 1;
 const KIND_ENTRY: u8 = 2;
 /// `len` and `crc`.
 const HEAD: usize = 8;
+/// An entry record's fixed fields: term, index, kind, peer.
+const ENTRY_FIXED: usize = 8 + 8 + 1 + 8;
 
 /// The WAL's file name in a group's directory.
 pub const WAL_FILE: &str = "raft.wal";
@@ -115,9 +118,12 @@ impl Wal {
             record(&mut out, KIND_STATE, &body);
         }
         for e in &rd.entries {
-            let mut body = Vec::with_capacity(16 + e.data.len());
+            let mut body = Vec::with_capacity(ENTRY_FIXED + e.data.len());
             body.extend_from_slice(&e.term.to_le_bytes());
             body.extend_from_slice(&e.index.to_le_bytes());
+            let (kind, peer) = kind_code(e.kind);
+            body.push(kind);
+            body.extend_from_slice(&peer.to_le_bytes());
             body.extend_from_slice(&e.data);
             record(&mut out, KIND_ENTRY, &body);
         }
@@ -179,8 +185,11 @@ fn replay(path: &Path, buf: &[u8]) -> Result<(Recovered, usize), WalError> {
                     commit: u64_at(body, 17),
                 };
             }
-            KIND_ENTRY if body.len() >= 16 => {
+            KIND_ENTRY if body.len() >= ENTRY_FIXED => {
                 let (term, index) = (u64_at(body, 0), u64_at(body, 8));
+                let Some(kind) = kind_of(body[16], u64_at(body, 17)) else {
+                    return Err(corrupt("unknown entry kind"));
+                };
                 let last = rec.entries.last().map_or(0, |e| e.index);
                 if index == 0 || index > last + 1 {
                     return Err(corrupt("entry out of sequence"));
@@ -189,7 +198,8 @@ fn replay(path: &Path, buf: &[u8]) -> Result<(Recovered, usize), WalError> {
                 rec.entries.push(Entry {
                     term,
                     index,
-                    data: Bytes::copy_from_slice(&body[16..]),
+                    kind,
+                    data: Bytes::copy_from_slice(&body[ENTRY_FIXED..]),
                 });
             }
             _ => return Err(corrupt("unknown record")),
@@ -225,6 +235,7 @@ mod tests {
         Entry {
             term,
             index,
+            kind: super::super::message::EntryKind::Normal,
             data: Bytes::copy_from_slice(data.as_bytes()),
         }
     }
@@ -286,7 +297,7 @@ mod tests {
         let path = d.join(WAL_FILE);
         let full = std::fs::read(&path).unwrap();
         // Every cut inside the last record leaves the first.
-        let first_len = HEAD + 1 + 16 + 3;
+        let first_len = HEAD + 1 + ENTRY_FIXED + 3;
         for cut in first_len..full.len() {
             std::fs::write(&path, &full[..cut]).unwrap();
             let (_, rec) = Wal::open(&d).unwrap();
