@@ -124,6 +124,13 @@ async fn run(opts: Options, flags: cli::Cli) -> ExitCode {
         env!("CARGO_PKG_VERSION")
     );
     tracing::info!("  Name:     {}", server.server_name);
+    if server.options().jetstream.is_some() {
+        // The id this server has in JetStream's Raft groups.
+        tracing::info!(
+            "  Node:     {}",
+            natrix_broker::raft::peer::peer_id(&server.server_name)
+        );
+    }
     tracing::info!("  ID:       {}", server.server_id);
     if let Some(cf) = &server.options().config_file {
         tracing::info!("Using configuration file: {}", cf.display());

@@ -681,3 +681,50 @@ fn clustered_jetstream_needs_server_and_cluster_names_as_reference() {
         }
     }
 }
+
+#[test]
+fn jetstream_node_id_line_matches_reference() {
+    // With JetStream the banner names the server's Raft peer id (nats-server's hash of its
+    // name) between its name and its ID.
+    let dir = TempDir::new();
+    let mut seen = Vec::new();
+    for (i, make) in [Proc::reference, Proc::natrix].into_iter().enumerate() {
+        let store = dir.path(&format!("js{i}"));
+        let args = [
+            "-a",
+            "127.0.0.1",
+            "-p",
+            "-1",
+            "-js",
+            "-sd",
+            &store,
+            "-n",
+            "alpha",
+        ];
+        let mut p = make(&args);
+        p.ready();
+        let lines = p.lines();
+        p.stop();
+        // The name and node id as written; the ID only by its place (it is random).
+        let banner: Vec<String> = lines
+            .iter()
+            .filter_map(|l| parse_log(l))
+            .filter_map(|l| {
+                let (k, v) = l.msg.trim_start().split_once(':')?;
+                let k = k.to_string();
+                match k.as_str() {
+                    "Name" | "Node" => Some(format!("{k} {}", v.trim())),
+                    "ID" => Some(k),
+                    _ => None,
+                }
+            })
+            .collect();
+        seen.push(banner);
+    }
+    assert_eq!(
+        seen[0],
+        ["Name alpha", "Node IPyngTPY", "ID"],
+        "reference banner"
+    );
+    assert_eq!(seen[0], seen[1], "reference vs natrix");
+}

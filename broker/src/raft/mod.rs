@@ -22,6 +22,7 @@
 pub mod codec;
 pub mod driver;
 pub mod message;
+pub mod peer;
 pub mod raft_log;
 pub mod wal;
 
