@@ -43,6 +43,8 @@ struct Sim {
     leaders: BTreeMap<Term, NodeId>,
     /// Every entry applied anywhere: index → (term, data).
     committed: BTreeMap<Index, (Term, Bytes)>,
+    /// The term its first applier was in: the entry was committed in that term or earlier.
+    committed_by: BTreeMap<Index, Term>,
     next_value: u64,
     /// Out of 480: how many delivery turns deliver (the rest tick), chosen per schedule.
     deliver_share: u32,
@@ -107,6 +109,7 @@ impl Sim {
             cut: BTreeSet::new(),
             leaders: BTreeMap::new(),
             committed: BTreeMap::new(),
+            committed_by: BTreeMap::new(),
             next_value: 0,
             stats: Stats::default(),
         }
@@ -157,6 +160,8 @@ impl Sim {
                     Some(_) => {}
                     None => {
                         self.committed.insert(e.index, (e.term, e.data.clone()));
+                        let term = self.nodes[&id].raft.as_ref().unwrap().term();
+                        self.committed_by.insert(e.index, term);
                         self.stats.committed += 1;
                     }
                 }
@@ -181,7 +186,12 @@ impl Sim {
             Some(_) => {}
             None => {
                 self.stats.elections += 1;
+                // Leaders of later terms hold every committed entry (a stale leader of an
+                // earlier term need not).
                 for (i, (t, _)) in &self.committed {
+                    if self.committed_by[i] >= term {
+                        continue;
+                    }
                     if raft.term_at(*i) != Some(*t) {
                         let msg = format!(
                             "leader {id} of term {term} lacks committed entry {i} (term {t}); has {:?}",
@@ -420,6 +430,9 @@ impl Sim {
             if !self.net.is_empty() {
                 let m = self.net.remove(0);
                 let to = m.to;
+                if round > 19_900 && (to == 1 || m.from == 1) {
+                    eprintln!("R{round} {m:?}");
+                }
                 if let Some(r) = self.nodes.get_mut(&to).and_then(|n| n.raft.as_mut()) {
                     r.step(m);
                     self.process(to);
@@ -454,6 +467,28 @@ impl Sim {
                 )
             })
             .collect();
+        let mut counts = std::collections::BTreeMap::new();
+        for m in &self.net {
+            *counts
+                .entry((
+                    m.from,
+                    m.to,
+                    format!("{:?}", m.body).chars().take(9).collect::<String>(),
+                ))
+                .or_insert(0) += 1;
+        }
+        eprintln!("NET {}: {:?}", self.net.len(), counts);
+        if let Some(l) = self.leader() {
+            let r = self.nodes[&l].raft.as_ref().unwrap();
+            eprintln!(
+                "PROG {:?} voters {:?}",
+                self.ids
+                    .iter()
+                    .map(|p| (p, r.progress_of(*p)))
+                    .collect::<Vec<_>>(),
+                r.voters()
+            );
+        }
         self.fail(format!(
             "no progress after healing: proposed {finals:?}\n{}",
             states.join("\n")

@@ -253,6 +253,11 @@ impl Raft {
         self.progress.get(&peer).map(|p| p.matched)
     }
 
+    /// A leader's (matched, next) for `peer`, when leading.
+    pub fn progress_of(&self, peer: NodeId) -> Option<(Index, Index)> {
+        self.progress.get(&peer).map(|p| (p.matched, p.next))
+    }
+
     fn quorum(&self) -> usize {
         self.voters.len() / 2 + 1
     }
@@ -645,17 +650,22 @@ impl Raft {
                     return;
                 };
                 pr.active = true;
+                // Only an answer that moves this follower on is answered with more entries: a
+                // stale or repeated one would otherwise breed a duplicate each round trip (the
+                // heartbeat resends anyway).
                 if reject {
-                    if index < pr.matched {
-                        return; // a stale answer
-                    }
-                    pr.next = (index + 1)
+                    let next = (index + 1)
                         .min(pr.next.saturating_sub(1))
                         .max(pr.matched + 1);
+                    if index < pr.matched || next == pr.next {
+                        return;
+                    }
+                    pr.next = next;
                     self.send_append(m.from);
                     return;
                 }
-                if index > pr.matched {
+                let advanced = index > pr.matched;
+                if advanced {
                     pr.matched = index;
                 }
                 pr.next = pr.next.max(pr.matched + 1);
@@ -664,7 +674,7 @@ impl Raft {
                 if self.transferee == Some(m.from) && matched == last {
                     let term = self.term;
                     self.send(m.from, term, Body::TimeoutNow);
-                } else if next <= last {
+                } else if advanced && next <= last {
                     self.send_append(m.from);
                 }
             }
