@@ -295,7 +295,7 @@ impl Sim {
         let Some(id) = self.leader() else { return };
         self.next_value += 1;
         let data = Bytes::from(self.next_value.to_string());
-        let raft = self.nodes.get_mut(&id).unwrap().raft.as_mut().unwrap();
+        let raft = self.raft(id);
         if raft.propose(data).is_ok() {
             self.process(id);
         }
@@ -324,13 +324,7 @@ impl Sim {
                 let live = self.live();
                 if !live.is_empty() {
                     let id = live[self.rng.usize(0..live.len())];
-                    self.nodes
-                        .get_mut(&id)
-                        .unwrap()
-                        .raft
-                        .as_mut()
-                        .unwrap()
-                        .tick();
+                    self.raft(id).tick();
                     self.process(id);
                 }
             }
@@ -348,13 +342,7 @@ impl Sim {
                 if let Some(id) = self.leader() {
                     let to = self.ids[self.rng.usize(0..self.ids.len())];
                     self.stats.transfers += 1;
-                    self.nodes
-                        .get_mut(&id)
-                        .unwrap()
-                        .raft
-                        .as_mut()
-                        .unwrap()
-                        .transfer_leader(to);
+                    self.raft(id).transfer_leader(to);
                     self.process(id);
                 }
             }
@@ -419,7 +407,7 @@ impl Sim {
                 if let Some(id) = self.leader() {
                     self.next_value += 1;
                     let data = Bytes::from(format!("final-{}", self.next_value));
-                    let raft = self.nodes.get_mut(&id).unwrap().raft.as_mut().unwrap();
+                    let raft = self.raft(id);
                     if raft.propose(data.clone()).is_ok() {
                         finals.push(data);
                         proposed_at = round;
@@ -439,13 +427,7 @@ impl Sim {
                 }
             } else if round % 2 == 0 {
                 for id in self.ids.clone() {
-                    self.nodes
-                        .get_mut(&id)
-                        .unwrap()
-                        .raft
-                        .as_mut()
-                        .unwrap()
-                        .tick();
+                    self.raft(id).tick();
                     self.process(id);
                 }
             }
