@@ -2124,3 +2124,24 @@ async fn stream_subject_checks_match_reference() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn stream_replica_counts_on_a_standalone_server_match_reference() {
+    // Without a cluster only R1 works; what more or odd counts get is nats-server's answer.
+    on_both("js-compat-standalone-replicas", |nc| async move {
+        let mut out = Vec::new();
+        for (i, replicas) in [0i64, 1, 2, 3, 5, 6, 100].into_iter().enumerate() {
+            let name = format!("R{i}");
+            let cfg =
+                json!({"name": name, "subjects": [format!("r{i}.>")], "num_replicas": replicas});
+            let v = api(&nc, &format!("$JS.API.STREAM.CREATE.{name}"), cfg).await;
+            out.push((
+                format!("num_replicas {replicas}"),
+                error_or(&v, "num_replicas"),
+            ));
+            delete_stream(&nc, &name).await;
+        }
+        out
+    })
+    .await;
+}

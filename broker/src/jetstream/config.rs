@@ -418,6 +418,9 @@ impl<'de> Deserialize<'de> for Compression {
 /// Default duplicate window: two minutes.
 const DEFAULT_DUPLICATE_WINDOW: i64 = 120_000_000_000;
 
+/// The most replicas a stream can have (nats-server's `StreamMaxReplicas`).
+pub const MAX_REPLICAS: i64 = 5;
+
 /// The shortest `max_age` nats-server takes (100ms), in nanoseconds; 0 means no limit.
 const MIN_MAX_AGE: i64 = 100_000_000;
 
@@ -485,6 +488,11 @@ impl StreamConfig {
     pub fn normalize(&mut self, max_payload: i32) -> Result<(), ApiError> {
         if !valid_name(&self.name) {
             return Err(ApiError::stream_invalid_config("invalid stream name"));
+        }
+        if self.num_replicas > MAX_REPLICAS {
+            return Err(ApiError::stream_invalid_config(&format!(
+                "maximum replicas is {MAX_REPLICAS}"
+            )));
         }
         let level = if self.allow_batched {
             4
