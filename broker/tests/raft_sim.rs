@@ -416,15 +416,7 @@ impl Sim {
                 }
             }
             if !self.net.is_empty() {
-                let m = self.net.remove(0);
-                let to = m.to;
-                if round > 19_900 && (to == 1 || m.from == 1) {
-                    eprintln!("R{round} {m:?}");
-                }
-                if let Some(r) = self.nodes.get_mut(&to).and_then(|n| n.raft.as_mut()) {
-                    r.step(m);
-                    self.process(to);
-                }
+                self.deliver(0, false);
             } else if round % 2 == 0 {
                 for id in self.ids.clone() {
                     self.raft(id).tick();
@@ -449,28 +441,6 @@ impl Sim {
                 )
             })
             .collect();
-        let mut counts = std::collections::BTreeMap::new();
-        for m in &self.net {
-            *counts
-                .entry((
-                    m.from,
-                    m.to,
-                    format!("{:?}", m.body).chars().take(9).collect::<String>(),
-                ))
-                .or_insert(0) += 1;
-        }
-        eprintln!("NET {}: {:?}", self.net.len(), counts);
-        if let Some(l) = self.leader() {
-            let r = self.nodes[&l].raft.as_ref().unwrap();
-            eprintln!(
-                "PROG {:?} voters {:?}",
-                self.ids
-                    .iter()
-                    .map(|p| (p, r.progress_of(*p)))
-                    .collect::<Vec<_>>(),
-                r.voters()
-            );
-        }
         self.fail(format!(
             "no progress after healing: proposed {finals:?}\n{}",
             states.join("\n")

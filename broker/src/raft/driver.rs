@@ -59,9 +59,9 @@ impl Driver {
         mut apply: impl FnMut(&Entry),
     ) -> Result<(), WalError> {
         while self.raft.has_ready() {
-            let rd = self.raft.ready();
+            let mut rd = self.raft.ready();
             self.wal.write(&rd)?;
-            for m in rd.messages.iter().cloned() {
+            for m in std::mem::take(&mut rd.messages) {
                 send(m);
             }
             for e in &rd.committed {

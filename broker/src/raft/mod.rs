@@ -253,11 +253,6 @@ impl Raft {
         self.progress.get(&peer).map(|p| p.matched)
     }
 
-    /// A leader's (matched, next) for `peer`, when leading.
-    pub fn progress_of(&self, peer: NodeId) -> Option<(Index, Index)> {
-        self.progress.get(&peer).map(|p| (p.matched, p.next))
-    }
-
     fn quorum(&self) -> usize {
         self.voters.len() / 2 + 1
     }
@@ -403,8 +398,12 @@ impl Raft {
     }
 
     fn broadcast(&mut self) {
-        for p in self.others() {
-            self.send_append(p);
+        // By index: a heartbeat goes out every few ticks, without a list of peers each time.
+        for i in 0..self.voters.len() {
+            let p = self.voters[i];
+            if p != self.cfg.id {
+                self.send_append(p);
+            }
         }
     }
 

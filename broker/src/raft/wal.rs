@@ -110,36 +110,42 @@ impl Wal {
         }
         let mut out = Vec::new();
         if let Some(hs) = rd.hard_state {
-            let mut body = Vec::with_capacity(25);
-            body.extend_from_slice(&hs.term.to_le_bytes());
-            body.extend_from_slice(&hs.vote.unwrap_or(0).to_le_bytes());
-            body.push(hs.vote.is_some() as u8);
-            body.extend_from_slice(&hs.commit.to_le_bytes());
-            record(&mut out, KIND_STATE, &body);
+            let start = begin(&mut out, KIND_STATE);
+            out.extend_from_slice(&hs.term.to_le_bytes());
+            out.extend_from_slice(&hs.vote.unwrap_or(0).to_le_bytes());
+            out.push(hs.vote.is_some() as u8);
+            out.extend_from_slice(&hs.commit.to_le_bytes());
+            finish(&mut out, start);
         }
         for e in &rd.entries {
-            let mut body = Vec::with_capacity(ENTRY_FIXED + e.data.len());
-            body.extend_from_slice(&e.term.to_le_bytes());
-            body.extend_from_slice(&e.index.to_le_bytes());
+            let start = begin(&mut out, KIND_ENTRY);
+            out.extend_from_slice(&e.term.to_le_bytes());
+            out.extend_from_slice(&e.index.to_le_bytes());
             let (kind, peer) = kind_code(e.kind);
-            body.push(kind);
-            body.extend_from_slice(&peer.to_le_bytes());
-            body.extend_from_slice(&e.data);
-            record(&mut out, KIND_ENTRY, &body);
+            out.push(kind);
+            out.extend_from_slice(&peer.to_le_bytes());
+            out.extend_from_slice(&e.data);
+            finish(&mut out, start);
         }
         self.file.write_all(&out).map_err(io(&self.path))?;
         self.file.sync_data().map_err(io(&self.path))
     }
 }
 
-fn record(out: &mut Vec<u8>, kind: u8, body: &[u8]) {
-    let mut crc = crc32fast::Hasher::new();
-    crc.update(&[kind]);
-    crc.update(body);
-    out.extend_from_slice(&((body.len() + 1) as u32).to_le_bytes());
-    out.extend_from_slice(&crc.finalize().to_le_bytes());
+/// Starts a record in `out` (its length and checksum filled in by [`finish`]); returns where.
+fn begin(out: &mut Vec<u8>, kind: u8) -> usize {
+    let start = out.len();
+    out.extend_from_slice(&[0; HEAD]);
     out.push(kind);
-    out.extend_from_slice(body);
+    start
+}
+
+/// Writes the length and checksum of the record that starts at `start` and ends `out`.
+fn finish(out: &mut [u8], start: usize) {
+    let body = &out[start + HEAD..];
+    let (len, crc) = (body.len() as u32, crc32fast::hash(body));
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    out[start + 4..start + HEAD].copy_from_slice(&crc.to_le_bytes());
 }
 
 fn u64_at(b: &[u8], i: usize) -> u64 {
