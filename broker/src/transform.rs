@@ -3,6 +3,8 @@
 //! wildcard tokens. Account mappings and imports, stream transforms, sources and republish
 //! all map subjects with them.
 
+pub mod mapping;
+
 use crate::subject;
 
 /// Why a transform's destination cannot be used with its source.

@@ -59,7 +59,7 @@ fn validate_transform(at: TransformAt, src: &str, dest: &str) -> Result<(), ApiE
     if !src.is_empty() && !subject::is_valid_subject(src) {
         return Err(bad_src(&format!("invalid subject {src}")));
     }
-    if let Some(e) = super::mapping::mapping_error(src, dest) {
+    if let Some(e) = crate::transform::mapping::mapping_error(src, dest) {
         return Err(bad_dest(&e));
     }
     crate::transform::check(src, dest).map_err(|e| bad_dest(&e.to_string()))
@@ -559,7 +559,7 @@ impl StreamConfig {
             }
             // nats-server builds the transform (no `ValidateMapping`), after the cycle check.
             let src = if r.src.is_empty() { ">" } else { &r.src };
-            if super::mapping::transform_error(src, &r.dest).is_some()
+            if crate::transform::mapping::transform_error(src, &r.dest).is_some()
                 || crate::transform::check(src, &r.dest).is_err()
             {
                 return Err(ApiError::stream_invalid_config(&format!(

@@ -17,7 +17,6 @@ pub mod cron;
 pub mod crypt;
 pub mod errors;
 pub mod headers;
-mod mapping;
 pub mod requests;
 pub mod restore;
 pub mod store;

@@ -1,6 +1,6 @@
 //! nats-server's verdict on a stream's subject transform (`ValidateMapping`, and the checks of
 //! its non-strict `NewSubjectTransform`), with its words, so a refused transform gets the
-//! reference's text. Only the decision is here: mapping subjects is `crate::transform`, which
+//! reference's text. Only the decision is here: mapping subjects is `super`, which
 //! knows fewer destination functions than nats-server accepts.
 
 /// Go's `ErrBadSubject`.
