@@ -1581,6 +1581,15 @@ async fn consumer_config_checks_match_reference() {
 }
 
 /// Deletes stream `name` (an empty request: nats-server refuses a `null` body).
+/// Creates the stream `cfg` names and deletes it again; the answer is the error, or the
+/// created configuration's `field`.
+async fn create_answer(nc: &async_nats::Client, cfg: Value, field: &str) -> Value {
+    let name = cfg["name"].as_str().expect("a stream name").to_string();
+    let v = api(nc, &format!("$JS.API.STREAM.CREATE.{name}"), cfg).await;
+    delete_stream(nc, &name).await;
+    error_or(&v, field)
+}
+
 async fn delete_stream(nc: &async_nats::Client, name: &str) {
     nc.request(format!("$JS.API.STREAM.DELETE.{name}"), "".into())
         .await
@@ -1656,11 +1665,8 @@ async fn invalid_stream_transforms_match_reference() {
             }),
         ));
         for (i, (label, cfg)) in cases.into_iter().enumerate() {
-            let name = format!("T{i}");
-            let cfg = merged(cfg, &json!({"name": name}));
-            let v = api(&nc, &format!("$JS.API.STREAM.CREATE.{name}"), cfg).await;
-            out.push((label, error_or(&v, "name")));
-            delete_stream(&nc, &name).await;
+            let cfg = merged(cfg, &json!({"name": format!("T{i}")}));
+            out.push((label, create_answer(&nc, cfg, "name").await));
         }
         out
     })
@@ -1709,11 +1715,8 @@ async fn external_prefix_checks_match_reference() {
             ]}),
         ));
         for (i, (label, cfg)) in cases.into_iter().enumerate() {
-            let name = format!("X{i}");
-            let cfg = merged(cfg, &json!({"name": name}));
-            let v = api(&nc, &format!("$JS.API.STREAM.CREATE.{name}"), cfg).await;
-            out.push((label, error_or(&v, "name")));
-            delete_stream(&nc, &name).await;
+            let cfg = merged(cfg, &json!({"name": format!("X{i}")}));
+            out.push((label, create_answer(&nc, cfg, "name").await));
         }
         out
     })
@@ -1989,11 +1992,12 @@ async fn stream_max_age_floor_matches_reference() {
         .into_iter()
         .enumerate()
         {
-            let name = format!("A{i}");
-            let cfg = json!({"name": name, "subjects": [format!("a{i}.>")], "max_age": age});
-            let v = api(&nc, &format!("$JS.API.STREAM.CREATE.{name}"), cfg).await;
-            out.push((format!("max_age {age}"), error_or(&v, "max_age")));
-            delete_stream(&nc, &name).await;
+            let cfg =
+                json!({"name": format!("A{i}"), "subjects": [format!("a{i}.>")], "max_age": age});
+            out.push((
+                format!("max_age {age}"),
+                create_answer(&nc, cfg, "max_age").await,
+            ));
         }
         out
     })
@@ -2112,12 +2116,8 @@ async fn stream_subject_checks_match_reference() {
             for no_ack in [false, true] {
                 let name = format!("S{i}{}", no_ack as u8);
                 let cfg = json!({"name": name, "subjects": subjects, "no_ack": no_ack});
-                let v = api(&nc, &format!("$JS.API.STREAM.CREATE.{name}"), cfg).await;
-                out.push((
-                    format!("{subjects} no_ack={no_ack}"),
-                    error_or(&v, "subjects"),
-                ));
-                delete_stream(&nc, &name).await;
+                let answer = create_answer(&nc, cfg, "subjects").await;
+                out.push((format!("{subjects} no_ack={no_ack}"), answer));
             }
         }
         out
@@ -2131,15 +2131,10 @@ async fn stream_replica_counts_on_a_standalone_server_match_reference() {
     on_both("js-compat-standalone-replicas", |nc| async move {
         let mut out = Vec::new();
         for (i, replicas) in [0i64, 1, 2, 3, 5, 6, 100].into_iter().enumerate() {
-            let name = format!("R{i}");
-            let cfg =
-                json!({"name": name, "subjects": [format!("r{i}.>")], "num_replicas": replicas});
-            let v = api(&nc, &format!("$JS.API.STREAM.CREATE.{name}"), cfg).await;
-            out.push((
-                format!("num_replicas {replicas}"),
-                error_or(&v, "num_replicas"),
-            ));
-            delete_stream(&nc, &name).await;
+            let cfg = json!({"name": format!("R{i}"), "subjects": [format!("r{i}.>")],
+                "num_replicas": replicas});
+            let answer = create_answer(&nc, cfg, "num_replicas").await;
+            out.push((format!("num_replicas {replicas}"), answer));
         }
         out
     })
