@@ -71,6 +71,14 @@ async fn target(s: &Stream, ctx: &Context) -> Result<Target> {
     }
 }
 
+/// A delete that leaves the stream where it is (or has nothing to delete): the Event says why,
+/// and the finalizer goes only when the resource changes.
+async fn delete_skipped(s: &Stream, ctx: &Context, warning: bool, message: String) -> Action {
+    ctx.event(s, warning, "DeleteSkipped", "Delete", message)
+        .await;
+    Action::await_change()
+}
+
 /// The creds the operator uses in the Stream's account: none without `accountRef`, else
 /// those of the Account's operator user once the Account is Ready (or why not).
 async fn account_creds(
@@ -319,53 +327,41 @@ impl Reconciled for Stream {
     async fn cleanup(s: &Stream, ctx: &Context) -> Result<Action> {
         let name = &s.spec.name;
         if s.spec.prevent_delete {
-            ctx.event(
+            return Ok(delete_skipped(
                 s,
+                ctx,
                 false,
-                "DeleteSkipped",
-                "Delete",
                 format!("spec.preventDelete is set: stream {name} is left on the server"),
             )
-            .await;
-            return Ok(Action::await_change());
+            .await);
         }
         let (url, auth) = match target(s, ctx).await? {
             Target::Url(u, a) => (u, a),
             Target::AuthInvalid(msg) => {
-                ctx.event(
+                return Ok(delete_skipped(
                     s,
+                    ctx,
                     true,
-                    "DeleteSkipped",
-                    "Delete",
                     format!("{msg}; stream {name} is left on the server"),
                 )
-                .await;
-                return Ok(Action::await_change());
+                .await);
             }
             Target::ClusterGone(msg) => {
-                ctx.event(
-                    s,
-                    false,
-                    "DeleteSkipped",
-                    "Delete",
-                    format!("{msg}; nothing to delete"),
-                )
-                .await;
-                return Ok(Action::await_change());
+                return Ok(
+                    delete_skipped(s, ctx, false, format!("{msg}; nothing to delete")).await,
+                );
             }
         };
         let creds = match account_creds(s, ctx).await? {
             Ok(c) => c,
             Err(msg) => {
-                ctx.event(
+                return Ok(delete_skipped(
                     s,
+                    ctx,
                     true,
-                    "DeleteSkipped",
-                    "Delete",
                     format!("{msg}; stream {name} is left on the server"),
                 )
-                .await;
-                return Ok(Action::await_change());
+                .await);
             }
         };
         let js = jetstream(&url, auth, creds.as_deref(), ctx).await?;
