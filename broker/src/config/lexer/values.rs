@@ -248,6 +248,11 @@ impl Lexer {
 
     /// nats-server's `lexNumberStart`.
     pub(super) fn lex_number_start(&mut self) -> St {
+        self.first_digit(St::Number)
+    }
+
+    /// The first character of a number must be a digit; then `then`.
+    fn first_digit(&mut self, then: St) -> St {
         let r = self.next();
         if !is_digit(r) {
             if r == '.' {
@@ -255,7 +260,7 @@ impl Lexer {
             }
             return self.errorf(format!("Expected a digit but got '{}'.", show(r)));
         }
-        St::Number
+        then
     }
 
     /// nats-server's `lexNumber`.
@@ -326,14 +331,7 @@ impl Lexer {
 
     /// nats-server's `lexNegNumberStart`.
     pub(super) fn lex_neg_number_start(&mut self) -> St {
-        let r = self.next();
-        if !is_digit(r) {
-            if r == '.' {
-                return self.errorf("Floats must start with a digit, not '.'.".into());
-            }
-            return self.errorf(format!("Expected a digit but got '{}'.", show(r)));
-        }
-        St::NegNumber
+        self.first_digit(St::NegNumber)
     }
 
     /// nats-server's `lexNegNumber`.
