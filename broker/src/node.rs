@@ -40,12 +40,6 @@ pub async fn start(server: &Arc<Server>) -> std::io::Result<()> {
         if server.jetstream_service().is_none() {
             let js = JetStream::start(server, js_opts)
                 .map_err(|e| std::io::Error::other(format!("Can't start JetStream: {e}")))?;
-            if opts.cluster.is_some() {
-                // Clustered (replicated) JetStream is not implemented: say so loudly.
-                tracing::warn!(
-                    "JetStream is not clustered yet: each server keeps its own streams and answers the JetStream API itself; run JetStream on a single server"
-                );
-            }
             server.set_jetstream(js);
         }
     }

@@ -73,6 +73,9 @@ pub struct RouteInfo {
     /// The URL other servers connect to for routes (`nats-route://host:port/`).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub ip: String,
+    /// The sender runs JetStream: it is a member of the JetStream meta group.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub jetstream: bool,
 }
 
 /// One local interest sent to routes: (account, subject, queue).
@@ -227,6 +230,16 @@ impl Cluster {
     /// Registered routes.
     pub fn routes(&self) -> Vec<Arc<Route>> {
         self.routes.read().as_ref().clone()
+    }
+
+    /// The names of the servers routed to that run JetStream.
+    pub fn jetstream_peers(&self) -> Vec<String> {
+        self.routes
+            .read()
+            .iter()
+            .filter(|r| r.remote_jetstream())
+            .map(|r| r.remote_name())
+            .collect()
     }
 
     /// Number of registered routes.
@@ -435,6 +448,7 @@ impl Cluster {
             tls_verify: self.tls.is_some(),
             lame_duck_mode: false,
             ip,
+            jetstream: server.options().jetstream.is_some(),
         }
     }
 

@@ -46,6 +46,7 @@ struct Remote {
     id: String,
     name: String,
     client_urls: Vec<String>,
+    jetstream: bool,
 }
 
 /// Remote interest of one account: the index and the entries by (subject, queue).
@@ -157,6 +158,11 @@ impl Route {
     /// The remote server's name.
     pub fn remote_name(&self) -> String {
         self.remote.read().name.clone()
+    }
+
+    /// Whether the remote server runs JetStream.
+    pub fn remote_jetstream(&self) -> bool {
+        self.remote.read().jetstream
     }
 
     /// The remote server's client URLs.
@@ -627,6 +633,7 @@ fn handle(
                 r.id = info.server_id.clone();
                 r.name = info.server_name.clone();
                 r.client_urls = info.connect_urls.clone();
+                r.jetstream = info.jetstream;
             }
             tracing::debug!(
                 "{}:{} - rid:{} - Registering remote route {:?}",

@@ -76,6 +76,10 @@ impl JetStream {
                         // A missing stream reaches its thread as a missing consumer would not:
                         // hand it to the API thread, which answers as nats-server (503).
                         if let Some(h) = acc.stream(stream) {
+                            // Clustered, the stream's leader answers.
+                            if !h.leader.load(Ordering::Relaxed) {
+                                return;
+                            }
                             h.send(Cmd::Next {
                                 consumer: consumer.to_string(),
                                 reply,
@@ -100,6 +104,7 @@ impl JetStream {
                         None => (rest, None),
                     };
                     match acc.stream(stream) {
+                        Some(h) if !h.leader.load(Ordering::Relaxed) => {}
                         Some(h) if h.cfg.read().allow_direct => {
                             if let Some(reply) = reply {
                                 acc.api_total.fetch_add(1, Ordering::Relaxed);
@@ -140,6 +145,9 @@ impl JetStream {
                 let Some(h) = stream.and_then(|s| acc.stream(s)) else {
                     return;
                 };
+                if !h.leader.load(Ordering::Relaxed) {
+                    return;
+                }
                 h.send(Cmd::Ack {
                     subject: subject.to_string(),
                     reply: reply
@@ -161,7 +169,8 @@ impl JetStream {
                 let (subject, hdr) = (m.subject, m.headers);
                 let Some(acc) = weak.upgrade() else { return };
                 // $JS.FC.<stream>.<consumer>.<n>
-                if let Some(h) = subject.split('.').nth(2).and_then(|s| acc.stream(s)) {
+                let h = subject.split('.').nth(2).and_then(|s| acc.stream(s));
+                if let Some(h) = h.filter(|h| h.leader.load(Ordering::Relaxed)) {
                     h.send(Cmd::FlowControl {
                         subject: subject.to_string(),
                         hdr: hdr.map(Bytes::copy_from_slice).unwrap_or_default(),
@@ -171,8 +180,14 @@ impl JetStream {
             subs.push(self.subscribe(server, &account, "$JS.FC.>", fc));
         }
         self.accounts.write().insert(acc.name.clone(), acc.clone());
-        // Recover.
-        if let Ok(rd) = std::fs::read_dir(&dir) {
+        // Recover. Clustered, the meta log says which streams this server holds: they start
+        // as it is applied.
+        let recovered = if crate::cluster::Cluster::of(server).is_some() {
+            Err(std::io::Error::other("clustered"))
+        } else {
+            std::fs::read_dir(&dir)
+        };
+        if let Ok(rd) = recovered {
             let mut dirs: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
             dirs.sort();
             for d in dirs {

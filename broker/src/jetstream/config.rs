@@ -669,9 +669,6 @@ impl StreamConfig {
                 ));
             }
         }
-        if self.num_replicas > 1 {
-            return Err(ApiError::stream_replicas_not_supported());
-        }
         if self.num_replicas < 0 {
             return Err(ApiError::replicas_count_cannot_be_negative());
         }

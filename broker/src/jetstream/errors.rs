@@ -78,6 +78,8 @@ catalog! {
     stream_mirror_not_updatable => 10055, 400, "stream mirror configuration can not be updated";
     stream_not_match => 10060, 400, "expected stream does not match";
     stream_replicas_not_supported => 10074, 500, "replicas > 1 not supported in non-clustered mode";
+    insufficient_resources => 10023, 503, "insufficient resources";
+    cluster_not_available => 10008, 503, "JetStream system temporarily unavailable";
     consumer_max_deliver_backoff => 10116, 400, "max deliver is required to be > length of backoff values";
     stream_name_exist_restore_failed => 10130, 400, "stream name already in use, cannot restore";
     consumer_create_filter_subject_mismatch => 10131, 400, "Consumer create request did not match filtered subject from create subject";

@@ -9,6 +9,7 @@ pub mod account;
 pub mod advisory;
 pub mod archive;
 pub mod backup;
+pub mod clustered;
 pub mod config;
 pub mod consumer;
 pub mod consumer_config;
@@ -27,7 +28,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc::Sender;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -69,6 +70,8 @@ pub struct JetStream {
     api_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Streams that could not be recovered at start, for `/healthz`.
     failed: Mutex<Vec<String>>,
+    /// Set when the server is part of a cluster: JetStream is clustered.
+    clustered: OnceLock<Arc<clustered::Clustered>>,
 }
 
 /// Total system memory from `/proc/meminfo` (Linux), for the default memory limit.
@@ -180,6 +183,7 @@ impl JetStream {
             api_tx: Mutex::new(Some(tx)),
             api_thread: Mutex::new(None),
             failed: Mutex::new(Vec::new()),
+            clustered: OnceLock::new(),
         });
         tracing::info!("Starting JetStream");
         for line in [
@@ -260,8 +264,17 @@ impl JetStream {
                 js.enable_account(server, acc, limits)?;
             }
         }
+        if let Some(c) = crate::cluster::Cluster::of(server) {
+            let cl = clustered::runtime::start(server, &js, &c.name);
+            let _ = js.clustered.set(cl);
+        }
         tracing::info!("Took {:?} to start JetStream", started.elapsed());
         Ok(js)
+    }
+
+    /// Clustered JetStream, when the server is part of a cluster.
+    pub fn clustered(&self) -> Option<&Arc<clustered::Clustered>> {
+        self.clustered.get()
     }
 
     /// Subscribes `handler` to `subject` in `account` as the server itself.
@@ -293,6 +306,7 @@ impl JetStream {
             account: acc.account.clone(),
             shared: self.clone(),
             fresh,
+            replica: None,
         })?;
         self.subscribe_stream(server, acc, &h);
         acc.streams.write().insert(h.name.clone(), h.clone());
@@ -324,6 +338,9 @@ impl JetStream {
 
     /// Stops every stream (state written, files kept).
     pub fn shutdown(&self) {
+        if let Some(cl) = self.clustered.get() {
+            cl.shutdown();
+        }
         let accounts: Vec<Arc<JsAccount>> = self.accounts.read().values().cloned().collect();
         for acc in accounts {
             let streams: Vec<Arc<StreamHandle>> = acc.streams.read().values().cloned().collect();

@@ -32,6 +32,12 @@ impl JetStream {
         };
         let acc = req.acc.clone();
         let api = req.subject.strip_prefix("$JS.API.").unwrap_or("");
+        // Clustered, every server receives every request and one answers it.
+        if let Some(cl) = self.clustered() {
+            if !self.responds(cl, &acc, api) {
+                return;
+            }
+        }
         let audit = advisory::Audit::new(
             server,
             &acc.account,
@@ -42,7 +48,9 @@ impl JetStream {
         );
         let result = match (cluster_only_kind(api), response_kind(api)) {
             // Without a cluster these are refused before anything else, the level too.
-            (Some(kind), _) => Err((kind, ApiError::clustering_required())),
+            (Some(kind), _) if self.clustered().is_none() => {
+                Err((kind, ApiError::clustering_required()))
+            }
             // nats-server refuses before looking at the request.
             (None, Some(kind)) if req.too_new => Err((kind, ApiError::api_level_required())),
             _ => self.dispatch(server, &req, api, &reply, &audit),
@@ -82,6 +90,11 @@ impl JetStream {
             ..
         } = req;
         let (publisher, too_new) = (*publisher, *too_new);
+        if let Some(cl) = self.clustered().cloned() {
+            if let Some(r) = self.dispatch_clustered(server, &cl, acc, api, body, reply) {
+                return r;
+            }
+        }
         let toks: Vec<&str> = api.split('.').collect();
         let forward = |stream: &str,
                        op: Op,
@@ -305,6 +318,7 @@ impl JetStream {
         body: &[u8],
         max_payload: i32,
         strict: bool,
+        clustered: bool,
     ) -> Result<StreamConfig, ApiError> {
         // An empty body is `{}`, whose empty name does not match the subject's.
         let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
@@ -318,25 +332,15 @@ impl JetStream {
             return Err(ApiError::stream_mismatch());
         }
         cfg.normalize(max_payload)?;
+        if cfg.num_replicas > 1 && !clustered {
+            return Err(ApiError::stream_replicas_not_supported());
+        }
         Ok(cfg)
     }
 
     pub(super) fn check_overlap(acc: &JsAccount, cfg: &StreamConfig) -> Result<(), ApiError> {
-        for h in acc.streams.read().values() {
-            if h.name == cfg.name {
-                continue;
-            }
-            let other = h.cfg.read();
-            if cfg.subjects.iter().any(|a| {
-                other
-                    .subjects
-                    .iter()
-                    .any(|b| config::subjects_overlap(a, b))
-            }) {
-                return Err(ApiError::subject_overlap());
-            }
-        }
-        Ok(())
+        let streams = acc.streams.read();
+        check_overlap_with(cfg, streams.values().map(|h| h.cfg.read().clone()))
     }
 
     pub(super) fn create_stream(
@@ -346,7 +350,13 @@ impl JetStream {
         name: &str,
         body: &[u8],
     ) -> Result<Value, ApiError> {
-        let cfg = Self::parse_stream_config(name, body, server.options().max_payload, self.strict)?;
+        let cfg = Self::parse_stream_config(
+            name,
+            body,
+            server.options().max_payload,
+            self.strict,
+            false,
+        )?;
         if let Some(h) = acc.stream(name) {
             if *h.cfg.read() == cfg {
                 // Idempotent: the same answer as the first create.
@@ -395,7 +405,13 @@ impl JetStream {
         name: &str,
         body: &[u8],
     ) -> Result<Value, ApiError> {
-        let cfg = Self::parse_stream_config(name, body, server.options().max_payload, self.strict)?;
+        let cfg = Self::parse_stream_config(
+            name,
+            body,
+            server.options().max_payload,
+            self.strict,
+            false,
+        )?;
         let h = acc.stream(name).ok_or_else(ApiError::stream_not_found)?;
         Self::check_overlap(acc, &cfg)?;
         let subjects_changed = h.cfg.read().subjects != cfg.subjects;
@@ -412,6 +428,27 @@ impl JetStream {
         }
         Ok(v)
     }
+}
+
+/// Refuses `cfg` when its subjects overlap those of another of `others`.
+pub(super) fn check_overlap_with(
+    cfg: &StreamConfig,
+    others: impl Iterator<Item = StreamConfig>,
+) -> Result<(), ApiError> {
+    for other in others {
+        if other.name == cfg.name {
+            continue;
+        }
+        if cfg.subjects.iter().any(|a| {
+            other
+                .subjects
+                .iter()
+                .any(|b| config::subjects_overlap(a, b))
+        }) {
+            return Err(ApiError::subject_overlap());
+        }
+    }
+    Ok(())
 }
 
 /// The response type of an API request (`STREAM.CREATE.S` → `stream_create_response`), for

@@ -205,6 +205,7 @@ pub(super) fn restore_config(
         // A backup's configuration may come from a newer server: its extra fields are kept
         // out of the way rather than refused.
         false,
+        false,
     )
 }
 
@@ -363,6 +364,7 @@ pub fn restore_archive(
         account: acc.account.clone(),
         shared: js.clone(),
         fresh: true,
+        replica: None,
     })
     .map_err(|e| RestoreError::Stream(e.description.clone()))?;
     let fill = || -> Result<Value, RestoreError> {

@@ -37,6 +37,7 @@ mod direct;
 mod fast_batch;
 mod ingest;
 mod limits;
+mod replicated;
 mod schedule;
 pub mod snapshot;
 mod source;
@@ -102,6 +103,14 @@ pub enum Cmd {
     Stop { delete: bool, done: SyncSender<()> },
     /// A step of a backup or a restore.
     Snapshot(snapshot::SnapCmd),
+    /// Committed entries of the stream's Raft group, in log order; those up to
+    /// `replay_until` were applied before a restart (applied again, answered never).
+    Replicated {
+        entries: Vec<(u64, Bytes)>,
+        replay_until: u64,
+    },
+    /// The stream was created (clustered): answer the create request on `reply`.
+    Created { reply: String },
 }
 
 /// Stream-level API operations.
@@ -144,6 +153,9 @@ pub struct StreamHandle {
     pub msgs: AtomicU64,
     pub bytes: AtomicU64,
     pub consumers: AtomicU64,
+    /// This server answers for the stream: it is the leader of its group, or the stream is
+    /// not replicated.
+    pub leader: std::sync::atomic::AtomicBool,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -209,6 +221,8 @@ pub struct Spawn {
     pub shared: Arc<JsShared>,
     /// Whether this is a new stream (files and first sequence to be set up).
     pub fresh: bool,
+    /// Set for a replicated stream: its Raft group.
+    pub replica: Option<super::clustered::ReplicaLink>,
 }
 
 /// A stream's files could not be set up: logged with the cause, answered with nats-server's
@@ -263,6 +277,7 @@ pub fn spawn(s: Spawn) -> Result<Arc<StreamHandle>, ApiError> {
         msgs: AtomicU64::new(0),
         bytes: AtomicU64::new(0),
         consumers: AtomicU64::new(0),
+        leader: std::sync::atomic::AtomicBool::new(s.replica.is_none()),
         thread: Mutex::new(None),
     });
     let mut stream = Stream {
@@ -294,7 +309,12 @@ pub fn spawn(s: Spawn) -> Result<Arc<StreamHandle>, ApiError> {
         capture: None,
         schedules: BTreeMap::new(),
         firing: false,
+        replica: None,
+        apply_ts: None,
     };
+    if let Some(link) = s.replica {
+        stream.replica = Some(stream.open_replica(link)?);
+    }
     stream.start_origins();
     stream.restore_consumers();
     stream.rebuild_dedupe();
@@ -351,6 +371,10 @@ struct Stream {
     schedules: BTreeMap<String, schedule::Scheduled>,
     /// A schedule's message is being stored (its scheduler headers are the stream's own).
     firing: bool,
+    /// Set for a replicated stream.
+    replica: Option<replicated::Replica>,
+    /// While a replicated entry is applied: the time its leader took it in.
+    apply_ts: Option<i64>,
 }
 
 /// How often dirty consumer state is written to disk.
@@ -405,6 +429,8 @@ impl Stream {
                     .send(server, &self.account, Msg::new(&reply, body.as_bytes()));
             }
         }
+        // The applied index is written once what it covers is in the store's files.
+        self.save_applied();
         for (reply, body) in std::mem::take(&mut self.acks) {
             self.sender
                 .send(server, &self.account, Msg::new(&reply, &body));
@@ -616,7 +642,24 @@ impl Stream {
                 reply,
                 hdr,
                 data,
+            } if self.replica.is_some() => self.propose_msg(subject, reply, hdr, data),
+            Cmd::Msg {
+                subject,
+                reply,
+                hdr,
+                data,
             } => self.process_msg(server, &subject, reply, &hdr, &data),
+            Cmd::Api {
+                op: op @ (Op::Purge | Op::MsgDelete),
+                reply,
+                body,
+                ..
+            } if self.replica.is_some() => self.propose_api(op, reply, body),
+            Cmd::Replicated {
+                entries,
+                replay_until,
+            } => self.apply_replicated(server, entries, replay_until),
+            Cmd::Created { reply } => self.answer_created(server, &reply),
             Cmd::Api {
                 op,
                 reply,

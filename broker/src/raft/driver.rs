@@ -6,7 +6,7 @@ use std::path::Path;
 
 use bytes::Bytes;
 
-use super::message::{Entry, Index, Message};
+use super::message::{Entry, EntryKind, Index, Message};
 use super::wal::{Recovered, Wal, WalError};
 use super::{Config, ProposeError, Raft};
 
@@ -43,6 +43,16 @@ impl Driver {
     /// Proposes `data`; the index it will have once committed.
     pub fn propose(&mut self, data: Bytes) -> Result<Index, ProposeError> {
         self.raft.propose(data)
+    }
+
+    /// Proposes a membership change (one voter added or removed).
+    pub fn propose_change(&mut self, change: EntryKind) -> Result<Index, ProposeError> {
+        self.raft.propose_change(change)
+    }
+
+    /// Campaigns now rather than after an election timeout (a new group's first leader).
+    pub fn campaign(&mut self) {
+        self.raft.campaign(false);
     }
 
     /// Hands leadership to `to`.

@@ -11,7 +11,19 @@ pub const PEER_ID_LEN: usize = 8;
 
 /// nats-server's `getHash`: the first 8 bytes of SHA-256 of `name`, each as a base62 digit.
 pub fn peer_id(name: &str) -> String {
-    Sha256::digest(name.as_bytes())[..PEER_ID_LEN]
+    peer_of(node_id(name))
+}
+
+/// The member id of the server called `name` in its Raft groups: the same 8 bytes as its peer
+/// id, as a number.
+pub fn node_id(name: &str) -> u64 {
+    let h = Sha256::digest(name.as_bytes());
+    u64::from_be_bytes(h[..PEER_ID_LEN].try_into().expect("8 bytes"))
+}
+
+/// The peer id (as nats-server names it) of member `id`.
+pub fn peer_of(id: u64) -> String {
+    id.to_be_bytes()
         .iter()
         .map(|b| DIGITS[(*b % 62) as usize] as char)
         .collect()
@@ -27,5 +39,6 @@ mod tests {
         assert_eq!(peer_id("alpha"), "IPyngTPY");
         assert_eq!(peer_id("alpha").len(), PEER_ID_LEN);
         assert_ne!(peer_id("alpha"), peer_id("beta"));
+        assert_eq!(peer_of(node_id("alpha")), "IPyngTPY");
     }
 }

@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod conf;
 pub mod http;
 pub mod js;
+pub mod jscluster;
 pub mod jsdiff;
 pub mod operator;
 pub mod proc;

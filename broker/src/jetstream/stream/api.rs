@@ -170,7 +170,7 @@ impl Stream {
             "config": self.cfg,
             "created": rfc3339_nanos(self.created),
             "state": self.state_value(&st, req),
-            "cluster": {"leader": self.shared.server_name},
+            "cluster": self.cluster_info(),
         });
         crate::jetstream::config::with_server_metadata(&mut v["config"]);
         if let Some(f) = req.subjects_filter.as_deref().filter(|f| !f.is_empty()) {

@@ -125,7 +125,8 @@ impl Stream {
                 return self.reply_now(server, &reply, b);
             }
         };
-        let now = unix_nanos();
+        // A replicated entry carries its leader's time, so every replica stores the same.
+        let now = self.apply_ts.unwrap_or_else(unix_nanos);
         let mut msg_id = None;
         let mut rollup = None;
         let mut ttl = None;

@@ -1,0 +1,200 @@
+//! Clustered JetStream on real processes: three natrix-broker servers on 127.0.0.1 with routes
+//! to each other, driven by async-nats.
+//!
+//! - the meta group forms, `$JS.API` requests are answered once, by the right leader;
+//! - an R3 stream is created with its `cluster` block, and a publish is acknowledged only once a
+//!   quorum stored it: after the leader is `kill -9`ed, everything acknowledged is still there
+//!   and a new leader takes publishes; the killed server catches up when it comes back.
+
+use std::time::{Duration, Instant};
+
+use async_nats::ConnectOptions;
+use common::jscluster::{api_retry, JsCluster};
+use serde_json::{json, Value};
+
+mod common;
+
+/// Upper bound for elections and catch-up.
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn connect(urls: &str) -> async_nats::Client {
+    let addrs: Vec<async_nats::ServerAddr> = urls.split(',').map(|u| u.parse().unwrap()).collect();
+    ConnectOptions::new()
+        .retry_on_initial_connect()
+        .connect(addrs)
+        .await
+        .unwrap()
+}
+
+/// Counts the answers to one request within a moment, by hand: every answer, not the first.
+async fn answers(nc: &async_nats::Client, subject: &str, body: &str) -> Vec<Value> {
+    use futures::StreamExt;
+    let inbox = nc.new_inbox();
+    let mut sub = nc.subscribe(inbox.clone()).await.unwrap();
+    nc.publish_with_reply(subject.to_string(), inbox, body.to_string().into())
+        .await
+        .unwrap();
+    nc.flush().await.unwrap();
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(1500);
+    while let Ok(Some(m)) = tokio::time::timeout_at(deadline, sub.next()).await {
+        out.push(serde_json::from_slice(&m.payload).unwrap_or(json!(null)));
+    }
+    out
+}
+
+/// Publishes with a message id until it is acknowledged (a client riding out a leader change).
+async fn publish_until_acked(nc: &async_nats::Client, subject: &str, id: &str) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut h = async_nats::HeaderMap::new();
+        h.insert("Nats-Msg-Id", id);
+        let r = tokio::time::timeout(
+            Duration::from_secs(2),
+            nc.request_with_headers(subject.to_string(), h, id.to_string().into()),
+        )
+        .await;
+        if let Ok(Ok(m)) = r {
+            let v: Value = serde_json::from_slice(&m.payload).unwrap_or(json!({}));
+            if v["seq"].as_u64().is_some() {
+                return v;
+            }
+        }
+        assert!(Instant::now() < deadline, "{id} never acknowledged");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn stream_info(nc: &async_nats::Client, stream: &str) -> Value {
+    api_retry(
+        nc,
+        &format!("$JS.API.STREAM.INFO.{stream}"),
+        Value::Null,
+        WAIT,
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r3_stream_keeps_acknowledged_messages_when_its_leader_is_killed() {
+    let mut c = JsCluster::start(false, 3);
+    let nc = connect(&c.urls()).await;
+    // The meta group has a leader once the account info is answered; exactly one answer.
+    let info = api_retry(&nc, "$JS.API.INFO", Value::Null, WAIT).await;
+    assert_eq!(
+        info["type"],
+        "io.nats.jetstream.api.v1.account_info_response"
+    );
+    assert_eq!(answers(&nc, "$JS.API.INFO", "").await.len(), 1);
+
+    let created = api_retry(
+        &nc,
+        "$JS.API.STREAM.CREATE.ORDERS",
+        json!({"name": "ORDERS", "subjects": ["orders.>"], "num_replicas": 3}),
+        WAIT,
+    )
+    .await;
+    assert_eq!(
+        created["type"], "io.nats.jetstream.api.v1.stream_create_response",
+        "{created}"
+    );
+    assert_eq!(created["config"]["num_replicas"], 3);
+    let cluster = &created["cluster"];
+    assert_eq!(cluster["name"], "jsc");
+    assert!(
+        cluster["raft_group"]
+            .as_str()
+            .unwrap()
+            .starts_with("S-R3F-"),
+        "{cluster}"
+    );
+    assert_eq!(
+        cluster["replicas"].as_array().map(Vec::len),
+        Some(2),
+        "{cluster}"
+    );
+
+    // Stream requests are answered once, by the stream leader.
+    assert_eq!(
+        answers(&nc, "$JS.API.STREAM.INFO.ORDERS", "").await.len(),
+        1
+    );
+    // An R4 stream on three servers: nats-server's insufficient resources.
+    let r4 = api_retry(
+        &nc,
+        "$JS.API.STREAM.CREATE.BIG",
+        json!({"name": "BIG", "subjects": ["big"], "num_replicas": 4}),
+        WAIT,
+    )
+    .await;
+    assert_eq!(r4["error"]["err_code"], 10023, "{r4}");
+
+    let mut acked = 0u64;
+    for i in 0..100 {
+        publish_until_acked(&nc, "orders.new", &format!("m{i}")).await;
+        acked += 1;
+    }
+    let leader = stream_info(&nc, "ORDERS").await["cluster"]["leader"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let li = c.index_of(&leader);
+    c.kill(li);
+    for i in 100..200 {
+        publish_until_acked(&nc, "orders.new", &format!("m{i}")).await;
+        acked += 1;
+    }
+    let info = stream_info(&nc, "ORDERS").await;
+    let new_leader = info["cluster"]["leader"].as_str().unwrap().to_string();
+    assert_ne!(new_leader, leader);
+    let stored = info["state"]["messages"].as_u64().unwrap();
+    assert_eq!(stored, acked, "{info}");
+
+    // The killed server comes back and catches up: made leader, it serves every message.
+    c.restart(li);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let info = stream_info(&nc, "ORDERS").await;
+        let lag: u64 = info["cluster"]["replicas"]
+            .as_array()
+            .map(|r| r.iter().map(|p| p["lag"].as_u64().unwrap_or(1)).sum())
+            .unwrap_or(1);
+        let has_old = info["cluster"]["replicas"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|p| p["name"] == leader.as_str()));
+        if lag == 0 && has_old {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{leader} did not catch up: {info}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let info = stream_info(&nc, "ORDERS").await;
+        if info["cluster"]["leader"] == leader.as_str() {
+            assert_eq!(info["state"]["messages"].as_u64(), Some(acked), "{info}");
+            break;
+        }
+        api_retry(
+            &nc,
+            "$JS.API.STREAM.LEADER.STEPDOWN.ORDERS",
+            Value::Null,
+            WAIT,
+        )
+        .await;
+        assert!(Instant::now() < deadline, "{leader} never became leader");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let stored = stream_info(&nc, "ORDERS").await["state"]["messages"]
+        .as_u64()
+        .unwrap();
+    println!(
+        "figure: r3-leader-kill acked={acked} stored={stored} lost={} dup={}",
+        acked.saturating_sub(stored),
+        stored.saturating_sub(acked)
+    );
+    assert_eq!(stored, acked);
+}
