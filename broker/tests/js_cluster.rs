@@ -127,7 +127,7 @@ async fn r3_stream_keeps_acknowledged_messages_when_its_leader_is_killed() {
         WAIT,
     )
     .await;
-    assert_eq!(r4["error"]["err_code"], 10023, "{r4}");
+    assert_eq!(r4["error"]["err_code"], 10005, "{r4}");
 
     let mut acked = 0u64;
     for i in 0..100 {
@@ -197,4 +197,119 @@ async fn r3_stream_keeps_acknowledged_messages_when_its_leader_is_killed() {
         stored.saturating_sub(acked)
     );
     assert_eq!(stored, acked);
+}
+
+/// What a cluster's answers have in common with nats-server's: types, errors, whether a create
+/// created, the `cluster` block's keys and its replicas' (the figures in them vary).
+fn shape(v: &Value) -> Value {
+    if v.get("error").is_some() {
+        return json!({"type": v["type"], "error": v["error"]});
+    }
+    let mut out = json!({"type": v["type"]});
+    for k in ["did_create", "success", "total", "streams"] {
+        if let Some(x) = v.get(k) {
+            out[k] = x.clone();
+        }
+    }
+    if let Some(c) = v.get("config") {
+        out["num_replicas"] = c["num_replicas"].clone();
+    }
+    if let Some(st) = v.get("state") {
+        out["messages"] = st["messages"].clone();
+    }
+    if let Some(c) = v.get("cluster").and_then(Value::as_object) {
+        let keys: Vec<&String> = c.keys().collect();
+        out["cluster_keys"] = json!(keys);
+        if let Some(r) = c.get("replicas").and_then(Value::as_array) {
+            let keys: Vec<Vec<&String>> = r
+                .iter()
+                .map(|p| {
+                    p.as_object()
+                        .unwrap()
+                        .keys()
+                        .filter(|k| *k != "lag" && *k != "offline")
+                        .collect()
+                })
+                .collect();
+            out["replica_keys"] = json!(keys);
+        }
+    }
+    out
+}
+
+/// The stream API scenario on one cluster: creates (R3, R1, too many replicas, the same again),
+/// stepdowns, names, info, deletes.
+async fn api_scenario(reference: bool) -> Vec<(String, Value)> {
+    let c = JsCluster::start(reference, 3);
+    let nc = connect(&c.urls()).await;
+    api_retry(&nc, "$JS.API.INFO", Value::Null, WAIT).await;
+    let mut out = Vec::new();
+    let mut call = |label: &str, v: Value| out.push((label.to_string(), shape(&v)));
+    let r3 = json!({"name": "R3", "subjects": ["r3.>"], "num_replicas": 3});
+    let r1 = json!({"name": "R1", "subjects": ["r1"]});
+    call("create r3", api_retry(&nc, "$JS.API.STREAM.CREATE.R3", r3.clone(), WAIT).await);
+    call("create r1", api_retry(&nc, "$JS.API.STREAM.CREATE.R1", r1.clone(), WAIT).await);
+    call(
+        "create r4",
+        api_retry(
+            &nc,
+            "$JS.API.STREAM.CREATE.R4",
+            json!({"name": "R4", "subjects": ["r4"], "num_replicas": 4}),
+            WAIT,
+        )
+        .await,
+    );
+    call(
+        "overlap",
+        api_retry(
+            &nc,
+            "$JS.API.STREAM.CREATE.X",
+            json!({"name": "X", "subjects": ["r3.a"], "num_replicas": 3}),
+            WAIT,
+        )
+        .await,
+    );
+    for i in 0..5 {
+        publish_until_acked(&nc, "r3.x", &format!("id{i}")).await;
+    }
+    call("info r3", stream_info(&nc, "R3").await);
+    call("again r3", api_retry(&nc, "$JS.API.STREAM.CREATE.R3", r3, WAIT).await);
+    call("again r1", api_retry(&nc, "$JS.API.STREAM.CREATE.R1", r1, WAIT).await);
+    call("info r1", stream_info(&nc, "R1").await);
+    for s in ["R3", "R1", "NOPE"] {
+        let v = api_retry(
+            &nc,
+            &format!("$JS.API.STREAM.LEADER.STEPDOWN.{s}"),
+            Value::Null,
+            WAIT,
+        )
+        .await;
+        call(&format!("stepdown {s}"), v);
+    }
+    call(
+        "names",
+        api_retry(&nc, "$JS.API.STREAM.NAMES", Value::Null, WAIT).await,
+    );
+    call("info nope", stream_info(&nc, "NOPE").await);
+    call(
+        "delete r1",
+        api_retry(&nc, "$JS.API.STREAM.DELETE.R1", Value::Null, WAIT).await,
+    );
+    call(
+        "delete r1 again",
+        api_retry(&nc, "$JS.API.STREAM.DELETE.R1", Value::Null, WAIT).await,
+    );
+    // After a stepdown the stream still holds what it had.
+    call("info r3 after", stream_info(&nc, "R3").await);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_api_answers_as_a_nats_server_cluster() {
+    let want = api_scenario(true).await;
+    let got = api_scenario(false).await;
+    for (w, g) in want.iter().zip(&got) {
+        assert_eq!(w, g, "natrix differs from nats-server");
+    }
+    assert_eq!(want.len(), got.len());
 }

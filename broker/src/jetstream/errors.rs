@@ -79,6 +79,7 @@ catalog! {
     stream_not_match => 10060, 400, "expected stream does not match";
     stream_replicas_not_supported => 10074, 500, "replicas > 1 not supported in non-clustered mode";
     insufficient_resources => 10023, 503, "insufficient resources";
+    no_suitable_peers => 10005, 400, "no suitable peers for placement";
     cluster_not_available => 10008, 503, "JetStream system temporarily unavailable";
     consumer_max_deliver_backoff => 10116, 400, "max deliver is required to be > length of backoff values";
     stream_name_exist_restore_failed => 10130, 400, "stream name already in use, cannot restore";

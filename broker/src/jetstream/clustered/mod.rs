@@ -58,6 +58,8 @@ pub struct GroupView {
     pub last_index: u64,
     /// On the leader: how far each follower's log matches.
     pub matched: Vec<(NodeId, u64)>,
+    /// How long ago (nanoseconds) each peer was last heard from.
+    pub heard: Vec<(NodeId, i64)>,
 }
 
 /// This server's part in clustered JetStream.

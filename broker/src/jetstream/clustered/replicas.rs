@@ -42,6 +42,14 @@ impl JetStream {
     /// not exist.
     pub(crate) fn responds(&self, cl: &Clustered, acc: &JsAccount, api: &str) -> bool {
         let toks: Vec<&str> = api.split('.').collect();
+        // Creating a stream that exists is answered by its leader, with the stream as it is.
+        if let ["STREAM", "CREATE", s] = toks.as_slice() {
+            if cl.meta.read().stream(&acc.name, s).is_some() {
+                return acc
+                    .stream(s)
+                    .is_some_and(|h| h.leader.load(Ordering::Relaxed));
+            }
+        }
         match stream_of(&toks) {
             Some(s) => match acc.stream(s) {
                 Some(h) => h.leader.load(Ordering::Relaxed),
@@ -89,9 +97,12 @@ impl JetStream {
             ["STREAM", "NAMES"] | ["STREAM", "LIST"] => self.list_clustered(cl, acc, &toks, body),
             ["STREAM", "LEADER", "STEPDOWN", name] => {
                 let sa = cl.meta.read().stream(&acc.name, name).cloned();
-                match sa.filter(|sa| sa.peers.len() > 1) {
+                match sa {
                     Some(sa) => {
-                        cl.transfer(&sa.group, None);
+                        // One replica: nothing to hand over, and nats-server says success.
+                        if sa.peers.len() > 1 {
+                            cl.transfer(&sa.group, None);
+                        }
                         Ok(Some(json!({
                             "type": "io.nats.jetstream.api.v1.stream_leader_stepdown_response",
                             "success": true,
@@ -144,7 +155,10 @@ impl JetStream {
                     m.remove(k);
                 }
             }
-            v["did_create"] = json!(true);
+            // nats-server answers from the assignment, which does not know since when.
+            if let Some(c) = v["cluster"].as_object_mut() {
+                c.remove("leader_since");
+            }
             return Ok(Some(v));
         }
         check_overlap_with(
@@ -167,7 +181,7 @@ impl JetStream {
         let candidates = candidates(server);
         let peers = meta
             .place(&candidates, cfg.num_replicas.max(1) as usize)
-            .ok_or_else(ApiError::insufficient_resources)?;
+            .ok_or_else(ApiError::no_suitable_peers)?;
         drop(meta);
         let sa = StreamAssignment {
             account: acc.name.clone(),

@@ -50,6 +50,8 @@ struct Group {
     pending_reply: Option<String>,
     /// A new group's first peer campaigns at this moment rather than after a timeout.
     campaign_at: Option<Instant>,
+    /// When each peer was last heard from.
+    heard: HashMap<NodeId, Instant>,
 }
 
 /// The runtime thread's state.
@@ -198,7 +200,9 @@ impl Runtime {
         match ev {
             Event::Inbound { group, payload } => {
                 if let Some(g) = self.groups.get_mut(&group) {
+                    let now = Instant::now();
                     for m in nrg::unpack(payload) {
+                        g.heard.insert(m.from, now);
                         g.driver.step(m);
                     }
                 }
@@ -362,6 +366,7 @@ impl Runtime {
                 leader_since: None,
                 pending_reply,
                 campaign_at,
+                heard: HashMap::new(),
             },
         );
         Ok(())
@@ -439,6 +444,11 @@ impl Runtime {
                 applied: r.committed(),
                 last_index: r.last_index(),
                 matched,
+                heard: g
+                    .heard
+                    .iter()
+                    .map(|(p, t)| (*p, t.elapsed().as_nanos() as i64))
+                    .collect(),
             },
         );
     }

@@ -238,7 +238,10 @@ impl Stream {
         if let Some(t) = view.leader_since {
             v["leader_since"] = json!(rfc3339_nanos(t));
         }
-        let replicas: Vec<Value> = view
+        // Raft traffic goes through the system account, as nats-server says.
+        v["system_account"] = json!(true);
+        v["traffic_account"] = json!("$SYS");
+        let mut replicas: Vec<(String, Value)> = view
             .voters
             .iter()
             .filter(|p| Some(**p) != view.leader)
@@ -248,16 +251,26 @@ impl Stream {
                     .iter()
                     .find(|(id, _)| id == p)
                     .map_or(0, |(_, m)| *m);
+                let heard = view.heard.iter().find(|(id, _)| id == p).map(|(_, t)| *t);
                 let lag = view.last_index.saturating_sub(matched);
-                json!({
-                    "name": cl.name_of(*p),
-                    "current": lag == 0,
-                    "active": 0,
-                    "lag": lag,
+                let name = cl.name_of(*p);
+                let mut r = json!({
+                    "name": name,
+                    "current": lag == 0 && heard.is_some(),
+                    "active": heard.unwrap_or(0),
                     "peer": crate::raft::peer::peer_of(*p),
-                })
+                });
+                if heard.is_none() {
+                    r["offline"] = json!(true);
+                }
+                if lag > 0 {
+                    r["lag"] = json!(lag);
+                }
+                (name, r)
             })
             .collect();
+        replicas.sort_by(|a, b| a.0.cmp(&b.0));
+        let replicas: Vec<Value> = replicas.into_iter().map(|(_, r)| r).collect();
         if !replicas.is_empty() {
             v["replicas"] = Value::Array(replicas);
         }
