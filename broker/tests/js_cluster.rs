@@ -247,8 +247,14 @@ async fn api_scenario(reference: bool) -> Vec<(String, Value)> {
     let mut call = |label: &str, v: Value| out.push((label.to_string(), shape(&v)));
     let r3 = json!({"name": "R3", "subjects": ["r3.>"], "num_replicas": 3});
     let r1 = json!({"name": "R1", "subjects": ["r1"]});
-    call("create r3", api_retry(&nc, "$JS.API.STREAM.CREATE.R3", r3.clone(), WAIT).await);
-    call("create r1", api_retry(&nc, "$JS.API.STREAM.CREATE.R1", r1.clone(), WAIT).await);
+    call(
+        "create r3",
+        api_retry(&nc, "$JS.API.STREAM.CREATE.R3", r3.clone(), WAIT).await,
+    );
+    call(
+        "create r1",
+        api_retry(&nc, "$JS.API.STREAM.CREATE.R1", r1.clone(), WAIT).await,
+    );
     call(
         "create r4",
         api_retry(
@@ -273,8 +279,14 @@ async fn api_scenario(reference: bool) -> Vec<(String, Value)> {
         publish_until_acked(&nc, "r3.x", &format!("id{i}")).await;
     }
     call("info r3", stream_info(&nc, "R3").await);
-    call("again r3", api_retry(&nc, "$JS.API.STREAM.CREATE.R3", r3, WAIT).await);
-    call("again r1", api_retry(&nc, "$JS.API.STREAM.CREATE.R1", r1, WAIT).await);
+    call(
+        "again r3",
+        api_retry(&nc, "$JS.API.STREAM.CREATE.R3", r3, WAIT).await,
+    );
+    call(
+        "again r1",
+        api_retry(&nc, "$JS.API.STREAM.CREATE.R1", r1, WAIT).await,
+    );
     call("info r1", stream_info(&nc, "R1").await);
     for s in ["R3", "R1", "NOPE"] {
         let v = api_retry(
@@ -312,4 +324,97 @@ async fn stream_api_answers_as_a_nats_server_cluster() {
         assert_eq!(w, g, "natrix differs from nats-server");
     }
     assert_eq!(want.len(), got.len());
+}
+
+/// The leader of `stream` by name, once there is one.
+async fn leader_of(nc: &async_nats::Client, stream: &str) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let info = stream_info(nc, stream).await;
+        if let Some(l) = info["cluster"]["leader"].as_str() {
+            return l.to_string();
+        }
+        assert!(Instant::now() < deadline, "no leader for {stream}: {info}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r3_consumer_continues_where_it_was_after_its_leader_is_killed() {
+    use async_nats::jetstream::{self, consumer::pull};
+    use futures::StreamExt;
+    let mut c = JsCluster::start(false, 3);
+    let nc = connect(&c.urls()).await;
+    api_retry(&nc, "$JS.API.INFO", Value::Null, WAIT).await;
+    let created = api_retry(
+        &nc,
+        "$JS.API.STREAM.CREATE.WORK",
+        json!({"name": "WORK", "subjects": ["work.>"], "num_replicas": 3, "retention": "workqueue"}),
+        WAIT,
+    )
+    .await;
+    assert!(created.get("error").is_none(), "{created}");
+    for i in 0..100 {
+        publish_until_acked(&nc, "work.item", &format!("w{i}")).await;
+    }
+    let js = jetstream::new(nc.clone());
+    let stream = js.get_stream("WORK").await.unwrap();
+    let consumer: jetstream::consumer::PullConsumer = stream
+        .create_consumer(pull::Config {
+            durable_name: Some("workers".into()),
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut first = Vec::new();
+    let mut msgs = consumer.fetch().max_messages(50).messages().await.unwrap();
+    while let Some(m) = msgs.next().await {
+        let m = m.unwrap();
+        first.push(m.info().unwrap().stream_sequence);
+        m.double_ack().await.unwrap();
+    }
+    assert_eq!(first, (1..=50).collect::<Vec<u64>>());
+    // The followers hear of the acks within a moment; then the leader dies.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let leader = leader_of(&nc, "WORK").await;
+    c.kill(c.index_of(&leader));
+    let new_leader = leader_of(&nc, "WORK").await;
+    assert_ne!(new_leader, leader);
+    // The consumer exists on the new leader, at the same place; acked messages are gone.
+    let info = api_retry(&nc, "$JS.API.CONSUMER.INFO.WORK.workers", Value::Null, WAIT).await;
+    assert_eq!(info["ack_floor"]["stream_seq"], 50, "{info}");
+    assert_eq!(info["num_pending"], 50, "{info}");
+    let st = stream_info(&nc, "WORK").await;
+    assert_eq!(st["state"]["messages"], 50, "{st}");
+    let mut rest = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    while rest.len() < 50 {
+        assert!(Instant::now() < deadline, "got {rest:?}");
+        let consumer: jetstream::consumer::PullConsumer = match stream.get_consumer("workers").await
+        {
+            Ok(c) => c,
+            Err(_) => continue,
+        };
+        let Ok(mut msgs) = consumer
+            .fetch()
+            .max_messages(50)
+            .expires(Duration::from_secs(1))
+            .messages()
+            .await
+        else {
+            continue;
+        };
+        while let Some(Ok(m)) = msgs.next().await {
+            rest.push(m.info().unwrap().stream_sequence);
+            let _ = m.double_ack().await;
+        }
+    }
+    rest.sort_unstable();
+    rest.dedup();
+    assert_eq!(rest, (51..=100).collect::<Vec<u64>>());
+    println!(
+        "figure: r3-consumer-failover acked_before=50 redelivered_after=0 delivered_after={}",
+        rest.len()
+    );
 }

@@ -212,6 +212,8 @@ pub struct Consumer {
     last_sent: Instant,
     inactive_since: Option<Instant>,
     pub dirty: bool,
+    /// Its position changed since the leader last replicated it.
+    pub replicate: bool,
     /// Replay original: the last message's timestamp and when it went out; when the next is due.
     replay_last: Option<(i64, Instant)>,
     replay_due: Option<Instant>,
@@ -348,6 +350,7 @@ impl Consumer {
             last_sent: now,
             inactive_since: Some(now),
             dirty: false,
+            replicate: false,
             replay_last: None,
             replay_due: None,
             paused_until,
@@ -385,6 +388,7 @@ impl Consumer {
         }
         if self.remove_pending(seq).is_some() {
             self.dirty = true;
+            self.replicate = true;
         }
         self.redeliver.remove(&seq);
         self.st.redelivered.remove(&seq);
@@ -526,6 +530,7 @@ impl Consumer {
         self.last_acked = 0;
         self.recount(store);
         self.dirty = true;
+        self.replicate = true;
         Ok(seq)
     }
 
@@ -539,6 +544,7 @@ impl Consumer {
             self.recount(store);
         }
         self.dirty = true;
+        self.replicate = true;
     }
 
     /// Whether deliveries follow the original timing (not supported: rejected at create).

@@ -436,7 +436,8 @@ impl Stream {
                 .send(server, &self.account, Msg::new(&reply, &body));
         }
         self.timers(server);
-        if self.wake {
+        // A follower's consumers wait: their leader delivers.
+        if self.wake && self.answers() {
             self.wake = false;
             self.deliver_all(server);
         }
@@ -452,6 +453,7 @@ impl Stream {
             }
         }
         if self.last_state_save.elapsed() >= STATE_SAVE_INTERVAL {
+            self.replicate_consumers();
             self.save_consumers(false);
         }
         self.publish_numbers();
@@ -584,6 +586,9 @@ impl Stream {
         }
         let mut dropped = Vec::new();
         let mut gone = Vec::new();
+        if !self.answers() {
+            return;
+        }
         {
             let (mut ctx, consumers) = self.ctx(server);
             for (name, c) in consumers.iter_mut() {
@@ -616,7 +621,12 @@ impl Stream {
                 self.account.name,
                 self.name
             );
-            self.delete_consumer(server, &name);
+            if self.replica.is_some() {
+                // Every replica deletes it, in log order.
+                self.propose_api(Op::ConsumerDelete(name), None, Bytes::new());
+            } else {
+                self.delete_consumer(server, &name);
+            }
         }
         if !dropped.is_empty() {
             self.wake = true;
@@ -650,11 +660,10 @@ impl Stream {
                 data,
             } => self.process_msg(server, &subject, reply, &hdr, &data),
             Cmd::Api {
-                op: op @ (Op::Purge | Op::MsgDelete),
-                reply,
-                body,
-                ..
-            } if self.replica.is_some() => self.propose_api(op, reply, body),
+                op, reply, body, ..
+            } if self.replica.is_some() && replicated::changes(&op) => {
+                self.propose_api(op, reply, body)
+            }
             Cmd::Replicated {
                 entries,
                 replay_until,

@@ -15,6 +15,8 @@ use crate::sublist::LocalCache;
 pub struct InternalSender {
     cache: LocalCache<Subscription>,
     wakes: WakeList,
+    /// Sends nothing while set (a replica applying what its leader already answered).
+    muted: bool,
 }
 
 /// Ids for internal producers' wake lists, in a range of their own (below the route owners'
@@ -27,13 +29,22 @@ impl Default for InternalSender {
         InternalSender {
             cache: LocalCache::new(),
             wakes: WakeList::new(owner),
+            muted: false,
         }
     }
 }
 
 impl InternalSender {
+    /// While `on`, messages go nowhere (and count as taken by nobody).
+    pub fn set_muted(&mut self, on: bool) {
+        self.muted = on;
+    }
+
     /// Routes one message in `account`; returns whether anyone took it.
     pub fn send(&mut self, server: &Server, account: &Account, msg: Msg<'_>) -> bool {
+        if self.muted {
+            return false;
+        }
         route_message(
             server,
             &mut self.cache,
@@ -53,6 +64,9 @@ impl InternalSender {
         route_by: &str,
         msg: Msg<'_>,
     ) -> bool {
+        if self.muted {
+            return false;
+        }
         let mut delivered = deliver_in_account(
             server,
             &mut self.cache,

@@ -134,6 +134,14 @@ impl JetStream {
     ) -> Result<Option<Value>, ApiError> {
         let cfg =
             Self::parse_stream_config(name, body, server.options().max_payload, self.strict, true)?;
+        if cfg.num_replicas > 1
+            && (cfg.mirror.is_some() || cfg.sources.as_ref().is_some_and(|s| !s.is_empty()))
+        {
+            // Said loudly rather than copied on every replica independently.
+            return Err(ApiError::stream_create(
+                "replicated mirrors and sources are not supported yet",
+            ));
+        }
         let meta = cl.meta.read();
         if let Some(sa) = meta.stream(&acc.name, name) {
             if sa.config != cfg {

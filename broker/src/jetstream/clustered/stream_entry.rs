@@ -18,24 +18,91 @@ pub enum StreamEntry {
         hdr: Bytes,
         data: Bytes,
     },
-    /// A stream API request that changes the stream (purge, message delete).
+    /// A stream API request that changes the stream or its consumers.
     Api {
         proposer: u64,
         op: ApiOp,
         reply: Option<String>,
         body: Bytes,
     },
+    /// A consumer's position as its leader holds it (deliveries, acks, pending).
+    ConsumerState {
+        proposer: u64,
+        name: String,
+        state: Bytes,
+    },
+    /// Messages the leader removed because every consumer that needed them acknowledged
+    /// them (work-queue and interest retention).
+    Remove { proposer: u64, seqs: Vec<u64> },
 }
 
-/// The stream-changing API requests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The stream-changing API requests, with what their subjects carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApiOp {
     Purge,
     MsgDelete,
+    ConsumerCreate {
+        name: Option<String>,
+        filter: Option<String>,
+        durable_api: bool,
+    },
+    ConsumerDelete(String),
+    ConsumerPause(String),
+    ConsumerUnpin(String),
+    ConsumerReset {
+        name: String,
+        too_new: bool,
+    },
 }
 
 const MSG: u8 = 1;
 const API: u8 = 2;
+const CONSUMER_STATE: u8 = 3;
+const REMOVE: u8 = 4;
+
+impl ApiOp {
+    /// (code, name, filter, flag).
+    fn parts(&self) -> (u8, Option<&str>, Option<&str>, bool) {
+        match self {
+            ApiOp::Purge => (1, None, None, false),
+            ApiOp::MsgDelete => (2, None, None, false),
+            ApiOp::ConsumerCreate {
+                name,
+                filter,
+                durable_api,
+            } => (3, name.as_deref(), filter.as_deref(), *durable_api),
+            ApiOp::ConsumerDelete(n) => (4, Some(n), None, false),
+            ApiOp::ConsumerPause(n) => (5, Some(n), None, false),
+            ApiOp::ConsumerUnpin(n) => (6, Some(n), None, false),
+            ApiOp::ConsumerReset { name, too_new } => (7, Some(name), None, *too_new),
+        }
+    }
+
+    fn from_parts(
+        code: u8,
+        name: Option<String>,
+        filter: Option<String>,
+        flag: bool,
+    ) -> Option<ApiOp> {
+        Some(match code {
+            1 => ApiOp::Purge,
+            2 => ApiOp::MsgDelete,
+            3 => ApiOp::ConsumerCreate {
+                name,
+                filter,
+                durable_api: flag,
+            },
+            4 => ApiOp::ConsumerDelete(name?),
+            5 => ApiOp::ConsumerPause(name?),
+            6 => ApiOp::ConsumerUnpin(name?),
+            7 => ApiOp::ConsumerReset {
+                name: name?,
+                too_new: flag,
+            },
+            _ => return None,
+        })
+    }
+}
 
 fn put_str(out: &mut BytesMut, s: &str) {
     out.put_u32(s.len() as u32);
@@ -93,12 +160,31 @@ impl StreamEntry {
             } => {
                 out.put_u8(API);
                 out.put_u64(*proposer);
-                out.put_u8(match op {
-                    ApiOp::Purge => 1,
-                    ApiOp::MsgDelete => 2,
-                });
+                let (code, name, filter, flag) = op.parts();
+                out.put_u8(code);
+                put_str(&mut out, name.unwrap_or(""));
+                put_str(&mut out, filter.unwrap_or(""));
+                out.put_u8(flag as u8);
                 put_str(&mut out, reply.as_deref().unwrap_or(""));
                 put_bytes(&mut out, body);
+            }
+            StreamEntry::ConsumerState {
+                proposer,
+                name,
+                state,
+            } => {
+                out.put_u8(CONSUMER_STATE);
+                out.put_u64(*proposer);
+                put_str(&mut out, name);
+                put_bytes(&mut out, state);
+            }
+            StreamEntry::Remove { proposer, seqs } => {
+                out.put_u8(REMOVE);
+                out.put_u64(*proposer);
+                out.put_u32(seqs.len() as u32);
+                for s in seqs {
+                    out.put_u64(*s);
+                }
             }
         }
         out.freeze()
@@ -130,17 +216,35 @@ impl StreamEntry {
                 if buf.remaining() < 1 {
                     return None;
                 }
-                let op = match buf.get_u8() {
-                    1 => ApiOp::Purge,
-                    2 => ApiOp::MsgDelete,
-                    _ => return None,
-                };
+                let code = buf.get_u8();
+                let name = get_opt_str(&mut buf)?;
+                let filter = get_opt_str(&mut buf)?;
+                if buf.remaining() < 1 {
+                    return None;
+                }
+                let flag = buf.get_u8() != 0;
                 Some(StreamEntry::Api {
                     proposer,
-                    op,
+                    op: ApiOp::from_parts(code, name, filter, flag)?,
                     reply: get_opt_str(&mut buf)?,
                     body: get_bytes(&mut buf)?,
                 })
+            }
+            CONSUMER_STATE => Some(StreamEntry::ConsumerState {
+                proposer,
+                name: get_str(&mut buf)?,
+                state: get_bytes(&mut buf)?,
+            }),
+            REMOVE => {
+                if buf.remaining() < 4 {
+                    return None;
+                }
+                let n = buf.get_u32() as usize;
+                if buf.remaining() < n * 8 {
+                    return None;
+                }
+                let seqs = (0..n).map(|_| buf.get_u64()).collect();
+                Some(StreamEntry::Remove { proposer, seqs })
             }
             _ => None,
         }
@@ -164,12 +268,36 @@ mod tests {
         let b = m.encode();
         assert_eq!(StreamEntry::decode(b.clone()), Some(m));
         assert_eq!(StreamEntry::decode(b.slice(..b.len() - 1)), None);
-        let a = StreamEntry::Api {
-            proposer: 1,
-            op: ApiOp::Purge,
-            reply: None,
-            body: Bytes::from_static(b"{}"),
+        for op in [
+            ApiOp::Purge,
+            ApiOp::ConsumerCreate {
+                name: Some("C".into()),
+                filter: Some("a.>".into()),
+                durable_api: true,
+            },
+            ApiOp::ConsumerReset {
+                name: "C".into(),
+                too_new: true,
+            },
+        ] {
+            let a = StreamEntry::Api {
+                proposer: 1,
+                op,
+                reply: None,
+                body: Bytes::from_static(b"{}"),
+            };
+            assert_eq!(StreamEntry::decode(a.encode()), Some(a));
+        }
+        let r = StreamEntry::Remove {
+            proposer: 2,
+            seqs: vec![1, 5, 9],
         };
-        assert_eq!(StreamEntry::decode(a.encode()), Some(a));
+        assert_eq!(StreamEntry::decode(r.encode()), Some(r));
+        let c = StreamEntry::ConsumerState {
+            proposer: 2,
+            name: "C".into(),
+            state: Bytes::from_static(b"{}"),
+        };
+        assert_eq!(StreamEntry::decode(c.encode()), Some(c));
     }
 }

@@ -121,6 +121,7 @@ impl Consumer {
             _ => {}
         }
         self.dirty = true;
+        self.replicate = true;
         self.update_floor();
         if let Some(r) = reply {
             ctx.sender.send(ctx.server, ctx.account, Msg::new(r, b""));
@@ -203,6 +204,7 @@ impl Consumer {
                 self.st.redelivered.remove(&s);
                 dropped.push((s, dc));
                 self.dirty = true;
+                self.replicate = true;
             } else {
                 self.redeliver.insert(s);
             }

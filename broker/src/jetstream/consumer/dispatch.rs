@@ -213,6 +213,7 @@ impl Consumer {
             }
             self.last_delivered = now_ns;
             self.dirty = true;
+            self.replicate = true;
             if self.cfg.ack_policy == AckPolicy::None {
                 self.st.ack_floor_sseq = seq;
                 self.st.ack_floor_dseq = dseq;
@@ -308,6 +309,7 @@ impl Consumer {
                 acked = self.ack_through(last);
                 self.update_floor();
                 self.dirty = true;
+                self.replicate = true;
             }
         }
         (self.take_flow_control(subject), acked)

@@ -51,6 +51,7 @@ impl Stream {
         if self.cfg.retention == Retention::Limits || acked.is_empty() || self.snapshotting() {
             return;
         }
+        let mut removed = Vec::new();
         for &seq in acked {
             let Some((subj, _, _)) = self.store.peek(seq) else {
                 continue;
@@ -58,8 +59,10 @@ impl Stream {
             let subj = subj.clone();
             if !self.consumers.values().any(|c| c.needs(seq, &subj)) {
                 self.remove_msg(seq);
+                removed.push(seq);
             }
         }
+        self.replicate_removal(removed);
     }
 
     pub(super) fn consumers_dir(&self) -> Option<PathBuf> {
@@ -311,6 +314,7 @@ impl Stream {
             return;
         }
         c.dirty = true;
+        c.replicate = true;
         let Some(dir) = self.dir.as_ref().map(|d| d.join("obs").join(name)) else {
             return;
         };

@@ -243,6 +243,7 @@ impl Stream {
             }
             c.recount(&self.store);
             c.dirty = true;
+            c.replicate = true;
         }
     }
 }

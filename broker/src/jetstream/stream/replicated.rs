@@ -3,6 +3,7 @@
 //! entry it holds last so that a restart applies each entry exactly once.
 
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use serde_json::{json, Value};
@@ -125,18 +126,54 @@ impl Stream {
         r.link.cl.propose(&r.link.group, e.encode());
     }
 
-    /// The leader takes a purge or message delete in: into the log, answered once applied.
+    /// The leader takes a stream-changing request in: into the log, answered once applied.
     pub(super) fn propose_api(&mut self, op: Op, reply: Option<String>, body: Bytes) {
         let Some(r) = &self.replica else { return };
-        let op = match op {
-            Op::Purge => ApiOp::Purge,
-            _ => ApiOp::MsgDelete,
-        };
+        let Some(op) = to_entry(op) else { return };
         let e = StreamEntry::Api {
             proposer: r.link.cl.me,
             op,
             reply,
             body,
+        };
+        r.link.cl.propose(&r.link.group, e.encode());
+    }
+
+    /// Whether this server acts for the stream: it leads its group, or it is not replicated.
+    pub(super) fn answers(&self) -> bool {
+        self.replica.is_none()
+            || self
+                .handle
+                .upgrade()
+                .is_some_and(|h| h.leader.load(Ordering::Relaxed))
+    }
+
+    /// The leader hands its consumers' changed positions to the followers.
+    pub(super) fn replicate_consumers(&mut self) {
+        let Some(r) = &self.replica else { return };
+        if !self.answers() {
+            return;
+        }
+        for (name, c) in self.consumers.iter_mut().filter(|(_, c)| c.replicate) {
+            c.replicate = false;
+            let e = StreamEntry::ConsumerState {
+                proposer: r.link.cl.me,
+                name: name.clone(),
+                state: serde_json::to_vec(&c.st).expect("state serializes").into(),
+            };
+            r.link.cl.propose(&r.link.group, e.encode());
+        }
+    }
+
+    /// The leader tells the followers which acknowledged messages it removed.
+    pub(super) fn replicate_removal(&mut self, seqs: Vec<u64>) {
+        let Some(r) = &self.replica else { return };
+        if seqs.is_empty() {
+            return;
+        }
+        let e = StreamEntry::Remove {
+            proposer: r.link.cl.me,
+            seqs,
         };
         r.link.cl.propose(&r.link.group, e.encode());
     }
@@ -158,46 +195,68 @@ impl Stream {
             }
             r.applied = index;
             r.dirty = true;
-            let answer = |proposer: u64| proposer == me && index > replay_until;
-            match StreamEntry::decode(data) {
-                Some(StreamEntry::Msg {
-                    proposer,
+            let live = index > replay_until;
+            let answer = |proposer: u64| proposer == me && live;
+            let Some(entry) = StreamEntry::decode(data) else {
+                tracing::error!(
+                    "JetStream stream '{} > {}': log entry {index} could not be read",
+                    self.account.name,
+                    self.name
+                );
+                continue;
+            };
+            // A replica that did not take the request in applies it silently: acks, API
+            // answers, advisories and republished copies come from the proposer alone.
+            let proposer = match &entry {
+                StreamEntry::Msg { proposer, .. }
+                | StreamEntry::Api { proposer, .. }
+                | StreamEntry::ConsumerState { proposer, .. }
+                | StreamEntry::Remove { proposer, .. } => *proposer,
+            };
+            self.sender.set_muted(!answer(proposer));
+            match entry {
+                StreamEntry::Msg {
                     ts,
                     subject,
                     reply,
                     hdr,
                     data,
-                }) => {
-                    let reply = reply.filter(|_| answer(proposer));
+                    ..
+                } => {
                     self.apply_ts = Some(ts);
                     self.process_msg(server, &subject, reply, &hdr, &data);
                     self.apply_ts = None;
                 }
-                Some(StreamEntry::Api {
-                    proposer,
-                    op,
-                    reply,
-                    body,
-                }) => {
-                    let op = match op {
-                        ApiOp::Purge => Op::Purge,
-                        ApiOp::MsgDelete => Op::MsgDelete,
-                    };
-                    let resp = self.api(server, op, &body);
-                    if let (Some(reply), Some(resp), true) = (reply, resp, answer(proposer)) {
+                StreamEntry::Api {
+                    op, reply, body, ..
+                } => {
+                    let resp = self.api(server, from_entry(op), &body);
+                    if let (Some(reply), Some(resp)) = (reply, resp) {
                         self.sender
                             .send(server, &self.account, Msg::new(&reply, resp.as_bytes()));
                     }
                 }
-                None => tracing::error!(
-                    "JetStream stream '{} > {}': log entry {index} could not be read",
-                    self.account.name,
-                    self.name
-                ),
+                // The leader's own state and removals are already in place (live).
+                StreamEntry::ConsumerState { name, state, .. } if !answer(proposer) => {
+                    if let (Some(c), Ok(st)) = (
+                        self.consumers.get_mut(&name),
+                        serde_json::from_slice(&state),
+                    ) {
+                        c.st = st;
+                        c.recount(&self.store);
+                        c.dirty = true;
+                    }
+                }
+                StreamEntry::Remove { seqs, .. } if !answer(proposer) => {
+                    for seq in seqs {
+                        self.remove_msg(seq);
+                    }
+                }
+                StreamEntry::ConsumerState { .. } | StreamEntry::Remove { .. } => {}
             }
+            self.sender.set_muted(false);
         }
     }
-
     /// Answers a create request (clustered: once the stream has a leader).
     pub(super) fn answer_created(&mut self, server: &Server, reply: &str) {
         let mut v = self.info_value(&Default::default());
@@ -275,5 +334,60 @@ impl Stream {
             v["replicas"] = Value::Array(replicas);
         }
         v
+    }
+}
+
+/// Whether `op` changes the stream or its consumers (so it goes through the log).
+pub(super) fn changes(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Purge
+            | Op::MsgDelete
+            | Op::ConsumerCreate { .. }
+            | Op::ConsumerDelete(_)
+            | Op::ConsumerPause(_)
+            | Op::ConsumerUnpin(_)
+            | Op::ConsumerReset { .. }
+    )
+}
+
+fn to_entry(op: Op) -> Option<ApiOp> {
+    Some(match op {
+        Op::Purge => ApiOp::Purge,
+        Op::MsgDelete => ApiOp::MsgDelete,
+        Op::ConsumerCreate {
+            name,
+            filter,
+            durable_api,
+        } => ApiOp::ConsumerCreate {
+            name,
+            filter,
+            durable_api,
+        },
+        Op::ConsumerDelete(n) => ApiOp::ConsumerDelete(n),
+        Op::ConsumerPause(n) => ApiOp::ConsumerPause(n),
+        Op::ConsumerUnpin(n) => ApiOp::ConsumerUnpin(n),
+        Op::ConsumerReset { name, too_new } => ApiOp::ConsumerReset { name, too_new },
+        _ => return None,
+    })
+}
+
+fn from_entry(op: ApiOp) -> Op {
+    match op {
+        ApiOp::Purge => Op::Purge,
+        ApiOp::MsgDelete => Op::MsgDelete,
+        ApiOp::ConsumerCreate {
+            name,
+            filter,
+            durable_api,
+        } => Op::ConsumerCreate {
+            name,
+            filter,
+            durable_api,
+        },
+        ApiOp::ConsumerDelete(n) => Op::ConsumerDelete(n),
+        ApiOp::ConsumerPause(n) => Op::ConsumerPause(n),
+        ApiOp::ConsumerUnpin(n) => Op::ConsumerUnpin(n),
+        ApiOp::ConsumerReset { name, too_new } => Op::ConsumerReset { name, too_new },
     }
 }

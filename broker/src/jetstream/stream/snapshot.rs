@@ -180,6 +180,7 @@ impl Stream {
             let mut c = Consumer::restore(name.clone(), cfg, now, st);
             c.recount(&self.store);
             c.dirty = true;
+            c.replicate = true;
             self.consumers.insert(name.clone(), c);
             self.write_consumer_meta(&name);
         }
