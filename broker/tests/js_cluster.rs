@@ -155,14 +155,14 @@ async fn r3_stream_keeps_acknowledged_messages_when_its_leader_is_killed() {
     let deadline = Instant::now() + WAIT;
     loop {
         let info = stream_info(&nc, "ORDERS").await;
-        let lag: u64 = info["cluster"]["replicas"]
-            .as_array()
-            .map(|r| r.iter().map(|p| p["lag"].as_u64().unwrap_or(1)).sum())
-            .unwrap_or(1);
-        let has_old = info["cluster"]["replicas"]
-            .as_array()
+        let replicas = info["cluster"]["replicas"].as_array().cloned();
+        let current = replicas
+            .as_ref()
+            .is_some_and(|r| r.iter().all(|p| p["current"] == true));
+        let has_old = replicas
+            .as_ref()
             .is_some_and(|r| r.iter().any(|p| p["name"] == leader.as_str()));
-        if lag == 0 && has_old {
+        if current && has_old {
             break;
         }
         assert!(
@@ -417,4 +417,122 @@ async fn r3_consumer_continues_where_it_was_after_its_leader_is_killed() {
         "figure: r3-consumer-failover acked_before=50 redelivered_after=0 delivered_after={}",
         rest.len()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r3_key_value_and_object_store_work_while_the_leader_moves() {
+    use async_nats::jetstream::{self, kv, object_store};
+    use futures::StreamExt;
+    let c = JsCluster::start(false, 3);
+    let nc = connect(&c.urls()).await;
+    api_retry(&nc, "$JS.API.INFO", Value::Null, WAIT).await;
+    let js = jetstream::new(nc.clone());
+    let bucket = js
+        .create_key_value(kv::Config {
+            bucket: "cfg".into(),
+            history: 5,
+            num_replicas: 3,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut watch = bucket.watch("k").await.unwrap();
+    let mut revisions = Vec::new();
+    let mut rev = bucket.create("k", "v0".into()).await.unwrap();
+    revisions.push(rev);
+    for i in 1..=6 {
+        // Every other write, the stream's leader hands over to a peer first.
+        if i % 2 == 0 {
+            api_retry(
+                &nc,
+                "$JS.API.STREAM.LEADER.STEPDOWN.KV_cfg",
+                Value::Null,
+                WAIT,
+            )
+            .await;
+        }
+        let deadline = Instant::now() + WAIT;
+        rev = loop {
+            match bucket.update("k", format!("v{i}").into(), rev).await {
+                Ok(r) => break r,
+                Err(e) => {
+                    // A write that was stored but whose ack was lost shows as the next revision.
+                    let cur = bucket.entry("k").await.ok().flatten();
+                    if let Some(cur) = cur.filter(|c| c.value == format!("v{i}").as_bytes()) {
+                        break cur.revision;
+                    }
+                    assert!(Instant::now() < deadline, "update {i}: {e}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        };
+        revisions.push(rev);
+    }
+    // A stale revision is refused (compare-and-set).
+    assert!(bucket
+        .update("k", "stale".into(), revisions[0])
+        .await
+        .is_err());
+    let e = bucket.entry("k").await.unwrap().unwrap();
+    assert_eq!(e.value, "v6".as_bytes());
+    assert_eq!(e.revision, rev);
+    // History keeps the last five revisions.
+    let hist: Vec<_> = bucket
+        .history("k")
+        .await
+        .unwrap()
+        .map(|e| e.unwrap().value)
+        .collect()
+        .await;
+    let want: Vec<bytes::Bytes> = (2..=6).map(|i| format!("v{i}").into()).collect();
+    assert_eq!(hist, want);
+    // The watcher saw every value in order, across the leader changes.
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while seen.len() < 7 {
+        match tokio::time::timeout_at(deadline, watch.next()).await {
+            Ok(Some(Ok(e))) => seen.push(String::from_utf8(e.value.to_vec()).unwrap()),
+            Ok(Some(Err(e))) => panic!("watch: {e}"),
+            _ => panic!("watch saw only {seen:?}"),
+        }
+    }
+    assert_eq!(seen, (0..=6).map(|i| format!("v{i}")).collect::<Vec<_>>());
+
+    let store = js
+        .create_object_store(object_store::Config {
+            bucket: "blobs".into(),
+            num_replicas: 3,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    store.put("big", &mut data.as_slice()).await.unwrap();
+    api_retry(
+        &nc,
+        "$JS.API.STREAM.LEADER.STEPDOWN.OBJ_blobs",
+        Value::Null,
+        WAIT,
+    )
+    .await;
+    let deadline = Instant::now() + WAIT;
+    let back = loop {
+        let r = async {
+            let mut obj = store.get("big").await.ok()?;
+            let mut out = Vec::new();
+            tokio::io::AsyncReadExt::read_to_end(&mut obj, &mut out)
+                .await
+                .ok()?;
+            Some(out)
+        }
+        .await;
+        match r {
+            Some(b) => break b,
+            None => {
+                assert!(Instant::now() < deadline, "object never read back");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    assert_eq!(back, data);
 }

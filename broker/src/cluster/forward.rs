@@ -22,10 +22,11 @@ impl crate::server::links::Routes for Cluster {
     fn forward(
         &self,
         account: &Account,
+        route_by: &str,
         msg: &Msg<'_>,
         local: &MatchResult<Subscription>,
     ) -> (bool, Option<MatchResult<Subscription>>) {
-        let subject = msg.subject;
+        let subject = route_by;
         let routes = self.routes.read().clone();
         if routes.is_empty() || self.export_denies(subject) {
             return (false, None);
@@ -96,6 +97,29 @@ impl crate::server::links::Routes for Cluster {
                 removed.push(i);
             }
         }
+        // A delivery shown under another subject than it is routed by: nats-server sends the
+        // shown subject with `<reply>@<route by>` as the reply; without a reply it goes as
+        // routed.
+        let joined;
+        let delivery;
+        let msg = match msg.reply {
+            _ if route_by == msg.subject => msg,
+            Some(r) => {
+                joined = [r, b"@", route_by.as_bytes()].concat();
+                delivery = Msg {
+                    reply: Some(&joined),
+                    ..*msg
+                };
+                &delivery
+            }
+            None => {
+                delivery = Msg {
+                    subject: route_by,
+                    ..*msg
+                };
+                &delivery
+            }
+        };
         let mut sent = false;
         let mut buf = BytesMut::new();
         for t in &targets {

@@ -740,13 +740,27 @@ fn handle(
             let before = wakes.tally;
             // A subject that is not UTF-8 matches no subscription.
             if let Ok(subject) = std::str::from_utf8(subject) {
+                // `<reply>@<deliver subject>`: a JetStream delivery, routed by the deliver
+                // subject and shown with the stored one (nats-server's convention).
+                let (reply, route_by) =
+                    match reply.and_then(|r| r.iter().rposition(|b| *b == b'@').map(|i| (r, i))) {
+                        Some((r, i)) => (Some(&r[..i]), std::str::from_utf8(&r[i + 1..]).ok()),
+                        None => (reply, None),
+                    };
                 let msg = Msg {
                     subject,
                     reply,
                     headers,
                     payload,
                 };
-                deliver_routed(server, &acc, &msg, &queues, wakes);
+                deliver_routed(
+                    server,
+                    &acc,
+                    route_by.unwrap_or(subject),
+                    &msg,
+                    &queues,
+                    wakes,
+                );
             }
             acc.stats.add(&Tally {
                 in_msgs: 1,
@@ -765,6 +779,7 @@ fn handle(
 fn deliver_routed(
     server: &Server,
     account: &crate::accounts::Account,
+    route_by: &str,
     msg: &Msg<'_>,
     queues: &[&[u8]],
     wakes: &mut WakeList,
@@ -772,7 +787,7 @@ fn deliver_routed(
     if account.has_stream_forwards() || account.has_response_routes() {
         crate::server::deliver::routed_cross_accounts(server, account, msg, wakes);
     }
-    let result = account.sublist.match_subject(msg.subject);
+    let result = account.sublist.match_subject(route_by);
     if result.is_empty() {
         return;
     }

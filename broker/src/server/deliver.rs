@@ -203,14 +203,7 @@ pub(super) fn deliver_in_account(
 ) -> bool {
     let result = cache.get_ref(route_by, &account.sublist);
     let (forwarded, filtered) = match server.routes() {
-        Some(c) => c.forward(
-            account,
-            &Msg {
-                subject: route_by,
-                ..*msg
-            },
-            result,
-        ),
+        Some(c) => c.forward(account, route_by, msg, result),
         None => (false, None),
     };
     let result = filtered.as_ref().unwrap_or(result);
@@ -332,7 +325,7 @@ pub(super) fn cross_accounts(
             // exporter's account (queue groups decided cluster-wide, as for a publish).
             let result = si.exporter.sublist.match_subject(&mapped);
             let (forwarded, filtered) = match server.routes() {
-                Some(c) => c.forward(&si.exporter, &req, &result),
+                Some(c) => c.forward(&si.exporter, req.subject, &req, &result),
                 None => (false, None),
             };
             delivered |= forwarded

@@ -19,12 +19,14 @@ use crate::sublist::MatchResult;
 
 /// What connections need from the cluster.
 pub trait Routes: Send + Sync {
-    /// Forwards a locally published message to the routes with matching interest; returns
-    /// whether anything was forwarded, and the local match without the queue groups handed
-    /// to a route (when there are any).
+    /// Forwards a locally published message to the routes with interest in `route_by`;
+    /// returns whether anything was forwarded, and the local match without the queue groups
+    /// handed to a route (when there are any). When `route_by` is not the message's subject
+    /// (a JetStream delivery), the remote is told both, as nats-server tells it.
     fn forward(
         &self,
         account: &Account,
+        route_by: &str,
         msg: &Msg<'_>,
         local: &MatchResult<Subscription>,
     ) -> (bool, Option<MatchResult<Subscription>>);

@@ -223,6 +223,8 @@ impl Stream {
                     data,
                     ..
                 } => {
+                    // Acks wait for the store write (not through the muted sender).
+                    let reply = reply.filter(|_| answer(proposer));
                     self.apply_ts = Some(ts);
                     self.process_msg(server, &subject, reply, &hdr, &data);
                     self.apply_ts = None;
