@@ -536,3 +536,137 @@ async fn r3_key_value_and_object_store_work_while_the_leader_moves() {
     };
     assert_eq!(back, data);
 }
+
+/// Every message of `stream` read back through an ordered pass of a fresh consumer: the
+/// `Nats-Msg-Id`s in stream order.
+async fn read_ids(nc: &async_nats::Client, stream: &str) -> Vec<String> {
+    use async_nats::jetstream::{self, consumer::pull};
+    use futures::StreamExt;
+    let js = jetstream::new(nc.clone());
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let attempt = async {
+            let s = js.get_stream(stream).await.ok()?;
+            let total = s.cached_info().state.messages as usize;
+            let c = s
+                .create_consumer(pull::Config {
+                    ack_policy: jetstream::consumer::AckPolicy::None,
+                    inactive_threshold: Duration::from_secs(30),
+                    ..Default::default()
+                })
+                .await
+                .ok()?;
+            let mut ids = Vec::new();
+            while ids.len() < total {
+                let mut batch = c
+                    .fetch()
+                    .max_messages(1000)
+                    .expires(Duration::from_secs(2))
+                    .messages()
+                    .await
+                    .ok()?;
+                let before = ids.len();
+                while let Some(Ok(m)) = batch.next().await {
+                    let id = m
+                        .headers
+                        .as_ref()
+                        .and_then(|h| h.get("Nats-Msg-Id"))
+                        .map(|v| v.to_string())
+                        .unwrap_or_default();
+                    ids.push(id);
+                }
+                if ids.len() == before {
+                    return None;
+                }
+            }
+            Some(ids)
+        }
+        .await;
+        if let Some(ids) = attempt {
+            return ids;
+        }
+        assert!(Instant::now() < deadline, "could not read {stream} back");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r3_stream_loses_nothing_over_twenty_leader_kills() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    let mut c = JsCluster::start(false, 3);
+    let nc = connect(&c.urls()).await;
+    api_retry(&nc, "$JS.API.INFO", Value::Null, WAIT).await;
+    let created = api_retry(
+        &nc,
+        "$JS.API.STREAM.CREATE.EVENTS",
+        json!({"name": "EVENTS", "subjects": ["events.>"], "num_replicas": 3}),
+        WAIT,
+    )
+    .await;
+    assert!(created.get("error").is_none(), "{created}");
+    // A publisher that retries each message until it is acknowledged.
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(AtomicU64::new(0));
+    let publisher = {
+        let (nc, stop, acked) = (nc.clone(), stop.clone(), acked.clone());
+        tokio::spawn(async move {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                publish_until_acked(&nc, "events.e", &format!("e{i}")).await;
+                i += 1;
+                acked.store(i, Ordering::Relaxed);
+            }
+        })
+    };
+    let kills = 20;
+    for _ in 0..kills {
+        // Let some publishes through under this leader, then kill it.
+        let before = acked.load(Ordering::Relaxed);
+        let deadline = Instant::now() + WAIT;
+        while acked.load(Ordering::Relaxed) < before + 20 {
+            assert!(Instant::now() < deadline, "publishing stalled");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let leader = leader_of(&nc, "EVENTS").await;
+        let i = c.index_of(&leader);
+        c.kill(i);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        c.restart(i);
+    }
+    stop.store(true, Ordering::Relaxed);
+    publisher.await.unwrap();
+    let acked = acked.load(Ordering::Relaxed);
+    // Every server in turn leads and serves the whole stream.
+    let mut per_server = Vec::new();
+    for n in 0..c.nodes.len() {
+        let name = c.nodes[n].name.clone();
+        let deadline = Instant::now() + WAIT;
+        while leader_of(&nc, "EVENTS").await != name {
+            assert!(Instant::now() < deadline, "{name} never became leader");
+            api_retry(
+                &nc,
+                "$JS.API.STREAM.LEADER.STEPDOWN.EVENTS",
+                json!({"placement": {"preferred": name}}),
+                WAIT,
+            )
+            .await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        per_server.push((name, read_ids(&nc, "EVENTS").await));
+    }
+    let want: Vec<String> = (0..acked).map(|i| format!("e{i}")).collect();
+    for (name, ids) in &per_server {
+        let mut unique = ids.clone();
+        unique.sort();
+        unique.dedup();
+        let dup = ids.len() - unique.len();
+        let lost = want.iter().filter(|w| unique.binary_search(w).is_err()).count();
+        println!(
+            "figure: r3-leader-kills kills={kills} acked={acked} stored={} lost={lost} dup={dup} read_from={name}",
+            ids.len()
+        );
+        assert_eq!(lost, 0, "{name} lost acknowledged messages");
+        assert_eq!(dup, 0, "{name} holds duplicates");
+    }
+}

@@ -99,9 +99,13 @@ impl JetStream {
                 let sa = cl.meta.read().stream(&acc.name, name).cloned();
                 match sa {
                     Some(sa) => {
+                        let to = match preferred(body, &sa.peers) {
+                            Ok(to) => to,
+                            Err(e) => return Some(Err(("stream_leader_stepdown_response", e))),
+                        };
                         // One replica: nothing to hand over, and nats-server says success.
                         if sa.peers.len() > 1 {
-                            cl.transfer(&sa.group, None);
+                            cl.transfer(&sa.group, to.map(|n| crate::raft::peer::node_id(&n)));
                         }
                         Ok(Some(json!({
                             "type": "io.nats.jetstream.api.v1.stream_leader_stepdown_response",
@@ -461,4 +465,28 @@ fn propose(cl: &Clustered, reply: &str, op: MetaOp) {
             .expect("meta entries serialize")
             .into(),
     );
+}
+
+/// The `placement.preferred` server of a stepdown request, which must hold a replica.
+fn preferred(body: &[u8], peers: &[String]) -> Result<Option<String>, ApiError> {
+    #[derive(Deserialize, Default)]
+    struct Placement {
+        #[serde(default)]
+        preferred: Option<String>,
+    }
+    #[derive(Deserialize, Default)]
+    struct Req {
+        #[serde(default)]
+        placement: Option<Placement>,
+    }
+    let r: Req = errors::parse_opt(body, false)?;
+    let Some(p) = r.placement.and_then(|p| p.preferred).filter(|p| !p.is_empty()) else {
+        return Ok(None);
+    };
+    if !peers.contains(&p) {
+        return Err(ApiError::stream_invalid_config(&format!(
+            "preferred server {p} is not a replica of the stream"
+        )));
+    }
+    Ok(Some(p))
 }
