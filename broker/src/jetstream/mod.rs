@@ -74,6 +74,9 @@ pub struct JetStream {
     clustered: OnceLock<Arc<clustered::Clustered>>,
 }
 
+/// How long a server leaving the cluster waits for its leaderships to move to peers.
+const HAND_OVER: Duration = Duration::from_secs(3);
+
 /// Total system memory from `/proc/meminfo` (Linux), for the default memory limit.
 fn system_memory() -> Option<i64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
@@ -114,6 +117,11 @@ fn effective_max_store(configured: i64) -> i64 {
 impl crate::server::links::Service for JetStream {
     fn shutdown(&self) {
         JetStream::shutdown(self)
+    }
+    fn lame_duck(&self) {
+        if let Some(cl) = self.clustered.get() {
+            cl.hand_over(HAND_OVER);
+        }
     }
     fn as_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
         self
@@ -339,6 +347,7 @@ impl JetStream {
     /// Stops every stream (state written, files kept).
     pub fn shutdown(&self) {
         if let Some(cl) = self.clustered.get() {
+            cl.hand_over(HAND_OVER);
             cl.shutdown();
         }
         let accounts: Vec<Arc<JsAccount>> = self.accounts.read().values().cloned().collect();

@@ -106,6 +106,10 @@ impl Server {
         if let Some(c) = self.routes() {
             c.announce_lame_duck(self);
         }
+        // Clustered JetStream first hands every leadership this server holds to a peer.
+        if let Some(js) = self.jetstream_service().cloned() {
+            let _ = tokio::task::spawn_blocking(move || js.lame_duck()).await;
+        }
         // No client can connect once the accept loop has dropped the listener.
         self.ldm.listener_closed().await;
         if self.is_shut_down() {

@@ -62,6 +62,8 @@ pub trait SystemHooks: Send + Sync {
 pub trait Service: Send + Sync {
     /// The server is shutting down.
     fn shutdown(&self);
+    /// The server entered lame duck mode: hand over what it leads (may block a few seconds).
+    fn lame_duck(&self) {}
     /// The implementation, for the layers above that know its type.
     fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
 }

@@ -129,6 +129,20 @@ impl JsCluster {
         }
     }
 
+    /// Stops server `i` as Kubernetes does (SIGTERM) and waits for it to exit.
+    pub fn stop(&mut self, i: usize) {
+        if let Some(mut p) = self.nodes[i].proc.take() {
+            p.stop();
+        }
+    }
+
+    /// Starts server `i` (stopped or killed) with its configuration and store; waits until
+    /// it is ready.
+    pub fn start_node(&mut self, i: usize) {
+        self.spawn(i);
+        self.nodes[i].proc.as_ref().unwrap().ready();
+    }
+
     /// Starts server `i` again with its configuration and store; waits until it is ready.
     pub fn restart(&mut self, i: usize) {
         self.kill(i);

@@ -138,6 +138,35 @@ impl Clustered {
         });
     }
 
+    /// Hands every group this server leads to its most current peer and waits (up to
+    /// `within`) until none is led from here: leaving servers do not leave groups leaderless
+    /// for an election timeout.
+    pub fn hand_over(&self, within: Duration) {
+        let led = |cl: &Clustered| -> Vec<String> {
+            cl.views
+                .read()
+                .iter()
+                .filter(|(_, v)| v.leader == Some(cl.me) && v.voters.len() > 1)
+                .map(|(g, _)| g.clone())
+                .collect()
+        };
+        let groups = led(self);
+        if groups.is_empty() {
+            return;
+        }
+        tracing::info!(
+            "JetStream cluster handing over leadership of {} groups",
+            groups.len()
+        );
+        for g in &groups {
+            self.transfer(g, None);
+        }
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline && !led(self).is_empty() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Stops the runtime (groups' logs are on disk).
     pub fn shutdown(&self) {
         let _ = self.tx.lock().send(Event::Shutdown);
