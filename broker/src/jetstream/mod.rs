@@ -47,6 +47,18 @@ use config::{Storage, StreamConfig};
 use errors::ApiError;
 use stream::{Cmd, StreamHandle};
 
+/// How much of JetStream `/healthz` looks at (`js-enabled-only`, `js-server-only`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthScope {
+    /// That it is enabled (`js-enabled-only`), or the server itself (`js-server-only`,
+    /// which nats-server answers without looking at the cluster).
+    Enabled,
+    /// In a cluster, the contact with the meta leader (`js-meta-only`).
+    Meta,
+    /// Everything, every stream replica included.
+    Full,
+}
+
 /// The server's JetStream.
 #[derive(Debug)]
 pub struct JetStream {
@@ -360,9 +372,24 @@ impl JetStream {
         self.api_tx.lock().take();
     }
 
-    /// The first problem that makes JetStream unhealthy: a stream that could not be
-    /// recovered, or whose thread is no longer running.
-    pub fn unhealthy(&self) -> Option<String> {
+    /// The first problem that makes JetStream unhealthy: (clustered) no contact with a meta
+    /// leader or not caught up with it, a stream that could not be recovered, or whose
+    /// thread is no longer running, or (clustered) whose replica here is not current.
+    pub fn unhealthy(&self, scope: HealthScope) -> Option<String> {
+        if scope == HealthScope::Enabled {
+            return None;
+        }
+        if let Some(cl) = self.clustered.get() {
+            if let Some(e) = cl.meta_unhealthy() {
+                return Some(e);
+            }
+            if scope == HealthScope::Meta {
+                return None;
+            }
+            if let Some(e) = cl.replicas_unhealthy() {
+                return Some(e);
+            }
+        }
         if let Some(f) = self.failed.lock().first() {
             return Some(f.clone());
         }

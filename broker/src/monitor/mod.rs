@@ -406,10 +406,22 @@ async fn route(State(m): State<Arc<Monitor>>, uri: Uri) -> Response {
                     return bad_request(e);
                 }
             }
-            match healthz_error(s) {
+            let flag = |p: &str| params.bool(p).unwrap_or(false);
+            let scope = if flag("js-enabled-only") || flag("js-server-only") {
+                HealthScope::Enabled
+            } else if flag("js-meta-only") {
+                HealthScope::Meta
+            } else {
+                HealthScope::Full
+            };
+            match healthz_error_in(s, scope) {
                 None => respond(r#"{"status":"ok"}"#.to_string()),
                 Some(e) => {
-                    let body = serde_json::json!({"status": "unavailable", "status_code": 503, "error": e});
+                    let mut body = serde_json::json!({"status": "unavailable", "status_code": 503, "error": e});
+                    // nats-server leaves the code out while the meta layer recovers.
+                    if e == crate::jetstream::clustered::META_RECOVERING {
+                        body.as_object_mut().map(|m| m.remove("status_code"));
+                    }
                     let mut r = respond(body.to_string());
                     *r.status_mut() = axum::http::StatusCode::SERVICE_UNAVAILABLE;
                     r
@@ -514,9 +526,16 @@ fn healthz_status(s: &Server) -> &'static str {
     }
 }
 
+pub use crate::jetstream::HealthScope;
+
 /// Why the server is unhealthy, if it is.
 pub(crate) fn healthz_error(s: &Server) -> Option<String> {
-    crate::jetstream::JetStream::of(s)?.unhealthy()
+    healthz_error_in(s, HealthScope::Full)
+}
+
+/// Why the server is unhealthy as far as `scope` looks, if it is.
+pub(crate) fn healthz_error_in(s: &Server, scope: HealthScope) -> Option<String> {
+    crate::jetstream::JetStream::of(s)?.unhealthy(scope)
 }
 
 /// The `/routez` document; `subs` adds each route's `subscriptions_list`, `detail` its

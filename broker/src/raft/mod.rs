@@ -125,6 +125,8 @@ pub struct Raft {
     vote: Option<NodeId>,
     role: Role,
     leader: Option<NodeId>,
+    /// The highest commit index a leader of this term told this member about.
+    leader_commit: Index,
     log: Log,
     /// The voters as of the last membership entry in the log (committed or not).
     voters: Vec<NodeId>,
@@ -152,6 +154,7 @@ impl Raft {
             vote: hs.vote,
             role: Role::Follower,
             leader: None,
+            leader_commit: 0,
             log: Log::restore(entries, hs.commit),
             voters: Vec::new(),
             conf: (0, 0),
@@ -205,6 +208,15 @@ impl Raft {
     /// The group's voters as this member knows them.
     pub fn voters(&self) -> &[NodeId] {
         &self.voters
+    }
+
+    /// Whether this member is current: it leads, or it follows a leader and has committed
+    /// everything that leader said was committed.
+    pub fn is_current(&self) -> bool {
+        match self.role {
+            Role::Leader => true,
+            _ => self.leader.is_some() && self.log.committed >= self.leader_commit,
+        }
     }
 
     /// This member's id.
@@ -606,6 +618,7 @@ impl Raft {
                     self.become_follower(m.term, Some(m.from));
                 }
                 self.elapsed = 0;
+                self.leader_commit = self.leader_commit.max(commit);
                 let t = self.term;
                 let changes = entries.iter().any(|e| e.kind != EntryKind::Normal);
                 let accepted = self.log.accept(prev_index, prev_term, &entries);

@@ -43,6 +43,18 @@ impl JsCluster {
 
     /// [`JsCluster::start`] with `extra` appended to every server's configuration.
     pub fn start_with(reference: bool, n: usize, extra: &str) -> JsCluster {
+        let mut c = JsCluster::configure(reference, n, extra);
+        for i in 0..n {
+            c.spawn(i);
+        }
+        for n in &c.nodes {
+            n.proc.as_ref().unwrap().ready();
+        }
+        c
+    }
+
+    /// The cluster's configuration and store directories, no server started yet.
+    pub fn configure(reference: bool, n: usize, extra: &str) -> JsCluster {
         let dir = TempDir::new(if reference { "jsc-ref" } else { "jsc" });
         let routes: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let route_list: Vec<String> = routes
@@ -75,18 +87,11 @@ impl JsCluster {
                 proc: None,
             });
         }
-        let mut c = JsCluster {
+        JsCluster {
             nodes,
             reference,
             dir,
-        };
-        for i in 0..n {
-            c.spawn(i);
         }
-        for n in &c.nodes {
-            n.proc.as_ref().unwrap().ready();
-        }
-        c
     }
 
     fn spawn(&mut self, i: usize) {

@@ -26,6 +26,9 @@ use crate::raft::NodeId;
 use crate::server::subscription::Subscription;
 use meta::{MetaState, META_GROUP};
 
+/// `/healthz` before the meta group has started here (nats-server's words).
+pub const META_RECOVERING: &str = "JetStream is still recovering meta layer";
+
 /// One tick of every group's clock.
 pub const TICK: Duration = Duration::from_millis(50);
 /// Ticks between a leader's heartbeats.
@@ -60,6 +63,8 @@ pub struct GroupView {
     pub matched: Vec<(NodeId, u64)>,
     /// How long ago (nanoseconds) each peer was last heard from.
     pub heard: Vec<(NodeId, i64)>,
+    /// This member has a leader and has committed all it said was committed (or leads).
+    pub current: bool,
 }
 
 /// This server's part in clustered JetStream.
@@ -165,6 +170,35 @@ impl Clustered {
         while std::time::Instant::now() < deadline && !led(self).is_empty() {
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Why this server is not current with the meta group, if it is not.
+    pub fn meta_unhealthy(&self) -> Option<String> {
+        match self.view(META_GROUP) {
+            Some(v) if v.leader.is_some() && v.current => None,
+            Some(v) if v.leader.is_some() => {
+                Some("JetStream is not current with the meta leader".into())
+            }
+            Some(_) => Some("JetStream has not established contact with a meta leader".into()),
+            None => Some(META_RECOVERING.into()),
+        }
+    }
+
+    /// The first stream replica held here that is not current, if any.
+    pub fn replicas_unhealthy(&self) -> Option<String> {
+        let meta = self.meta.read();
+        for sa in meta.streams.values() {
+            if sa.peers.len() < 2 || !sa.peers.contains(&self.server_name) {
+                continue;
+            }
+            if !self.view(&sa.group).is_some_and(|v| v.current) {
+                return Some(format!(
+                    "JetStream stream '{} > {}' is not current",
+                    sa.account, sa.config.name
+                ));
+            }
+        }
+        None
     }
 
     /// Stops the runtime (groups' logs are on disk).

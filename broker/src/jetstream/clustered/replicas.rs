@@ -167,9 +167,12 @@ impl JetStream {
                     m.remove(k);
                 }
             }
-            // nats-server answers from the assignment, which does not know since when.
-            if let Some(c) = v["cluster"].as_object_mut() {
-                c.remove("leader_since");
+            // nats-server's meta leader answers: it knows since when only if it also leads
+            // the stream.
+            if !cl.is_meta_leader() {
+                if let Some(c) = v["cluster"].as_object_mut() {
+                    c.remove("leader_since");
+                }
             }
             return Ok(Some(v));
         }
@@ -480,7 +483,11 @@ fn preferred(body: &[u8], peers: &[String]) -> Result<Option<String>, ApiError> 
         placement: Option<Placement>,
     }
     let r: Req = errors::parse_opt(body, false)?;
-    let Some(p) = r.placement.and_then(|p| p.preferred).filter(|p| !p.is_empty()) else {
+    let Some(p) = r
+        .placement
+        .and_then(|p| p.preferred)
+        .filter(|p| !p.is_empty())
+    else {
         return Ok(None);
     };
     if !peers.contains(&p) {

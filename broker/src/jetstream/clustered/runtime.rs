@@ -449,6 +449,7 @@ impl Runtime {
                     .iter()
                     .map(|(p, t)| (*p, t.elapsed().as_nanos() as i64))
                     .collect(),
+                current: r.is_current(),
             },
         );
     }
