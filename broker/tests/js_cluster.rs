@@ -18,11 +18,7 @@ mod common;
 const WAIT: Duration = Duration::from_secs(30);
 
 /// Each test runs three servers: one test at a time, so two cores keep their timing.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn connect(urls: &str) -> async_nats::Client {
     let addrs: Vec<async_nats::ServerAddr> = urls.split(',').map(|u| u.parse().unwrap()).collect();
@@ -84,7 +80,7 @@ async fn stream_info(nc: &async_nats::Client, stream: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r3_stream_keeps_acknowledged_messages_when_its_leader_is_killed() {
-    let _serial = one_at_a_time();
+    let _serial = SERIAL.lock().await;
     let mut c = JsCluster::start(false, 3);
     let nc = connect(&c.urls()).await;
     // The meta group has a leader once the account info is answered; exactly one answer.
@@ -337,7 +333,7 @@ async fn api_scenario(reference: bool) -> Vec<(String, Value)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_api_answers_as_a_nats_server_cluster() {
-    let _serial = one_at_a_time();
+    let _serial = SERIAL.lock().await;
     let want = api_scenario(true).await;
     let got = api_scenario(false).await;
     for (w, g) in want.iter().zip(&got) {
@@ -361,7 +357,7 @@ async fn leader_of(nc: &async_nats::Client, stream: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r3_consumer_continues_where_it_was_after_its_leader_is_killed() {
-    let _serial = one_at_a_time();
+    let _serial = SERIAL.lock().await;
     use async_nats::jetstream::{self, consumer::pull};
     use futures::StreamExt;
     let mut c = JsCluster::start(false, 3);
@@ -442,7 +438,7 @@ async fn r3_consumer_continues_where_it_was_after_its_leader_is_killed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r3_key_value_and_object_store_work_while_the_leader_moves() {
-    let _serial = one_at_a_time();
+    let _serial = SERIAL.lock().await;
     use async_nats::jetstream::{self, kv, object_store};
     use futures::StreamExt;
     let c = JsCluster::start(false, 3);
@@ -614,7 +610,7 @@ async fn read_ids(nc: &async_nats::Client, stream: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r3_stream_loses_nothing_over_twenty_leader_kills() {
-    let _serial = one_at_a_time();
+    let _serial = SERIAL.lock().await;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::sync::Arc;
     let mut c = JsCluster::start(false, 3);
@@ -716,7 +712,7 @@ async fn wait_current(nc: &async_nats::Client, stream: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r3_stream_loses_nothing_over_a_rolling_restart() {
-    let _serial = one_at_a_time();
+    let _serial = SERIAL.lock().await;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::sync::Arc;
     let mut c = JsCluster::start(false, 3);
@@ -870,7 +866,7 @@ async fn health_scenario(reference: bool) -> Vec<(String, Value)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthz_waits_for_the_meta_leader_as_nats_server() {
-    let _serial = one_at_a_time();
+    let _serial = SERIAL.lock().await;
     let want = health_scenario(true).await;
     let got = health_scenario(false).await;
     assert_eq!(want, got);
