@@ -871,3 +871,58 @@ async fn healthz_waits_for_the_meta_leader_as_nats_server() {
     let got = health_scenario(false).await;
     assert_eq!(want, got);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_whose_store_was_emptied_rejoins_and_catches_up() {
+    let _serial = SERIAL.lock().await;
+    let mut c = JsCluster::start(false, 3);
+    let nc = connect(&c.urls()).await;
+    api_retry(&nc, "$JS.API.INFO", Value::Null, WAIT).await;
+    let created = api_retry(
+        &nc,
+        "$JS.API.STREAM.CREATE.LOST",
+        json!({"name": "LOST", "subjects": ["lost.>"], "num_replicas": 3}),
+        WAIT,
+    )
+    .await;
+    assert!(created.get("error").is_none(), "{created}");
+    for i in 0..50 {
+        publish_until_acked(&nc, "lost.x", &format!("l{i}")).await;
+    }
+    let leader = leader_of(&nc, "LOST").await;
+    let victim = (0..3).find(|i| c.nodes[*i].name != leader).unwrap();
+    let name = c.nodes[victim].name.clone();
+    c.kill(victim);
+    std::fs::remove_dir_all(c.dir.path().join(&name)).unwrap();
+    for i in 50..60 {
+        publish_until_acked(&nc, "lost.x", &format!("l{i}")).await;
+    }
+    c.start_node(victim);
+    let base = format!("http://{}", c.nodes[victim].http);
+    let deadline = Instant::now() + WAIT;
+    while common::http::get(&base, "/healthz").await.status != 200 {
+        assert!(Instant::now() < deadline, "{name} never healthy");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    wait_current(&nc, "LOST").await;
+    let deadline = Instant::now() + WAIT;
+    while leader_of(&nc, "LOST").await != name {
+        assert!(Instant::now() < deadline, "{name} never became leader");
+        api_retry(
+            &nc,
+            "$JS.API.STREAM.LEADER.STEPDOWN.LOST",
+            json!({"placement": {"preferred": name}}),
+            WAIT,
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let ids = read_ids(&nc, "LOST").await;
+    let want: Vec<String> = (0..60).map(|i| format!("l{i}")).collect();
+    println!(
+        "figure: r3-empty-store-rejoin acked=60 stored_on_rejoined={} lost={}",
+        ids.len(),
+        want.iter().filter(|w| !ids.contains(w)).count()
+    );
+    assert_eq!(ids, want);
+}

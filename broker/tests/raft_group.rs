@@ -68,6 +68,7 @@ fn run(
         heartbeat_ticks: 2,
         max_append: 64,
         seed: id * 7919,
+        abstain: false,
     };
     let (mut d, _) = Driver::open(cfg, &dir).expect("open the member's log");
     let mut next_tick = Instant::now() + TICK;

@@ -27,6 +27,8 @@ struct Node {
     disk: Disk,
     /// The last index this incarnation applied.
     applied: Index,
+    /// Its disk was wiped and it has not caught up since: it restarts abstaining.
+    wiped: bool,
 }
 
 struct Sim {
@@ -55,6 +57,7 @@ struct Sim {
 struct Stats {
     elections: u64,
     crashes: u64,
+    wipes: u64,
     transfers: u64,
     changes: u64,
     committed: u64,
@@ -70,6 +73,7 @@ fn config(id: NodeId, ids: &[NodeId], seed: u64) -> Config {
         heartbeat_ticks: 2,
         max_append,
         seed,
+        abstain: false,
     }
 }
 
@@ -92,6 +96,7 @@ impl Sim {
                         raft: Some(raft),
                         disk: Disk::default(),
                         applied: 0,
+                        wiped: false,
                     },
                 )
             })
@@ -126,6 +131,9 @@ impl Sim {
             let Some(raft) = node.raft.as_mut() else {
                 return;
             };
+            if node.wiped && !raft.abstaining() {
+                node.wiped = false;
+            }
             if !raft.has_ready() {
                 break;
             }
@@ -237,13 +245,31 @@ impl Sim {
         }
     }
 
+    /// Crashes `id` and empties its disk (a server whose store was lost), when every other
+    /// member is up and none is recovering from a wipe (one lost store at a time).
+    fn wipe(&mut self, id: NodeId) {
+        let others_fine = self
+            .nodes
+            .iter()
+            .all(|(n, node)| *n == id || (node.raft.is_some() && !node.wiped));
+        if !others_fine {
+            return;
+        }
+        self.crash(id);
+        let node = self.nodes.get_mut(&id).unwrap();
+        node.disk = Disk::default();
+        node.wiped = true;
+        self.stats.wipes += 1;
+    }
+
     fn restart(&mut self, id: NodeId) {
         let seed = if self.seed == SCRIPTED {
             SCRIPTED
         } else {
             self.seed.wrapping_add(self.stats.crashes)
         };
-        let cfg = config(id, &self.initial, seed);
+        let mut cfg = config(id, &self.initial, seed);
+        cfg.abstain = self.nodes[&id].wiped;
         let node = self.nodes.get_mut(&id).unwrap();
         if node.raft.is_none() {
             node.raft = Some(Raft::new(cfg, node.disk.hs, node.disk.entries.clone()));
@@ -329,9 +355,13 @@ impl Sim {
                 }
             }
             830..=939 => self.propose(),
-            940..=949 => {
+            940..=947 => {
                 let id = self.ids[self.rng.usize(0..self.ids.len())];
                 self.crash(id);
+            }
+            948..=949 => {
+                let id = self.ids[self.rng.usize(0..self.ids.len())];
+                self.wipe(id);
             }
             950..=979 => {
                 let id = self.ids[self.rng.usize(0..self.ids.len())];
@@ -573,15 +603,17 @@ fn raft_is_safe_and_live_under_faults() {
         let s = run(seed, steps);
         total.elections += s.elections;
         total.crashes += s.crashes;
+        total.wipes += s.wipes;
         total.transfers += s.transfers;
         total.committed += s.committed;
         total.changes += s.changes;
     }
     println!(
-        "figure: raft-sim schedules={} steps={steps} elections={} crashes={} transfers={} membership_changes={} committed={} violations=0",
+        "figure: raft-sim schedules={} steps={steps} elections={} crashes={} wipes={} transfers={} membership_changes={} committed={} violations=0",
         seeds.len(),
         total.elections,
         total.crashes,
+        total.wipes,
         total.transfers,
         total.changes,
         total.committed

@@ -49,6 +49,10 @@ pub struct Config {
     pub max_append: usize,
     /// Seeds the election timeouts' randomness (a simulation replays a schedule from it).
     pub seed: u64,
+    /// This member lost its log (its server's store was emptied) while the group went on: it
+    /// grants no vote and does not campaign until it has caught up with a leader, so it can
+    /// never help elect a leader that lacks entries it had acknowledged.
+    pub abstain: bool,
 }
 
 /// Where a member stands in its term.
@@ -127,6 +131,8 @@ pub struct Raft {
     leader: Option<NodeId>,
     /// The highest commit index a leader of this term told this member about.
     leader_commit: Index,
+    /// See [`Config::abstain`]; cleared once caught up.
+    abstain: bool,
     log: Log,
     /// The voters as of the last membership entry in the log (committed or not).
     voters: Vec<NodeId>,
@@ -155,6 +161,7 @@ impl Raft {
             role: Role::Follower,
             leader: None,
             leader_commit: 0,
+            abstain: cfg.abstain,
             log: Log::restore(entries, hs.commit),
             voters: Vec::new(),
             conf: (0, 0),
@@ -217,6 +224,11 @@ impl Raft {
             Role::Leader => true,
             _ => self.leader.is_some() && self.log.committed >= self.leader_commit,
         }
+    }
+
+    /// Whether this member still abstains (it lost its log and has not caught up).
+    pub fn abstaining(&self) -> bool {
+        self.abstain
     }
 
     /// This member's id.
@@ -474,7 +486,7 @@ impl Raft {
                     self.become_follower(term, None);
                 }
             }
-        } else if self.elapsed >= self.timeout {
+        } else if self.elapsed >= self.timeout && !self.abstain {
             self.campaign(false);
         }
     }
@@ -572,6 +584,7 @@ impl Raft {
                 last_term,
             } => {
                 let grant = m.term > self.term
+                    && !self.abstain
                     && !self.in_lease()
                     && self.log.is_up_to_date(last_index, last_term);
                 let t = if grant { m.term } else { self.term };
@@ -584,7 +597,7 @@ impl Raft {
             } => {
                 let can =
                     self.vote == Some(m.from) || (self.vote.is_none() && self.leader.is_none());
-                let grant = can && self.log.is_up_to_date(last_index, last_term);
+                let grant = can && !self.abstain && self.log.is_up_to_date(last_index, last_term);
                 if grant {
                     self.vote = Some(m.from);
                     self.reset_timeout();
@@ -631,6 +644,9 @@ impl Raft {
                         if c > self.log.committed {
                             self.log.committed = c;
                         }
+                        if self.leader_commit > 0 && self.log.committed >= self.leader_commit {
+                            self.abstain = false;
+                        }
                         self.send(
                             m.from,
                             t,
@@ -666,10 +682,19 @@ impl Raft {
                 // stale or repeated one would otherwise breed a duplicate each round trip (the
                 // heartbeat resends anyway).
                 if reject {
+                    if index < pr.matched {
+                        // The follower's log ends below what it acknowledged: it lost its log
+                        // (its store was emptied) and starts over from where it ends. A stale
+                        // refusal does the same, and the next answers move it back up.
+                        pr.matched = index;
+                        pr.next = index + 1;
+                        self.send_append(m.from);
+                        return;
+                    }
                     let next = (index + 1)
                         .min(pr.next.saturating_sub(1))
                         .max(pr.matched + 1);
-                    if index < pr.matched || next == pr.next {
+                    if next == pr.next {
                         return;
                     }
                     pr.next = next;

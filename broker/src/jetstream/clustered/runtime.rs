@@ -21,13 +21,15 @@ use crate::jetstream::JetStream;
 use crate::protocol::Msg;
 use crate::raft::driver::Driver;
 use crate::raft::peer::node_id;
-use crate::raft::{Config, Entry, EntryKind, Index, NodeId, Role};
+use crate::raft::{Body, Config, Entry, EntryKind, Index, NodeId, Role};
 use crate::server::internal::InternalSender;
 use crate::server::subscription::InternalHandler;
 use crate::server::Server;
 
 /// The file in a group's directory naming its first voters (server names, one per line).
 const PEERS_FILE: &str = "peers";
+/// Marks a group member that lost its log and has not caught up since.
+const ABSTAIN_FILE: &str = "abstain";
 /// How long the set of known servers must stay the same before the meta group starts.
 const SETTLE: std::time::Duration = std::time::Duration::from_secs(1);
 /// How long a new stream group's first peer waits before campaigning.
@@ -52,6 +54,8 @@ struct Group {
     campaign_at: Option<Instant>,
     /// When each peer was last heard from.
     heard: HashMap<NodeId, Instant>,
+    /// It lost its log and has not caught up yet (see [`ABSTAIN_FILE`]).
+    abstaining: bool,
 }
 
 /// The runtime thread's state.
@@ -67,6 +71,10 @@ struct Runtime {
     /// The JetStream servers seen and since when that set has not changed.
     boot: Option<(Vec<String>, Instant)>,
     last_peer_check: Instant,
+    /// A meta leader was heard before this server's meta group started.
+    meta_leader_seen: bool,
+    /// Streams assigned here while the meta log was catching up, started once it is current.
+    deferred: Vec<(StreamAssignment, Option<String>)>,
 }
 
 /// Starts clustered JetStream for `js`: the runtime thread and the `$NRG` subscription.
@@ -110,6 +118,8 @@ pub fn start(server: &Arc<Server>, js: &Arc<JetStream>, cluster_name: &str) -> A
         out: HashMap::new(),
         boot: None,
         last_peer_check: Instant::now(),
+        meta_leader_seen: false,
+        deferred: Vec::new(),
     };
     let t = std::thread::Builder::new()
         .name("js-raft".into())
@@ -119,7 +129,7 @@ pub fn start(server: &Arc<Server>, js: &Arc<JetStream>, cluster_name: &str) -> A
     cl
 }
 
-fn group_config(me: NodeId, peers: Vec<NodeId>) -> Config {
+fn group_config(me: NodeId, peers: Vec<NodeId>, abstain: bool) -> Config {
     Config {
         id: me,
         peers,
@@ -127,6 +137,7 @@ fn group_config(me: NodeId, peers: Vec<NodeId>) -> Config {
         heartbeat_ticks: HEARTBEAT_TICKS,
         max_append: 512,
         seed: fastrand::u64(..),
+        abstain,
     }
 }
 
@@ -190,6 +201,13 @@ impl Runtime {
                 }
                 self.maybe_start_meta(&server);
                 self.maybe_add_meta_peers(&server);
+                if !self.deferred.is_empty() && self.meta_current() {
+                    if let Some(js) = self.js.upgrade() {
+                        for (sa, reply) in std::mem::take(&mut self.deferred) {
+                            self.start_replica(&server, &js, &sa, reply, true);
+                        }
+                    }
+                }
             }
             self.drive_all(&server, ticked);
             self.flush(&server);
@@ -199,6 +217,13 @@ impl Runtime {
     fn handle(&mut self, ev: Event) {
         match ev {
             Event::Inbound { group, payload } => {
+                if group == META_GROUP && !self.groups.contains_key(META_GROUP) {
+                    // A meta leader already runs: this server joins an existing cluster.
+                    let msgs = nrg::unpack(payload.clone());
+                    if msgs.iter().any(|m| matches!(m.body, Body::Append { .. })) {
+                        self.meta_leader_seen = true;
+                    }
+                }
                 if let Some(g) = self.groups.get_mut(&group) {
                     let now = Instant::now();
                     for m in nrg::unpack(payload) {
@@ -266,22 +291,18 @@ impl Runtime {
                 let configured =
                     crate::cluster::Cluster::of(server).map_or(0, |c| c.configured_routes().len());
                 let expected = configured.max(2);
-                if known.len() < expected {
+                if known.len() < expected && !self.meta_leader_seen {
                     return;
                 }
                 match &self.boot {
+                    // Joining a running cluster: no need to wait for the others.
+                    _ if self.meta_leader_seen => {}
                     Some((set, since)) if *set == known && since.elapsed() >= SETTLE => {}
                     Some((set, _)) if *set == known => return,
                     _ => {
                         self.boot = Some((known, Instant::now()));
                         return;
                     }
-                }
-                if let Err(e) = write_peers(&dir, &known) {
-                    tracing::error!(
-                        "JetStream cluster: could not write the meta group's peers: {e}"
-                    );
-                    return;
                 }
                 tracing::info!(
                     "JetStream cluster bootstrapping the meta group with {}",
@@ -290,7 +311,8 @@ impl Runtime {
                 known
             }
         };
-        if let Err(e) = self.open_group(META_GROUP, Kind::Meta, &peers, None) {
+        let rejoin = self.meta_leader_seen;
+        if let Err(e) = self.open_group(META_GROUP, Kind::Meta, &peers, None, rejoin) {
             tracing::error!("JetStream cluster: could not open the meta group: {e}");
         }
     }
@@ -334,14 +356,26 @@ impl Runtime {
         kind: Kind,
         peers: &[String],
         pending_reply: Option<String>,
+        rejoin: bool,
     ) -> Result<(), String> {
         let dir = self.root.join(name);
-        if read_peers(&dir).is_none() {
+        let fresh = read_peers(&dir).is_none();
+        if fresh {
             write_peers(&dir, peers).map_err(|e| e.to_string())?;
         }
+        // A member whose log is gone while its group went on abstains until it has caught
+        // up; the marker keeps it abstaining across restarts until then.
+        let marker = dir.join(ABSTAIN_FILE);
+        let abstain = marker.exists() || (fresh && rejoin);
+        if abstain {
+            tracing::warn!(
+                "JetStream cluster group {name}: this server's log is gone; it votes again once caught up"
+            );
+            std::fs::write(&marker, b"").map_err(|e| e.to_string())?;
+        }
         let ids: Vec<NodeId> = peers.iter().map(|p| self.cl.learn_name(p)).collect();
-        let (driver, rec) =
-            Driver::open(group_config(self.cl.me, ids), &dir).map_err(|e| e.to_string())?;
+        let (driver, rec) = Driver::open(group_config(self.cl.me, ids, abstain), &dir)
+            .map_err(|e| e.to_string())?;
         // A new stream group elects at once: its first peer campaigns without waiting out an
         // election timeout (the others wait theirs, so it normally wins unopposed).
         // The others need a moment to apply the assignment that creates their member.
@@ -367,6 +401,7 @@ impl Runtime {
                 pending_reply,
                 campaign_at,
                 heard: HashMap::new(),
+                abstaining: abstain,
             },
         );
         Ok(())
@@ -395,6 +430,11 @@ impl Runtime {
                     .drive(|m| sends.push(m), |e| committed.push(e.clone()))
                 {
                     tracing::error!("JetStream cluster group {name}: log write failed: {e}");
+                }
+                if g.abstaining && !g.driver.raft().abstaining() {
+                    g.abstaining = false;
+                    let _ = std::fs::remove_file(self.root.join(&name).join(ABSTAIN_FILE));
+                    tracing::info!("JetStream cluster group {name}: caught up, voting again");
                 }
                 let leader = g.driver.raft().leader();
                 let changed = leader != g.leader;
@@ -504,6 +544,12 @@ impl Runtime {
         }
     }
 
+    fn meta_current(&self) -> bool {
+        self.groups
+            .get(META_GROUP)
+            .is_some_and(|g| g.driver.raft().is_current())
+    }
+
     fn stream_handle(&self, account: &str, stream: &str) -> Option<Arc<StreamHandle>> {
         self.js.upgrade()?.account(account)?.stream(stream)
     }
@@ -518,7 +564,16 @@ impl Runtime {
             MetaOp::AddStream { sa } => {
                 let reply = me.reply.filter(|_| !replay);
                 if sa.peers.contains(&self.cl.server_name) {
-                    self.start_replica(server, &js, &sa, reply);
+                    // Learnt while catching up with the meta leader (this server's store was
+                    // emptied): the stream existed without this server's data; it starts,
+                    // abstaining, once the meta log is current.
+                    if !replay && !self.meta_current() {
+                        self.deferred.push((sa, reply));
+                    } else {
+                        // Replayed from this server's own meta log: the stream's log should
+                        // be here too; if it is not, it was lost.
+                        self.start_replica(server, &js, &sa, reply, replay);
+                    }
                 }
             }
             MetaOp::UpdateStream { sa } => {
@@ -530,6 +585,8 @@ impl Runtime {
                 js.update_replica(server, &sa, &h, reply);
             }
             MetaOp::RemoveStream { account, stream } => {
+                self.deferred
+                    .retain(|(sa, _)| !(sa.account == account && sa.config.name == stream));
                 if let Some(acc) = js.account(&account) {
                     let h = acc.streams.write().remove(&stream);
                     if let Some(h) = h {
@@ -560,6 +617,7 @@ impl Runtime {
         js: &Arc<JetStream>,
         sa: &StreamAssignment,
         reply: Option<String>,
+        rejoin: bool,
     ) {
         let replicated = sa.peers.len() > 1;
         let link = replicated.then(|| ReplicaLink {
@@ -588,7 +646,7 @@ impl Runtime {
             account: sa.account.clone(),
             stream: sa.config.name.clone(),
         };
-        if let Err(e) = self.open_group(&sa.group, kind, &sa.peers, reply) {
+        if let Err(e) = self.open_group(&sa.group, kind, &sa.peers, reply, rejoin) {
             tracing::error!(
                 "JetStream cluster: group {} of stream '{} > {}' could not be opened: {e}",
                 sa.group,
