@@ -926,3 +926,96 @@ async fn a_server_whose_store_was_emptied_rejoins_and_catches_up() {
     );
     assert_eq!(ids, want);
 }
+
+/// The meta group as `/jsz` shows it and a meta leader stepdown from the system account.
+async fn meta_scenario(reference: bool) -> Vec<(String, Value)> {
+    let extra = "accounts { SYS { users [{user: sys, password: pass}] }, \
+                 APP { users [{user: app, password: pass}], jetstream: enabled } }\n\
+                 system_account: SYS\n";
+    let c = JsCluster::start_with(reference, 3, extra);
+    let connect_as = |user: &'static str| {
+        let addrs: Vec<async_nats::ServerAddr> =
+            c.urls().split(',').map(|u| u.parse().unwrap()).collect();
+        async move {
+            ConnectOptions::with_user_and_password(user.into(), "pass".into())
+                .retry_on_initial_connect()
+                .connect(addrs)
+                .await
+                .unwrap()
+        }
+    };
+    let app = connect_as("app").await;
+    let sys = connect_as("sys").await;
+    api_retry(&app, "$JS.API.INFO", Value::Null, WAIT).await;
+    let jsz = |i: usize| {
+        let base = format!("http://{}", c.nodes[i].http);
+        async move { common::http::get(&base, "/jsz").await.json() }
+    };
+    let keys = |v: &Value| -> Value {
+        let mut k: Vec<String> = v
+            .as_object()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        k.sort();
+        json!(k)
+    };
+    // Settle: every server agrees on the leader and the leader sees its peers current.
+    let deadline = Instant::now() + WAIT;
+    let leader = loop {
+        let mut leaders = Vec::new();
+        for i in 0..3 {
+            leaders.push(jsz(i).await["meta_cluster"]["leader"].clone());
+        }
+        if leaders.iter().all(|l| l.is_string() && *l == leaders[0]) {
+            let li = c.index_of(leaders[0].as_str().unwrap());
+            let doc = jsz(li).await;
+            let reps = doc["meta_cluster"]["replicas"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if reps.len() == 2 && reps.iter().all(|r| r["current"] == true) {
+                break li;
+            }
+        }
+        assert!(Instant::now() < deadline, "meta group never settled");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let mut out = Vec::new();
+    let on_leader = jsz(leader).await;
+    let follower = (leader + 1) % 3;
+    let on_follower = jsz(follower).await;
+    out.push(("leader keys".into(), keys(&on_leader["meta_cluster"])));
+    out.push(("follower keys".into(), keys(&on_follower["meta_cluster"])));
+    out.push((
+        "replica keys".into(),
+        keys(&on_leader["meta_cluster"]["replicas"][0]),
+    ));
+    out.push((
+        "cluster_size".into(),
+        on_leader["meta_cluster"]["cluster_size"].clone(),
+    ));
+    let r = api_retry(&sys, "$JS.API.META.LEADER.STEPDOWN", Value::Null, WAIT).await;
+    out.push(("stepdown".into(), r));
+    let old = c.nodes[leader].name.clone();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let l = jsz(follower).await["meta_cluster"]["leader"].clone();
+        if l.is_string() && l != old.as_str() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "meta leader never moved");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    out.push(("moved".into(), json!(true)));
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meta_group_in_jsz_and_its_stepdown_as_nats_server() {
+    let _serial = SERIAL.lock().await;
+    let want = meta_scenario(true).await;
+    let got = meta_scenario(false).await;
+    for (w, g) in want.iter().zip(&got) {
+        assert_eq!(w, g, "natrix differs from nats-server");
+    }
+}

@@ -97,6 +97,10 @@ pub fn jsz(s: &Server, o: &JszOptions) -> Option<Value> {
         "messages": messages,
         "bytes": bytes,
     });
+    if let Some(cl) = js.clustered() {
+        doc["meta_cluster"] = cl.meta_cluster_info();
+        doc["ha_assets"] = json!(cl.ha_assets());
+    }
     let want_details = o.accounts || o.streams || o.consumers || o.account.is_some();
     if want_details {
         let limit = if o.limit == 0 { 1024 } else { o.limit };

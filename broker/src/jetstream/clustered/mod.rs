@@ -201,6 +201,73 @@ impl Clustered {
         None
     }
 
+    /// The `meta_cluster` object of `/jsz`, as nats-server shows it.
+    pub fn meta_cluster_info(&self) -> serde_json::Value {
+        let view = self.view(META_GROUP).unwrap_or_default();
+        let size = view.voters.len().max(1);
+        let mut v = serde_json::json!({
+            "name": self.cluster_name,
+            "cluster_size": size,
+            "quorum_needed": size / 2 + 1,
+            "pending": 0,
+            "pending_requests": 0,
+            "pending_infos": 0,
+            "snapshot": {"pending_entries": 0, "pending_size": 0, "last_time": "0001-01-01T00:00:00Z"},
+        });
+        if let Some(l) = view.leader {
+            v["leader"] = serde_json::json!(self.name_of(l));
+            v["peer"] = serde_json::json!(peer_of(l));
+        }
+        {
+            let mut replicas: Vec<(String, serde_json::Value)> = view
+                .voters
+                .iter()
+                .filter(|p| **p != self.me)
+                .map(|p| {
+                    let heard = view.heard.iter().find(|(id, _)| id == p).map(|(_, t)| *t);
+                    let matched = view
+                        .matched
+                        .iter()
+                        .find(|(id, _)| id == p)
+                        .map_or(0, |(_, m)| *m);
+                    let name = self.name_of(*p);
+                    // The leader knows how far each follower is; a follower knows the leader.
+                    let current = if view.leader == Some(self.me) {
+                        heard.is_some() && matched >= view.committed
+                    } else {
+                        view.leader == Some(*p) && view.current
+                    };
+                    let mut r = serde_json::json!({
+                        "name": name,
+                        "current": current,
+                        "active": heard.unwrap_or(0),
+                        "peer": peer_of(*p),
+                    });
+                    if heard.is_none() {
+                        r["offline"] = serde_json::json!(true);
+                    }
+                    (name, r)
+                })
+                .collect();
+            replicas.sort_by(|a, b| a.0.cmp(&b.0));
+            if !replicas.is_empty() {
+                v["replicas"] =
+                    serde_json::Value::Array(replicas.into_iter().map(|(_, r)| r).collect());
+            }
+        }
+        v
+    }
+
+    /// How many replicated streams this server holds a replica of (`/jsz` `ha_assets`).
+    pub fn ha_assets(&self) -> usize {
+        self.meta
+            .read()
+            .streams
+            .values()
+            .filter(|sa| sa.peers.len() > 1 && sa.peers.contains(&self.server_name))
+            .count()
+    }
+
     /// Stops the runtime (groups' logs are on disk).
     pub fn shutdown(&self) {
         let _ = self.tx.lock().send(Event::Shutdown);

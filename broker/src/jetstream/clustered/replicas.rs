@@ -497,3 +497,21 @@ fn preferred(body: &[u8], peers: &[String]) -> Result<Option<String>, ApiError> 
     }
     Ok(Some(p))
 }
+
+/// The `placement.preferred` server of a meta stepdown request, if any.
+pub(crate) fn preferred_server(body: &[u8]) -> Result<Option<String>, ApiError> {
+    #[derive(Deserialize, Default)]
+    struct Placement {
+        #[serde(default)]
+        preferred: Option<String>,
+    }
+    #[derive(Deserialize, Default)]
+    struct Req {
+        #[serde(default)]
+        placement: Option<Placement>,
+    }
+    let r: Req = errors::parse_opt(body, false)?;
+    Ok(r.placement
+        .and_then(|p| p.preferred)
+        .filter(|p| !p.is_empty()))
+}

@@ -108,6 +108,42 @@ pub fn start(server: &Arc<Server>, js: &Arc<JetStream>, cluster_name: &str) -> A
         js.client
             .subscribe_internal(server, &server.system_account, &nrg::inbox(me), handler);
     *cl.sub.lock() = Some(sub);
+    // `$JS.API.META.LEADER.STEPDOWN` in the system account: the meta leader hands over.
+    let stepdown = {
+        let weak = Arc::downgrade(&cl);
+        let srv = Arc::downgrade(server);
+        InternalHandler(Arc::new(move |m: &Msg<'_>| {
+            let (Some(cl), Some(server)) = (weak.upgrade(), srv.upgrade()) else {
+                return;
+            };
+            if !cl.is_meta_leader() {
+                return;
+            }
+            let Some(reply) = m.reply.and_then(|r| std::str::from_utf8(r).ok()) else {
+                return;
+            };
+            let body = match super::replicas::preferred_server(m.payload) {
+                Ok(to) => {
+                    cl.transfer(META_GROUP, to.map(|n| node_id(&n)));
+                    serde_json::json!({"type": "io.nats.jetstream.api.v1.meta_leader_stepdown_response", "success": true})
+                }
+                Err(e) => crate::jetstream::errors::error_body("meta_leader_stepdown_response", e),
+            };
+            let mut sender = InternalSender::default();
+            sender.send(
+                &server,
+                &server.system_account,
+                Msg::new(reply, body.to_string().as_bytes()),
+            );
+            sender.flush(&server);
+        }))
+    };
+    js.client.subscribe_internal(
+        server,
+        &server.system_account,
+        "$JS.API.META.LEADER.STEPDOWN",
+        stepdown,
+    );
     let rt = Runtime {
         cl: cl.clone(),
         server: Arc::downgrade(server),
