@@ -303,6 +303,27 @@ async fn api_scenario(reference: bool) -> Vec<(String, Value)> {
         api_retry(&nc, "$JS.API.STREAM.CREATE.R1", r1, WAIT).await,
     );
     call("info r1", stream_info(&nc, "R1").await);
+    // A preferred server that leads already, or holds no replica: nats-server's 10005.
+    let leader = leader_of(&nc, "R3").await;
+    let v = api_retry(
+        &nc,
+        "$JS.API.STREAM.LEADER.STEPDOWN.R3",
+        json!({"placement": {"preferred": leader}}),
+        WAIT,
+    )
+    .await;
+    let v: Value = serde_json::from_str(&v.to_string().replace(&leader, "<leader>")).unwrap();
+    call("stepdown to the leader", v);
+    call(
+        "stepdown to nobody",
+        api_retry(
+            &nc,
+            "$JS.API.STREAM.LEADER.STEPDOWN.R3",
+            json!({"placement": {"preferred": "nope"}}),
+            WAIT,
+        )
+        .await,
+    );
     for s in ["R3", "R1", "NOPE"] {
         let v = api_retry(
             &nc,

@@ -152,6 +152,7 @@ catalog_with! {
     stream_invalid_external_delivery_subj => 10024, 400, "stream external delivery prefix {} must not contain wildcards";
     sequence_not_found => 10043, 400, "sequence {} not found";
     stream_create => 10049, 500, "{}";
+    placement_refused => 10005, 400, "{}";
     stream_msg_delete_failed => 10057, 500, "{}";
     stream_restore => 10062, 500, "restore failed: {}";
     stream_snapshot => 10064, 500, "snapshot failed: {}";

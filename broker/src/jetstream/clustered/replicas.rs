@@ -99,7 +99,11 @@ impl JetStream {
                 let sa = cl.meta.read().stream(&acc.name, name).cloned();
                 match sa {
                     Some(sa) => {
-                        let to = match preferred(body, &sa.peers) {
+                        let leader = cl
+                            .view(&sa.group)
+                            .and_then(|v| v.leader)
+                            .map(|l| cl.name_of(l));
+                        let to = match preferred(body, &sa.peers, leader.as_deref()) {
                             Ok(to) => to,
                             Err(e) => return Some(Err(("stream_leader_stepdown_response", e))),
                         };
@@ -470,8 +474,13 @@ fn propose(cl: &Clustered, reply: &str, op: MetaOp) {
     );
 }
 
-/// The `placement.preferred` server of a stepdown request, which must hold a replica.
-fn preferred(body: &[u8], peers: &[String]) -> Result<Option<String>, ApiError> {
+/// The `placement.preferred` server of a stepdown request: one holding a replica that does
+/// not lead already (nats-server's 10005 otherwise).
+fn preferred(
+    body: &[u8],
+    peers: &[String],
+    leader: Option<&str>,
+) -> Result<Option<String>, ApiError> {
     #[derive(Deserialize, Default)]
     struct Placement {
         #[serde(default)]
@@ -491,8 +500,13 @@ fn preferred(body: &[u8], peers: &[String]) -> Result<Option<String>, ApiError> 
         return Ok(None);
     };
     if !peers.contains(&p) {
-        return Err(ApiError::stream_invalid_config(&format!(
-            "preferred server {p} is not a replica of the stream"
+        return Err(ApiError::placement_refused(&format!(
+            "preferred server \"{p}\" not known"
+        )));
+    }
+    if leader == Some(p.as_str()) {
+        return Err(ApiError::placement_refused(&format!(
+            "preferred server \"{p}\" is already leader"
         )));
     }
     Ok(Some(p))
