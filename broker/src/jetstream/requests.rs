@@ -360,15 +360,8 @@ impl JetStream {
         if let Some(h) = acc.stream(name) {
             if *h.cfg.read() == cfg {
                 // Idempotent: the same answer as the first create.
-                let mut v = h.info().ok_or_else(ApiError::stream_not_found)?;
-                v["type"] = json!("io.nats.jetstream.api.v1.stream_create_response");
-                if let Value::Object(m) = &mut v {
-                    for k in ["total", "offset", "limit", "cluster"] {
-                        m.remove(k);
-                    }
-                }
-                v["did_create"] = json!(true);
-                return Ok(v);
+                let v = h.info().ok_or_else(ApiError::stream_not_found)?;
+                return Ok(create_response(v, &["cluster"], true));
             }
             return Err(ApiError::stream_name_exists());
         }
@@ -377,6 +370,18 @@ impl JetStream {
         {
             return Err(ApiError::max_streams());
         }
+        self.check_max_bytes(acc, &cfg)?;
+        let h = self.start_stream(server, acc, cfg, crate::clock::unix_nanos(), true)?;
+        let v = h.info().ok_or_else(ApiError::stream_not_found)?;
+        Ok(create_response(v, &["cluster"], true))
+    }
+
+    /// Refuses a stream whose `max_bytes` exceeds the account's or the server's storage.
+    pub(super) fn check_max_bytes(
+        &self,
+        acc: &JsAccount,
+        cfg: &StreamConfig,
+    ) -> Result<(), ApiError> {
         let (acc_limit, server_limit) = match cfg.storage {
             Storage::Memory => (acc.limits.max_memory, self.max_memory()),
             Storage::File => (acc.limits.max_store, self.max_store()),
@@ -386,16 +391,7 @@ impl JetStream {
         {
             return Err(insufficient(cfg.storage));
         }
-        let h = self.start_stream(server, acc, cfg, crate::clock::unix_nanos(), true)?;
-        let mut v = h.info().ok_or_else(ApiError::stream_not_found)?;
-        v["type"] = json!("io.nats.jetstream.api.v1.stream_create_response");
-        if let Value::Object(m) = &mut v {
-            for k in ["total", "offset", "limit", "cluster"] {
-                m.remove(k);
-            }
-        }
-        v["did_create"] = json!(true);
-        Ok(v)
+        Ok(())
     }
 
     pub(super) fn update_stream(
@@ -428,6 +424,21 @@ impl JetStream {
         }
         Ok(v)
     }
+}
+
+/// A stream's info as the answer to a create: typed so, without paging fields and `drop`,
+/// with `did_create` when the request created it.
+pub(super) fn create_response(mut v: Value, drop: &[&str], did_create: bool) -> Value {
+    v["type"] = json!("io.nats.jetstream.api.v1.stream_create_response");
+    if let Value::Object(m) = &mut v {
+        for k in ["total", "offset", "limit"].iter().chain(drop) {
+            m.remove(*k);
+        }
+    }
+    if did_create {
+        v["did_create"] = json!(true);
+    }
+    v
 }
 
 /// Refuses `cfg` when its subjects overlap those of another of `others`.

@@ -13,9 +13,9 @@ use serde_json::{json, Value};
 use super::meta::{group_name, MetaEntry, MetaOp, StreamAssignment, META_GROUP};
 use super::{Clustered, ReplicaLink};
 use crate::jetstream::account::JsAccount;
-use crate::jetstream::config::{insufficient, Storage};
+use crate::jetstream::config::Storage;
 use crate::jetstream::errors::{self, ApiError};
-use crate::jetstream::requests::check_overlap_with;
+use crate::jetstream::requests::{check_overlap_with, create_response};
 use crate::jetstream::stream::{self, Cmd, StreamHandle};
 use crate::jetstream::{advisory, JetStream};
 use crate::protocol::Msg;
@@ -165,12 +165,7 @@ impl JetStream {
                     "cluster": {"name": cl.cluster_name, "raft_group": sa.group},
                 }),
             };
-            v["type"] = json!("io.nats.jetstream.api.v1.stream_create_response");
-            if let Value::Object(m) = &mut v {
-                for k in ["total", "offset", "limit"] {
-                    m.remove(k);
-                }
-            }
+            v = create_response(v, &[], false);
             // nats-server's meta leader answers: it knows since when only if it also leads
             // the stream.
             if !cl.is_meta_leader() {
@@ -188,15 +183,7 @@ impl JetStream {
         if acc.limits.max_streams >= 0 && count >= acc.limits.max_streams {
             return Err(ApiError::max_streams());
         }
-        let (acc_limit, server_limit) = match cfg.storage {
-            Storage::Memory => (acc.limits.max_memory, self.max_memory()),
-            Storage::File => (acc.limits.max_store, self.max_store()),
-        };
-        if cfg.max_bytes > 0
-            && ((acc_limit >= 0 && cfg.max_bytes > acc_limit) || cfg.max_bytes > server_limit)
-        {
-            return Err(insufficient(cfg.storage));
-        }
+        self.check_max_bytes(acc, &cfg)?;
         let candidates = candidates(server);
         let peers = meta
             .place(&candidates, cfg.num_replicas.max(1) as usize)
@@ -481,22 +468,7 @@ fn preferred(
     peers: &[String],
     leader: Option<&str>,
 ) -> Result<Option<String>, ApiError> {
-    #[derive(Deserialize, Default)]
-    struct Placement {
-        #[serde(default)]
-        preferred: Option<String>,
-    }
-    #[derive(Deserialize, Default)]
-    struct Req {
-        #[serde(default)]
-        placement: Option<Placement>,
-    }
-    let r: Req = errors::parse_opt(body, false)?;
-    let Some(p) = r
-        .placement
-        .and_then(|p| p.preferred)
-        .filter(|p| !p.is_empty())
-    else {
+    let Some(p) = preferred_server(body)? else {
         return Ok(None);
     };
     if !peers.contains(&p) {

@@ -261,14 +261,11 @@ impl Stream {
     }
     /// Answers a create request (clustered: once the stream has a leader).
     pub(super) fn answer_created(&mut self, server: &Server, reply: &str) {
-        let mut v = self.info_value(&Default::default());
-        v["type"] = json!("io.nats.jetstream.api.v1.stream_create_response");
-        if let Value::Object(m) = &mut v {
-            for k in ["total", "offset", "limit"] {
-                m.remove(k);
-            }
-        }
-        v["did_create"] = json!(true);
+        let v = crate::jetstream::requests::create_response(
+            self.info_value(&Default::default()),
+            &[],
+            true,
+        );
         let body = v.to_string();
         self.sender
             .send(server, &self.account, Msg::new(reply, body.as_bytes()));
