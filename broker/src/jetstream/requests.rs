@@ -180,19 +180,12 @@ impl JetStream {
             }
             ["STREAM", "NAMES"] | ["STREAM", "LIST"] => {
                 let list = toks[1] == "LIST";
-                #[derive(Deserialize, Default)]
-                struct L {
-                    #[serde(default)]
-                    offset: usize,
-                    #[serde(default)]
-                    subject: String,
-                }
                 let kind = if list {
                     "stream_list_response"
                 } else {
                     "stream_names_response"
                 };
-                let l: L = errors::parse_opt(body, self.strict).map_err(|e| (kind, e))?;
+                let l: ListReq = errors::parse_opt(body, self.strict).map_err(|e| (kind, e))?;
                 let all: Vec<Arc<StreamHandle>> = acc
                     .streams
                     .read()
@@ -215,20 +208,7 @@ impl JetStream {
                     let infos: Vec<Value> = page
                         .iter()
                         .filter_map(|h| h.info())
-                        .map(|mut v| {
-                            if let Value::Object(m) = &mut v {
-                                m.remove("type");
-                                m.remove("total");
-                                m.remove("offset");
-                                m.remove("limit");
-                            }
-                            // A list shows the stored metadata only, as nats-server's.
-                            if let Some(md) = v["config"]["metadata"].as_object_mut() {
-                                md.remove("_nats.level");
-                                md.remove("_nats.ver");
-                            }
-                            v
-                        })
+                        .map(list_entry)
                         .collect();
                     Ok(Some(
                         json!({"type": "io.nats.jetstream.api.v1.stream_list_response", "total": total, "offset": l.offset, "limit": limit, "streams": infos, "missing": null}),
@@ -437,6 +417,31 @@ pub(super) fn create_response(mut v: Value, drop: &[&str], did_create: bool) -> 
     }
     if did_create {
         v["did_create"] = json!(true);
+    }
+    v
+}
+
+/// The body of `STREAM.NAMES` and `STREAM.LIST`.
+#[derive(Deserialize, Default)]
+pub(super) struct ListReq {
+    #[serde(default)]
+    pub offset: usize,
+    /// Only streams whose subjects overlap this one.
+    #[serde(default)]
+    pub subject: String,
+}
+
+/// A stream's info as one entry of `STREAM.LIST`: no type or paging fields, and only the
+/// stored metadata, as nats-server's.
+pub(super) fn list_entry(mut v: Value) -> Value {
+    if let Value::Object(m) = &mut v {
+        for k in ["type", "total", "offset", "limit"] {
+            m.remove(k);
+        }
+    }
+    if let Some(md) = v["config"]["metadata"].as_object_mut() {
+        md.remove("_nats.level");
+        md.remove("_nats.ver");
     }
     v
 }

@@ -15,7 +15,7 @@ use super::{Clustered, ReplicaLink};
 use crate::jetstream::account::JsAccount;
 use crate::jetstream::config::Storage;
 use crate::jetstream::errors::{self, ApiError};
-use crate::jetstream::requests::{check_overlap_with, create_response};
+use crate::jetstream::requests::{check_overlap_with, create_response, list_entry, ListReq};
 use crate::jetstream::stream::{self, Cmd, StreamHandle};
 use crate::jetstream::{advisory, JetStream};
 use crate::protocol::Msg;
@@ -242,19 +242,12 @@ impl JetStream {
         body: &[u8],
     ) -> Result<Option<Value>, (&'static str, ApiError)> {
         let list = toks[1] == "LIST";
-        #[derive(Deserialize, Default)]
-        struct L {
-            #[serde(default)]
-            offset: usize,
-            #[serde(default)]
-            subject: String,
-        }
         let kind = if list {
             "stream_list_response"
         } else {
             "stream_names_response"
         };
-        let l: L = errors::parse_opt(body, self.strict).map_err(|e| (kind, e))?;
+        let l: ListReq = errors::parse_opt(body, self.strict).map_err(|e| (kind, e))?;
         let meta = cl.meta.read();
         let all: Vec<&StreamAssignment> = meta
             .account_streams(&acc.name)
@@ -287,14 +280,7 @@ impl JetStream {
         let mut missing = Vec::new();
         for sa in page {
             match acc.stream(&sa.config.name).and_then(|h| h.info()) {
-                Some(mut v) => {
-                    if let Value::Object(m) = &mut v {
-                        for k in ["type", "total", "offset", "limit"] {
-                            m.remove(k);
-                        }
-                    }
-                    infos.push(v);
-                }
+                Some(v) => infos.push(list_entry(v)),
                 None => missing.push(sa.config.name.clone()),
             }
         }
