@@ -175,23 +175,10 @@ async fn r3_stream_keeps_acknowledged_messages_when_its_leader_is_killed() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let info = stream_info(&nc, "ORDERS").await;
-        if info["cluster"]["leader"] == leader.as_str() {
-            assert_eq!(info["state"]["messages"].as_u64(), Some(acked), "{info}");
-            break;
-        }
-        api_retry(
-            &nc,
-            "$JS.API.STREAM.LEADER.STEPDOWN.ORDERS",
-            json!({"placement": {"preferred": leader}}),
-            WAIT,
-        )
-        .await;
-        assert!(Instant::now() < deadline, "{leader} never became leader");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    make_leader(&nc, "ORDERS", &leader).await;
+    let info = stream_info(&nc, "ORDERS").await;
+    assert_eq!(info["cluster"]["leader"], leader.as_str(), "{info}");
+    assert_eq!(info["state"]["messages"].as_u64(), Some(acked), "{info}");
     let stored = stream_info(&nc, "ORDERS").await["state"]["messages"]
         .as_u64()
         .unwrap();
@@ -363,6 +350,23 @@ async fn stream_api_answers_as_a_nats_server_cluster() {
         assert_eq!(w, g, "natrix differs from nats-server");
     }
     assert_eq!(want.len(), got.len());
+}
+
+/// Hands `stream`'s leadership to server `name` (a preferred-server stepdown, repeated until
+/// it holds).
+async fn make_leader(nc: &async_nats::Client, stream: &str, name: &str) {
+    let deadline = Instant::now() + WAIT;
+    while leader_of(nc, stream).await != name {
+        assert!(Instant::now() < deadline, "{name} never became leader");
+        api_retry(
+            nc,
+            &format!("$JS.API.STREAM.LEADER.STEPDOWN.{stream}"),
+            json!({"placement": {"preferred": name}}),
+            WAIT,
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// The leader of `stream` by name, once there is one.
@@ -683,18 +687,7 @@ async fn r3_stream_loses_nothing_over_twenty_leader_kills() {
     let mut per_server = Vec::new();
     for n in 0..c.nodes.len() {
         let name = c.nodes[n].name.clone();
-        let deadline = Instant::now() + WAIT;
-        while leader_of(&nc, "EVENTS").await != name {
-            assert!(Instant::now() < deadline, "{name} never became leader");
-            api_retry(
-                &nc,
-                "$JS.API.STREAM.LEADER.STEPDOWN.EVENTS",
-                json!({"placement": {"preferred": name}}),
-                WAIT,
-            )
-            .await;
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+        make_leader(&nc, "EVENTS", &name).await;
         per_server.push((name, read_ids(&nc, "EVENTS").await));
     }
     let want: Vec<String> = (0..acked).map(|i| format!("e{i}")).collect();
@@ -928,18 +921,7 @@ async fn a_server_whose_store_was_emptied_rejoins_and_catches_up() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     wait_current(&nc, "LOST").await;
-    let deadline = Instant::now() + WAIT;
-    while leader_of(&nc, "LOST").await != name {
-        assert!(Instant::now() < deadline, "{name} never became leader");
-        api_retry(
-            &nc,
-            "$JS.API.STREAM.LEADER.STEPDOWN.LOST",
-            json!({"placement": {"preferred": name}}),
-            WAIT,
-        )
-        .await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    make_leader(&nc, "LOST", &name).await;
     let ids = read_ids(&nc, "LOST").await;
     let want: Vec<String> = (0..60).map(|i| format!("l{i}")).collect();
     println!(
